@@ -1,0 +1,21 @@
+//! scim-bridge: a SCIM 2.0 service provider that carries every change onto Periscope Data /
+//! Sisense for Cloud Data Teams sites through the vendor's partner API.
+//!
+//! Module map (see `DESIGN.md` section 2; arrows point one way: `http -> bridge -> {store,
+//! partner}`, everything may use `scim`, `scim` imports nothing of the project, `partner` knows
+//! nothing of SCIM):
+//!
+//! - [`cli`]: subcommands (`serve`, `partner-emulator`, `check-config`, ...).
+//! - [`config`]: typed configuration from defaults, a TOML file and `SCIM_BRIDGE_*` variables,
+//!   validated at start, secrets redacted.
+//! - [`scim`]: the protocol, pure: schemas, resources, filters, paths, PATCH, projection, errors.
+//! - [`partner`]: the partner API: `wire` (vendor names), `client` (real HTTP), `emulator` (fake).
+//! - [`secret`]: the `Secret` string that never prints.
+//! - [`telemetry`]: the tracing subscriber.
+
+pub mod cli;
+pub mod config;
+pub mod partner;
+pub mod scim;
+pub mod secret;
+pub mod telemetry;

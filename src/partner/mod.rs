@@ -1,0 +1,143 @@
+//! The partner API (Periscope Data / Sisense for Cloud Data Teams "User and Group Management API").
+//!
+//! - [`wire`]: every vendor path, header and JSON field name, and the tolerant parsing of
+//!   responses (section 3 of `partner-api.md`). A finding on a live site is a one-place fix there.
+//! - [`client`]: the real HTTP client: pooled, rate-limited per site, retries with backoff and
+//!   jitter honouring `Retry-After`, a circuit per site, explicit `test_mode` on every write.
+//! - [`emulator`]: a faithful fake of the partner (section 2 of `partner-api.md`) with fault
+//!   injection, used by tests, benchmarks, the `partner-emulator` subcommand and sandbox mode.
+//!
+//! This module knows nothing of SCIM.
+
+pub mod client;
+pub mod emulator;
+pub mod wire;
+
+use serde::{Deserialize, Serialize};
+
+/// The ten calls of the partner API. Used for call logs, counters, fault scripts, spans and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    ListUsers,
+    GetUser,
+    CreateUser,
+    UpdateUser,
+    DeleteUser,
+    ListGroups,
+    GetGroup,
+    CreateGroup,
+    UpdateGroup,
+    DeleteGroup,
+}
+
+impl CallKind {
+    /// Every call, in a fixed order.
+    pub const ALL: [CallKind; 10] = [
+        CallKind::ListUsers,
+        CallKind::GetUser,
+        CallKind::CreateUser,
+        CallKind::UpdateUser,
+        CallKind::DeleteUser,
+        CallKind::ListGroups,
+        CallKind::GetGroup,
+        CallKind::CreateGroup,
+        CallKind::UpdateGroup,
+        CallKind::DeleteGroup,
+    ];
+
+    /// The snake_case name used in logs, metrics and the emulator's admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::ListUsers => "list_users",
+            CallKind::GetUser => "get_user",
+            CallKind::CreateUser => "create_user",
+            CallKind::UpdateUser => "update_user",
+            CallKind::DeleteUser => "delete_user",
+            CallKind::ListGroups => "list_groups",
+            CallKind::GetGroup => "get_group",
+            CallKind::CreateGroup => "create_group",
+            CallKind::UpdateGroup => "update_group",
+            CallKind::DeleteGroup => "delete_group",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(s: &str) -> Option<CallKind> {
+        CallKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// True for calls that change state (they carry `test_mode`).
+    pub fn is_write(self) -> bool {
+        !matches!(
+            self,
+            CallKind::ListUsers | CallKind::GetUser | CallKind::ListGroups | CallKind::GetGroup
+        )
+    }
+}
+
+impl std::fmt::Display for CallKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A group's access level. A user gets the highest level of any of their groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Access {
+    #[serde(rename = "View")]
+    View,
+    #[serde(rename = "Discovery")]
+    Discovery,
+    #[serde(rename = "SQL")]
+    Sql,
+}
+
+impl Access {
+    /// The canonical spelling the partner returns: `SQL`, `Discovery`, `View`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Sql => "SQL",
+            Access::Discovery => "Discovery",
+            Access::View => "View",
+        }
+    }
+
+    /// Parses any casing of `SQL`, `Discovery`, `View`.
+    pub fn parse(s: &str) -> Option<Access> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sql" => Some(Access::Sql),
+            "discovery" => Some(Access::Discovery),
+            "view" => Some(Access::View),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The built-in group every user is in.
+pub const ALL_USERS_GROUP: &str = "All Users";
+/// The built-in group that grants admin rights.
+pub const ADMINISTRATORS_GROUP: &str = "Administrators";
+
+/// A partner user as the bridge sees it, independent of the wire shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerUser {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// Group names, as the partner spells them.
+    pub groups: Vec<String>,
+}
+
+/// A partner group as the bridge sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerGroup {
+    pub name: String,
+    pub access: Access,
+}

@@ -1,0 +1,12 @@
+//! The SCIM 2.0 protocol (RFC 7643, RFC 7644) as a pure library: no I/O, no async.
+//!
+//! Resources are handled as canonical JSON objects (`serde_json::Value`) guided by the schema
+//! model, with typed views for the fields the bridge needs.
+//!
+//! - [`schema`]: attribute definitions, resource types, attribute references, value coercion.
+//! - [`error`]: the SCIM error (status, `scimType`, detail).
+
+pub mod error;
+pub mod schema;
+
+pub use error::{ScimError, ScimType};
