@@ -1,1 +1,967 @@
-//! placeholder
+//! Typed configuration: defaults, then a TOML file (`--config PATH`), then `SCIM_BRIDGE_*`
+//! environment variables (nested keys joined with `__`), then command-line flags.
+//!
+//! Every secret has a `*_file` sibling (`api_key_file`, `token_file`, ...; in the environment
+//! `SCIM_BRIDGE_API_KEY_FILE`, ...) naming a file that holds it, for Docker and Kubernetes
+//! secrets. Secrets are [`Secret`]s: they print as `***` in `Debug`, `Display` and
+//! `check-config`. A single-tenant deployment needs no file: the top-level shorthand keys
+//! (`SCIM_BRIDGE_SITE_NAME`, `SCIM_BRIDGE_API_KEY`, `SCIM_BRIDGE_BEARER_TOKEN`, ...) describe one
+//! tenant with one site. Invalid configuration is reported with the name of every wrong setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::partner::Access;
+use crate::secret::Secret;
+
+/// The prefix of every environment variable the bridge reads.
+pub const ENV_PREFIX: &str = "SCIM_BRIDGE_";
+
+/// The partner's documented base URL.
+pub const DEFAULT_PARTNER_BASE_URL: &str = "https://api.periscopedata.com";
+
+/// Environment variables with the prefix that are not configuration keys (read elsewhere).
+const NON_CONFIG_ENV: &[&str] = &["config", "sandbox_token", "log_format"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the SCIM API listener.
+    pub listen: SocketAddr,
+    /// Address of the Prometheus metrics listener (off when absent).
+    pub metrics_listen: Option<SocketAddr>,
+    /// The URL clients reach the bridge at (scheme, host, optional path prefix); `Location` and
+    /// `meta.location` are built from it. Defaults to `http://<listen>`.
+    pub public_base_url: Option<Url>,
+    /// Folder for the default SQLite store.
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    /// Tenants; when empty, the single-tenant shorthand below describes one.
+    pub tenants: Vec<TenantConfig>,
+
+    // ---- single-tenant shorthand (environment-only deployments) ----
+    /// Partner base URL of the single site.
+    pub partner_base_url: Option<Url>,
+    /// `site_name` of the single site.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub site_name: Option<String>,
+    /// Partner API key of the single site.
+    pub api_key: Option<Secret>,
+    pub api_key_file: Option<PathBuf>,
+    /// A static SCIM bearer token of the single tenant.
+    pub bearer_token: Option<Secret>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// SHA-256 (hex) of the SCIM bearer token, instead of the token itself.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub bearer_token_sha256: Option<String>,
+    /// Existing partner user that invites new users.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub invited_by_email: Option<String>,
+    /// SCIM base path of the single tenant.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub base_path: Option<String>,
+    pub default_access: Option<Access>,
+    pub deprovision: Option<DeprovisionPolicy>,
+    pub email_change: Option<EmailChangePolicy>,
+    pub dry_run: Option<bool>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
+            public_base_url: None,
+            data_dir: PathBuf::from("./data"),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+            tenants: Vec::new(),
+            partner_base_url: None,
+            site_name: None,
+            api_key: None,
+            api_key_file: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            bearer_token_sha256: None,
+            invited_by_email: None,
+            base_path: None,
+            default_access: None,
+            deprovision: None,
+            email_change: None,
+            dry_run: None,
+        }
+    }
+}
+
+/// Where state lives.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://...`; default: `sqlite://<data_dir>/scim-bridge.db`.
+    /// Secret because a PostgreSQL URL may carry a password.
+    pub url: Option<Secret>,
+    pub url_file: Option<PathBuf>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `scim_bridge=debug,info`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub level: String,
+    /// `auto` (JSON unless the output is a terminal), `json` or `text`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Auto,
+    Json,
+    Text,
+}
+
+/// What happens at the partner when a user becomes inactive (`active=false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeprovisionPolicy {
+    /// Delete the partner user; reactivation re-creates it with its groups.
+    #[default]
+    Remove,
+    /// Keep the partner user, remove its managed groups.
+    Strip,
+    /// Change nothing at the partner.
+    Keep,
+}
+
+/// What happens at the partner when a user's `userName` (its partner email) changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailChangePolicy {
+    /// Partner PUT with the new email.
+    #[default]
+    Update,
+    /// Create the new partner user with the same names and groups, then delete the old one.
+    Recreate,
+    /// Refuse with 400 `mutability`.
+    Reject,
+}
+
+/// One SCIM endpoint bound to one or more partner sites.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantConfig {
+    /// A short name, used in logs, metrics and the audit log.
+    #[serde(deserialize_with = "lenient::string")]
+    pub name: String,
+    /// SCIM base path, e.g. `/scim/v2` or `/t/acme/scim/v2`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub base_path: String,
+    pub credentials: CredentialsConfig,
+    pub sites: Vec<SiteConfig>,
+    /// An existing partner user that "invites" users the bridge creates.
+    #[serde(deserialize_with = "lenient::string")]
+    pub invited_by_email: String,
+    /// Access level of groups the bridge creates.
+    pub default_access: Access,
+    pub deprovision: DeprovisionPolicy,
+    pub email_change: EmailChangePolicy,
+    /// Keep the IdP's desired state but send every partner write with `test_mode=true`.
+    pub dry_run: bool,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            base_path: "/scim/v2".into(),
+            credentials: CredentialsConfig::default(),
+            sites: Vec::new(),
+            invited_by_email: String::new(),
+            default_access: Access::View,
+            deprovision: DeprovisionPolicy::default(),
+            email_change: EmailChangePolicy::default(),
+            dry_run: false,
+        }
+    }
+}
+
+/// The credentials a tenant accepts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// Static bearer tokens; several at once allow rotation.
+    pub bearer_tokens: Vec<BearerTokenConfig>,
+}
+
+/// One static bearer token: the token itself, a file holding it, or its SHA-256.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BearerTokenConfig {
+    /// Names the credential in logs and the audit log (never the token).
+    #[serde(deserialize_with = "lenient::string")]
+    pub name: String,
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    /// Hex SHA-256 of the token (`scim-bridge token new` prints it).
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub sha256: Option<String>,
+}
+
+/// One partner site.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiteConfig {
+    pub base_url: Url,
+    #[serde(deserialize_with = "lenient::string")]
+    pub site_name: String,
+    pub api_key: Option<Secret>,
+    pub api_key_file: Option<PathBuf>,
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        Self {
+            base_url: default_partner_url(),
+            site_name: String::new(),
+            api_key: None,
+            api_key_file: None,
+        }
+    }
+}
+
+fn default_partner_url() -> Url {
+    // The constant is a valid URL; a test proves it.
+    #[allow(clippy::expect_used)]
+    Url::parse(DEFAULT_PARTNER_BASE_URL).expect("DEFAULT_PARTNER_BASE_URL parses")
+}
+
+/// A configuration error: which setting, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+/// All errors found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    fn one(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self(vec![ConfigError {
+            setting: setting.into(),
+            message: message.into(),
+        }])
+    }
+}
+
+/// Where configuration comes from; tests pass their own environment.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// `(name, value)` pairs; `None` means the process environment.
+    pub env: Option<Vec<(String, String)>>,
+}
+
+impl Config {
+    /// Loads defaults, the file, the environment; resolves `*_file` secrets; folds the
+    /// single-tenant shorthand into `tenants`; validates. Errors name every wrong setting.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &sources.file {
+            if !path.exists() {
+                return Err(ConfigErrors::one(
+                    "--config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        let env = match &sources.env {
+            Some(vars) => vars.clone(),
+            None => std::env::vars().collect(),
+        };
+        fig = fig.merge(env_provider(&env));
+        let mut config: Config = fig.extract().map_err(figment_errors)?;
+        config.resolve_files()?;
+        config.fold_shorthand();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// True when no tenant is configured: `serve` then starts the sandbox.
+    pub fn is_unconfigured(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// The store URL (secret: may hold a password).
+    pub fn store_url(&self) -> Secret {
+        match &self.store.url {
+            Some(u) => u.clone(),
+            None => Secret::new(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("scim-bridge.db").display()
+            )),
+        }
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        match &self.public_base_url {
+            Some(u) => u.as_str().trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The effective configuration as TOML, secrets shown as `***`.
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    fn resolve_files(&mut self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        resolve_secret(
+            &mut self.api_key,
+            &self.api_key_file,
+            "api_key",
+            &mut errors,
+        );
+        resolve_secret(
+            &mut self.bearer_token,
+            &self.bearer_token_file,
+            "bearer_token",
+            &mut errors,
+        );
+        resolve_secret(
+            &mut self.store.url,
+            &self.store.url_file,
+            "store.url",
+            &mut errors,
+        );
+        for (ti, t) in self.tenants.iter_mut().enumerate() {
+            for (si, s) in t.sites.iter_mut().enumerate() {
+                let name = format!("tenants[{ti}].sites[{si}].api_key");
+                resolve_secret(&mut s.api_key, &s.api_key_file, &name, &mut errors);
+            }
+            for (ki, k) in t.credentials.bearer_tokens.iter_mut().enumerate() {
+                let name = format!("tenants[{ti}].credentials.bearer_tokens[{ki}].token");
+                resolve_secret(&mut k.token, &k.token_file, &name, &mut errors);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Turns the top-level single-tenant keys into one tenant when no `tenants` are given.
+    fn fold_shorthand(&mut self) {
+        let any = self.site_name.is_some()
+            || self.api_key.is_some()
+            || self.bearer_token.is_some()
+            || self.bearer_token_sha256.is_some()
+            || self.partner_base_url.is_some()
+            || self.invited_by_email.is_some();
+        if !any || !self.tenants.is_empty() {
+            return;
+        }
+        let mut tenant = TenantConfig {
+            name: "default".into(),
+            ..TenantConfig::default()
+        };
+        if let Some(p) = &self.base_path {
+            tenant.base_path = p.clone();
+        }
+        if self.bearer_token.is_some() || self.bearer_token_sha256.is_some() {
+            tenant.credentials.bearer_tokens.push(BearerTokenConfig {
+                name: "default".into(),
+                token: self.bearer_token.clone(),
+                token_file: None,
+                sha256: self.bearer_token_sha256.clone(),
+            });
+        }
+        tenant.sites.push(SiteConfig {
+            base_url: self
+                .partner_base_url
+                .clone()
+                .unwrap_or_else(default_partner_url),
+            site_name: self.site_name.clone().unwrap_or_default(),
+            api_key: self.api_key.clone(),
+            api_key_file: None,
+        });
+        tenant.invited_by_email = self.invited_by_email.clone().unwrap_or_default();
+        if let Some(a) = self.default_access {
+            tenant.default_access = a;
+        }
+        if let Some(d) = self.deprovision {
+            tenant.deprovision = d;
+        }
+        if let Some(e) = self.email_change {
+            tenant.email_change = e;
+        }
+        if let Some(d) = self.dry_run {
+            tenant.dry_run = d;
+        }
+        self.tenants.push(tenant);
+    }
+
+    /// Checks everything that deserialization cannot.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut err = |setting: String, message: &str| {
+            errors.push(ConfigError {
+                setting,
+                message: message.to_owned(),
+            })
+        };
+        if let Some(u) = &self.public_base_url {
+            if !matches!(u.scheme(), "http" | "https") {
+                err(
+                    "public_base_url".into(),
+                    "must be an http:// or https:// URL",
+                );
+            }
+        }
+        if let Some(u) = &self.store.url {
+            let u = u.expose();
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
+                err(
+                    "store.url".into(),
+                    "must start with sqlite: or postgres:// (the value is not shown: it may hold a password)",
+                );
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut paths = std::collections::HashSet::new();
+        for (ti, t) in self.tenants.iter().enumerate() {
+            let at = |field: &str| format!("tenants[{ti}].{field}");
+            if t.name.trim().is_empty() {
+                err(at("name"), "must not be empty");
+            } else if !names.insert(t.name.to_ascii_lowercase()) {
+                err(at("name"), "another tenant has the same name");
+            }
+            if !valid_base_path(&t.base_path) {
+                err(
+                    at("base_path"),
+                    "must start with '/', not end with '/', and hold only letters, digits, '-', '_', '.' and '/'",
+                );
+            } else if !paths.insert(t.base_path.to_ascii_lowercase()) {
+                err(at("base_path"), "another tenant has the same base path");
+            }
+            if t.credentials.bearer_tokens.is_empty() {
+                err(
+                    at("credentials.bearer_tokens"),
+                    "no credential configured: set bearer_token (SCIM_BRIDGE_BEARER_TOKEN) or add a token",
+                );
+            }
+            for (ki, k) in t.credentials.bearer_tokens.iter().enumerate() {
+                let kat = |f: &str| at(&format!("credentials.bearer_tokens[{ki}].{f}"));
+                match (&k.token, &k.sha256) {
+                    (None, None) => err(kat("token"), "set token, token_file or sha256"),
+                    (Some(_), Some(_)) => err(kat("token"), "set either token or sha256, not both"),
+                    (Some(tok), None) if tok.expose().len() < 16 => err(
+                        kat("token"),
+                        "too short: use at least 16 characters (scim-bridge token new)",
+                    ),
+                    (None, Some(h)) if parse_sha256_hex(h).is_none() => {
+                        err(kat("sha256"), "must be 64 hexadecimal characters")
+                    }
+                    _ => {}
+                }
+            }
+            if t.sites.is_empty() {
+                err(at("sites"), "at least one partner site is required");
+            }
+            let mut site_names = std::collections::HashSet::new();
+            for (si, s) in t.sites.iter().enumerate() {
+                let sat = |f: &str| at(&format!("sites[{si}].{f}"));
+                if s.site_name.trim().is_empty() {
+                    err(
+                        sat("site_name"),
+                        "must not be empty (SCIM_BRIDGE_SITE_NAME)",
+                    );
+                } else if s.site_name.contains(':') || s.site_name.chars().any(char::is_control) {
+                    err(
+                        sat("site_name"),
+                        "must not contain ':' or control characters",
+                    );
+                } else if !site_names.insert(s.site_name.to_ascii_lowercase()) {
+                    err(sat("site_name"), "the same site is listed twice");
+                }
+                match &s.api_key {
+                    None => err(
+                        sat("api_key"),
+                        "missing (SCIM_BRIDGE_API_KEY or api_key_file)",
+                    ),
+                    Some(k) if k.is_empty() => err(sat("api_key"), "must not be empty"),
+                    Some(k) if k.expose().chars().any(|c| c.is_control()) => {
+                        err(sat("api_key"), "must not contain control characters")
+                    }
+                    _ => {}
+                }
+                if !matches!(s.base_url.scheme(), "http" | "https") {
+                    err(sat("base_url"), "must be an http:// or https:// URL");
+                }
+            }
+            if t.invited_by_email.trim().is_empty() {
+                err(
+                    at("invited_by_email"),
+                    "required: an existing partner user that invites new users (SCIM_BRIDGE_INVITED_BY_EMAIL)",
+                );
+            } else if !t.invited_by_email.contains('@')
+                || t.invited_by_email.chars().any(char::is_control)
+            {
+                err(at("invited_by_email"), "must be an email address");
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+impl TenantConfig {
+    /// The SHA-256 of every accepted bearer token, with the credential's name.
+    pub fn token_hashes(&self) -> Vec<(String, [u8; 32])> {
+        self.credentials
+            .bearer_tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| {
+                let name = if k.name.is_empty() {
+                    format!("token-{i}")
+                } else {
+                    k.name.clone()
+                };
+                match (&k.token, &k.sha256) {
+                    (Some(t), _) => Some((name, sha256(t.expose()))),
+                    (None, Some(h)) => parse_sha256_hex(h).map(|h| (name, h)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// SHA-256 of a token.
+pub fn sha256(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// Parses 64 hex characters.
+pub fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(s.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+fn valid_base_path(p: &str) -> bool {
+    p.starts_with('/')
+        && (p.len() == 1 || !p.ends_with('/'))
+        && !p.contains("//")
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && !p.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+fn resolve_secret(
+    value: &mut Option<Secret>,
+    file: &Option<PathBuf>,
+    name: &str,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Some(path) = file else { return };
+    if value.is_some() {
+        errors.push(ConfigError {
+            setting: format!("{name}_file"),
+            message: format!("set either {name} or {name}_file, not both"),
+        });
+        return;
+    }
+    match read_secret_file(path) {
+        Ok(s) => *value = Some(s),
+        Err(message) => errors.push(ConfigError {
+            setting: format!("{name}_file"),
+            message,
+        }),
+    }
+}
+
+/// Reads a secret from a file, dropping one trailing newline (as `echo` and editors leave).
+pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            let s = s.strip_suffix('\n').unwrap_or(&s);
+            let s = s.strip_suffix('\r').unwrap_or(s);
+            if s.is_empty() {
+                Err(format!("file {} is empty", path.display()))
+            } else {
+                Ok(Secret::new(s))
+            }
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// `SCIM_BRIDGE_A__B` becomes key `a.b`.
+fn env_provider(vars: &[(String, String)]) -> figment::providers::Serialized<figment::value::Dict> {
+    use figment::value::{Dict, Value};
+    let mut root = Dict::new();
+    for (k, v) in vars {
+        let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase();
+        if key.is_empty() || NON_CONFIG_ENV.contains(&key.as_str()) {
+            continue;
+        }
+        let parts: Vec<&str> = key.split("__").collect();
+        // Parsed as figment's `Env` provider does ("true" is a boolean, "8080" a number,
+        // "[a, b]" a list); string settings accept numbers through `lenient`.
+        let value = v
+            .parse::<Value>()
+            .unwrap_or_else(|_| Value::from(v.clone()));
+        insert_path(&mut root, &parts, value);
+    }
+    Serialized::defaults(root)
+}
+
+fn insert_path(dict: &mut figment::value::Dict, parts: &[&str], value: figment::value::Value) {
+    use figment::value::{Dict, Value};
+    match parts {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_owned(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry((*first).to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            } else {
+                let mut inner = Dict::new();
+                insert_path(&mut inner, rest, value);
+                *entry = Value::from(inner);
+            }
+        }
+    }
+}
+
+fn figment_errors(e: figment::Error) -> ConfigErrors {
+    ConfigErrors(
+        e.into_iter()
+            .map(|e| {
+                let setting = if e.path.is_empty() {
+                    "configuration".to_owned()
+                } else {
+                    e.path.join(".")
+                };
+                let source = e
+                    .metadata
+                    .as_ref()
+                    .map(|m| format!(" (from {})", m.name))
+                    .unwrap_or_default();
+                // The kind names the expected type; never print the offending value, which
+                // may be a secret.
+                ConfigError {
+                    setting,
+                    message: format!("{}{source}", describe_kind(&e.kind)),
+                }
+            })
+            .collect(),
+    )
+}
+
+fn describe_kind(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(actual, expected) => format!("expected {expected}, found {actual}"),
+        Kind::InvalidValue(_, expected) => format!("invalid value: expected {expected}"),
+        Kind::UnknownField(field, _) => format!("unknown setting '{field}'"),
+        Kind::UnknownVariant(v, expected) => {
+            format!(
+                "unknown value '{v}': expected one of {}",
+                expected.join(", ")
+            )
+        }
+        Kind::MissingField(f) => format!("missing setting '{f}'"),
+        Kind::DuplicateField(f) => format!("setting '{f}' given twice"),
+        Kind::InvalidLength(_, expected) => format!("invalid length: expected {expected}"),
+        Kind::Message(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Strings that also accept numbers and booleans: an environment variable `SITE_NAME=1234`
+/// parses as a number, but the setting is a string.
+mod lenient {
+    use serde::de::{self, Deserializer, Visitor};
+
+    struct StringVisitor;
+
+    impl<'de> Visitor<'de> for StringVisitor {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+        fn visit_char<E: de::Error>(self, v: char) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        d.deserialize_any(StringVisitor)
+    }
+
+    struct OptVisitor;
+
+    impl<'de> Visitor<'de> for OptVisitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+            d.deserialize_any(StringVisitor).map(Some)
+        }
+    }
+
+    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_option(OptVisitor)
+    }
+
+    /// Used by [`crate::secret::Secret`]'s `Deserialize`.
+    pub fn any_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        d.deserialize_any(StringVisitor)
+    }
+}
+
+pub(crate) use lenient::any_string as lenient_string;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            file: None,
+            env: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+        }
+    }
+
+    const SINGLE: &[(&str, &str)] = &[
+        ("SCIM_BRIDGE_SITE_NAME", "acme"),
+        ("SCIM_BRIDGE_API_KEY", "1234567890"),
+        ("SCIM_BRIDGE_BEARER_TOKEN", "a-long-enough-token-value"),
+        ("SCIM_BRIDGE_INVITED_BY_EMAIL", "admin@acme.example"),
+        ("SCIM_BRIDGE_DRY_RUN", "true"),
+        ("SCIM_BRIDGE_DEFAULT_ACCESS", "discovery"),
+        ("SCIM_BRIDGE_LISTEN", "0.0.0.0:9000"),
+        ("SCIM_BRIDGE_SANDBOX_TOKEN", "ignored"),
+        ("UNRELATED", "x"),
+    ];
+
+    #[test]
+    fn default_partner_url_parses() {
+        assert_eq!(
+            default_partner_url().as_str(),
+            "https://api.periscopedata.com/"
+        );
+    }
+
+    #[test]
+    fn single_tenant_from_environment_alone() {
+        let c = Config::load(&env(SINGLE)).unwrap();
+        assert_eq!(c.tenants.len(), 1);
+        let t = &c.tenants[0];
+        assert_eq!(t.base_path, "/scim/v2");
+        assert_eq!(t.sites[0].site_name, "acme");
+        assert_eq!(t.sites[0].api_key.as_ref().unwrap().expose(), "1234567890");
+        assert_eq!(
+            t.sites[0].base_url.as_str(),
+            "https://api.periscopedata.com/"
+        );
+        assert!(t.dry_run);
+        assert_eq!(t.default_access, Access::Discovery);
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(t.token_hashes().len(), 1);
+    }
+
+    #[test]
+    fn nothing_configured_means_sandbox() {
+        let c = Config::load(&env(&[])).unwrap();
+        assert!(c.is_unconfigured());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::load(&env(SINGLE)).unwrap();
+        for text in [format!("{c:?}"), c.redacted_toml()] {
+            assert!(!text.contains("1234567890"), "{text}");
+            assert!(!text.contains("a-long-enough-token-value"), "{text}");
+            assert!(text.contains("***"));
+        }
+    }
+
+    #[test]
+    fn file_variants_read_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "from-file-key\n").unwrap();
+        let mut vars: Vec<(&str, &str)> = SINGLE
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "SCIM_BRIDGE_API_KEY")
+            .collect();
+        let key_path = key.display().to_string();
+        vars.push(("SCIM_BRIDGE_API_KEY_FILE", &key_path));
+        let c = Config::load(&env(&vars)).unwrap();
+        assert_eq!(
+            c.tenants[0].sites[0].api_key.as_ref().unwrap().expose(),
+            "from-file-key"
+        );
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        let err = Config::load(&env(&[("SCIM_BRIDGE_SITE_NAME", "acme")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("tenants[0].sites[0].api_key"), "{text}");
+        assert!(text.contains("tenants[0].invited_by_email"), "{text}");
+        assert!(
+            text.contains("tenants[0].credentials.bearer_tokens"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_mistyped_settings_are_named() {
+        let err = Config::load(&env(&[("SCIM_BRIDGE_LISTEN_ADRESS", "x")])).unwrap_err();
+        assert!(err.to_string().contains("listen_adress"), "{err}");
+        let err = Config::load(&env(&[("SCIM_BRIDGE_LISTEN", "not an address")])).unwrap_err();
+        assert!(err.to_string().contains("listen"), "{err}");
+        let mut vars = SINGLE.to_vec();
+        vars.push(("SCIM_BRIDGE_DEPROVISION", "shred"));
+        let err = Config::load(&env(&vars)).unwrap_err();
+        assert!(err.to_string().contains("deprovision"), "{err}");
+    }
+
+    #[test]
+    fn toml_file_with_tenants_overlaid_by_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen = "127.0.0.1:7000"
+[[tenants]]
+name = "acme"
+base_path = "/t/acme/scim/v2"
+invited_by_email = "admin@acme.example"
+deprovision = "strip"
+email_change = "recreate"
+[[tenants.credentials.bearer_tokens]]
+name = "okta"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+[[tenants.sites]]
+base_url = "http://127.0.0.1:9999"
+site_name = "acme"
+api_key = "k"
+[[tenants.sites]]
+site_name = "acme-eu"
+api_key = "k2"
+"#,
+        )
+        .unwrap();
+        let c = Config::load(&Sources {
+            file: Some(file),
+            env: Some(vec![("SCIM_BRIDGE_LISTEN".into(), "127.0.0.1:7001".into())]),
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 7001);
+        let t = &c.tenants[0];
+        assert_eq!(t.sites.len(), 2);
+        assert_eq!(t.deprovision, DeprovisionPolicy::Strip);
+        assert_eq!(t.email_change, EmailChangePolicy::Recreate);
+        assert_eq!(t.token_hashes()[0].1, sha256("test"));
+    }
+
+    #[test]
+    fn bad_base_path_and_short_token_are_rejected() {
+        let mut vars = SINGLE.to_vec();
+        vars.retain(|(k, _)| *k != "SCIM_BRIDGE_BEARER_TOKEN");
+        vars.push(("SCIM_BRIDGE_BEARER_TOKEN", "short"));
+        vars.push(("SCIM_BRIDGE_BASE_PATH", "scim/../v2/"));
+        let text = Config::load(&env(&vars)).unwrap_err().to_string();
+        assert!(text.contains("base_path"), "{text}");
+        assert!(text.contains("too short"), "{text}");
+        assert!(!text.contains("short\""), "{text}");
+    }
+}

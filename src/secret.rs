@@ -52,7 +52,8 @@ impl From<&str> for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        // Accepts numbers too: `SCIM_BRIDGE_API_KEY=12345` parses as a number.
+        crate::config::lenient_string(deserializer).map(Secret)
     }
 }
 

@@ -83,7 +83,7 @@ impl std::fmt::Display for CallKind {
 }
 
 /// A group's access level. A user gets the highest level of any of their groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Access {
     #[serde(rename = "View")]
     View,
@@ -91,6 +91,18 @@ pub enum Access {
     Discovery,
     #[serde(rename = "SQL")]
     Sql,
+}
+
+/// Accepts any casing, as the partner does.
+impl<'de> Deserialize<'de> for Access {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Access::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown access level '{s}': expected SQL, Discovery or View"
+            ))
+        })
+    }
 }
 
 impl Access {
