@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod partner;
 pub mod scim;
 pub mod secret;

@@ -1,0 +1,180 @@
+//! The HTTP surface (axum): the router, the middleware stack, authentication, SCIM JSON in and
+//! out, and thin handlers. Handlers hold no logic: they extract, call one function, respond.
+
+pub mod auth;
+pub mod error;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, TenantConfig};
+use crate::scim::ScimError;
+
+pub use error::{ApiError, ScimJson, SCIM_CONTENT_TYPE};
+
+/// The request id header, accepted from the client or generated.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(55),
+        }
+    }
+}
+
+/// What the handlers of one tenant need.
+#[derive(Clone)]
+pub struct TenantState {
+    pub name: String,
+    pub base_path: String,
+    /// Public base URL of the tenant's SCIM endpoint (no trailing slash).
+    pub base_url: String,
+    /// `(credential name, SHA-256 of the token)`.
+    pub tokens: Arc<[(String, [u8; 32])]>,
+}
+
+impl TenantState {
+    /// Builds the tenant's state from its configuration and the public base URL.
+    pub fn new(config: &TenantConfig, public_base: &str) -> Self {
+        Self {
+            name: config.name.clone(),
+            base_path: config.base_path.clone(),
+            base_url: format!("{public_base}{}", config.base_path),
+            tokens: config.token_hashes().into(),
+        }
+    }
+}
+
+/// The application state: cheap handles.
+#[derive(Clone)]
+pub struct AppState {
+    pub tenants: Arc<[TenantState]>,
+    pub limits: HttpLimits,
+}
+
+impl AppState {
+    /// Builds the state of every configured tenant.
+    pub fn from_config(config: &Config) -> Self {
+        let base = config.public_base();
+        Self {
+            tenants: config
+                .tenants
+                .iter()
+                .map(|t| TenantState::new(t, &base))
+                .collect(),
+            limits: HttpLimits::default(),
+        }
+    }
+}
+
+/// The whole router: health endpoints and one SCIM endpoint per tenant, with the middleware
+/// stack.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    for tenant in state.tenants.iter() {
+        router = router.nest(&tenant.base_path, tenant_router(tenant.clone()));
+    }
+    let limits = &state.limits;
+    // The middleware stack, outermost first.
+    router.fallback(not_found).layer(
+    ServiceBuilder::new()
+            // 1. Secrets in headers are never printed by the layers below.
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+                header::PROXY_AUTHORIZATION,
+            ]))
+            // 2. A request id: the client's X-Request-Id or a new UUID, echoed in the response.
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            // 3. One span per request, carrying the request id.
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %id,
+                        credential = tracing::field::Empty,
+                    )
+                }),
+            )
+            // 4. A deadline for the whole request.
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                limits.request_timeout,
+            ))
+            // 5. Bodies over the limit are refused while they are read (the SCIM body
+            //    extractor answers 413 with a SCIM error).
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+            // 6. A panic becomes a 500 SCIM error instead of a dropped connection.
+            .layer(CatchPanicLayer::custom(|_| {
+                ScimError::internal("internal error").into_response()
+            }))
+    )
+}
+
+/// The SCIM routes of one tenant, behind its authentication.
+fn tenant_router(tenant: TenantState) -> Router {
+    Router::new()
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            tenant.clone(),
+            auth::require_auth,
+        ))
+        .with_state(tenant)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz() -> impl IntoResponse {
+    Json(json!({"status": "ready"}))
+}
+
+async fn not_found() -> ApiError {
+    ScimError::not_found("No such endpoint.").into()
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
