@@ -1,1 +1,347 @@
-//! placeholder
+//! The command line: `serve` (the default), `partner-emulator`, `check-config`, `token new`.
+//! `main.rs` parses and calls [`run`]; every command is a function here.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64::Engine;
+use clap::{Args, Parser, Subcommand};
+use rand::RngCore;
+
+use crate::config::{
+    BearerTokenConfig, Config, CredentialsConfig, LogFormat, SiteConfig, Sources, TenantConfig,
+};
+use crate::http::{self, AppState};
+use crate::partner::emulator::{self, Emulator, SiteSpec};
+use crate::secret::Secret;
+
+/// SCIM 2.0 provisioning bridge for Periscope Data / Sisense for Cloud Data Teams.
+///
+/// Identity providers (Okta, Microsoft Entra ID, OneLogin, JumpCloud, Ping) provision users and
+/// groups over SCIM; the bridge carries every change onto the partner API of one or more sites.
+/// Run without a subcommand (or with `serve`) and without configuration to start a sandbox with
+/// an emulated partner.
+#[derive(Debug, Parser)]
+#[command(
+    name = "scim-bridge",
+    version,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// TOML configuration file; environment variables SCIM_BRIDGE_* override it.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "SCIM_BRIDGE_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Log format: auto (JSON unless stderr is a terminal), json or text.
+    #[arg(
+        long,
+        global = true,
+        env = "SCIM_BRIDGE_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<LogFormat>,
+
+    /// Flags of `serve`, which runs when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the SCIM API (the default). Without any configuration, starts the sandbox: an
+    /// in-process partner emulator, a SQLite file under --data-dir and one tenant at /scim/v2.
+    Serve(ServeArgs),
+    /// Run the partner emulator alone: a fake Periscope Data partner API with fault injection,
+    /// for trying the bridge, tests and benchmarks. Never use it as a real partner.
+    PartnerEmulator(emulator::cli::EmulatorArgs),
+    /// Load and validate the configuration, print it with secrets shown as ***, and exit
+    /// non-zero when it is invalid.
+    CheckConfig,
+    /// Bearer token helpers.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides `listen`); default 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Folder for the SQLite store (overrides `data_dir`); default ./data.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Start the sandbox even when a configuration is present.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Sandbox only: address of the in-process partner emulator; default a free port on
+    /// 127.0.0.1.
+    #[arg(long, value_name = "ADDR")]
+    pub emulator_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh random bearer token, its SHA-256, and the lines to put in the
+    /// configuration (only the hash needs to be stored).
+    New {
+        /// Name of the credential, shown in logs and the audit log.
+        #[arg(long, default_value = "idp")]
+        name: String,
+    },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    match command {
+        Command::Serve(args) => serve(cli.config, cli.log_format, args).await,
+        Command::PartnerEmulator(args) => {
+            init_logging(cli.log_format, None);
+            match emulator::cli::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig => check_config(cli.config),
+        Command::Token(TokenCommand::New { name }) => {
+            token_new(&name);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(&Sources {
+        file: config,
+        env: None,
+    })
+    .map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn init_logging(format: Option<LogFormat>, config: Option<&Config>) {
+    let mut log = config.map(|c| c.log.clone()).unwrap_or_default();
+    if let Some(f) = format {
+        log.format = f;
+    }
+    crate::telemetry::init(&log);
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    match load(path) {
+        Ok(config) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "# effective configuration (secrets shown as ***)");
+            if config.is_unconfigured() {
+                let _ = writeln!(
+                    out,
+                    "# no tenant is configured: `scim-bridge serve` would start the sandbox"
+                );
+            }
+            let _ = write!(out, "{}", config.redacted_toml());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// A random 256-bit token, URL-safe base64.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn token_new(name: &str) {
+    let token = random_token();
+    let hash = hex::encode(crate::config::sha256(&token));
+    println!("token:  {token}");
+    println!("sha256: {hash}");
+    println!();
+    println!("Give the token to the identity provider; store only the hash:");
+    println!("  environment (single tenant): SCIM_BRIDGE_BEARER_TOKEN_SHA256={hash}");
+    println!("  configuration file:");
+    println!("    [[tenants.credentials.bearer_tokens]]");
+    println!("    name = \"{name}\"");
+    println!("    sha256 = \"{hash}\"");
+}
+
+async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: ServeArgs) -> ExitCode {
+    let mut config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    init_logging(log_format, Some(&config));
+
+    let sandbox = if config.is_unconfigured() || args.sandbox {
+        match start_sandbox(&mut config, &args).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: cannot start the sandbox: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: listen: cannot bind {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Ok(addr) = listener.local_addr() {
+        config.listen = addr;
+    }
+    let state = AppState::from_config(&config);
+    if let Some(s) = &sandbox {
+        print_sandbox_banner(&config, s);
+    }
+    tracing::info!(listen = %config.listen, tenants = config.tenants.len(), "serving");
+    match http::run(listener, state, shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the sandbox started, for the banner.
+pub struct Sandbox {
+    pub emulator: Emulator,
+    pub emulator_url: String,
+    pub token: Secret,
+    pub token_from_env: bool,
+}
+
+/// Starts the partner emulator and describes one tenant bound to it.
+async fn start_sandbox(config: &mut Config, args: &ServeArgs) -> anyhow::Result<Sandbox> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!("data_dir: cannot create {}: {e}", config.data_dir.display())
+    })?;
+    let api_key = Secret::new(random_token());
+    let owner = "owner@sandbox.example.com".to_owned();
+    let emu = Emulator::new(vec![SiteSpec {
+        name: "sandbox".into(),
+        api_key: api_key.clone(),
+        owner_email: owner.clone(),
+    }]);
+    let listener = tokio::net::TcpListener::bind(
+        args.emulator_listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("--emulator-listen: cannot bind: {e}"))?;
+    let emulator_url = format!("http://{}", listener.local_addr()?);
+    let served = emu.clone();
+    tokio::spawn(async move {
+        if let Err(e) = served.serve(listener, std::future::pending()).await {
+            tracing::error!(error = %e, "partner emulator stopped");
+        }
+    });
+    let (token, token_from_env) = match std::env::var("SCIM_BRIDGE_SANDBOX_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => (Secret::new(t.trim()), true),
+        _ => (Secret::new(random_token()), false),
+    };
+    config.tenants = vec![TenantConfig {
+        name: "sandbox".into(),
+        base_path: "/scim/v2".into(),
+        credentials: CredentialsConfig {
+            bearer_tokens: vec![BearerTokenConfig {
+                name: "sandbox".into(),
+                token: Some(token.clone()),
+                token_file: None,
+                sha256: None,
+            }],
+        },
+        sites: vec![SiteConfig {
+            base_url: url::Url::parse(&emulator_url)?,
+            site_name: "sandbox".into(),
+            api_key: Some(api_key),
+            api_key_file: None,
+        }],
+        invited_by_email: owner,
+        ..TenantConfig::default()
+    }];
+    config.validate()?;
+    Ok(Sandbox {
+        emulator: emu,
+        emulator_url,
+        token,
+        token_from_env,
+    })
+}
+
+fn print_sandbox_banner(config: &Config, sandbox: &Sandbox) {
+    let base = format!("{}/scim/v2", config.public_base());
+    let token_shown = if sandbox.token_from_env {
+        "$SCIM_BRIDGE_SANDBOX_TOKEN".to_owned()
+    } else {
+        sandbox.token.expose().to_owned()
+    };
+    let emu = &sandbox.emulator_url;
+    // Printed on stdout for the person who started the sandbox; never logged.
+    println!(
+        "\nscim-bridge sandbox: no configuration was found, so this runs against an emulated partner.\n\
+         \n  SCIM base URL     {base}\n  Bearer token      {token_shown}{}\n  Partner emulator  {emu}  (site \"sandbox\"; see its state at {emu}/_emulator/sites/sandbox)\n  Data              {}\n\
+         \nTry it:\n  curl -s -H \"Authorization: Bearer {token_shown}\" {base}/ServiceProviderConfig\n",
+        if sandbox.token_from_env {
+            "  (from the environment)"
+        } else {
+            "  (generated; set SCIM_BRIDGE_SANDBOX_TOKEN to choose one)"
+        },
+        config.data_dir.display(),
+    );
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -103,7 +103,7 @@ pub fn app(state: AppState) -> Router {
     let limits = &state.limits;
     // The middleware stack, outermost first.
     router.fallback(not_found).layer(
-    ServiceBuilder::new()
+        ServiceBuilder::new()
             // 1. Secrets in headers are never printed by the layers below.
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,
@@ -114,22 +114,20 @@ pub fn app(state: AppState) -> Router {
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             // 3. One span per request, carrying the request id.
-            .layer(
-                TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!(
-                        "request",
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        request_id = %id,
-                        credential = tracing::field::Empty,
-                    )
-                }),
-            )
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id = %id,
+                    credential = tracing::field::Empty,
+                )
+            }))
             // 4. A deadline for the whole request.
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -141,7 +139,7 @@ pub fn app(state: AppState) -> Router {
             // 6. A panic becomes a 500 SCIM error instead of a dropped connection.
             .layer(CatchPanicLayer::custom(|_| {
                 ScimError::internal("internal error").into_response()
-            }))
+            })),
     )
 }
 
