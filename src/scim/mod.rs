@@ -10,3 +10,7 @@ pub mod error;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};
+pub mod list;
+pub mod projection;
+pub mod resource;
+pub mod version;
