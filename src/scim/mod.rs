@@ -10,6 +10,9 @@ pub mod error;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};
+
+pub mod bulk;
+pub mod discovery;
 pub mod list;
 pub mod projection;
 pub mod resource;
