@@ -50,8 +50,9 @@ pub fn canonicalize(rt: &ResourceType, body: Value, mode: InputMode) -> Result<V
 /// - read-only input (`id`, `meta`, `groups`) is dropped silently; `password` is dropped and
 ///   reported in `password_given`;
 /// - unknown URIs in `schemas` are tolerated; objects under unknown URN keys are kept as sent
-///   (and listed in `schemas`); unknown plain top-level attributes are dropped (RFC 7644 3.3
-///   lets the server ignore them, and nothing downstream could use them);
+///   (and listed in `schemas`); unknown plain top-level attributes, and non-object values under
+///   URN-qualified names of unknown schemas, are dropped (RFC 7644 3.3 lets the server ignore
+///   them, and nothing downstream could use them);
 /// - an extension attribute sent unqualified at the top level (`"manager": "42"`) is placed
 ///   under its extension, the same leniency `ResourceType::resolve` gives paths;
 /// - a missing or blank required attribute (`userName`, `displayName`) is 400 `invalidValue`;
@@ -108,7 +109,10 @@ pub fn canonicalize_input(
                 out.put_in(rt.extension(&urn), &name, value)?;
             }
             _ => {
-                if !is_unassigned(&value) {
+                // An object under a URN this resource type does not know is another
+                // extension: kept as sent. Anything else there (a qualified attribute of an
+                // unknown schema) is an unknown attribute: ignored.
+                if matches!(&value, Value::Object(m) if !m.is_empty()) {
                     out.unknown.insert(key, value);
                 }
             }
@@ -1146,8 +1150,15 @@ mod tests {
         assert!(v["schemas"].as_array().unwrap().contains(&json!(
             "urn:example:params:scim:schemas:extension:acme:2.0:User"
         )));
-        // Unknown plain attributes are dropped.
+        // Unknown plain attributes, and qualified attributes of unknown schemas, are dropped.
         assert!(v.get("favouriteColour").is_none());
+        let v = user(json!({
+            "userName": "a",
+            "urn:example:params:scim:schemas:extension:acme:2.0:User:tier": "gold",
+            "urn:example:empty": {},
+            "urn:ietf:params:scim:schemas:core:2.0:Group:displayName": "G",
+        }));
+        assert_eq!(v, json!({"schemas": [USER_SCHEMA], "userName": "a"}));
     }
 
     #[test]
