@@ -10,3 +10,10 @@ pub mod error;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};
+
+pub mod bulk;
+pub mod discovery;
+pub mod list;
+pub mod projection;
+pub mod resource;
+pub mod version;

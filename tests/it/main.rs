@@ -3,3 +3,4 @@
 
 mod cli;
 mod emulator;
+mod scim_fixtures_resources;
