@@ -89,4 +89,41 @@ impl Faults {
     pub fn hang_for(&self) -> Duration {
         Duration::from_millis(self.hang_for_ms.unwrap_or(120_000))
     }
+
+    /// Checks the values a person may get wrong: shares within `0.0..=1.0`, statuses that are
+    /// HTTP statuses, a sane rate limit and latency range. (Out-of-range shares set through the
+    /// Rust API are clamped instead.)
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, share) in [
+            ("error_share", self.error_share),
+            ("hang_share", self.hang_share),
+            ("drop_share", self.drop_share),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(format!("{name} must be between 0.0 and 1.0, got {share}"));
+            }
+        }
+        if let Some(status) = self
+            .error_statuses
+            .iter()
+            .chain(self.script.iter().filter_map(|s| match &s.action {
+                FaultAction::Status { status, .. } => Some(status),
+                FaultAction::Hang | FaultAction::Drop => None,
+            }))
+            .find(|s| !(100..=599).contains(*s))
+        {
+            return Err(format!("{status} is not an HTTP status"));
+        }
+        if let Some(limit) = &self.rate_limit {
+            if !limit.per_second.is_finite() || limit.per_second < 0.0 {
+                return Err("rate_limit.per_second must be a non-negative number".to_owned());
+            }
+        }
+        if let Some(Latency::UniformMs { min, max }) = &self.latency {
+            if min > max {
+                return Err(format!("latency min {min} is above max {max}"));
+            }
+        }
+        Ok(())
+    }
 }
