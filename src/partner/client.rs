@@ -697,9 +697,8 @@ impl PartnerClient {
             );
             let sleeper = self.sleeper.clone();
             let result = (|| async {
-                let n = attempts.fetch_add(1, Ordering::Relaxed) + 1;
                 let started = Instant::now();
-                let r = self.attempt(&req, n, budget.remaining(), &parse).await;
+                let r = self.attempt(&req, &attempts, budget.remaining(), &parse).await;
                 budget.spend(started.elapsed());
                 r
             })
@@ -751,7 +750,7 @@ impl PartnerClient {
     async fn attempt<T>(
         &self,
         req: &Prepared,
-        n: u32,
+        attempts: &AtomicU32,
         remaining: Duration,
         parse: &impl Fn(&[u8]) -> Result<Parsed<T>, ParseError>,
     ) -> Result<Parsed<T>, PartnerError> {
@@ -777,6 +776,8 @@ impl PartnerClient {
                 return Err(e);
             }
         };
+        // Counted only once a request really goes out.
+        let n = attempts.fetch_add(1, Ordering::Relaxed) + 1;
         let remaining = remaining.saturating_sub(waited.elapsed());
         let timeout = Duration::from_millis(inner.options.request_timeout_ms).min(remaining);
         let started = Instant::now();

@@ -11,8 +11,7 @@ use super::error::ScimError;
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const ENTERPRISE_USER_SCHEMA: &str =
-    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -233,24 +232,12 @@ impl SchemaDef {
 // Common attributes (RFC 7643 section 3.1)
 
 const META_SUBS: &[AttributeDef] = &[
-    AttributeDef::string(
-        "resourceType",
-        "The name of the resource type of the resource.",
-    )
-    .case_exact()
-    .read_only(),
-    AttributeDef::new(
-        "created",
-        AttrType::DateTime,
-        "When the resource was added.",
-    )
-    .read_only(),
-    AttributeDef::new(
-        "lastModified",
-        AttrType::DateTime,
-        "When the resource was last changed.",
-    )
-    .read_only(),
+    AttributeDef::string("resourceType", "The name of the resource type of the resource.")
+        .case_exact()
+        .read_only(),
+    AttributeDef::new("created", AttrType::DateTime, "When the resource was added.").read_only(),
+    AttributeDef::new("lastModified", AttrType::DateTime, "When the resource was last changed.")
+        .read_only(),
     AttributeDef::reference("location", &["uri"], "The URI of the resource.")
         .case_exact()
         .read_only(),
@@ -266,11 +253,8 @@ pub const COMMON_ATTRIBUTES: &[AttributeDef] = &[
         .read_only()
         .returned(Returned::Always)
         .unique(Uniqueness::Server),
-    AttributeDef::string(
-        "externalId",
-        "Identifier assigned by the provisioning client.",
-    )
-    .case_exact(),
+    AttributeDef::string("externalId", "Identifier assigned by the provisioning client.")
+        .case_exact(),
     AttributeDef::complex("meta", META_SUBS, "Resource metadata.").read_only(),
 ];
 
@@ -298,7 +282,8 @@ const fn multi_subs_value(
     ]
 }
 
-const EMAIL_SUBS: &[AttributeDef] = &multi_subs_value(AttrType::String, &["work", "home", "other"]);
+const EMAIL_SUBS: &[AttributeDef] =
+    &multi_subs_value(AttrType::String, &["work", "home", "other"]);
 const PHONE_SUBS: &[AttributeDef] = &multi_subs_value(
     AttrType::String,
     &["work", "home", "mobile", "fax", "pager", "other"],
@@ -315,10 +300,7 @@ const PHOTO_SUBS: &[AttributeDef] = &[
     AttributeDef::boolean("primary", "Whether this is the primary value."),
 ];
 const ADDRESS_SUBS: &[AttributeDef] = &[
-    AttributeDef::string(
-        "formatted",
-        "The full mailing address, formatted for display.",
-    ),
+    AttributeDef::string("formatted", "The full mailing address, formatted for display."),
     AttributeDef::string("streetAddress", "The street address."),
     AttributeDef::string("locality", "The city or locality."),
     AttributeDef::string("region", "The state or region."),
@@ -340,38 +322,22 @@ const PLAIN_MULTI_SUBS: &[AttributeDef] = &multi_subs_value(AttrType::String, &[
 const CERT_SUBS: &[AttributeDef] = &multi_subs_value(AttrType::Binary, &[]);
 
 const USER_ATTRIBUTES: &[AttributeDef] = &[
-    AttributeDef::string(
-        "userName",
-        "Unique identifier for the user, used to sign in.",
-    )
-    .required()
-    .unique(Uniqueness::Server),
+    AttributeDef::string("userName", "Unique identifier for the user, used to sign in.")
+        .required()
+        .unique(Uniqueness::Server),
     AttributeDef::complex("name", NAME_SUBS, "The components of the user's name."),
     AttributeDef::string("displayName", "The name of the user, suitable for display."),
     AttributeDef::string("nickName", "The casual way to address the user."),
-    AttributeDef::reference(
-        "profileUrl",
-        &["external"],
-        "A URI of the user's online profile.",
-    ),
+    AttributeDef::reference("profileUrl", &["external"], "A URI of the user's online profile."),
     AttributeDef::string("title", "The user's title."),
-    AttributeDef::string(
-        "userType",
-        "The relationship between the organization and the user.",
-    ),
-    AttributeDef::string(
-        "preferredLanguage",
-        "The user's preferred written or spoken language.",
-    ),
+    AttributeDef::string("userType", "The relationship between the organization and the user."),
+    AttributeDef::string("preferredLanguage", "The user's preferred written or spoken language."),
     AttributeDef::string("locale", "The user's default location, for localization."),
     AttributeDef::string("timezone", "The user's time zone (IANA)."),
     AttributeDef::boolean("active", "The user's administrative status."),
-    AttributeDef::string(
-        "password",
-        "The user's clear text password; never returned.",
-    )
-    .mutability(Mutability::WriteOnly)
-    .returned(Returned::Never),
+    AttributeDef::string("password", "The user's clear text password; never returned.")
+        .mutability(Mutability::WriteOnly)
+        .returned(Returned::Never),
     AttributeDef::complex("emails", EMAIL_SUBS, "Email addresses for the user.").multi(),
     AttributeDef::complex("phoneNumbers", PHONE_SUBS, "Phone numbers for the user.").multi(),
     AttributeDef::complex("ims", IM_SUBS, "Instant messaging addresses.").multi(),
@@ -380,19 +346,10 @@ const USER_ATTRIBUTES: &[AttributeDef] = &[
     AttributeDef::complex("groups", USER_GROUP_SUBS, "The groups the user belongs to.")
         .multi()
         .read_only(),
-    AttributeDef::complex(
-        "entitlements",
-        PLAIN_MULTI_SUBS,
-        "Entitlements of the user.",
-    )
-    .multi(),
+    AttributeDef::complex("entitlements", PLAIN_MULTI_SUBS, "Entitlements of the user.").multi(),
     AttributeDef::complex("roles", PLAIN_MULTI_SUBS, "Roles of the user.").multi(),
-    AttributeDef::complex(
-        "x509Certificates",
-        CERT_SUBS,
-        "X.509 certificates of the user.",
-    )
-    .multi(),
+    AttributeDef::complex("x509Certificates", CERT_SUBS, "X.509 certificates of the user.")
+        .multi(),
 ];
 
 pub static USER: SchemaDef = SchemaDef {
@@ -412,10 +369,7 @@ const MANAGER_SUBS: &[AttributeDef] = &[
 ];
 
 const ENTERPRISE_ATTRIBUTES: &[AttributeDef] = &[
-    AttributeDef::string(
-        "employeeNumber",
-        "A string identifier of the user in the organization.",
-    ),
+    AttributeDef::string("employeeNumber", "A string identifier of the user in the organization."),
     AttributeDef::string("costCenter", "The name of a cost center."),
     AttributeDef::string("organization", "The name of an organization."),
     AttributeDef::string("division", "The name of a division."),
@@ -804,9 +758,7 @@ pub fn coerce_single(def: &AttributeDef, value: Value) -> Result<Option<Value>, 
         }
         AttrType::Boolean => match value {
             Value::Bool(b) => Ok(Some(Value::Bool(b))),
-            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => {
-                Ok(Some(Value::Bool(true)))
-            }
+            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(Some(Value::Bool(true))),
             Value::String(s) if s.trim().eq_ignore_ascii_case("false") => {
                 Ok(Some(Value::Bool(false)))
             }
@@ -897,8 +849,7 @@ mod tests {
 
     #[test]
     fn attr_ref_splits_urn_at_known_schema() {
-        let r =
-            AttrRef::parse("urn:ietf:params:scim:schemas:core:2.0:User:name.givenName").unwrap();
+        let r = AttrRef::parse("urn:ietf:params:scim:schemas:core:2.0:User:name.givenName").unwrap();
         assert_eq!(r.urn.as_deref(), Some(USER_SCHEMA));
         assert_eq!(r.name, "name");
         assert_eq!(r.sub.as_deref(), Some("givenName"));
@@ -916,13 +867,9 @@ mod tests {
             .unwrap();
         assert_eq!(r.attr.name, "emails");
         assert_eq!(r.leaf().name, "value");
-        let r = USER_RESOURCE
-            .resolve(&AttrRef::parse("manager").unwrap())
-            .unwrap();
+        let r = USER_RESOURCE.resolve(&AttrRef::parse("manager").unwrap()).unwrap();
         assert_eq!(r.extension, Some(ENTERPRISE_USER_SCHEMA));
-        assert!(USER_RESOURCE
-            .resolve(&AttrRef::parse("nope").unwrap())
-            .is_err());
+        assert!(USER_RESOURCE.resolve(&AttrRef::parse("nope").unwrap()).is_err());
     }
 
     #[test]
@@ -948,9 +895,6 @@ mod tests {
         assert_eq!(coerce(m, json!("42")).unwrap(), want);
         assert_eq!(coerce(m, json!(["42"])).unwrap(), want);
         assert_eq!(coerce(m, json!([{"value": "42"}])).unwrap(), want);
-        assert_eq!(
-            coerce(m, json!({"VALUE": "42", "$ref": null})).unwrap(),
-            want
-        );
+        assert_eq!(coerce(m, json!({"VALUE": "42", "$ref": null})).unwrap(), want);
     }
 }

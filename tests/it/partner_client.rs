@@ -665,7 +665,7 @@ async fn the_local_rate_limit_spaces_calls_and_saturates_within_the_deadline() {
     .await;
     f.client.list_groups().await.unwrap();
     let e = f.client.list_groups().await.unwrap_err();
-    assert_eq!((e.kind, e.attempts), (PartnerErrorKind::Unavailable, 1));
+    assert_eq!((e.kind, e.attempts), (PartnerErrorKind::Unavailable, 0));
     assert!(e.retry_after.is_some());
     assert_eq!(f.count(CallKind::ListGroups, false), 1);
 }
@@ -836,4 +836,160 @@ async fn the_api_key_never_appears_in_logs_or_errors() {
         logs.lines().count(),
         logs.len()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers the emulator never gives: a minimal fake partner
+
+/// What the fake saw of one request: method, path and query, auth, content type, email header.
+type Seen = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+async fn fake_partner() -> (String, Arc<Mutex<Vec<Seen>>>) {
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use axum::response::IntoResponse;
+
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+        let log = log.clone();
+        async move {
+            let h = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+            let n = {
+                let mut log = log.lock().unwrap();
+                log.push((
+                    method.to_string(),
+                    uri.to_string(),
+                    h("http-x-partner-auth"),
+                    h("content-type"),
+                    h("http-x-email"),
+                ));
+                log.iter()
+                    .filter(|s| s.0 == method.as_str() && s.1 == uri.to_string())
+                    .count()
+            };
+            let path = uri.path();
+            match (method.as_str(), path) {
+                // Cut short twice (a complete HTTP answer whose JSON ends early), then whole.
+                ("GET", "/api/v1/users") if n <= 2 => {
+                    (StatusCode::OK, r#"{"users":[{"email":"a@x"#).into_response()
+                }
+                ("GET", "/api/v1/users") => {
+                    (StatusCode::OK, r#"{"users":[{"email":"a@x.com"}]}"#).into_response()
+                }
+                ("GET", "/api/v1/groups") => {
+                    (StatusCode::OK, "<html>maintenance</html>").into_response()
+                }
+                ("GET", "/api/v1/groups/Moved") => (
+                    StatusCode::FOUND,
+                    [("location", "http://127.0.0.1:9/elsewhere")],
+                    "",
+                )
+                    .into_response(),
+                ("GET", "/api/v1/groups/G2") => {
+                    (StatusCode::OK, r#"{"name":"G2","access":"view"}"#).into_response()
+                }
+                ("POST", _) | ("PUT", _) => StatusCode::OK.into_response(),
+                ("DELETE", _) => StatusCode::NO_CONTENT.into_response(),
+                _ => (StatusCode::NOT_FOUND, r#"{"message":"nope"}"#).into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+#[tokio::test]
+async fn blank_cut_short_unreadable_and_redirect_answers_are_handled() {
+    let (base, seen) = fake_partner().await;
+    let sleeper = Arc::new(RecordingSleeper::default());
+    let c = PartnerClient::new(
+        SiteConnection {
+            base_url: base.parse().unwrap(),
+            site_name: SITE.into(),
+            api_key: Secret::new(KEY),
+        },
+        options(),
+    )
+    .unwrap()
+    .with_sleeper(sleeper.clone());
+
+    // A body cut short is transient: retried until whole.
+    let users = c.list_users().await.unwrap();
+    assert_eq!(users[0].email, "a@x.com");
+    assert_eq!(sleeper.waits().len(), 2);
+
+    // A 2xx body that is not what the call needs is invalid, not retried.
+    let e = c.list_groups().await.unwrap_err();
+    assert_eq!(
+        (e.kind, e.status, e.attempts),
+        (PartnerErrorKind::Invalid, Some(200), 1)
+    );
+
+    // Redirects are not followed (they would carry the key elsewhere).
+    let e = c.get_group("Moved").await.unwrap_err();
+    assert_eq!(
+        (e.kind, e.status, e.attempts),
+        (PartnerErrorKind::Invalid, Some(302), 1)
+    );
+
+    // Blank 2xx answers: writes succeed with what we asked for; an update is read back.
+    let u = c
+        .create_user(&new_user("ada@x.com", &["Readers"]), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (u.email.as_str(), u.groups.clone()),
+        ("ada@x.com", vec!["Readers".to_owned()])
+    );
+    let g = c
+        .create_group(
+            &NewGroup {
+                name: "G".into(),
+                access: Access::Sql,
+                created_by_email: None,
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!((g.name.as_str(), g.access), ("G", Access::Sql));
+    let update = GroupUpdate {
+        name: Some("G2".into()),
+        access: None,
+    };
+    let g = c.update_group("G", &update, false).await.unwrap();
+    assert_eq!((g.name.as_str(), g.access), ("G2", Access::View));
+    c.delete_user("ada@x.com", false).await.unwrap();
+    c.delete_group("G2", true).await.unwrap();
+
+    // Every request carried the auth and content type; writes carried test_mode explicitly.
+    let seen = seen.lock().unwrap().clone();
+    for (method, uri, auth, ctype, _) in &seen {
+        assert_eq!(
+            auth.as_deref(),
+            Some(format!("{SITE}:{KEY}").as_str()),
+            "{method} {uri}"
+        );
+        assert_eq!(ctype.as_deref(), Some("application/json"), "{method} {uri}");
+        if method != "GET" {
+            assert!(
+                uri.ends_with("?test_mode=false") || uri.ends_with("?test_mode=true"),
+                "{uri}"
+            );
+        }
+    }
+    let delete = seen
+        .iter()
+        .find(|s| s.0 == "DELETE" && s.1.starts_with("/api/v1/users"))
+        .unwrap();
+    assert_eq!(delete.4.as_deref(), Some("ada@x.com"));
+    assert!(seen.iter().all(|s| !s.1.contains("elsewhere")));
 }
