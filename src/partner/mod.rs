@@ -11,7 +11,14 @@
 
 pub mod client;
 pub mod emulator;
+pub mod error;
 pub mod wire;
+
+pub use client::{
+    CallEvent, CallObserver, CallOutcome, ClientOptions, GroupUpdate, NewGroup, NewUser,
+    PartnerClient, SiteConnection, Sleeper, TokioSleeper, UserUpdate,
+};
+pub use error::{PartnerError, PartnerErrorKind};
 
 use serde::{Deserialize, Serialize};
 

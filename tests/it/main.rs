@@ -3,4 +3,5 @@
 
 mod cli;
 mod emulator;
+mod partner_client;
 mod scim_fixtures_resources;
