@@ -5,8 +5,12 @@
 //!
 //! - [`schema`]: attribute definitions, resource types, attribute references, value coercion.
 //! - [`error`]: the SCIM error (status, `scimType`, detail).
+//! - [`filter`]: filters: parser, printer, validation, evaluator, index plan.
+//! - [`path`]: PATCH attribute paths.
 
 pub mod error;
+pub mod filter;
+pub mod path;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};
