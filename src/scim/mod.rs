@@ -7,9 +7,11 @@
 //! - [`error`]: the SCIM error (status, `scimType`, detail).
 //! - [`filter`]: filters: parser, printer, validation, evaluator, index plan.
 //! - [`path`]: PATCH attribute paths.
+//! - [`patch`]: the PATCH engine.
 
 pub mod error;
 pub mod filter;
+pub mod patch;
 pub mod path;
 pub mod schema;
 
