@@ -5,8 +5,16 @@
 //!
 //! - [`schema`]: attribute definitions, resource types, attribute references, value coercion.
 //! - [`error`]: the SCIM error (status, `scimType`, detail).
+//! - [`filter`]: filters: parser, printer, validation, evaluator, index plan.
+//! - [`path`]: PATCH attribute paths.
+//! - [`patch`]: the PATCH engine.
+//! - [`sort`]: `sortBy`/`sortOrder`.
 
 pub mod error;
+pub mod filter;
+pub mod patch;
+pub mod path;
+pub mod sort;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};

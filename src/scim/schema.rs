@@ -612,10 +612,10 @@ impl AttrRef {
         if s.is_empty() {
             return Err(ScimError::invalid_path("empty attribute name"));
         }
-        let (urn, rest) = if s.len() > 4 && s[..4].eq_ignore_ascii_case("urn:") {
+        let (urn, rest) = if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) && s.len() > 4 {
             if let Some(schema) = ALL_SCHEMAS
                 .iter()
-                .find(|sc| s.len() >= sc.id.len() && s[..sc.id.len()].eq_ignore_ascii_case(sc.id))
+                .find(|sc| s.get(..sc.id.len()).is_some_and(|p| p.eq_ignore_ascii_case(sc.id)))
             {
                 let rest = &s[schema.id.len()..];
                 if rest.is_empty() {

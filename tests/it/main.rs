@@ -4,4 +4,5 @@
 mod cli;
 mod emulator;
 mod partner_client;
+mod scim_fixtures_patch;
 mod scim_fixtures_resources;
