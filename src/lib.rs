@@ -10,6 +10,8 @@
 //!   validated at start, secrets redacted.
 //! - [`scim`]: the protocol, pure: schemas, resources, filters, paths, PATCH, projection, errors.
 //! - [`partner`]: the partner API: `wire` (vendor names), `client` (real HTTP), `emulator` (fake).
+//! - [`store`]: sqlx over SQLite and PostgreSQL: migrations, id map, resources, memberships,
+//!   the membership engine's outbox, the audit log.
 //! - [`secret`]: the `Secret` string that never prints.
 //! - [`telemetry`]: the tracing subscriber.
 
@@ -19,4 +21,5 @@ pub mod http;
 pub mod partner;
 pub mod scim;
 pub mod secret;
+pub mod store;
 pub mod telemetry;

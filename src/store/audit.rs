@@ -1,0 +1,107 @@
+//! The audit log: who (credential name), what (operation, resource), when, outcome, request id.
+//! Append-only; read newest first.
+
+use super::error::Fail;
+use super::{retrying, AuditEntry, Store, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct AuditRecord {
+    at_ms: i64,
+    tenant: String,
+    credential: String,
+    client: String,
+    request_id: String,
+    operation: String,
+    resource_type: String,
+    resource_id: Option<String>,
+    status: i32,
+    detail: Option<String>,
+}
+
+impl TryFrom<AuditRecord> for AuditEntry {
+    type Error = Fail;
+
+    fn try_from(r: AuditRecord) -> Result<Self, Fail> {
+        Ok(AuditEntry {
+            at_ms: r.at_ms,
+            tenant: r.tenant,
+            credential: r.credential,
+            client: r.client,
+            request_id: r.request_id,
+            operation: r.operation,
+            resource_type: r.resource_type,
+            resource_id: r.resource_id,
+            status: u16::try_from(r.status)
+                .map_err(|_| StoreError::Other(format!("bad audit status {}", r.status)))?,
+            detail: r.detail,
+        })
+    }
+}
+
+impl Store {
+    /// Appends one entry to the audit log.
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                sqlx::query(
+                    "INSERT INTO audit (at_ms, tenant, credential, client, request_id, \
+                     operation, resource_type, resource_id, status, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(entry.at_ms)
+                .bind(entry.tenant.as_str())
+                .bind(entry.credential.as_str())
+                .bind(entry.client.as_str())
+                .bind(entry.request_id.as_str())
+                .bind(entry.operation.as_str())
+                .bind(entry.resource_type.as_str())
+                .bind(entry.resource_id.as_deref())
+                .bind(i32::from(entry.status))
+                .bind(entry.detail.as_deref())
+                .execute(pool)
+                .await
+                .map(|_| ())
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The tenant's latest `limit` audit entries, newest first.
+    pub async fn audit_entries(
+        &self,
+        tenant: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        retrying(move || async move {
+            let records: Vec<AuditRecord> = with_pool!(self, pool => {
+                sqlx::query_as(
+                    "SELECT at_ms, tenant, credential, client, request_id, operation, \
+                     resource_type, resource_id, status, detail FROM audit WHERE tenant = $1 \
+                     ORDER BY seq DESC LIMIT $2",
+                )
+                .bind(tenant)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+            })?;
+            records.into_iter().map(AuditEntry::try_from).collect()
+        })
+        .await
+    }
+
+    /// Deletes audit entries older than `before_ms` (retention); returns how many.
+    pub async fn prune_audit(&self, before_ms: i64) -> Result<u64, StoreError> {
+        retrying(move || async move {
+            let result = with_pool!(self, pool => {
+                sqlx::query("DELETE FROM audit WHERE at_ms < $1")
+                    .bind(before_ms)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
+            Ok(result)
+        })
+        .await
+    }
+}

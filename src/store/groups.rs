@@ -1,0 +1,441 @@
+//! Groups and the memberships index (the group -> members map both `GET /Groups/{id}` and a
+//! user's `groups` attribute read), and the membership transaction of the engine
+//! (DESIGN.md section 4, step 1): memberships and outbox marks change together or not at all.
+
+use super::error::Fail;
+use super::outbox::mark_rows;
+use super::types::{group_columns, lc, resource_text, rows, GroupRecord};
+use super::{dedup, placeholders, retrying, to_i64, to_u64, Store, StoreError, CHUNK};
+use super::{GroupRow, IndexTerm, MembershipChange, OutboxMark};
+
+const INSERT_GROUP: &str = "INSERT INTO groups (tenant, id, display_name, display_name_lc, \
+    external_id, partner_name, access, resource, created_ms, last_modified_ms, version) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+const UPDATE_GROUP: &str = "UPDATE groups SET display_name = $3, display_name_lc = $4, \
+    external_id = $5, partner_name = $6, access = $7, resource = $8, last_modified_ms = $9, \
+    version = $10 WHERE tenant = $1 AND id = $2 AND version = $11";
+
+/// Updates a group row inside transaction `$tx` if its version is still `$expected`; returns
+/// from the enclosing function with `VersionMismatch` or `NotFound` otherwise.
+macro_rules! update_group_in {
+    ($tx:ident, $v:expr, $expected:expr) => {{
+        let v: &GroupValues<'_> = $v;
+        let expected: i64 = $expected;
+        let updated = sqlx::query(UPDATE_GROUP)
+            .bind(v.row.tenant.as_str())
+            .bind(v.row.id.as_str())
+            .bind(v.row.display_name.as_str())
+            .bind(v.display_name_lc.as_str())
+            .bind(v.row.external_id.as_deref())
+            .bind(v.row.partner_name.as_str())
+            .bind(v.row.access.as_deref())
+            .bind(v.resource.as_str())
+            .bind(v.row.last_modified_ms)
+            .bind(expected.saturating_add(1))
+            .bind(expected)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM groups WHERE tenant = $1 AND id = $2")
+                    .bind(v.row.tenant.as_str())
+                    .bind(v.row.id.as_str())
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            return Err(Fail::Store(match exists {
+                Some(_) => StoreError::VersionMismatch,
+                None => StoreError::NotFound,
+            }));
+        }
+    }};
+}
+
+/// The values of a group row as the statements bind them.
+struct GroupValues<'a> {
+    row: &'a GroupRow,
+    display_name_lc: String,
+    resource: String,
+}
+
+impl<'a> GroupValues<'a> {
+    fn of(row: &'a GroupRow) -> Result<Self, Fail> {
+        Ok(GroupValues {
+            row,
+            display_name_lc: lc(&row.display_name),
+            resource: resource_text(&row.resource, "members")?,
+        })
+    }
+}
+
+impl Store {
+    /// Inserts a new group; `Conflict { what: "displayName" }` when its displayName is taken in
+    /// the tenant (case-insensitively), `Conflict { what: "id" }` when its id is.
+    pub async fn insert_group(&self, row: &GroupRow) -> Result<(), StoreError> {
+        let v = &GroupValues::of(row)?;
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                sqlx::query(INSERT_GROUP)
+                    .bind(row.tenant.as_str())
+                    .bind(row.id.as_str())
+                    .bind(row.display_name.as_str())
+                    .bind(v.display_name_lc.as_str())
+                    .bind(row.external_id.as_deref())
+                    .bind(row.partner_name.as_str())
+                    .bind(row.access.as_deref())
+                    .bind(v.resource.as_str())
+                    .bind(row.created_ms)
+                    .bind(row.last_modified_ms)
+                    .bind(row.version)
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The group with this id in this tenant.
+    pub async fn get_group(&self, tenant: &str, id: &str) -> Result<Option<GroupRow>, StoreError> {
+        let found = self
+            .find_groups(tenant, &[IndexTerm::Id(id.to_owned())])
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// The group whose displayName equals `display_name` case-insensitively.
+    pub async fn get_group_by_display_name(
+        &self,
+        tenant: &str,
+        display_name: &str,
+    ) -> Result<Option<GroupRow>, StoreError> {
+        let found = self
+            .find_groups(tenant, &[IndexTerm::DisplayName(display_name.to_owned())])
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// Replaces a group row (not its members). Same version rules as
+    /// [`Store::update_user`]: the stored version must be `expected_version` and becomes
+    /// `expected_version + 1`.
+    pub async fn update_group(
+        &self,
+        row: &GroupRow,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
+        let v = &GroupValues::of(row)?;
+        let begin = self.begin_write();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                let mut tx = pool.begin_with(begin).await?;
+                update_group_in!(tx, v, expected_version);
+                tx.commit().await?;
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a group and its memberships; returns the former member ids. `NotFound` when
+    /// there is no such group. See [`Store::delete_group_marking`] to mark the members too.
+    pub async fn delete_group(&self, tenant: &str, id: &str) -> Result<Vec<String>, StoreError> {
+        let (members, _) = self.delete_group_marking(tenant, id, &[], 0).await?;
+        Ok(members)
+    }
+
+    /// Deletes a group and its memberships and, in the same transaction, marks every former
+    /// member for every site, so the workers take the group off them at the partner.
+    pub async fn delete_group_marking(
+        &self,
+        tenant: &str,
+        id: &str,
+        sites: &[String],
+        now_ms: i64,
+    ) -> Result<(Vec<String>, Vec<OutboxMark>), StoreError> {
+        let sites = &dedup(sites);
+        let begin = self.begin_write();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                let mut tx = pool.begin_with(begin).await?;
+                let members: Vec<String> = sqlx::query_scalar(
+                    "SELECT user_id FROM memberships WHERE tenant = $1 AND group_id = $2 \
+                     ORDER BY user_id",
+                )
+                .bind(tenant)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM memberships WHERE tenant = $1 AND group_id = $2")
+                    .bind(tenant)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let deleted = sqlx::query("DELETE FROM groups WHERE tenant = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(Fail::Store(StoreError::NotFound));
+                }
+                let marks = mark_rows!(tx, tenant, sites, &members, now_ms);
+                tx.commit().await?;
+                Ok((members, marks))
+            })
+        })
+        .await
+    }
+
+    /// The groups of the tenant matching every term, ordered by (created, id). No terms: every
+    /// group of the tenant. `UserName` and `EmailValue` are not group indexes and answer
+    /// `Other`.
+    pub async fn find_groups(
+        &self,
+        tenant: &str,
+        terms: &[IndexTerm],
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM groups g WHERE g.tenant = $1"
+        ));
+        let mut binds: Vec<String> = vec![tenant.to_owned()];
+        for term in terms {
+            let n = binds.len() + 1;
+            let (condition, value) = match term {
+                IndexTerm::Id(v) => (format!("g.id = ${n}"), v.clone()),
+                IndexTerm::DisplayName(v) => (format!("g.display_name_lc = ${n}"), lc(v)),
+                IndexTerm::ExternalId(v) => (format!("g.external_id = ${n}"), v.clone()),
+                IndexTerm::MemberValue(v) => (
+                    format!(
+                        "EXISTS (SELECT 1 FROM memberships m WHERE m.tenant = g.tenant \
+                         AND m.group_id = g.id AND m.user_id = ${n})"
+                    ),
+                    v.clone(),
+                ),
+                IndexTerm::UserName(_) | IndexTerm::EmailValue(_) => {
+                    return Err(StoreError::Other(format!(
+                        "{term:?} is not an index of groups"
+                    )))
+                }
+            };
+            sql.push_str(" AND ");
+            sql.push_str(&condition);
+            binds.push(value);
+        }
+        sql.push_str(" ORDER BY g.created_ms, g.id");
+        let (sql, binds) = (sql.as_str(), &binds);
+        retrying(move || async move {
+            let records: Vec<GroupRecord> = with_pool!(self, pool => {
+                let mut query = sqlx::query_as(sql);
+                for value in binds {
+                    query = query.bind(value.as_str());
+                }
+                query.fetch_all(pool).await
+            })?;
+            rows(records)
+        })
+        .await
+    }
+
+    /// How many groups the tenant has.
+    pub async fn count_groups(&self, tenant: &str) -> Result<u64, StoreError> {
+        retrying(move || async move {
+            let n: i64 = with_pool!(self, pool => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE tenant = $1")
+                    .bind(tenant)
+                    .fetch_one(pool)
+                    .await
+            })?;
+            Ok(to_u64(n))
+        })
+        .await
+    }
+
+    /// One page of the tenant's groups in a stable order: (created, id).
+    pub async fn list_groups_page(
+        &self,
+        tenant: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        retrying(move || async move {
+            let records: Vec<GroupRecord> = with_pool!(self, pool => {
+                sqlx::query_as(concat!(
+                    "SELECT ", group_columns!(), " FROM groups WHERE tenant = $1 ",
+                    "ORDER BY created_ms, id LIMIT $2 OFFSET $3"
+                ))
+                .bind(tenant)
+                .bind(to_i64(limit))
+                .bind(to_i64(offset))
+                .fetch_all(pool)
+                .await
+            })?;
+            rows(records)
+        })
+        .await
+    }
+
+    /// The partner group name of every group of the tenant: the groups the bridge manages.
+    pub async fn managed_group_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        retrying(move || async move {
+            let names: Vec<String> = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT partner_name FROM groups WHERE tenant = $1 ORDER BY partner_name",
+                )
+                .bind(tenant)
+                .fetch_all(pool)
+                .await
+            })?;
+            Ok(names)
+        })
+        .await
+    }
+
+    /// The member user ids of a group, sorted.
+    pub async fn group_member_ids(
+        &self,
+        tenant: &str,
+        group_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        retrying(move || async move {
+            let ids: Vec<String> = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT user_id FROM memberships WHERE tenant = $1 AND group_id = $2 \
+                     ORDER BY user_id",
+                )
+                .bind(tenant)
+                .bind(group_id)
+                .fetch_all(pool)
+                .await
+            })?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// How many members a group has.
+    pub async fn member_count(&self, tenant: &str, group_id: &str) -> Result<u64, StoreError> {
+        retrying(move || async move {
+            let n: i64 = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM memberships WHERE tenant = $1 AND group_id = $2",
+                )
+                .bind(tenant)
+                .bind(group_id)
+                .fetch_one(pool)
+                .await
+            })?;
+            Ok(to_u64(n))
+        })
+        .await
+    }
+
+    /// The groups a user is a member of, ordered by displayName (case-insensitively): a user's
+    /// `groups` attribute and the engine's desired set.
+    pub async fn groups_of_user(
+        &self,
+        tenant: &str,
+        user_id: &str,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        retrying(move || async move {
+            let records: Vec<GroupRecord> = with_pool!(self, pool => {
+                sqlx::query_as(concat!(
+                    "SELECT ", group_columns!("g"), " FROM groups g JOIN memberships m ",
+                    "ON m.tenant = g.tenant AND m.group_id = g.id ",
+                    "WHERE m.tenant = $1 AND m.user_id = $2 ORDER BY g.display_name_lc, g.id"
+                ))
+                .bind(tenant)
+                .bind(user_id)
+                .fetch_all(pool)
+                .await
+            })?;
+            rows(records)
+        })
+        .await
+    }
+
+    /// The membership transaction: in one database transaction, optionally update the group
+    /// row (version check), insert the `add` memberships (ignoring present ones), delete the
+    /// `remove` ones, and mark one outbox row per (site, user) for every user in
+    /// add ∪ remove ∪ also_mark. Nothing is written when any step fails. `NotFound` when the
+    /// group is missing or `add` names a user that does not exist.
+    ///
+    /// Cost: one statement per 1000 users per step, whatever the size of the group.
+    pub async fn change_memberships(
+        &self,
+        change: &MembershipChange<'_>,
+    ) -> Result<Vec<OutboxMark>, StoreError> {
+        let c = *change;
+        let group = match c.group {
+            Some((row, expected)) => {
+                if row.id != c.group_id || row.tenant != c.tenant {
+                    return Err(StoreError::Other(
+                        "the group row does not match the membership change".into(),
+                    ));
+                }
+                Some((GroupValues::of(row)?, expected))
+            }
+            None => None,
+        };
+        let group = &group;
+        let add = &dedup(c.add);
+        let remove = &dedup(c.remove);
+        let users = &dedup(c.add.iter().chain(c.remove).chain(c.also_mark));
+        let sites = &dedup(c.sites);
+        let begin = self.begin_write();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                let mut tx = pool.begin_with(begin).await?;
+                match group {
+                    Some((v, expected)) => update_group_in!(tx, v, *expected),
+                    None => {
+                        let exists: Option<i64> = sqlx::query_scalar(
+                            "SELECT version FROM groups WHERE tenant = $1 AND id = $2",
+                        )
+                        .bind(c.tenant)
+                        .bind(c.group_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if exists.is_none() {
+                            return Err(Fail::Store(StoreError::NotFound));
+                        }
+                    }
+                }
+                for chunk in add.chunks(CHUNK) {
+                    let values: Vec<String> =
+                        (0..chunk.len()).map(|i| format!("($1, $2, ${})", i + 3)).collect();
+                    let sql = format!(
+                        "INSERT INTO memberships (tenant, group_id, user_id) VALUES {} \
+                         ON CONFLICT DO NOTHING",
+                        values.join(", ")
+                    );
+                    let mut query = sqlx::query(&sql).bind(c.tenant).bind(c.group_id);
+                    for user in chunk {
+                        query = query.bind(user.as_str());
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                for chunk in remove.chunks(CHUNK) {
+                    let sql = format!(
+                        "DELETE FROM memberships WHERE tenant = $1 AND group_id = $2 \
+                         AND user_id IN ({})",
+                        placeholders(3, chunk.len())
+                    );
+                    let mut query = sqlx::query(&sql).bind(c.tenant).bind(c.group_id);
+                    for user in chunk {
+                        query = query.bind(user.as_str());
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                let marks = mark_rows!(tx, c.tenant, sites, users, c.now_ms);
+                tx.commit().await?;
+                Ok(marks)
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,310 @@
+//! The outbox of the membership engine (DESIGN.md section 4): one row per (tenant, site, user)
+//! that must be brought in line with the store. Marks collapse: marking a present row bumps its
+//! `generation` and makes it due now, without touching an active claim. Workers claim due rows
+//! for a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas never share a row), then
+//! complete them (deleted unless re-marked meanwhile) or fail them (retried later).
+//!
+//! Generations: a new row starts at the marking time in milliseconds with
+//! `done_generation = generation - 1`; each mark sets `generation = max(generation + 1, now)`.
+//! So generations of one (tenant, site, user) only grow, even across a delete and a new mark,
+//! and a mark is done exactly when its row is gone or `done_generation >= mark.generation`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::{placeholders, retrying, to_u64, Backend, Store, StoreError, CHUNK};
+use super::{OutboxItem, OutboxMark, OutboxStats};
+
+/// The upsert that marks `count` users of one (tenant = $1, site = $2) at time $3; user ids
+/// from $4 on. Returns (tenant, site, user_id, generation) per row.
+pub(super) fn mark_sql(count: usize) -> String {
+    let values: Vec<String> = (0..count)
+        .map(|i| format!("($1, $2, ${}, $3, $3 - 1, $3, 0, $3)", i + 4))
+        .collect();
+    format!(
+        "INSERT INTO outbox (tenant, site, user_id, generation, done_generation, due_ms, \
+         attempts, marked_ms) VALUES {} \
+         ON CONFLICT (tenant, site, user_id) DO UPDATE SET \
+         generation = CASE WHEN outbox.generation + 1 > excluded.generation \
+             THEN outbox.generation + 1 ELSE excluded.generation END, \
+         due_ms = CASE WHEN excluded.due_ms < outbox.due_ms \
+             THEN excluded.due_ms ELSE outbox.due_ms END, \
+         marked_ms = excluded.marked_ms \
+         RETURNING tenant, site, user_id, generation",
+        values.join(", ")
+    )
+}
+
+/// Marks every user of `$users` for every site of `$sites` inside transaction `$tx`, one
+/// statement per site and chunk; evaluates to the marks written.
+macro_rules! mark_rows {
+    ($tx:ident, $tenant:expr, $sites:expr, $users:expr, $now_ms:expr) => {{
+        let tenant: &str = $tenant;
+        let now_ms: i64 = $now_ms;
+        let mut marks: Vec<$crate::store::OutboxMark> = Vec::new();
+        for site in $sites.iter() {
+            for chunk in $users.chunks($crate::store::CHUNK) {
+                let sql = $crate::store::outbox::mark_sql(chunk.len());
+                let mut query = sqlx::query_as::<_, (String, String, String, i64)>(&sql)
+                    .bind(tenant)
+                    .bind(site.as_str())
+                    .bind(now_ms);
+                for user in chunk {
+                    query = query.bind(user.as_str());
+                }
+                for (tenant, site, user_id, generation) in query.fetch_all(&mut *$tx).await? {
+                    marks.push($crate::store::OutboxMark {
+                        tenant,
+                        site,
+                        user_id,
+                        generation,
+                    });
+                }
+            }
+        }
+        marks
+    }};
+}
+pub(super) use mark_rows;
+
+#[derive(sqlx::FromRow)]
+struct ItemRecord {
+    tenant: String,
+    site: String,
+    user_id: String,
+    generation: i64,
+    attempts: i32,
+    last_error: Option<String>,
+}
+
+impl From<ItemRecord> for OutboxItem {
+    fn from(r: ItemRecord) -> Self {
+        OutboxItem {
+            tenant: r.tenant,
+            site: r.site,
+            user_id: r.user_id,
+            generation: r.generation,
+            attempts: r.attempts,
+            last_error: r.last_error,
+        }
+    }
+}
+
+impl Store {
+    /// Marks (site, user) rows for the workers without a membership change (user reactivated,
+    /// group renamed, reconcile...), in one transaction. Returns the marks written.
+    pub async fn mark_outbox(
+        &self,
+        tenant: &str,
+        sites: &[String],
+        user_ids: &[String],
+    ) -> Result<Vec<OutboxMark>, StoreError> {
+        self.mark_outbox_at(tenant, sites, user_ids, now_ms()).await
+    }
+
+    /// [`Store::mark_outbox`] at a given time (the rows become due at `now_ms`).
+    pub async fn mark_outbox_at(
+        &self,
+        tenant: &str,
+        sites: &[String],
+        user_ids: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<OutboxMark>, StoreError> {
+        let sites = &super::dedup(sites);
+        let users = &super::dedup(user_ids);
+        if sites.is_empty() || users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let begin = self.begin_write();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                let mut tx = pool.begin_with(begin).await?;
+                let marks = mark_rows!(tx, tenant, sites, users, now_ms);
+                tx.commit().await?;
+                Ok(marks)
+            })
+        })
+        .await
+    }
+
+    /// Claims up to `limit` rows that are due (`due_ms <= now_ms`) and not under a live lease,
+    /// for `lease` from `now_ms`, in due order. On PostgreSQL rows locked by another claimer
+    /// are skipped, so concurrent claimers (also in other replicas) never get the same row.
+    pub async fn claim_outbox(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = &format!(
+            "WITH picked AS MATERIALIZED ( \
+                SELECT tenant AS p_tenant, site AS p_site, user_id AS p_user FROM outbox \
+                WHERE due_ms <= $3 AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
+                ORDER BY due_ms LIMIT $4{lock}) \
+             UPDATE outbox SET claimed_by = $1, claimed_until_ms = $2 FROM picked \
+             WHERE tenant = p_tenant AND site = p_site AND user_id = p_user \
+             RETURNING tenant, site, user_id, generation, attempts, last_error"
+        );
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let until = now_ms.saturating_add(lease_ms);
+        retrying(move || async move {
+            let records: Vec<ItemRecord> = with_pool!(self, pool => {
+                sqlx::query_as(sql)
+                    .bind(worker)
+                    .bind(until)
+                    .bind(now_ms)
+                    .bind(i64::from(limit))
+                    .fetch_all(pool)
+                    .await
+            })?;
+            Ok(records.into_iter().map(OutboxItem::from).collect())
+        })
+        .await
+    }
+
+    /// Finishes a claimed row. `true`: the row is done (deleted, or already gone). `false`: it
+    /// was marked again since the claim, so it stays, unclaimed and due, for another run; its
+    /// `done_generation` records the generation this run completed.
+    pub async fn complete_outbox(&self, item: &OutboxItem) -> Result<bool, StoreError> {
+        let begin = self.begin_write();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                let mut tx = pool.begin_with(begin).await?;
+                let deleted = sqlx::query(
+                    "DELETE FROM outbox WHERE tenant = $1 AND site = $2 AND user_id = $3 \
+                     AND generation = $4",
+                )
+                .bind(item.tenant.as_str())
+                .bind(item.site.as_str())
+                .bind(item.user_id.as_str())
+                .bind(item.generation)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let done = if deleted > 0 {
+                    true
+                } else {
+                    let kept = sqlx::query(
+                        "UPDATE outbox SET done_generation = CASE WHEN done_generation < $4 \
+                         THEN $4 ELSE done_generation END, claimed_by = NULL, \
+                         claimed_until_ms = NULL, attempts = 0, last_error = NULL \
+                         WHERE tenant = $1 AND site = $2 AND user_id = $3",
+                    )
+                    .bind(item.tenant.as_str())
+                    .bind(item.site.as_str())
+                    .bind(item.user_id.as_str())
+                    .bind(item.generation)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    kept == 0
+                };
+                tx.commit().await?;
+                Ok(done)
+            })
+        })
+        .await
+    }
+
+    /// Records a failed run: one more attempt, the error, due again at `retry_at_ms`, claim
+    /// released.
+    pub async fn fail_outbox(
+        &self,
+        item: &OutboxItem,
+        error: &str,
+        retry_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $4, due_ms = $5, \
+                     claimed_by = NULL, claimed_until_ms = NULL \
+                     WHERE tenant = $1 AND site = $2 AND user_id = $3",
+                )
+                .bind(item.tenant.as_str())
+                .bind(item.site.as_str())
+                .bind(item.user_id.as_str())
+                .bind(error)
+                .bind(retry_at_ms)
+                .execute(pool)
+                .await
+                .map(|_| ())
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// How many of `marks` are not done yet: a mark is done when its row is gone or a worker
+    /// completed its generation (`done_generation >= mark.generation`).
+    pub async fn outbox_pending(&self, marks: &[OutboxMark]) -> Result<usize, StoreError> {
+        let mut by_site: HashMap<(&str, &str), Vec<&OutboxMark>> = HashMap::new();
+        for mark in marks {
+            by_site
+                .entry((mark.tenant.as_str(), mark.site.as_str()))
+                .or_default()
+                .push(mark);
+        }
+        let mut pending = 0;
+        for ((tenant, site), marks) in by_site {
+            let users = super::dedup(marks.iter().map(|m| m.user_id.as_str()));
+            let mut done: HashMap<String, i64> = HashMap::new();
+            for chunk in users.chunks(CHUNK) {
+                let sql = &format!(
+                    "SELECT user_id, done_generation FROM outbox WHERE tenant = $1 AND site = $2 \
+                     AND user_id IN ({})",
+                    placeholders(3, chunk.len())
+                );
+                let found: Vec<(String, i64)> = retrying(move || async move {
+                    let found = with_pool!(self, pool => {
+                        let mut query = sqlx::query_as(sql).bind(tenant).bind(site);
+                        for user in chunk {
+                            query = query.bind(user.as_str());
+                        }
+                        query.fetch_all(pool).await
+                    })?;
+                    Ok(found)
+                })
+                .await?;
+                done.extend(found);
+            }
+            pending += marks
+                .iter()
+                .filter(|m| done.get(&m.user_id).is_some_and(|d| *d < m.generation))
+                .count();
+        }
+        Ok(pending)
+    }
+
+    /// Outbox gauges: rows waiting, the earliest due time, rows whose last run failed.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        retrying(move || async move {
+            let (depth, oldest_due_ms, failing): (i64, Option<i64>, i64) =
+                with_pool!(self, pool => {
+                    sqlx::query_as(
+                        "SELECT COUNT(*), MIN(due_ms), \
+                         COUNT(CASE WHEN attempts > 0 THEN 1 END) FROM outbox",
+                    )
+                    .fetch_one(pool)
+                    .await
+                })?;
+            Ok(OutboxStats {
+                depth: to_u64(depth),
+                oldest_due_ms,
+                failing: to_u64(failing),
+            })
+        })
+        .await
+    }
+}
+
+/// Wall-clock unix milliseconds.
+pub(super) fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,361 @@
+//! Users: the id map (SCIM id -> partner email), the last accepted SCIM resource, the `active`
+//! state, and the indexes behind `userName`, `externalId` and `emails.value` filters.
+
+use super::error::Fail;
+use super::types::{lc, resource_text, rows, user_columns, UserRecord};
+use super::{dedup, placeholders, retrying, to_i64, to_u64, Store, StoreError, CHUNK};
+use super::{IndexTerm, UserRow};
+
+const INSERT_USER: &str = "INSERT INTO users (tenant, id, user_name, user_name_lc, external_id, \
+    active, partner_email, partner_email_lc, emails, resource, created_ms, last_modified_ms, \
+    version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+const UPDATE_USER: &str = "UPDATE users SET user_name = $3, user_name_lc = $4, external_id = $5, \
+    active = $6, partner_email = $7, partner_email_lc = $8, emails = $9, resource = $10, \
+    last_modified_ms = $11, version = $12 \
+    WHERE tenant = $1 AND id = $2 AND version = $13";
+
+/// Writes the lowercased emails of one user into `user_emails`, one statement per chunk.
+macro_rules! insert_emails {
+    ($tx:ident, $tenant:expr, $user_id:expr, $emails_lc:expr) => {
+        for chunk in $emails_lc.chunks(CHUNK) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, $2, ${})", i + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO user_emails (tenant, user_id, value_lc) VALUES {}",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind($tenant).bind($user_id);
+            for email in chunk {
+                query = query.bind(email.as_str());
+            }
+            query.execute(&mut *$tx).await?;
+        }
+    };
+}
+
+/// The values of a user row as the statements bind them.
+struct UserValues<'a> {
+    row: &'a UserRow,
+    user_name_lc: String,
+    partner_email_lc: String,
+    emails: String,
+    emails_lc: Vec<String>,
+    resource: String,
+}
+
+impl<'a> UserValues<'a> {
+    fn of(row: &'a UserRow) -> Result<Self, Fail> {
+        Ok(UserValues {
+            row,
+            user_name_lc: lc(&row.user_name),
+            partner_email_lc: lc(&row.partner_email),
+            emails: serde_json::to_string(&row.emails)?,
+            emails_lc: dedup(row.emails.iter().map(|e| lc(e))),
+            resource: resource_text(&row.resource, "groups")?,
+        })
+    }
+}
+
+impl Store {
+    /// Inserts a new user; `Conflict { what: "userName" }` when its userName is taken in the
+    /// tenant (case-insensitively), `Conflict { what: "id" }` when its id is.
+    pub async fn insert_user(&self, row: &UserRow) -> Result<(), StoreError> {
+        let values = UserValues::of(row)?;
+        retrying(|| self.insert_user_once(&values)).await
+    }
+
+    async fn insert_user_once(&self, v: &UserValues<'_>) -> Result<(), Fail> {
+        let row = v.row;
+        let begin = self.begin_write();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            sqlx::query(INSERT_USER)
+                .bind(row.tenant.as_str())
+                .bind(row.id.as_str())
+                .bind(row.user_name.as_str())
+                .bind(v.user_name_lc.as_str())
+                .bind(row.external_id.as_deref())
+                .bind(row.active)
+                .bind(row.partner_email.as_str())
+                .bind(v.partner_email_lc.as_str())
+                .bind(v.emails.as_str())
+                .bind(v.resource.as_str())
+                .bind(row.created_ms)
+                .bind(row.last_modified_ms)
+                .bind(row.version)
+                .execute(&mut *tx)
+                .await?;
+            insert_emails!(tx, row.tenant.as_str(), row.id.as_str(), v.emails_lc);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The user with this id in this tenant.
+    pub async fn get_user(&self, tenant: &str, id: &str) -> Result<Option<UserRow>, StoreError> {
+        let found = self
+            .find_users(tenant, &[IndexTerm::Id(id.to_owned())])
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// The user whose userName equals `user_name` case-insensitively.
+    pub async fn get_user_by_user_name(
+        &self,
+        tenant: &str,
+        user_name: &str,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let found = self
+            .find_users(tenant, &[IndexTerm::UserName(user_name.to_owned())])
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// The users whose partner email equals `email` case-insensitively (adoption, reconcile).
+    pub async fn users_by_partner_email(
+        &self,
+        tenant: &str,
+        email: &str,
+    ) -> Result<Vec<UserRow>, StoreError> {
+        let email_lc = &lc(email);
+        retrying(move || async move {
+            let records: Vec<UserRecord> = with_pool!(self, pool => {
+                sqlx::query_as(concat!(
+                    "SELECT ", user_columns!(), " FROM users ",
+                    "WHERE tenant = $1 AND partner_email_lc = $2 ORDER BY created_ms, id"
+                ))
+                .bind(tenant)
+                .bind(email_lc.as_str())
+                .fetch_all(pool)
+                .await
+            })?;
+            rows(records)
+        })
+        .await
+    }
+
+    /// Replaces a user. The stored version must be `expected_version` (else `VersionMismatch`;
+    /// `NotFound` when the user is gone); it becomes `expected_version + 1`, whatever
+    /// `row.version` says, so callers set `row.version = expected_version + 1` for the response.
+    /// `created_ms` is kept. `Conflict` on a taken userName.
+    pub async fn update_user(
+        &self,
+        row: &UserRow,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
+        let values = UserValues::of(row)?;
+        retrying(|| self.update_user_once(&values, expected_version)).await
+    }
+
+    async fn update_user_once(&self, v: &UserValues<'_>, expected: i64) -> Result<(), Fail> {
+        let row = v.row;
+        let begin = self.begin_write();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let updated = sqlx::query(UPDATE_USER)
+                .bind(row.tenant.as_str())
+                .bind(row.id.as_str())
+                .bind(row.user_name.as_str())
+                .bind(v.user_name_lc.as_str())
+                .bind(row.external_id.as_deref())
+                .bind(row.active)
+                .bind(row.partner_email.as_str())
+                .bind(v.partner_email_lc.as_str())
+                .bind(v.emails.as_str())
+                .bind(v.resource.as_str())
+                .bind(row.last_modified_ms)
+                .bind(expected.saturating_add(1))
+                .bind(expected)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if updated == 0 {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM users WHERE tenant = $1 AND id = $2")
+                        .bind(row.tenant.as_str())
+                        .bind(row.id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(Fail::Store(match exists {
+                    Some(_) => StoreError::VersionMismatch,
+                    None => StoreError::NotFound,
+                }));
+            }
+            sqlx::query("DELETE FROM user_emails WHERE tenant = $1 AND user_id = $2")
+                .bind(row.tenant.as_str())
+                .bind(row.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            insert_emails!(tx, row.tenant.as_str(), row.id.as_str(), v.emails_lc);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Deletes a user with its memberships, email index and outbox rows, in one transaction.
+    /// Returns the ids of the groups it was a member of; `NotFound` when there is no such user.
+    pub async fn delete_user(&self, tenant: &str, id: &str) -> Result<Vec<String>, StoreError> {
+        retrying(|| self.delete_user_once(tenant, id)).await
+    }
+
+    async fn delete_user_once(&self, tenant: &str, id: &str) -> Result<Vec<String>, Fail> {
+        let begin = self.begin_write();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            let group_ids: Vec<String> = sqlx::query_scalar(
+                "SELECT group_id FROM memberships WHERE tenant = $1 AND user_id = $2 \
+                 ORDER BY group_id",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for sql in [
+                "DELETE FROM memberships WHERE tenant = $1 AND user_id = $2",
+                "DELETE FROM user_emails WHERE tenant = $1 AND user_id = $2",
+                "DELETE FROM outbox WHERE tenant = $1 AND user_id = $2",
+            ] {
+                sqlx::query(sql).bind(tenant).bind(id).execute(&mut *tx).await?;
+            }
+            let deleted = sqlx::query("DELETE FROM users WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted == 0 {
+                return Err(Fail::Store(StoreError::NotFound));
+            }
+            tx.commit().await?;
+            Ok(group_ids)
+        })
+    }
+
+    /// The users of the tenant matching every term (equality on indexed attributes), ordered by
+    /// (created, id). No terms: every user of the tenant. `DisplayName` and `MemberValue` are
+    /// not user indexes and answer `Other`.
+    pub async fn find_users(
+        &self,
+        tenant: &str,
+        terms: &[IndexTerm],
+    ) -> Result<Vec<UserRow>, StoreError> {
+        let mut sql = String::from(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.tenant = $1"
+        ));
+        let mut binds: Vec<String> = vec![tenant.to_owned()];
+        for term in terms {
+            let n = binds.len() + 1;
+            let (condition, value) = match term {
+                IndexTerm::Id(v) => (format!("u.id = ${n}"), v.clone()),
+                IndexTerm::UserName(v) => (format!("u.user_name_lc = ${n}"), lc(v)),
+                IndexTerm::ExternalId(v) => (format!("u.external_id = ${n}"), v.clone()),
+                IndexTerm::EmailValue(v) => (
+                    format!(
+                        "EXISTS (SELECT 1 FROM user_emails e WHERE e.tenant = u.tenant \
+                         AND e.user_id = u.id AND e.value_lc = ${n})"
+                    ),
+                    lc(v),
+                ),
+                IndexTerm::DisplayName(_) | IndexTerm::MemberValue(_) => {
+                    return Err(StoreError::Other(format!(
+                        "{term:?} is not an index of users"
+                    )))
+                }
+            };
+            sql.push_str(" AND ");
+            sql.push_str(&condition);
+            binds.push(value);
+        }
+        sql.push_str(" ORDER BY u.created_ms, u.id");
+        let (sql, binds) = (sql.as_str(), &binds);
+        retrying(move || async move {
+            let records: Vec<UserRecord> = with_pool!(self, pool => {
+                let mut query = sqlx::query_as(sql);
+                for value in binds {
+                    query = query.bind(value.as_str());
+                }
+                query.fetch_all(pool).await
+            })?;
+            rows(records)
+        })
+        .await
+    }
+
+    /// How many users the tenant has.
+    pub async fn count_users(&self, tenant: &str) -> Result<u64, StoreError> {
+        retrying(move || async move {
+            let n: i64 = with_pool!(self, pool => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant = $1")
+                    .bind(tenant)
+                    .fetch_one(pool)
+                    .await
+            })?;
+            Ok(to_u64(n))
+        })
+        .await
+    }
+
+    /// One page of the tenant's users in a stable order: (created, id).
+    pub async fn list_users_page(
+        &self,
+        tenant: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<UserRow>, StoreError> {
+        retrying(move || async move {
+            let records: Vec<UserRecord> = with_pool!(self, pool => {
+                sqlx::query_as(concat!(
+                    "SELECT ", user_columns!(), " FROM users WHERE tenant = $1 ",
+                    "ORDER BY created_ms, id LIMIT $2 OFFSET $3"
+                ))
+                .bind(tenant)
+                .bind(to_i64(limit))
+                .bind(to_i64(offset))
+                .fetch_all(pool)
+                .await
+            })?;
+            rows(records)
+        })
+        .await
+    }
+
+    /// The users of the tenant with these ids (missing ones are left out), ordered by
+    /// (created, id). Large lists are read in chunks.
+    pub async fn users_by_ids(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<Vec<UserRow>, StoreError> {
+        let ids = dedup(ids);
+        let mut out: Vec<UserRow> = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE tenant = $1 AND id IN ({})"
+                ),
+                placeholders(2, chunk.len())
+            );
+            let sql = sql.as_str();
+            let found = retrying(move || async move {
+                let records: Vec<UserRecord> = with_pool!(self, pool => {
+                    let mut query = sqlx::query_as(sql).bind(tenant);
+                    for id in chunk {
+                        query = query.bind(id.as_str());
+                    }
+                    query.fetch_all(pool).await
+                })?;
+                rows::<_, UserRow>(records)
+            })
+            .await?;
+            out.extend(found);
+        }
+        out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(out)
+    }
+}
