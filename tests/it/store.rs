@@ -16,15 +16,15 @@ use sqlx::Connection;
 
 const PG_ENV: &str = "SCIM_BRIDGE_TEST_POSTGRES_URL";
 
-/// Runs `case` with the URL of a fresh, empty database: a SQLite file (in a folder that does
-/// not exist yet), then a PostgreSQL schema when the environment names a server.
+/// Runs `case` with the URL of a fresh, empty database: a SQLite file in a folder that does
+/// not exist yet (URL without `?mode=rwc`, like the configured default), then a PostgreSQL schema when the environment names a server.
 async fn for_each_backend_url<F, Fut>(case: F)
 where
     F: Fn(String) -> Fut,
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/nested/store.db?mode=rwc", dir.path().display());
+    let url = format!("sqlite://{}/nested/scim-bridge.db", dir.path().display());
     case(url).await;
 
     let Ok(base) = std::env::var(PG_ENV) else {
