@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of this store. The body is written once
 /// and compiled for each back end, so each query keeps its static types.
@@ -90,7 +88,8 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Connects to `sqlite://path?mode=rwc`, `sqlite::memory:` or `postgres://...`.
+    /// Connects to `sqlite://path` (`?mode=rwc` optional), `sqlite::memory:` or
+    /// `postgres://...`.
     ///
     /// SQLite runs in WAL mode with a 5 s busy timeout and foreign keys on; the file and its
     /// parent folder are created when missing. An in-memory SQLite database is held by a single
@@ -117,9 +116,9 @@ impl Store {
                     .idle_timeout(None)
                     .max_lifetime(None)
             } else {
-                options = options
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal);
+                // synchronous stays FULL (the default): a write the IdP saw acknowledged
+                // survives a power loss.
+                options = options.journal_mode(SqliteJournalMode::Wal);
                 create_parent_folder(options.get_filename()).await?;
                 SqlitePoolOptions::new().max_connections(8)
             };

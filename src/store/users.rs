@@ -35,6 +35,31 @@ macro_rules! insert_emails {
     };
 }
 
+/// Inserts one user row and its emails inside transaction `$tx`.
+macro_rules! insert_user_in {
+    ($tx:ident, $v:expr) => {{
+        let v: &UserValues<'_> = $v;
+        let row = v.row;
+        sqlx::query(INSERT_USER)
+            .bind(row.tenant.as_str())
+            .bind(row.id.as_str())
+            .bind(row.user_name.as_str())
+            .bind(v.user_name_lc.as_str())
+            .bind(row.external_id.as_deref())
+            .bind(row.active)
+            .bind(row.partner_email.as_str())
+            .bind(v.partner_email_lc.as_str())
+            .bind(v.emails.as_str())
+            .bind(v.resource.as_str())
+            .bind(row.created_ms)
+            .bind(row.last_modified_ms)
+            .bind(row.version)
+            .execute(&mut *$tx)
+            .await?;
+        insert_emails!($tx, row.tenant.as_str(), row.id.as_str(), v.emails_lc);
+    }};
+}
+
 /// The values of a user row as the statements bind them.
 struct UserValues<'a> {
     row: &'a UserRow,
@@ -67,30 +92,33 @@ impl Store {
     }
 
     async fn insert_user_once(&self, v: &UserValues<'_>) -> Result<(), Fail> {
-        let row = v.row;
         let begin = self.begin_write();
         with_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
-            sqlx::query(INSERT_USER)
-                .bind(row.tenant.as_str())
-                .bind(row.id.as_str())
-                .bind(row.user_name.as_str())
-                .bind(v.user_name_lc.as_str())
-                .bind(row.external_id.as_deref())
-                .bind(row.active)
-                .bind(row.partner_email.as_str())
-                .bind(v.partner_email_lc.as_str())
-                .bind(v.emails.as_str())
-                .bind(v.resource.as_str())
-                .bind(row.created_ms)
-                .bind(row.last_modified_ms)
-                .bind(row.version)
-                .execute(&mut *tx)
-                .await?;
-            insert_emails!(tx, row.tenant.as_str(), row.id.as_str(), v.emails_lc);
+            insert_user_in!(tx, v);
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Inserts many new users in one transaction (seeding, imports, benchmarks); all or none.
+    pub async fn insert_users(&self, rows: &[UserRow]) -> Result<(), StoreError> {
+        let values = &rows
+            .iter()
+            .map(UserValues::of)
+            .collect::<Result<Vec<_>, Fail>>()?;
+        let begin = self.begin_write();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                let mut tx = pool.begin_with(begin).await?;
+                for v in values {
+                    insert_user_in!(tx, v);
+                }
+                tx.commit().await?;
+            });
+            Ok(())
+        })
+        .await
     }
 
     /// The user with this id in this tenant.

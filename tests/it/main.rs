@@ -6,3 +6,4 @@ mod emulator;
 mod partner_client;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;
+mod store;

@@ -1,0 +1,1154 @@
+//! The store, one suite for both back ends: every `case_*` runs on a fresh SQLite file and, when
+//! `SCIM_BRIDGE_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL schema of its own (created
+//! for the test, dropped after), so tests run in parallel.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use scim_bridge::store::{
+    AuditEntry, Backend, GroupRow, IndexTerm, MembershipChange, OutboxItem, Store, StoreError,
+    UserRow,
+};
+use serde_json::json;
+use sqlx::Connection;
+
+const PG_ENV: &str = "SCIM_BRIDGE_TEST_POSTGRES_URL";
+
+/// Runs `case` with the URL of a fresh, empty database: a SQLite file in a folder that does
+/// not exist yet (URL without `?mode=rwc`, like the configured default), then a PostgreSQL schema when the environment names a server.
+async fn for_each_backend_url<F, Fut>(case: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/scim-bridge.db", dir.path().display());
+    case(url).await;
+
+    let Ok(base) = std::env::var(PG_ENV) else {
+        eprintln!("skipping PostgreSQL: {PG_ENV} not set");
+        return;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let outcome = AssertUnwindSafe(case(url)).catch_unwind().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs `case` on a connected, migrated store of each back end.
+async fn for_each_backend<F, Fut>(case: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for_each_backend_url(|url| {
+        let case = &case;
+        async move {
+            let store = connect(&url).await;
+            case(store.clone()).await;
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+async fn connect(url: &str) -> Store {
+    let store = Store::connect(url).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+fn user(tenant: &str, id: &str, user_name: &str, created_ms: i64) -> UserRow {
+    let email = format!("{}@example.com", user_name.to_lowercase());
+    UserRow {
+        tenant: tenant.into(),
+        id: id.into(),
+        user_name: user_name.into(),
+        external_id: Some(format!("ext-{id}")),
+        active: true,
+        partner_email: email.clone(),
+        emails: vec![email.clone(), format!("{id}@Other.example")],
+        resource: json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "id": id,
+            "userName": user_name,
+            "emails": [{"value": email, "primary": true}],
+        }),
+        created_ms,
+        last_modified_ms: created_ms,
+        version: 1,
+    }
+}
+
+fn group(tenant: &str, id: &str, display_name: &str, created_ms: i64) -> GroupRow {
+    GroupRow {
+        tenant: tenant.into(),
+        id: id.into(),
+        display_name: display_name.into(),
+        external_id: Some(format!("ext-{id}")),
+        partner_name: display_name.into(),
+        access: None,
+        resource: json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "id": id,
+            "displayName": display_name,
+        }),
+        created_ms,
+        last_modified_ms: created_ms,
+        version: 1,
+    }
+}
+
+fn ids(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn user_ids(rows: &[UserRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn group_ids(rows: &[GroupRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn change<'a>(
+    tenant: &'a str,
+    group_id: &'a str,
+    add: &'a [String],
+    remove: &'a [String],
+    sites: &'a [String],
+    now_ms: i64,
+) -> MembershipChange<'a> {
+    MembershipChange {
+        tenant,
+        group: None,
+        group_id,
+        add,
+        remove,
+        also_mark: &[],
+        sites,
+        now_ms,
+    }
+}
+
+fn conflict_on(result: Result<(), StoreError>) -> String {
+    match result {
+        Err(StoreError::Conflict { what }) => what,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// Claims everything due at `now_ms` (long lease).
+async fn claim_all(store: &Store, now_ms: i64) -> Vec<OutboxItem> {
+    store
+        .claim_outbox("w", 10_000, Duration::from_secs(60), now_ms)
+        .await
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn store_migrate_twice_is_idempotent() {
+    for_each_backend_url(|url| async move {
+        let store = Store::connect(&url).await.unwrap();
+        store.ping().await.unwrap();
+        assert!(!store.migrations_applied().await.unwrap());
+        store.migrate().await.unwrap();
+        assert!(store.migrations_applied().await.unwrap());
+        store.migrate().await.unwrap();
+        assert!(store.migrations_applied().await.unwrap());
+        let expected = if url.starts_with("sqlite") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        assert_eq!(store.backend(), expected);
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_in_memory_sqlite_works() {
+    let store = connect("sqlite::memory:").await;
+    store
+        .insert_user(&user("a", "u1", "alice", 1))
+        .await
+        .unwrap();
+    assert!(store.get_user("a", "u1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn store_bad_url_is_refused_without_echoing_it() {
+    let err = Store::connect("mysql://root:hunter2@db/x")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    // Nothing listens on port 1: unavailable, and the password is not in the message.
+    let err = Store::connect("postgres://app:hunter2@127.0.0.1:1/x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn store_user_insert_get_update_delete() {
+    for_each_backend(|store| async move {
+        let mut alice = user("a", "u1", "Alice", 10);
+        // `groups` is derived: not stored, and taking it out keeps the other keys' order.
+        let stored = alice.resource.clone();
+        alice.resource = json!({
+            "schemas": stored["schemas"],
+            "id": "u1",
+            "groups": [{"value": "g1"}],
+            "userName": "Alice",
+            "emails": stored["emails"],
+        });
+        store.insert_user(&alice).await.unwrap();
+
+        let got = store.get_user("a", "u1").await.unwrap().unwrap();
+        assert!(got.resource.get("groups").is_none());
+        // Key order survives the round trip (the canonical JSON is served as stored).
+        let keys: Vec<&String> = got.resource.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["schemas", "id", "userName", "emails"]);
+        alice.resource = stored;
+        assert_eq!(got, alice);
+        let by_name = store.get_user_by_user_name("a", "ALICE").await.unwrap();
+        assert_eq!(by_name.unwrap().id, "u1");
+        let by_email = store
+            .users_by_partner_email("a", "Alice@Example.com")
+            .await
+            .unwrap();
+        assert_eq!(user_ids(&by_email), ["u1"]);
+        assert_eq!(store.get_user("a", "nope").await.unwrap(), None);
+
+        let mut changed = got.clone();
+        changed.user_name = "alice.smith".into();
+        changed.active = false;
+        changed.emails = vec!["alice.smith@example.com".into()];
+        changed.external_id = None;
+        changed.last_modified_ms = 20;
+        changed.created_ms = 999; // ignored: created is kept
+        changed.version = 2;
+        store.update_user(&changed, 1).await.unwrap();
+        let got = store.get_user("a", "u1").await.unwrap().unwrap();
+        assert_eq!(got.user_name, "alice.smith");
+        assert!(!got.active);
+        assert_eq!(got.external_id, None);
+        assert_eq!(got.created_ms, 10);
+        assert_eq!(got.last_modified_ms, 20);
+        assert_eq!(got.version, 2);
+        // The email index follows the update.
+        let old = IndexTerm::EmailValue("alice@example.com".into());
+        assert!(store.find_users("a", &[old]).await.unwrap().is_empty());
+        let new = IndexTerm::EmailValue("ALICE.SMITH@example.com".into());
+        assert_eq!(
+            user_ids(&store.find_users("a", &[new]).await.unwrap()),
+            ["u1"]
+        );
+
+        assert_eq!(
+            store.delete_user("a", "u1").await.unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(store.get_user("a", "u1").await.unwrap(), None);
+        assert!(matches!(
+            store.delete_user("a", "u1").await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.update_user(&changed, 2).await,
+            Err(StoreError::NotFound)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_group_insert_get_update_delete() {
+    for_each_backend(|store| async move {
+        let mut admins = group("a", "g1", "Admins", 10);
+        admins.access = Some("SQL".into());
+        admins.resource["members"] = json!([{"value": "u1"}]); // derived: not stored
+        store.insert_group(&admins).await.unwrap();
+        let got = store.get_group("a", "g1").await.unwrap().unwrap();
+        assert!(got.resource.get("members").is_none());
+        assert_eq!(got.access.as_deref(), Some("SQL"));
+        let by_name = store
+            .get_group_by_display_name("a", "admins")
+            .await
+            .unwrap();
+        assert_eq!(by_name.unwrap().id, "g1");
+
+        let mut renamed = got.clone();
+        renamed.display_name = "Administrators".into();
+        renamed.partner_name = "Administrators".into();
+        renamed.access = None;
+        renamed.version = 2;
+        store.update_group(&renamed, 1).await.unwrap();
+        let got = store.get_group("a", "g1").await.unwrap().unwrap();
+        assert_eq!(got, renamed);
+        assert_eq!(
+            store.managed_group_names("a").await.unwrap(),
+            ["Administrators"]
+        );
+
+        assert_eq!(
+            store.delete_group("a", "g1").await.unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(store.get_group("a", "g1").await.unwrap(), None);
+        assert!(matches!(
+            store.delete_group("a", "g1").await,
+            Err(StoreError::NotFound)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_user_name_uniqueness_is_case_insensitive() {
+    for_each_backend(|store| async move {
+        store
+            .insert_user(&user("a", "u1", "Alice", 1))
+            .await
+            .unwrap();
+        let what = conflict_on(store.insert_user(&user("a", "u2", "alice", 2)).await);
+        assert_eq!(what, "userName");
+        let what = conflict_on(
+            store
+                .insert_user(&user("a", "u2", "ÁLICE", 2))
+                .await
+                .and(store.insert_user(&user("a", "u3", "álice", 3)).await),
+        );
+        assert_eq!(what, "userName");
+        let what = conflict_on(store.insert_user(&user("a", "u1", "bob", 3)).await);
+        assert_eq!(what, "id");
+        // Another tenant has its own namespace.
+        store
+            .insert_user(&user("b", "u1", "alice", 4))
+            .await
+            .unwrap();
+        // Renaming into a taken name conflicts; renaming one's own case does not.
+        store
+            .insert_user(&user("a", "u4", "carol", 5))
+            .await
+            .unwrap();
+        let mut carol = store.get_user("a", "u4").await.unwrap().unwrap();
+        carol.user_name = "ALICE".into();
+        assert_eq!(conflict_on(store.update_user(&carol, 1).await), "userName");
+        carol.user_name = "Carol".into();
+        store.update_user(&carol, 1).await.unwrap();
+        assert_eq!(store.count_users("a").await.unwrap(), 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_display_name_uniqueness_is_case_insensitive() {
+    for_each_backend(|store| async move {
+        store
+            .insert_group(&group("a", "g1", "Admins", 1))
+            .await
+            .unwrap();
+        let what = conflict_on(store.insert_group(&group("a", "g2", "ADMINS", 2)).await);
+        assert_eq!(what, "displayName");
+        let what = conflict_on(store.insert_group(&group("a", "g1", "Other", 2)).await);
+        assert_eq!(what, "id");
+        store
+            .insert_group(&group("b", "g1", "admins", 3))
+            .await
+            .unwrap();
+        store
+            .insert_group(&group("a", "g2", "Sales", 4))
+            .await
+            .unwrap();
+        let mut sales = store.get_group("a", "g2").await.unwrap().unwrap();
+        sales.display_name = "admins".into();
+        assert_eq!(
+            conflict_on(store.update_group(&sales, 1).await),
+            "displayName"
+        );
+        // The same conflict inside the membership transaction.
+        let sites = ids(&["s1"]);
+        let result = store
+            .change_memberships(&MembershipChange {
+                group: Some((&sales, 1)),
+                ..change("a", "g2", &[], &[], &sites, 5)
+            })
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::Conflict { .. })),
+            "{result:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_version_mismatch_is_reported() {
+    for_each_backend(|store| async move {
+        let alice = user("a", "u1", "alice", 1);
+        store.insert_user(&alice).await.unwrap();
+        store.update_user(&alice, 1).await.unwrap(); // now version 2
+        assert!(matches!(
+            store.update_user(&alice, 1).await,
+            Err(StoreError::VersionMismatch)
+        ));
+        store.update_user(&alice, 2).await.unwrap();
+        assert_eq!(store.get_user("a", "u1").await.unwrap().unwrap().version, 3);
+
+        let admins = group("a", "g1", "Admins", 1);
+        store.insert_group(&admins).await.unwrap();
+        assert!(matches!(
+            store.update_group(&admins, 7).await,
+            Err(StoreError::VersionMismatch)
+        ));
+        assert!(matches!(
+            store.update_group(&group("a", "nope", "X", 1), 1).await,
+            Err(StoreError::NotFound)
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_find_by_every_index_term() {
+    for_each_backend(|store| async move {
+        store
+            .insert_user(&user("a", "u1", "Alice", 1))
+            .await
+            .unwrap();
+        store.insert_user(&user("a", "u2", "Bob", 2)).await.unwrap();
+        let mut carol = user("a", "u3", "Carol", 3);
+        carol.external_id = Some("EXT-shared".into());
+        carol.emails.push("shared@example.com".into());
+        store.insert_user(&carol).await.unwrap();
+        let mut dave = user("a", "u4", "Dave", 4);
+        dave.external_id = Some("EXT-shared".into());
+        dave.emails.push("SHARED@example.com".into());
+        store.insert_user(&dave).await.unwrap();
+
+        let find = |terms: Vec<IndexTerm>| {
+            let store = store.clone();
+            async move { store.find_users("a", &terms).await.unwrap() }
+        };
+        use IndexTerm::*;
+        assert_eq!(user_ids(&find(vec![]).await), ["u1", "u2", "u3", "u4"]);
+        assert_eq!(user_ids(&find(vec![Id("u2".into())]).await), ["u2"]);
+        assert_eq!(user_ids(&find(vec![UserName("bOB".into())]).await), ["u2"]);
+        assert_eq!(
+            user_ids(&find(vec![ExternalId("ext-u1".into())]).await),
+            ["u1"]
+        );
+        assert!(find(vec![ExternalId("EXT-U1".into())]).await.is_empty()); // case-exact
+        assert_eq!(
+            user_ids(&find(vec![ExternalId("EXT-shared".into())]).await),
+            ["u3", "u4"]
+        );
+        assert_eq!(
+            user_ids(&find(vec![EmailValue("Shared@Example.COM".into())]).await),
+            ["u3", "u4"]
+        );
+        assert_eq!(
+            user_ids(&find(vec![EmailValue("u2@other.EXAMPLE".into())]).await),
+            ["u2"]
+        );
+        // Conjunctions.
+        assert_eq!(
+            user_ids(
+                &find(vec![
+                    ExternalId("EXT-shared".into()),
+                    EmailValue("shared@example.com".into()),
+                    UserName("dave".into()),
+                ])
+                .await
+            ),
+            ["u4"]
+        );
+        assert!(find(vec![Id("u1".into()), UserName("bob".into())])
+            .await
+            .is_empty());
+        assert!(matches!(
+            store.find_users("a", &[DisplayName("x".into())]).await,
+            Err(StoreError::Other(_))
+        ));
+        assert_eq!(
+            user_ids(
+                &store
+                    .users_by_ids("a", &ids(&["u4", "nope", "u1", "u4"]))
+                    .await
+                    .unwrap()
+            ),
+            ["u1", "u4"]
+        );
+
+        store
+            .insert_group(&group("a", "g1", "Admins", 1))
+            .await
+            .unwrap();
+        store
+            .insert_group(&group("a", "g2", "Sales", 2))
+            .await
+            .unwrap();
+        let sites = ids(&["s1"]);
+        store
+            .change_memberships(&change("a", "g1", &ids(&["u1", "u2"]), &[], &sites, 10))
+            .await
+            .unwrap();
+        store
+            .change_memberships(&change("a", "g2", &ids(&["u2"]), &[], &sites, 10))
+            .await
+            .unwrap();
+        let find = |terms: Vec<IndexTerm>| {
+            let store = store.clone();
+            async move { store.find_groups("a", &terms).await.unwrap() }
+        };
+        assert_eq!(group_ids(&find(vec![]).await), ["g1", "g2"]);
+        assert_eq!(group_ids(&find(vec![Id("g2".into())]).await), ["g2"]);
+        assert_eq!(
+            group_ids(&find(vec![DisplayName("sALES".into())]).await),
+            ["g2"]
+        );
+        assert_eq!(
+            group_ids(&find(vec![ExternalId("ext-g1".into())]).await),
+            ["g1"]
+        );
+        assert_eq!(
+            group_ids(&find(vec![MemberValue("u2".into())]).await),
+            ["g1", "g2"]
+        );
+        assert_eq!(
+            group_ids(&find(vec![MemberValue("u1".into())]).await),
+            ["g1"]
+        );
+        assert!(find(vec![MemberValue("u3".into())]).await.is_empty());
+        assert_eq!(
+            group_ids(&find(vec![MemberValue("u2".into()), DisplayName("admins".into())]).await),
+            ["g1"]
+        );
+        assert!(matches!(
+            store.find_groups("a", &[UserName("x".into())]).await,
+            Err(StoreError::Other(_))
+        ));
+        assert_eq!(
+            group_ids(&store.groups_of_user("a", "u2").await.unwrap()),
+            ["g1", "g2"]
+        );
+        assert_eq!(
+            store.group_member_ids("a", "g1").await.unwrap(),
+            ["u1", "u2"]
+        );
+        assert_eq!(store.member_count("a", "g1").await.unwrap(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_paging_order_is_stable() {
+    for_each_backend(|store| async move {
+        // Several users share a creation time: the id breaks the tie.
+        let rows: Vec<UserRow> = (0..25)
+            .map(|i| user("a", &format!("u{:02}", 24 - i), &format!("n{i}"), i / 5))
+            .collect();
+        store.insert_users(&rows).await.unwrap();
+        let all = store.find_users("a", &[]).await.unwrap();
+        let mut expected: Vec<(i64, String)> =
+            rows.iter().map(|r| (r.created_ms, r.id.clone())).collect();
+        expected.sort();
+        let got: Vec<(i64, String)> = all.iter().map(|r| (r.created_ms, r.id.clone())).collect();
+        assert_eq!(got, expected);
+        let mut paged = Vec::new();
+        for page in 0..3 {
+            paged.extend(store.list_users_page("a", page * 10, 10).await.unwrap());
+        }
+        assert_eq!(paged, all);
+        assert!(store.list_users_page("a", 25, 10).await.unwrap().is_empty());
+        assert_eq!(store.count_users("a").await.unwrap(), 25);
+
+        for i in 0..5 {
+            store
+                .insert_group(&group("a", &format!("g{}", 4 - i), &format!("G{i}"), 0))
+                .await
+                .unwrap();
+        }
+        let groups = store.list_groups_page("a", 1, 3).await.unwrap();
+        assert_eq!(group_ids(&groups), ["g1", "g2", "g3"]);
+        assert_eq!(store.count_groups("a").await.unwrap(), 5);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_tenants_are_isolated() {
+    for_each_backend(|store| async move {
+        let alice = user("a", "u1", "alice", 1);
+        store.insert_user(&alice).await.unwrap();
+        store
+            .insert_group(&group("a", "g1", "Admins", 1))
+            .await
+            .unwrap();
+        let sites = ids(&["s1"]);
+        store
+            .change_memberships(&change("a", "g1", &ids(&["u1"]), &[], &sites, 1))
+            .await
+            .unwrap();
+        store.append_audit(&audit("a", 1)).await.unwrap();
+
+        use IndexTerm::*;
+        assert_eq!(store.get_user("b", "u1").await.unwrap(), None);
+        assert_eq!(
+            store.get_user_by_user_name("b", "alice").await.unwrap(),
+            None
+        );
+        assert!(store
+            .users_by_partner_email("b", "alice@example.com")
+            .await
+            .unwrap()
+            .is_empty());
+        for term in [
+            Id("u1".into()),
+            UserName("alice".into()),
+            ExternalId("ext-u1".into()),
+            EmailValue("alice@example.com".into()),
+        ] {
+            assert!(store.find_users("b", &[term]).await.unwrap().is_empty());
+        }
+        assert!(store.find_users("b", &[]).await.unwrap().is_empty());
+        assert_eq!(store.count_users("b").await.unwrap(), 0);
+        assert!(store.list_users_page("b", 0, 10).await.unwrap().is_empty());
+        assert!(store
+            .users_by_ids("b", &ids(&["u1"]))
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.get_group("b", "g1").await.unwrap(), None);
+        for term in [
+            Id("g1".into()),
+            DisplayName("admins".into()),
+            ExternalId("ext-g1".into()),
+            MemberValue("u1".into()),
+        ] {
+            assert!(store.find_groups("b", &[term]).await.unwrap().is_empty());
+        }
+        assert_eq!(store.count_groups("b").await.unwrap(), 0);
+        assert!(store.list_groups_page("b", 0, 10).await.unwrap().is_empty());
+        assert!(store.managed_group_names("b").await.unwrap().is_empty());
+        assert!(store.group_member_ids("b", "g1").await.unwrap().is_empty());
+        assert!(store.groups_of_user("b", "u1").await.unwrap().is_empty());
+        assert!(store.audit_entries("b", 10).await.unwrap().is_empty());
+        // Writes in tenant b cannot reach tenant a's rows.
+        let mut hijack = alice.clone();
+        hijack.tenant = "b".into();
+        assert!(matches!(
+            store.update_user(&hijack, 1).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.delete_user("b", "u1").await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.delete_group("b", "g1").await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store
+                .change_memberships(&change("b", "g1", &[], &ids(&["u1"]), &sites, 2))
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        // A user of tenant b cannot join tenant a's group, nor a's user b's group.
+        store.insert_user(&user("b", "u2", "bob", 1)).await.unwrap();
+        assert!(matches!(
+            store
+                .change_memberships(&change("a", "g1", &ids(&["u2"]), &[], &sites, 2))
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        // Tenant a is untouched.
+        assert_eq!(store.group_member_ids("a", "g1").await.unwrap(), ["u1"]);
+        assert_eq!(store.get_user("a", "u1").await.unwrap().unwrap(), alice);
+        assert_eq!(store.audit_entries("a", 10).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_change_memberships_is_atomic() {
+    for_each_backend(|store| async move {
+        store
+            .insert_users(&[user("a", "u1", "alice", 1), user("a", "u2", "bob", 1)])
+            .await
+            .unwrap();
+        let admins = group("a", "g1", "Admins", 1);
+        store.insert_group(&admins).await.unwrap();
+        let sites = ids(&["s1", "s2"]);
+        let add = ids(&["u1", "u2"]);
+
+        // Stale group version: nothing is written.
+        let mut renamed = admins.clone();
+        renamed.display_name = "Renamed".into();
+        let result = store
+            .change_memberships(&MembershipChange {
+                group: Some((&renamed, 5)),
+                ..change("a", "g1", &add, &[], &sites, 10)
+            })
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::VersionMismatch)),
+            "{result:?}"
+        );
+        assert!(store.group_member_ids("a", "g1").await.unwrap().is_empty());
+        assert_eq!(store.outbox_stats().await.unwrap().depth, 0);
+        assert_eq!(
+            store
+                .get_group("a", "g1")
+                .await
+                .unwrap()
+                .unwrap()
+                .display_name,
+            "Admins"
+        );
+
+        // An unknown member: nothing is written either.
+        let bad = ids(&["u1", "ghost"]);
+        let result = store
+            .change_memberships(&change("a", "g1", &bad, &[], &sites, 10))
+            .await;
+        assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
+        assert!(store.group_member_ids("a", "g1").await.unwrap().is_empty());
+        assert_eq!(store.outbox_stats().await.unwrap().depth, 0);
+
+        // The right version: group, memberships and marks together.
+        let marks = store
+            .change_memberships(&MembershipChange {
+                group: Some((&renamed, 1)),
+                also_mark: &ids(&["u9"]),
+                ..change("a", "g1", &add, &[], &sites, 10)
+            })
+            .await
+            .unwrap();
+        let group_now = store.get_group("a", "g1").await.unwrap().unwrap();
+        assert_eq!(
+            (group_now.display_name.as_str(), group_now.version),
+            ("Renamed", 2)
+        );
+        assert_eq!(
+            store.group_member_ids("a", "g1").await.unwrap(),
+            ["u1", "u2"]
+        );
+        let mut marked: Vec<(String, String)> = marks
+            .iter()
+            .map(|m| (m.site.clone(), m.user_id.clone()))
+            .collect();
+        marked.sort();
+        let expected: Vec<(String, String)> = ["s1", "s2"]
+            .iter()
+            .flat_map(|s| ["u1", "u2", "u9"].map(|u| (s.to_string(), u.to_string())))
+            .collect();
+        assert_eq!(marked, expected);
+        assert_eq!(store.outbox_pending(&marks).await.unwrap(), 6);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_adding_an_existing_member_is_ignored() {
+    for_each_backend(|store| async move {
+        store
+            .insert_users(&[user("a", "u1", "alice", 1), user("a", "u2", "bob", 1)])
+            .await
+            .unwrap();
+        store
+            .insert_group(&group("a", "g1", "Admins", 1))
+            .await
+            .unwrap();
+        let sites = ids(&["s1"]);
+        store
+            .change_memberships(&change("a", "g1", &ids(&["u1"]), &[], &sites, 1))
+            .await
+            .unwrap();
+        let marks = store
+            .change_memberships(&change(
+                "a",
+                "g1",
+                &ids(&["u1", "u2", "u2"]),
+                &[],
+                &sites,
+                2,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(marks.len(), 2);
+        assert_eq!(
+            store.group_member_ids("a", "g1").await.unwrap(),
+            ["u1", "u2"]
+        );
+        // Removing a non-member is ignored too; a user both added and removed ends up removed.
+        store
+            .change_memberships(&change(
+                "a",
+                "g1",
+                &ids(&["u1"]),
+                &ids(&["u1", "u7"]),
+                &sites,
+                3,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(store.group_member_ids("a", "g1").await.unwrap(), ["u2"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_outbox_remark_bumps_generation_and_makes_due_now() {
+    for_each_backend(|store| async move {
+        let sites = ids(&["s1"]);
+        let users = ids(&["u1"]);
+        let first = store
+            .mark_outbox_at("a", &sites, &users, 1_000)
+            .await
+            .unwrap();
+        let second = store
+            .mark_outbox_at("a", &sites, &users, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(second[0].generation > first[0].generation);
+        // A failed row waits for its retry time; a new mark makes it due again.
+        let item = claim_all(&store, 1_000).await.remove(0);
+        store.fail_outbox(&item, "boom", 50_000).await.unwrap();
+        assert!(claim_all(&store, 2_000).await.is_empty());
+        let third = store
+            .mark_outbox_at("a", &sites, &users, 2_000)
+            .await
+            .unwrap();
+        assert!(third[0].generation > second[0].generation);
+        let again = claim_all(&store, 2_000).await;
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].last_error.as_deref(), Some("boom"));
+        assert_eq!(store.outbox_stats().await.unwrap().failing, 1);
+        // Wall-clock marking works too.
+        let now = store.mark_outbox("a", &sites, &ids(&["u2"])).await.unwrap();
+        assert_eq!(now.len(), 1);
+        assert!(store
+            .mark_outbox("a", &[], &users)
+            .await
+            .unwrap()
+            .is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_outbox_claim_complete_fail() {
+    for_each_backend(|store| async move {
+        let sites = ids(&["s1", "s2"]);
+        let users = ids(&["u1", "u2"]);
+        let marks = store
+            .mark_outbox_at("a", &sites, &users, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(marks.len(), 4);
+        assert_eq!(store.outbox_pending(&marks).await.unwrap(), 4);
+        let stats = store.outbox_stats().await.unwrap();
+        assert_eq!(
+            (stats.depth, stats.oldest_due_ms, stats.failing),
+            (4, Some(1_000), 0)
+        );
+
+        // Not due yet.
+        assert!(claim_all(&store, 999).await.is_empty());
+        // Claimed rows are leased.
+        let lease = Duration::from_millis(500);
+        let batch = store.claim_outbox("w1", 3, lease, 1_000).await.unwrap();
+        assert_eq!(batch.len(), 3);
+        let rest = store.claim_outbox("w2", 10, lease, 1_100).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert!(store
+            .claim_outbox("w2", 10, lease, 1_200)
+            .await
+            .unwrap()
+            .is_empty());
+        // After the lease, a row is claimable again.
+        let expired = store.claim_outbox("w3", 10, lease, 1_501).await.unwrap();
+        assert_eq!(expired.len(), 3);
+
+        // Complete: the row is deleted, its mark is done.
+        assert!(store.complete_outbox(&expired[0]).await.unwrap());
+        assert_eq!(store.outbox_pending(&marks).await.unwrap(), 3);
+        // Completing a row that is already gone is done too.
+        assert!(store.complete_outbox(&expired[0]).await.unwrap());
+
+        // Fail: attempts, error, due later, claim released.
+        store
+            .fail_outbox(&expired[1], "partner 503", 9_000)
+            .await
+            .unwrap();
+        assert!(claim_all(&store, 8_999)
+            .await
+            .iter()
+            .all(|i| i.user_id != expired[1].user_id || i.site != expired[1].site));
+        let stats = store.outbox_stats().await.unwrap();
+        assert_eq!(stats.failing, 1);
+
+        // Re-marked while claimed: the mark does not steal the claim, completing keeps the row
+        // (unclaimed, due) for another run, and only the newer mark stays pending.
+        let item = rest[0].clone();
+        let one_site = vec![item.site.clone()];
+        let one_user = vec![item.user_id.clone()];
+        let newer = store
+            .mark_outbox_at("a", &one_site, &one_user, 1_600)
+            .await
+            .unwrap();
+        assert!(store
+            .claim_outbox("w4", 10, lease, 1_650)
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.user_id != item.user_id || i.site != item.site));
+        let old_mark = marks
+            .iter()
+            .find(|m| m.site == item.site && m.user_id == item.user_id)
+            .unwrap()
+            .clone();
+        assert!(!store.complete_outbox(&item).await.unwrap());
+        assert_eq!(
+            store
+                .outbox_pending(std::slice::from_ref(&old_mark))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.outbox_pending(&newer).await.unwrap(), 1);
+        let again = store.claim_outbox("w5", 10, lease, 1_700).await.unwrap();
+        let again = again
+            .into_iter()
+            .find(|i| i.user_id == item.user_id && i.site == item.site)
+            .expect("the re-marked row is claimable again");
+        assert_eq!(again.generation, newer[0].generation);
+        assert!(store.complete_outbox(&again).await.unwrap());
+        assert_eq!(store.outbox_pending(&newer).await.unwrap(), 0);
+        assert_eq!(store.outbox_pending(&[old_mark]).await.unwrap(), 0);
+
+        // A mark of a deleted row is done, even once the (site, user) is marked again.
+        let before = store
+            .mark_outbox_at("a", &one_site, &one_user, 2_000)
+            .await
+            .unwrap();
+        let claimed = claim_all(&store, 2_000).await;
+        for i in claimed
+            .iter()
+            .filter(|i| i.user_id == item.user_id && i.site == item.site)
+        {
+            assert!(store.complete_outbox(i).await.unwrap());
+        }
+        let after = store
+            .mark_outbox_at("a", &one_site, &one_user, 2_001)
+            .await
+            .unwrap();
+        assert_eq!(store.outbox_pending(&before).await.unwrap(), 0);
+        assert_eq!(store.outbox_pending(&after).await.unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_concurrent_claimers_never_share_a_row() {
+    for_each_backend_url(|url| async move {
+        let first = connect(&url).await;
+        let second = Store::connect(&url).await.unwrap();
+        let users: Vec<String> = (0..200).map(|i| format!("u{i:03}")).collect();
+        first
+            .mark_outbox_at("a", &ids(&["s1"]), &users, 1_000)
+            .await
+            .unwrap();
+        let claimer = |store: Store, name: &'static str| {
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_outbox(name, 7, Duration::from_secs(600), 2_000)
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|i| i.user_id));
+                }
+            })
+        };
+        let (a, b) = tokio::join!(
+            claimer(first.clone(), "one"),
+            claimer(second.clone(), "two")
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        eprintln!("claimer one took {}, claimer two took {}", a.len(), b.len());
+        let mut all: Vec<String> = a.iter().chain(&b).cloned().collect();
+        all.sort();
+        let claimed = all.len();
+        all.dedup();
+        assert_eq!(all.len(), claimed, "a row was claimed twice");
+        assert_eq!(all, users);
+        first.close().await;
+        second.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_delete_user_removes_memberships_and_outbox_rows() {
+    for_each_backend(|store| async move {
+        store
+            .insert_users(&[user("a", "u1", "alice", 1), user("a", "u2", "bob", 1)])
+            .await
+            .unwrap();
+        store
+            .insert_group(&group("a", "g1", "Admins", 1))
+            .await
+            .unwrap();
+        store
+            .insert_group(&group("a", "g2", "Sales", 2))
+            .await
+            .unwrap();
+        let sites = ids(&["s1"]);
+        let both = ids(&["u1", "u2"]);
+        store
+            .change_memberships(&change("a", "g1", &both, &[], &sites, 1))
+            .await
+            .unwrap();
+        store
+            .change_memberships(&change("a", "g2", &ids(&["u1"]), &[], &sites, 1))
+            .await
+            .unwrap();
+        assert_eq!(store.delete_user("a", "u1").await.unwrap(), ["g1", "g2"]);
+        assert_eq!(store.group_member_ids("a", "g1").await.unwrap(), ["u2"]);
+        assert!(store.group_member_ids("a", "g2").await.unwrap().is_empty());
+        assert!(store.groups_of_user("a", "u1").await.unwrap().is_empty());
+        let left: Vec<String> = claim_all(&store, 10)
+            .await
+            .into_iter()
+            .map(|i| i.user_id)
+            .collect();
+        assert_eq!(left, ["u2"]);
+        // The userName is free again.
+        store
+            .insert_user(&user("a", "u3", "ALICE", 5))
+            .await
+            .unwrap();
+
+        // Deleting a group returns its members and can mark them in the same transaction.
+        let (members, marks) = store
+            .delete_group_marking("a", "g1", &sites, 20)
+            .await
+            .unwrap();
+        assert_eq!(members, ["u2"]);
+        assert_eq!(marks.len(), 1);
+        assert!(store.groups_of_user("a", "u2").await.unwrap().is_empty());
+    })
+    .await;
+}
+
+fn audit(tenant: &str, at_ms: i64) -> AuditEntry {
+    AuditEntry {
+        at_ms,
+        tenant: tenant.into(),
+        credential: "okta".into(),
+        client: "203.0.113.7".into(),
+        request_id: format!("req-{at_ms}"),
+        operation: "create".into(),
+        resource_type: "User".into(),
+        resource_id: Some("u1".into()),
+        status: 201,
+        detail: None,
+    }
+}
+
+#[tokio::test]
+async fn store_audit_append_and_read_newest_first() {
+    for_each_backend(|store| async move {
+        for at in 1..=5 {
+            store.append_audit(&audit("a", at)).await.unwrap();
+        }
+        let mut failed = audit("a", 6);
+        failed.status = 409;
+        failed.resource_id = None;
+        failed.detail = Some("userName is already taken".into());
+        store.append_audit(&failed).await.unwrap();
+        let entries = store.audit_entries("a", 3).await.unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0], failed);
+        assert_eq!(entries[2], audit("a", 4));
+        assert_eq!(store.prune_audit(3).await.unwrap(), 2);
+        assert_eq!(store.audit_entries("a", 100).await.unwrap().len(), 4);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn store_large_group_add_then_remove_one() {
+    for_each_backend(|store| async move {
+        let users: Vec<UserRow> = (0..5_000)
+            .map(|i| user("a", &format!("u{i:05}"), &format!("user{i}"), i))
+            .collect();
+        store.insert_users(&users).await.unwrap();
+        store
+            .insert_group(&group("a", "big", "Everyone", 1))
+            .await
+            .unwrap();
+        let all: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+        let sites = ids(&["s1"]);
+
+        let started = Instant::now();
+        let marks = store
+            .change_memberships(&change("a", "big", &all, &[], &sites, 1))
+            .await
+            .unwrap();
+        eprintln!(
+            "{:?}: add 5,000 members: {:?}",
+            store.backend(),
+            started.elapsed()
+        );
+        assert_eq!(marks.len(), 5_000);
+        assert_eq!(store.member_count("a", "big").await.unwrap(), 5_000);
+
+        let started = Instant::now();
+        let marks = store
+            .change_memberships(&change("a", "big", &[], &ids(&["u02500"]), &sites, 2))
+            .await
+            .unwrap();
+        eprintln!(
+            "{:?}: remove 1 member of 5,000: {:?}",
+            store.backend(),
+            started.elapsed()
+        );
+        assert_eq!(marks.len(), 1);
+        assert_eq!(store.member_count("a", "big").await.unwrap(), 4_999);
+        assert!(store
+            .groups_of_user("a", "u02500")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.users_by_ids("a", &all).await.unwrap().len(), 5_000);
+    })
+    .await;
+}
