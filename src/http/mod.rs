@@ -2,6 +2,7 @@
 //! out, and thin handlers. Handlers hold no logic: they extract, call one function, respond.
 
 pub mod auth;
+pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod query;
@@ -175,6 +176,9 @@ pub fn app(state: AppState) -> Router {
 /// The SCIM routes of one tenant, behind its authentication.
 fn tenant_router(tenant: TenantState) -> Router {
     Router::new()
+        .merge(discovery::routes())
+        // After every route: a known path with another method gets a SCIM 405, not an empty one.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             tenant.clone(),
@@ -193,6 +197,15 @@ async fn readyz() -> impl IntoResponse {
 
 async fn not_found() -> ApiError {
     ScimError::not_found("No such endpoint.").into()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ScimError::new(
+        405,
+        None,
+        "This endpoint does not support this HTTP method.",
+    )
+    .into()
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` completes, then drains in-flight requests.
