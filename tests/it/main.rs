@@ -3,4 +3,5 @@
 
 mod cli;
 mod emulator;
+mod http_discovery;
 mod scim_fixtures_resources;
