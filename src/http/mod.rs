@@ -2,7 +2,10 @@
 //! out, and thin handlers. Handlers hold no logic: they extract, call one function, respond.
 
 pub mod auth;
+pub mod discovery;
 pub mod error;
+pub mod extract;
+pub mod query;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,11 +33,21 @@ pub use error::{ApiError, ScimJson, SCIM_CONTENT_TYPE};
 /// The request id header, accepted from the client or generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Limits of the HTTP layer.
+/// Limits of the HTTP layer. `/ServiceProviderConfig` advertises them, so each one must be
+/// enforced where it applies.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
+    /// Largest request body; larger ones are answered 413 while they are read.
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Most operations in one `/Bulk` request (`bulk.maxOperations`).
+    pub bulk_max_operations: usize,
+    /// Largest `/Bulk` body (`bulk.maxPayloadSize`); advertised as at most `max_body_bytes`.
+    pub bulk_max_payload_bytes: usize,
+    /// Most resources in one page (`filter.maxResults`); a larger `count` is cut to it.
+    pub max_results: usize,
+    /// Page size when a list request gives no `count`.
+    pub default_count: usize,
 }
 
 impl Default for HttpLimits {
@@ -42,6 +55,10 @@ impl Default for HttpLimits {
         Self {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(55),
+            bulk_max_operations: 1000,
+            bulk_max_payload_bytes: 1024 * 1024,
+            max_results: 1000,
+            default_count: 100,
         }
     }
 }
@@ -55,6 +72,8 @@ pub struct TenantState {
     pub base_url: String,
     /// `(credential name, SHA-256 of the token)`.
     pub tokens: Arc<[(String, [u8; 32])]>,
+    /// The HTTP limits; [`app`] sets them to [`AppState::limits`].
+    pub limits: Arc<HttpLimits>,
 }
 
 impl TenantState {
@@ -65,7 +84,14 @@ impl TenantState {
             base_path: config.base_path.clone(),
             base_url: format!("{public_base}{}", config.base_path),
             tokens: config.token_hashes().into(),
+            limits: Arc::new(HttpLimits::default()),
         }
+    }
+
+    /// The same tenant under other limits.
+    pub fn with_limits(mut self, limits: Arc<HttpLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -92,13 +118,17 @@ impl AppState {
 }
 
 /// The whole router: health endpoints and one SCIM endpoint per tenant, with the middleware
-/// stack.
+/// stack. `state.limits` apply to every tenant (the body limit here, paging and the advertised
+/// capabilities in the tenant's handlers), so what is advertised is what is enforced.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
+    let shared_limits = Arc::new(state.limits.clone());
     for tenant in state.tenants.iter() {
-        router = router.nest(&tenant.base_path, tenant_router(tenant.clone()));
+        let tenant = tenant.clone().with_limits(shared_limits.clone());
+        let path = tenant.base_path.clone();
+        router = router.nest(&path, tenant_router(tenant));
     }
     let limits = &state.limits;
     // The middleware stack, outermost first.
@@ -146,6 +176,9 @@ pub fn app(state: AppState) -> Router {
 /// The SCIM routes of one tenant, behind its authentication.
 fn tenant_router(tenant: TenantState) -> Router {
     Router::new()
+        .merge(discovery::routes())
+        // After every route: a known path with another method gets a SCIM 405, not an empty one.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             tenant.clone(),
@@ -164,6 +197,15 @@ async fn readyz() -> impl IntoResponse {
 
 async fn not_found() -> ApiError {
     ScimError::not_found("No such endpoint.").into()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ScimError::new(
+        405,
+        None,
+        "This endpoint does not support this HTTP method.",
+    )
+    .into()
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` completes, then drains in-flight requests.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod emulator;
+mod http_discovery;
 mod partner_client;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;
