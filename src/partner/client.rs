@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use backon::Retryable;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::Method;
@@ -39,6 +38,10 @@ use crate::partner::error::{PartnerError, PartnerErrorKind};
 use crate::partner::wire::{self, ParseError};
 use crate::partner::{Access, CallKind, PartnerGroup, PartnerUser};
 use crate::secret::Secret;
+
+/// Reads a 2xx body (`Ok(None)` for a blank one). A trait object, not a generic, so the
+/// futures built around it are provably `Send` for every lifetime (spawned tasks need that).
+type ParseFn<'a, T> = dyn Fn(&[u8]) -> Result<Parsed<T>, ParseError> + Send + Sync + 'a;
 
 /// Where a site lives and how to authenticate to it.
 #[derive(Debug, Clone)]
@@ -368,20 +371,24 @@ impl PartnerClient {
         let call = CallKind::CreateUser;
         self.check_email(call, &user.email)?;
         self.check_email(call, &user.invited_by_email)?;
-        let body = wire::CreateUserBody {
-            first_name: &user.first_name,
-            last_name: &user.last_name,
-            email: &user.email,
-            groups: &user.groups,
-            invited_by_email: &user.invited_by_email,
+        // The body borrows the input; build the request in a block so no borrow is held
+        // across an await (keeps the future Send for any lifetime, e.g. in spawned tasks).
+        let req = {
+            let body = wire::CreateUserBody {
+                first_name: &user.first_name,
+                last_name: &user.last_name,
+                email: &user.email,
+                groups: &user.groups,
+                invited_by_email: &user.invited_by_email,
+            };
+            self.prepare_write(
+                call,
+                Method::POST,
+                wire::users_url(&self.inner.base_url),
+                test_mode,
+                Some(&body),
+            )?
         };
-        let req = self.prepare_write(
-            call,
-            Method::POST,
-            wire::users_url(&self.inner.base_url),
-            test_mode,
-            Some(&body),
-        )?;
         let created = self
             .execute(req, |b| parse_nonblank(b, wire::parse_user))
             .await?;
@@ -406,19 +413,23 @@ impl PartnerClient {
         if let Some(new_email) = &update.email {
             self.check_email(call, new_email)?;
         }
-        let body = wire::UpdateUserBody {
-            email: update.email.as_deref(),
-            first_name: update.first_name.as_deref(),
-            last_name: update.last_name.as_deref(),
-            groups: update.groups.as_deref(),
+        // The body borrows the input; build the request in a block so no borrow is held
+        // across an await (keeps the future Send for any lifetime, e.g. in spawned tasks).
+        let mut req = {
+            let body = wire::UpdateUserBody {
+                email: update.email.as_deref(),
+                first_name: update.first_name.as_deref(),
+                last_name: update.last_name.as_deref(),
+                groups: update.groups.as_deref(),
+            };
+            self.prepare_write(
+                call,
+                Method::PUT,
+                wire::users_url(&self.inner.base_url),
+                test_mode,
+                Some(&body),
+            )?
         };
-        let mut req = self.prepare_write(
-            call,
-            Method::PUT,
-            wire::users_url(&self.inner.base_url),
-            test_mode,
-            Some(&body),
-        )?;
         req.email = Some(header);
         if let Some(user) = self
             .execute(req, |b| parse_nonblank(b, wire::parse_user))
@@ -513,18 +524,22 @@ impl PartnerClient {
         if let Some(by) = &group.created_by_email {
             self.check_email(call, by)?;
         }
-        let body = wire::CreateGroupBody {
-            name: &group.name,
-            access: group.access,
-            created_by_email: group.created_by_email.as_deref(),
+        // The body borrows the input; build the request in a block so no borrow is held
+        // across an await (keeps the future Send for any lifetime, e.g. in spawned tasks).
+        let req = {
+            let body = wire::CreateGroupBody {
+                name: &group.name,
+                access: group.access,
+                created_by_email: group.created_by_email.as_deref(),
+            };
+            self.prepare_write(
+                call,
+                Method::POST,
+                wire::groups_url(&self.inner.base_url),
+                test_mode,
+                Some(&body),
+            )?
         };
-        let req = self.prepare_write(
-            call,
-            Method::POST,
-            wire::groups_url(&self.inner.base_url),
-            test_mode,
-            Some(&body),
-        )?;
         let created = self
             .execute(req, |b| parse_nonblank(b, wire::parse_group))
             .await?;
@@ -545,17 +560,21 @@ impl PartnerClient {
         if let Some(new_name) = &update.name {
             wire::validate_group_name(new_name).map_err(|m| self.invalid(call, m))?;
         }
-        let body = wire::UpdateGroupBody {
-            name: update.name.as_deref(),
-            access: update.access,
+        // The body borrows the input; build the request in a block so no borrow is held
+        // across an await (keeps the future Send for any lifetime, e.g. in spawned tasks).
+        let req = {
+            let body = wire::UpdateGroupBody {
+                name: update.name.as_deref(),
+                access: update.access,
+            };
+            self.prepare_write(
+                call,
+                Method::PUT,
+                wire::group_url(&self.inner.base_url, name),
+                test_mode,
+                Some(&body),
+            )?
         };
-        let req = self.prepare_write(
-            call,
-            Method::PUT,
-            wire::group_url(&self.inner.base_url, name),
-            test_mode,
-            Some(&body),
-        )?;
         if let Some(group) = self
             .execute(req, |b| parse_nonblank(b, wire::parse_group))
             .await?
@@ -654,10 +673,23 @@ impl PartnerClient {
 
     /// Runs one call: circuit, retries, limits, classification. `parse` reads a 2xx body
     /// (`Ok(None)` for a blank one); a body cut short is transient and retried.
-    async fn execute<T>(
+    fn execute<'a, T: Send + 'a>(
+        &'a self,
+        req: Prepared,
+        parse: impl Fn(&[u8]) -> Result<Parsed<T>, ParseError> + Send + Sync + 'a,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Parsed<T>, PartnerError>> + Send + 'a>,
+    > {
+        // Boxed as `dyn Future + Send`: the retry combinator's closures otherwise leave rustc
+        // unable to prove the caller's future Send when it runs in a spawned task.
+        let parse: Box<ParseFn<'a, T>> = Box::new(parse);
+        Box::pin(async move { self.execute_inner(req, &*parse).await })
+    }
+
+    async fn execute_inner<T: Send>(
         &self,
         req: Prepared,
-        parse: impl Fn(&[u8]) -> Result<Parsed<T>, ParseError>,
+        parse: &ParseFn<'_, T>,
     ) -> Result<Parsed<T>, PartnerError> {
         let inner = &self.inner;
         let call = req.call;
@@ -695,35 +727,33 @@ impl PartnerClient {
                 Duration::from_millis(inner.options.backoff_max_ms),
                 max_attempts - 1,
             );
-            let sleeper = self.sleeper.clone();
-            let result = (|| async {
+            // A plain loop rather than a retry combinator: its closures made rustc unable to
+            // prove the future `Send` inside spawned tasks.
+            let mut backoff = backoff;
+            let result = loop {
                 let started = Instant::now();
-                let r = self.attempt(&req, &attempts, budget.remaining(), &parse).await;
+                let r = self.attempt(&req, &attempts, budget.remaining(), parse).await;
                 budget.spend(started.elapsed());
-                r
-            })
-            .retry(backoff)
-            .sleep(move |d| sleeper.sleep(d))
-            .when(PartnerError::is_retryable)
-            .adjust(|e, next| {
+                let e = match r {
+                    Ok(v) => break Ok(v),
+                    Err(e) if !e.is_retryable() => break Err(e),
+                    Err(e) => e,
+                };
+                let Some(next) = backoff.next() else { break Err(e) };
                 // `Retry-After` is a floor under the jittered wait; never wait past the deadline.
-                let wait = next?.max(e.retry_after.unwrap_or_default());
-                if budget.reserve_wait(wait) {
-                    Some(wait)
-                } else {
+                let wait = next.max(e.retry_after.unwrap_or_default());
+                if !budget.reserve_wait(wait) {
                     tracing::debug!(wait_ms = wait.as_millis() as u64, "no retry: the wait would pass the call deadline");
-                    None
+                    break Err(e);
                 }
-            })
-            .notify(|e, wait| {
                 tracing::info!(
                     error = %e.message,
                     status = e.status,
                     retry_in_ms = wait.as_millis() as u64,
                     "transient partner failure, retrying"
                 );
-            })
-            .await;
+                self.sleeper.sleep(wait).await;
+            };
             let sent = attempts.load(Ordering::Relaxed);
             let outcome = match &result {
                 Ok(_) => Outcome::Answered,
@@ -747,12 +777,12 @@ impl PartnerClient {
     }
 
     /// One HTTP attempt.
-    async fn attempt<T>(
+    async fn attempt<T: Send>(
         &self,
         req: &Prepared,
         attempts: &AtomicU32,
         remaining: Duration,
-        parse: &impl Fn(&[u8]) -> Result<Parsed<T>, ParseError>,
+        parse: &ParseFn<'_, T>,
     ) -> Result<Parsed<T>, PartnerError> {
         let inner = &self.inner;
         let call = req.call;
@@ -827,7 +857,7 @@ impl PartnerClient {
         builder: reqwest::RequestBuilder,
         call: CallKind,
         timeout: Duration,
-        parse: &impl Fn(&[u8]) -> Result<Parsed<T>, ParseError>,
+        parse: &ParseFn<'_, T>,
     ) -> Result<(u16, Parsed<T>), PartnerError> {
         let transport = |e: reqwest::Error, status: Option<u16>| {
             let what = if e.is_timeout() {
