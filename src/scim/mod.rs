@@ -5,23 +5,28 @@
 //!
 //! - [`schema`]: attribute definitions, resource types, attribute references, value coercion.
 //! - [`error`]: the SCIM error (status, `scimType`, detail).
+//! - [`resource`]: canonicalization of POST/PUT bodies, `meta`, typed views and models.
 //! - [`filter`]: filters: parser, printer, validation, evaluator, index plan.
 //! - [`path`]: PATCH attribute paths.
 //! - [`patch`]: the PATCH engine.
-//! - [`sort`]: `sortBy`/`sortOrder`.
-
-pub mod error;
-pub mod filter;
-pub mod patch;
-pub mod path;
-pub mod sort;
-pub mod schema;
-
-pub use error::{ScimError, ScimType};
+//! - [`sort`]: `sortBy` and `sortOrder`.
+//! - [`projection`]: `attributes` and `excludedAttributes` with the `returned` rules.
+//! - [`list`]: paging, `ListResponse`, `SearchRequest`.
+//! - [`discovery`]: `ServiceProviderConfig`, `ResourceTypes`, `Schemas`.
+//! - [`bulk`]: `BulkRequest`/`BulkResponse` types and `bulkId` resolution.
+//! - [`version`]: weak ETags, `If-Match`, `If-None-Match`.
 
 pub mod bulk;
 pub mod discovery;
+pub mod error;
+pub mod filter;
 pub mod list;
+pub mod patch;
+pub mod path;
 pub mod projection;
 pub mod resource;
+pub mod schema;
+pub mod sort;
 pub mod version;
+
+pub use error::{ScimError, ScimType};

@@ -612,35 +612,36 @@ impl AttrRef {
         if s.is_empty() {
             return Err(ScimError::invalid_path("empty attribute name"));
         }
-        let (urn, rest) = if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) && s.len() > 4 {
-            if let Some(schema) = ALL_SCHEMAS
-                .iter()
-                .find(|sc| s.get(..sc.id.len()).is_some_and(|p| p.eq_ignore_ascii_case(sc.id)))
-            {
-                let rest = &s[schema.id.len()..];
-                if rest.is_empty() {
-                    return Ok(AttrRef {
-                        urn: Some(schema.id.to_owned()),
-                        name: String::new(),
-                        sub: None,
-                    });
-                }
-                match rest.strip_prefix(':') {
-                    Some(r) => (Some(schema.id.to_owned()), r),
-                    None => match s.rfind(':') {
+        let (urn, rest) =
+            if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) && s.len() > 4 {
+                if let Some(schema) = ALL_SCHEMAS.iter().find(|sc| {
+                    s.get(..sc.id.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(sc.id))
+                }) {
+                    let rest = &s[schema.id.len()..];
+                    if rest.is_empty() {
+                        return Ok(AttrRef {
+                            urn: Some(schema.id.to_owned()),
+                            name: String::new(),
+                            sub: None,
+                        });
+                    }
+                    match rest.strip_prefix(':') {
+                        Some(r) => (Some(schema.id.to_owned()), r),
+                        None => match s.rfind(':') {
+                            Some(i) => (Some(s[..i].to_owned()), &s[i + 1..]),
+                            None => (None, s),
+                        },
+                    }
+                } else {
+                    match s.rfind(':') {
                         Some(i) => (Some(s[..i].to_owned()), &s[i + 1..]),
                         None => (None, s),
-                    },
+                    }
                 }
             } else {
-                match s.rfind(':') {
-                    Some(i) => (Some(s[..i].to_owned()), &s[i + 1..]),
-                    None => (None, s),
-                }
-            }
-        } else {
-            (None, s)
-        };
+                (None, s)
+            };
         let (name, sub) = match rest.split_once('.') {
             Some((n, sub)) => (n, Some(sub)),
             None => (rest, None),
