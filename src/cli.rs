@@ -10,12 +10,14 @@ use base64::Engine;
 use clap::{Args, Parser, Subcommand};
 use rand::RngCore;
 
+use crate::bridge::Bridge;
 use crate::config::{
     BearerTokenConfig, Config, CredentialsConfig, LogFormat, SiteConfig, Sources, TenantConfig,
 };
 use crate::http::{self, AppState};
 use crate::partner::emulator::{self, Emulator, SiteSpec};
 use crate::secret::Secret;
+use crate::store::Store;
 
 /// SCIM 2.0 provisioning bridge for Periscope Data / Sisense for Cloud Data Teams.
 ///
@@ -69,6 +71,8 @@ pub enum Command {
     /// Load and validate the configuration, print it with secrets shown as ***, and exit
     /// non-zero when it is invalid.
     CheckConfig,
+    /// Apply the store's migrations and exit (`serve` also applies them at start).
+    Migrate,
     /// Bearer token helpers.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -118,6 +122,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::CheckConfig => check_config(cli.config),
+        Command::Migrate => migrate(cli.config, cli.log_format).await,
         Command::Token(TokenCommand::New { name }) => {
             token_new(&name);
             ExitCode::SUCCESS
@@ -218,12 +223,27 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
     if let Ok(addr) = listener.local_addr() {
         config.listen = addr;
     }
-    let state = AppState::from_config(&config);
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let bridge = match Bridge::new(store, &config, config.bridge.clone()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = AppState::from_config(&config).with_bridge(bridge.clone());
     if let Some(s) = &sandbox {
         print_sandbox_banner(&config, s);
     }
     tracing::info!(listen = %config.listen, tenants = config.tenants.len(), "serving");
-    match http::run(listener, state, shutdown_signal()).await {
+    let served = http::run(listener, state, shutdown_signal()).await;
+    // In-flight requests are done; let the workers finish their current items.
+    bridge.shutdown().await;
+    bridge.store.close().await;
+    match served {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -232,6 +252,45 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
             eprintln!("error: server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Connects to the store and applies the migrations.
+async fn open_store(config: &Config) -> Result<Store, ExitCode> {
+    let url = config.store_url();
+    let store = Store::connect(url.expose()).await.map_err(|e| {
+        eprintln!("error: store.url: cannot open the store: {e}");
+        ExitCode::FAILURE
+    })?;
+    store.migrate().await.map_err(|e| {
+        eprintln!("error: store: migrations failed: {e}");
+        ExitCode::FAILURE
+    })?;
+    Ok(store)
+}
+
+async fn migrate(path: Option<PathBuf>, log_format: Option<LogFormat>) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(log_format, Some(&config));
+    if config.store.url.is_none() {
+        if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+            eprintln!(
+                "error: data_dir: cannot create {}: {e}",
+                config.data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    match open_store(&config).await {
+        Ok(store) => {
+            store.close().await;
+            println!("migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
     }
 }
 
@@ -309,11 +368,13 @@ fn print_sandbox_banner(config: &Config, sandbox: &Sandbox) {
         sandbox.token.expose().to_owned()
     };
     let emu = &sandbox.emulator_url;
-    // Printed on stdout for the person who started the sandbox; never logged.
-    println!(
+    // Printed on stdout for the person who started the sandbox; never logged. A closed
+    // stdout is no reason to stop serving.
+    let _ = writeln!(
+        std::io::stdout().lock(),
         "\nscim-bridge sandbox: no configuration was found, so this runs against an emulated partner.\n\
          \n  SCIM base URL     {base}\n  Bearer token      {token_shown}{}\n  Partner emulator  {emu}  (site \"sandbox\"; see its state at {emu}/_emulator/sites/sandbox)\n  Data              {}\n\
-         \nTry it:\n  curl -s -H \"Authorization: Bearer {token_shown}\" {base}/ServiceProviderConfig\n",
+         \nTry it: create a user, then see it at the emulated partner:\n  curl -s -X POST -H \"Authorization: Bearer {token_shown}\" -H 'Content-Type: application/scim+json' \\\n       -d '{{\"userName\":\"jane.doe@example.com\",\"name\":{{\"givenName\":\"Jane\",\"familyName\":\"Doe\"}}}}' {base}/Users\n  curl -s {emu}/_emulator/sites/sandbox\n",
         if sandbox.token_from_env {
             "  (from the environment)"
         } else {

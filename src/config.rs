@@ -44,6 +44,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub store: StoreConfig,
     pub log: LogConfig,
+    /// Membership engine, request waits, partner client tunables.
+    pub bridge: crate::bridge::BridgeOptions,
     /// Tenants; when empty, the single-tenant shorthand below describes one.
     pub tenants: Vec<TenantConfig>,
 
@@ -83,6 +85,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            bridge: crate::bridge::BridgeOptions::default(),
             tenants: Vec::new(),
             partner_base_url: None,
             site_name: None,

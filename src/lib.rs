@@ -15,6 +15,7 @@
 //! - [`secret`]: the `Secret` string that never prints.
 //! - [`telemetry`]: the tracing subscriber.
 
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -6,6 +6,8 @@ pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod query;
+pub mod resources;
+pub mod search;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -100,6 +102,9 @@ impl TenantState {
 pub struct AppState {
     pub tenants: Arc<[TenantState]>,
     pub limits: HttpLimits,
+    /// The bridge serving `/Users` and `/Groups`; without it only discovery is served (tests
+    /// of the HTTP layer alone).
+    pub bridge: Option<crate::bridge::Bridge>,
 }
 
 impl AppState {
@@ -113,7 +118,14 @@ impl AppState {
                 .map(|t| TenantState::new(t, &base))
                 .collect(),
             limits: HttpLimits::default(),
+            bridge: None,
         }
+    }
+
+    /// Adds the bridge that serves the resources.
+    pub fn with_bridge(mut self, bridge: crate::bridge::Bridge) -> Self {
+        self.bridge = Some(bridge);
+        self
     }
 }
 
@@ -128,7 +140,14 @@ pub fn app(state: AppState) -> Router {
     for tenant in state.tenants.iter() {
         let tenant = tenant.clone().with_limits(shared_limits.clone());
         let path = tenant.base_path.clone();
-        router = router.nest(&path, tenant_router(tenant));
+        let runtime = state.bridge.as_ref().and_then(|b| {
+            b.tenant(&tenant.name).map(|t| resources::ResourceState {
+                http: tenant.clone(),
+                tenant: t,
+                bridge: b.clone(),
+            })
+        });
+        router = router.nest(&path, tenant_router(tenant, runtime));
     }
     let limits = &state.limits;
     // The middleware stack, outermost first.
@@ -174,17 +193,21 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The SCIM routes of one tenant, behind its authentication.
-fn tenant_router(tenant: TenantState) -> Router {
-    Router::new()
-        .merge(discovery::routes())
+fn tenant_router(tenant: TenantState, resources: Option<resources::ResourceState>) -> Router {
+    let mut router: Router = discovery::routes().with_state(tenant.clone());
+    if let Some(rs) = resources {
+        router = router
+            .merge(resources::routes().with_state(rs.clone()))
+            .merge(search::routes().with_state(rs));
+    }
+    router
         // After every route: a known path with another method gets a SCIM 405, not an empty one.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
-            tenant.clone(),
+            tenant,
             auth::require_auth,
         ))
-        .with_state(tenant)
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -16,29 +16,8 @@ use super::{HttpLimits, TenantState};
 use crate::scim::list::{Paging, SearchRequest};
 use crate::scim::projection::Projection;
 use crate::scim::schema::AttrRef;
+use crate::scim::sort::SortOrder;
 use crate::scim::ScimError;
-
-/// The direction of `sortOrder`; `ascending` when absent (RFC 7644 section 3.4.2.3).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SortOrder {
-    #[default]
-    Ascending,
-    Descending,
-}
-
-impl SortOrder {
-    /// `ascending` or `descending`, case-insensitively; absent or empty means ascending.
-    pub fn parse(raw: Option<&str>) -> Result<SortOrder, ScimError> {
-        match raw.map(str::trim).filter(|s| !s.is_empty()) {
-            None => Ok(SortOrder::Ascending),
-            Some(s) if s.eq_ignore_ascii_case("ascending") => Ok(SortOrder::Ascending),
-            Some(s) if s.eq_ignore_ascii_case("descending") => Ok(SortOrder::Descending),
-            Some(s) => Err(ScimError::invalid_value(format!(
-                "'sortOrder' must be 'ascending' or 'descending', not '{s}'"
-            ))),
-        }
-    }
-}
 
 /// A validated list request: what to match, in which order, which page, which attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +83,10 @@ impl ListQuery {
         Ok(ListQuery {
             filter: filter.filter(|f| !f.trim().is_empty()),
             sort_by,
-            sort_order: SortOrder::parse(sort_order)?,
+            sort_order: match sort_order.map(str::trim).filter(|s| !s.is_empty()) {
+                Some(s) => SortOrder::parse(s)?,
+                None => SortOrder::Ascending,
+            },
             paging,
             projection,
         })

@@ -144,11 +144,17 @@ fn sandbox_starts_without_configuration_prints_token_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // Read the banner on another thread, to the end, so the child never writes into a closed pipe.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
     let mut base = None;
     let mut token = None;
     let deadline = Instant::now() + Duration::from_secs(30);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(30)) {
         if let Some(rest) = line.trim().strip_prefix("SCIM base URL") {
             base = Some(rest.trim().to_owned());
         }

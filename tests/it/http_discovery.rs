@@ -44,6 +44,7 @@ fn state(limits: HttpLimits) -> AppState {
     AppState {
         tenants: vec![TenantState::new(&tenant_config(), PUBLIC)].into(),
         limits,
+        bridge: None,
     }
 }
 
@@ -310,6 +311,7 @@ async fn discovery_works_over_loopback() {
         )]
         .into(),
         limits: HttpLimits::default(),
+        bridge: None,
     };
     let server = tokio::spawn(http::run(listener, state, async {
         let _ = stopped.await;

@@ -8,3 +8,34 @@ mod partner_client;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;
 mod store;
+
+/// Installs, once per test process, a global subscriber that records nothing but answers
+/// "sometimes" for every callsite. Without it, tracing may cache "never" for a callsite first
+/// hit on another test's thread, and a test capturing logs with a scoped subscriber
+/// (`set_default`) would then miss events: a flaky capture is a test that can pass wrongly.
+pub fn ask_scoped_subscribers_every_time() {
+    use tracing::subscriber::Interest;
+    use tracing::{span, Event, Metadata, Subscriber};
+
+    struct Sometimes;
+    impl Subscriber for Sometimes {
+        fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+            Interest::sometimes()
+        }
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+            span::Id::from_u64(1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(Sometimes);
+    });
+}

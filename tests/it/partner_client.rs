@@ -729,6 +729,7 @@ impl Write for Buffer {
 async fn the_api_key_never_appears_in_logs_or_errors() {
     // `log` records (reqwest) are forwarded to tracing; the subscriber is this thread's only
     // (the test runtime is current-thread, so the client's and emulator's tasks run here too).
+    crate::ask_scoped_subscribers_every_time();
     let _ = tracing_log::LogTracer::init();
     let buffer = Buffer::default();
     let writer = buffer.clone();

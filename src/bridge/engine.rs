@@ -1,0 +1,349 @@
+//! The membership engine (DESIGN.md section 4). Membership changes are level-triggered:
+//!
+//! 1. A group write updates `memberships` and marks each affected (site, user) in `outbox`, in
+//!    one transaction (`Store::change_memberships`).
+//! 2. Workers claim due rows and converge each (site, user): from the store at that moment,
+//!    the managed groups the user must have; from the partner, the user's current groups; the
+//!    write is the union of the desired managed groups and the unmanaged groups it already has.
+//!    Many marks of one user collapse into one read and at most one write.
+//! 3. The request waits for its marks up to a deadline; leftovers stay in the store and are
+//!    worked after a restart.
+//! 4. A claim is a lease on the row, so one (site, user) is worked by one worker at a time,
+//!    also across replicas (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+//!
+//! The same convergence also repairs the user's existence and names at the site, so a site that
+//! failed during a partner-first user write is healed by marking it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+
+use super::mapping::{converge_groups, partner_names, same_groups};
+use super::{now_ms, BridgeOptions, Site, Tenant};
+use crate::config::DeprovisionPolicy;
+use crate::partner::client::{NewUser, UserUpdate};
+use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::scim::resource::UserView;
+use crate::store::{OutboxItem, OutboxMark, Store, StoreError};
+
+/// Why converging one (site, user) failed; the row is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvergeError {
+    #[error("partner: {0}")]
+    Partner(#[from] PartnerError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What converging did, for tests and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Converged {
+    /// The partner already matched.
+    Unchanged,
+    Created,
+    Updated,
+    Deleted,
+    /// Nothing to do: the user or the site is gone.
+    Skipped,
+}
+
+/// The engine: worker tasks plus the wait primitive. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    tenants: Arc<HashMap<String, Arc<Tenant>>>,
+    options: Arc<BridgeOptions>,
+    worker_id: String,
+    /// Wakes idle workers when new marks are written in this process.
+    work: tokio::sync::Notify,
+    /// Counts completed items; waiters re-check their marks when it moves.
+    done: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    writes: AtomicU64,
+}
+
+impl Engine {
+    /// Starts `options.workers` worker tasks.
+    pub fn start(
+        store: Store,
+        tenants: Arc<HashMap<String, Arc<Tenant>>>,
+        options: Arc<BridgeOptions>,
+    ) -> Engine {
+        let (done, _) = watch::channel(0);
+        let (stop, _) = watch::channel(false);
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                tenants,
+                options: options.clone(),
+                worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
+                work: tokio::sync::Notify::new(),
+                done,
+                stop,
+                handles: Mutex::new(Vec::new()),
+                writes: AtomicU64::new(0),
+            }),
+        };
+        let mut handles = Vec::new();
+        for n in 0..options.workers.max(1) {
+            let e = engine.clone();
+            handles.push(tokio::spawn(async move { e.worker(n).await }));
+        }
+        if let Ok(mut h) = engine.inner.handles.try_lock() {
+            *h = handles;
+        }
+        engine
+    }
+
+    /// Wakes the workers: new marks were written.
+    pub fn kick(&self) {
+        self.inner.work.notify_waiters();
+    }
+
+    /// Partner writes made by the engine so far (for tests and benchmarks).
+    pub fn writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every mark is done or the deadline passes; true when all are done.
+    pub async fn wait(&self, marks: &[OutboxMark], deadline: Duration) -> Result<bool, StoreError> {
+        if marks.is_empty() {
+            return Ok(true);
+        }
+        self.kick();
+        let end = tokio::time::Instant::now() + deadline;
+        let mut done = self.inner.done.subscribe();
+        loop {
+            if self.inner.store.outbox_pending(marks).await? == 0 {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= end {
+                return Ok(false);
+            }
+            let slice = (end - now).min(Duration::from_millis(self.inner.options.poll_ms.max(10)));
+            let _ = tokio::time::timeout(slice, done.changed()).await;
+        }
+    }
+
+    /// Stops the workers after their current items.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        self.inner.work.notify_waiters();
+        let handles = std::mem::take(&mut *self.inner.handles.lock().await);
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    async fn worker(self, n: usize) {
+        let mut stop = self.inner.stop.subscribe();
+        let poll = Duration::from_millis(self.inner.options.poll_ms.max(10));
+        tracing::debug!(worker = n, "membership worker started");
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let worked = match self.run_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "membership worker: store error; backing off");
+                    0
+                }
+            };
+            if worked == 0 {
+                let notified = self.inner.work.notified();
+                tokio::select! {
+                    () = notified => {},
+                    () = tokio::time::sleep(poll) => {},
+                    _ = stop.changed() => {},
+                }
+            }
+        }
+        tracing::debug!(worker = n, "membership worker stopped");
+    }
+
+    /// Claims one batch and works it; returns how many items were worked.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let lease = Duration::from_millis(self.inner.options.lease_ms);
+        let items = self
+            .inner
+            .store
+            .claim_outbox(
+                &self.inner.worker_id,
+                self.inner.options.claim_batch.max(1),
+                lease,
+                now_ms(),
+            )
+            .await?;
+        let n = items.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for item in items {
+            let e = self.clone();
+            set.spawn(async move { e.work_item(item).await });
+        }
+        while set.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    async fn work_item(&self, item: OutboxItem) {
+        let span = tracing::info_span!(
+            "converge",
+            tenant = %item.tenant,
+            site = %item.site,
+            user = %item.user_id,
+            generation = item.generation,
+        );
+        let _enter = span.enter();
+        drop(_enter);
+        let result = self.converge(&item).await;
+        let store = &self.inner.store;
+        let outcome = match result {
+            Ok(c) => {
+                tracing::debug!(parent: &span, outcome = ?c, "converged");
+                store.complete_outbox(&item).await.map(|_| ())
+            }
+            Err(e) => {
+                let delay = backoff(item.attempts);
+                tracing::warn!(
+                    parent: &span,
+                    error = %e,
+                    attempts = item.attempts + 1,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "converging failed; will retry"
+                );
+                store
+                    .fail_outbox(&item, &e.to_string(), now_ms() + delay.as_millis() as i64)
+                    .await
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(parent: &span, error = %e, "cannot record the outcome; the lease will expire");
+        }
+        self.inner.done.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Brings one (site, user) in line with the store.
+    pub async fn converge(&self, item: &OutboxItem) -> Result<Converged, ConvergeError> {
+        let Some(tenant) = self.inner.tenants.get(&item.tenant) else {
+            return Ok(Converged::Skipped);
+        };
+        let Some(site) = tenant.site(&item.site) else {
+            return Ok(Converged::Skipped);
+        };
+        converge_user(
+            &self.inner.store,
+            tenant,
+            site,
+            &item.user_id,
+            &self.inner.writes,
+        )
+        .await
+    }
+}
+
+/// Converges one user at one site; shared by the workers and reconciliation.
+pub async fn converge_user(
+    store: &Store,
+    tenant: &Tenant,
+    site: &Site,
+    user_id: &str,
+    writes: &AtomicU64,
+) -> Result<Converged, ConvergeError> {
+    let Some(user) = store.get_user(tenant.name(), user_id).await? else {
+        return Ok(Converged::Skipped);
+    };
+    let policy = tenant.config.deprovision;
+    let dry_run = tenant.dry_run();
+    let present = user.active || policy != DeprovisionPolicy::Remove;
+    let email = user.partner_email.clone();
+    let partner = site.client.get_user(&email).await?;
+    if !present {
+        if partner.is_some() {
+            match site.client.delete_user(&email, dry_run).await {
+                Ok(()) => {}
+                Err(e) if e.kind == PartnerErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            writes.fetch_add(1, Ordering::Relaxed);
+            return Ok(Converged::Deleted);
+        }
+        return Ok(Converged::Unchanged);
+    }
+    let desired: Vec<String> = if user.active || policy == DeprovisionPolicy::Keep {
+        store
+            .groups_of_user(tenant.name(), user_id)
+            .await?
+            .into_iter()
+            .map(|g| g.partner_name)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (first, last) = match UserView::from_resource(&user.resource) {
+        Ok(v) => partner_names(&v, &email),
+        Err(_) => (email.clone(), String::new()),
+    };
+    match partner {
+        None => {
+            let new = NewUser {
+                email: email.clone(),
+                first_name: first,
+                last_name: last,
+                groups: desired,
+                invited_by_email: tenant.config.invited_by_email.clone(),
+            };
+            site.client.create_user(&new, dry_run).await?;
+            writes.fetch_add(1, Ordering::Relaxed);
+            Ok(Converged::Created)
+        }
+        Some(p) => {
+            let managed: HashSet<String> = store
+                .managed_group_names(tenant.name())
+                .await?
+                .into_iter()
+                .map(|g| g.to_lowercase())
+                .collect();
+            let groups = converge_groups(&p.groups, &managed, &desired);
+            let mut update = UserUpdate::default();
+            if !same_groups(&p.groups, &groups) {
+                update.groups = Some(groups);
+            }
+            if p.first_name != first {
+                update.first_name = Some(first);
+            }
+            if p.last_name != last {
+                update.last_name = Some(last);
+            }
+            if update.groups.is_none() && update.first_name.is_none() && update.last_name.is_none()
+            {
+                return Ok(Converged::Unchanged);
+            }
+            site.client.update_user(&email, &update, dry_run).await?;
+            writes.fetch_add(1, Ordering::Relaxed);
+            Ok(Converged::Updated)
+        }
+    }
+}
+
+/// Retry delay after `attempts` failures: 1 s doubling to 5 minutes.
+fn backoff(attempts: i32) -> Duration {
+    let exp = attempts.clamp(0, 9) as u32;
+    Duration::from_secs((1u64 << exp).min(300))
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-bridge".into())
+}

@@ -1,0 +1,529 @@
+//! Group flows. A group itself (create, rename, access, delete) is written partner first at
+//! every site; its membership goes through the membership engine: `memberships` and `outbox`
+//! in one transaction, then the request waits for the workers up to the deadline.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+
+use super::mapping::validate_group_name;
+use super::users::{check_if_match, from_ms, Scope};
+use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
+use crate::partner::client::{GroupUpdate, NewGroup};
+use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::partner::Access;
+use crate::scim::patch::{apply_patch, PatchRequest};
+use crate::scim::resource::{canonicalize, with_server_attributes, GroupView, InputMode, Meta};
+use crate::scim::schema::GROUP_RESOURCE;
+use crate::scim::ScimError;
+use crate::store::{GroupRow, IndexTerm, MembershipChange, OutboxMark, StoreError};
+
+/// What a group write returns: the resource (with members when loaded) and whether the
+/// membership work finished before the deadline.
+pub struct GroupWrite {
+    pub row: GroupRow,
+    pub members: Vec<String>,
+    pub settled: bool,
+}
+
+/// A write whose membership work is marked but not yet waited for.
+struct Pending {
+    row: GroupRow,
+    marks: Vec<OutboxMark>,
+}
+
+impl Pending {
+    /// Waits for the workers (without holding the resource lock), then reads the members.
+    async fn settle(self, bridge: &Bridge, tenant: &Tenant) -> BridgeResult<GroupWrite> {
+        let settled = bridge
+            .engine
+            .wait(&self.marks, bridge.wait_deadline())
+            .await?;
+        let members = bridge
+            .store
+            .group_member_ids(tenant.name(), &self.row.id)
+            .await?;
+        Ok(GroupWrite {
+            row: self.row,
+            members,
+            settled,
+        })
+    }
+}
+
+/// Renders a stored group as SCIM. `members` is `None` when the client excluded it, so the
+/// membership index is not read at all.
+pub async fn render(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    row: &GroupRow,
+    members: Option<&[String]>,
+) -> BridgeResult<Value> {
+    let mut resource = row.resource.clone();
+    if let Some(ids) = members {
+        if !ids.is_empty() {
+            let users = bridge.store.users_by_ids(scope.tenant.name(), ids).await?;
+            let names: std::collections::HashMap<&str, &str> = users
+                .iter()
+                .map(|u| (u.id.as_str(), u.user_name.as_str()))
+                .collect();
+            let list: Vec<Value> = ids
+                .iter()
+                .map(|id| {
+                    let mut m = json!({
+                        "value": id,
+                        "$ref": format!("{}/Users/{id}", scope.base_url),
+                        "type": "User",
+                    });
+                    if let (Some(n), Some(obj)) = (names.get(id.as_str()), m.as_object_mut()) {
+                        obj.insert("display".into(), Value::String((*n).to_owned()));
+                    }
+                    m
+                })
+                .collect();
+            if let Some(obj) = resource.as_object_mut() {
+                obj.insert("members".into(), Value::Array(list));
+            }
+        }
+    }
+    Ok(with_meta(scope, row, resource))
+}
+
+fn with_meta(scope: Scope<'_>, row: &GroupRow, resource: Value) -> Value {
+    let meta = Meta {
+        resource_type: "Group".into(),
+        created: from_ms(row.created_ms),
+        last_modified: from_ms(row.last_modified_ms),
+        location: Meta::location_for(scope.base_url, &GROUP_RESOURCE, &row.id),
+        version: row.version.max(0) as u64,
+    };
+    with_server_attributes(resource, &row.id, &meta)
+}
+
+/// The stored form: no server attributes, no members (they live in `memberships`).
+fn storable(mut resource: Value) -> Value {
+    if let Some(obj) = resource.as_object_mut() {
+        obj.remove("id");
+        obj.remove("meta");
+        obj.remove("members");
+    }
+    resource
+}
+
+fn dedup(ids: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ids.iter()
+        .filter(|i| seen.insert(i.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Every member must be a user of this tenant (the partner has no nested groups).
+async fn check_members(bridge: &Bridge, tenant: &Tenant, ids: &[String]) -> BridgeResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let found: HashSet<String> = bridge
+        .store
+        .users_by_ids(tenant.name(), ids)
+        .await?
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    if let Some(missing) = ids.iter().find(|i| !found.contains(*i)) {
+        let is_group = bridge
+            .store
+            .get_group(tenant.name(), missing)
+            .await?
+            .is_some();
+        let detail = if is_group {
+            format!("member '{missing}' is a group; nested groups are not supported by the partner")
+        } else {
+            format!("member '{missing}' is not a user of this tenant")
+        };
+        return Err(ScimError::invalid_value(detail).into());
+    }
+    Ok(())
+}
+
+/// The access level of a group the bridge creates.
+fn access_for(tenant: &Tenant) -> Access {
+    tenant.config.default_access
+}
+
+async fn create_or_adopt_group(
+    tenant: &Tenant,
+    site: &Site,
+    name: &str,
+) -> Result<(), PartnerError> {
+    let new = NewGroup {
+        name: name.to_owned(),
+        access: access_for(tenant),
+        created_by_email: Some(tenant.config.invited_by_email.clone()),
+    };
+    match site.client.create_group(&new, tenant.dry_run()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == PartnerErrorKind::Conflict => {
+            tracing::info!(site = %site.name, "partner group exists; adopting it");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Group writes need every site: a group missing at one site would make every membership
+/// write there fail. Any failure answers the client (503 for transient ones), whose retry is
+/// safe because creation adopts and deletion tolerates 404.
+fn all_sites<T>(results: Vec<(&Site, Result<T, PartnerError>)>) -> BridgeResult<()> {
+    for (site, r) in results {
+        if let Err(e) = r {
+            tracing::warn!(site = %site.name, error = %e, "group write failed at a site");
+            return Err(BridgeError::from(&e));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /Groups`.
+pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeResult<GroupWrite> {
+    let tenant = scope.tenant;
+    let resource = canonicalize(&GROUP_RESOURCE, body, InputMode::Create)?;
+    let view = GroupView::from_resource(&resource)?;
+    validate_group_name(&view.display_name)?;
+    let store = &bridge.store;
+    if !store
+        .find_groups(
+            tenant.name(),
+            &[IndexTerm::DisplayName(view.display_name.clone())],
+        )
+        .await?
+        .is_empty()
+    {
+        return Err(ScimError::uniqueness(format!(
+            "displayName '{}' is already taken in this tenant",
+            view.display_name
+        ))
+        .into());
+    }
+    let members = dedup(&view.member_ids);
+    check_members(bridge, tenant, &members).await?;
+    let name = view.display_name.clone();
+    all_sites(for_each_site(tenant, |site| create_or_adopt_group(tenant, site, &name)).await)?;
+    let now = now_ms();
+    let row = GroupRow {
+        tenant: tenant.name().to_owned(),
+        id: uuid::Uuid::new_v4().to_string(),
+        display_name: view.display_name.clone(),
+        external_id: view.external_id.clone(),
+        partner_name: view.display_name.clone(),
+        access: Some(access_for(tenant).as_str().to_owned()),
+        resource: storable(resource),
+        created_ms: now,
+        last_modified_ms: now,
+        version: 1,
+    };
+    store.insert_group(&row).await?;
+    let mut settled = true;
+    if !members.is_empty() {
+        let marks = change(bridge, tenant, &row.id, None, &members, &[]).await?;
+        settled = bridge.engine.wait(&marks, bridge.wait_deadline()).await?;
+    }
+    Ok(GroupWrite {
+        row,
+        members,
+        settled,
+    })
+}
+
+/// Runs the membership transaction, mapping a missing member to 400.
+async fn change(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    group_id: &str,
+    group: Option<(&GroupRow, i64)>,
+    add: &[String],
+    remove: &[String],
+) -> BridgeResult<Vec<OutboxMark>> {
+    let sites = tenant.site_names();
+    let result = bridge
+        .store
+        .change_memberships(&MembershipChange {
+            tenant: tenant.name(),
+            group,
+            group_id,
+            add,
+            remove,
+            also_mark: &[],
+            sites: &sites,
+            now_ms: now_ms(),
+        })
+        .await;
+    match result {
+        Ok(marks) => {
+            bridge.engine.kick();
+            Ok(marks)
+        }
+        Err(StoreError::NotFound) => Err(ScimError::invalid_value(
+            "a member is not a user of this tenant (it may have been deleted meanwhile)",
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get_row(bridge: &Bridge, scope: Scope<'_>, id: &str) -> BridgeResult<GroupRow> {
+    bridge
+        .store
+        .get_group(scope.tenant.name(), id)
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")).into())
+}
+
+/// `PATCH /Groups/{id}`.
+pub async fn patch(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    id: &str,
+    request: &PatchRequest,
+    if_match: Option<&str>,
+) -> BridgeResult<GroupWrite> {
+    let guard = bridge.lock(scope.tenant.name(), id).await;
+    let old = get_row(bridge, scope, id).await?;
+    check_if_match(if_match, old.version)?;
+    let members = bridge
+        .store
+        .group_member_ids(scope.tenant.name(), id)
+        .await?;
+    let mut current = old.resource.clone();
+    if let Some(obj) = current.as_object_mut() {
+        obj.insert("id".into(), Value::String(old.id.clone()));
+        if !members.is_empty() {
+            obj.insert(
+                "members".into(),
+                Value::Array(members.iter().map(|m| json!({ "value": m })).collect()),
+            );
+        }
+    }
+    let outcome = apply_patch(&GROUP_RESOURCE, &current, request)?;
+    if !outcome.changed {
+        return Ok(GroupWrite {
+            row: old,
+            members,
+            settled: true,
+        });
+    }
+    let view = GroupView::from_resource(&outcome.resource)?;
+    let add = dedup(&outcome.summary.members_added);
+    let remove = dedup(&outcome.summary.members_removed);
+    let pending = write(bridge, scope, old, outcome.resource, &view, &add, &remove).await?;
+    drop(guard);
+    pending.settle(bridge, scope.tenant).await
+}
+
+/// `PUT /Groups/{id}`: a full replace, members included.
+pub async fn replace(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    id: &str,
+    body: Value,
+    if_match: Option<&str>,
+) -> BridgeResult<GroupWrite> {
+    let guard = bridge.lock(scope.tenant.name(), id).await;
+    let old = get_row(bridge, scope, id).await?;
+    check_if_match(if_match, old.version)?;
+    let resource = canonicalize(&GROUP_RESOURCE, body, InputMode::Replace)?;
+    let view = GroupView::from_resource(&resource)?;
+    let current: HashSet<String> = bridge
+        .store
+        .group_member_ids(scope.tenant.name(), id)
+        .await?
+        .into_iter()
+        .collect();
+    let wanted = dedup(&view.member_ids);
+    let wanted_set: HashSet<&String> = wanted.iter().collect();
+    let add: Vec<String> = wanted
+        .iter()
+        .filter(|m| !current.contains(*m))
+        .cloned()
+        .collect();
+    let remove: Vec<String> = current
+        .iter()
+        .filter(|m| !wanted_set.contains(m))
+        .cloned()
+        .collect();
+    if storable(resource.clone()) == old.resource && add.is_empty() && remove.is_empty() {
+        let members = wanted;
+        return Ok(GroupWrite {
+            row: old,
+            members,
+            settled: true,
+        });
+    }
+    let pending = write(bridge, scope, old, resource, &view, &add, &remove).await?;
+    drop(guard);
+    pending.settle(bridge, scope.tenant).await
+}
+
+/// The shared tail of PUT and PATCH: rename at the partner, then group row and memberships in
+/// one transaction, then wait for the workers.
+async fn write(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    old: GroupRow,
+    resource: Value,
+    view: &GroupView,
+    add: &[String],
+    remove: &[String],
+) -> BridgeResult<Pending> {
+    let tenant = scope.tenant;
+    validate_group_name(&view.display_name)?;
+    check_members(bridge, tenant, add).await?;
+    let renamed = view.display_name != old.display_name;
+    if renamed {
+        if !view.display_name.eq_ignore_ascii_case(&old.display_name)
+            && bridge
+                .store
+                .find_groups(
+                    tenant.name(),
+                    &[IndexTerm::DisplayName(view.display_name.clone())],
+                )
+                .await?
+                .iter()
+                .any(|g| g.id != old.id)
+        {
+            return Err(ScimError::uniqueness(format!(
+                "displayName '{}' is already taken in this tenant",
+                view.display_name
+            ))
+            .into());
+        }
+        let from = old.partner_name.clone();
+        let to = view.display_name.clone();
+        all_sites(
+            for_each_site(tenant, |site| {
+                let (from, to) = (from.clone(), to.clone());
+                async move { rename_at(tenant, site, &from, &to).await }
+            })
+            .await,
+        )?;
+    }
+    let now = now_ms();
+    let row = GroupRow {
+        tenant: old.tenant.clone(),
+        id: old.id.clone(),
+        display_name: view.display_name.clone(),
+        external_id: view.external_id.clone(),
+        partner_name: if renamed {
+            view.display_name.clone()
+        } else {
+            old.partner_name.clone()
+        },
+        access: old.access.clone(),
+        resource: storable(resource),
+        created_ms: old.created_ms,
+        last_modified_ms: now.max(old.last_modified_ms + 1),
+        version: old.version + 1,
+    };
+    let marks = match change(
+        bridge,
+        tenant,
+        &row.id,
+        Some((&row, old.version)),
+        add,
+        remove,
+    )
+    .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            if renamed {
+                // Undo the partner rename so partner and store agree again.
+                let (from, to) = (row.display_name.clone(), old.partner_name.clone());
+                let _ = for_each_site(tenant, |site| {
+                    let (from, to) = (from.clone(), to.clone());
+                    async move { rename_at(tenant, site, &from, &to).await }
+                })
+                .await;
+            }
+            return Err(e);
+        }
+    };
+    Ok(Pending { row, marks })
+}
+
+/// Renames a partner group; a missing one is created under the new name.
+async fn rename_at(tenant: &Tenant, site: &Site, from: &str, to: &str) -> Result<(), PartnerError> {
+    let update = GroupUpdate {
+        name: Some(to.to_owned()),
+        access: None,
+    };
+    match site
+        .client
+        .update_group(from, &update, tenant.dry_run())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == PartnerErrorKind::NotFound => {
+            create_or_adopt_group(tenant, site, to).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `DELETE /Groups/{id}`: the partner group goes at every site (the partner removes it from
+/// its members); a built-in group the partner refuses to delete is emptied of the members the
+/// bridge gave it instead. Then the store forgets the group.
+pub async fn delete(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    id: &str,
+    if_match: Option<&str>,
+) -> BridgeResult<()> {
+    let _guard = bridge.lock(scope.tenant.name(), id).await;
+    let tenant = scope.tenant;
+    let old = get_row(bridge, scope, id).await?;
+    check_if_match(if_match, old.version)?;
+    let name = old.partner_name.clone();
+    let dry = tenant.dry_run();
+    let results = for_each_site(tenant, |site| {
+        let name = name.clone();
+        async move {
+            match site.client.delete_group(&name, dry).await {
+                Ok(()) => Ok(false),
+                Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(false),
+                // 403: a built-in group; empty it instead.
+                Err(e) if e.kind == PartnerErrorKind::Auth && e.status == Some(403) => Ok(true),
+                Err(e) => Err(e),
+            }
+        }
+    })
+    .await;
+    let mut builtin = false;
+    for (site, r) in results {
+        match r {
+            Ok(b) => builtin |= b,
+            Err(e) => {
+                tracing::warn!(site = %site.name, error = %e, "group delete failed at a site");
+                return Err(BridgeError::from(&e));
+            }
+        }
+    }
+    if builtin {
+        let members = bridge.store.group_member_ids(tenant.name(), id).await?;
+        if !members.is_empty() {
+            let marks = change(bridge, tenant, id, None, &[], &members).await?;
+            if !bridge.engine.wait(&marks, bridge.wait_deadline()).await? {
+                return Err(BridgeError {
+                    error: ScimError::new(
+                        503,
+                        None,
+                        "The group's members are still being removed at the partner; retry.",
+                    ),
+                    retry_after: Some(5),
+                });
+            }
+        }
+    }
+    bridge.store.delete_group(tenant.name(), id).await?;
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! Orchestration: the only layer that talks to both the store and the partner.
+//!
+//! - [`users`]: create (adopting existing partner users), replace, patch, deactivate and
+//!   reactivate per the tenant's deprovisioning policy, email changes per its email-change
+//!   policy, delete. Partner first: validate, call every site, then commit and answer.
+//! - [`groups`]: create (adopting existing partner groups), rename, access level, delete, and
+//!   membership changes, which go through the membership engine.
+//! - [`engine`]: the membership engine (DESIGN.md section 4): `memberships` + `outbox` in one
+//!   transaction, workers converging each (site, user), requests waiting up to a deadline.
+//! - [`reads`]: list, filter, sort, page and project, from the store only.
+//! - [`mapping`]: SCIM -> partner field mapping and group-name arithmetic.
+
+pub mod engine;
+pub mod groups;
+pub mod mapping;
+pub mod reads;
+pub mod users;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, TenantConfig};
+use crate::partner::client::{ClientOptions, PartnerClient, SiteConnection};
+use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::scim::ScimError;
+use crate::store::{Store, StoreError};
+
+pub use engine::Engine;
+
+/// Tunables of the bridge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeOptions {
+    /// How long a request waits for its membership work before answering (DESIGN.md 4.3).
+    pub wait_deadline_ms: u64,
+    /// Worker tasks of the membership engine in this process.
+    pub workers: usize,
+    /// Outbox rows each worker claims at once.
+    pub claim_batch: u32,
+    /// How long a claim lasts; longer than a partner call's deadline.
+    pub lease_ms: u64,
+    /// How often idle workers look for due work (retries, other replicas' marks).
+    pub poll_ms: u64,
+    /// On a `userName eq` filter that misses, look the email up at the partner and import the
+    /// user on sight.
+    pub import_on_lookup: bool,
+    /// Partner client settings, shared by every site.
+    pub partner: ClientOptions,
+}
+
+impl Default for BridgeOptions {
+    fn default() -> Self {
+        Self {
+            wait_deadline_ms: 20_000,
+            workers: 4,
+            claim_batch: 16,
+            lease_ms: 120_000,
+            poll_ms: 250,
+            import_on_lookup: true,
+            partner: ClientOptions::default(),
+        }
+    }
+}
+
+/// One partner site of a tenant.
+#[derive(Clone)]
+pub struct Site {
+    pub name: String,
+    pub client: PartnerClient,
+}
+
+/// A tenant at run time: its configuration and a client per site.
+pub struct Tenant {
+    pub config: TenantConfig,
+    pub sites: Vec<Site>,
+}
+
+impl Tenant {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn site(&self, name: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+
+    pub fn site_names(&self) -> Vec<String> {
+        self.sites.iter().map(|s| s.name.clone()).collect()
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.config.dry_run
+    }
+}
+
+/// The bridge: store, tenants, membership engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Bridge {
+    pub store: Store,
+    pub tenants: Arc<HashMap<String, Arc<Tenant>>>,
+    pub engine: Engine,
+    pub options: Arc<BridgeOptions>,
+    /// Striped locks serializing writes to one resource in this process (read-modify-write of
+    /// its row); across replicas the row version catches the rest.
+    locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+}
+
+impl Bridge {
+    /// Builds the tenants' partner clients and starts the engine's workers.
+    pub fn new(store: Store, config: &Config, options: BridgeOptions) -> Result<Bridge, String> {
+        let mut tenants = HashMap::new();
+        for t in &config.tenants {
+            let mut sites = Vec::new();
+            for s in &t.sites {
+                let client = PartnerClient::new(
+                    SiteConnection {
+                        base_url: s.base_url.clone(),
+                        site_name: s.site_name.clone(),
+                        api_key: s.api_key.clone().unwrap_or_default(),
+                    },
+                    options.partner.clone(),
+                )
+                .map_err(|e| format!("tenant {} site {}: {e}", t.name, s.site_name))?;
+                sites.push(Site {
+                    name: s.site_name.clone(),
+                    client,
+                });
+            }
+            tenants.insert(
+                t.name.clone(),
+                Arc::new(Tenant {
+                    config: t.clone(),
+                    sites,
+                }),
+            );
+        }
+        let tenants = Arc::new(tenants);
+        let options = Arc::new(options);
+        let engine = Engine::start(store.clone(), tenants.clone(), options.clone());
+        Ok(Bridge {
+            store,
+            tenants,
+            engine,
+            options,
+            locks: Arc::new((0..1024).map(|_| tokio::sync::Mutex::new(())).collect()),
+        })
+    }
+
+    /// Serializes writes to one resource in this process. Held only around the
+    /// read-modify-write, never while waiting for the engine.
+    pub async fn lock(&self, tenant: &str, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (tenant, id).hash(&mut h);
+        let i = (h.finish() as usize) % self.locks.len();
+        self.locks[i].lock().await
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.get(name).cloned()
+    }
+
+    pub fn wait_deadline(&self) -> Duration {
+        Duration::from_millis(self.options.wait_deadline_ms)
+    }
+
+    /// Stops the workers after their current item.
+    pub async fn shutdown(&self) {
+        self.engine.shutdown().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Maps a store failure onto the SCIM error the client gets.
+pub fn store_error(e: StoreError) -> ScimError {
+    match e {
+        StoreError::Conflict { what } => {
+            ScimError::uniqueness(format!("{what} is already taken in this tenant"))
+        }
+        StoreError::NotFound => ScimError::not_found("The resource was not found."),
+        StoreError::VersionMismatch => ScimError::new(
+            409,
+            None,
+            "The resource was changed by another request at the same time; retry.",
+        ),
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(%detail, "store unavailable");
+            ScimError::new(503, None, "The store is unavailable; retry later.")
+        }
+        StoreError::Other(detail) => {
+            tracing::error!(%detail, "store error");
+            ScimError::internal("store error")
+        }
+    }
+}
+
+/// Maps a partner failure onto the SCIM error the client gets. Transient failures are 503
+/// (the IdP retries); a partner that refuses the bridge's key is 503 too, since the IdP can do
+/// nothing about it but wait for an operator; an invalid request is the client's 400.
+pub fn partner_error(e: &PartnerError) -> ScimError {
+    match e.kind {
+        PartnerErrorKind::Transient | PartnerErrorKind::Unavailable => ScimError::new(
+            503,
+            None,
+            format!(
+                "The partner site '{}' is unavailable ({}); retry later.",
+                e.site,
+                e.status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "no answer".into())
+            ),
+        ),
+        PartnerErrorKind::Auth => {
+            tracing::error!(site = %e.site, "the partner refused the bridge's API key");
+            ScimError::new(
+                503,
+                None,
+                format!(
+                    "The partner site '{}' refused the bridge's credentials; an operator must fix the API key.",
+                    e.site
+                ),
+            )
+        }
+        PartnerErrorKind::Invalid => ScimError::invalid_value(format!(
+            "The partner site '{}' refused the change: {}",
+            e.site, e.message
+        )),
+        PartnerErrorKind::Conflict => ScimError::uniqueness(format!(
+            "The partner site '{}' reports a conflict: {}",
+            e.site, e.message
+        )),
+        PartnerErrorKind::NotFound => ScimError::not_found(format!(
+            "The partner site '{}' does not know the resource: {}",
+            e.site, e.message
+        )),
+    }
+}
+
+/// Seconds the client should wait before retrying after a partner failure.
+pub fn retry_after(e: &PartnerError) -> Option<u64> {
+    e.retry_after.map(|d| d.as_secs().max(1))
+}
+
+/// Runs `f` for every site of the tenant concurrently; results in site order.
+pub async fn for_each_site<'a, F, Fut, T>(tenant: &'a Tenant, f: F) -> Vec<(&'a Site, T)>
+where
+    F: Fn(&'a Site) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let futs = tenant.sites.iter().map(|s| {
+        let fut = f(s);
+        async move { (s, fut.await) }
+    });
+    join_all(futs).await
+}
+
+/// A SCIM error plus the `Retry-After` the HTTP layer should send.
+#[derive(Debug, Clone)]
+pub struct BridgeError {
+    pub error: ScimError,
+    pub retry_after: Option<u64>,
+}
+
+impl From<ScimError> for BridgeError {
+    fn from(error: ScimError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<StoreError> for BridgeError {
+    fn from(e: StoreError) -> Self {
+        let retry = matches!(e, StoreError::Unavailable(_)).then_some(1);
+        Self {
+            error: store_error(e),
+            retry_after: retry,
+        }
+    }
+}
+
+impl From<&PartnerError> for BridgeError {
+    fn from(e: &PartnerError) -> Self {
+        let error = partner_error(e);
+        let retry_after = if error.status == 503 {
+            Some(retry_after(e).unwrap_or(5))
+        } else {
+            None
+        };
+        Self { error, retry_after }
+    }
+}
+
+impl From<PartnerError> for BridgeError {
+    fn from(e: PartnerError) -> Self {
+        BridgeError::from(&e)
+    }
+}
+
+pub type BridgeResult<T> = Result<T, BridgeError>;

@@ -1,0 +1,591 @@
+//! User flows (DESIGN.md section 4): partner first. Validate, call the partner at every site,
+//! then commit to the store and answer. A site that fails transiently while others succeed is
+//! marked in the outbox and healed by the engine; when every site fails the client gets 503
+//! and nothing is stored, and its retry is safe: a create whose email already exists at the
+//! partner adopts that user.
+
+use serde_json::Value;
+
+use super::mapping::{partner_email, partner_names};
+use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
+use crate::config::{DeprovisionPolicy, EmailChangePolicy};
+use crate::partner::client::{NewUser, UserUpdate};
+use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::scim::patch::{apply_patch, PatchRequest};
+use crate::scim::resource::{canonicalize, InputMode, Meta, UserView};
+use crate::scim::schema::USER_RESOURCE;
+use crate::scim::version::if_match_satisfied;
+use crate::scim::ScimError;
+use crate::store::{IndexTerm, UserRow};
+
+/// Where a request lands: the tenant and the public URL of its SCIM endpoint.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    pub tenant: &'a Tenant,
+    pub base_url: &'a str,
+}
+
+/// What a site did during a partner-first write.
+enum SiteOutcome {
+    Done,
+    /// The site must be converged by the engine (failed transiently, or adopted a user).
+    Mark,
+}
+
+/// Renders a stored user as SCIM: `id`, the resource, `groups` from the memberships index,
+/// `meta`.
+pub async fn render(bridge: &Bridge, scope: Scope<'_>, row: &UserRow) -> BridgeResult<Value> {
+    let groups = bridge
+        .store
+        .groups_of_user(scope.tenant.name(), &row.id)
+        .await?;
+    let mut v = with_meta(scope, row);
+    if !groups.is_empty() {
+        let list: Vec<Value> = groups
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "value": g.id,
+                    "$ref": format!("{}/Groups/{}", scope.base_url, g.id),
+                    "display": g.display_name,
+                    "type": "direct",
+                })
+            })
+            .collect();
+        if let Some(obj) = v.as_object_mut() {
+            // Before `meta`, after the rest.
+            let meta = obj.remove("meta");
+            obj.insert("groups".into(), Value::Array(list));
+            if let Some(m) = meta {
+                obj.insert("meta".into(), m);
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// The stored resource with `id` and `meta`, without `groups`.
+pub fn with_meta(scope: Scope<'_>, row: &UserRow) -> Value {
+    let meta = Meta {
+        resource_type: "User".into(),
+        created: from_ms(row.created_ms),
+        last_modified: from_ms(row.last_modified_ms),
+        location: Meta::location_for(scope.base_url, &USER_RESOURCE, &row.id),
+        version: row.version.max(0) as u64,
+    };
+    crate::scim::resource::with_server_attributes(row.resource.clone(), &row.id, &meta)
+}
+
+pub(crate) fn from_ms(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Strips what the store does not keep in `resource`: server attributes and `groups`.
+fn storable(mut resource: Value) -> Value {
+    if let Some(obj) = resource.as_object_mut() {
+        obj.remove("id");
+        obj.remove("meta");
+        obj.remove("groups");
+        obj.remove("password");
+    }
+    resource
+}
+
+fn emails_of(view: &UserView) -> Vec<String> {
+    view.emails.iter().map(|e| e.value.clone()).collect()
+}
+
+/// Checks `If-Match` against the stored version.
+pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
+    match if_match {
+        Some(h) if !if_match_satisfied(h, version.max(0) as u64) => {
+            Err(ScimError::precondition_failed(
+                "The resource has changed since the version given in If-Match.",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Partner errors that another try may fix.
+fn transient(e: &PartnerError) -> bool {
+    matches!(
+        e.kind,
+        PartnerErrorKind::Transient | PartnerErrorKind::Unavailable
+    )
+}
+
+/// Folds per-site results: every site failed -> the first error (nothing is committed); an
+/// invalid request anywhere -> that error; transient failures on some sites -> those sites
+/// are marked for the engine.
+fn settle(results: Vec<(&Site, Result<SiteOutcome, PartnerError>)>) -> BridgeResult<Vec<String>> {
+    let total = results.len();
+    let mut mark = Vec::new();
+    let mut first_err: Option<PartnerError> = None;
+    let mut failed = 0;
+    for (site, r) in results {
+        match r {
+            Ok(SiteOutcome::Done) => {}
+            Ok(SiteOutcome::Mark) => mark.push(site.name.clone()),
+            Err(e) if transient(&e) => {
+                tracing::warn!(site = %site.name, error = %e, "site failed; the engine will retry it");
+                failed += 1;
+                mark.push(site.name.clone());
+                first_err.get_or_insert(e);
+            }
+            Err(e) => return Err(BridgeError::from(&e)),
+        }
+    }
+    if total > 0 && failed == total {
+        if let Some(e) = first_err {
+            return Err(BridgeError::from(&e));
+        }
+    }
+    Ok(mark)
+}
+
+/// Creates the partner user, or adopts it when its email already exists there.
+async fn create_or_adopt(
+    tenant: &Tenant,
+    site: &Site,
+    user: &NewUser,
+) -> Result<SiteOutcome, PartnerError> {
+    match site.client.create_user(user, tenant.dry_run()).await {
+        Ok(_) => Ok(SiteOutcome::Done),
+        Err(e) if e.kind == PartnerErrorKind::Conflict => {
+            tracing::info!(site = %site.name, "partner user exists; adopting it");
+            // Its names and managed groups are brought in line by the engine.
+            Ok(SiteOutcome::Mark)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /Users`.
+pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeResult<Value> {
+    let tenant = scope.tenant;
+    let resource = canonicalize(&USER_RESOURCE, body, InputMode::Create)?;
+    let view = UserView::from_resource(&resource)?;
+    let email = partner_email(&view)?;
+    let store = &bridge.store;
+    if store
+        .get_user_by_user_name(tenant.name(), &view.user_name)
+        .await?
+        .is_some()
+    {
+        return Err(ScimError::uniqueness(format!(
+            "userName '{}' is already taken in this tenant",
+            view.user_name
+        ))
+        .into());
+    }
+    if !store
+        .users_by_partner_email(tenant.name(), &email)
+        .await?
+        .is_empty()
+    {
+        return Err(ScimError::uniqueness(format!(
+            "another user already maps to the partner email '{email}'"
+        ))
+        .into());
+    }
+    let present = view.active || tenant.config.deprovision != DeprovisionPolicy::Remove;
+    let mut mark = Vec::new();
+    if present {
+        let (first_name, last_name) = partner_names(&view, &email);
+        let new = NewUser {
+            email: email.clone(),
+            first_name,
+            last_name,
+            groups: Vec::new(),
+            invited_by_email: tenant.config.invited_by_email.clone(),
+        };
+        let results = for_each_site(tenant, |site| create_or_adopt(tenant, site, &new)).await;
+        mark = settle(results)?;
+    }
+    let now = now_ms();
+    let row = UserRow {
+        tenant: tenant.name().to_owned(),
+        id: uuid::Uuid::new_v4().to_string(),
+        user_name: view.user_name.clone(),
+        external_id: view.external_id.clone(),
+        active: view.active,
+        partner_email: email,
+        emails: emails_of(&view),
+        resource: storable(resource),
+        created_ms: now,
+        last_modified_ms: now,
+        version: 1,
+    };
+    store.insert_user(&row).await?;
+    if !mark.is_empty() {
+        store
+            .mark_outbox(tenant.name(), &mark, std::slice::from_ref(&row.id))
+            .await?;
+        bridge.engine.kick();
+    }
+    render(bridge, scope, &row).await
+}
+
+/// `GET /Users/{id}` (the stored row).
+pub async fn get_row(bridge: &Bridge, scope: Scope<'_>, id: &str) -> BridgeResult<UserRow> {
+    bridge
+        .store
+        .get_user(scope.tenant.name(), id)
+        .await?
+        .ok_or_else(|| ScimError::not_found(format!("User {id} not found")).into())
+}
+
+/// `PUT /Users/{id}`.
+pub async fn replace(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    id: &str,
+    body: Value,
+    if_match: Option<&str>,
+) -> BridgeResult<Value> {
+    let _guard = bridge.lock(scope.tenant.name(), id).await;
+    let old = get_row(bridge, scope, id).await?;
+    check_if_match(if_match, old.version)?;
+    let mut resource = canonicalize(&USER_RESOURCE, body, InputMode::Replace)?;
+    keep_write_only(&mut resource);
+    update(bridge, scope, old, resource).await
+}
+
+/// `PATCH /Users/{id}`.
+pub async fn patch(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    id: &str,
+    request: &PatchRequest,
+    if_match: Option<&str>,
+) -> BridgeResult<Value> {
+    let _guard = bridge.lock(scope.tenant.name(), id).await;
+    let old = get_row(bridge, scope, id).await?;
+    check_if_match(if_match, old.version)?;
+    let mut current = old.resource.clone();
+    if let Some(obj) = current.as_object_mut() {
+        obj.insert("id".into(), Value::String(old.id.clone()));
+    }
+    let outcome = apply_patch(&USER_RESOURCE, &current, request)?;
+    if !outcome.changed {
+        return render(bridge, scope, &old).await;
+    }
+    let mut resource = outcome.resource;
+    keep_write_only(&mut resource);
+    update(bridge, scope, old, resource).await
+}
+
+/// `password` is accepted and never kept.
+fn keep_write_only(resource: &mut Value) {
+    if let Some(obj) = resource.as_object_mut() {
+        obj.remove("password");
+    }
+}
+
+/// The shared tail of PUT and PATCH: partner calls for what changed, then the store.
+async fn update(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    old: UserRow,
+    resource: Value,
+) -> BridgeResult<Value> {
+    let tenant = scope.tenant;
+    let store = &bridge.store;
+    let resource = storable(resource);
+    if resource == old.resource {
+        // Nothing changed: no partner call, no version bump.
+        return render(bridge, scope, &old).await;
+    }
+    let new_view = UserView::from_resource(&resource)?;
+    let old_view = UserView::from_resource(&old.resource)?;
+    let new_email = partner_email(&new_view)?;
+    let email_changed = !new_email.eq_ignore_ascii_case(&old.partner_email);
+    if email_changed && tenant.config.email_change == EmailChangePolicy::Reject {
+        return Err(ScimError::mutability(
+            "this tenant does not allow a user's email (userName) to change",
+        )
+        .into());
+    }
+    if !new_view.user_name.eq_ignore_ascii_case(&old.user_name)
+        && store
+            .get_user_by_user_name(tenant.name(), &new_view.user_name)
+            .await?
+            .is_some_and(|u| u.id != old.id)
+    {
+        return Err(ScimError::uniqueness(format!(
+            "userName '{}' is already taken in this tenant",
+            new_view.user_name
+        ))
+        .into());
+    }
+    if email_changed
+        && store
+            .users_by_partner_email(tenant.name(), &new_email)
+            .await?
+            .iter()
+            .any(|u| u.id != old.id)
+    {
+        return Err(ScimError::uniqueness(format!(
+            "another user already maps to the partner email '{new_email}'"
+        ))
+        .into());
+    }
+
+    let policy = tenant.config.deprovision;
+    let old_present = old.active || policy != DeprovisionPolicy::Remove;
+    let new_present = new_view.active || policy != DeprovisionPolicy::Remove;
+    let (first, last) = partner_names(&new_view, &new_email);
+    let (old_first, old_last) = partner_names(&old_view, &old.partner_email);
+    let names_changed = first != old_first || last != old_last;
+    let active_changed = old.active != new_view.active;
+    let dry = tenant.dry_run();
+
+    let plan = SitePlan {
+        tenant,
+        old_email: &old.partner_email,
+        new_email: &new_email,
+        first: &first,
+        last: &last,
+        old_present,
+        new_present,
+        email_changed,
+        names_changed,
+        groups: if new_present && !old_present {
+            store
+                .groups_of_user(tenant.name(), &old.id)
+                .await?
+                .into_iter()
+                .map(|g| g.partner_name)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        dry,
+    };
+    let results = for_each_site(tenant, |site| plan.apply(site)).await;
+    let mut mark = settle(results)?;
+    // Stripping and restoring groups is membership work: the engine does it.
+    if active_changed && policy == DeprovisionPolicy::Strip {
+        mark = tenant.site_names();
+    }
+
+    let now = now_ms();
+    let row = UserRow {
+        tenant: old.tenant.clone(),
+        id: old.id.clone(),
+        user_name: new_view.user_name.clone(),
+        external_id: new_view.external_id.clone(),
+        active: new_view.active,
+        partner_email: new_email,
+        emails: emails_of(&new_view),
+        resource,
+        created_ms: old.created_ms,
+        last_modified_ms: now.max(old.last_modified_ms + 1),
+        version: old.version + 1,
+    };
+    store.update_user(&row, old.version).await?;
+    if !mark.is_empty() {
+        let marks = store
+            .mark_outbox(tenant.name(), &mark, std::slice::from_ref(&row.id))
+            .await?;
+        // A deactivation is acknowledged once access is gone, when possible in time.
+        bridge.engine.wait(&marks, bridge.wait_deadline()).await?;
+    }
+    render(bridge, scope, &row).await
+}
+
+/// What one user update means at each site.
+struct SitePlan<'a> {
+    tenant: &'a Tenant,
+    old_email: &'a str,
+    new_email: &'a str,
+    first: &'a str,
+    last: &'a str,
+    old_present: bool,
+    new_present: bool,
+    email_changed: bool,
+    names_changed: bool,
+    /// Managed groups to create the user with (reactivation under `remove`).
+    groups: Vec<String>,
+    dry: bool,
+}
+
+impl SitePlan<'_> {
+    async fn apply(&self, site: &Site) -> Result<SiteOutcome, PartnerError> {
+        let client = &site.client;
+        if self.old_present && !self.new_present {
+            // Deactivated under `remove`: the partner user goes.
+            return match client.delete_user(self.old_email, self.dry).await {
+                Ok(()) => Ok(SiteOutcome::Done),
+                Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(SiteOutcome::Done),
+                Err(e) => Err(e),
+            };
+        }
+        if !self.old_present && self.new_present {
+            // Reactivated under `remove`: re-create with its groups in the create call.
+            let new = NewUser {
+                email: self.new_email.to_owned(),
+                first_name: self.first.to_owned(),
+                last_name: self.last.to_owned(),
+                groups: self.groups.clone(),
+                invited_by_email: self.tenant.config.invited_by_email.clone(),
+            };
+            return create_or_adopt(self.tenant, site, &new).await;
+        }
+        if !self.new_present {
+            return Ok(SiteOutcome::Done);
+        }
+        if self.email_changed {
+            return match self.tenant.config.email_change {
+                EmailChangePolicy::Recreate => self.recreate(site).await,
+                _ => {
+                    let update = UserUpdate {
+                        email: Some(self.new_email.to_owned()),
+                        first_name: Some(self.first.to_owned()),
+                        last_name: Some(self.last.to_owned()),
+                        groups: None,
+                    };
+                    match client.update_user(self.old_email, &update, self.dry).await {
+                        Ok(_) => Ok(SiteOutcome::Done),
+                        // Not at the partner (yet): the engine creates it under the new email.
+                        Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(SiteOutcome::Mark),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+        }
+        if self.names_changed {
+            let update = UserUpdate {
+                first_name: Some(self.first.to_owned()),
+                last_name: Some(self.last.to_owned()),
+                ..UserUpdate::default()
+            };
+            return match client.update_user(self.new_email, &update, self.dry).await {
+                Ok(_) => Ok(SiteOutcome::Done),
+                Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(SiteOutcome::Mark),
+                Err(e) => Err(e),
+            };
+        }
+        Ok(SiteOutcome::Done)
+    }
+
+    /// `email_change = recreate`: the new user with the same names and groups, then the old
+    /// one deleted.
+    async fn recreate(&self, site: &Site) -> Result<SiteOutcome, PartnerError> {
+        let client = &site.client;
+        let groups = match client.get_user(self.old_email).await? {
+            Some(old) => old.groups,
+            None => Vec::new(),
+        };
+        let new = NewUser {
+            email: self.new_email.to_owned(),
+            first_name: self.first.to_owned(),
+            last_name: self.last.to_owned(),
+            groups,
+            invited_by_email: self.tenant.config.invited_by_email.clone(),
+        };
+        let outcome = create_or_adopt(self.tenant, site, &new).await?;
+        match client.delete_user(self.old_email, self.dry).await {
+            Ok(()) => {}
+            Err(e) if e.kind == PartnerErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(outcome)
+    }
+}
+
+/// `DELETE /Users/{id}`: the user goes at every site, then from the store. If a site fails,
+/// nothing is removed from the store and the client gets 503 to retry.
+pub async fn delete(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    id: &str,
+    if_match: Option<&str>,
+) -> BridgeResult<()> {
+    let _guard = bridge.lock(scope.tenant.name(), id).await;
+    let tenant = scope.tenant;
+    let old = get_row(bridge, scope, id).await?;
+    check_if_match(if_match, old.version)?;
+    let email = old.partner_email.clone();
+    let dry = tenant.dry_run();
+    let results = for_each_site(tenant, |site| {
+        let email = email.clone();
+        async move {
+            match site.client.delete_user(&email, dry).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    })
+    .await;
+    for (_, r) in &results {
+        if let Err(e) = r {
+            return Err(BridgeError::from(e));
+        }
+    }
+    bridge.store.delete_user(tenant.name(), id).await?;
+    Ok(())
+}
+
+/// A `userName eq` lookup that missed: when the email exists at the tenant's first site,
+/// import that partner user as an active SCIM user so the IdP's matching links it.
+pub async fn import_on_lookup(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    user_name: &str,
+) -> BridgeResult<Option<UserRow>> {
+    let tenant = scope.tenant;
+    if !bridge.options.import_on_lookup || super::mapping::validate_email(user_name).is_err() {
+        return Ok(None);
+    }
+    let Some(site) = tenant.sites.first() else {
+        return Ok(None);
+    };
+    let found = match site.client.get_user(user_name).await {
+        Ok(u) => u,
+        Err(e) => {
+            // A lookup must not fail because the partner is slow: answer from the store.
+            tracing::warn!(error = %e, "import on lookup: partner lookup failed");
+            return Ok(None);
+        }
+    };
+    let Some(p) = found else { return Ok(None) };
+    let resource = serde_json::json!({
+        "schemas": [crate::scim::schema::USER_SCHEMA],
+        "userName": user_name,
+        "name": {"givenName": p.first_name, "familyName": p.last_name},
+        "emails": [{"value": p.email, "type": "work", "primary": true}],
+        "active": true,
+    });
+    let now = now_ms();
+    let row = UserRow {
+        tenant: tenant.name().to_owned(),
+        id: uuid::Uuid::new_v4().to_string(),
+        user_name: user_name.to_owned(),
+        external_id: None,
+        active: true,
+        partner_email: p.email.clone(),
+        emails: vec![p.email.clone()],
+        resource,
+        created_ms: now,
+        last_modified_ms: now,
+        version: 1,
+    };
+    match bridge.store.insert_user(&row).await {
+        Ok(()) => {
+            tracing::info!(user = %row.id, "imported an existing partner user on lookup");
+            Ok(Some(row))
+        }
+        // Another request imported or created it meanwhile.
+        Err(crate::store::StoreError::Conflict { .. }) => Ok(bridge
+            .store
+            .find_users(tenant.name(), &[IndexTerm::UserName(user_name.to_owned())])
+            .await?
+            .into_iter()
+            .next()),
+        Err(e) => Err(e.into()),
+    }
+}

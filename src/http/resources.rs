@@ -1,0 +1,310 @@
+//! Thin handlers for `/Users` and `/Groups` (RFC 7644 sections 3.3-3.6): extract, one
+//! `bridge::` call, respond. `Location` and `ETag` headers mirror `meta.location` and
+//! `meta.version`; group PATCH answers 204 unless a projection was asked for.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+
+use super::error::{ApiError, ScimJson};
+use super::extract::{IfMatch, IfNoneMatch, ScimBody};
+use super::query::{ListQuery, ProjectionQuery};
+use super::TenantState;
+use crate::bridge::reads::{self, ListRequest};
+use crate::bridge::users::Scope;
+use crate::bridge::{groups, users, Bridge, BridgeError, Tenant};
+use crate::scim::patch::PatchRequest;
+use crate::scim::schema::{GROUP_RESOURCE, USER_RESOURCE};
+use crate::scim::version::{etag, if_none_match_hit};
+
+/// What the resource handlers need: the tenant's HTTP state, its run-time half, the bridge.
+#[derive(Clone)]
+pub struct ResourceState {
+    pub http: TenantState,
+    pub tenant: Arc<Tenant>,
+    pub bridge: Bridge,
+}
+
+impl FromRef<ResourceState> for TenantState {
+    fn from_ref(s: &ResourceState) -> TenantState {
+        s.http.clone()
+    }
+}
+
+impl ResourceState {
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            tenant: &self.tenant,
+            base_url: &self.http.base_url,
+        }
+    }
+}
+
+impl From<BridgeError> for ApiError {
+    fn from(e: BridgeError) -> Self {
+        ApiError {
+            error: e.error,
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+/// The routes of `/Users` and `/Groups`.
+pub fn routes() -> Router<ResourceState> {
+    Router::new()
+        .route("/Users", get(list_users).post(create_user))
+        .route("/Users/.search", post(search_users))
+        .route(
+            "/Users/{id}",
+            get(get_user)
+                .put(replace_user)
+                .patch(patch_user)
+                .delete(delete_user),
+        )
+        .route("/Groups", get(list_groups).post(create_group))
+        .route("/Groups/.search", post(search_groups))
+        .route(
+            "/Groups/{id}",
+            get(get_group)
+                .put(replace_group)
+                .patch(patch_group)
+                .delete(delete_group),
+        )
+}
+
+pub(crate) fn list_request(q: ListQuery) -> ListRequest {
+    ListRequest {
+        filter: q.filter,
+        sort_by: q.sort_by,
+        sort_order: q.sort_order,
+        paging: q.paging,
+        projection: q.projection,
+    }
+}
+
+/// A single resource with `ETag` (and `Location` when created).
+fn resource_response(status: StatusCode, body: Value, version: Option<i64>) -> Response {
+    let location = body
+        .pointer("/meta/location")
+        .and_then(Value::as_str)
+        .and_then(|l| HeaderValue::from_str(l).ok());
+    let tag = version
+        .map(|v| etag(v.max(0) as u64))
+        .or_else(|| {
+            body.pointer("/meta/version")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .and_then(|t| HeaderValue::from_str(&t).ok());
+    let mut res = ScimJson(status, body).into_response();
+    let headers = res.headers_mut();
+    if let Some(t) = tag {
+        headers.insert(header::ETAG, t);
+    }
+    if status == StatusCode::CREATED {
+        if let Some(l) = location {
+            headers.insert(header::LOCATION, l);
+        }
+    }
+    res
+}
+
+fn not_modified(version: i64) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(t) = HeaderValue::from_str(&etag(version.max(0) as u64)) {
+        headers.insert(header::ETAG, t);
+    }
+    (StatusCode::NOT_MODIFIED, headers).into_response()
+}
+
+fn version_of(v: &Value) -> Option<i64> {
+    v.pointer("/meta/version")
+        .and_then(Value::as_str)
+        .and_then(crate::scim::version::parse_etag)
+        .map(|n| n as i64)
+}
+
+// ---- Users -----------------------------------------------------------------------------------
+
+async fn list_users(State(s): State<ResourceState>, q: ListQuery) -> Result<Response, ApiError> {
+    let body = reads::list_users(&s.bridge, s.scope(), &list_request(q)).await?;
+    Ok(ScimJson(StatusCode::OK, body).into_response())
+}
+
+async fn search_users(
+    State(s): State<ResourceState>,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let q = ListQuery::from_search_body(body, &s.http.limits)?;
+    let body = reads::list_users(&s.bridge, s.scope(), &list_request(q)).await?;
+    Ok(ScimJson(StatusCode::OK, body).into_response())
+}
+
+async fn get_user(
+    State(s): State<ResourceState>,
+    Path(id): Path<String>,
+    ProjectionQuery(p): ProjectionQuery,
+    IfNoneMatch(inm): IfNoneMatch,
+) -> Result<Response, ApiError> {
+    let (body, version) = reads::get_user(&s.bridge, s.scope(), &id, &p).await?;
+    if inm.is_some_and(|h| if_none_match_hit(&h, version.max(0) as u64)) {
+        return Ok(not_modified(version));
+    }
+    Ok(resource_response(StatusCode::OK, body, Some(version)))
+}
+
+async fn create_user(
+    State(s): State<ResourceState>,
+    ProjectionQuery(p): ProjectionQuery,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let created = users::create(&s.bridge, s.scope(), body).await?;
+    let version = version_of(&created);
+    Ok(resource_response(
+        StatusCode::CREATED,
+        p.apply(&USER_RESOURCE, &created),
+        version,
+    ))
+}
+
+async fn replace_user(
+    State(s): State<ResourceState>,
+    Path(id): Path<String>,
+    ProjectionQuery(p): ProjectionQuery,
+    IfMatch(im): IfMatch,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let v = users::replace(&s.bridge, s.scope(), &id, body, im.as_deref()).await?;
+    let version = version_of(&v);
+    Ok(resource_response(
+        StatusCode::OK,
+        p.apply(&USER_RESOURCE, &v),
+        version,
+    ))
+}
+
+async fn patch_user(
+    State(s): State<ResourceState>,
+    Path(id): Path<String>,
+    ProjectionQuery(p): ProjectionQuery,
+    IfMatch(im): IfMatch,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let request = PatchRequest::from_json(&body)?;
+    let v = users::patch(&s.bridge, s.scope(), &id, &request, im.as_deref()).await?;
+    let version = version_of(&v);
+    Ok(resource_response(
+        StatusCode::OK,
+        p.apply(&USER_RESOURCE, &v),
+        version,
+    ))
+}
+
+async fn delete_user(
+    State(s): State<ResourceState>,
+    Path(id): Path<String>,
+    IfMatch(im): IfMatch,
+) -> Result<Response, ApiError> {
+    users::delete(&s.bridge, s.scope(), &id, im.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- Groups ----------------------------------------------------------------------------------
+
+async fn list_groups(State(s): State<ResourceState>, q: ListQuery) -> Result<Response, ApiError> {
+    let body = reads::list_groups(&s.bridge, s.scope(), &list_request(q)).await?;
+    Ok(ScimJson(StatusCode::OK, body).into_response())
+}
+
+async fn search_groups(
+    State(s): State<ResourceState>,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let q = ListQuery::from_search_body(body, &s.http.limits)?;
+    let body = reads::list_groups(&s.bridge, s.scope(), &list_request(q)).await?;
+    Ok(ScimJson(StatusCode::OK, body).into_response())
+}
+
+async fn get_group(
+    State(s): State<ResourceState>,
+    Path(id): Path<String>,
+    ProjectionQuery(p): ProjectionQuery,
+    IfNoneMatch(inm): IfNoneMatch,
+) -> Result<Response, ApiError> {
+    let (body, version) = reads::get_group(&s.bridge, s.scope(), &id, &p).await?;
+    if inm.is_some_and(|h| if_none_match_hit(&h, version.max(0) as u64)) {
+        return Ok(not_modified(version));
+    }
+    Ok(resource_response(StatusCode::OK, body, Some(version)))
+}
+
+/// Renders a group write's result with the projection.
+async fn group_body(
+    s: &ResourceState,
+    w: &groups::GroupWrite,
+    p: &crate::scim::projection::Projection,
+) -> Result<Value, ApiError> {
+    let v = groups::render(&s.bridge, s.scope(), &w.row, Some(&w.members)).await?;
+    Ok(p.apply(&GROUP_RESOURCE, &v))
+}
+
+async fn create_group(
+    State(s): State<ResourceState>,
+    ProjectionQuery(p): ProjectionQuery,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let w = groups::create(&s.bridge, s.scope(), body).await?;
+    let body = group_body(&s, &w, &p).await?;
+    Ok(resource_response(
+        StatusCode::CREATED,
+        body,
+        Some(w.row.version),
+    ))
+}
+
+async fn replace_group(
+    State(s): State<ResourceState>,
+    Path(id): Path<String>,
+    ProjectionQuery(p): ProjectionQuery,
+    IfMatch(im): IfMatch,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let w = groups::replace(&s.bridge, s.scope(), &id, body, im.as_deref()).await?;
+    let body = group_body(&s, &w, &p).await?;
+    Ok(resource_response(StatusCode::OK, body, Some(w.row.version)))
+}
+
+async fn patch_group(
+    State(s): State<ResourceState>,
+    Path(id): Path<String>,
+    ProjectionQuery(p): ProjectionQuery,
+    IfMatch(im): IfMatch,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let request = PatchRequest::from_json(&body)?;
+    let w = groups::patch(&s.bridge, s.scope(), &id, &request, im.as_deref()).await?;
+    if p.is_empty() {
+        // Entra and Okta expect 204 for group PATCH; the ETag still tells the new version.
+        let mut res = StatusCode::NO_CONTENT.into_response();
+        if let Ok(t) = HeaderValue::from_str(&etag(w.row.version.max(0) as u64)) {
+            res.headers_mut().insert(header::ETAG, t);
+        }
+        return Ok(res);
+    }
+    let body = group_body(&s, &w, &p).await?;
+    Ok(resource_response(StatusCode::OK, body, Some(w.row.version)))
+}
+
+async fn delete_group(
+    State(s): State<ResourceState>,
+    Path(id): Path<String>,
+    IfMatch(im): IfMatch,
+) -> Result<Response, ApiError> {
+    groups::delete(&s.bridge, s.scope(), &id, im.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
