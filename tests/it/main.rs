@@ -1,6 +1,7 @@
 //! The integration test binary: every test starts its own servers on `127.0.0.1:0`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bridge_smoke;
 mod cli;
 mod emulator;
 mod http_discovery;
@@ -8,6 +9,7 @@ mod partner_client;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;
 mod store;
+pub mod support;
 
 /// Installs, once per test process, a global subscriber that records nothing but answers
 /// "sometimes" for every callsite. Without it, tracing may cache "never" for a callsite first

@@ -3,51 +3,15 @@
 //! for the test, dropped after), so tests run in parallel.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use scim_bridge::store::{
     AuditEntry, Backend, GroupRow, IndexTerm, MembershipChange, OutboxItem, Store, StoreError,
     UserRow,
 };
 use serde_json::json;
-use sqlx::Connection;
 
-const PG_ENV: &str = "SCIM_BRIDGE_TEST_POSTGRES_URL";
-
-/// Runs `case` with the URL of a fresh, empty database: a SQLite file in a folder that does
-/// not exist yet (URL without `?mode=rwc`, like the configured default), then a PostgreSQL schema when the environment names a server.
-async fn for_each_backend_url<F, Fut>(case: F)
-where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/nested/scim-bridge.db", dir.path().display());
-    case(url).await;
-
-    let Ok(base) = std::env::var(PG_ENV) else {
-        eprintln!("skipping PostgreSQL: {PG_ENV} not set");
-        return;
-    };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-    let outcome = AssertUnwindSafe(case(url)).catch_unwind().await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
+use crate::support::for_each_backend_url;
 
 /// Runs `case` on a connected, migrated store of each back end.
 async fn for_each_backend<F, Fut>(case: F)

@@ -1,0 +1,54 @@
+//! The smallest whole flow: a user, a group with the user, a member removed, the group
+//! deleted, each checked at the partner.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{create_group, create_user, Harness, Options};
+
+#[tokio::test]
+async fn user_and_group_membership_reach_the_partner() {
+    let h = Harness::start(Options::default()).await;
+    let jane = create_user(&h, "jane@acme.example.com", "Jane", "Doe").await;
+    let john = create_user(&h, "john@acme.example.com", "John", "Roe").await;
+    let user = h.partner_user("acme", "jane@acme.example.com").unwrap();
+    assert_eq!(
+        (user.first_name.as_str(), user.last_name.as_str()),
+        ("Jane", "Doe")
+    );
+
+    let group = create_group(&h, "Finance", &[&jane, &john]).await;
+    assert_eq!(
+        h.partner_groups("acme", "jane@acme.example.com"),
+        ["Finance"]
+    );
+    assert_eq!(
+        h.partner_groups("acme", "john@acme.example.com"),
+        ["Finance"]
+    );
+
+    let (status, _) = h
+        .patch(
+            &format!("/Groups/{group}"),
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "remove", "path": format!("members[value eq \"{john}\"]")}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.partner_groups("acme", "jane@acme.example.com"),
+        ["Finance"]
+    );
+    assert!(h.partner_groups("acme", "john@acme.example.com").is_empty());
+
+    let (status, body) = h.get(&format!("/Users/{jane}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["groups"][0]["display"], "Finance");
+
+    let (status, _) = h.delete(&format!("/Groups/{group}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(h.partner_groups("acme", "jane@acme.example.com").is_empty());
+    h.settle(Duration::from_secs(5)).await;
+}

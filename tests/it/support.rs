@@ -1,0 +1,326 @@
+//! Shared test support: fresh databases of each back end, and a harness that runs the partner
+//! emulator and a whole bridge (store, engine, HTTP) on loopback, with an HTTP client speaking
+//! SCIM to it.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use reqwest::StatusCode;
+use scim_bridge::bridge::{Bridge, BridgeOptions};
+use scim_bridge::config::{
+    BearerTokenConfig, Config, CredentialsConfig, DeprovisionPolicy, EmailChangePolicy, SiteConfig,
+    TenantConfig,
+};
+use scim_bridge::http::{self, AppState};
+use scim_bridge::partner::client::ClientOptions;
+use scim_bridge::partner::emulator::{Emulator, RunningEmulator, SiteSpec};
+use scim_bridge::partner::PartnerUser;
+use scim_bridge::secret::Secret;
+use scim_bridge::store::Store;
+use serde_json::Value;
+use sqlx::Connection;
+
+pub const PG_ENV: &str = "SCIM_BRIDGE_TEST_POSTGRES_URL";
+
+/// Runs `case` with the URL of a fresh, empty database: a SQLite file in a folder that does
+/// not exist yet, then a PostgreSQL schema of its own when the environment names a server.
+pub async fn for_each_backend_url<F, Fut>(case: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/scim-bridge.db", dir.path().display());
+    case(url).await;
+    with_postgres_url(case).await;
+}
+
+/// Runs `case` on a fresh PostgreSQL schema, or prints that it skips.
+pub async fn with_postgres_url<F, Fut>(case: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(base) = std::env::var(PG_ENV) else {
+        eprintln!("skipping PostgreSQL: {PG_ENV} not set");
+        return;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let outcome = AssertUnwindSafe(case(url)).catch_unwind().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+pub const TOKEN: &str = "test-bearer-token-0123456789";
+pub const OWNER: &str = "owner@acme.example.com";
+
+/// How to build a harness.
+#[derive(Clone)]
+pub struct Options {
+    /// Site names; each gets its own key at the one emulator.
+    pub sites: Vec<&'static str>,
+    pub deprovision: DeprovisionPolicy,
+    pub email_change: EmailChangePolicy,
+    pub dry_run: bool,
+    /// `None`: a fresh SQLite file.
+    pub store_url: Option<String>,
+    pub bridge: BridgeOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let mut bridge = BridgeOptions::default();
+        bridge.wait_deadline_ms = 10_000;
+        bridge.poll_ms = 20;
+        bridge.partner = ClientOptions {
+            request_timeout_ms: 2_000,
+            call_deadline_ms: 5_000,
+            backoff_base_ms: 10,
+            backoff_max_ms: 100,
+            ..ClientOptions::default()
+        };
+        Self {
+            sites: vec!["acme"],
+            deprovision: DeprovisionPolicy::Remove,
+            email_change: EmailChangePolicy::Update,
+            dry_run: false,
+            store_url: None,
+            bridge,
+        }
+    }
+}
+
+/// The emulator plus a bridge serving one tenant at `/scim/v2`.
+pub struct Harness {
+    pub emulator: Emulator,
+    pub bridge: Bridge,
+    /// `http://127.0.0.1:PORT/scim/v2`
+    pub base: String,
+    pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+    _running: RunningEmulator,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The configuration of the harness's one tenant.
+pub fn tenant_config(opts: &Options, partner_base: &str) -> TenantConfig {
+    TenantConfig {
+        name: "acme".into(),
+        base_path: "/scim/v2".into(),
+        credentials: CredentialsConfig {
+            bearer_tokens: vec![BearerTokenConfig {
+                name: "idp".into(),
+                token: Some(Secret::new(TOKEN)),
+                token_file: None,
+                sha256: None,
+            }],
+        },
+        sites: opts
+            .sites
+            .iter()
+            .map(|s| SiteConfig {
+                base_url: url::Url::parse(partner_base).unwrap(),
+                site_name: (*s).to_owned(),
+                api_key: Some(Secret::new(format!("key-{s}"))),
+                api_key_file: None,
+            })
+            .collect(),
+        invited_by_email: OWNER.into(),
+        deprovision: opts.deprovision,
+        email_change: opts.email_change,
+        dry_run: opts.dry_run,
+        ..TenantConfig::default()
+    }
+}
+
+impl Harness {
+    pub async fn start(opts: Options) -> Harness {
+        let emulator = Emulator::new(
+            opts.sites
+                .iter()
+                .map(|s| SiteSpec {
+                    name: (*s).to_owned(),
+                    api_key: Secret::new(format!("key-{s}")),
+                    owner_email: OWNER.into(),
+                })
+                .collect(),
+        );
+        let running = emulator.clone().spawn().await.unwrap();
+        Self::start_with(opts, emulator, running).await
+    }
+
+    /// A bridge on an existing emulator (a restart on the same store, a second replica).
+    pub async fn start_with(
+        opts: Options,
+        emulator: Emulator,
+        running: RunningEmulator,
+    ) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let url = opts
+            .store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}/scim-bridge.db", dir.path().display()));
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Config {
+            listen: addr,
+            public_base_url: Some(url::Url::parse(&format!("http://{addr}")).unwrap()),
+            tenants: vec![tenant_config(&opts, &running.base_url)],
+            ..Config::default()
+        };
+        let bridge = Bridge::new(store, &config, opts.bridge.clone()).unwrap();
+        let state = AppState::from_config(&config).with_bridge(bridge.clone());
+        let server = tokio::spawn(async move {
+            let _ = http::run(listener, state, std::future::pending()).await;
+        });
+        Harness {
+            emulator,
+            bridge,
+            base: format!("http://{addr}/scim/v2"),
+            http: reqwest::Client::new(),
+            server,
+            _running: running,
+            _dir: dir,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut req = self
+            .http
+            .request(method, url)
+            .bearer_auth(TOKEN)
+            .header("Accept", "application/scim+json");
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/scim+json")
+                .body(serde_json::to_vec(&b).unwrap());
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let bytes = res.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// A user at a site of the emulator.
+    pub fn partner_user(&self, site: &str, email: &str) -> Option<PartnerUser> {
+        self.emulator.user(site, email)
+    }
+
+    /// A partner user's groups, sorted, without `All Users`.
+    pub fn partner_groups(&self, site: &str, email: &str) -> Vec<String> {
+        let mut g: Vec<String> = self
+            .partner_user(site, email)
+            .map(|u| u.groups)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|g| g != "All Users")
+            .collect();
+        g.sort();
+        g
+    }
+
+    /// Waits until the outbox is empty (or panics after `limit`).
+    pub async fn settle(&self, limit: Duration) {
+        let end = Instant::now() + limit;
+        loop {
+            let stats = self.bridge.store.outbox_stats().await.unwrap();
+            if stats.depth == 0 {
+                return;
+            }
+            assert!(Instant::now() < end, "outbox did not drain: {stats:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Creates a user by POST and returns its id.
+pub async fn create_user(h: &Harness, email: &str, given: &str, family: &str) -> String {
+    let (status, body) = h
+        .post(
+            "/Users",
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": email,
+                "name": {"givenName": given, "familyName": family},
+                "emails": [{"value": email, "type": "work", "primary": true}],
+                "active": true,
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Creates a group by POST and returns its id.
+pub async fn create_group(h: &Harness, name: &str, members: &[&str]) -> String {
+    let members: Vec<Value> = members
+        .iter()
+        .map(|m| serde_json::json!({"value": m}))
+        .collect();
+    let (status, body) = h
+        .post(
+            "/Groups",
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": name,
+                "members": members,
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
