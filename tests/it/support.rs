@@ -83,15 +83,17 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        let mut bridge = BridgeOptions::default();
-        bridge.wait_deadline_ms = 10_000;
-        bridge.poll_ms = 20;
-        bridge.partner = ClientOptions {
-            request_timeout_ms: 2_000,
-            call_deadline_ms: 5_000,
-            backoff_base_ms: 10,
-            backoff_max_ms: 100,
-            ..ClientOptions::default()
+        let bridge = BridgeOptions {
+            wait_deadline_ms: 10_000,
+            poll_ms: 20,
+            partner: ClientOptions {
+                request_timeout_ms: 2_000,
+                call_deadline_ms: 5_000,
+                backoff_base_ms: 10,
+                backoff_max_ms: 100,
+                ..ClientOptions::default()
+            },
+            ..BridgeOptions::default()
         };
         Self {
             sites: vec!["acme"],
