@@ -265,6 +265,10 @@ pub async fn converge_user(
     let Some(user) = store.get_user(tenant.name(), user_id).await? else {
         return Ok(Converged::Skipped);
     };
+    if user.partner_email.is_empty() {
+        // No email address: the user cannot exist at the partner.
+        return Ok(Converged::Skipped);
+    }
     let policy = tenant.config.deprovision;
     let dry_run = tenant.dry_run();
     let present = user.active || policy != DeprovisionPolicy::Remove;

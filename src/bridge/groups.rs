@@ -54,7 +54,7 @@ impl Pending {
 /// Renders a stored group as SCIM. `members` is `None` when the client excluded it, so the
 /// membership index is not read at all.
 pub async fn render(
-    bridge: &Bridge,
+    _bridge: &Bridge,
     scope: Scope<'_>,
     row: &GroupRow,
     members: Option<&[String]>,
@@ -62,23 +62,16 @@ pub async fn render(
     let mut resource = row.resource.clone();
     if let Some(ids) = members {
         if !ids.is_empty() {
-            let users = bridge.store.users_by_ids(scope.tenant.name(), ids).await?;
-            let names: std::collections::HashMap<&str, &str> = users
-                .iter()
-                .map(|u| (u.id.as_str(), u.user_name.as_str()))
-                .collect();
+            // `display` is not filled in: members come back as the client sent them, and a
+            // large group's read touches only the membership index.
             let list: Vec<Value> = ids
                 .iter()
                 .map(|id| {
-                    let mut m = json!({
+                    json!({
                         "value": id,
                         "$ref": format!("{}/Users/{id}", scope.base_url),
                         "type": "User",
-                    });
-                    if let (Some(n), Some(obj)) = (names.get(id.as_str()), m.as_object_mut()) {
-                        obj.insert("display".into(), Value::String((*n).to_owned()));
-                    }
-                    m
+                    })
                 })
                 .collect();
             if let Some(obj) = resource.as_object_mut() {

@@ -9,21 +9,22 @@ use crate::scim::resource::UserView;
 use crate::scim::ScimError;
 
 /// The partner email of a SCIM user: its `userName` when that is an email address (Okta's
-/// login, Entra's UPN), else its primary / work / first email.
-pub fn partner_email(view: &UserView) -> Result<String, ScimError> {
-    let candidate = if looks_like_email(&view.user_name) {
-        Some(view.user_name.trim())
-    } else {
-        view.primary_email().map(str::trim)
-    };
-    match candidate {
-        Some(e) => {
+/// login, Entra's UPN), else its primary / work / first email. `None` when the user has no
+/// email address at all: such a user is kept in SCIM but cannot exist at the partner, whose
+/// users are keyed by email. A value that is meant as an email but unusable (control
+/// characters, CR/LF) is a 400, before any partner call.
+pub fn partner_email(view: &UserView) -> Result<Option<String>, ScimError> {
+    let user_name = view.user_name.trim();
+    if user_name.contains('@') {
+        validate_email(user_name)?;
+        return Ok(Some(user_name.to_owned()));
+    }
+    match view.primary_email().map(str::trim) {
+        Some(e) if e.contains('@') => {
             validate_email(e)?;
-            Ok(e.to_owned())
+            Ok(Some(e.to_owned()))
         }
-        None => Err(ScimError::invalid_value(
-            "the user needs an email address: userName must be one, or emails must hold one",
-        )),
+        _ => Ok(None),
     }
 }
 
@@ -76,28 +77,37 @@ pub fn validate_group_name(name: &str) -> Result<(), ScimError> {
     Ok(())
 }
 
-/// First and last name for the partner: `name.givenName` / `name.familyName`, else split from
-/// `displayName` or `name.formatted`, else the email's local part.
+/// First and last name for the partner, never blank (the partner requires both):
+/// `name.givenName` / `name.familyName`; a missing one is taken from `displayName` or
+/// `name.formatted` split at the last space; what is still missing is the email's local part.
 pub fn partner_names(view: &UserView, email: &str) -> (String, String) {
-    let given = view.given_name.as_deref().map(str::trim).unwrap_or("");
-    let family = view.family_name.as_deref().map(str::trim).unwrap_or("");
-    if !given.is_empty() || !family.is_empty() {
-        return (given.to_owned(), family.to_owned());
+    let clean = |s: Option<&str>| {
+        s.map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let mut first = clean(view.given_name.as_deref());
+    let mut last = clean(view.family_name.as_deref());
+    if first.is_none() || last.is_none() {
+        let whole = clean(view.display_name.as_deref()).or(clean(view.formatted_name.as_deref()));
+        if let Some(whole) = whole {
+            let (f, l) = match whole.rsplit_once(' ') {
+                Some((f, l)) => (clean(Some(f)), clean(Some(l))),
+                None => (Some(whole.clone()), None),
+            };
+            if first.is_none() {
+                first = f;
+            }
+            if last.is_none() {
+                last = l;
+            }
+        }
     }
-    let whole = view
-        .display_name
-        .as_deref()
-        .or(view.formatted_name.as_deref())
-        .map(str::trim)
-        .unwrap_or("");
-    if !whole.is_empty() {
-        return match whole.rsplit_once(' ') {
-            Some((first, last)) => (first.trim().to_owned(), last.trim().to_owned()),
-            None => (whole.to_owned(), String::new()),
-        };
-    }
-    let local = email.split('@').next().unwrap_or(email);
-    (local.to_owned(), String::new())
+    let local = email.split('@').next().unwrap_or(email).to_owned();
+    (
+        first.unwrap_or_else(|| local.clone()),
+        last.unwrap_or(local),
+    )
 }
 
 /// The partner group list a user must end with: the groups it has that the bridge does not
@@ -157,10 +167,11 @@ mod tests {
     #[test]
     fn user_name_that_is_an_email_is_the_partner_email() {
         assert_eq!(
-            partner_email(&view("Jane@Example.com")).unwrap(),
-            "Jane@Example.com"
+            partner_email(&view("Jane@Example.com")).unwrap().as_deref(),
+            Some("Jane@Example.com")
         );
-        assert!(partner_email(&view("jane")).is_err());
+        assert_eq!(partner_email(&view("jane")).unwrap(), None);
+        assert!(partner_email(&view("jane\r\n@x.io")).is_err());
     }
 
     #[test]
@@ -172,11 +183,13 @@ mod tests {
     #[test]
     fn names_fall_back_to_display_name_then_email() {
         let mut v = view("j@x.io");
-        assert_eq!(partner_names(&v, "j@x.io"), ("j".into(), "".into()));
+        assert_eq!(partner_names(&v, "j@x.io"), ("j".into(), "j".into()));
         v.display_name = Some("Jane Q Doe".into());
         assert_eq!(partner_names(&v, "j@x.io"), ("Jane Q".into(), "Doe".into()));
-        v.given_name = Some("Jane".into());
-        assert_eq!(partner_names(&v, "j@x.io"), ("Jane".into(), "".into()));
+        v.given_name = Some("Janet".into());
+        assert_eq!(partner_names(&v, "j@x.io"), ("Janet".into(), "Doe".into()));
+        v.display_name = None;
+        assert_eq!(partner_names(&v, "j@x.io"), ("Janet".into(), "j".into()));
     }
 
     #[test]

@@ -227,7 +227,8 @@ pub async fn list_groups(
     finish(rt, req, parsed.as_ref(), sort.as_ref(), resources)
 }
 
-/// `GET /Users/{id}`: the resource and its version (for `ETag`).
+/// `GET /Users/{id}`: the resource, not yet projected (the projection only decides whether
+/// `groups` is read), and its version (for `ETag`).
 pub async fn get_user(
     bridge: &Bridge,
     scope: Scope<'_>,
@@ -240,10 +241,11 @@ pub async fn get_user(
     } else {
         users::with_meta(scope, &row)
     };
-    Ok((projection.apply(&USER_RESOURCE, &v), row.version))
+    Ok((v, row.version))
 }
 
-/// `GET /Groups/{id}`: the resource and its version.
+/// `GET /Groups/{id}`: the resource, not yet projected (the projection only decides whether
+/// `members` is read), and its version.
 pub async fn get_group(
     bridge: &Bridge,
     scope: Scope<'_>,
@@ -262,5 +264,5 @@ pub async fn get_group(
         None
     };
     let v = groups::render(bridge, scope, &row, members.as_deref()).await?;
-    Ok((projection.apply(&GROUP_RESOURCE, &v), row.version))
+    Ok((v, row.version))
 }

@@ -180,20 +180,26 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
         ))
         .into());
     }
-    if !store
-        .users_by_partner_email(tenant.name(), &email)
-        .await?
-        .is_empty()
-    {
-        return Err(ScimError::uniqueness(format!(
-            "another user already maps to the partner email '{email}'"
-        ))
-        .into());
+    if let Some(email) = &email {
+        if !store
+            .users_by_partner_email(tenant.name(), email)
+            .await?
+            .is_empty()
+        {
+            return Err(ScimError::uniqueness(format!(
+                "another user already maps to the partner email '{email}'"
+            ))
+            .into());
+        }
+    } else {
+        tracing::info!(
+            "the user has no email address: kept in SCIM, not provisioned to the partner"
+        );
     }
     let present = view.active || tenant.config.deprovision != DeprovisionPolicy::Remove;
     let mut mark = Vec::new();
-    if present {
-        let (first_name, last_name) = partner_names(&view, &email);
+    if let (true, Some(email)) = (present, &email) {
+        let (first_name, last_name) = partner_names(&view, email);
         let new = NewUser {
             email: email.clone(),
             first_name,
@@ -211,7 +217,7 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
         user_name: view.user_name.clone(),
         external_id: view.external_id.clone(),
         active: view.active,
-        partner_email: email,
+        partner_email: email.unwrap_or_default(),
         emails: emails_of(&view),
         resource: storable(resource),
         created_ms: now,
@@ -300,8 +306,12 @@ async fn update(
     }
     let new_view = UserView::from_resource(&resource)?;
     let old_view = UserView::from_resource(&old.resource)?;
-    let new_email = partner_email(&new_view)?;
-    let email_changed = !new_email.eq_ignore_ascii_case(&old.partner_email);
+    let new_email = partner_email(&new_view)?.unwrap_or_default();
+    // An empty partner email: the user has none and does not exist at the partner.
+    let had_email = !old.partner_email.is_empty();
+    let has_email = !new_email.is_empty();
+    let email_changed =
+        had_email && has_email && !new_email.eq_ignore_ascii_case(&old.partner_email);
     if email_changed && tenant.config.email_change == EmailChangePolicy::Reject {
         return Err(ScimError::mutability(
             "this tenant does not allow a user's email (userName) to change",
@@ -320,7 +330,8 @@ async fn update(
         ))
         .into());
     }
-    if email_changed
+    if has_email
+        && !new_email.eq_ignore_ascii_case(&old.partner_email)
         && store
             .users_by_partner_email(tenant.name(), &new_email)
             .await?
@@ -334,8 +345,8 @@ async fn update(
     }
 
     let policy = tenant.config.deprovision;
-    let old_present = old.active || policy != DeprovisionPolicy::Remove;
-    let new_present = new_view.active || policy != DeprovisionPolicy::Remove;
+    let old_present = had_email && (old.active || policy != DeprovisionPolicy::Remove);
+    let new_present = has_email && (new_view.active || policy != DeprovisionPolicy::Remove);
     let (first, last) = partner_names(&new_view, &new_email);
     let (old_first, old_last) = partner_names(&old_view, &old.partner_email);
     let names_changed = first != old_first || last != old_last;
@@ -367,7 +378,7 @@ async fn update(
     let results = for_each_site(tenant, |site| plan.apply(site)).await;
     let mut mark = settle(results)?;
     // Stripping and restoring groups is membership work: the engine does it.
-    if active_changed && policy == DeprovisionPolicy::Strip {
+    if active_changed && policy == DeprovisionPolicy::Strip && has_email {
         mark = tenant.site_names();
     }
 
@@ -510,7 +521,8 @@ pub async fn delete(
     check_if_match(if_match, old.version)?;
     let email = old.partner_email.clone();
     let dry = tenant.dry_run();
-    let results = for_each_site(tenant, |site| {
+    let sites: &[Site] = if email.is_empty() { &[] } else { &tenant.sites };
+    let results = futures::future::join_all(sites.iter().map(|site| {
         let email = email.clone();
         async move {
             match site.client.delete_user(&email, dry).await {
@@ -519,9 +531,9 @@ pub async fn delete(
                 Err(e) => Err(e),
             }
         }
-    })
+    }))
     .await;
-    for (_, r) in &results {
+    for r in &results {
         if let Err(e) = r {
             return Err(BridgeError::from(e));
         }

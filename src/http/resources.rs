@@ -19,7 +19,8 @@ use crate::bridge::reads::{self, ListRequest};
 use crate::bridge::users::Scope;
 use crate::bridge::{groups, users, Bridge, BridgeError, Tenant};
 use crate::scim::patch::PatchRequest;
-use crate::scim::schema::{GROUP_RESOURCE, USER_RESOURCE};
+use crate::scim::projection::Projection;
+use crate::scim::schema::{ResourceType, GROUP_RESOURCE, USER_RESOURCE};
 use crate::scim::version::{etag, if_none_match_hit};
 
 /// What the resource handlers need: the tenant's HTTP state, its run-time half, the bridge.
@@ -114,6 +115,18 @@ fn resource_response(status: StatusCode, body: Value, version: Option<i64>) -> R
     res
 }
 
+/// Projects a single resource but keeps `meta`: its `version` is the `ETag` the response
+/// carries (scim-interop.md: `meta.version` equals `ETag`), and clients rebuild `meta` from it.
+fn project_single(p: &Projection, rt: &ResourceType, full: &Value) -> Value {
+    let mut v = p.apply(rt, full);
+    if let (Some(obj), Some(meta)) = (v.as_object_mut(), full.get("meta")) {
+        if !obj.contains_key("meta") {
+            obj.insert("meta".into(), meta.clone());
+        }
+    }
+    v
+}
+
 fn not_modified(version: i64) -> Response {
     let mut headers = HeaderMap::new();
     if let Ok(t) = HeaderValue::from_str(&etag(version.max(0) as u64)) {
@@ -151,10 +164,11 @@ async fn get_user(
     ProjectionQuery(p): ProjectionQuery,
     IfNoneMatch(inm): IfNoneMatch,
 ) -> Result<Response, ApiError> {
-    let (body, version) = reads::get_user(&s.bridge, s.scope(), &id, &p).await?;
+    let (full, version) = reads::get_user(&s.bridge, s.scope(), &id, &p).await?;
     if inm.is_some_and(|h| if_none_match_hit(&h, version.max(0) as u64)) {
         return Ok(not_modified(version));
     }
+    let body = project_single(&p, &USER_RESOURCE, &full);
     Ok(resource_response(StatusCode::OK, body, Some(version)))
 }
 
@@ -167,7 +181,7 @@ async fn create_user(
     let version = version_of(&created);
     Ok(resource_response(
         StatusCode::CREATED,
-        p.apply(&USER_RESOURCE, &created),
+        project_single(&p, &USER_RESOURCE, &created),
         version,
     ))
 }
@@ -183,7 +197,7 @@ async fn replace_user(
     let version = version_of(&v);
     Ok(resource_response(
         StatusCode::OK,
-        p.apply(&USER_RESOURCE, &v),
+        project_single(&p, &USER_RESOURCE, &v),
         version,
     ))
 }
@@ -200,7 +214,7 @@ async fn patch_user(
     let version = version_of(&v);
     Ok(resource_response(
         StatusCode::OK,
-        p.apply(&USER_RESOURCE, &v),
+        project_single(&p, &USER_RESOURCE, &v),
         version,
     ))
 }
@@ -236,10 +250,11 @@ async fn get_group(
     ProjectionQuery(p): ProjectionQuery,
     IfNoneMatch(inm): IfNoneMatch,
 ) -> Result<Response, ApiError> {
-    let (body, version) = reads::get_group(&s.bridge, s.scope(), &id, &p).await?;
+    let (full, version) = reads::get_group(&s.bridge, s.scope(), &id, &p).await?;
     if inm.is_some_and(|h| if_none_match_hit(&h, version.max(0) as u64)) {
         return Ok(not_modified(version));
     }
+    let body = project_single(&p, &GROUP_RESOURCE, &full);
     Ok(resource_response(StatusCode::OK, body, Some(version)))
 }
 
@@ -247,10 +262,10 @@ async fn get_group(
 async fn group_body(
     s: &ResourceState,
     w: &groups::GroupWrite,
-    p: &crate::scim::projection::Projection,
+    p: &Projection,
 ) -> Result<Value, ApiError> {
     let v = groups::render(&s.bridge, s.scope(), &w.row, Some(&w.members)).await?;
-    Ok(p.apply(&GROUP_RESOURCE, &v))
+    Ok(project_single(p, &GROUP_RESOURCE, &v))
 }
 
 async fn create_group(

@@ -315,7 +315,9 @@ fn write_object(
     obj: &Obj,
 ) -> Result<(), ScimError> {
     for (k, v) in obj {
-        if urn.is_none() && k.eq_ignore_ascii_case("schemas") {
+        // `schemas` is the server's to maintain, at the top level and inside an extension
+        // object alike (clients serialize extension objects with their own `schemas`).
+        if k.eq_ignore_ascii_case("schemas") {
             continue;
         }
         let key = match urn {

@@ -749,3 +749,17 @@ proptest! {
         let _ = patch_user(json!([{"op": "replace", "path": s, "value": "x"}]));
     }
 }
+
+#[test]
+fn patch_extension_object_value_may_carry_its_own_schemas() {
+    let r = req(json!([{
+        "op": "add",
+        "path": ENTERPRISE_USER_SCHEMA,
+        "value": {"schemas": [ENTERPRISE_USER_SCHEMA], "employeeNumber": "42"}
+    }]));
+    let out = apply_patch(&USER_RESOURCE, &user(), &r).unwrap();
+    assert_eq!(out.resource[ENTERPRISE_USER_SCHEMA]["employeeNumber"], "42");
+    assert!(out.resource[ENTERPRISE_USER_SCHEMA]
+        .get("schemas")
+        .is_none());
+}
