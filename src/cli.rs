@@ -73,6 +73,11 @@ pub enum Command {
     CheckConfig,
     /// Apply the store's migrations and exit (`serve` also applies them at start).
     Migrate,
+    /// Compare every partner site with the store: users missing, managed memberships drifted,
+    /// partner users unknown to SCIM. Prints a report; with --apply, repairs the drift (missing
+    /// groups created, drifted users converged by the membership engine). Exits 0 when in sync
+    /// or repaired, 3 when drift was found and not repaired.
+    Reconcile(ReconcileArgs),
     /// Bearer token helpers.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -93,6 +98,22 @@ pub struct ServeArgs {
     /// 127.0.0.1.
     #[arg(long, value_name = "ADDR")]
     pub emulator_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReconcileArgs {
+    /// Only this tenant (default: every tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Repair what drifted.
+    #[arg(long)]
+    pub apply: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// With --apply: seconds to wait for the membership engine to finish the repairs.
+    #[arg(long, default_value_t = 120)]
+    pub wait: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +144,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::CheckConfig => check_config(cli.config),
         Command::Migrate => migrate(cli.config, cli.log_format).await,
+        Command::Reconcile(args) => reconcile(cli.config, cli.log_format, args).await,
         Command::Token(TokenCommand::New { name }) => {
             token_new(&name);
             ExitCode::SUCCESS
@@ -235,12 +257,16 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         }
     };
     let state = AppState::from_config(&config).with_bridge(bridge.clone());
+    let reconciler = bridge.start_reconciler();
     if let Some(s) = &sandbox {
         print_sandbox_banner(&config, s);
     }
     tracing::info!(listen = %config.listen, tenants = config.tenants.len(), "serving");
     let served = http::run(listener, state, shutdown_signal()).await;
     // In-flight requests are done; let the workers finish their current items.
+    if let Some(r) = reconciler {
+        r.abort();
+    }
     bridge.shutdown().await;
     bridge.store.close().await;
     match served {
@@ -252,6 +278,91 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
             eprintln!("error: server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn reconcile(
+    path: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    args: ReconcileArgs,
+) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(log_format, Some(&config));
+    if config.is_unconfigured() {
+        eprintln!("error: no tenant is configured: nothing to reconcile");
+        return ExitCode::from(2);
+    }
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let bridge = match Bridge::new(store, &config, config.bridge.clone()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut all = Vec::new();
+    let mut tenants: Vec<_> = bridge.tenants.values().cloned().collect();
+    tenants.sort_by(|a, b| a.name().cmp(b.name()));
+    if let Some(t) = &args.tenant {
+        tenants.retain(|x| x.name() == t);
+        if tenants.is_empty() {
+            eprintln!("error: --tenant: no tenant named '{t}'");
+            return ExitCode::from(2);
+        }
+    }
+    for tenant in &tenants {
+        match crate::bridge::reconcile::reconcile(&bridge, tenant, args.apply).await {
+            Ok(r) => all.extend(r),
+            Err(e) => {
+                eprintln!("error: tenant {}: {e}", tenant.name());
+                bridge.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if args.apply {
+        // Let the engine work the marks before exiting.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
+        loop {
+            match bridge.store.outbox_stats().await {
+                Ok(s) if s.depth == 0 => break,
+                Ok(s) if std::time::Instant::now() >= end => {
+                    eprintln!(
+                        "warning: {} repairs still pending; `serve` will finish them",
+                        s.depth
+                    );
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                Err(e) => {
+                    eprintln!("error: store: {e}");
+                    break;
+                }
+            }
+        }
+    }
+    bridge.shutdown().await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into())
+        );
+    } else {
+        print!(
+            "{}",
+            crate::bridge::reconcile::render_text(&all, args.apply)
+        );
+    }
+    if args.apply || all.iter().all(|r| r.in_sync()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod groups;
 pub mod mapping;
 pub mod reads;
+pub mod reconcile;
 pub mod users;
 
 use std::collections::HashMap;
@@ -48,6 +49,9 @@ pub struct BridgeOptions {
     /// On a `userName eq` filter that misses, look the email up at the partner and import the
     /// user on sight.
     pub import_on_lookup: bool,
+    /// Seconds between periodic reconciliations of every tenant (0: off). Each run repairs
+    /// what drifted, as `scim-bridge reconcile --apply` does.
+    pub reconcile_interval_s: u64,
     /// Partner client settings, shared by every site.
     pub partner: ClientOptions,
 }
@@ -61,6 +65,7 @@ impl Default for BridgeOptions {
             lease_ms: 120_000,
             poll_ms: 250,
             import_on_lookup: true,
+            reconcile_interval_s: 3600,
             partner: ClientOptions::default(),
         }
     }
@@ -166,6 +171,43 @@ impl Bridge {
 
     pub fn wait_deadline(&self) -> Duration {
         Duration::from_millis(self.options.wait_deadline_ms)
+    }
+
+    /// Starts the periodic reconciliation (when `reconcile_interval_s > 0`); the task ends
+    /// when the returned handle is aborted.
+    pub fn start_reconciler(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.options.reconcile_interval_s;
+        if every == 0 {
+            return None;
+        }
+        let bridge = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick fires at once: skip it
+            loop {
+                tick.tick().await;
+                for tenant in bridge.tenants.values() {
+                    match reconcile::reconcile(&bridge, tenant, true).await {
+                        Ok(reports) => {
+                            for r in reports.iter().filter(|r| !r.in_sync()) {
+                                tracing::warn!(
+                                    tenant = %r.tenant,
+                                    site = %r.site,
+                                    users_missing = r.users_missing.len(),
+                                    memberships_drifted = r.memberships_drifted.len(),
+                                    groups_missing = r.groups_missing.len(),
+                                    "reconcile found drift; repairing"
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(tenant = %tenant.name(), error = %e, "reconcile failed")
+                        }
+                    }
+                }
+            }
+        }))
     }
 
     /// Stops the workers after their current item.

@@ -189,3 +189,46 @@ fn sandbox_starts_without_configuration_prints_token_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// `scim-bridge reconcile` against an emulated site: a partner user unknown to SCIM is
+/// reported (JSON), the exit code says "in sync" since nothing managed drifted.
+#[tokio::test]
+async fn reconcile_subcommand_prints_a_json_report() {
+    use scim_bridge::partner::emulator::{Emulator, SiteSpec};
+    let emulator = Emulator::new(vec![SiteSpec {
+        name: "acme".into(),
+        api_key: scim_bridge::secret::Secret::new(API_KEY),
+        owner_email: "owner@acme.example.com".into(),
+    }]);
+    let running = emulator.clone().spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking({
+        let base = running.base_url.clone();
+        let data = dir.path().to_owned();
+        move || {
+            bridge()
+                .args(["reconcile", "--json"])
+                .env("SCIM_BRIDGE_SITE_NAME", "acme")
+                .env("SCIM_BRIDGE_API_KEY", API_KEY)
+                .env("SCIM_BRIDGE_PARTNER_BASE_URL", base)
+                .env("SCIM_BRIDGE_BEARER_TOKEN", TOKEN)
+                .env("SCIM_BRIDGE_INVITED_BY_EMAIL", "owner@acme.example.com")
+                .env("SCIM_BRIDGE_DATA_DIR", data)
+                .env("SCIM_BRIDGE_LOG_FORMAT", "json")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report[0]["site"], "acme");
+    assert_eq!(
+        report[0]["unknown_partner_users"][0],
+        "owner@acme.example.com"
+    );
+    assert!(!stderr.contains(API_KEY) && !stdout.contains(API_KEY));
+}

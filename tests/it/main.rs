@@ -6,6 +6,7 @@ mod cli;
 mod emulator;
 mod http_discovery;
 mod partner_client;
+mod reconcile;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;
 mod store;

@@ -113,6 +113,7 @@ pub struct Harness {
     /// `http://127.0.0.1:PORT/scim/v2`
     pub base: String,
     pub http: reqwest::Client,
+    partner_base: String,
     server: tokio::task::JoinHandle<()>,
     _running: RunningEmulator,
     _dir: tempfile::TempDir,
@@ -202,6 +203,7 @@ impl Harness {
             bridge,
             base: format!("http://{addr}/scim/v2"),
             http: reqwest::Client::new(),
+            partner_base: running.base_url.clone(),
             server,
             _running: running,
             _dir: dir,
@@ -255,6 +257,11 @@ impl Harness {
     }
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// The emulator's base URL (to call the partner API directly, behind the bridge's back).
+    pub fn partner_base(&self) -> &str {
+        &self.partner_base
     }
 
     /// A user at a site of the emulator.

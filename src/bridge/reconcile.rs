@@ -1,0 +1,250 @@
+//! Reconciliation: compare every site of a tenant with the store, report the drift, and
+//! repair it on request. The store is the system of record for what the IdP asked, so repairs
+//! go one way: a missing managed group is created at the partner, and every user whose
+//! partner account or managed groups differ is marked for the membership engine, which
+//! converges it exactly as after a SCIM write. Partner users unknown to SCIM are reported,
+//! never touched.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::mapping::same_groups;
+use super::{now_ms, Bridge, Tenant};
+use crate::config::DeprovisionPolicy;
+use crate::partner::client::NewGroup;
+use crate::partner::error::PartnerError;
+use crate::store::StoreError;
+
+/// What one site looks like against the store.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SiteReport {
+    pub tenant: String,
+    pub site: String,
+    /// SCIM users that should exist at the partner and do not.
+    pub users_missing: Vec<String>,
+    /// SCIM users that should not exist at the partner (deprovisioned under `remove`) but do.
+    pub users_not_removed: Vec<String>,
+    /// Users whose managed groups differ from the store's memberships.
+    pub memberships_drifted: Vec<GroupDrift>,
+    /// Managed groups missing at the partner.
+    pub groups_missing: Vec<String>,
+    /// Partner users no SCIM user maps to (reported only).
+    pub unknown_partner_users: Vec<String>,
+    /// Users marked for the engine (with `--apply`).
+    pub marked: usize,
+    /// Groups created (with `--apply`).
+    pub groups_created: usize,
+}
+
+impl SiteReport {
+    /// True when the site matches the store.
+    pub fn in_sync(&self) -> bool {
+        self.users_missing.is_empty()
+            && self.users_not_removed.is_empty()
+            && self.memberships_drifted.is_empty()
+            && self.groups_missing.is_empty()
+    }
+}
+
+/// A user whose managed groups at the partner are not the store's.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupDrift {
+    pub email: String,
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("partner: {0}")]
+    Partner(#[from] PartnerError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Reconciles every site of `tenant`; with `apply`, repairs what drifted.
+pub async fn reconcile(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    apply: bool,
+) -> Result<Vec<SiteReport>, ReconcileError> {
+    let store = &bridge.store;
+    let name = tenant.name();
+    let users = store.find_users(name, &[]).await?;
+    let groups = store.find_groups(name, &[]).await?;
+    let managed: HashSet<String> = groups
+        .iter()
+        .map(|g| g.partner_name.to_lowercase())
+        .collect();
+    // user id -> managed partner group names, from the membership index.
+    let mut desired: HashMap<String, Vec<String>> = HashMap::new();
+    for g in &groups {
+        for member in store.group_member_ids(name, &g.id).await? {
+            desired
+                .entry(member)
+                .or_default()
+                .push(g.partner_name.clone());
+        }
+    }
+    let policy = tenant.config.deprovision;
+    let mut reports = Vec::new();
+    for site in &tenant.sites {
+        let mut report = SiteReport {
+            tenant: name.to_owned(),
+            site: site.name.clone(),
+            ..SiteReport::default()
+        };
+        let partner_users = site.client.list_users().await?;
+        let partner_groups = site.client.list_groups().await?;
+        let at_partner: HashMap<String, &crate::partner::PartnerUser> = partner_users
+            .iter()
+            .map(|u| (u.email.to_lowercase(), u))
+            .collect();
+        let partner_group_names: HashSet<String> = partner_groups
+            .iter()
+            .map(|g| g.name.to_lowercase())
+            .collect();
+        for g in &groups {
+            if !partner_group_names.contains(&g.partner_name.to_lowercase()) {
+                report.groups_missing.push(g.partner_name.clone());
+            }
+        }
+        let mut known = HashSet::new();
+        let mut to_mark = Vec::new();
+        for u in &users {
+            if u.partner_email.is_empty() {
+                continue;
+            }
+            let email_lc = u.partner_email.to_lowercase();
+            known.insert(email_lc.clone());
+            let present = u.active || policy != DeprovisionPolicy::Remove;
+            match (present, at_partner.get(&email_lc)) {
+                (true, None) => {
+                    report.users_missing.push(u.partner_email.clone());
+                    to_mark.push(u.id.clone());
+                }
+                (false, Some(_)) => {
+                    report.users_not_removed.push(u.partner_email.clone());
+                    to_mark.push(u.id.clone());
+                }
+                (true, Some(p)) => {
+                    let want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
+                        desired.get(&u.id).cloned().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    let have: Vec<String> = p
+                        .groups
+                        .iter()
+                        .filter(|g| managed.contains(&g.to_lowercase()))
+                        .cloned()
+                        .collect();
+                    if !same_groups(&want, &have) {
+                        let want_lc: HashSet<String> =
+                            want.iter().map(|g| g.to_lowercase()).collect();
+                        let have_lc: HashSet<String> =
+                            have.iter().map(|g| g.to_lowercase()).collect();
+                        report.memberships_drifted.push(GroupDrift {
+                            email: u.partner_email.clone(),
+                            missing: want
+                                .iter()
+                                .filter(|g| !have_lc.contains(&g.to_lowercase()))
+                                .cloned()
+                                .collect(),
+                            extra: have
+                                .iter()
+                                .filter(|g| !want_lc.contains(&g.to_lowercase()))
+                                .cloned()
+                                .collect(),
+                        });
+                        to_mark.push(u.id.clone());
+                    }
+                }
+                (false, None) => {}
+            }
+        }
+        report.unknown_partner_users = partner_users
+            .iter()
+            .filter(|p| !known.contains(&p.email.to_lowercase()))
+            .map(|p| p.email.clone())
+            .collect();
+        if apply {
+            for g in &report.groups_missing {
+                let new = NewGroup {
+                    name: g.clone(),
+                    access: tenant.config.default_access,
+                    created_by_email: Some(tenant.config.invited_by_email.clone()),
+                };
+                site.client.create_group(&new, tenant.dry_run()).await?;
+                report.groups_created += 1;
+            }
+            if !to_mark.is_empty() {
+                let marks = store
+                    .mark_outbox_at(name, std::slice::from_ref(&site.name), &to_mark, now_ms())
+                    .await?;
+                report.marked = marks.len();
+                bridge.engine.kick();
+            }
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// The human-readable report.
+pub fn render_text(reports: &[SiteReport], applied: bool) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let state = if r.in_sync() { "in sync" } else { "DRIFTED" };
+        out.push_str(&format!("tenant {} / site {}: {state}\n", r.tenant, r.site));
+        let list = |out: &mut String, title: &str, items: &[String]| {
+            if !items.is_empty() {
+                out.push_str(&format!("  {title} ({}):\n", items.len()));
+                for i in items.iter().take(50) {
+                    out.push_str(&format!("    {i}\n"));
+                }
+                if items.len() > 50 {
+                    out.push_str(&format!("    ... and {} more\n", items.len() - 50));
+                }
+            }
+        };
+        list(&mut out, "users missing at the partner", &r.users_missing);
+        list(
+            &mut out,
+            "deprovisioned users still at the partner",
+            &r.users_not_removed,
+        );
+        list(
+            &mut out,
+            "managed groups missing at the partner",
+            &r.groups_missing,
+        );
+        if !r.memberships_drifted.is_empty() {
+            out.push_str(&format!(
+                "  users whose managed groups drifted ({}):\n",
+                r.memberships_drifted.len()
+            ));
+            for d in r.memberships_drifted.iter().take(50) {
+                out.push_str(&format!(
+                    "    {}: missing [{}], extra [{}]\n",
+                    d.email,
+                    d.missing.join(", "),
+                    d.extra.join(", ")
+                ));
+            }
+        }
+        list(
+            &mut out,
+            "partner users unknown to SCIM (left alone)",
+            &r.unknown_partner_users,
+        );
+        if applied {
+            out.push_str(&format!(
+                "  repaired: {} groups created, {} users marked for the membership engine\n",
+                r.groups_created, r.marked
+            ));
+        }
+    }
+    out
+}
