@@ -1,6 +1,7 @@
 //! The HTTP surface (axum): the router, the middleware stack, authentication, SCIM JSON in and
 //! out, and thin handlers. Handlers hold no logic: they extract, call one function, respond.
 
+pub mod audit;
 pub mod auth;
 pub mod discovery;
 pub mod error;
@@ -196,9 +197,14 @@ pub fn app(state: AppState) -> Router {
 fn tenant_router(tenant: TenantState, resources: Option<resources::ResourceState>) -> Router {
     let mut router: Router = discovery::routes().with_state(tenant.clone());
     if let Some(rs) = resources {
-        router = router
-            .merge(resources::routes().with_state(rs.clone()))
-            .merge(search::routes().with_state(rs));
+        let writes: Router = resources::routes()
+            .merge(search::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                rs.clone(),
+                audit::record,
+            ))
+            .with_state(rs);
+        router = router.merge(writes);
     }
     router
         // After every route: a known path with another method gets a SCIM 405, not an empty one.
@@ -237,7 +243,10 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -52,3 +52,32 @@ async fn user_and_group_membership_reach_the_partner() {
     assert!(h.partner_groups("acme", "jane@acme.example.com").is_empty());
     h.settle(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn every_write_is_in_the_audit_log_without_secrets() {
+    let h = Harness::start(Options::default()).await;
+    let jane = create_user(&h, "jane@acme.example.com", "Jane", "Doe").await;
+    let (status, _) = h.get(&format!("/Users/{jane}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = h.delete(&format!("/Users/{jane}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let entries = h.bridge.store.audit_entries("acme", 10).await.unwrap();
+    // Two writes; the read is not audited.
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let ops: Vec<(&str, u16)> = entries
+        .iter()
+        .map(|e| (e.operation.as_str(), e.status))
+        .collect();
+    assert!(
+        ops.contains(&("POST", 201)) && ops.contains(&("DELETE", 204)),
+        "{ops:?}"
+    );
+    for e in &entries {
+        assert_eq!(e.credential, "idp");
+        assert_eq!(e.resource_type, "Users");
+        assert_eq!(e.resource_id.as_deref(), Some(jane.as_str()));
+        assert_eq!(e.client, "127.0.0.1");
+        assert!(!e.request_id.is_empty());
+        assert!(!format!("{e:?}").contains(crate::support::TOKEN));
+    }
+}

@@ -1,0 +1,76 @@
+//! The audit log of writes: every POST, PUT, PATCH and DELETE under a tenant is recorded after
+//! it is answered: when, which tenant, which credential (its configured name, never the
+//! secret), the client address, the request id, the operation, the resource and the status.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::auth::Principal;
+use super::resources::ResourceState;
+use super::REQUEST_ID;
+use crate::bridge::now_ms;
+use crate::store::AuditEntry;
+
+/// Middleware: records writes; reads pass through untouched.
+pub async fn record(State(s): State<ResourceState>, request: Request, next: Next) -> Response {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let credential = request
+        .extensions()
+        .get::<Principal>()
+        .map(|p| p.credential.clone())
+        .unwrap_or_default();
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let response = next.run(request).await;
+    // The resource: the path's id, or the Location of a created one.
+    let mut segments = path.rsplit('/');
+    let last = segments.next().unwrap_or_default().to_owned();
+    let (resource_type, resource_id) = match (segments.next(), last.as_str()) {
+        (Some(kind @ ("Users" | "Groups")), id) => (kind.to_owned(), Some(id.to_owned())),
+        (_, kind) => {
+            let created = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| l.rsplit('/').next())
+                .map(str::to_owned);
+            (kind.to_owned(), created)
+        }
+    };
+    let entry = AuditEntry {
+        at_ms: now_ms(),
+        tenant: s.tenant.name().to_owned(),
+        credential,
+        client,
+        request_id,
+        operation: method.to_string(),
+        resource_type,
+        resource_id,
+        status: response.status().as_u16(),
+        detail: None,
+    };
+    if let Err(e) = s.bridge.store.append_audit(&entry).await {
+        tracing::warn!(error = %e, "cannot write the audit log");
+    }
+    response
+}
