@@ -1199,3 +1199,75 @@ async fn unknown_routes_and_methods() {
     assert_error(Call::new(Method::PATCH, "/api/v1/users"), &em, 405).await;
     assert_error(Call::new(Method::POST, "/api/v1/groups/G"), &em, 405).await;
 }
+
+#[tokio::test]
+async fn a_hang_the_client_gave_up_on_is_logged_with_status_0() {
+    let em = start().await;
+    em.emulator.set_faults(
+        SITE,
+        Faults {
+            hang_share: 1.0,
+            hang_for_ms: Some(10_000),
+            ..Faults::default()
+        },
+    );
+    let client = Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = get("/api/v1/users")
+        .request(&em, &client)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    drop(client);
+    let mut log = Vec::new();
+    for _ in 0..100 {
+        log = em.emulator.call_log();
+        if !log.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].status, 0);
+    assert!(log[0].finished_us - log[0].started_us < 5_000_000);
+}
+
+#[tokio::test]
+async fn serve_stops_soon_after_shutdown_even_with_a_hanging_request() {
+    let emulator = Emulator::new(vec![SiteSpec::parse(AUTH).unwrap()]);
+    emulator.set_faults(
+        SITE,
+        Faults {
+            hang_share: 1.0,
+            hang_for_ms: Some(60_000),
+            ..Faults::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/users", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(emulator.clone().serve(listener, async {
+        let _ = rx.await;
+    }));
+    let hanging = tokio::spawn(async move {
+        Client::new()
+            .get(url)
+            .header("HTTP-X-PARTNER-AUTH", AUTH)
+            .send()
+            .await
+    });
+    while emulator.count(SITE, CallKind::ListUsers, false) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // the hanging call was cut short and told so
+    let status = hanging.await.unwrap().map(|r| r.status().as_u16());
+    assert!(matches!(status, Ok(503) | Err(_)), "{status:?}");
+    assert_eq!(emulator.call_log()[0].status, 503);
+}

@@ -10,13 +10,24 @@ use super::{Emulator, SiteSpec, Switches, WireShape};
 /// The site served when no `--site` is given. Its key is not a secret.
 pub const DEFAULT_SITE: &str = "sandbox:sandbox-key";
 
-/// Run a fake Periscope Data / Sisense for Cloud Data Teams partner API (users and groups), with
-/// fault injection, for tests and trials.
-///
-/// Each site starts with its owner (an administrator, usable as `invited_by_email`) and the
-/// built-in groups `Administrators` and `All Users`. State lives in memory only. The admin API
-/// under `/_emulator/` (call log, counters, site state, faults, switches) has NO authentication:
-/// keep the emulator on loopback or a trusted network.
+/// One line for the subcommand's `about`.
+pub const ABOUT: &str =
+    "Run a fake partner API (Periscope Data / Sisense for Cloud Data Teams users and groups) with fault injection";
+
+/// The subcommand's `long_about`: use `#[command(about = ABOUT, long_about = LONG_ABOUT)]`.
+pub const LONG_ABOUT: &str = "\
+Run a fake Periscope Data / Sisense for Cloud Data Teams partner API (users and groups) with \
+fault injection, for tests and trials.
+
+Each site starts with its owner (an administrator, usable as `invited_by_email`) and the \
+built-in groups `Administrators` and `All Users`. State lives in memory only. Writes take \
+`?test_mode=true` for a dry run.
+
+The admin API under /_emulator/ (calls, counters, sites/<site>, sites/<site>/faults, \
+sites/<site>/switches) reads the call log and site state and changes faults at run time. It has \
+NO authentication: keep the emulator on loopback or a trusted network.";
+
+/// The flags of the `partner-emulator` subcommand (see [`LONG_ABOUT`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmulatorArgs {
     /// Address to listen on, as HOST:PORT (port 0 picks a free port).
@@ -70,11 +81,13 @@ pub struct EmulatorArgs {
     #[arg(long)]
     pub refuse_email_change: bool,
 
-    /// JSON shape of answers: `standard` ({"users": [...]}, bare objects), `bare` (lists as bare
-    /// arrays) or `wrapped` (lists under "data", objects under "user"/"group", a user's groups as
-    /// {"name": ...}).
+    /// JSON shape of answers, to test clients against each shape the real service might use.
     #[arg(long, value_name = "SHAPE", value_enum, default_value_t = WireShape::Standard)]
     pub wire_shape: WireShape,
+
+    /// How many calls the call log (GET /_emulator/calls) keeps; the oldest are dropped first.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub call_log_capacity: usize,
 }
 
 fn parse_share(value: &str) -> Result<f64, String> {
@@ -172,7 +185,7 @@ impl EmulatorArgs {
 
     /// A ready emulator with the faults and switches of the flags on every site.
     pub fn build(&self) -> anyhow::Result<Emulator> {
-        let emulator = Emulator::new(self.site_specs()?);
+        let emulator = Emulator::with_call_log_capacity(self.site_specs()?, self.call_log_capacity);
         let faults = self.faults();
         faults.validate().map_err(anyhow::Error::msg)?;
         for site in emulator.site_names() {
@@ -283,6 +296,33 @@ mod tests {
         assert!(switches.groups_merge && !switches.refuse_email_change);
         assert_eq!(switches.wire_shape, WireShape::Wrapped);
         assert!(em.user("b", "BOSS@b.io").is_some());
+    }
+
+    #[test]
+    fn help_names_every_flag() {
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .long_about(LONG_ABOUT)
+            .render_long_help()
+            .to_string();
+        println!("{help}");
+        for flag in [
+            "--listen",
+            "--site",
+            "--seed",
+            "--latency-ms",
+            "--rate-limit",
+            "--error-share",
+            "--hang-share",
+            "--hang-for-ms",
+            "--drop-share",
+            "--groups-merge",
+            "--refuse-email-change",
+            "--wire-shape",
+            "--call-log-capacity",
+        ] {
+            assert!(help.contains(flag), "{flag}");
+        }
     }
 
     #[test]

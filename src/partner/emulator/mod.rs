@@ -39,7 +39,8 @@ use self::state::SiteState;
 use crate::partner::{CallKind, PartnerGroup, PartnerUser};
 use crate::secret::Secret;
 
-/// How many call records the log keeps; older ones are dropped first.
+/// How many call records the log of [`Emulator::new`] keeps (about 200 MB at most); older ones are
+/// dropped first.
 pub const DEFAULT_CALL_LOG_CAPACITY: usize = 1_000_000;
 
 /// How long [`Emulator::serve`] waits for requests in flight after the shutdown signal.
@@ -125,7 +126,7 @@ pub enum WireShape {
 pub struct CallRecord {
     /// Order in which calls finished, from 1.
     pub seq: u64,
-    /// The site; empty when authentication named no known site.
+    /// The site; empty when authentication failed (401).
     pub site: String,
     pub call: CallKind,
     pub test_mode: bool,
@@ -212,6 +213,9 @@ struct Inner {
     sites: BTreeMap<String, Site>,
     epoch: Instant,
     log: Mutex<CallLog>,
+    /// True once a `serve` was told to stop: calls waiting on latency or a hang end with 503
+    /// at once, so the graceful shutdown does not wait for them.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 struct CallLog {
@@ -256,6 +260,7 @@ impl Emulator {
                     next_seq: 1,
                     capacity,
                 }),
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -291,8 +296,8 @@ impl Emulator {
         })
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then waits a few seconds at most for the
-    /// requests in flight (a hanging request may otherwise hold it for minutes).
+    /// Serves on `listener` until `shutdown` resolves. Then calls waiting on injected latency or a
+    /// hang are answered 503 at once, and other requests in flight get a few seconds at most.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -303,7 +308,8 @@ impl Emulator {
                 tracing::trace!(error = %err, "cannot set TCP_NODELAY");
             }
         });
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        self.inner.stopping.send_replace(false);
+        let mut stop_rx = self.inner.stopping.subscribe();
         let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         });
@@ -312,7 +318,7 @@ impl Emulator {
         tokio::select! {
             result = &mut server => result,
             () = shutdown => {
-                let _ = stop_tx.send(true);
+                self.inner.stopping.send_replace(true);
                 match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
                     Ok(result) => result,
                     Err(_) => Ok(()),
@@ -444,6 +450,15 @@ impl Emulator {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Sleeps, unless a shutdown comes first (then false).
+    async fn sleep_unless_stopping(&self, duration: Duration) -> bool {
+        let mut stopping = self.inner.stopping.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(duration) => true,
+            _ = stopping.wait_for(|stop| *stop) => false,
         }
     }
 

@@ -283,8 +283,15 @@ impl Emulator {
         }
 
         let plan = lock(&site.injector).plan(call, tokio::time::Instant::now());
-        if !plan.latency.is_zero() {
-            tokio::time::sleep(plan.latency).await;
+        let shutting_down = || {
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the emulator is shutting down",
+            )
+        };
+        if !plan.latency.is_zero() && !self.sleep_unless_stopping(plan.latency).await {
+            recorder.status = Some(503);
+            return shutting_down();
         }
         let mut drop_answer = false;
         match plan.action {
@@ -303,7 +310,11 @@ impl Emulator {
                 }
                 return response;
             }
-            Some(Action::Hang(duration)) => tokio::time::sleep(duration).await,
+            Some(Action::Hang(duration)) if !self.sleep_unless_stopping(duration).await => {
+                recorder.status = Some(503);
+                return shutting_down();
+            }
+            Some(Action::Hang(_)) => {}
             Some(Action::Drop) => drop_answer = true,
         }
 
