@@ -65,8 +65,7 @@ pub enum Command {
     /// Serve the SCIM API (the default). Without any configuration, starts the sandbox: an
     /// in-process partner emulator, a SQLite file under --data-dir and one tenant at /scim/v2.
     Serve(ServeArgs),
-    /// Run the partner emulator alone: a fake Periscope Data partner API with fault injection,
-    /// for trying the bridge, tests and benchmarks. Never use it as a real partner.
+    #[command(about = emulator::cli::ABOUT, long_about = emulator::cli::LONG_ABOUT)]
     PartnerEmulator(emulator::cli::EmulatorArgs),
     /// Load and validate the configuration, print it with secrets shown as ***, and exit
     /// non-zero when it is invalid.
