@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use scim_bridge::config::DeprovisionPolicy;
-use scim_bridge::partner::{Access, CallKind, PartnerGroup};
+use scim_bridge::partner::{Access, CallKind, PartnerGroup, PartnerUser};
 use serde_json::{json, Value};
 
 use crate::support::{create_group, create_user, Harness, Options, TOKEN};
@@ -705,4 +705,109 @@ async fn okta_headers_on_reads_and_writes() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(header(&res, "location"), body["meta"]["location"]);
+}
+
+#[tokio::test]
+async fn okta_lookup_imports_an_existing_partner_user_then_links_it() {
+    let h = Harness::start(Options::default()).await;
+    // Jane already has an account, made in the vendor UI, with a vendor-UI group.
+    h.emulator.insert_group(
+        SITE,
+        PartnerGroup {
+            name: "Vendor UI".into(),
+            access: Access::View,
+        },
+    );
+    h.emulator.insert_user(
+        SITE,
+        PartnerUser {
+            email: JANE.into(),
+            first_name: "J".into(),
+            last_name: "D".into(),
+            groups: vec!["All Users".into(), "Vendor UI".into()],
+        },
+    );
+    let (status, body) = h
+        .get("/Users?filter=userName%20eq%20%22jane.doe%40example.com%22&startIndex=1&count=100")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["totalResults"], 1, "{body}");
+    assert_eq!(calls(&h), BTreeMap::from([(CallKind::GetUser, 1)]));
+    let id = body["Resources"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["Resources"][0]["userName"], JANE);
+
+    // Okta matched it: GET then PUT of its profile.
+    let (status, _) = h.get(&format!("/Users/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let before = calls(&h);
+    let (status, body) = h
+        .put(
+            &format!("/Users/{id}"),
+            fixture("okta", "replace-user.json", &[("$USER_ID", &id)]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["externalId"], "00ujl29u0le5T6Aj10h7");
+    assert_eq!(calls_since(&h, &before), [(CallKind::UpdateUser, 1)]);
+    let p = h.partner_user(SITE, JANE).unwrap();
+    assert_eq!(
+        (p.first_name.as_str(), p.last_name.as_str()),
+        ("Janet", "Doe")
+    );
+
+    // A pushed group is added next to the vendor-UI group, which stays.
+    create_group(&h, "BI Analysts", &[&id]).await;
+    assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts", "Vendor UI"]);
+    // The duplicate create Okta might still send is refused.
+    let (status, _) = h
+        .post("/Users", fixture("okta", "create-user.json", &[]))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    h.settle(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn okta_group_push_for_a_deactivated_user_applies_on_reactivation() {
+    let h = Harness::start(Options::default()).await;
+    let jane = create_jane(&h).await;
+    set_active(&h, &jane, false, false).await;
+    assert!(h.partner_user(SITE, JANE).is_none());
+    let (status, body) = h
+        .post("/Groups", fixture("okta", "create-group.json", &[]))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let gid = body["id"].as_str().unwrap().to_owned();
+    let mut replace = fixture(
+        "okta",
+        "replace-members.json",
+        &[("$USER_ID", &jane), ("$USER2_ID", "")],
+    );
+    replace["Operations"][0]["value"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(1);
+    let before = calls(&h);
+    let (status, body) = h.patch(&format!("/Groups/{gid}"), replace).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // Not at the partner: looked up, not re-created.
+    assert_eq!(calls_since(&h, &before), [(CallKind::GetUser, 1)]);
+    assert!(h.partner_user(SITE, JANE).is_none());
+
+    set_active(&h, &jane, true, false).await;
+    assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts"]);
+
+    // Okta's membership-update naming a member that is not (or no longer) in the group.
+    let john = create_user(&h, JOHN, "John", "Roe").await;
+    let body = fixture(
+        "okta",
+        "membership-update.json",
+        &[("$USER_ID", &john), ("$USER2_ID", &jane)],
+    );
+    let before = calls(&h);
+    let (status, res) = h.patch(&format!("/Groups/{gid}"), body).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{res}");
+    assert!(calls_since(&h, &before).is_empty());
+    assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts"]);
+    assert!(h.partner_groups(SITE, JOHN).is_empty());
+    h.settle(Duration::from_secs(5)).await;
 }
