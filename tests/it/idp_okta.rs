@@ -811,3 +811,42 @@ async fn okta_group_push_for_a_deactivated_user_applies_on_reactivation() {
     assert!(h.partner_groups(SITE, JOHN).is_empty());
     h.settle(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn okta_lookup_does_not_import_a_partner_user_another_scim_user_owns() {
+    let h = Harness::start(Options::default()).await;
+    // An earlier assignment with the "username" format: userName `jdoe`, email Jane's.
+    let (status, body) = h
+        .post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                   "userName": "jdoe",
+                   "name": {"givenName": "Jane", "familyName": "Doe"},
+                   "emails": [{"primary": true, "value": JANE, "type": "work"}],
+                   "active": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let owner = body["id"].as_str().unwrap().to_owned();
+    assert!(h.partner_user(SITE, JANE).is_some());
+
+    // The admin switches the app to the email format: Okta looks Jane up by email.
+    let before = calls(&h);
+    let (status, body) = h
+        .get("/Users?filter=userName%20eq%20%22jane.doe%40example.com%22&startIndex=1&count=100")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The partner account is `jdoe`'s: importing it again would give one partner account two
+    // SCIM users (deactivating either would delete it).
+    assert_eq!(body["totalResults"], 0, "{body}");
+    assert!(calls_since(&h, &before).is_empty());
+    let (_, all) = h.get("/Users").await;
+    assert_eq!(all["totalResults"], 1, "{all}");
+    assert_eq!(all["Resources"][0]["id"], owner);
+    // Okta's create that follows is refused as a duplicate, not silently linked.
+    let (status, body) = h
+        .post("/Users", fixture("okta", "create-user.json", &[]))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["scimType"], "uniqueness");
+}
