@@ -689,3 +689,74 @@ async fn entra_reenable_restores_groups_and_upn_change_moves_the_partner_user() 
     assert_eq!(body["totalResults"], 1);
     h.settle(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn entra_concurrent_group_patches_touching_the_same_users_lose_nothing() {
+    let h = Harness::start(Options::default()).await;
+    let mut users = Vec::new();
+    for i in 0..6 {
+        users.push(create_user(&h, &format!("u{i}@contoso.com"), "U", &format!("{i}")).await);
+    }
+    let mut groups = Vec::new();
+    for g in 0..5 {
+        let mut body = fixture("entra", "create-group.json", &[]);
+        body["displayName"] = json!(format!("Team {g}"));
+        body["externalId"] = json!(uuid::Uuid::new_v4().to_string());
+        let (status, res) = h.post("/Groups", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{res}");
+        groups.push(res["id"].as_str().unwrap().to_owned());
+    }
+    // Entra provisions groups in parallel: each PATCH adds every user, all at once.
+    let patches = groups.iter().map(|gid| {
+        let members: Vec<Value> = users
+            .iter()
+            .map(|u| json!({"$ref": null, "value": u}))
+            .collect();
+        let h = &h;
+        async move {
+            h.patch(
+                &format!("/Groups/{gid}"),
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                       "Operations": [{"op": "Add", "path": "members", "value": members}]}),
+            )
+            .await
+        }
+    });
+    for (status, body) in futures::future::join_all(patches).await {
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    h.settle(Duration::from_secs(10)).await;
+    let all: Vec<String> = (0..5).map(|g| format!("Team {g}")).collect();
+    for i in 0..6 {
+        assert_eq!(h.partner_groups(SITE, &format!("u{i}@contoso.com")), all);
+    }
+    // Coalesced: at most one write per user per group change, never more.
+    assert!(h.emulator.count(SITE, CallKind::UpdateUser, false) <= 30);
+    // And half of them leave one group each, in parallel.
+    let removes = groups.iter().enumerate().map(|(g, gid)| {
+        let u = users[g % 3].clone();
+        let h = &h;
+        async move {
+            h.patch(
+                &format!("/Groups/{gid}"),
+                fixture("entra", "remove-members-flag.json", &[("$USER_ID", &u)]),
+            )
+            .await
+        }
+    });
+    for (status, body) in futures::future::join_all(removes).await {
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    h.settle(Duration::from_secs(10)).await;
+    for i in 0..6 {
+        let want: Vec<String> = (0..5)
+            .filter(|g| !(i < 3 && g % 3 == i))
+            .map(|g| format!("Team {g}"))
+            .collect();
+        assert_eq!(
+            h.partner_groups(SITE, &format!("u{i}@contoso.com")),
+            want,
+            "u{i}"
+        );
+    }
+}
