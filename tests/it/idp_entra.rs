@@ -760,3 +760,99 @@ async fn entra_concurrent_group_patches_touching_the_same_users_lose_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn entra_disabled_create_adoption_and_manager_removal() {
+    let h = Harness::start(Options::default()).await;
+    // A user provisioned disabled: no partner account under `remove`.
+    let mut body = fixture("entra", "create-user.json", &[]);
+    body["active"] = json!(false);
+    let (status, res) = h.post("/Users", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{res}");
+    assert_eq!(res["active"], false);
+    let alex = res["id"].as_str().unwrap().to_owned();
+    assert!(calls(&h).is_empty(), "{:?}", calls(&h));
+    assert!(h.partner_user(SITE, ALEX).is_none());
+    // Disabling again changes nothing.
+    let (status, _) = h
+        .patch(
+            &format!("/Users/{alex}"),
+            fixture("entra", "disable-user.json", &[]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(calls(&h).is_empty());
+
+    // Sam already has a partner account, made by hand with other names: adopted.
+    h.emulator.insert_user(
+        SITE,
+        scim_bridge::partner::PartnerUser {
+            email: SAM.into(),
+            first_name: "S".into(),
+            last_name: "L".into(),
+            groups: vec!["All Users".into()],
+        },
+    );
+    let sam = create_user(&h, SAM, "Sam", "Lee").await;
+    h.settle(Duration::from_secs(5)).await;
+    let p = h.partner_user(SITE, SAM).unwrap();
+    assert_eq!(
+        (p.first_name.as_str(), p.last_name.as_str()),
+        ("Sam", "Lee")
+    );
+    assert_eq!(h.emulator.count(SITE, CallKind::CreateUser, false), 1);
+
+    // Manager set, then removed (URN-qualified path), as Entra's second pass does.
+    let (status, _) = h
+        .patch(
+            &format!("/Users/{alex}"),
+            fixture("entra", "add-manager.json", &[("$MANAGER_ID", &sam)]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let filter = format!("id eq \"{alex}\" and manager eq \"{sam}\"");
+    assert_eq!(
+        find(&h, "Users", &filter, "&attributes=id").await["totalResults"],
+        1
+    );
+    let (status, res) = h
+        .patch(
+            &format!("/Users/{alex}"),
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "Remove",
+                     "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(
+        find(&h, "Users", &filter, "&attributes=id").await["totalResults"],
+        0
+    );
+
+    // Enabled with its group: created once, with the group in the create call.
+    let (_, group) = h
+        .post("/Groups", fixture("entra", "create-group.json", &[]))
+        .await;
+    let gid = group["id"].as_str().unwrap().to_owned();
+    let (status, _) = h
+        .patch(
+            &format!("/Groups/{gid}"),
+            fixture(
+                "entra",
+                "add-members.json",
+                &[("$USER_ID", &alex), ("$USER2_ID", &sam)],
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(h.partner_user(SITE, ALEX).is_none());
+    let mut enable = fixture("entra", "disable-user.json", &[]);
+    enable["Operations"][0]["value"] = json!("True");
+    let before = calls(&h);
+    let (status, res) = h.patch(&format!("/Users/{alex}"), enable).await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(calls_since(&h, &before), [(CallKind::CreateUser, 1)]);
+    assert_eq!(h.partner_groups(SITE, ALEX), ["Finance Analysts"]);
+    assert_eq!(h.partner_groups(SITE, SAM), ["Finance Analysts"]);
+    h.settle(Duration::from_secs(5)).await;
+}
