@@ -553,6 +553,16 @@ pub async fn import_on_lookup(
     if !bridge.options.import_on_lookup || super::mapping::validate_email(user_name).is_err() {
         return Ok(None);
     }
+    // The partner account already belongs to another SCIM user (its userName is no email, or
+    // another one): importing it again would map one partner account to two SCIM users.
+    if !bridge
+        .store
+        .users_by_partner_email(tenant.name(), user_name)
+        .await?
+        .is_empty()
+    {
+        return Ok(None);
+    }
     let Some(site) = tenant.sites.first() else {
         return Ok(None);
     };

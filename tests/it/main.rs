@@ -5,6 +5,8 @@ mod bridge_smoke;
 mod cli;
 mod emulator;
 mod http_discovery;
+mod idp_entra;
+mod idp_okta;
 mod partner_client;
 mod reconcile;
 mod scim_fixtures_patch;
