@@ -186,6 +186,8 @@ pub struct TenantConfig {
     pub invited_by_email: String,
     /// Access level of groups the bridge creates.
     pub default_access: Access,
+    /// Per-group overrides of `default_access`, by SCIM displayName (case-insensitive).
+    pub group_access: std::collections::BTreeMap<String, Access>,
     pub deprovision: DeprovisionPolicy,
     pub email_change: EmailChangePolicy,
     /// Keep the IdP's desired state but send every partner write with `test_mode=true`.
@@ -201,6 +203,7 @@ impl Default for TenantConfig {
             sites: Vec::new(),
             invited_by_email: String::new(),
             default_access: Access::View,
+            group_access: std::collections::BTreeMap::new(),
             deprovision: DeprovisionPolicy::default(),
             email_change: EmailChangePolicy::default(),
             dry_run: false,
@@ -557,6 +560,15 @@ impl Config {
 }
 
 impl TenantConfig {
+    /// The access level a group of this name gets at the partner.
+    pub fn access_for(&self, display_name: &str) -> Access {
+        self.group_access
+            .iter()
+            .find(|(k, _)| k.to_lowercase() == display_name.to_lowercase())
+            .map(|(_, a)| *a)
+            .unwrap_or(self.default_access)
+    }
+
     /// The SHA-256 of every accepted bearer token, with the credential's name.
     pub fn token_hashes(&self) -> Vec<(String, [u8; 32])> {
         self.credentials

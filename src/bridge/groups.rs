@@ -139,9 +139,9 @@ async fn check_members(bridge: &Bridge, tenant: &Tenant, ids: &[String]) -> Brid
     Ok(())
 }
 
-/// The access level of a group the bridge creates.
-fn access_for(tenant: &Tenant) -> Access {
-    tenant.config.default_access
+/// The access level of a group the bridge creates: the tenant's default or its override.
+fn access_for(tenant: &Tenant, name: &str) -> Access {
+    tenant.config.access_for(name)
 }
 
 async fn create_or_adopt_group(
@@ -151,7 +151,7 @@ async fn create_or_adopt_group(
 ) -> Result<(), PartnerError> {
     let new = NewGroup {
         name: name.to_owned(),
-        access: access_for(tenant),
+        access: access_for(tenant, name),
         created_by_email: Some(tenant.config.invited_by_email.clone()),
     };
     match site.client.create_group(&new, tenant.dry_run()).await {
@@ -209,7 +209,7 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
         display_name: view.display_name.clone(),
         external_id: view.external_id.clone(),
         partner_name: view.display_name.clone(),
-        access: Some(access_for(tenant).as_str().to_owned()),
+        access: Some(access_for(tenant, &view.display_name).as_str().to_owned()),
         resource: storable(resource),
         created_ms: now,
         last_modified_ms: now,
@@ -446,9 +446,16 @@ async fn write(
 
 /// Renames a partner group; a missing one is created under the new name.
 async fn rename_at(tenant: &Tenant, site: &Site, from: &str, to: &str) -> Result<(), PartnerError> {
+    // A configured override for the new name applies; otherwise the access stays as it is.
+    let access = tenant
+        .config
+        .group_access
+        .iter()
+        .find(|(k, _)| k.to_lowercase() == to.to_lowercase())
+        .map(|(_, a)| *a);
     let update = GroupUpdate {
         name: Some(to.to_owned()),
-        access: None,
+        access,
     };
     match site
         .client

@@ -81,3 +81,31 @@ async fn every_write_is_in_the_audit_log_without_secrets() {
         assert!(!format!("{e:?}").contains(crate::support::TOKEN));
     }
 }
+
+#[tokio::test]
+async fn groups_get_the_default_access_or_their_configured_override() {
+    let mut opts = Options::default();
+    opts.group_access = vec![("Analysts".to_owned(), scim_bridge::partner::Access::Sql)];
+    let h = Harness::start(opts).await;
+    create_group(&h, "Viewers", &[]).await;
+    let analysts = create_group(&h, "analysts", &[]).await;
+    let access = |name: &str| {
+        h.emulator
+            .groups("acme")
+            .into_iter()
+            .find(|g| g.name == name)
+            .map(|g| g.access)
+    };
+    assert_eq!(access("Viewers"), Some(scim_bridge::partner::Access::View));
+    assert_eq!(access("analysts"), Some(scim_bridge::partner::Access::Sql));
+    // Renamed onto a name without an override: the access stays.
+    let (status, _) = h
+        .patch(
+            &format!("/Groups/{analysts}"),
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "path": "displayName", "value": "Data Team"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(access("Data Team"), Some(scim_bridge::partner::Access::Sql));
+}

@@ -76,6 +76,8 @@ pub struct Options {
     pub deprovision: DeprovisionPolicy,
     pub email_change: EmailChangePolicy,
     pub dry_run: bool,
+    /// Per-group access overrides (`group_access`).
+    pub group_access: Vec<(String, scim_bridge::partner::Access)>,
     /// `None`: a fresh SQLite file.
     pub store_url: Option<String>,
     pub bridge: BridgeOptions,
@@ -100,6 +102,7 @@ impl Default for Options {
             deprovision: DeprovisionPolicy::Remove,
             email_change: EmailChangePolicy::Update,
             dry_run: false,
+            group_access: Vec::new(),
             store_url: None,
             bridge,
         }
@@ -152,6 +155,7 @@ pub fn tenant_config(opts: &Options, partner_base: &str) -> TenantConfig {
         deprovision: opts.deprovision,
         email_change: opts.email_change,
         dry_run: opts.dry_run,
+        group_access: opts.group_access.iter().cloned().collect(),
         ..TenantConfig::default()
     }
 }
