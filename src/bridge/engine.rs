@@ -243,14 +243,24 @@ impl Engine {
         let Some(site) = tenant.site(&item.site) else {
             return Ok(Converged::Skipped);
         };
-        converge_user(
+        let result = converge_user(
             &self.inner.store,
             tenant,
             site,
             &item.user_id,
             &self.inner.writes,
         )
-        .await
+        .await;
+        match result {
+            // In dry run the partner never saw the bridge's earlier (test-mode) writes, so it
+            // refuses what builds on them (a group it does not have, a user it never created).
+            // That refusal is the dry run's answer; retrying cannot change it.
+            Err(ConvergeError::Partner(e)) if tenant.dry_run() && !retryable(&e) => {
+                tracing::info!(error = %e, "dry run: the partner would refuse this write");
+                Ok(Converged::Skipped)
+            }
+            other => other,
+        }
     }
 }
 
@@ -336,6 +346,14 @@ pub async fn converge_user(
             Ok(Converged::Updated)
         }
     }
+}
+
+/// Partner failures another try may fix.
+fn retryable(e: &PartnerError) -> bool {
+    matches!(
+        e.kind,
+        PartnerErrorKind::Transient | PartnerErrorKind::Unavailable | PartnerErrorKind::Auth
+    )
 }
 
 /// Retry delay after `attempts` failures: 1 s doubling to 5 minutes.
