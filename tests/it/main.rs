@@ -5,6 +5,7 @@ mod bridge_smoke;
 mod cli;
 mod emulator;
 mod http_discovery;
+mod membership;
 mod partner_client;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;
