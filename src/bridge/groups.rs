@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use futures::future::join_all;
 use serde_json::{json, Value};
 
 use super::mapping::validate_group_name;
@@ -451,13 +452,27 @@ async fn write(
         }
         let from = old.partner_name.clone();
         let to = view.display_name.clone();
-        all_sites(
-            for_each_site(tenant, |site| {
-                let (from, to) = (from.clone(), to.clone());
-                async move { rename_at(tenant, site, &from, &to).await }
-            })
-            .await,
-        )?;
+        let results = for_each_site(tenant, |site| {
+            let (from, to) = (from.clone(), to.clone());
+            async move { rename_at(tenant, site, &from, &to).await }
+        })
+        .await;
+        let renamed_at: Vec<&Site> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(site, _)| *site)
+            .collect();
+        if renamed_at.len() < results.len() {
+            // Put the sites that did rename back, so partner and store agree until the
+            // client's retry.
+            join_all(
+                renamed_at
+                    .iter()
+                    .map(|site| rename_at(tenant, site, &to, &from)),
+            )
+            .await;
+        }
+        all_sites(results)?;
     }
     let now = now_ms();
     let row = GroupRow {
