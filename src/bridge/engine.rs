@@ -216,7 +216,8 @@ impl Engine {
                 store.complete_outbox(&item).await.map(|_| ())
             }
             Err(e) => {
-                let delay = backoff(item.attempts);
+                let opts = &self.inner.options;
+                let delay = backoff(item.attempts, opts.retry_base_ms, opts.retry_max_ms);
                 tracing::warn!(
                     parent: &span,
                     error = %e,
@@ -356,10 +357,15 @@ fn retryable(e: &PartnerError) -> bool {
     )
 }
 
-/// Retry delay after `attempts` failures: 1 s doubling to 5 minutes.
-fn backoff(attempts: i32) -> Duration {
-    let exp = attempts.clamp(0, 9) as u32;
-    Duration::from_secs((1u64 << exp).min(300))
+/// Retry delay after `attempts` failures: `base_ms` doubling to `max_ms`.
+fn backoff(attempts: i32, base_ms: u64, max_ms: u64) -> Duration {
+    let exp = attempts.clamp(0, 20) as u32;
+    Duration::from_millis(
+        base_ms
+            .max(1)
+            .saturating_mul(1u64 << exp)
+            .min(max_ms.max(1)),
+    )
 }
 
 fn hostname() -> String {
