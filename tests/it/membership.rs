@@ -26,6 +26,8 @@ fn options() -> Options {
     o.bridge.partner.call_deadline_ms = 1_000;
     o.bridge.partner.request_timeout_ms = 1_000;
     o.bridge.partner.circuit_open_ms = 200;
+    o.bridge.retry_base_ms = 50;
+    o.bridge.retry_max_ms = 500;
     o
 }
 
@@ -432,15 +434,72 @@ async fn every_change_lands_on_every_site_and_a_failing_site_catches_up() {
     let (_, list) = h.get("/Groups?filter=displayName%20eq%20%22Sales%22").await;
     assert_eq!(list["totalResults"], 0, "nothing stored: {list}");
 
-    // Recovery: the engine catches acme-eu up; the IdP's retry of the group create adopts.
+    // A rename needs every site too; the site that did rename is put back, so partner and
+    // store keep agreeing until the IdP retries.
+    let rename = |to: &str| {
+        json!({"schemas": [PATCH_OP],
+               "Operations": [{"op": "replace", "path": "displayName", "value": to}]})
+    };
+    let (status, body) = h.patch(&format!("/Groups/{eng}"), rename("Eng")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let acme_groups: Vec<String> = h
+        .emulator
+        .groups("acme")
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert!(
+        acme_groups.contains(&"Engineering".to_owned()) && !acme_groups.contains(&"Eng".to_owned()),
+        "{acme_groups:?}"
+    );
+    assert_eq!(h.partner_groups("acme", &email(1)), ["Engineering"]);
+    let (_, body) = h.get(&format!("/Groups/{eng}")).await;
+    assert_eq!(body["displayName"], "Engineering");
+    // Membership work keeps working at the healthy site meanwhile.
+    let (status, _) = h
+        .patch(
+            &format!("/Groups/{eng}"),
+            remove_members(std::slice::from_ref(&jane)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(h.partner_groups("acme", &email(0)).is_empty());
+    let (status, _) = h
+        .patch(
+            &format!("/Groups/{eng}"),
+            add_members(std::slice::from_ref(&jane)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(h.partner_groups("acme", &email(0)), ["Engineering"]);
+
+    // Recovery: the engine catches acme-eu up (its rows were retried with backoff all along).
+    let outage = Instant::now();
     h.emulator.set_faults("acme-eu", Faults::default());
     let took = eventually(Duration::from_secs(10), "acme-eu converges", || {
         h.partner_groups("acme-eu", &email(1)) == ["Engineering"]
             && h.partner_groups("acme-eu", &email(0)) == ["Engineering"]
     })
     .await;
-    eprintln!("multi-site: acme-eu converged {took:?} after the fault cleared");
+    eprintln!(
+        "multi-site: acme-eu converged {took:?} after the fault cleared (outage {:?})",
+        outage.duration_since(t)
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "acme-eu took {took:?} to catch up"
+    );
     h.settle(Duration::from_secs(10)).await;
+
+    // The IdP's retries succeed: the rename, and the group create (adopting "Sales" where
+    // the first try made it).
+    let (status, body) = h.patch(&format!("/Groups/{eng}"), rename("Eng")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for site in ["acme", "acme-eu"] {
+        for i in 0..2 {
+            assert_eq!(h.partner_groups(site, &email(i)), ["Eng"], "{site}");
+        }
+    }
     let sales = create_group(&h, "Sales", &[&jane, &john]).await;
     for site in ["acme", "acme-eu"] {
         let sales_groups = h
@@ -453,15 +512,33 @@ async fn every_change_lands_on_every_site_and_a_failing_site_catches_up() {
         for i in 0..2 {
             assert_eq!(
                 h.partner_groups(site, &email(i)),
-                ["Engineering", "Sales"],
+                ["Eng", "Sales"],
                 "{site}"
             );
         }
     }
+    // A delete needs every site as well; the IdP's retry after recovery finishes it.
+    h.emulator.set_faults("acme-eu", failing());
     let (status, _) = h.delete(&format!("/Groups/{sales}")).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _) = h.get(&format!("/Groups/{sales}")).await;
+    assert_eq!(status, StatusCode::OK);
+    h.emulator.set_faults("acme-eu", Faults::default());
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _) = h.delete(&format!("/Groups/{sales}")).await;
+        if status == StatusCode::NO_CONTENT {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < end, "the delete kept failing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for site in ["acme", "acme-eu"] {
-        assert_eq!(h.partner_groups(site, &email(1)), ["Engineering"], "{site}");
+        assert!(!h.emulator.groups(site).iter().any(|g| g.name == "Sales"));
+        for i in 0..2 {
+            assert_eq!(h.partner_groups(site, &email(i)), ["Eng"], "{site}");
+        }
     }
     assert_one_write_in_flight_per_user(&h.emulator.call_log());
 }
