@@ -277,12 +277,19 @@ async fn crash(store_url: String) {
     let mut opts = options();
     opts.store_url = Some(store_url);
     opts.bridge.wait_deadline_ms = 300;
+    // A lease longer than a call's deadline, as it must be, and short enough for a test: rows
+    // claimed by the dead bridge are free again when it ends.
     opts.bridge.lease_ms = 3_000;
+    opts.bridge.partner.call_deadline_ms = 2_500;
+    // The first bridge keeps retrying its calls, so its workers hold their rows when it dies.
+    let mut first_opts = opts.clone();
+    first_opts.bridge.partner.max_attempts = 10_000;
+    first_opts.bridge.partner.circuit_failure_threshold = 0;
 
     // The first bridge runs on a runtime of its own; dropping that runtime ends every task of
     // the bridge (server, workers) wherever it is: no shutdown, no cleanup.
     let first = {
-        let (emu, opts) = (emu.clone(), opts.clone());
+        let (emu, opts) = (emu.clone(), first_opts);
         let running = emu.clone().spawn().await.unwrap();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -311,8 +318,19 @@ async fn crash(store_url: String) {
                 create_group(&h, "Crashers", &refs).await;
                 let depth = h.bridge.store.outbox_stats().await.unwrap().depth;
                 assert_eq!(depth, 10, "work is pending when the bridge dies");
-                // Let the workers be in the middle of something.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // The workers are in the middle of their calls: every row is claimed.
+                let stolen = h
+                    .bridge
+                    .store
+                    .claim_outbox(
+                        "someone-else",
+                        100,
+                        Duration::from_millis(1),
+                        scim_bridge::bridge::now_ms(),
+                    )
+                    .await
+                    .unwrap();
+                assert!(stolen.is_empty(), "unclaimed rows: {stolen:?}");
                 std::mem::forget(h);
                 users
             });
@@ -341,7 +359,10 @@ async fn crash(store_url: String) {
     let (status, body) = h.get(&format!("/Users/{}", users[0])).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["groups"][0]["display"], "Crashers");
-    eprintln!("crash: the restarted bridge converged 10 users in {took:?}");
+    eprintln!(
+        "crash: the restarted bridge converged 10 users in {took:?} (rows the dead bridge \
+         held wait out its 3 s lease)"
+    );
 }
 
 fn h_groups_empty(emu: &Emulator, n: usize) -> bool {
