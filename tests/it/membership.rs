@@ -139,7 +139,7 @@ fn removed_from(g: usize) -> (Vec<usize>, Vec<usize>) {
 }
 
 /// The race on one or two bridges sharing one store: `bridges[k % len]` serves request `k`.
-async fn race(bridges: &[&Harness]) {
+async fn race(label: &str, bridges: &[&Harness]) {
     let h = bridges[0];
     let started = Instant::now();
     let users = create_users(h, USERS).await;
@@ -220,7 +220,7 @@ async fn race(bridges: &[&Harness]) {
     let writes2 = user_writes(&log[before..], "acme").len();
     assert_one_write_in_flight_per_user(&log);
     eprintln!(
-        "race ({} bridge(s)): phase 1 {writes1} partner writes (lower bound {USERS}, worst \
+        "race ({label}, {} bridge(s)): phase 1 {writes1} partner writes (lower bound {USERS}, worst \
          {}) in {phase1:?}; phase 2 {writes2} writes (lower bound {changed}, worst {}) in \
          {phase2:?}; total {:?}",
         bridges.len(),
@@ -234,7 +234,7 @@ async fn race(bridges: &[&Harness]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn race_sqlite() {
     let h = Harness::start(options()).await;
-    race(&[&h]).await;
+    race("sqlite", &[&h]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +245,7 @@ async fn race_postgres() {
             ..options()
         })
         .await;
-        race(&[&h]).await;
+        race("postgres", &[&h]).await;
     })
     .await;
 }
@@ -261,7 +261,7 @@ async fn race_two_bridges_postgres() {
         let h1 = Harness::start(opts.clone()).await;
         let running = h1.emulator.clone().spawn().await.unwrap();
         let h2 = Harness::start_with(opts, h1.emulator.clone(), running).await;
-        race(&[&h1, &h2]).await;
+        race("postgres", &[&h1, &h2]).await;
     })
     .await;
 }
