@@ -216,7 +216,8 @@ impl Engine {
                 store.complete_outbox(&item).await.map(|_| ())
             }
             Err(e) => {
-                let delay = backoff(item.attempts);
+                let opts = &self.inner.options;
+                let delay = backoff(item.attempts, opts.retry_base_ms, opts.retry_max_ms);
                 tracing::warn!(
                     parent: &span,
                     error = %e,
@@ -243,14 +244,24 @@ impl Engine {
         let Some(site) = tenant.site(&item.site) else {
             return Ok(Converged::Skipped);
         };
-        converge_user(
+        let result = converge_user(
             &self.inner.store,
             tenant,
             site,
             &item.user_id,
             &self.inner.writes,
         )
-        .await
+        .await;
+        match result {
+            // In dry run the partner never saw the bridge's earlier (test-mode) writes, so it
+            // refuses what builds on them (a group it does not have, a user it never created).
+            // That refusal is the dry run's answer; retrying cannot change it.
+            Err(ConvergeError::Partner(e)) if tenant.dry_run() && !retryable(&e) => {
+                tracing::info!(error = %e, "dry run: the partner would refuse this write");
+                Ok(Converged::Skipped)
+            }
+            other => other,
+        }
     }
 }
 
@@ -342,10 +353,23 @@ pub async fn converge_user(
     }
 }
 
-/// Retry delay after `attempts` failures: 1 s doubling to 5 minutes.
-fn backoff(attempts: i32) -> Duration {
-    let exp = attempts.clamp(0, 9) as u32;
-    Duration::from_secs((1u64 << exp).min(300))
+/// Partner failures another try may fix.
+fn retryable(e: &PartnerError) -> bool {
+    matches!(
+        e.kind,
+        PartnerErrorKind::Transient | PartnerErrorKind::Unavailable | PartnerErrorKind::Auth
+    )
+}
+
+/// Retry delay after `attempts` failures: `base_ms` doubling to `max_ms`.
+fn backoff(attempts: i32, base_ms: u64, max_ms: u64) -> Duration {
+    let exp = attempts.clamp(0, 20) as u32;
+    Duration::from_millis(
+        base_ms
+            .max(1)
+            .saturating_mul(1u64 << exp)
+            .min(max_ms.max(1)),
+    )
 }
 
 fn hostname() -> String {

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use futures::future::join_all;
 use serde_json::{json, Value};
 
 use super::mapping::validate_group_name;
@@ -272,8 +273,40 @@ pub async fn get_row(bridge: &Bridge, scope: Scope<'_>, id: &str) -> BridgeResul
         .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")).into())
 }
 
-/// `PATCH /Groups/{id}`.
+/// How often a write without `If-Match` is re-applied after another replica changed the group
+/// between its read and its commit.
+const VERSION_RETRIES: u32 = 5;
+
+/// True for the store's version mismatch (409 without `scimType`), as opposed to a uniqueness
+/// conflict.
+fn version_mismatch(e: &BridgeError) -> bool {
+    e.error.status == 409 && e.error.scim_type.is_none()
+}
+
+/// `PATCH /Groups/{id}`. The in-process lock serializes writes to one group in this process;
+/// another replica's concurrent write shows as a version mismatch at commit. Without
+/// `If-Match` the client asked for its operations, not for a version, so they are re-applied
+/// to the new state instead of answering 409.
 pub async fn patch(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    id: &str,
+    request: &PatchRequest,
+    if_match: Option<&str>,
+) -> BridgeResult<GroupWrite> {
+    let mut tries = 0;
+    loop {
+        match patch_once(bridge, scope, id, request, if_match).await {
+            Err(e) if if_match.is_none() && version_mismatch(&e) && tries < VERSION_RETRIES => {
+                tries += 1;
+                tracing::debug!(group = %id, tries, "group changed meanwhile; re-applying PATCH");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn patch_once(
     bridge: &Bridge,
     scope: Scope<'_>,
     id: &str,
@@ -313,8 +346,28 @@ pub async fn patch(
     pending.settle(bridge, scope.tenant).await
 }
 
-/// `PUT /Groups/{id}`: a full replace, members included.
+/// `PUT /Groups/{id}`: a full replace, members included; re-applied like PATCH when another
+/// replica changed the group meanwhile and there is no `If-Match`.
 pub async fn replace(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    id: &str,
+    body: Value,
+    if_match: Option<&str>,
+) -> BridgeResult<GroupWrite> {
+    let mut tries = 0;
+    loop {
+        match replace_once(bridge, scope, id, body.clone(), if_match).await {
+            Err(e) if if_match.is_none() && version_mismatch(&e) && tries < VERSION_RETRIES => {
+                tries += 1;
+                tracing::debug!(group = %id, tries, "group changed meanwhile; re-applying PUT");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn replace_once(
     bridge: &Bridge,
     scope: Scope<'_>,
     id: &str,
@@ -392,13 +445,27 @@ async fn write(
         }
         let from = old.partner_name.clone();
         let to = view.display_name.clone();
-        all_sites(
-            for_each_site(tenant, |site| {
-                let (from, to) = (from.clone(), to.clone());
-                async move { rename_at(tenant, site, &from, &to).await }
-            })
-            .await,
-        )?;
+        let results = for_each_site(tenant, |site| {
+            let (from, to) = (from.clone(), to.clone());
+            async move { rename_at(tenant, site, &from, &to).await }
+        })
+        .await;
+        let renamed_at: Vec<&Site> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(site, _)| *site)
+            .collect();
+        if renamed_at.len() < results.len() {
+            // Put the sites that did rename back, so partner and store agree until the
+            // client's retry.
+            join_all(
+                renamed_at
+                    .iter()
+                    .map(|site| rename_at(tenant, site, &to, &from)),
+            )
+            .await;
+        }
+        all_sites(results)?;
     }
     let now = now_ms();
     let row = GroupRow {

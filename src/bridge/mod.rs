@@ -46,6 +46,10 @@ pub struct BridgeOptions {
     pub lease_ms: u64,
     /// How often idle workers look for due work (retries, other replicas' marks).
     pub poll_ms: u64,
+    /// Delay before retrying an outbox row whose convergence failed: doubles per failed
+    /// attempt from `retry_base_ms` up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
     /// On a `userName eq` filter that misses, look the email up at the partner and import the
     /// user on sight.
     pub import_on_lookup: bool,
@@ -64,6 +68,8 @@ impl Default for BridgeOptions {
             claim_batch: 16,
             lease_ms: 120_000,
             poll_ms: 250,
+            retry_base_ms: 1_000,
+            retry_max_ms: 300_000,
             import_on_lookup: true,
             reconcile_interval_s: 3600,
             partner: ClientOptions::default(),

@@ -7,6 +7,7 @@ mod emulator;
 mod http_discovery;
 mod idp_entra;
 mod idp_okta;
+mod membership;
 mod partner_client;
 mod reconcile;
 mod scim_fixtures_patch;
