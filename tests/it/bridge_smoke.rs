@@ -84,9 +84,11 @@ async fn every_write_is_in_the_audit_log_without_secrets() {
 
 #[tokio::test]
 async fn groups_get_the_default_access_or_their_configured_override() {
-    let mut opts = Options::default();
-    opts.group_access = vec![("Analysts".to_owned(), scim_bridge::partner::Access::Sql)];
-    let h = Harness::start(opts).await;
+    let h = Harness::start(Options {
+        group_access: vec![("Analysts".to_owned(), scim_bridge::partner::Access::Sql)],
+        ..Options::default()
+    })
+    .await;
     create_group(&h, "Viewers", &[]).await;
     let analysts = create_group(&h, "analysts", &[]).await;
     let access = |name: &str| {
