@@ -248,6 +248,15 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         Ok(s) => s,
         Err(code) => return code,
     };
+    // Work a crashed predecessor had claimed is free at once (SQLite: one process).
+    match store.release_stale_claims().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            released = n,
+            "released outbox claims left by a previous run"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot release stale outbox claims"),
+    }
     let bridge = match Bridge::new(store, &config, config.bridge.clone()) {
         Ok(b) => b,
         Err(e) => {

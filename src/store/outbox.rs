@@ -167,6 +167,29 @@ impl Store {
         .await
     }
 
+    /// Releases every claim, for a process that starts on a SQLite store: SQLite serves one
+    /// process, so any claim in it belongs to a process that is gone (crashed or killed), and
+    /// its rows need not wait for their leases to run out. Returns how many were released.
+    /// On PostgreSQL claims may belong to live replicas: nothing is released there.
+    pub async fn release_stale_claims(&self) -> Result<u64, StoreError> {
+        if self.backend() != Backend::Sqlite {
+            return Ok(0);
+        }
+        retrying(move || async move {
+            let done = with_pool!(self, pool => {
+                sqlx::query(
+                    "UPDATE outbox SET claimed_by = NULL, claimed_until_ms = NULL \
+                     WHERE claimed_by IS NOT NULL",
+                )
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            Ok(done)
+        })
+        .await
+    }
+
     /// Finishes a claimed row. `true`: the row is done (deleted, or already gone). `false`: it
     /// was marked again since the claim, so it stays, unclaimed and due, for another run; its
     /// `done_generation` records the generation this run completed.

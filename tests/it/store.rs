@@ -853,6 +853,20 @@ async fn store_outbox_claim_complete_fail() {
             .await
             .unwrap()
             .is_empty());
+        // Released claims: on SQLite (one process) a start frees its predecessor's claims at
+        // once; on PostgreSQL claims may belong to live replicas and stay.
+        let released = store.release_stale_claims().await.unwrap();
+        match store.backend() {
+            Backend::Sqlite => {
+                assert_eq!(released, 4);
+                // Claimable at once; claim them as before to keep the rest of the case.
+                let again = store.claim_outbox("w1", 3, lease, 1_000).await.unwrap();
+                assert_eq!(again.len(), 3);
+                let again = store.claim_outbox("w2", 10, lease, 1_100).await.unwrap();
+                assert_eq!(again.len(), 1);
+            }
+            Backend::Postgres => assert_eq!(released, 0),
+        }
         // After the lease, a row is claimable again.
         let expired = store.claim_outbox("w3", 10, lease, 1_501).await.unwrap();
         assert_eq!(expired.len(), 3);

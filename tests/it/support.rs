@@ -189,6 +189,8 @@ impl Harness {
             .unwrap_or_else(|| format!("sqlite://{}/scim-bridge.db", dir.path().display()));
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
+        // As `serve` does at start.
+        store.release_stale_claims().await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = Config {
