@@ -27,7 +27,11 @@ pub const ENV_PREFIX: &str = "SCIM_BRIDGE_";
 pub const DEFAULT_PARTNER_BASE_URL: &str = "https://api.periscopedata.com";
 
 /// Environment variables with the prefix that are not configuration keys (read elsewhere).
-const NON_CONFIG_ENV: &[&str] = &["config", "sandbox_token", "log_format"];
+/// (`test_postgres_url` is read by the test suite.)
+const NON_CONFIG_ENV: &[&str] = &["config", "sandbox_token", "log_format", "test_postgres_url"];
+
+/// The name of the environment provider in error messages.
+const ENV_SOURCE: &str = "environment";
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -651,7 +655,7 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
 }
 
 /// `SCIM_BRIDGE_A__B` becomes key `a.b`.
-fn env_provider(vars: &[(String, String)]) -> figment::providers::Serialized<figment::value::Dict> {
+fn env_provider(vars: &[(String, String)]) -> EnvProvider {
     use figment::value::{Dict, Value};
     let mut root = Dict::new();
     for (k, v) in vars {
@@ -670,7 +674,25 @@ fn env_provider(vars: &[(String, String)]) -> figment::providers::Serialized<fig
             .unwrap_or_else(|_| Value::from(v.clone()));
         insert_path(&mut root, &parts, value);
     }
-    Serialized::defaults(root)
+    EnvProvider(root)
+}
+
+/// `SCIM_BRIDGE_*` variables as a figment provider named [`ENV_SOURCE`], so errors can name
+/// the variable.
+struct EnvProvider(figment::value::Dict);
+
+impl figment::Provider for EnvProvider {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(ENV_SOURCE)
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut map = figment::value::Map::new();
+        map.insert(figment::Profile::Default, self.0.clone());
+        Ok(map)
+    }
 }
 
 fn insert_path(dict: &mut figment::value::Dict, parts: &[&str], value: figment::value::Value) {
@@ -699,16 +721,27 @@ fn figment_errors(e: figment::Error) -> ConfigErrors {
     ConfigErrors(
         e.into_iter()
             .map(|e| {
-                let setting = if e.path.is_empty() {
+                let from_env = e.metadata.as_ref().is_some_and(|m| m.name == ENV_SOURCE);
+                let mut path = e.path.clone();
+                if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                    path.push(field.clone());
+                }
+                let setting = if from_env {
+                    // The variable the operator set.
+                    format!("{ENV_PREFIX}{}", path.join("__").to_uppercase())
+                } else if path.is_empty() {
                     "configuration".to_owned()
                 } else {
-                    e.path.join(".")
+                    path.join(".")
                 };
-                let source = e
-                    .metadata
-                    .as_ref()
-                    .map(|m| format!(" (from {})", m.name))
-                    .unwrap_or_default();
+                let source = match &e.metadata {
+                    Some(m) if m.name == ENV_SOURCE => String::new(),
+                    Some(m) => match &m.source {
+                        Some(src) => format!(" (in {src})"),
+                        None => String::new(),
+                    },
+                    None => String::new(),
+                };
                 // The kind names the expected type; never print the offending value, which
                 // may be a secret.
                 ConfigError {
@@ -918,14 +951,35 @@ mod tests {
 
     #[test]
     fn unknown_and_mistyped_settings_are_named() {
+        // Errors from the environment name the variable the operator set.
         let err = Config::load(&env(&[("SCIM_BRIDGE_LISTEN_ADRESS", "x")])).unwrap_err();
-        assert!(err.to_string().contains("listen_adress"), "{err}");
+        assert!(
+            err.to_string().contains("SCIM_BRIDGE_LISTEN_ADRESS"),
+            "{err}"
+        );
         let err = Config::load(&env(&[("SCIM_BRIDGE_LISTEN", "not an address")])).unwrap_err();
-        assert!(err.to_string().contains("listen"), "{err}");
+        assert!(err.to_string().contains("SCIM_BRIDGE_LISTEN:"), "{err}");
         let mut vars = SINGLE.to_vec();
         vars.push(("SCIM_BRIDGE_DEPROVISION", "shred"));
         let err = Config::load(&env(&vars)).unwrap_err();
-        assert!(err.to_string().contains("deprovision"), "{err}");
+        assert!(err.to_string().contains("SCIM_BRIDGE_DEPROVISION"), "{err}");
+        // The test suite's own variable is not configuration.
+        let ok = Config::load(&env(&[("SCIM_BRIDGE_TEST_POSTGRES_URL", "postgres://x")]));
+        assert!(ok.is_ok());
+        // A file's errors name the setting and the file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listen = 5\n").unwrap();
+        let err = Config::load(&Sources {
+            file: Some(file.clone()),
+            env: Some(vec![]),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("listen:") && err.contains(&file.display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn check_config_names_the_wrong_setting_and_exits_non_zero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("deprovision"), "{stderr}");
+    assert!(stderr.contains("SCIM_BRIDGE_DEPROVISION"), "{stderr}");
     assert!(
         !stderr.contains(API_KEY) && !stderr.contains(TOKEN),
         "{stderr}"
