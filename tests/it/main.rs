@@ -9,6 +9,7 @@ mod idp_entra;
 mod idp_okta;
 mod membership;
 mod partner_client;
+mod protocol;
 mod reconcile;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;
