@@ -976,10 +976,8 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("listen:") && err.contains(&file.display().to_string()),
-            "{err}"
-        );
+        // (figment may print the path relative to the working directory)
+        assert!(err.contains("listen:") && err.contains("c.toml)"), "{err}");
     }
 
     #[test]
