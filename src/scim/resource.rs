@@ -240,7 +240,7 @@ impl Canonicalizer<'_> {
 }
 
 fn has_urn_prefix(key: &str) -> bool {
-    key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:")
+    key.len() > 4 && key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
 }
 
 fn is_unassigned(v: &Value) -> bool {
@@ -1159,6 +1159,25 @@ mod tests {
             "urn:ietf:params:scim:schemas:core:2.0:Group:displayName": "G",
         }));
         assert_eq!(v, json!({"schemas": [USER_SCHEMA], "userName": "a"}));
+    }
+
+    /// Found by the `request_body` fuzz target: a key with a multi-byte character across its
+    /// fourth byte panicked the `urn:` prefix check (a byte slice inside a character).
+    #[test]
+    fn keys_with_multi_byte_characters_near_the_start_do_not_panic() {
+        let v = user(json!({
+            "userName": "a",
+            "}rn\u{18b}prise22.0:UfDser": {"manager": null},
+            "urn\u{e9}:x": "y",
+            "a\u{e9}\u{e9}": 1,
+        }));
+        assert_eq!(v, json!({"schemas": [USER_SCHEMA], "userName": "a"}));
+        let e = user_err(json!({
+            "title": "Data Analyst",
+            "roles": [],
+            "}rn\u{18b}prise22.0:UfDser": {"manager": null}
+        }));
+        assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
     }
 
     #[test]

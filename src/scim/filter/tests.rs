@@ -398,6 +398,38 @@ fn filter_nesting_deeper_than_max_depth_is_invalid() {
     parse_err(&nots);
 }
 
+/// Found by the `filter` fuzz target: the printed form of a filter accepted under the default
+/// limits can break them. Raw control characters in strings print as six-byte `\u00XX`
+/// escapes, and an Entra `.value` condition after a value filter with `or` prints as an `and`
+/// inside the brackets with the `or` in parentheses, one level deeper. The printed form is
+/// only used in messages; it still parses to the same filter with those limits lifted.
+#[test]
+fn filter_printed_form_may_exceed_the_input_limits_but_round_trips() {
+    let limits = FilterLimits::default();
+    let relaxed = FilterLimits {
+        max_len: usize::MAX,
+        max_depth: limits.max_depth + 1,
+    };
+
+    let long = format!("title eq \"{}\"", "\u{1}".repeat(4000));
+    let f = parse(&long);
+    let printed = f.to_string();
+    assert!(printed.len() > limits.max_len, "{}", printed.len());
+    assert_eq!(parse_filter(&printed, &relaxed), Ok(f));
+
+    let deep = format!(
+        "{}title pr and (emails[type eq \"a\" or type eq \"b\"].value eq \"x\" and active pr){}",
+        "not (".repeat(15),
+        ")".repeat(15)
+    );
+    let f = parse(&deep);
+    let printed = f.to_string();
+    assert!(printed.contains(r#"emails[(type eq "a" or type eq "b") and value eq "x"]"#));
+    let e = parse_err(&printed);
+    assert!(e.detail.contains("deeper than 32"), "{}", e.detail);
+    assert_eq!(parse_filter(&printed, &relaxed), Ok(f));
+}
+
 #[test]
 fn filter_hundred_thousand_parens_do_not_overflow_the_stack() {
     let s = "(".repeat(100_000);
