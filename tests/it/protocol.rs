@@ -248,6 +248,9 @@ async fn a_dry_run_tenant_goes_live_by_turning_dry_run_off_and_reconciling() {
     dry.settle(Duration::from_secs(10)).await;
     assert!(dry.partner_user("acme", "jane@acme.example.com").is_none());
     let emulator = dry.emulator.clone();
+    // The dry-run process is gone before the live one starts (its workers would otherwise
+    // still claim outbox rows of the shared store).
+    dry.bridge.shutdown().await;
     drop(dry);
 
     // Same store, same partner, dry_run off: reconcile --apply pushes the plan.
