@@ -153,10 +153,14 @@ fn sandbox_starts_without_configuration_prints_token_and_stops_on_sigterm() {
     });
     let mut base = None;
     let mut token = None;
+    let mut emulator = None;
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Ok(line) = lines.recv_timeout(Duration::from_secs(30)) {
         if let Some(rest) = line.trim().strip_prefix("SCIM base URL") {
             base = Some(rest.trim().to_owned());
+        }
+        if let Some(rest) = line.trim().strip_prefix("Partner emulator") {
+            emulator = rest.split_whitespace().next().map(str::to_owned);
         }
         if let Some(rest) = line.trim().strip_prefix("Bearer token") {
             token = rest.split_whitespace().next().map(str::to_owned);
@@ -183,6 +187,33 @@ fn sandbox_starts_without_configuration_prints_token_and_stops_on_sigterm() {
         .send()
         .unwrap();
     assert_eq!(bad.status().as_u16(), 401);
+    // What the README promises: the printed create-user request makes a user, and the user
+    // appears at the emulated partner.
+    let created = client
+        .post(format!("{base}/Users"))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/scim+json")
+        .body(
+            r#"{"userName":"jane.doe@example.com","name":{"givenName":"Jane","familyName":"Doe"}}"#,
+        )
+        .send()
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let emulator = emulator.expect("banner shows the emulator");
+    let site: serde_json::Value = client
+        .get(format!("{emulator}/_emulator/sites/sandbox"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        site["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["email"] == "jane.doe@example.com" && u["first_name"] == "Jane"),
+        "{site}"
+    );
     // SIGTERM: a clean exit.
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
