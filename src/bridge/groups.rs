@@ -54,12 +54,7 @@ impl Pending {
 
 /// Renders a stored group as SCIM. `members` is `None` when the client excluded it, so the
 /// membership index is not read at all.
-pub async fn render(
-    _bridge: &Bridge,
-    scope: Scope<'_>,
-    row: &GroupRow,
-    members: Option<&[String]>,
-) -> BridgeResult<Value> {
+pub fn render(scope: Scope<'_>, row: &GroupRow, members: Option<&[String]>) -> Value {
     let mut resource = row.resource.clone();
     if let Some(ids) = members {
         if !ids.is_empty() {
@@ -80,7 +75,7 @@ pub async fn render(
             }
         }
     }
-    Ok(with_meta(scope, row, resource))
+    with_meta(scope, row, resource)
 }
 
 fn with_meta(scope: Scope<'_>, row: &GroupRow, resource: Value) -> Value {

@@ -197,7 +197,7 @@ pub async fn list_groups(
         } else {
             None
         };
-        groups::render(bridge, scope, &row, members.as_deref()).await
+        BridgeResult::Ok(groups::render(scope, &row, members.as_deref()))
     };
     if parsed.is_none() && sort.is_none() {
         let total = bridge.store.count_groups(tenant).await? as usize;
@@ -263,6 +263,6 @@ pub async fn get_group(
     } else {
         None
     };
-    let v = groups::render(bridge, scope, &row, members.as_deref()).await?;
+    let v = groups::render(scope, &row, members.as_deref());
     Ok((v, row.version))
 }

@@ -264,7 +264,7 @@ async fn group_body(
     w: &groups::GroupWrite,
     p: &Projection,
 ) -> Result<Value, ApiError> {
-    let v = groups::render(&s.bridge, s.scope(), &w.row, Some(&w.members)).await?;
+    let v = groups::render(s.scope(), &w.row, Some(&w.members));
     Ok(project_single(p, &GROUP_RESOURCE, &v))
 }
 

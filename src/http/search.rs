@@ -200,7 +200,7 @@ async fn run_operation(
             }
             (BulkMethod::Post, Target::Groups(None)) => {
                 let w = groups::create(bridge, scope, data).await?;
-                let v = groups::render(bridge, scope, &w.row, Some(&w.members)).await?;
+                let v = groups::render(scope, &w.row, Some(&w.members));
                 (201, Some(v), Some(w.row.id))
             }
             (BulkMethod::Put, Target::Users(Some(id))) => (
@@ -210,7 +210,7 @@ async fn run_operation(
             ),
             (BulkMethod::Put, Target::Groups(Some(id))) => {
                 let w = groups::replace(bridge, scope, &id, data, version).await?;
-                let v = groups::render(bridge, scope, &w.row, Some(&w.members)).await?;
+                let v = groups::render(scope, &w.row, Some(&w.members));
                 (200, Some(v), None)
             }
             (BulkMethod::Patch, Target::Users(Some(id))) => {
@@ -224,7 +224,7 @@ async fn run_operation(
             (BulkMethod::Patch, Target::Groups(Some(id))) => {
                 let req = PatchRequest::from_json(&data)?;
                 let w = groups::patch(bridge, scope, &id, &req, version).await?;
-                let v = groups::render(bridge, scope, &w.row, Some(&w.members)).await?;
+                let v = groups::render(scope, &w.row, Some(&w.members));
                 (200, Some(v), None)
             }
             (BulkMethod::Delete, Target::Users(Some(id))) => {
