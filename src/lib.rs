@@ -5,10 +5,17 @@
 //! partner}`, everything may use `scim`, `scim` imports nothing of the project, `partner` knows
 //! nothing of SCIM):
 //!
-//! - [`cli`]: subcommands (`serve`, `partner-emulator`, `check-config`, ...).
+//! - [`cli`]: subcommands (`serve`, `partner-emulator`, `check-config`, `migrate`, `reconcile`,
+//!   `token new`).
 //! - [`config`]: typed configuration from defaults, a TOML file and `SCIM_BRIDGE_*` variables,
 //!   validated at start, secrets redacted.
 //! - [`scim`]: the protocol, pure: schemas, resources, filters, paths, PATCH, projection, errors.
+//! - [`http`]: axum: router and middleware stack, authentication, SCIM JSON in and out, thin
+//!   handlers, discovery, bulk, the audit log of writes. Entry points: [`http::app`] and
+//!   [`http::run`].
+//! - [`bridge`]: orchestration: user and group flows, the membership engine, reads,
+//!   reconciliation; the only layer that talks to both the store and the partner.
+//! - [`store`]: sqlx over SQLite and PostgreSQL: migrations, resources, memberships, outbox, audit.
 //! - [`partner`]: the partner API: `wire` (vendor names), `client` (real HTTP), `emulator` (fake).
 //! - [`store`]: sqlx over SQLite and PostgreSQL: migrations, id map, resources, memberships,
 //!   the membership engine's outbox, the audit log.
