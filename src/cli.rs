@@ -460,6 +460,7 @@ async fn start_sandbox(config: &mut Config, args: &ServeArgs) -> anyhow::Result<
                 token_file: None,
                 sha256: None,
             }],
+            ..CredentialsConfig::default()
         },
         sites: vec![SiteConfig {
             base_url: url::Url::parse(&emulator_url)?,

@@ -20,6 +20,12 @@ use url::Url;
 use crate::partner::Access;
 use crate::secret::Secret;
 
+mod security;
+pub use security::{
+    credential_name, parse_proxy, AdminConfig, BasicCredentialConfig, HttpConfig, JwtConfig,
+    OAuthClientConfig, OAuthConfig, RateLimitConfig, TlsConfig, MIN_HMAC_SECRET,
+};
+
 /// The prefix of every environment variable the bridge reads.
 pub const ENV_PREFIX: &str = "SCIM_BRIDGE_";
 
@@ -48,6 +54,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub store: StoreConfig,
     pub log: LogConfig,
+    /// Limits, rate limits, trusted proxies and TLS of the SCIM listener.
+    pub http: HttpConfig,
+    /// The admin credential (admin endpoints are off without one).
+    pub admin: AdminConfig,
     /// Membership engine, request waits, partner client tunables.
     pub bridge: crate::bridge::BridgeOptions,
     /// Tenants; when empty, the single-tenant shorthand below describes one.
@@ -78,6 +88,27 @@ pub struct Config {
     pub deprovision: Option<DeprovisionPolicy>,
     pub email_change: Option<EmailChangePolicy>,
     pub dry_run: Option<bool>,
+    /// HTTP Basic credential of the single tenant (`SCIM_BRIDGE_BASIC__USERNAME`, ...).
+    pub basic: Option<BasicCredentialConfig>,
+    /// Bearer JWTs accepted by the single tenant (`SCIM_BRIDGE_JWT__ISSUER`, ...).
+    pub jwt: Option<JwtConfig>,
+    /// OAuth token endpoint of the single tenant (`SCIM_BRIDGE_OAUTH__SIGNING_KEY`, ...).
+    pub oauth: Option<OAuthShorthand>,
+}
+
+/// The single tenant's OAuth token endpoint with one client, for environment-only deployments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthShorthand {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub client_secret_sha256: Option<String>,
+    pub signing_key: Option<Secret>,
+    pub signing_key_file: Option<PathBuf>,
+    pub token_ttl_s: Option<u64>,
 }
 
 impl Default for Config {
@@ -89,6 +120,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            http: HttpConfig::default(),
+            admin: AdminConfig::default(),
             bridge: crate::bridge::BridgeOptions::default(),
             tenants: Vec::new(),
             partner_base_url: None,
@@ -104,6 +137,9 @@ impl Default for Config {
             deprovision: None,
             email_change: None,
             dry_run: None,
+            basic: None,
+            jwt: None,
+            oauth: None,
         }
     }
 }
@@ -221,6 +257,22 @@ impl Default for TenantConfig {
 pub struct CredentialsConfig {
     /// Static bearer tokens; several at once allow rotation.
     pub bearer_tokens: Vec<BearerTokenConfig>,
+    /// HTTP Basic user names with Argon2 password hashes.
+    pub basic: Vec<BasicCredentialConfig>,
+    /// Bearer JWTs from an outside issuer (an authorization server, Entra ID).
+    pub jwt: Vec<JwtConfig>,
+    /// The tenant's own client-credentials token endpoint.
+    pub oauth: Option<OAuthConfig>,
+}
+
+impl CredentialsConfig {
+    /// True when the tenant accepts no credential at all.
+    pub fn is_empty(&self) -> bool {
+        self.bearer_tokens.is_empty()
+            && self.basic.is_empty()
+            && self.jwt.is_empty()
+            && self.oauth.is_none()
+    }
 }
 
 /// One static bearer token: the token itself, a file holding it, or its SHA-256.
@@ -375,7 +427,40 @@ impl Config {
             "store.url",
             &mut errors,
         );
+        security::resolve_admin(&mut self.admin, &mut errors);
+        if let Some(b) = &mut self.basic {
+            resolve_secret(
+                &mut b.password_hash,
+                &b.password_hash_file,
+                "basic.password_hash",
+                &mut errors,
+            );
+        }
+        if let Some(j) = &mut self.jwt {
+            resolve_secret(
+                &mut j.hs256_secret,
+                &j.hs256_secret_file,
+                "jwt.hs256_secret",
+                &mut errors,
+            );
+        }
+        if let Some(o) = &mut self.oauth {
+            resolve_secret(
+                &mut o.signing_key,
+                &o.signing_key_file,
+                "oauth.signing_key",
+                &mut errors,
+            );
+            resolve_secret(
+                &mut o.client_secret,
+                &o.client_secret_file,
+                "oauth.client_secret",
+                &mut errors,
+            );
+        }
         for (ti, t) in self.tenants.iter_mut().enumerate() {
+            let at = format!("tenants[{ti}].credentials");
+            security::resolve_credentials(&at, &mut t.credentials, &mut errors);
             for (si, s) in t.sites.iter_mut().enumerate() {
                 let name = format!("tenants[{ti}].sites[{si}].api_key");
                 resolve_secret(&mut s.api_key, &s.api_key_file, &name, &mut errors);
@@ -396,6 +481,9 @@ impl Config {
     fn fold_shorthand(&mut self) {
         let any = self.site_name.is_some()
             || self.api_key.is_some()
+            || self.basic.is_some()
+            || self.jwt.is_some()
+            || self.oauth.is_some()
             || self.bearer_token.is_some()
             || self.bearer_token_sha256.is_some()
             || self.partner_base_url.is_some()
@@ -416,6 +504,31 @@ impl Config {
                 token: self.bearer_token.clone(),
                 token_file: None,
                 sha256: self.bearer_token_sha256.clone(),
+            });
+        }
+        if let Some(b) = &self.basic {
+            let mut b = b.clone();
+            b.password_hash_file = None;
+            tenant.credentials.basic.push(b);
+        }
+        if let Some(j) = &self.jwt {
+            let mut j = j.clone();
+            j.hs256_secret_file = None;
+            j.apply_entra_defaults();
+            tenant.credentials.jwt.push(j);
+        }
+        if let Some(o) = &self.oauth {
+            tenant.credentials.oauth = Some(OAuthConfig {
+                clients: vec![OAuthClientConfig {
+                    name: "oauth".into(),
+                    client_id: o.client_id.clone().unwrap_or_default(),
+                    client_secret: o.client_secret.clone(),
+                    client_secret_file: None,
+                    client_secret_sha256: o.client_secret_sha256.clone(),
+                }],
+                signing_key: o.signing_key.clone(),
+                signing_key_file: None,
+                token_ttl_s: o.token_ttl_s.unwrap_or(OAuthConfig::default().token_ttl_s),
             });
         }
         tenant.sites.push(SiteConfig {
@@ -472,6 +585,8 @@ impl Config {
                 );
             }
         }
+        security::validate_http(&self.http, &mut err);
+        security::validate_tokens("admin.bearer_tokens", &self.admin.bearer_tokens, &mut err);
         let mut names = std::collections::HashSet::new();
         let mut paths = std::collections::HashSet::new();
         for (ti, t) in self.tenants.iter().enumerate() {
@@ -489,27 +604,18 @@ impl Config {
             } else if !paths.insert(t.base_path.to_ascii_lowercase()) {
                 err(at("base_path"), "another tenant has the same base path");
             }
-            if t.credentials.bearer_tokens.is_empty() {
+            if t.credentials.is_empty() {
                 err(
-                    at("credentials.bearer_tokens"),
-                    "no credential configured: set bearer_token (SCIM_BRIDGE_BEARER_TOKEN) or add a token",
+                    at("credentials"),
+                    "no credential configured: set bearer_token (SCIM_BRIDGE_BEARER_TOKEN) or add a token, Basic, JWT or OAuth credential",
                 );
             }
-            for (ki, k) in t.credentials.bearer_tokens.iter().enumerate() {
-                let kat = |f: &str| at(&format!("credentials.bearer_tokens[{ki}].{f}"));
-                match (&k.token, &k.sha256) {
-                    (None, None) => err(kat("token"), "set token, token_file or sha256"),
-                    (Some(_), Some(_)) => err(kat("token"), "set either token or sha256, not both"),
-                    (Some(tok), None) if tok.expose().len() < 16 => err(
-                        kat("token"),
-                        "too short: use at least 16 characters (scim-bridge token new)",
-                    ),
-                    (None, Some(h)) if parse_sha256_hex(h).is_none() => {
-                        err(kat("sha256"), "must be 64 hexadecimal characters")
-                    }
-                    _ => {}
-                }
-            }
+            security::validate_tokens(
+                &at("credentials.bearer_tokens"),
+                &t.credentials.bearer_tokens,
+                &mut err,
+            );
+            security::validate_credentials(&at("credentials"), &t.credentials, &mut err);
             if t.sites.is_empty() {
                 err(at("sites"), "at least one partner site is required");
             }
@@ -575,24 +681,24 @@ impl TenantConfig {
 
     /// The SHA-256 of every accepted bearer token, with the credential's name.
     pub fn token_hashes(&self) -> Vec<(String, [u8; 32])> {
-        self.credentials
-            .bearer_tokens
-            .iter()
-            .enumerate()
-            .filter_map(|(i, k)| {
-                let name = if k.name.is_empty() {
-                    format!("token-{i}")
-                } else {
-                    k.name.clone()
-                };
-                match (&k.token, &k.sha256) {
-                    (Some(t), _) => Some((name, sha256(t.expose()))),
-                    (None, Some(h)) => parse_sha256_hex(h).map(|h| (name, h)),
-                    _ => None,
-                }
-            })
-            .collect()
+        token_hashes(&self.credentials.bearer_tokens)
     }
+}
+
+/// The SHA-256 of every token of a list, with the credential's name.
+pub fn token_hashes(tokens: &[BearerTokenConfig]) -> Vec<(String, [u8; 32])> {
+    tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| {
+            let name = credential_name(&k.name, "token", i);
+            match (&k.token, &k.sha256) {
+                (Some(t), _) => Some((name, sha256(t.expose()))),
+                (None, Some(h)) => parse_sha256_hex(h).map(|h| (name, h)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// SHA-256 of a token.
@@ -844,6 +950,47 @@ mod lenient {
     pub fn any_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         d.deserialize_any(StringVisitor)
     }
+
+    struct ListVisitor;
+
+    impl<'de> Visitor<'de> for ListVisitor {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Vec<String>, E> {
+            Ok(vec![v])
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Vec<String>, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<String>, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<Lenient>()? {
+                out.push(s.0);
+            }
+            Ok(out)
+        }
+    }
+
+    struct Lenient(String);
+
+    impl<'de> serde::Deserialize<'de> for Lenient {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(StringVisitor).map(Lenient)
+        }
+    }
+
+    /// A list of strings, or one string standing for a list of one.
+    pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        d.deserialize_any(ListVisitor)
+    }
 }
 
 pub(crate) use lenient::any_string as lenient_string;
@@ -944,7 +1091,7 @@ mod tests {
         assert!(text.contains("tenants[0].sites[0].api_key"), "{text}");
         assert!(text.contains("tenants[0].invited_by_email"), "{text}");
         assert!(
-            text.contains("tenants[0].credentials.bearer_tokens"),
+            text.contains("tenants[0].credentials: no credential"),
             "{text}"
         );
     }
