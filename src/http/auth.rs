@@ -3,6 +3,8 @@
 //! how much of one, matched). Failures answer 401 with a SCIM body and `WWW-Authenticate`, and
 //! say nothing about which part of the credential was wrong.
 
+pub mod jwt;
+
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod query;
 pub mod resources;
 pub mod search;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

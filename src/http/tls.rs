@@ -1,0 +1,1 @@
+//! The bridge's own HTTPS listener (rustls), for deployments without a reverse proxy.
