@@ -77,9 +77,31 @@ pub enum Command {
     /// groups created, drifted users converged by the membership engine). Exits 0 when in sync
     /// or repaired, 3 when drift was found and not repaired.
     Reconcile(ReconcileArgs),
-    /// Bearer token helpers.
+    /// Credential helpers: bearer tokens, Basic passwords, OAuth clients, admin tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the audit log (newest first): every write with its credential, client address,
+    /// request id, outcome and partner calls.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only entries since this time: RFC 3339 (2026-11-28T10:00:00Z) or an age (30m, 2h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this resource: an id, or a type (Users, Groups, Bulk).
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Most entries to print.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -119,10 +141,23 @@ pub struct ReconcileArgs {
 pub enum TokenCommand {
     /// Print a fresh random bearer token, its SHA-256, and the lines to put in the
     /// configuration (only the hash needs to be stored).
+    ///
+    /// With --basic USER: a random password for HTTP Basic and its Argon2 hash. With
+    /// --oauth-client ID: a client secret for the OAuth token endpoint and a signing key. With
+    /// --admin: a token for the admin endpoints.
     New {
         /// Name of the credential, shown in logs and the audit log.
         #[arg(long, default_value = "idp")]
         name: String,
+        /// Make HTTP Basic credentials for this user name.
+        #[arg(long, value_name = "USER", conflicts_with_all = ["oauth_client", "admin"])]
+        basic: Option<String>,
+        /// Make an OAuth client secret for this client id.
+        #[arg(long, value_name = "CLIENT_ID", conflicts_with = "admin")]
+        oauth_client: Option<String>,
+        /// Make an admin token.
+        #[arg(long)]
+        admin: bool,
     },
 }
 
@@ -144,10 +179,27 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig => check_config(cli.config),
         Command::Migrate => migrate(cli.config, cli.log_format).await,
         Command::Reconcile(args) => reconcile(cli.config, cli.log_format, args).await,
-        Command::Token(TokenCommand::New { name }) => {
-            token_new(&name);
-            ExitCode::SUCCESS
-        }
+        Command::Token(TokenCommand::New {
+            name,
+            basic,
+            oauth_client,
+            admin,
+        }) => match (basic, oauth_client) {
+            (Some(user), _) => basic_new(&name, &user),
+            (None, Some(client)) => {
+                oauth_client_new(&name, &client);
+                ExitCode::SUCCESS
+            }
+            (None, None) if admin => {
+                admin_token_new();
+                ExitCode::SUCCESS
+            }
+            (None, None) => {
+                token_new(&name);
+                ExitCode::SUCCESS
+            }
+        },
+        Command::Audit(args) => audit(cli.config, cli.log_format, args).await,
     }
 }
 
@@ -173,6 +225,11 @@ fn init_logging(format: Option<LogFormat>, config: Option<&Config>) {
 fn check_config(path: Option<PathBuf>) -> ExitCode {
     match load(path) {
         Ok(config) => {
+            // Key files of JWT credentials are read as `serve` would.
+            if let Err(e) = AppState::from_config(&config) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "# effective configuration (secrets shown as ***)");
             if config.is_unconfigured() {
@@ -193,6 +250,160 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn basic_new(name: &str, user: &str) -> ExitCode {
+    if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+        eprintln!(
+            "error: --basic: the user name must be non-empty, without ':' or control characters"
+        );
+        return ExitCode::from(2);
+    }
+    let password = random_token();
+    let hash = match crate::http::auth::basic::hash_password(&password) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("username: {user}");
+    println!("password: {password}");
+    println!("argon2:   {hash}");
+    println!();
+    println!("Give the user name and password to the identity provider; store only the hash:");
+    println!("  environment (single tenant): SCIM_BRIDGE_BASIC__USERNAME={user}");
+    println!("                               SCIM_BRIDGE_BASIC__PASSWORD_HASH='{hash}'");
+    println!("  configuration file:");
+    println!("    [[tenants.credentials.basic]]");
+    println!("    name = \"{name}\"");
+    println!("    username = \"{user}\"");
+    println!("    password_hash = \"{hash}\"");
+    ExitCode::SUCCESS
+}
+
+fn oauth_client_new(name: &str, client: &str) {
+    let secret = random_token();
+    let hash = hex::encode(crate::config::sha256(&secret));
+    let signing_key = random_token();
+    println!("client_id:     {client}");
+    println!("client_secret: {secret}");
+    println!("sha256:        {hash}");
+    println!(
+        "signing_key:   {signing_key}   (one per tenant, shared by all replicas; keep it secret)"
+    );
+    println!();
+    println!("Give the client id and secret to the identity provider, with the token URL");
+    println!("<public base URL><tenant base path>/oauth/token; store only the hash:");
+    println!("  environment (single tenant): SCIM_BRIDGE_OAUTH__CLIENT_ID={client}");
+    println!("                               SCIM_BRIDGE_OAUTH__CLIENT_SECRET_SHA256={hash}");
+    println!("                               SCIM_BRIDGE_OAUTH__SIGNING_KEY_FILE=/run/secrets/oauth-signing-key");
+    println!("  configuration file:");
+    println!("    [tenants.credentials.oauth]");
+    println!("    signing_key_file = \"/run/secrets/oauth-signing-key\"");
+    println!("    [[tenants.credentials.oauth.clients]]");
+    println!("    name = \"{name}\"");
+    println!("    client_id = \"{client}\"");
+    println!("    client_secret_sha256 = \"{hash}\"");
+}
+
+fn admin_token_new() {
+    let token = random_token();
+    let hash = hex::encode(crate::config::sha256(&token));
+    println!("token:  {token}");
+    println!("sha256: {hash}");
+    println!();
+    println!("Use it as `Authorization: Bearer <token>` on /admin/...; store only the hash:");
+    println!("  environment: SCIM_BRIDGE_ADMIN__TOKEN_SHA256={hash}");
+    println!("  configuration file:");
+    println!("    [admin]");
+    println!("    token_sha256 = \"{hash}\"");
+}
+
+async fn audit(path: Option<PathBuf>, log_format: Option<LogFormat>, args: AuditArgs) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(log_format, Some(&config));
+    let mut query = crate::store::AuditQuery {
+        tenant: args.tenant.clone(),
+        since_ms: None,
+        resource: args.resource.clone(),
+        limit: args.limit.clamp(1, crate::http::admin::MAX_AUDIT_ENTRIES),
+    };
+    if let Some(s) = &args.since {
+        match crate::store::AuditQuery::parse_since(s, crate::bridge::now_ms()) {
+            Ok(ms) => query.since_ms = Some(ms),
+            Err(e) => {
+                eprintln!("error: --since: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let entries = match store.search_audit(&query).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot read the audit log: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for e in &entries {
+        let j = crate::store::audit_entry_json(e);
+        if args.json {
+            let _ = writeln!(out, "{j}");
+        } else {
+            let calls = e
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                .and_then(|d| d.get("partner_calls").cloned())
+                .and_then(|c| c.as_array().cloned())
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{}:{}={}",
+                                c["site"].as_str().unwrap_or(""),
+                                c["call"].as_str().unwrap_or(""),
+                                c["outcome"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{}  {}  {} {} {}  {}  credential={} client={} request={}  {}",
+                j["at"].as_str().unwrap_or(""),
+                e.tenant,
+                e.operation,
+                e.resource_type,
+                e.resource_id.as_deref().unwrap_or("-"),
+                e.status,
+                e.credential,
+                if e.client.is_empty() { "-" } else { &e.client },
+                if e.request_id.is_empty() {
+                    "-"
+                } else {
+                    &e.request_id
+                },
+                calls
+            );
+        }
+    }
+    if !args.json {
+        let _ = writeln!(out, "# {} entries", entries.len());
+    }
+    store.close().await;
+    ExitCode::SUCCESS
 }
 
 fn token_new(name: &str) {
@@ -264,7 +475,13 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
             return ExitCode::FAILURE;
         }
     };
-    let state = AppState::from_config(&config).with_bridge(bridge.clone());
+    let state = match AppState::from_config(&config) {
+        Ok(s) => s.with_bridge(bridge.clone()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let reconciler = bridge.start_reconciler();
     if let Some(s) = &sandbox {
         print_sandbox_banner(&config, s);

@@ -398,6 +398,7 @@ impl Config {
     pub fn public_base(&self) -> String {
         match &self.public_base_url {
             Some(u) => u.as_str().trim_end_matches('/').to_owned(),
+            None if self.http.tls.is_some() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }

@@ -27,8 +27,9 @@ use super::{now_ms, BridgeOptions, Site, Tenant};
 use crate::config::DeprovisionPolicy;
 use crate::partner::client::{NewUser, UserUpdate};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::partner::record::{calls_detail, recording, CallRecorder};
 use crate::scim::resource::UserView;
-use crate::store::{OutboxItem, OutboxMark, Store, StoreError};
+use crate::store::{AuditEntry, OutboxItem, OutboxMark, Store, StoreError};
 
 /// Why converging one (site, user) failed; the row is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -208,8 +209,27 @@ impl Engine {
         );
         let _enter = span.enter();
         drop(_enter);
-        let result = self.converge(&item).await;
+        let recorder = CallRecorder::default();
+        let result = recording(recorder.clone(), self.converge(&item)).await;
         let store = &self.inner.store;
+        let calls = recorder.calls();
+        if !calls.is_empty() {
+            // The engine's own partner calls, in the audit log beside the requests that
+            // caused them (same tenant and user id).
+            let entry = AuditEntry {
+                at_ms: now_ms(),
+                tenant: item.tenant.clone(),
+                credential: "membership-engine".into(),
+                client: String::new(),
+                request_id: String::new(),
+                operation: "CONVERGE".into(),
+                resource_type: "Users".into(),
+                resource_id: Some(item.user_id.clone()),
+                status: if result.is_ok() { 200 } else { 503 },
+                detail: calls_detail(&calls),
+            };
+            store.record_audit(&entry).await;
+        }
         let outcome = match result {
             Ok(c) => {
                 tracing::debug!(parent: &span, outcome = ?c, "converged");

@@ -22,19 +22,20 @@ pub struct ListRequest {
     pub sort_order: SortOrder,
     pub paging: Paging,
     pub projection: Projection,
+    /// Length and depth limits of the filter.
+    pub filter_limits: FilterLimits,
 }
 
-/// Filter limits of every list request.
-pub const FILTER_LIMITS: FilterLimits = FilterLimits {
-    max_len: 4096,
-    max_depth: 32,
-};
-
-fn parse(rt: &ResourceType, filter: Option<&str>) -> BridgeResult<Option<(Filter, IndexPlan)>> {
-    let Some(text) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
+fn parse(rt: &ResourceType, req: &ListRequest) -> BridgeResult<Option<(Filter, IndexPlan)>> {
+    let Some(text) = req
+        .filter
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    else {
         return Ok(None);
     };
-    let f = parse_filter(text, &FILTER_LIMITS)?;
+    let f = parse_filter(text, &req.filter_limits)?;
     f.validate(rt)?;
     let plan = f.index_plan(rt);
     Ok(Some((f, plan)))
@@ -90,7 +91,7 @@ pub async fn list_users(
 ) -> BridgeResult<Value> {
     let rt = &USER_RESOURCE;
     let tenant = scope.tenant.name();
-    let parsed = parse(rt, req.filter.as_deref())?;
+    let parsed = parse(rt, req)?;
     let sort = sort_ref(rt, req)?;
     let with_groups = needs(
         rt,
@@ -182,7 +183,7 @@ pub async fn list_groups(
 ) -> BridgeResult<Value> {
     let rt = &GROUP_RESOURCE;
     let tenant = scope.tenant.name();
-    let parsed = parse(rt, req.filter.as_deref())?;
+    let parsed = parse(rt, req)?;
     let sort = sort_ref(rt, req)?;
     let with_members = needs(
         rt,

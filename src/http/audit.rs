@@ -1,18 +1,21 @@
 //! The audit log of writes: every POST, PUT, PATCH and DELETE under a tenant is recorded after
 //! it is answered: when, which tenant, which credential (its configured name, never the
-//! secret), the client address, the request id, the operation, the resource and the status.
+//! secret), the client address, the request id, the operation, the resource, the status, and
+//! the partner calls the request made itself (`detail.partner_calls`; the membership engine
+//! records the calls it makes afterwards as entries of its own). Each entry is also one
+//! structured log line (target `audit`).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::auth::Principal;
+use super::forwarded::ClientAddr;
 use super::resources::ResourceState;
 use super::REQUEST_ID;
 use crate::bridge::now_ms;
+use crate::partner::record::{calls_detail, recording, CallRecorder};
 use crate::store::AuditEntry;
 
 /// Middleware: records writes; reads pass through untouched.
@@ -32,8 +35,8 @@ pub async fn record(State(s): State<ResourceState>, request: Request, next: Next
         .unwrap_or_default();
     let client = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .get::<ClientAddr>()
+        .map(|c| c.0.to_string())
         .unwrap_or_default();
     let request_id = request
         .headers()
@@ -41,7 +44,8 @@ pub async fn record(State(s): State<ResourceState>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let response = next.run(request).await;
+    let recorder = CallRecorder::default();
+    let response = recording(recorder.clone(), next.run(request)).await;
     // The resource: the path's id, or the Location of a created one.
     let mut segments = path.rsplit('/');
     let last = segments.next().unwrap_or_default().to_owned();
@@ -67,10 +71,8 @@ pub async fn record(State(s): State<ResourceState>, request: Request, next: Next
         resource_type,
         resource_id,
         status: response.status().as_u16(),
-        detail: None,
+        detail: calls_detail(&recorder.calls()),
     };
-    if let Err(e) = s.bridge.store.append_audit(&entry).await {
-        tracing::warn!(error = %e, "cannot write the audit log");
-    }
+    s.bridge.store.record_audit(&entry).await;
     response
 }

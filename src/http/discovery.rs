@@ -31,23 +31,34 @@ pub fn routes() -> Router<TenantState> {
         .route("/Me/{*rest}", any(me))
 }
 
-/// What the bridge supports, with the limits it enforces. The bulk payload advertised is never
-/// more than the body limit, which applies to `/Bulk` too.
-pub fn capabilities(limits: &HttpLimits) -> Capabilities {
+/// What the bridge supports, with the limits it enforces and the credential types the tenant
+/// accepts (`basic`: HTTP Basic besides bearer tokens).
+pub fn capabilities(limits: &HttpLimits, basic: bool) -> Capabilities {
+    let mut auth_schemes = vec![AuthScheme {
+        kind: AuthSchemeKind::OAuthBearerToken,
+        name: "OAuth Bearer Token".into(),
+        description: "A bearer token in the Authorization header: a static token, a JWT from \
+                      the configured issuer, or a token from this tenant's /oauth/token endpoint."
+            .into(),
+        primary: true,
+    }];
+    if basic {
+        auth_schemes.push(AuthScheme {
+            kind: AuthSchemeKind::HttpBasic,
+            name: "HTTP Basic".into(),
+            description: "A user name and password (RFC 7617).".into(),
+            primary: false,
+        });
+    }
     Capabilities {
         patch: true,
         bulk_max_operations: limits.bulk_max_operations,
-        bulk_max_payload_size: limits.bulk_max_payload_bytes.min(limits.max_body_bytes),
+        bulk_max_payload_size: limits.bulk_max_payload_bytes,
         filter_max_results: limits.max_results,
         change_password: false,
         sort: true,
         etag: true,
-        auth_schemes: vec![AuthScheme {
-            kind: AuthSchemeKind::OAuthBearerToken,
-            name: "OAuth Bearer Token".into(),
-            description: "A static bearer token in the Authorization header.".into(),
-            primary: true,
-        }],
+        auth_schemes,
         documentation_uri: None,
     }
 }
@@ -68,7 +79,10 @@ pub async fn service_provider_config(
 ) -> Result<ScimJson, ApiError> {
     refuse_filter(query.as_deref())?;
     let location = format!("{}/ServiceProviderConfig", tenant.base_url);
-    let doc = discovery::service_provider_config(&capabilities(&tenant.limits), &location);
+    let doc = discovery::service_provider_config(
+        &capabilities(&tenant.limits, tenant.auth.accepts_basic()),
+        &location,
+    );
     Ok(ScimJson(StatusCode::OK, doc))
 }
 
@@ -139,8 +153,8 @@ mod tests {
             max_results: 42,
             ..HttpLimits::default()
         };
-        let caps = capabilities(&limits);
-        assert_eq!(caps.bulk_max_payload_size, 1000);
+        let caps = capabilities(&limits, false);
+        assert_eq!(caps.bulk_max_payload_size, 5000);
         assert_eq!(caps.bulk_max_operations, 7);
         assert_eq!(caps.filter_max_results, 42);
         assert!(caps.patch && caps.sort && caps.etag && !caps.change_password);

@@ -1,11 +1,13 @@
 //! The HTTP surface (axum): the router, the middleware stack, authentication, SCIM JSON in and
 //! out, and thin handlers. Handlers hold no logic: they extract, call one function, respond.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod discovery;
 pub mod error;
 pub mod extract;
+pub mod forwarded;
 pub mod query;
 pub mod resources;
 pub mod search;
@@ -29,7 +31,8 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::config::{Config, TenantConfig};
+use crate::config::{Config, HttpConfig, TenantConfig};
+use crate::scim::filter::FilterLimits;
 use crate::scim::ScimError;
 
 pub use error::{ApiError, ScimJson, SCIM_CONTENT_TYPE};
@@ -41,28 +44,64 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// enforced where it applies.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
-    /// Largest request body; larger ones are answered 413 while they are read.
+    /// Largest request body outside `/Bulk`; larger ones are answered 413 while they are read.
     pub max_body_bytes: usize,
+    /// Largest total size of the request headers (431 above it).
+    pub max_header_bytes: usize,
     pub request_timeout: Duration,
     /// Most operations in one `/Bulk` request (`bulk.maxOperations`).
     pub bulk_max_operations: usize,
-    /// Largest `/Bulk` body (`bulk.maxPayloadSize`); advertised as at most `max_body_bytes`.
+    /// Largest `/Bulk` body (`bulk.maxPayloadSize`).
     pub bulk_max_payload_bytes: usize,
     /// Most resources in one page (`filter.maxResults`); a larger `count` is cut to it.
     pub max_results: usize,
     /// Page size when a list request gives no `count`.
     pub default_count: usize,
+    /// Length and depth limits of filters.
+    pub filter: FilterLimits,
+}
+
+impl HttpLimits {
+    /// The limits `[http]` configures.
+    pub fn from_config(c: &HttpConfig) -> Self {
+        Self {
+            max_body_bytes: c.max_body_bytes,
+            max_header_bytes: c.max_header_bytes,
+            request_timeout: Duration::from_secs(c.request_timeout_s),
+            bulk_max_operations: c.bulk_max_operations,
+            bulk_max_payload_bytes: c.bulk_max_payload_bytes,
+            max_results: c.max_results,
+            default_count: c.default_count,
+            filter: FilterLimits {
+                max_len: c.filter_max_length,
+                max_depth: c.filter_max_depth,
+            },
+        }
+    }
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
+        Self::from_config(&HttpConfig::default())
+    }
+}
+
+/// Protections shared by every tenant of one server.
+#[derive(Debug)]
+pub struct Guard {
+    /// Failed authentications per client address (tenant endpoints, token endpoints, admin).
+    pub auth_failures: Arc<auth::throttle::AuthFailureThrottle>,
+    /// Whose `X-Forwarded-For` is believed.
+    pub proxies: forwarded::TrustedProxies,
+}
+
+impl Guard {
+    pub fn from_config(http: &HttpConfig) -> Self {
         Self {
-            max_body_bytes: 1024 * 1024,
-            request_timeout: Duration::from_secs(55),
-            bulk_max_operations: 1000,
-            bulk_max_payload_bytes: 1024 * 1024,
-            max_results: 1000,
-            default_count: 100,
+            auth_failures: Arc::new(auth::throttle::AuthFailureThrottle::new(
+                &http.auth_failure_limit,
+            )),
+            proxies: forwarded::TrustedProxies::new(&http.trusted_proxies),
         }
     }
 }
@@ -74,22 +113,53 @@ pub struct TenantState {
     pub base_path: String,
     /// Public base URL of the tenant's SCIM endpoint (no trailing slash).
     pub base_url: String,
-    /// `(credential name, SHA-256 of the token)`.
-    pub tokens: Arc<[(String, [u8; 32])]>,
+    /// Every credential the tenant accepts.
+    pub auth: Arc<auth::Authenticator>,
+    /// The tenant's inbound request budget (`None`: unlimited).
+    pub rate: Option<Arc<auth::throttle::TenantLimiter>>,
+    /// The OAuth token endpoint, when the tenant has one.
+    pub token: Option<auth::token::TokenEndpoint>,
+    pub guard: Arc<Guard>,
     /// The HTTP limits; [`app`] sets them to [`AppState::limits`].
     pub limits: Arc<HttpLimits>,
 }
 
 impl TenantState {
-    /// Builds the tenant's state from its configuration and the public base URL.
-    pub fn new(config: &TenantConfig, public_base: &str) -> Self {
-        Self {
+    /// Builds the tenant's state from its configuration and the public base URL, with the
+    /// default `[http]` settings.
+    pub fn new(config: &TenantConfig, public_base: &str) -> Result<Self, String> {
+        let http = HttpConfig::default();
+        Self::build(
+            config,
+            public_base,
+            &http,
+            Arc::new(Guard::from_config(&http)),
+        )
+    }
+
+    /// Builds the tenant's state under the server's `[http]` settings and shared guard.
+    pub fn build(
+        config: &TenantConfig,
+        public_base: &str,
+        http: &HttpConfig,
+        guard: Arc<Guard>,
+    ) -> Result<Self, String> {
+        let base_url = format!("{public_base}{}", config.base_path);
+        Ok(Self {
             name: config.name.clone(),
             base_path: config.base_path.clone(),
-            base_url: format!("{public_base}{}", config.base_path),
-            tokens: config.token_hashes().into(),
-            limits: Arc::new(HttpLimits::default()),
-        }
+            auth: Arc::new(auth::Authenticator::from_config(config, &base_url)?),
+            rate: auth::throttle::TenantLimiter::new(&http.rate_limit).map(Arc::new),
+            token: auth::token::TokenEndpoint::new(
+                &config.name,
+                &base_url,
+                config.credentials.oauth.as_ref(),
+                guard.auth_failures.clone(),
+            ),
+            guard,
+            base_url,
+            limits: Arc::new(HttpLimits::from_config(http)),
+        })
     }
 
     /// The same tenant under other limits.
@@ -104,22 +174,46 @@ impl TenantState {
 pub struct AppState {
     pub tenants: Arc<[TenantState]>,
     pub limits: HttpLimits,
+    pub guard: Arc<Guard>,
+    /// Admin bearer tokens `(name, SHA-256)`; the admin endpoints are off when empty.
+    pub admin_tokens: Arc<[(String, [u8; 32])]>,
     /// The bridge serving `/Users` and `/Groups`; without it only discovery is served (tests
     /// of the HTTP layer alone).
     pub bridge: Option<crate::bridge::Bridge>,
 }
 
 impl AppState {
-    /// Builds the state of every configured tenant.
-    pub fn from_config(config: &Config) -> Self {
+    /// Builds the state of every configured tenant. Fails when a credential's key file
+    /// cannot be used (the message names the setting).
+    pub fn from_config(config: &Config) -> Result<Self, String> {
         let base = config.public_base();
-        Self {
+        let guard = Arc::new(Guard::from_config(&config.http));
+        Ok(Self {
             tenants: config
                 .tenants
                 .iter()
-                .map(|t| TenantState::new(t, &base))
-                .collect(),
-            limits: HttpLimits::default(),
+                .map(|t| TenantState::build(t, &base, &config.http, guard.clone()))
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
+            limits: HttpLimits::from_config(&config.http),
+            guard,
+            admin_tokens: crate::config::token_hashes(&config.admin.bearer_tokens).into(),
+            bridge: None,
+        })
+    }
+
+    /// Tenants with the default `[http]` settings and no admin endpoint (tests of the HTTP
+    /// layer alone).
+    pub fn with_tenants(tenants: Vec<TenantState>, limits: HttpLimits) -> Self {
+        let guard = tenants
+            .first()
+            .map(|t| t.guard.clone())
+            .unwrap_or_else(|| Arc::new(Guard::from_config(&HttpConfig::default())));
+        Self {
+            tenants: tenants.into(),
+            limits,
+            guard,
+            admin_tokens: Arc::from(Vec::new()),
             bridge: None,
         }
     }
@@ -149,9 +243,25 @@ pub fn app(state: AppState) -> Router {
                 bridge: b.clone(),
             })
         });
+        if let Some(token) = tenant.token.clone() {
+            router = router.nest(&path, token.routes());
+        }
         router = router.nest(&path, tenant_router(tenant, runtime));
     }
+    if !state.admin_tokens.is_empty() {
+        if let Some(bridge) = &state.bridge {
+            router = router.nest(
+                "/admin",
+                admin::routes(admin::AdminState {
+                    tokens: state.admin_tokens.clone(),
+                    guard: state.guard.clone(),
+                    store: bridge.store.clone(),
+                }),
+            );
+        }
+    }
     let limits = &state.limits;
+    let max_header_bytes = limits.max_header_bytes;
     // The middleware stack, outermost first.
     router.fallback(not_found).layer(
         ServiceBuilder::new()
@@ -179,15 +289,26 @@ pub fn app(state: AppState) -> Router {
                     credential = tracing::field::Empty,
                 )
             }))
-            // 4. A deadline for the whole request.
+            // 4. The client address (X-Forwarded-For from trusted proxies only).
+            .layer(axum::middleware::from_fn_with_state(
+                state.guard.proxies.clone(),
+                forwarded::record_client,
+            ))
+            // 5. Oversized headers are refused before anything reads them.
+            .layer(axum::middleware::from_fn(
+                move |req: Request, next: axum::middleware::Next| {
+                    header_limit(max_header_bytes, req, next)
+                },
+            ))
+            // 6. A deadline for the whole request.
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,
                 limits.request_timeout,
             ))
-            // 5. Bodies over the limit are refused while they are read (the SCIM body
+            // 7. Bodies over the limit are refused while they are read (the SCIM body
             //    extractor answers 413 with a SCIM error).
             .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-            // 6. A panic becomes a 500 SCIM error instead of a dropped connection.
+            // 8. A panic becomes a 500 SCIM error instead of a dropped connection.
             .layer(CatchPanicLayer::custom(|_| {
                 ScimError::internal("internal error").into_response()
             })),
@@ -199,7 +320,7 @@ fn tenant_router(tenant: TenantState, resources: Option<resources::ResourceState
     let mut router: Router = discovery::routes().with_state(tenant.clone());
     if let Some(rs) = resources {
         let writes: Router = resources::routes()
-            .merge(search::routes())
+            .merge(search::routes(&rs.http.limits))
             .layer(axum::middleware::from_fn_with_state(
                 rs.clone(),
                 audit::record,
@@ -215,6 +336,29 @@ fn tenant_router(tenant: TenantState, resources: Option<resources::ResourceState
             tenant,
             auth::require_auth,
         ))
+}
+
+/// 431 with a SCIM body when the request headers together exceed `max` bytes.
+async fn header_limit(
+    max: usize,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().to_string().len();
+    if size > max {
+        return ScimError::new(
+            431,
+            None,
+            format!("The request line and headers are {size} bytes; the maximum is {max}."),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn healthz() -> impl IntoResponse {

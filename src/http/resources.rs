@@ -78,8 +78,9 @@ pub fn routes() -> Router<ResourceState> {
         )
 }
 
-pub(crate) fn list_request(q: ListQuery) -> ListRequest {
+pub(crate) fn list_request(q: ListQuery, limits: &super::HttpLimits) -> ListRequest {
     ListRequest {
+        filter_limits: limits.filter,
         filter: q.filter,
         sort_by: q.sort_by,
         sort_order: q.sort_order,
@@ -145,7 +146,7 @@ fn version_of(v: &Value) -> Option<i64> {
 // ---- Users -----------------------------------------------------------------------------------
 
 async fn list_users(State(s): State<ResourceState>, q: ListQuery) -> Result<Response, ApiError> {
-    let body = reads::list_users(&s.bridge, s.scope(), &list_request(q)).await?;
+    let body = reads::list_users(&s.bridge, s.scope(), &list_request(q, &s.http.limits)).await?;
     Ok(ScimJson(StatusCode::OK, body).into_response())
 }
 
@@ -154,7 +155,7 @@ async fn search_users(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let q = ListQuery::from_search_body(body, &s.http.limits)?;
-    let body = reads::list_users(&s.bridge, s.scope(), &list_request(q)).await?;
+    let body = reads::list_users(&s.bridge, s.scope(), &list_request(q, &s.http.limits)).await?;
     Ok(ScimJson(StatusCode::OK, body).into_response())
 }
 
@@ -231,7 +232,7 @@ async fn delete_user(
 // ---- Groups ----------------------------------------------------------------------------------
 
 async fn list_groups(State(s): State<ResourceState>, q: ListQuery) -> Result<Response, ApiError> {
-    let body = reads::list_groups(&s.bridge, s.scope(), &list_request(q)).await?;
+    let body = reads::list_groups(&s.bridge, s.scope(), &list_request(q, &s.http.limits)).await?;
     Ok(ScimJson(StatusCode::OK, body).into_response())
 }
 
@@ -240,7 +241,7 @@ async fn search_groups(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let q = ListQuery::from_search_body(body, &s.http.limits)?;
-    let body = reads::list_groups(&s.bridge, s.scope(), &list_request(q)).await?;
+    let body = reads::list_groups(&s.bridge, s.scope(), &list_request(q, &s.http.limits)).await?;
     Ok(ScimJson(StatusCode::OK, body).into_response())
 }
 

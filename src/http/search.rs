@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -13,9 +12,10 @@ use axum::Router;
 use serde_json::Value;
 
 use super::error::{ApiError, ScimJson};
-use super::extract::parse_object;
+use super::extract::ScimBody;
 use super::query::ListQuery;
 use super::resources::{list_request, ResourceState};
+use super::HttpLimits;
 use crate::bridge::users::Scope;
 use crate::bridge::{groups, reads, users, BridgeError};
 use crate::scim::bulk::{
@@ -26,21 +26,29 @@ use crate::scim::list::{list_response, Paging};
 use crate::scim::patch::PatchRequest;
 use crate::scim::ScimError;
 
-pub fn routes() -> Router<ResourceState> {
+pub fn routes(limits: &HttpLimits) -> Router<ResourceState> {
     Router::new()
         .route("/.search", post(search_all))
-        .route("/Bulk", post(bulk))
+        // `/Bulk` has its own body limit (`bulk.maxPayloadSize`): a larger body is refused
+        // while it is read, with a SCIM 413.
+        .route(
+            "/Bulk",
+            post(bulk).layer(DefaultBodyLimit::max(limits.bulk_max_payload_bytes)),
+        )
 }
 
 /// Users then groups, one filter for both; a filter that does not apply to a resource type
 /// (an attribute it does not have) matches none of its resources.
-async fn search_all(State(s): State<ResourceState>, body: Bytes) -> Result<Response, ApiError> {
-    let q = ListQuery::from_search_body(parse_object(&body)?, &s.http.limits)?;
+async fn search_all(
+    State(s): State<ResourceState>,
+    ScimBody(body): ScimBody,
+) -> Result<Response, ApiError> {
+    let q = ListQuery::from_search_body(body, &s.http.limits)?;
     let scope = Scope {
         tenant: &s.tenant,
         base_url: &s.http.base_url,
     };
-    let mut all = list_request(q);
+    let mut all = list_request(q, &s.http.limits);
     let paging = all.paging;
     // Fetch every match of both types (up to the server maximum), then page the union.
     all.paging = Paging::from_numbers(
@@ -86,17 +94,11 @@ async fn search_all(State(s): State<ResourceState>, body: Bytes) -> Result<Respo
 
 /// `POST /Bulk`: operations in dependency order of their `bulkId` references; `failOnErrors`
 /// stops after that many errors. Limits are the advertised ones (413 beyond them).
-async fn bulk(State(s): State<ResourceState>, body: Bytes) -> Result<Response, ApiError> {
+async fn bulk(
+    State(s): State<ResourceState>,
+    ScimBody(value): ScimBody,
+) -> Result<Response, ApiError> {
     let limits = &s.http.limits;
-    let max_payload = limits.bulk_max_payload_bytes.min(limits.max_body_bytes);
-    if body.len() > max_payload {
-        return Err(ScimError::payload_too_large(format!(
-            "The bulk request is {} bytes; the maximum is {max_payload}.",
-            body.len()
-        ))
-        .into());
-    }
-    let value = parse_object(&body)?;
     let request: BulkRequest = serde_json::from_value(value)
         .map_err(|e| ScimError::invalid_syntax(format!("Not a valid BulkRequest: {e}")))?;
     request.validate(limits.bulk_max_operations)?;

@@ -762,6 +762,16 @@ impl PartnerClient {
                 Err(_) => Outcome::Answered,
             };
             inner.circuit.record(admission, outcome, Instant::now());
+            super::record::record(super::record::CallRecord {
+                site: inner.site.clone(),
+                call: call.as_str(),
+                outcome: match &result {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e.kind.to_string(),
+                },
+                status: result.as_ref().err().and_then(|e| e.status),
+                attempts: sent,
+            });
             result.map_err(|mut e| {
                 e.attempts = sent;
                 if e.kind == PartnerErrorKind::Auth {

@@ -2,7 +2,7 @@
 //! Append-only; read newest first.
 
 use super::error::Fail;
-use super::{retrying, AuditEntry, Store, StoreError};
+use super::{retrying, AuditEntry, AuditQuery, Store, StoreError};
 
 #[derive(sqlx::FromRow)]
 struct AuditRecord {
@@ -39,6 +39,27 @@ impl TryFrom<AuditRecord> for AuditEntry {
 }
 
 impl Store {
+    /// Appends one entry to the audit log and emits it as one structured log line (target
+    /// `audit`). A store failure is logged, not returned: the audited work is done already.
+    pub async fn record_audit(&self, entry: &AuditEntry) {
+        tracing::info!(
+            target: "audit",
+            tenant = %entry.tenant,
+            credential = %entry.credential,
+            client = %entry.client,
+            request_id = %entry.request_id,
+            operation = %entry.operation,
+            resource_type = %entry.resource_type,
+            resource_id = entry.resource_id.as_deref().unwrap_or(""),
+            status = entry.status,
+            detail = entry.detail.as_deref().unwrap_or(""),
+            "audit"
+        );
+        if let Err(e) = self.append_audit(entry).await {
+            tracing::warn!(error = %e, "cannot write the audit log");
+        }
+    }
+
     /// Appends one entry to the audit log.
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         retrying(move || async move {
@@ -82,6 +103,31 @@ impl Store {
                 )
                 .bind(tenant)
                 .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+            })?;
+            records.into_iter().map(AuditEntry::try_from).collect()
+        })
+        .await
+    }
+
+    /// Audit entries matching every given condition, newest first: the tenant, entries at or
+    /// after `since_ms`, and a resource (an id, or a type such as `Users`).
+    pub async fn search_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        retrying(move || async move {
+            let records: Vec<AuditRecord> = with_pool!(self, pool => {
+                sqlx::query_as(
+                    "SELECT at_ms, tenant, credential, client, request_id, operation, \
+                     resource_type, resource_id, status, detail FROM audit \
+                     WHERE (CAST($1 AS TEXT) IS NULL OR tenant = $1) \
+                     AND (CAST($2 AS BIGINT) IS NULL OR at_ms >= $2) \
+                     AND (CAST($3 AS TEXT) IS NULL OR resource_id = $3 OR resource_type = $3) \
+                     ORDER BY seq DESC LIMIT $4",
+                )
+                .bind(q.tenant.as_deref())
+                .bind(q.since_ms)
+                .bind(q.resource.as_deref())
+                .bind(i64::from(q.limit))
                 .fetch_all(pool)
                 .await
             })?;

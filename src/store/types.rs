@@ -129,6 +129,71 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub tenant: Option<String>,
+    pub since_ms: Option<i64>,
+    /// A resource id, or a resource type (`Users`, `Groups`, `Bulk`).
+    pub resource: Option<String>,
+    pub limit: u32,
+}
+
+impl AuditQuery {
+    /// `since` as an RFC 3339 time (`2026-11-28T10:00:00Z`) or an age before `now_ms`
+    /// (`90s`, `15m`, `2h`, `7d`), in milliseconds since the epoch.
+    pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
+        let t = text.trim();
+        if let Ok(at) =
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        {
+            return i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+                .map_err(|_| "time out of range".to_owned());
+        }
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (n, unit) = t.split_at(split);
+        let n: i64 = n.parse().map_err(|_| {
+            format!("'{t}' is neither an RFC 3339 time nor an age like 15m, 2h, 7d")
+        })?;
+        let unit_ms = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(format!("'{t}': the unit must be s, m, h or d")),
+        };
+        Ok(now_ms.saturating_sub(n.saturating_mul(unit_ms)))
+    }
+}
+
+/// An audit entry as the admin endpoint and `scim-bridge audit --json` show it: the time in
+/// RFC 3339 and the partner calls as JSON.
+pub fn audit_entry_json(e: &AuditEntry) -> serde_json::Value {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let detail = e
+        .detail
+        .as_deref()
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|_| serde_json::Value::from(d)));
+    serde_json::json!({
+        "at": at,
+        "tenant": e.tenant,
+        "credential": e.credential,
+        "client": e.client,
+        "request_id": e.request_id,
+        "operation": e.operation,
+        "resource_type": e.resource_type,
+        "resource_id": e.resource_id,
+        "status": e.status,
+        "detail": detail,
+    })
+}
+
 /// The columns of [`UserRecord`], in a literal so statements can be built with `concat!`.
 macro_rules! user_columns {
     () => {

@@ -35,17 +35,17 @@ fn tenant_config() -> TenantConfig {
                 token: Some(Secret::new(TOKEN)),
                 ..BearerTokenConfig::default()
             }],
+            ..CredentialsConfig::default()
         },
         ..TenantConfig::default()
     }
 }
 
 fn state(limits: HttpLimits) -> AppState {
-    AppState {
-        tenants: vec![TenantState::new(&tenant_config(), PUBLIC)].into(),
+    AppState::with_tenants(
+        vec![TenantState::new(&tenant_config(), PUBLIC).unwrap()],
         limits,
-        bridge: None,
-    }
+    )
 }
 
 /// One request through the whole app, with the tenant's token unless `auth` is false.
@@ -117,7 +117,7 @@ async fn service_provider_config_advertises_the_enforced_limits() {
     assert_eq!(doc["patch"], json!({"supported": true}));
     assert_eq!(
         doc["bulk"],
-        json!({"supported": true, "maxOperations": 50, "maxPayloadSize": 1_048_576})
+        json!({"supported": true, "maxOperations": 50, "maxPayloadSize": 4_194_304})
     );
     assert_eq!(doc["filter"], json!({"supported": true, "maxResults": 250}));
     assert_eq!(doc["changePassword"], json!({"supported": false}));
@@ -304,15 +304,10 @@ async fn discovery_works_over_loopback() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        tenants: vec![TenantState::new(
-            &tenant_config(),
-            &format!("http://{addr}"),
-        )]
-        .into(),
-        limits: HttpLimits::default(),
-        bridge: None,
-    };
+    let state = AppState::with_tenants(
+        vec![TenantState::new(&tenant_config(), &format!("http://{addr}")).unwrap()],
+        HttpLimits::default(),
+    );
     let server = tokio::spawn(http::run(listener, state, async {
         let _ = stopped.await;
     }));

@@ -81,6 +81,12 @@ pub struct Options {
     /// `None`: a fresh SQLite file.
     pub store_url: Option<String>,
     pub bridge: BridgeOptions,
+    /// `[http]`: limits, rate limits, trusted proxies.
+    pub http: scim_bridge::config::HttpConfig,
+    /// Credentials besides the `idp` bearer token (Basic, JWT, OAuth, more tokens).
+    pub credentials: CredentialsConfig,
+    /// `[admin]`.
+    pub admin: scim_bridge::config::AdminConfig,
 }
 
 impl Default for Options {
@@ -105,6 +111,9 @@ impl Default for Options {
             group_access: Vec::new(),
             store_url: None,
             bridge,
+            http: scim_bridge::config::HttpConfig::default(),
+            credentials: CredentialsConfig::default(),
+            admin: scim_bridge::config::AdminConfig::default(),
         }
     }
 }
@@ -133,13 +142,18 @@ pub fn tenant_config(opts: &Options, partner_base: &str) -> TenantConfig {
     TenantConfig {
         name: "acme".into(),
         base_path: "/scim/v2".into(),
-        credentials: CredentialsConfig {
-            bearer_tokens: vec![BearerTokenConfig {
-                name: "idp".into(),
-                token: Some(Secret::new(TOKEN)),
-                token_file: None,
-                sha256: None,
-            }],
+        credentials: {
+            let mut c = opts.credentials.clone();
+            c.bearer_tokens.insert(
+                0,
+                BearerTokenConfig {
+                    name: "idp".into(),
+                    token: Some(Secret::new(TOKEN)),
+                    token_file: None,
+                    sha256: None,
+                },
+            );
+            c
         },
         sites: opts
             .sites
@@ -197,10 +211,14 @@ impl Harness {
             listen: addr,
             public_base_url: Some(url::Url::parse(&format!("http://{addr}")).unwrap()),
             tenants: vec![tenant_config(&opts, &running.base_url)],
+            http: opts.http.clone(),
+            admin: opts.admin.clone(),
             ..Config::default()
         };
         let bridge = Bridge::new(store, &config, opts.bridge.clone()).unwrap();
-        let state = AppState::from_config(&config).with_bridge(bridge.clone());
+        let state = AppState::from_config(&config)
+            .unwrap()
+            .with_bridge(bridge.clone());
         let server = tokio::spawn(async move {
             let _ = http::run(listener, state, std::future::pending()).await;
         });

@@ -1,0 +1,113 @@
+//! Admin endpoints, behind their own bearer token (`[admin]`), off when none is configured:
+//! `GET /admin/audit?tenant=&since=&resource=&limit=` reads the audit log.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+
+use super::auth::{self, Authenticator};
+use super::forwarded::ClientAddr;
+use super::{ApiError, Guard, ScimJson};
+use crate::store::{audit_entry_json, AuditQuery, Store};
+
+/// Most audit entries one request returns.
+pub const MAX_AUDIT_ENTRIES: u32 = 10_000;
+
+/// What the admin endpoints need.
+#[derive(Clone)]
+pub struct AdminState {
+    pub tokens: Arc<[(String, [u8; 32])]>,
+    pub guard: Arc<Guard>,
+    pub store: Store,
+}
+
+/// The admin routes (to nest under `/admin`).
+pub fn routes(state: AdminState) -> Router {
+    let auth = Arc::new(Authenticator::with_tokens("admin", state.tokens.to_vec()));
+    Router::new()
+        .route("/audit", get(audit))
+        .layer(axum::middleware::from_fn_with_state(
+            (auth, state.guard.clone()),
+            require_admin,
+        ))
+        .with_state(state)
+}
+
+async fn require_admin(
+    State((admin, guard)): State<(Arc<Authenticator>, Arc<Guard>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let client = request
+        .extensions()
+        .get::<ClientAddr>()
+        .copied()
+        .unwrap_or(ClientAddr::UNKNOWN)
+        .0;
+    if let Err(wait) = guard.auth_failures.check(client) {
+        return auth::too_many(
+            "Too many failed authentication attempts; retry later.",
+            wait,
+        );
+    }
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match admin.authenticate(header).await {
+        Ok(_) => next.run(request).await,
+        Err(reason) => {
+            guard.auth_failures.failed(client);
+            tracing::info!(client = %client, reason = reason.as_str(), "admin authentication failed");
+            auth::unauthorized(&admin)
+        }
+    }
+}
+
+async fn audit(
+    State(s): State<AdminState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut q = AuditQuery {
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let v = v.trim().to_owned();
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_ref() {
+            "tenant" => q.tenant = Some(v),
+            "resource" => q.resource = Some(v),
+            "since" => {
+                q.since_ms = Some(
+                    AuditQuery::parse_since(&v, crate::bridge::now_ms())
+                        .map_err(|e| crate::scim::ScimError::bad_request(format!("since: {e}")))?,
+                )
+            }
+            "limit" => {
+                q.limit = v
+                    .parse::<u32>()
+                    .map_err(|_| crate::scim::ScimError::bad_request("limit: not a number"))?
+                    .clamp(1, MAX_AUDIT_ENTRIES)
+            }
+            _ => {}
+        }
+    }
+    let entries = s.store.search_audit(&q).await.map_err(|e| {
+        crate::scim::ScimError::new(503, None, format!("cannot read the audit log: {e}"))
+    })?;
+    let body = json!({
+        "totalResults": entries.len(),
+        "entries": entries.iter().map(audit_entry_json).collect::<Vec<_>>(),
+    });
+    Ok(ScimJson(StatusCode::OK, body).into_response())
+}
