@@ -87,6 +87,9 @@ pub struct Options {
     pub credentials: CredentialsConfig,
     /// `[admin]`.
     pub admin: scim_bridge::config::AdminConfig,
+    /// More tenants `(name, base path, credentials)`, each on an emulated site of its own
+    /// name with the key `key-<name>`.
+    pub extra_tenants: Vec<(String, String, CredentialsConfig)>,
 }
 
 impl Default for Options {
@@ -114,6 +117,7 @@ impl Default for Options {
             http: scim_bridge::config::HttpConfig::default(),
             credentials: CredentialsConfig::default(),
             admin: scim_bridge::config::AdminConfig::default(),
+            extra_tenants: Vec::new(),
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct Harness {
     pub bridge: Bridge,
     /// `http://127.0.0.1:PORT/scim/v2`
     pub base: String,
+    /// `http://127.0.0.1:PORT`
+    pub root: String,
     pub http: reqwest::Client,
     partner_base: String,
     server: tokio::task::JoinHandle<()>,
@@ -179,9 +185,11 @@ impl Harness {
         let emulator = Emulator::new(
             opts.sites
                 .iter()
+                .map(|s| (*s).to_owned())
+                .chain(opts.extra_tenants.iter().map(|t| t.0.clone()))
                 .map(|s| SiteSpec {
-                    name: (*s).to_owned(),
                     api_key: Secret::new(format!("key-{s}")),
+                    name: s,
                     owner_email: OWNER.into(),
                 })
                 .collect(),
@@ -210,7 +218,23 @@ impl Harness {
         let config = Config {
             listen: addr,
             public_base_url: Some(url::Url::parse(&format!("http://{addr}")).unwrap()),
-            tenants: vec![tenant_config(&opts, &running.base_url)],
+            tenants: std::iter::once(tenant_config(&opts, &running.base_url))
+                .chain(opts.extra_tenants.iter().map(|(name, path, creds)| {
+                    TenantConfig {
+                        name: name.clone(),
+                        base_path: path.clone(),
+                        credentials: creds.clone(),
+                        sites: vec![SiteConfig {
+                            base_url: url::Url::parse(&running.base_url).unwrap(),
+                            site_name: name.clone(),
+                            api_key: Some(Secret::new(format!("key-{name}"))),
+                            api_key_file: None,
+                        }],
+                        invited_by_email: OWNER.into(),
+                        ..TenantConfig::default()
+                    }
+                }))
+                .collect(),
             http: opts.http.clone(),
             admin: opts.admin.clone(),
             ..Config::default()
@@ -226,6 +250,7 @@ impl Harness {
             emulator,
             bridge,
             base: format!("http://{addr}/scim/v2"),
+            root: format!("http://{addr}"),
             http: reqwest::Client::new(),
             partner_base: running.base_url.clone(),
             server,
