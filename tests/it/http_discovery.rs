@@ -35,6 +35,7 @@ fn tenant_config() -> TenantConfig {
                 token: Some(Secret::new(TOKEN)),
                 ..BearerTokenConfig::default()
             }],
+            ..CredentialsConfig::default()
         },
         ..TenantConfig::default()
     }

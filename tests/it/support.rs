@@ -140,6 +140,7 @@ pub fn tenant_config(opts: &Options, partner_base: &str) -> TenantConfig {
                 token_file: None,
                 sha256: None,
             }],
+            ..CredentialsConfig::default()
         },
         sites: opts
             .sites
