@@ -230,6 +230,12 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
+            if let Some(tls) = &config.http.tls {
+                if let Err(e) = http::tls::load_certified_key(tls) {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "# effective configuration (secrets shown as ***)");
             if config.is_unconfigured() {
@@ -432,6 +438,12 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         config.data_dir = d.clone();
     }
     init_logging(log_format, Some(&config));
+    if let Some(tls) = &config.http.tls {
+        if let Err(e) = http::tls::load_certified_key(tls) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
 
     let sandbox = if config.is_unconfigured() || args.sandbox {
         match start_sandbox(&mut config, &args).await {
@@ -487,7 +499,9 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         print_sandbox_banner(&config, s);
     }
     tracing::info!(listen = %config.listen, tenants = config.tenants.len(), "serving");
-    let served = http::run(listener, state, shutdown_signal()).await;
+    let served =
+        http::tls::run_maybe_tls(listener, state, config.http.tls.as_ref(), shutdown_signal())
+            .await;
     // In-flight requests are done; let the workers finish their current items.
     if let Some(r) = reconciler {
         r.abort();

@@ -92,7 +92,7 @@ impl RateLimitConfig {
 pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
-    /// How often the files are checked for changes.
+    /// How often the files are checked for changes (0: on SIGHUP only).
     #[serde(default = "default_tls_poll")]
     pub reload_check_s: u64,
 }

@@ -15,6 +15,7 @@ mod scim_fixtures_patch;
 mod scim_fixtures_resources;
 mod store;
 pub mod support;
+mod tls;
 
 /// Installs, once per test process, a global subscriber that records nothing but answers
 /// "sometimes" for every callsite. Without it, tracing may cache "never" for a callsite first
