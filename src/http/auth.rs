@@ -306,7 +306,7 @@ pub async fn require_auth(
 /// 429 with a SCIM body and `Retry-After` (whole seconds, at least 1).
 pub fn too_many(detail: &str, wait: std::time::Duration) -> Response {
     ApiError {
-        error: ScimError::too_many(detail),
+        error: ScimError::new(429, None, detail),
         retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
     }
     .into_response()

@@ -219,21 +219,23 @@ impl Harness {
             listen: addr,
             public_base_url: Some(url::Url::parse(&format!("http://{addr}")).unwrap()),
             tenants: std::iter::once(tenant_config(&opts, &running.base_url))
-                .chain(opts.extra_tenants.iter().map(|(name, path, creds)| {
-                    TenantConfig {
-                        name: name.clone(),
-                        base_path: path.clone(),
-                        credentials: creds.clone(),
-                        sites: vec![SiteConfig {
-                            base_url: url::Url::parse(&running.base_url).unwrap(),
-                            site_name: name.clone(),
-                            api_key: Some(Secret::new(format!("key-{name}"))),
-                            api_key_file: None,
-                        }],
-                        invited_by_email: OWNER.into(),
-                        ..TenantConfig::default()
-                    }
-                }))
+                .chain(
+                    opts.extra_tenants
+                        .iter()
+                        .map(|(name, path, creds)| TenantConfig {
+                            name: name.clone(),
+                            base_path: path.clone(),
+                            credentials: creds.clone(),
+                            sites: vec![SiteConfig {
+                                base_url: url::Url::parse(&running.base_url).unwrap(),
+                                site_name: name.clone(),
+                                api_key: Some(Secret::new(format!("key-{name}"))),
+                                api_key_file: None,
+                            }],
+                            invited_by_email: OWNER.into(),
+                            ..TenantConfig::default()
+                        }),
+                )
                 .collect(),
             http: opts.http.clone(),
             admin: opts.admin.clone(),
