@@ -3,6 +3,8 @@
 //! endpoint. Two tenants: `acme` at `/scim/v2` and `beta` at `/beta/scim/v2`, each with a
 //! static token, a Basic user, an HS256 JWT issuer and an OAuth client of its own.
 
+#![allow(clippy::type_complexity)]
+
 use std::time::Duration;
 
 use base64::Engine;
