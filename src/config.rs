@@ -1051,6 +1051,111 @@ mod tests {
     }
 
     #[test]
+    fn every_credential_type_from_environment_alone() {
+        let hash = crate::http::auth::basic::hash_password("pw").unwrap();
+        let c = Config::load(&env(&[
+            ("SCIM_BRIDGE_SITE_NAME", "acme"),
+            ("SCIM_BRIDGE_API_KEY", "1234567890"),
+            ("SCIM_BRIDGE_INVITED_BY_EMAIL", "owner@acme.example"),
+            ("SCIM_BRIDGE_BASIC__USERNAME", "okta-scim"),
+            ("SCIM_BRIDGE_BASIC__PASSWORD_HASH", &hash),
+            (
+                "SCIM_BRIDGE_JWT__ENTRA_TENANT_ID",
+                "0b7e3d4c-1f2a-4e5b-9c8d-7a6b5c4d3e2f",
+            ),
+            (
+                "SCIM_BRIDGE_JWT__AUDIENCE",
+                "8adf8e6e-67b2-4cf2-a259-e3dc5476c621",
+            ),
+            ("SCIM_BRIDGE_OAUTH__CLIENT_ID", "okta"),
+            (
+                "SCIM_BRIDGE_OAUTH__CLIENT_SECRET",
+                "client-secret-0123456789",
+            ),
+            (
+                "SCIM_BRIDGE_OAUTH__SIGNING_KEY",
+                "signing-key-0123456789abcdef0123456789",
+            ),
+            ("SCIM_BRIDGE_ADMIN__TOKEN_SHA256", &"a".repeat(64)),
+            (
+                "SCIM_BRIDGE_HTTP__TRUSTED_PROXIES",
+                "[10.0.0.0/8, 192.168.1.1]",
+            ),
+            ("SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND", "0"),
+        ]))
+        .unwrap();
+        let cred = &c.tenants[0].credentials;
+        assert!(cred.bearer_tokens.is_empty());
+        assert_eq!(cred.basic[0].username, "okta-scim");
+        assert_eq!(
+            cred.jwt[0].issuer,
+            "https://sts.windows.net/0b7e3d4c-1f2a-4e5b-9c8d-7a6b5c4d3e2f/"
+        );
+        assert_eq!(
+            cred.jwt[0].jwks_url.as_ref().unwrap().as_str(),
+            "https://login.microsoftonline.com/0b7e3d4c-1f2a-4e5b-9c8d-7a6b5c4d3e2f/discovery/v2.0/keys"
+        );
+        assert_eq!(
+            cred.jwt[0].audience,
+            ["8adf8e6e-67b2-4cf2-a259-e3dc5476c621"]
+        );
+        let oauth = cred.oauth.as_ref().unwrap();
+        assert_eq!(oauth.clients[0].client_id, "okta");
+        assert_eq!(oauth.token_ttl_s, 3600);
+        assert_eq!(c.admin.bearer_tokens.len(), 1);
+        assert_eq!(c.http.trusted_proxies, ["10.0.0.0/8", "192.168.1.1"]);
+        assert!(!c.http.rate_limit.enabled());
+        let text = c.redacted_toml();
+        for secret in [
+            hash.as_str(),
+            "client-secret-0123456789",
+            "signing-key-0123456789",
+        ] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+
+    #[test]
+    fn wrong_security_settings_are_named() {
+        let err = Config::load(&env(&[
+            ("SCIM_BRIDGE_SITE_NAME", "acme"),
+            ("SCIM_BRIDGE_API_KEY", "1234567890"),
+            ("SCIM_BRIDGE_INVITED_BY_EMAIL", "owner@acme.example"),
+            ("SCIM_BRIDGE_BASIC__USERNAME", "okta:scim"),
+            ("SCIM_BRIDGE_BASIC__PASSWORD_HASH", "plain-password"),
+            ("SCIM_BRIDGE_JWT__ISSUER", "https://idp.example/"),
+            ("SCIM_BRIDGE_JWT__HS256_SECRET", "short-secret"),
+            ("SCIM_BRIDGE_JWT__ALGORITHMS", "[HS256, RS256, none]"),
+            ("SCIM_BRIDGE_OAUTH__CLIENT_ID", "okta"),
+            (
+                "SCIM_BRIDGE_OAUTH__CLIENT_SECRET",
+                "client-secret-0123456789",
+            ),
+            ("SCIM_BRIDGE_HTTP__TRUSTED_PROXIES", "[not-an-address]"),
+            ("SCIM_BRIDGE_HTTP__AUTH_FAILURE_LIMIT__BURST", "0"),
+            ("SCIM_BRIDGE_HTTP__MAX_BODY_BYTES", "0"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for setting in [
+            "tenants[0].credentials.basic[0].username",
+            "tenants[0].credentials.basic[0].password_hash",
+            "tenants[0].credentials.jwt[0].audience",
+            "tenants[0].credentials.jwt[0].hs256_secret",
+            "tenants[0].credentials.jwt[0].algorithms",
+            "tenants[0].credentials.oauth.signing_key",
+            "http.trusted_proxies[0]",
+            "http.auth_failure_limit.burst",
+            "http.max_body_bytes",
+        ] {
+            assert!(text.contains(setting), "{setting} not named in:\n{text}");
+        }
+        for secret in ["plain-password", "short-secret", "client-secret-0123456789"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+
+    #[test]
     fn nothing_configured_means_sandbox() {
         let c = Config::load(&env(&[])).unwrap();
         assert!(c.is_unconfigured());

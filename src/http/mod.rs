@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderName, StatusCode};
+use axum::http::{header, HeaderName};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,7 +28,6 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, HttpConfig, TenantConfig};
@@ -262,6 +261,7 @@ pub fn app(state: AppState) -> Router {
     }
     let limits = &state.limits;
     let max_header_bytes = limits.max_header_bytes;
+    let request_timeout = limits.request_timeout;
     // The middleware stack, outermost first.
     router.fallback(not_found).layer(
         ServiceBuilder::new()
@@ -301,9 +301,10 @@ pub fn app(state: AppState) -> Router {
                 },
             ))
             // 6. A deadline for the whole request.
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                limits.request_timeout,
+            .layer(axum::middleware::from_fn(
+                move |req: Request, next: axum::middleware::Next| {
+                    deadline(request_timeout, req, next)
+                },
             ))
             // 7. Bodies over the limit are refused while they are read (the SCIM body
             //    extractor answers 413 with a SCIM error).
@@ -336,6 +337,29 @@ fn tenant_router(tenant: TenantState, resources: Option<resources::ResourceState
             tenant,
             auth::require_auth,
         ))
+}
+
+/// 503 with a SCIM body and `Retry-After` when the request takes longer than `limit`.
+async fn deadline(
+    limit: Duration,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError {
+            error: ScimError::new(
+                503,
+                None,
+                format!(
+                    "The request did not finish within {} s; retry it.",
+                    limit.as_secs()
+                ),
+            ),
+            retry_after: Some(5),
+        }
+        .into_response(),
+    }
 }
 
 /// 431 with a SCIM body when the request headers together exceed `max` bytes.

@@ -1071,3 +1071,38 @@ async fn admin_audit_endpoint_shows_writes_with_their_partner_calls() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_request_past_the_deadline_gets_503_with_retry_after() {
+    use scim_bridge::partner::emulator::faults::{Faults, Latency};
+    let h = Harness::start(Options {
+        http: HttpConfig {
+            request_timeout_s: 1,
+            ..HttpConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            latency: Some(Latency::FixedMs(2500)),
+            ..Faults::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let (s, headers, body) = raw(
+        &h,
+        reqwest::Method::POST,
+        "/Users",
+        Some(serde_json::to_vec(&json!({"userName": "slow@acme.example.com"})).unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "503");
+    assert!(headers.contains_key("retry-after"));
+    assert!(started.elapsed() < Duration::from_millis(2400));
+    h.emulator.set_faults("acme", Faults::default());
+    assert_healthy(&h).await;
+}
