@@ -863,7 +863,11 @@ fn figment_errors(e: figment::Error) -> ConfigErrors {
 fn describe_kind(kind: &figment::error::Kind) -> String {
     use figment::error::Kind;
     match kind {
-        Kind::InvalidType(actual, expected) => format!("expected {expected}, found {actual}"),
+        // Only the kind of the value found: figment's own text quotes it, and a secret put
+        // where a table is expected (`SCIM_BRIDGE_ADMIN=<token>`) would be printed.
+        Kind::InvalidType(actual, expected) => {
+            format!("expected {expected}, found {}", value_kind(actual))
+        }
         Kind::InvalidValue(_, expected) => format!("invalid value: expected {expected}"),
         Kind::UnknownField(field, _) => format!("unknown setting '{field}'"),
         Kind::UnknownVariant(v, expected) => {
@@ -876,7 +880,33 @@ fn describe_kind(kind: &figment::error::Kind) -> String {
         Kind::DuplicateField(f) => format!("setting '{f}' given twice"),
         Kind::InvalidLength(_, expected) => format!("invalid length: expected {expected}"),
         Kind::Message(m) => m.clone(),
+        Kind::Unsupported(actual) => format!("unsupported type {}", value_kind(actual)),
+        Kind::UnsupportedKey(actual, expected) => format!(
+            "unsupported key type {}: must be {expected}",
+            value_kind(actual)
+        ),
         other => other.to_string(),
+    }
+}
+
+/// What a wrong value is, without the value.
+fn value_kind(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit | Actual::Option => "nothing",
+        Actual::Seq => "a list",
+        Actual::Map | Actual::NewtypeStruct => "a table",
+        Actual::Enum
+        | Actual::UnitVariant
+        | Actual::NewtypeVariant
+        | Actual::TupleVariant
+        | Actual::StructVariant => "an enum",
+        Actual::Other(_) => "another type",
     }
 }
 

@@ -13,6 +13,7 @@ mod protocol;
 mod reconcile;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;
+mod secrets;
 mod security;
 mod store;
 pub mod support;
