@@ -26,12 +26,7 @@ use crate::store::Store;
 /// Run without a subcommand (or with `serve`) and without configuration to start a sandbox with
 /// an emulated partner.
 #[derive(Debug, Parser)]
-#[command(
-    name = "scim-bridge",
-    version,
-    propagate_version = true,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "scim-bridge", version, propagate_version = true)]
 pub struct Cli {
     /// TOML configuration file; environment variables SCIM_BRIDGE_* override it.
     #[arg(
@@ -163,7 +158,29 @@ pub enum TokenCommand {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
-    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    // `serve`'s flags may come without the word `serve`, but not before another subcommand
+    // (`--config` and `--log-format` are global and go anywhere).
+    let top_level_serve_flags = cli.serve.listen.is_some()
+        || cli.serve.data_dir.is_some()
+        || cli.serve.sandbox
+        || cli.serve.emulator_listen.is_some();
+    let command = match cli.command {
+        Some(Command::Serve(mut args)) => {
+            args.listen = args.listen.or(cli.serve.listen);
+            args.data_dir = args.data_dir.or(cli.serve.data_dir);
+            args.sandbox |= cli.serve.sandbox;
+            args.emulator_listen = args.emulator_listen.or(cli.serve.emulator_listen);
+            Command::Serve(args)
+        }
+        Some(_) if top_level_serve_flags => {
+            eprintln!(
+                "error: --listen, --data-dir, --sandbox and --emulator-listen belong to `serve`"
+            );
+            return ExitCode::from(2);
+        }
+        Some(other) => other,
+        None => Command::Serve(cli.serve),
+    };
     match command {
         Command::Serve(args) => serve(cli.config, cli.log_format, args).await,
         Command::PartnerEmulator(args) => {

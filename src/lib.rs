@@ -6,17 +6,18 @@
 //! nothing of SCIM):
 //!
 //! - [`cli`]: subcommands (`serve`, `partner-emulator`, `check-config`, `migrate`, `reconcile`,
-//!   `token new`).
+//!   `token new`, `audit`).
 //! - [`config`]: typed configuration from defaults, a TOML file and `SCIM_BRIDGE_*` variables,
 //!   validated at start, secrets redacted.
 //! - [`scim`]: the protocol, pure: schemas, resources, filters, paths, PATCH, projection, errors.
-//! - [`http`]: axum: router and middleware stack, authentication, SCIM JSON in and out, thin
-//!   handlers, discovery, bulk, the audit log of writes. Entry points: [`http::app`] and
-//!   [`http::run`].
+//! - [`http`]: axum: router and middleware stack, client address from trusted proxies,
+//!   authentication (static tokens, Basic, JWTs, the OAuth token endpoint, throttles), SCIM JSON
+//!   in and out, thin handlers, discovery, bulk, the audit log of writes, the admin endpoint,
+//!   TLS. Entry points: [`http::app`], [`http::run`] and [`http::tls::run_maybe_tls`].
 //! - [`bridge`]: orchestration: user and group flows, the membership engine, reads,
 //!   reconciliation; the only layer that talks to both the store and the partner.
-//! - [`store`]: sqlx over SQLite and PostgreSQL: migrations, resources, memberships, outbox, audit.
-//! - [`partner`]: the partner API: `wire` (vendor names), `client` (real HTTP), `emulator` (fake).
+//! - [`partner`]: the partner API: `wire` (vendor names), `client` (real HTTP), `emulator` (fake),
+//!   `record` (which calls a piece of work made, for the audit log).
 //! - [`store`]: sqlx over SQLite and PostgreSQL: migrations, id map, resources, memberships,
 //!   the membership engine's outbox, the audit log.
 //! - [`secret`]: the `Secret` string that never prints.

@@ -42,6 +42,47 @@ fn check_config_prints_redacted_configuration_and_exits_zero() {
 }
 
 #[test]
+fn global_options_go_before_or_after_the_subcommand_and_serve_flags_only_with_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[tenants]]\nname = \"acme\"\ninvited_by_email = \"admin@acme.example\"\n\
+             [[tenants.credentials.bearer_tokens]]\ntoken = \"{TOKEN}\"\n\
+             [[tenants.sites]]\nsite_name = \"acme\"\napi_key = \"{API_KEY}\"\n"
+        ),
+    )
+    .unwrap();
+    for args in [
+        vec!["--config", file.to_str().unwrap(), "check-config"],
+        vec!["check-config", "--config", file.to_str().unwrap()],
+        vec![
+            "--log-format",
+            "json",
+            "-c",
+            file.to_str().unwrap(),
+            "check-config",
+        ],
+    ] {
+        let out = bridge().args(&args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("name = \"acme\""), "{args:?}: {stdout}");
+    }
+    let out = bridge()
+        .args(["--listen", "127.0.0.1:0", "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belong to `serve`"));
+}
+
+#[test]
 fn check_config_names_the_wrong_setting_and_exits_non_zero() {
     let out = bridge()
         .arg("check-config")
