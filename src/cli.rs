@@ -75,6 +75,9 @@ pub enum Command {
     /// Credential helpers: bearer tokens, Basic passwords, OAuth clients, admin tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Benchmark: the bridge and the partner emulator in this process under IdP-like load
+    /// (scenarios S1-S5), printed as a table or JSON. Use a release build.
+    Bench(crate::bench::BenchArgs),
     /// Print the audit log (newest first): every write with its credential, client address,
     /// request id, outcome and partner calls.
     Audit(AuditArgs),
@@ -217,6 +220,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Audit(args) => audit(cli.config, cli.log_format, args).await,
+        Command::Bench(args) => {
+            // Warnings only: the audit log alone would print a line per request.
+            let mut log = crate::config::LogConfig {
+                level: "warn".into(),
+                ..crate::config::LogConfig::default()
+            };
+            if let Some(f) = cli.log_format {
+                log.format = f;
+            }
+            crate::telemetry::init(&log);
+            crate::bench::run(args).await
+        }
     }
 }
 

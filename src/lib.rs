@@ -23,6 +23,7 @@
 //! - [`secret`]: the `Secret` string that never prints.
 //! - [`telemetry`]: the tracing subscriber.
 
+pub mod bench;
 pub mod bridge;
 pub mod cli;
 pub mod config;

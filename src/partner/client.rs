@@ -776,6 +776,9 @@ impl PartnerClient {
                 e.attempts = sent;
                 if e.kind == PartnerErrorKind::Auth {
                     tracing::error!(status = e.status, error = %e.message, "partner refused the site's credentials or the change");
+                } else if e.kind == PartnerErrorKind::NotFound {
+                    // An answer, not a failure: lookups before creates expect it.
+                    tracing::debug!(status = e.status, attempts = sent, error = %e.message, "partner: not found");
                 } else {
                     tracing::warn!(kind = %e.kind, status = e.status, attempts = sent, error = %e.message, "partner call failed");
                 }
