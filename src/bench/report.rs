@@ -90,6 +90,9 @@ impl Report {
             for n in &s.notes {
                 let _ = writeln!(out, "- {n}");
             }
+            for (t, met) in &s.targets {
+                let _ = writeln!(out, "target {}: {t}", if *met { "met" } else { "MISSED" });
+            }
             for f in &s.failures {
                 let _ = writeln!(out, "! FAILED: {f}");
             }
@@ -115,8 +118,11 @@ pub struct ScenarioReport {
     pub cpu_s: f64,
     /// Figures and ratios worth a line.
     pub notes: Vec<String>,
-    /// Correctness properties that did not hold.
+    /// Correctness properties that did not hold (`--check` fails on them).
     pub failures: Vec<String>,
+    /// Performance targets of the issue: `(target, met)`. Reported, never asserted: they
+    /// depend on the machine.
+    pub targets: Vec<(String, bool)>,
 }
 
 impl ScenarioReport {

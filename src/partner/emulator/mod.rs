@@ -185,6 +185,8 @@ struct Site {
     state: Mutex<SiteState>,
     injector: Mutex<Injector>,
     counters: [[AtomicU64; 2]; 10],
+    /// Calls that reached the site's data (not answered by an injected fault).
+    executed: [[AtomicU64; 2]; 10],
 }
 
 impl Site {
@@ -195,6 +197,7 @@ impl Site {
             state: Mutex::new(SiteState::new(&spec.owner_email)),
             injector: Mutex::new(Injector::new(Faults::default())),
             counters: Default::default(),
+            executed: Default::default(),
         }
     }
 
@@ -204,6 +207,12 @@ impl Site {
 
     fn counter(&self, call: CallKind, test_mode: bool) -> Option<&AtomicU64> {
         self.counters
+            .get(kind_index(call))
+            .and_then(|pair| pair.get(usize::from(test_mode)))
+    }
+
+    fn executed_counter(&self, call: CallKind, test_mode: bool) -> Option<&AtomicU64> {
+        self.executed
             .get(kind_index(call))
             .and_then(|pair| pair.get(usize::from(test_mode)))
     }
@@ -406,6 +415,15 @@ impl Emulator {
     pub fn count(&self, site: &str, call: CallKind, test_mode: bool) -> u64 {
         self.site(site)
             .and_then(|site| site.counter(call, test_mode))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// How many calls of this kind and test mode reached the site's data: authenticated and
+    /// not answered by an injected fault (429s, 5xx and hangs are not counted; a dropped answer
+    /// is, since the work was done).
+    pub fn count_executed(&self, site: &str, call: CallKind, test_mode: bool) -> u64 {
+        self.site(site)
+            .and_then(|site| site.executed_counter(call, test_mode))
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 

@@ -318,6 +318,9 @@ impl Emulator {
             Some(Action::Drop) => drop_answer = true,
         }
 
+        if let Some(counter) = site.executed_counter(call, recorder.record.test_mode) {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let (status, bytes) = site.execute(request);
         if drop_answer {
             recorder.status = Some(0);
