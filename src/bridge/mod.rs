@@ -53,6 +53,10 @@ pub struct BridgeOptions {
     /// On a `userName eq` filter that misses, look the email up at the partner and import the
     /// user on sight.
     pub import_on_lookup: bool,
+    /// Longest a lookup waits for that partner read; past it the lookup answers from the
+    /// store (a later POST adopts the partner user anyway), so reads never queue behind a
+    /// saturated partner.
+    pub import_timeout_ms: u64,
     /// Seconds between periodic reconciliations of every tenant (0: off). Each run repairs
     /// what drifted, as `scim-bridge reconcile --apply` does.
     pub reconcile_interval_s: u64,
@@ -71,6 +75,7 @@ impl Default for BridgeOptions {
             retry_base_ms: 1_000,
             retry_max_ms: 300_000,
             import_on_lookup: true,
+            import_timeout_ms: 500,
             reconcile_interval_s: 3600,
             partner: ClientOptions::default(),
         }

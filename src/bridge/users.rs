@@ -566,11 +566,19 @@ pub async fn import_on_lookup(
     let Some(site) = tenant.sites.first() else {
         return Ok(None);
     };
-    let found = match site.client.get_user(user_name).await {
-        Ok(u) => u,
-        Err(e) => {
+    let limit = std::time::Duration::from_millis(bridge.options.import_timeout_ms);
+    let found = match tokio::time::timeout(limit, site.client.get_user(user_name)).await {
+        Ok(Ok(u)) => u,
+        Ok(Err(e)) => {
             // A lookup must not fail because the partner is slow: answer from the store.
             tracing::warn!(error = %e, "import on lookup: partner lookup failed");
+            return Ok(None);
+        }
+        Err(_) => {
+            tracing::info!(
+                timeout_ms = limit.as_millis() as u64,
+                "import on lookup: the partner did not answer in time; answering from the store"
+            );
             return Ok(None);
         }
     };

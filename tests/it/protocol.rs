@@ -276,3 +276,45 @@ async fn a_dry_run_tenant_goes_live_by_turning_dry_run_off_and_reconciling() {
         ["Finance"]
     );
 }
+
+/// A `userName eq` miss asks the partner for that email (import on lookup), but never waits
+/// longer than `bridge.import_timeout_ms` for it: a saturated partner does not slow reads.
+#[tokio::test]
+async fn a_lookup_does_not_wait_for_a_slow_partner() {
+    use scim_bridge::partner::emulator::faults::{Faults, Latency};
+    let mut opts = Options::default();
+    opts.bridge.import_timeout_ms = 200;
+    let h = Harness::start(opts).await;
+    h.emulator.insert_user(
+        "acme",
+        scim_bridge::partner::PartnerUser {
+            email: "known@acme.example.com".into(),
+            first_name: "Known".into(),
+            last_name: "User".into(),
+            groups: vec![],
+        },
+    );
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            latency: Some(Latency::FixedMs(3000)),
+            ..Faults::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = h
+        .get("/Users?filter=userName%20eq%20%22known@acme.example.com%22")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["totalResults"], 0, "{body}");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    // With the partner quick again, the same lookup imports the user.
+    h.emulator.set_faults(
+        "acme",
+        scim_bridge::partner::emulator::faults::Faults::default(),
+    );
+    let (_, body) = h
+        .get("/Users?filter=userName%20eq%20%22known@acme.example.com%22")
+        .await;
+    assert_eq!(body["totalResults"], 1, "{body}");
+}
