@@ -3,6 +3,7 @@
 
 mod bridge_smoke;
 mod cli;
+mod deploy;
 mod emulator;
 mod http_discovery;
 mod idp_entra;
