@@ -4,6 +4,7 @@
 mod bench;
 mod bridge_smoke;
 mod cli;
+mod deploy;
 mod emulator;
 mod http_discovery;
 mod idp_entra;
