@@ -776,12 +776,24 @@ fn env_provider(vars: &[(String, String)]) -> EnvProvider {
         let parts: Vec<&str> = key.split("__").collect();
         // Parsed as figment's `Env` provider does ("true" is a boolean, "8080" a number,
         // "[a, b]" a list); string settings accept numbers through `lenient`.
-        let value = v
-            .parse::<Value>()
-            .unwrap_or_else(|_| Value::from(v.clone()));
+        let value = if digits_that_must_stay_text(v) {
+            Value::from(v.clone())
+        } else {
+            v.parse::<Value>()
+                .unwrap_or_else(|_| Value::from(v.clone()))
+        };
         insert_path(&mut root, &parts, value);
     }
     EnvProvider(root)
+}
+
+/// Digits that a number would change: a leading zero (`007`) or more digits than an integer
+/// keeps exactly. Such values (site names, keys) stay text.
+fn digits_that_must_stay_text(v: &str) -> bool {
+    let d = v.trim().strip_prefix('-').unwrap_or(v.trim());
+    !d.is_empty()
+        && d.bytes().all(|b| b.is_ascii_digit())
+        && ((d.len() > 1 && d.starts_with('0')) || d.len() > 18)
 }
 
 /// `SCIM_BRIDGE_*` variables as a figment provider named [`ENV_SOURCE`], so errors can name
@@ -831,7 +843,9 @@ fn figment_errors(e: figment::Error) -> ConfigErrors {
                 let from_env = e.metadata.as_ref().is_some_and(|m| m.name == ENV_SOURCE);
                 let mut path = e.path.clone();
                 if let figment::error::Kind::UnknownField(field, _) = &e.kind {
-                    path.push(field.clone());
+                    if path.last() != Some(field) {
+                        path.push(field.clone());
+                    }
                 }
                 let setting = if from_env {
                     // The variable the operator set.
@@ -1183,6 +1197,40 @@ mod tests {
         for secret in ["plain-password", "short-secret", "client-secret-0123456789"] {
             assert!(!text.contains(secret), "{text}");
         }
+    }
+
+    #[test]
+    fn digits_keep_their_leading_zeros_and_length() {
+        let long = "123456789012345678901234567890";
+        let c = Config::load(&env(&[
+            ("SCIM_BRIDGE_SITE_NAME", "007"),
+            ("SCIM_BRIDGE_API_KEY", long),
+            ("SCIM_BRIDGE_BEARER_TOKEN", "0123456789012345"),
+            ("SCIM_BRIDGE_INVITED_BY_EMAIL", "owner@acme.example"),
+            ("SCIM_BRIDGE_LISTEN", "127.0.0.1:9000"),
+            ("SCIM_BRIDGE_BRIDGE__WORKERS", "8"),
+        ]))
+        .unwrap();
+        let t = &c.tenants[0];
+        assert_eq!(t.sites[0].site_name, "007");
+        assert_eq!(t.sites[0].api_key.as_ref().unwrap().expose(), long);
+        assert_eq!(
+            t.credentials.bearer_tokens[0]
+                .token
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "0123456789012345"
+        );
+        assert_eq!(c.bridge.workers, 8);
+    }
+
+    #[test]
+    fn an_unknown_variable_is_named_once() {
+        let err = Config::load(&env(&[("SCIM_BRIDGE_METRIC_LISTEN", "1")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("SCIM_BRIDGE_METRIC_LISTEN:"), "{text}");
+        assert!(!text.contains("METRIC_LISTEN__"), "{text}");
     }
 
     #[test]
