@@ -78,6 +78,12 @@ pub struct BenchArgs {
     /// the only bound).
     #[arg(long, default_value_t = 0.0)]
     pub bridge_partner_rate: f64,
+    /// The bridge's `bridge.coalesce_ms` (default: the bridge's default).
+    #[arg(long)]
+    pub coalesce_ms: Option<u64>,
+    /// The bridge's `bridge.wait_deadline_ms` (default: the bridge's default).
+    #[arg(long)]
+    pub wait_deadline_ms: Option<u64>,
     /// Store URL (`sqlite://...` or `postgres://...`); default a fresh SQLite file.
     #[arg(long)]
     pub store_url: Option<String>,

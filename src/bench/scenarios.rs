@@ -149,6 +149,12 @@ impl Env {
             ..BridgeOptions::default()
         };
         options.partner.rate_per_second = args.bridge_partner_rate;
+        if let Some(c) = args.coalesce_ms {
+            options.coalesce_ms = c;
+        }
+        if let Some(w) = args.wait_deadline_ms {
+            options.wait_deadline_ms = w;
+        }
         let bridge = Bridge::new(store, &config, options).map_err(anyhow::Error::msg)?;
         let state = AppState::from_config(&config)
             .map_err(anyhow::Error::msg)?

@@ -163,9 +163,12 @@ impl Engine {
             };
             if worked == 0 {
                 let notified = self.inner.work.notified();
+                let quiet = Duration::from_millis(self.inner.options.coalesce_ms);
                 tokio::select! {
-                    () = notified => {},
-                    () = tokio::time::sleep(poll) => {},
+                    // New marks: give them their quiet time before claiming.
+                    () = notified => tokio::time::sleep(quiet).await,
+                    // Marked rows may be waiting out their quiet time: look again soon.
+                    () = tokio::time::sleep(if quiet.is_zero() { poll } else { poll.min(quiet) }) => {},
                     _ = stop.changed() => {},
                 }
             }
@@ -179,11 +182,13 @@ impl Engine {
         let items = self
             .inner
             .store
-            .claim_outbox(
+            .claim_settled_outbox(
                 &self.inner.worker_id,
                 self.inner.options.claim_batch.max(1),
                 lease,
                 now_ms(),
+                Duration::from_millis(self.inner.options.coalesce_ms),
+                Duration::from_millis(self.inner.options.coalesce_max_ms),
             )
             .await?;
         let n = items.len();

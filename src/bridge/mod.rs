@@ -57,6 +57,12 @@ pub struct BridgeOptions {
     /// store (a later POST adopts the partner user anyway), so reads never queue behind a
     /// saturated partner.
     pub import_timeout_ms: u64,
+    /// A marked user is worked once it has had no new mark for this long (more changes to
+    /// the same user usually follow within moments, e.g. a user added to several groups by
+    /// concurrent PATCHes, and one partner write then covers them all)...
+    pub coalesce_ms: u64,
+    /// ...or once its first unworked mark is this old.
+    pub coalesce_max_ms: u64,
     /// Seconds between periodic reconciliations of every tenant (0: off). Each run repairs
     /// what drifted, as `scim-bridge reconcile --apply` does.
     pub reconcile_interval_s: u64,
@@ -76,6 +82,8 @@ impl Default for BridgeOptions {
             retry_max_ms: 300_000,
             import_on_lookup: true,
             import_timeout_ms: 500,
+            coalesce_ms: 200,
+            coalesce_max_ms: 2_000,
             reconcile_interval_s: 3600,
             partner: ClientOptions::default(),
         }

@@ -137,6 +137,22 @@ impl Store {
         lease: Duration,
         now_ms: i64,
     ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.claim_settled_outbox(worker, limit, lease, now_ms, Duration::ZERO, Duration::ZERO)
+            .await
+    }
+
+    /// [`Store::claim_outbox`] for rows that have settled: not marked in the last `quiet`
+    /// (more marks for the same user are likely to follow, and one write will cover them all),
+    /// unless their first mark is `max_delay` old.
+    pub async fn claim_settled_outbox(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease: Duration,
+        now_ms: i64,
+        quiet: Duration,
+        max_delay: Duration,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -145,6 +161,7 @@ impl Store {
             "WITH picked AS MATERIALIZED ( \
                 SELECT tenant AS p_tenant, site AS p_site, user_id AS p_user FROM outbox \
                 WHERE due_ms <= $3 AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
+                AND (marked_ms <= $5 OR due_ms <= $6) \
                 ORDER BY due_ms LIMIT $4{lock}) \
              UPDATE outbox SET claimed_by = $1, claimed_until_ms = $2 FROM picked \
              WHERE tenant = p_tenant AND site = p_site AND user_id = p_user \
@@ -152,6 +169,9 @@ impl Store {
         );
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let until = now_ms.saturating_add(lease_ms);
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let settled_before = now_ms.saturating_sub(ms(quiet));
+        let overdue_before = now_ms.saturating_sub(ms(max_delay));
         retrying(move || async move {
             let records: Vec<ItemRecord> = with_pool!(self, pool => {
                 sqlx::query_as(sql)
@@ -159,6 +179,8 @@ impl Store {
                     .bind(until)
                     .bind(now_ms)
                     .bind(i64::from(limit))
+                    .bind(settled_before)
+                    .bind(overdue_before)
                     .fetch_all(pool)
                     .await
             })?;
