@@ -573,7 +573,7 @@ async fn reconcile(
         }
     }
     for tenant in &tenants {
-        match crate::bridge::reconcile::reconcile(&bridge, tenant, args.apply).await {
+        match crate::bridge::reconcile::run(&bridge, tenant, args.apply, "cli").await {
             Ok(r) => all.extend(r),
             Err(e) => {
                 eprintln!("error: tenant {}: {e}", tenant.name());

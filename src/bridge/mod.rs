@@ -200,7 +200,7 @@ impl Bridge {
             loop {
                 tick.tick().await;
                 for tenant in bridge.tenants.values() {
-                    match reconcile::reconcile(&bridge, tenant, true).await {
+                    match reconcile::run(&bridge, tenant, true, "reconciler").await {
                         Ok(reports) => {
                             for r in reports.iter().filter(|r| !r.in_sync()) {
                                 tracing::warn!(
