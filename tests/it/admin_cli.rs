@@ -740,3 +740,81 @@ async fn status_shows_failing_outbox_items_and_the_last_reconcile() {
     let run = setup.run(&["status", "--tenant", "nope"]).await;
     assert_eq!(run.code, Some(2), "{run}");
 }
+
+/// The store's views behind `status`, on SQLite and (when configured) PostgreSQL: gauges per
+/// (tenant, site), failing rows with their user's email, the tenant filter and the limit.
+#[tokio::test]
+async fn outbox_views_per_site_and_failing_rows_on_each_backend() {
+    use scim_bridge::store::{Store, UserRow};
+    crate::support::for_each_backend_url(|url| async move {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let now = scim_bridge::bridge::now_ms();
+        let row = |tenant: &str, id: &str| UserRow {
+            tenant: tenant.into(),
+            id: id.into(),
+            user_name: format!("{id}@example.com"),
+            external_id: None,
+            active: true,
+            partner_email: format!("{id}@example.com"),
+            emails: vec![format!("{id}@example.com")],
+            resource: serde_json::json!({"userName": format!("{id}@example.com")}),
+            created_ms: now,
+            last_modified_ms: now,
+            version: 1,
+        };
+        for (tenant, id) in [("acme", "u1"), ("acme", "u2"), ("beta", "u3")] {
+            store.insert_user(&row(tenant, id)).await.unwrap();
+        }
+        let both = ["a".to_owned(), "b".to_owned()];
+        store
+            .mark_outbox_at("acme", &both, &["u1".into(), "u2".into()], now)
+            .await
+            .unwrap();
+        store
+            .mark_outbox_at("beta", &["a".into()], &["u3".into()], now)
+            .await
+            .unwrap();
+        // u1 fails at site a; u3 fails at beta's site a.
+        let claimed = store
+            .claim_outbox("w", 100, Duration::from_secs(60), now)
+            .await
+            .unwrap();
+        for item in claimed.iter().filter(|i| {
+            (i.tenant == "acme" && i.site == "a" && i.user_id == "u1") || i.tenant == "beta"
+        }) {
+            store
+                .fail_outbox(item, "partner says 503", now + 60_000)
+                .await
+                .unwrap();
+        }
+
+        let all = store.outbox_by_site(None).await.unwrap();
+        let gauges: Vec<(&str, &str, u64, u64)> = all
+            .iter()
+            .map(|s| (s.tenant.as_str(), s.site.as_str(), s.depth, s.failing))
+            .collect();
+        assert_eq!(
+            gauges,
+            [
+                ("acme", "a", 2, 1),
+                ("acme", "b", 2, 0),
+                ("beta", "a", 1, 1)
+            ]
+        );
+        assert_eq!(all[0].oldest_due_ms, Some(now));
+        let acme = store.outbox_by_site(Some("acme")).await.unwrap();
+        assert_eq!(acme.len(), 2);
+
+        let failing = store.outbox_failures(Some("acme"), 10).await.unwrap();
+        assert_eq!(failing.len(), 1, "{failing:?}");
+        assert_eq!(failing[0].email.as_deref(), Some("u1@example.com"));
+        assert_eq!(failing[0].attempts, 1);
+        assert_eq!(failing[0].last_error.as_deref(), Some("partner says 503"));
+        assert_eq!(failing[0].due_ms, now + 60_000);
+        assert_eq!(store.outbox_failures(None, 10).await.unwrap().len(), 2);
+        assert_eq!(store.outbox_failures(None, 1).await.unwrap().len(), 1);
+        store.close().await;
+    })
+    .await;
+}
