@@ -1,6 +1,9 @@
 //! The command line: `serve` (the default), `partner-emulator`, `check-config`, `token new`.
 //! `main.rs` parses and calls [`run`]; every command is a function here.
 
+/// The operator commands: `status`, `import-csv`, `delete-csv`, `add-user`.
+mod admin;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,6 +84,23 @@ pub enum Command {
     /// Print the audit log (newest first): every write with its credential, client address,
     /// request id, outcome and partner calls.
     Audit(AuditArgs),
+    /// Per tenant and site: the outbox (depth, failing items with their last error) and the
+    /// last reconcile, from the store. Exits 0 when healthy, 1 when an outbox item is failing
+    /// or a site's last reconcile failed or found drift it did not repair, 2 on a bad
+    /// configuration.
+    Status(admin::StatusArgs),
+    /// Create or update partner users from a CSV file (email, first_name, last_name, groups),
+    /// straight at the partner like the vendor's bulk script. Dry run (test_mode=true) unless
+    /// --apply; users SCIM manages are refused unless --force. Exits 0 when every row is done,
+    /// 1 when a row was invalid, refused or failed, 2 on bad input.
+    ImportCsv(admin::ImportCsvArgs),
+    /// Delete the partner users whose emails are in a CSV column, like the vendor's bulk
+    /// delete script. Dry run unless --apply; users SCIM manages and the tenant's inviting
+    /// user are refused unless --force. Exit codes as import-csv.
+    DeleteCsv(admin::DeleteCsvArgs),
+    /// Add one user, with groups, to every site of a tenant (the vendor's multi-site script).
+    /// Dry run unless --apply; a result line per site; exits 1 if any site failed.
+    AddUser(admin::AddUserArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -232,6 +252,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             crate::telemetry::init(&log);
             crate::bench::run(args).await
         }
+        Command::Status(args) => admin::status(cli.config, cli.log_format, args).await,
+        Command::ImportCsv(args) => admin::import_csv(cli.config, cli.log_format, args).await,
+        Command::DeleteCsv(args) => admin::delete_csv(cli.config, cli.log_format, args).await,
+        Command::AddUser(args) => admin::add_user(cli.config, cli.log_format, args).await,
     }
 }
 
@@ -588,7 +612,7 @@ async fn reconcile(
         }
     }
     for tenant in &tenants {
-        match crate::bridge::reconcile::reconcile(&bridge, tenant, args.apply).await {
+        match crate::bridge::reconcile::run(&bridge, tenant, args.apply, "cli").await {
             Ok(r) => all.extend(r),
             Err(e) => {
                 eprintln!("error: tenant {}: {e}", tenant.name());

@@ -6,7 +6,7 @@
 //! nothing of SCIM):
 //!
 //! - [`cli`]: subcommands (`serve`, `partner-emulator`, `check-config`, `migrate`, `reconcile`,
-//!   `token new`, `audit`).
+//!   `token new`, `audit`, `status`, `import-csv`, `delete-csv`, `add-user`, `bench`).
 //! - [`config`]: typed configuration from defaults, a TOML file and `SCIM_BRIDGE_*` variables,
 //!   validated at start, secrets redacted.
 //! - [`scim`]: the protocol, pure: schemas, resources, filters, paths, PATCH, projection, errors.

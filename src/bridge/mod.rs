@@ -104,6 +104,31 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// Builds a client per site of the tenant, with the limits every partner client of the
+    /// process shares (the bridge's, and the admin commands' that write to the partner).
+    pub fn connect(config: &TenantConfig, options: &ClientOptions) -> Result<Tenant, String> {
+        let mut sites = Vec::new();
+        for s in &config.sites {
+            let client = PartnerClient::new(
+                SiteConnection {
+                    base_url: s.base_url.clone(),
+                    site_name: s.site_name.clone(),
+                    api_key: s.api_key.clone().unwrap_or_default(),
+                },
+                options.clone(),
+            )
+            .map_err(|e| format!("tenant {} site {}: {e}", config.name, s.site_name))?;
+            sites.push(Site {
+                name: s.site_name.clone(),
+                client,
+            });
+        }
+        Ok(Tenant {
+            config: config.clone(),
+            sites,
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -138,28 +163,9 @@ impl Bridge {
     pub fn new(store: Store, config: &Config, options: BridgeOptions) -> Result<Bridge, String> {
         let mut tenants = HashMap::new();
         for t in &config.tenants {
-            let mut sites = Vec::new();
-            for s in &t.sites {
-                let client = PartnerClient::new(
-                    SiteConnection {
-                        base_url: s.base_url.clone(),
-                        site_name: s.site_name.clone(),
-                        api_key: s.api_key.clone().unwrap_or_default(),
-                    },
-                    options.partner.clone(),
-                )
-                .map_err(|e| format!("tenant {} site {}: {e}", t.name, s.site_name))?;
-                sites.push(Site {
-                    name: s.site_name.clone(),
-                    client,
-                });
-            }
             tenants.insert(
                 t.name.clone(),
-                Arc::new(Tenant {
-                    config: t.clone(),
-                    sites,
-                }),
+                Arc::new(Tenant::connect(t, &options.partner)?),
             );
         }
         let tenants = Arc::new(tenants);
@@ -207,7 +213,7 @@ impl Bridge {
             loop {
                 tick.tick().await;
                 for tenant in bridge.tenants.values() {
-                    match reconcile::reconcile(&bridge, tenant, true).await {
+                    match reconcile::run(&bridge, tenant, true, "reconciler").await {
                         Ok(reports) => {
                             for r in reports.iter().filter(|r| !r.in_sync()) {
                                 tracing::warn!(

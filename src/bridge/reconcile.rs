@@ -3,18 +3,19 @@
 //! go one way: a missing managed group is created at the partner, and every user whose
 //! partner account or managed groups differ is marked for the membership engine, which
 //! converges it exactly as after a SCIM write. Partner users unknown to SCIM are reported,
-//! never touched.
+//! never touched. Every site's run is recorded in the audit log (`RECONCILE` on `Site`), where
+//! `scim-bridge status` finds the last one.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use super::mapping::same_groups;
-use super::{now_ms, Bridge, Tenant};
+use super::{now_ms, Bridge, Site, Tenant};
 use crate::config::DeprovisionPolicy;
 use crate::partner::client::NewGroup;
 use crate::partner::error::PartnerError;
-use crate::store::StoreError;
+use crate::store::{AuditEntry, StoreError};
 
 /// What one site looks like against the store.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -63,11 +64,54 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
 }
 
-/// Reconciles every site of `tenant`; with `apply`, repairs what drifted.
+/// Reconciles every site of `tenant`; with `apply`, repairs what drifted. Each site's run is
+/// recorded in the audit log as `by` (see [`run`]).
 pub async fn reconcile(
     bridge: &Bridge,
     tenant: &Tenant,
     apply: bool,
+) -> Result<Vec<SiteReport>, ReconcileError> {
+    run(bridge, tenant, apply, "reconcile").await
+}
+
+/// The audit operation of a reconcile run; `scim-bridge status` reads the newest per site.
+pub const AUDIT_OPERATION: &str = "RECONCILE";
+/// The audit resource type of a reconcile run (the resource id is the site).
+pub const AUDIT_RESOURCE_TYPE: &str = "Site";
+
+/// How a site's reconcile run ended, as the audit entry's status says it.
+pub mod outcome {
+    /// The site matched the store.
+    pub const IN_SYNC: u16 = 200;
+    /// Drift was found and its repair handed to the membership engine (`--apply`).
+    pub const REPAIRED: u16 = 202;
+    /// Drift was found and left as it is (a report-only run).
+    pub const DRIFTED: u16 = 409;
+    /// The run failed at the partner.
+    pub const PARTNER_FAILED: u16 = 502;
+    /// The run failed at the store.
+    pub const STORE_FAILED: u16 = 500;
+}
+
+/// What the store wants, read once per tenant and compared with every site.
+struct Wanted {
+    users: Vec<crate::store::UserRow>,
+    groups: Vec<crate::store::GroupRow>,
+    /// Lowercased partner names of the managed groups.
+    managed: HashSet<String>,
+    /// User id -> managed partner group names, from the membership index.
+    desired: HashMap<String, Vec<String>>,
+}
+
+/// [`reconcile`], recording each site's run in the audit log under the credential name `by`
+/// (`reconciler` for the periodic runs, `cli` for `scim-bridge reconcile`): operation
+/// [`AUDIT_OPERATION`], resource [`AUDIT_RESOURCE_TYPE`] / the site, a status from [`outcome`]
+/// and the drift counts as detail.
+pub async fn run(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    apply: bool,
+    by: &str,
 ) -> Result<Vec<SiteReport>, ReconcileError> {
     let store = &bridge.store;
     let name = tenant.name();
@@ -77,7 +121,6 @@ pub async fn reconcile(
         .iter()
         .map(|g| g.partner_name.to_lowercase())
         .collect();
-    // user id -> managed partner group names, from the membership index.
     let mut desired: HashMap<String, Vec<String>> = HashMap::new();
     for g in &groups {
         for member in store.group_member_ids(name, &g.id).await? {
@@ -87,109 +130,191 @@ pub async fn reconcile(
                 .push(g.partner_name.clone());
         }
     }
-    let policy = tenant.config.deprovision;
+    let wanted = Wanted {
+        users,
+        groups,
+        managed,
+        desired,
+    };
     let mut reports = Vec::new();
     for site in &tenant.sites {
-        let mut report = SiteReport {
-            tenant: name.to_owned(),
-            site: site.name.clone(),
-            ..SiteReport::default()
-        };
-        let partner_users = site.client.list_users().await?;
-        let partner_groups = site.client.list_groups().await?;
-        let at_partner: HashMap<String, &crate::partner::PartnerUser> = partner_users
-            .iter()
-            .map(|u| (u.email.to_lowercase(), u))
-            .collect();
-        let partner_group_names: HashSet<String> = partner_groups
-            .iter()
-            .map(|g| g.name.to_lowercase())
-            .collect();
-        for g in &groups {
-            if !partner_group_names.contains(&g.partner_name.to_lowercase()) {
-                report.groups_missing.push(g.partner_name.clone());
-            }
-        }
-        let mut known = HashSet::new();
-        let mut to_mark = Vec::new();
-        for u in &users {
-            if u.partner_email.is_empty() {
-                continue;
-            }
-            let email_lc = u.partner_email.to_lowercase();
-            known.insert(email_lc.clone());
-            let present = u.active || policy != DeprovisionPolicy::Remove;
-            match (present, at_partner.get(&email_lc)) {
-                (true, None) => {
-                    report.users_missing.push(u.partner_email.clone());
-                    to_mark.push(u.id.clone());
-                }
-                (false, Some(_)) => {
-                    report.users_not_removed.push(u.partner_email.clone());
-                    to_mark.push(u.id.clone());
-                }
-                (true, Some(p)) => {
-                    let want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
-                        desired.get(&u.id).cloned().unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    };
-                    let have: Vec<String> = p
-                        .groups
-                        .iter()
-                        .filter(|g| managed.contains(&g.to_lowercase()))
-                        .cloned()
-                        .collect();
-                    if !same_groups(&want, &have) {
-                        let want_lc: HashSet<String> =
-                            want.iter().map(|g| g.to_lowercase()).collect();
-                        let have_lc: HashSet<String> =
-                            have.iter().map(|g| g.to_lowercase()).collect();
-                        report.memberships_drifted.push(GroupDrift {
-                            email: u.partner_email.clone(),
-                            missing: want
-                                .iter()
-                                .filter(|g| !have_lc.contains(&g.to_lowercase()))
-                                .cloned()
-                                .collect(),
-                            extra: have
-                                .iter()
-                                .filter(|g| !want_lc.contains(&g.to_lowercase()))
-                                .cloned()
-                                .collect(),
-                        });
-                        to_mark.push(u.id.clone());
-                    }
-                }
-                (false, None) => {}
-            }
-        }
-        report.unknown_partner_users = partner_users
-            .iter()
-            .filter(|p| !known.contains(&p.email.to_lowercase()))
-            .map(|p| p.email.clone())
-            .collect();
-        if apply {
-            for g in &report.groups_missing {
-                let new = NewGroup {
-                    name: g.clone(),
-                    access: tenant.config.default_access,
-                    created_by_email: Some(tenant.config.invited_by_email.clone()),
-                };
-                site.client.create_group(&new, tenant.dry_run()).await?;
-                report.groups_created += 1;
-            }
-            if !to_mark.is_empty() {
-                let marks = store
-                    .mark_outbox_at(name, std::slice::from_ref(&site.name), &to_mark, now_ms())
-                    .await?;
-                report.marked = marks.len();
-                bridge.engine.kick();
-            }
-        }
-        reports.push(report);
+        let result = reconcile_site(bridge, tenant, site, &wanted, apply).await;
+        record(bridge, tenant, site, apply, by, &result).await;
+        reports.push(result?);
     }
     Ok(reports)
+}
+
+/// Compares one site with what the store wants; with `apply`, repairs it.
+async fn reconcile_site(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    site: &Site,
+    wanted: &Wanted,
+    apply: bool,
+) -> Result<SiteReport, ReconcileError> {
+    let store = &bridge.store;
+    let name = tenant.name();
+    let policy = tenant.config.deprovision;
+    let Wanted {
+        users,
+        groups,
+        managed,
+        desired,
+    } = wanted;
+    let mut report = SiteReport {
+        tenant: name.to_owned(),
+        site: site.name.clone(),
+        ..SiteReport::default()
+    };
+    let partner_users = site.client.list_users().await?;
+    let partner_groups = site.client.list_groups().await?;
+    let at_partner: HashMap<String, &crate::partner::PartnerUser> = partner_users
+        .iter()
+        .map(|u| (u.email.to_lowercase(), u))
+        .collect();
+    let partner_group_names: HashSet<String> = partner_groups
+        .iter()
+        .map(|g| g.name.to_lowercase())
+        .collect();
+    for g in groups {
+        if !partner_group_names.contains(&g.partner_name.to_lowercase()) {
+            report.groups_missing.push(g.partner_name.clone());
+        }
+    }
+    let mut known = HashSet::new();
+    let mut to_mark = Vec::new();
+    for u in users {
+        if u.partner_email.is_empty() {
+            continue;
+        }
+        let email_lc = u.partner_email.to_lowercase();
+        known.insert(email_lc.clone());
+        let present = u.active || policy != DeprovisionPolicy::Remove;
+        match (present, at_partner.get(&email_lc)) {
+            (true, None) => {
+                report.users_missing.push(u.partner_email.clone());
+                to_mark.push(u.id.clone());
+            }
+            (false, Some(_)) => {
+                report.users_not_removed.push(u.partner_email.clone());
+                to_mark.push(u.id.clone());
+            }
+            (true, Some(p)) => {
+                let want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
+                    desired.get(&u.id).cloned().unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let have: Vec<String> = p
+                    .groups
+                    .iter()
+                    .filter(|g| managed.contains(&g.to_lowercase()))
+                    .cloned()
+                    .collect();
+                if !same_groups(&want, &have) {
+                    let want_lc: HashSet<String> = want.iter().map(|g| g.to_lowercase()).collect();
+                    let have_lc: HashSet<String> = have.iter().map(|g| g.to_lowercase()).collect();
+                    report.memberships_drifted.push(GroupDrift {
+                        email: u.partner_email.clone(),
+                        missing: want
+                            .iter()
+                            .filter(|g| !have_lc.contains(&g.to_lowercase()))
+                            .cloned()
+                            .collect(),
+                        extra: have
+                            .iter()
+                            .filter(|g| !want_lc.contains(&g.to_lowercase()))
+                            .cloned()
+                            .collect(),
+                    });
+                    to_mark.push(u.id.clone());
+                }
+            }
+            (false, None) => {}
+        }
+    }
+    report.unknown_partner_users = partner_users
+        .iter()
+        .filter(|p| !known.contains(&p.email.to_lowercase()))
+        .map(|p| p.email.clone())
+        .collect();
+    if apply {
+        for g in &report.groups_missing {
+            let new = NewGroup {
+                name: g.clone(),
+                access: tenant.config.default_access,
+                created_by_email: Some(tenant.config.invited_by_email.clone()),
+            };
+            site.client.create_group(&new, tenant.dry_run()).await?;
+            report.groups_created += 1;
+        }
+        if !to_mark.is_empty() {
+            let marks = store
+                .mark_outbox_at(name, std::slice::from_ref(&site.name), &to_mark, now_ms())
+                .await?;
+            report.marked = marks.len();
+            bridge.engine.kick();
+        }
+    }
+    Ok(report)
+}
+
+/// Appends a site's run to the audit log (a failure to write it is logged by the store).
+async fn record(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    site: &Site,
+    apply: bool,
+    by: &str,
+    result: &Result<SiteReport, ReconcileError>,
+) {
+    let (status, detail) = match result {
+        Ok(r) => {
+            let status = match (r.in_sync(), apply) {
+                (true, _) => outcome::IN_SYNC,
+                (false, true) => outcome::REPAIRED,
+                (false, false) => outcome::DRIFTED,
+            };
+            let detail = serde_json::json!({
+                "apply": apply,
+                "in_sync": r.in_sync(),
+                "users_missing": r.users_missing.len(),
+                "users_not_removed": r.users_not_removed.len(),
+                "memberships_drifted": r.memberships_drifted.len(),
+                "groups_missing": r.groups_missing.len(),
+                "unknown_partner_users": r.unknown_partner_users.len(),
+                "groups_created": r.groups_created,
+                "marked": r.marked,
+            });
+            (status, detail)
+        }
+        Err(e) => {
+            let status = match e {
+                ReconcileError::Partner(_) => outcome::PARTNER_FAILED,
+                ReconcileError::Store(_) => outcome::STORE_FAILED,
+            };
+            (
+                status,
+                serde_json::json!({ "apply": apply, "error": e.to_string() }),
+            )
+        }
+    };
+    bridge
+        .store
+        .record_audit(&AuditEntry {
+            at_ms: now_ms(),
+            tenant: tenant.name().to_owned(),
+            credential: by.to_owned(),
+            client: String::new(),
+            request_id: String::new(),
+            operation: AUDIT_OPERATION.to_owned(),
+            resource_type: AUDIT_RESOURCE_TYPE.to_owned(),
+            resource_id: Some(site.name.clone()),
+            status,
+            detail: Some(detail.to_string()),
+        })
+        .await;
 }
 
 /// The human-readable report.

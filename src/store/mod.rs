@@ -35,11 +35,13 @@ mod audit;
 mod error;
 mod groups;
 mod outbox;
+mod outbox_view;
 mod types;
 mod users;
 
 use error::Fail;
 pub use error::StoreError;
+pub use outbox_view::{OutboxFailure, OutboxSiteStats};
 pub use types::{
     audit_entry_json, AuditEntry, AuditQuery, GroupRow, IndexTerm, MembershipChange, OutboxItem,
     OutboxMark, OutboxStats, UserRow,

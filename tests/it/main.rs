@@ -1,6 +1,7 @@
 //! The integration test binary: every test starts its own servers on `127.0.0.1:0`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin_cli;
 mod bench;
 mod bridge_smoke;
 mod cli;

@@ -1,0 +1,912 @@
+//! `import-csv`, `delete-csv` and `add-user`: the vendor's bulk scripts, made safe to run.
+//!
+//! Each command reads and checks all of its input first, then per site reads the partner's
+//! users (and groups) once, decides per row what to do, and sends the writes through the
+//! site's client, as many at once as the client allows. Rows are never sent when they are bad,
+//! when their email belongs to a user SCIM manages (without `--force`), or when they name a
+//! group the site does not have. A summary at the end lists every such row and every failed
+//! call with its reason.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use futures::stream::{self, StreamExt};
+
+use super::rows::{self, BadRow, DeleteRow, ImportColumns, ImportRow, Table};
+use super::{
+    load_quiet, AddUserArgs, Context, DeleteCsvArgs, ImportCsvArgs, Progress, EXIT_BAD_INPUT,
+    EXIT_FAILED, EXIT_OK,
+};
+use crate::bridge::mapping::same_groups;
+use crate::bridge::Site;
+use crate::config::LogFormat;
+use crate::partner::client::{NewUser, UserUpdate};
+use crate::partner::{PartnerGroup, PartnerUser, ALL_USERS_GROUP};
+use crate::store::AuditEntry;
+
+/// What happened to one row at one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Created,
+    /// With the fields that changed.
+    Updated(Vec<&'static str>),
+    Unchanged,
+    Deleted,
+    /// `delete-csv`: the site has no such user (nothing to do).
+    Absent,
+    Failed(String),
+}
+
+impl Outcome {
+    fn ok(&self) -> bool {
+        !matches!(self, Outcome::Failed(_))
+    }
+
+    /// The summary's key, in its order.
+    fn key(&self) -> usize {
+        match self {
+            Outcome::Created => 0,
+            Outcome::Updated(_) => 1,
+            Outcome::Unchanged => 2,
+            Outcome::Deleted => 3,
+            Outcome::Absent => 4,
+            Outcome::Failed(_) => 5,
+        }
+    }
+
+    fn label(key: usize, apply: bool) -> &'static str {
+        match (key, apply) {
+            (0, true) => "created",
+            (0, false) => "would be created",
+            (1, true) => "updated",
+            (1, false) => "would be updated",
+            (2, _) => "unchanged",
+            (3, true) => "deleted",
+            (3, false) => "would be deleted",
+            (4, _) => "not at the site",
+            _ => "failed",
+        }
+    }
+
+    fn describe(&self, apply: bool) -> String {
+        match self {
+            Outcome::Updated(fields) => {
+                format!("{} ({})", Outcome::label(1, apply), fields.join(", "))
+            }
+            Outcome::Failed(reason) => format!("FAILED: {reason}"),
+            other => Outcome::label(other.key(), apply).to_owned(),
+        }
+    }
+}
+
+/// One write to send, or what was decided without one.
+enum Plan {
+    Create(NewUser),
+    Update(UserUpdate, Vec<&'static str>),
+    Delete,
+    Done(Outcome),
+}
+
+/// One (row, site) of the run.
+struct Op<'a> {
+    line: u64,
+    email: String,
+    site: &'a Site,
+    plan: Plan,
+}
+
+/// A row refused before any site was asked.
+struct Refused {
+    line: u64,
+    email: String,
+    reason: String,
+}
+
+/// Everything a run produced, for the summary and the exit code.
+#[derive(Default)]
+struct Results {
+    bad: Vec<BadRow>,
+    refused: Vec<Refused>,
+    /// (line, email, site, outcome), in line order.
+    done: Vec<(u64, String, String, Outcome)>,
+}
+
+impl Results {
+    fn all_ok(&self) -> bool {
+        self.bad.is_empty() && self.refused.is_empty() && self.done.iter().all(|d| d.3.ok())
+    }
+}
+
+/// `scim-bridge import-csv`.
+pub async fn import_csv(
+    path: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    args: ImportCsvArgs,
+) -> ExitCode {
+    let config = match load_quiet(path, log_format) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let table = match read_table(&args.file, args.delimiter) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let column = |flag: &str, name: &str| {
+        table.column(name).ok_or_else(|| {
+            eprintln!(
+                "error: {flag}: the file has no column '{name}' (its columns: {})",
+                table.headers.join(", ")
+            );
+            ExitCode::from(EXIT_BAD_INPUT)
+        })
+    };
+    let columns = match (|| {
+        Ok::<_, ExitCode>(ImportColumns {
+            email: column("--email-column", &args.email_column)?,
+            first_name: column("--first-name-column", &args.first_name_column)?,
+            last_name: column("--last-name-column", &args.last_name_column)?,
+            groups: match &args.groups_column {
+                Some(name) => Some(column("--groups-column", name)?),
+                None => table.column("groups"),
+            },
+        })
+    })() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(code) = check_invited_by(args.invited_by.as_deref()) {
+        return code;
+    }
+    let ctx = match Context::open(&config, &args.target).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (rows, bad) = table.import_rows(columns, args.groups_separator);
+    let invited_by = args
+        .invited_by
+        .clone()
+        .unwrap_or_else(|| ctx.tenant.config.invited_by_email.clone());
+    let input = format!("{} ({} rows)", args.file.display(), table.len());
+    header("import-csv", &input, &ctx);
+    let results = upsert(
+        &ctx,
+        rows,
+        bad,
+        &invited_by,
+        args.replace_groups,
+        Some("import-csv"),
+    )
+    .await;
+    finish(
+        &ctx,
+        "IMPORT_CSV",
+        &args.file.display().to_string(),
+        None,
+        results,
+    )
+    .await
+}
+
+/// `scim-bridge add-user`.
+pub async fn add_user(
+    path: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    args: AddUserArgs,
+) -> ExitCode {
+    let config = match load_quiet(path, log_format) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let email = args.email.trim().to_owned();
+    let first_name = args.first_name.trim().to_owned();
+    let last_name = args.last_name.trim().to_owned();
+    let checked = rows::check_email(&email)
+        .map_err(|e| format!("EMAIL: {e}"))
+        .and_then(|()| rows::check_name("first name", &first_name))
+        .and_then(|()| rows::check_name("last name", &last_name))
+        .and_then(|()| rows::parse_groups(&args.groups.join(","), ','));
+    let groups = match checked {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    if let Err(code) = check_invited_by(args.invited_by.as_deref()) {
+        return code;
+    }
+    let ctx = match Context::open(&config, &args.target).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let invited_by = args
+        .invited_by
+        .clone()
+        .unwrap_or_else(|| ctx.tenant.config.invited_by_email.clone());
+    header("add-user", &email, &ctx);
+    let row = ImportRow {
+        line: 0,
+        email: email.clone(),
+        first_name,
+        last_name,
+        groups: Some(groups),
+    };
+    let results = upsert(
+        &ctx,
+        vec![row],
+        Vec::new(),
+        &invited_by,
+        args.replace_groups,
+        None,
+    )
+    .await;
+    finish(&ctx, "ADD_USER", &email, Some(&email), results).await
+}
+
+/// `scim-bridge delete-csv`.
+pub async fn delete_csv(
+    path: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    args: DeleteCsvArgs,
+) -> ExitCode {
+    let config = match load_quiet(path, log_format) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let table = match read_table(&args.file, args.delimiter) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let Some(column) = table.column(&args.column) else {
+        eprintln!(
+            "error: --column: the file has no column '{}' (its columns: {})",
+            args.column,
+            table.headers.join(", ")
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let ctx = match Context::open(&config, &args.target).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let (rows, bad) = table.delete_rows(column);
+    let input = format!("{} ({} rows)", args.file.display(), table.len());
+    header("delete-csv", &input, &ctx);
+    let results = delete(&ctx, rows, bad).await;
+    finish(
+        &ctx,
+        "DELETE_CSV",
+        &args.file.display().to_string(),
+        None,
+        results,
+    )
+    .await
+}
+
+/// Reads the whole file (or standard input for `-`) and parses it; `Err` is exit code 2.
+fn read_table(file: &Path, delimiter: char) -> Result<Table, ExitCode> {
+    let bad = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    let delimiter = u8::try_from(delimiter)
+        .ok()
+        .filter(u8::is_ascii)
+        .ok_or_else(|| bad("--delimiter must be one ASCII character".into()))?;
+    let bytes = if file == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .map_err(|e| bad(format!("cannot read standard input: {e}")))?;
+        buf
+    } else {
+        std::fs::read(file).map_err(|e| bad(format!("cannot read {}: {e}", file.display())))?
+    };
+    let table =
+        Table::parse(&bytes, delimiter).map_err(|e| bad(format!("{}: {e}", file.display())))?;
+    if table.is_empty() {
+        return Err(bad(format!("{}: no rows after the header", file.display())));
+    }
+    Ok(table)
+}
+
+fn check_invited_by(invited_by: Option<&str>) -> Result<(), ExitCode> {
+    match invited_by.map(rows::check_email) {
+        Some(Err(e)) => {
+            eprintln!("error: --invited-by: {e}");
+            Err(ExitCode::from(EXIT_BAD_INPUT))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn header(command: &str, input: &str, ctx: &Context) {
+    println!(
+        "{command} {input}: tenant {}, site{} {}",
+        ctx.tenant.name(),
+        if ctx.tenant.sites.len() == 1 { "" } else { "s" },
+        ctx.tenant.site_names().join(", ")
+    );
+    if !ctx.apply {
+        println!("DRY RUN: every partner write is sent with test_mode=true; nothing will change (--apply to make the changes)");
+    }
+}
+
+/// Lowercased partner emails of the tenant's SCIM users -> their SCIM id.
+async fn scim_managed(ctx: &Context) -> Result<HashMap<String, String>, String> {
+    let users = ctx
+        .store
+        .find_users(ctx.tenant.name(), &[])
+        .await
+        .map_err(|e| format!("cannot read the store's users: {e}"))?;
+    Ok(users
+        .into_iter()
+        .filter(|u| !u.partner_email.is_empty())
+        .map(|u| (u.partner_email.to_lowercase(), u.id))
+        .collect())
+}
+
+/// Splits off the rows whose email a SCIM user of the tenant has (unless `--force`). `Err`
+/// when the store cannot tell: then nothing is sent at all.
+async fn guard<R>(
+    ctx: &Context,
+    rows: Vec<R>,
+    email: impl Fn(&R) -> (&str, u64),
+    results: &mut Results,
+) -> Result<Vec<R>, String> {
+    if ctx.force {
+        return Ok(rows);
+    }
+    let managed = scim_managed(ctx).await?;
+    let mut kept = Vec::new();
+    for row in rows {
+        let (e, line) = email(&row);
+        match managed.get(&e.to_lowercase()) {
+            Some(id) => results.refused.push(Refused {
+                line,
+                email: e.to_owned(),
+                reason: format!(
+                    "managed by SCIM (user {id}): change it in the identity provider, or pass --force"
+                ),
+            }),
+            None => kept.push(row),
+        }
+    }
+    Ok(kept)
+}
+
+/// Creates or updates every row at every site of the context.
+async fn upsert(
+    ctx: &Context,
+    rows: Vec<ImportRow>,
+    bad: Vec<BadRow>,
+    invited_by: &str,
+    replace_groups: bool,
+    progress_label: Option<&str>,
+) -> Result<Results, String> {
+    let mut results = Results {
+        bad,
+        ..Results::default()
+    };
+    let rows = guard(ctx, rows, |r| (r.email.as_str(), r.line), &mut results).await?;
+    let mut ops = Vec::new();
+    for site in &ctx.tenant.sites {
+        let read = tokio::try_join!(site.client.list_users(), site.client.list_groups());
+        let (users, groups) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = format!("cannot read the site: {e}");
+                ops.extend(rows.iter().map(|r| Op {
+                    line: r.line,
+                    email: r.email.clone(),
+                    site,
+                    plan: Plan::Done(Outcome::Failed(reason.clone())),
+                }));
+                continue;
+            }
+        };
+        let users: HashMap<String, PartnerUser> = users
+            .into_iter()
+            .map(|u| (u.email.to_lowercase(), u))
+            .collect();
+        for row in &rows {
+            ops.push(Op {
+                line: row.line,
+                email: row.email.clone(),
+                site,
+                plan: plan_upsert(
+                    row,
+                    users.get(&row.email.to_lowercase()),
+                    &groups,
+                    invited_by,
+                    replace_groups,
+                ),
+            });
+        }
+    }
+    results.done = run(ctx, ops, progress_label).await;
+    Ok(results)
+}
+
+/// What to do for one row at a site whose users and groups are known.
+fn plan_upsert(
+    row: &ImportRow,
+    existing: Option<&PartnerUser>,
+    site_groups: &[PartnerGroup],
+    invited_by: &str,
+    replace_groups: bool,
+) -> Plan {
+    // The site's spelling of each group; a group the site lacks fails the row unsent.
+    let mut wanted = Vec::new();
+    let mut unknown = Vec::new();
+    for g in row.groups.iter().flatten() {
+        match site_groups.iter().find(|s| s.name.eq_ignore_ascii_case(g)) {
+            Some(s) => wanted.push(s.name.clone()),
+            None => unknown.push(g.as_str()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Plan::Done(Outcome::Failed(format!(
+            "the site has no group {} (create {} first)",
+            unknown
+                .iter()
+                .map(|g| format!("'{g}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unknown.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    let Some(user) = existing else {
+        return Plan::Create(NewUser {
+            email: row.email.clone(),
+            first_name: row.first_name.clone(),
+            last_name: row.last_name.clone(),
+            groups: wanted,
+            invited_by_email: invited_by.to_owned(),
+        });
+    };
+    let mut update = UserUpdate::default();
+    let mut changed = Vec::new();
+    if user.first_name != row.first_name {
+        update.first_name = Some(row.first_name.clone());
+        changed.push("first_name");
+    }
+    if user.last_name != row.last_name {
+        update.last_name = Some(row.last_name.clone());
+        changed.push("last_name");
+    }
+    if row.groups.is_some() {
+        let mut target: Vec<String> = if replace_groups {
+            user.groups
+                .iter()
+                .filter(|g| g.eq_ignore_ascii_case(ALL_USERS_GROUP))
+                .cloned()
+                .collect()
+        } else {
+            user.groups.clone()
+        };
+        for g in wanted {
+            if !target.iter().any(|t| t.eq_ignore_ascii_case(&g)) {
+                target.push(g);
+            }
+        }
+        if !same_groups(&user.groups, &target) {
+            // The full intended list, as the partner contract wants it on a PUT.
+            update.groups = Some(target);
+            changed.push("groups");
+        }
+    }
+    if changed.is_empty() {
+        Plan::Done(Outcome::Unchanged)
+    } else {
+        Plan::Update(update, changed)
+    }
+}
+
+/// Deletes every row's user at every site of the context.
+async fn delete(ctx: &Context, rows: Vec<DeleteRow>, bad: Vec<BadRow>) -> Result<Results, String> {
+    let mut results = Results {
+        bad,
+        ..Results::default()
+    };
+    // The inviting user is how new users get in: deleting it breaks every later create.
+    let inviter = ctx.tenant.config.invited_by_email.to_lowercase();
+    let rows: Vec<DeleteRow> = rows
+        .into_iter()
+        .filter_map(|r| {
+            if !ctx.force && r.email.to_lowercase() == inviter {
+                results.refused.push(Refused {
+                    line: r.line,
+                    email: r.email,
+                    reason: "the tenant's invited_by_email user, needed to create users: pass --force to delete it".into(),
+                });
+                None
+            } else {
+                Some(r)
+            }
+        })
+        .collect();
+    let rows = guard(ctx, rows, |r| (r.email.as_str(), r.line), &mut results).await?;
+    let mut ops = Vec::new();
+    for site in &ctx.tenant.sites {
+        let present: Result<HashSet<String>, String> = site
+            .client
+            .list_users()
+            .await
+            .map(|users| users.into_iter().map(|u| u.email.to_lowercase()).collect())
+            .map_err(|e| format!("cannot read the site: {e}"));
+        for row in &rows {
+            let plan = match &present {
+                Err(reason) => Plan::Done(Outcome::Failed(reason.clone())),
+                Ok(p) if p.contains(&row.email.to_lowercase()) => Plan::Delete,
+                Ok(_) => Plan::Done(Outcome::Absent),
+            };
+            ops.push(Op {
+                line: row.line,
+                email: row.email.clone(),
+                site,
+                plan,
+            });
+        }
+    }
+    results.done = run(ctx, ops, Some("delete-csv")).await;
+    Ok(results)
+}
+
+/// Sends the writes, as many at once as the sites' clients allow, reporting progress and a
+/// line per change or failure as they complete. Returns every outcome in (line, site) order.
+async fn run(
+    ctx: &Context,
+    ops: Vec<Op<'_>>,
+    progress_label: Option<&str>,
+) -> Vec<(u64, String, String, Outcome)> {
+    let total = ops.len() as u64;
+    let mut progress = progress_label.map(|label| Progress::new(label, total));
+    let site_order: Vec<String> = ctx.tenant.site_names();
+    let parallel: usize = ctx
+        .tenant
+        .sites
+        .iter()
+        .map(|s| s.client.options().max_concurrency)
+        .sum::<usize>()
+        .max(1);
+    let test_mode = ctx.test_mode;
+    let mut done = Vec::with_capacity(ops.len());
+    let mut outcomes = stream::iter(ops.into_iter().map(|op| async move {
+        let outcome = match op.plan {
+            Plan::Done(outcome) => outcome,
+            Plan::Create(new) => match op.site.client.create_user(&new, test_mode).await {
+                Ok(_) => Outcome::Created,
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
+            Plan::Update(update, fields) => {
+                match op
+                    .site
+                    .client
+                    .update_user(&op.email, &update, test_mode)
+                    .await
+                {
+                    Ok(_) => Outcome::Updated(fields),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                }
+            }
+            Plan::Delete => match op.site.client.delete_user(&op.email, test_mode).await {
+                Ok(()) => Outcome::Deleted,
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
+        };
+        (op.line, op.email, op.site.name.clone(), outcome)
+    }))
+    .buffer_unordered(parallel);
+    while let Some((line, email, site, outcome)) = outcomes.next().await {
+        // add-user (no progress) prints every site; the bulk commands only what changed or
+        // failed, the summary counts the rest.
+        let print = progress.is_none() || !matches!(outcome, Outcome::Unchanged | Outcome::Absent);
+        if print {
+            let text = format!(
+                "{}{email}  site {site}: {}",
+                at_line(line),
+                outcome.describe(ctx.apply)
+            );
+            match &progress {
+                Some(p) => p.println(&text),
+                None => println!("{text}"),
+            }
+        }
+        if let Some(p) = progress.as_mut() {
+            p.inc();
+        }
+        done.push((line, email, site, outcome));
+    }
+    if let Some(p) = progress {
+        p.finish();
+    }
+    done.sort_by_key(|(line, _, site, _)| {
+        (
+            *line,
+            site_order
+                .iter()
+                .position(|s| s == site)
+                .unwrap_or(usize::MAX),
+        )
+    });
+    done
+}
+
+fn at_line(line: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("line {line}: ")
+    }
+}
+
+/// Prints the summary, records the run in the audit log (with --apply) and picks the exit
+/// code.
+async fn finish(
+    ctx: &Context,
+    operation: &str,
+    input: &str,
+    resource_id: Option<&str>,
+    results: Result<Results, String>,
+) -> ExitCode {
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}; nothing was sent");
+            ctx.store.close().await;
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    println!();
+    println!(
+        "summary{}:",
+        if ctx.apply {
+            ""
+        } else {
+            " (dry run: nothing was changed)"
+        }
+    );
+    let mut per_site: Vec<(String, [u64; 6])> = ctx
+        .tenant
+        .site_names()
+        .into_iter()
+        .map(|s| (s, [0; 6]))
+        .collect();
+    for (_, _, site, outcome) in &results.done {
+        if let Some((_, counts)) = per_site.iter_mut().find(|(s, _)| s == site) {
+            counts[outcome.key()] += 1;
+        }
+    }
+    // Every count that matters to the command, and any other that is not zero.
+    let always: &[usize] = if operation == "DELETE_CSV" {
+        &[3, 4, 5]
+    } else {
+        &[0, 1, 2, 5]
+    };
+    for (site, counts) in &per_site {
+        let parts: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .filter(|(key, n)| **n > 0 || always.contains(key))
+            .map(|(key, n)| format!("{n} {}", Outcome::label(key, ctx.apply)))
+            .collect();
+        println!("  site {site}: {}", parts.join(", "));
+    }
+    if !results.bad.is_empty() || !results.refused.is_empty() {
+        println!(
+            "  rows not sent: {} invalid, {} refused",
+            results.bad.len(),
+            results.refused.len()
+        );
+    }
+    let mut problems: Vec<(u64, String)> = Vec::new();
+    for b in &results.bad {
+        problems.push((
+            b.line,
+            format!(
+                "{}{}: invalid: {}",
+                at_line(b.line),
+                shown(&b.email),
+                b.reason
+            ),
+        ));
+    }
+    for r in &results.refused {
+        problems.push((
+            r.line,
+            format!(
+                "{}{}: refused: {}",
+                at_line(r.line),
+                shown(&r.email),
+                r.reason
+            ),
+        ));
+    }
+    for (line, email, site, outcome) in &results.done {
+        if let Outcome::Failed(reason) = outcome {
+            problems.push((
+                *line,
+                format!("{}{email}: site {site}: failed: {reason}", at_line(*line)),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|(line, _)| *line);
+        println!("problems ({}):", problems.len());
+        for (_, p) in &problems {
+            println!("  {p}");
+        }
+    }
+    let all_ok = results.all_ok();
+    if ctx.apply && !ctx.test_mode {
+        record(ctx, operation, input, resource_id, &per_site, all_ok).await;
+    }
+    ctx.store.close().await;
+    ExitCode::from(if all_ok { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn shown(email: &str) -> String {
+    if email.is_empty() {
+        "(no email)".into()
+    } else {
+        format!("{email:?}")
+    }
+}
+
+/// One audit entry per site for a run that changed the partner.
+async fn record(
+    ctx: &Context,
+    operation: &str,
+    input: &str,
+    resource_id: Option<&str>,
+    per_site: &[(String, [u64; 6])],
+    all_ok: bool,
+) {
+    for (site, c) in per_site {
+        let detail = serde_json::json!({
+            "site": site,
+            "input": input,
+            "created": c[0],
+            "updated": c[1],
+            "unchanged": c[2],
+            "deleted": c[3],
+            "absent": c[4],
+            "failed": c[5],
+        });
+        ctx.store
+            .record_audit(&AuditEntry {
+                at_ms: crate::bridge::now_ms(),
+                tenant: ctx.tenant.name().to_owned(),
+                credential: "cli".into(),
+                client: String::new(),
+                request_id: String::new(),
+                operation: operation.to_owned(),
+                resource_type: "Users".into(),
+                resource_id: resource_id.map(str::to_owned),
+                // 207: some rows of the run failed.
+                status: if all_ok { 200 } else { 207 },
+                detail: Some(detail.to_string()),
+            })
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partner::Access;
+
+    fn row(groups: Option<&[&str]>) -> ImportRow {
+        ImportRow {
+            line: 2,
+            email: "ann@example.com".into(),
+            first_name: "Ann".into(),
+            last_name: "Lee".into(),
+            groups: groups.map(|g| g.iter().map(|s| (*s).to_owned()).collect()),
+        }
+    }
+
+    fn site_groups() -> Vec<PartnerGroup> {
+        ["All Users", "Administrators", "Analysts", "Sales"]
+            .into_iter()
+            .map(|n| PartnerGroup {
+                name: n.into(),
+                access: Access::Sql,
+            })
+            .collect()
+    }
+
+    fn user(groups: &[&str]) -> PartnerUser {
+        PartnerUser {
+            email: "Ann@example.com".into(),
+            first_name: "Ann".into(),
+            last_name: "Lee".into(),
+            groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_new_user_is_created_with_the_sites_spelling_of_its_groups() {
+        let Plan::Create(new) = plan_upsert(
+            &row(Some(&["analysts"])),
+            None,
+            &site_groups(),
+            "owner@example.com",
+            false,
+        ) else {
+            unreachable!("expected a create")
+        };
+        assert_eq!(new.groups, ["Analysts"]);
+        assert_eq!(new.invited_by_email, "owner@example.com");
+    }
+
+    #[test]
+    fn an_unknown_group_fails_the_row_without_a_call() {
+        let plan = plan_upsert(
+            &row(Some(&["Nope"])),
+            None,
+            &site_groups(),
+            "o@e.com",
+            false,
+        );
+        assert!(
+            matches!(plan, Plan::Done(Outcome::Failed(ref m)) if m.contains("'Nope'")),
+            "unexpected plan"
+        );
+    }
+
+    #[test]
+    fn groups_are_added_by_default_and_replaced_on_request() {
+        let existing = user(&["All Users", "Administrators"]);
+        let Plan::Update(update, fields) = plan_upsert(
+            &row(Some(&["Sales"])),
+            Some(&existing),
+            &site_groups(),
+            "o@e.com",
+            false,
+        ) else {
+            unreachable!("expected an update")
+        };
+        assert_eq!(fields, ["groups"]);
+        assert_eq!(
+            update.groups.unwrap(),
+            ["All Users", "Administrators", "Sales"]
+        );
+        let Plan::Update(update, _) = plan_upsert(
+            &row(Some(&["Sales"])),
+            Some(&existing),
+            &site_groups(),
+            "o@e.com",
+            true,
+        ) else {
+            unreachable!("expected an update")
+        };
+        assert_eq!(update.groups.unwrap(), ["All Users", "Sales"]);
+    }
+
+    #[test]
+    fn a_user_as_the_row_says_is_unchanged_and_no_groups_column_leaves_groups_alone() {
+        let existing = user(&["All Users", "Sales"]);
+        for groups in [Some(&["sales"][..]), None] {
+            let plan = plan_upsert(
+                &row(groups),
+                Some(&existing),
+                &site_groups(),
+                "o@e.com",
+                false,
+            );
+            assert!(matches!(plan, Plan::Done(Outcome::Unchanged)));
+        }
+        let mut renamed = row(None);
+        renamed.last_name = "Lee-Ray".into();
+        let Plan::Update(update, fields) =
+            plan_upsert(&renamed, Some(&existing), &site_groups(), "o@e.com", false)
+        else {
+            unreachable!("expected an update")
+        };
+        assert_eq!(fields, ["last_name"]);
+        assert_eq!(update.groups, None);
+        assert_eq!(update.first_name, None);
+    }
+}

@@ -1,0 +1,389 @@
+//! `scim-bridge status`: per tenant and site, the outbox (depth, failing items with their last
+//! error and attempts, how long the oldest item has been due) and the last reconcile (when,
+//! by whom, what it found), read from the store only: no partner call, safe to run often.
+//!
+//! Healthy (exit 0) means: no outbox item whose last run failed, and no site whose last
+//! reconcile found drift it did not repair (a report-only `reconcile`) or failed. Otherwise
+//! exit 1, also when the store cannot be read; 2 for a bad configuration or an unknown
+//! `--tenant`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{human, load_quiet, rfc3339, StatusArgs, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
+use crate::bridge::reconcile::{outcome, AUDIT_OPERATION, AUDIT_RESOURCE_TYPE};
+use crate::config::LogFormat;
+use crate::store::{AuditEntry, AuditQuery, OutboxFailure, Store, StoreError};
+
+/// Audit entries read per site to find its last reconcile.
+const RECONCILE_LOOKBACK: u32 = 50;
+
+#[derive(Debug, Serialize)]
+struct Report {
+    healthy: bool,
+    /// Why not, one reason per line.
+    problems: Vec<String>,
+    tenants: Vec<TenantStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct TenantStatus {
+    tenant: String,
+    sites: Vec<SiteStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct SiteStatus {
+    site: String,
+    /// False for a site the store still has work for but the configuration no longer names.
+    configured: bool,
+    outbox: OutboxStatus,
+    failing_items: Vec<FailingItem>,
+    last_reconcile: Option<LastReconcile>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct OutboxStatus {
+    depth: u64,
+    failing: u64,
+    oldest_due: Option<String>,
+    /// How long the earliest item has been due (negative: due in the future, e.g. a retry).
+    oldest_due_age_ms: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct FailingItem {
+    user_id: String,
+    email: Option<String>,
+    attempts: i32,
+    last_error: Option<String>,
+    marked_at: String,
+    next_try_at: String,
+    /// How long the item has been waiting since it was marked.
+    age_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct LastReconcile {
+    at: String,
+    age_ms: i64,
+    /// `reconciler` (periodic, in `serve`) or `cli` (`scim-bridge reconcile`).
+    by: String,
+    /// `in_sync`, `repaired`, `drifted` (found, not repaired) or `failed`.
+    result: &'static str,
+    status: u16,
+    detail: Option<Value>,
+}
+
+impl LastReconcile {
+    fn healthy(&self) -> bool {
+        matches!(self.result, "in_sync" | "repaired")
+    }
+}
+
+/// Runs `scim-bridge status`.
+pub async fn status(
+    path: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    args: StatusArgs,
+) -> ExitCode {
+    let config = match load_quiet(path, log_format) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut tenants: Vec<(String, Vec<String>)> = config
+        .tenants
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.sites.iter().map(|s| s.site_name.clone()).collect(),
+            )
+        })
+        .collect();
+    if let Some(name) = &args.tenant {
+        tenants.retain(|(t, _)| t == name);
+        if tenants.is_empty() {
+            eprintln!("error: --tenant: no tenant named '{name}'");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    }
+    let store = match super::super::open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let report = build(&store, &tenants, args.tenant.as_deref(), args.limit).await;
+    store.close().await;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot read the store: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".into())
+        );
+    } else {
+        print!("{}", render(&report));
+    }
+    ExitCode::from(if report.healthy { EXIT_OK } else { EXIT_FAILED })
+}
+
+async fn build(
+    store: &Store,
+    tenants: &[(String, Vec<String>)],
+    only: Option<&str>,
+    limit: u32,
+) -> Result<Report, StoreError> {
+    let now = crate::bridge::now_ms();
+    let stats = store.outbox_by_site(only).await?;
+    let failures = store.outbox_failures(only, limit.max(1)).await?;
+    // (tenant, site) -> status, configured sites first in configuration order, then any site
+    // the outbox still names.
+    let mut out: Vec<TenantStatus> = Vec::new();
+    let mut index: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    let mut place = |out: &mut Vec<TenantStatus>, tenant: &str, site: &str, configured: bool| {
+        if let Some(&at) = index.get(&(tenant.to_owned(), site.to_owned())) {
+            return at;
+        }
+        let t = match out.iter().position(|t| t.tenant == tenant) {
+            Some(t) => t,
+            None => {
+                out.push(TenantStatus {
+                    tenant: tenant.to_owned(),
+                    sites: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        out[t].sites.push(SiteStatus {
+            site: site.to_owned(),
+            configured,
+            outbox: OutboxStatus::default(),
+            failing_items: Vec::new(),
+            last_reconcile: None,
+        });
+        let at = (t, out[t].sites.len() - 1);
+        index.insert((tenant.to_owned(), site.to_owned()), at);
+        at
+    };
+    for (tenant, sites) in tenants {
+        for site in sites {
+            let (t, s) = place(&mut out, tenant, site, true);
+            out[t].sites[s].last_reconcile = last_reconcile(store, tenant, site, now).await?;
+        }
+    }
+    for st in stats {
+        let (t, s) = place(&mut out, &st.tenant, &st.site, false);
+        out[t].sites[s].outbox = OutboxStatus {
+            depth: st.depth,
+            failing: st.failing,
+            oldest_due: st.oldest_due_ms.map(rfc3339),
+            oldest_due_age_ms: st.oldest_due_ms.map(|d| now - d),
+        };
+    }
+    for f in failures {
+        let (t, s) = place(&mut out, &f.tenant, &f.site, false);
+        out[t].sites[s].failing_items.push(failing_item(f, now));
+    }
+    let mut problems = Vec::new();
+    for t in &out {
+        for s in &t.sites {
+            if s.outbox.failing > 0 {
+                problems.push(format!(
+                    "tenant {} site {}: {} outbox item{} failing",
+                    t.tenant,
+                    s.site,
+                    s.outbox.failing,
+                    if s.outbox.failing == 1 { "" } else { "s" }
+                ));
+            }
+            if let Some(r) = s.last_reconcile.as_ref().filter(|r| !r.healthy()) {
+                problems.push(format!(
+                    "tenant {} site {}: the last reconcile {}",
+                    t.tenant,
+                    s.site,
+                    if r.result == "drifted" {
+                        "found drift it did not repair"
+                    } else {
+                        "failed"
+                    }
+                ));
+            }
+        }
+    }
+    Ok(Report {
+        healthy: problems.is_empty(),
+        problems,
+        tenants: out,
+    })
+}
+
+fn failing_item(f: OutboxFailure, now: i64) -> FailingItem {
+    FailingItem {
+        user_id: f.user_id,
+        email: f.email,
+        attempts: f.attempts,
+        last_error: f.last_error,
+        marked_at: rfc3339(f.marked_ms),
+        next_try_at: rfc3339(f.due_ms),
+        age_ms: now - f.marked_ms,
+    }
+}
+
+/// The newest reconcile entry of a site in the audit log.
+async fn last_reconcile(
+    store: &Store,
+    tenant: &str,
+    site: &str,
+    now: i64,
+) -> Result<Option<LastReconcile>, StoreError> {
+    // `resource` matches the resource id (the site) or the type; user and group ids are UUIDs,
+    // so the entries of this site are all that comes back, newest first.
+    let entries = store
+        .search_audit(&AuditQuery {
+            tenant: Some(tenant.to_owned()),
+            since_ms: None,
+            resource: Some(site.to_owned()),
+            limit: RECONCILE_LOOKBACK,
+        })
+        .await?;
+    Ok(entries
+        .into_iter()
+        .find(|e| {
+            e.operation == AUDIT_OPERATION
+                && e.resource_type == AUDIT_RESOURCE_TYPE
+                && e.resource_id.as_deref() == Some(site)
+        })
+        .map(|e| reconcile_of(e, now)))
+}
+
+fn reconcile_of(e: AuditEntry, now: i64) -> LastReconcile {
+    let result = match e.status {
+        outcome::IN_SYNC => "in_sync",
+        outcome::REPAIRED => "repaired",
+        outcome::DRIFTED => "drifted",
+        _ => "failed",
+    };
+    LastReconcile {
+        at: rfc3339(e.at_ms),
+        age_ms: now - e.at_ms,
+        by: e.credential,
+        result,
+        status: e.status,
+        detail: e
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok()),
+    }
+}
+
+fn render(report: &Report) -> String {
+    let mut out = String::new();
+    for t in &report.tenants {
+        let _ = writeln!(out, "tenant {}", t.tenant);
+        for s in &t.sites {
+            let _ = write!(out, "  site {}", s.site);
+            if !s.configured {
+                let _ = write!(out, " (not in the configuration)");
+            }
+            let _ = writeln!(out);
+            let o = &s.outbox;
+            if o.depth == 0 {
+                let _ = writeln!(out, "    outbox: empty");
+            } else {
+                let due = match o.oldest_due_age_ms {
+                    Some(age) if age >= 0 => format!("oldest due for {}", human(age)),
+                    Some(age) => format!("next due in {}", human(-age)),
+                    None => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "    outbox: {} waiting, {} failing, {due}",
+                    o.depth, o.failing
+                );
+            }
+            for f in &s.failing_items {
+                let _ = writeln!(
+                    out,
+                    "      FAILING {} (user {}): {} attempt{}, marked {} ago, next try {}: {}",
+                    f.email.as_deref().unwrap_or("?"),
+                    f.user_id,
+                    f.attempts,
+                    if f.attempts == 1 { "" } else { "s" },
+                    human(f.age_ms),
+                    f.next_try_at,
+                    f.last_error.as_deref().unwrap_or("(no error text)")
+                );
+            }
+            if o.failing > s.failing_items.len() as u64 {
+                let _ = writeln!(
+                    out,
+                    "      ... {} more failing (see --limit)",
+                    o.failing - s.failing_items.len() as u64
+                );
+            }
+            match &s.last_reconcile {
+                None => {
+                    let _ = writeln!(out, "    last reconcile: none recorded");
+                }
+                Some(r) => {
+                    let what = match r.result {
+                        "in_sync" => "in sync".to_owned(),
+                        "repaired" => format!(
+                            "drift found and repaired ({} users marked, {} groups created)",
+                            count(&r.detail, "marked"),
+                            count(&r.detail, "groups_created")
+                        ),
+                        "drifted" => format!(
+                            "DRIFT NOT REPAIRED ({} users missing, {} not removed, {} with \
+                             drifted groups, {} groups missing; run `reconcile --apply`)",
+                            count(&r.detail, "users_missing"),
+                            count(&r.detail, "users_not_removed"),
+                            count(&r.detail, "memberships_drifted"),
+                            count(&r.detail, "groups_missing")
+                        ),
+                        _ => format!(
+                            "FAILED: {}",
+                            r.detail
+                                .as_ref()
+                                .and_then(|d| d["error"].as_str())
+                                .unwrap_or("(no error text)")
+                        ),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "    last reconcile: {} ({} ago, by {}): {what}",
+                        r.at,
+                        human(r.age_ms),
+                        r.by
+                    );
+                }
+            }
+        }
+    }
+    if report.healthy {
+        let _ = writeln!(out, "status: healthy");
+    } else {
+        let _ = writeln!(out, "status: UNHEALTHY");
+        for p in &report.problems {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    out
+}
+
+fn count(detail: &Option<Value>, key: &str) -> u64 {
+    detail
+        .as_ref()
+        .and_then(|d| d[key].as_u64())
+        .unwrap_or_default()
+}
