@@ -100,13 +100,6 @@ pub async fn list_users(
         sort.as_ref(),
         "groups",
     );
-    let render = |row: UserRow| async move {
-        if with_groups {
-            users::render(bridge, scope, &row).await
-        } else {
-            Ok(users::with_meta(scope, &row))
-        }
-    };
 
     // No filter, no sort: page in the database.
     if parsed.is_none() && sort.is_none() {
@@ -120,10 +113,11 @@ pub async fn list_users(
                 .list_users_page(tenant, range.start as u64, range.len() as u64)
                 .await?
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            out.push(req.projection.apply(rt, &render(row).await?));
-        }
+        let out = render_users(bridge, scope, rows, with_groups)
+            .await?
+            .iter()
+            .map(|v| req.projection.apply(rt, v))
+            .collect();
         return Ok(list_response(total, req.paging.start_index, out));
     }
 
@@ -143,11 +137,25 @@ pub async fn list_users(
             }
         }
     }
-    let mut resources = Vec::with_capacity(rows.len());
-    for row in rows {
-        resources.push(render(row).await?);
-    }
+    let resources = render_users(bridge, scope, rows, with_groups).await?;
     finish(rt, req, parsed.as_ref(), sort.as_ref(), resources)
+}
+
+/// Users as resources, with their groups (one query for all) when `with_groups`.
+async fn render_users(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    rows: Vec<UserRow>,
+    with_groups: bool,
+) -> BridgeResult<Vec<Value>> {
+    if with_groups {
+        users::render_many(bridge, scope, rows).await
+    } else {
+        Ok(rows
+            .iter()
+            .map(|row| users::with_meta(scope, row))
+            .collect())
+    }
 }
 
 /// Residual filter, sort, page, project.

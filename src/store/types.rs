@@ -285,6 +285,14 @@ pub(super) struct GroupRecord {
     version: i64,
 }
 
+/// A group row with the member it was found for.
+#[derive(sqlx::FromRow)]
+pub(super) struct MemberGroupRecord {
+    pub(super) member_id: String,
+    #[sqlx(flatten)]
+    pub(super) group: GroupRecord,
+}
+
 impl TryFrom<GroupRecord> for GroupRow {
     type Error = Fail;
 

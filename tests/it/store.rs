@@ -515,6 +515,14 @@ async fn store_find_by_every_index_term() {
             group_ids(&store.groups_of_user("a", "u2").await.unwrap()),
             ["g1", "g2"]
         );
+        // The same for a page of users at once.
+        let many = store
+            .groups_of_users("a", &["u1".into(), "u2".into(), "u3".into(), "u2".into()])
+            .await
+            .unwrap();
+        assert_eq!(group_ids(&many["u1"]), ["g1"]);
+        assert_eq!(group_ids(&many["u2"]), ["g1", "g2"]);
+        assert!(!many.contains_key("u3"));
         assert_eq!(
             store.group_member_ids("a", "g1").await.unwrap(),
             ["u1", "u2"]
@@ -616,6 +624,11 @@ async fn store_tenants_are_isolated() {
         assert!(store.managed_group_names("b").await.unwrap().is_empty());
         assert!(store.group_member_ids("b", "g1").await.unwrap().is_empty());
         assert!(store.groups_of_user("b", "u1").await.unwrap().is_empty());
+        assert!(store
+            .groups_of_users("b", &["u1".into()])
+            .await
+            .unwrap()
+            .is_empty());
         assert!(store.audit_entries("b", 10).await.unwrap().is_empty());
         // Writes in tenant b cannot reach tenant a's rows.
         let mut hijack = alice.clone();
