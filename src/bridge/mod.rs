@@ -29,6 +29,7 @@ use crate::partner::client::{ClientOptions, PartnerClient, SiteConnection};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
 use crate::scim::ScimError;
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 pub use engine::Engine;
 
@@ -115,6 +116,8 @@ pub struct Bridge {
     pub tenants: Arc<HashMap<String, Arc<Tenant>>>,
     pub engine: Engine,
     pub options: Arc<BridgeOptions>,
+    /// Where the partner clients and reconciliations report (off unless `metrics_listen`).
+    pub metrics: Metrics,
     /// Striped locks serializing writes to one resource in this process (read-modify-write of
     /// its row); across replicas the row version catches the rest.
     locks: Arc<Vec<tokio::sync::Mutex<()>>>,
@@ -123,6 +126,16 @@ pub struct Bridge {
 impl Bridge {
     /// Builds the tenants' partner clients and starts the engine's workers.
     pub fn new(store: Store, config: &Config, options: BridgeOptions) -> Result<Bridge, String> {
+        Self::build(store, config, options, Metrics::off())
+    }
+
+    /// [`Bridge::new`] with the partner clients and reconciliations reporting to `metrics`.
+    pub fn build(
+        store: Store,
+        config: &Config,
+        options: BridgeOptions,
+        metrics: Metrics,
+    ) -> Result<Bridge, String> {
         let mut tenants = HashMap::new();
         for t in &config.tenants {
             let mut sites = Vec::new();
@@ -135,7 +148,8 @@ impl Bridge {
                     },
                     options.partner.clone(),
                 )
-                .map_err(|e| format!("tenant {} site {}: {e}", t.name, s.site_name))?;
+                .map_err(|e| format!("tenant {} site {}: {e}", t.name, s.site_name))?
+                .with_observer(metrics.partner_observer(&t.name));
                 sites.push(Site {
                     name: s.site_name.clone(),
                     client,
@@ -157,6 +171,7 @@ impl Bridge {
             tenants,
             engine,
             options,
+            metrics,
             locks: Arc::new((0..1024).map(|_| tokio::sync::Mutex::new(())).collect()),
         })
     }

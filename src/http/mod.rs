@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod forwarded;
+pub mod metrics;
 pub mod query;
 pub mod resources;
 pub mod search;
@@ -30,9 +31,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use self::metrics::Endpoint;
 use crate::config::{Config, HttpConfig, TenantConfig};
 use crate::scim::filter::FilterLimits;
 use crate::scim::ScimError;
+use crate::telemetry::metrics::Metrics;
 
 pub use error::{ApiError, ScimJson, SCIM_CONTENT_TYPE};
 
@@ -179,6 +182,8 @@ pub struct AppState {
     /// The bridge serving `/Users` and `/Groups`; without it only discovery is served (tests
     /// of the HTTP layer alone).
     pub bridge: Option<crate::bridge::Bridge>,
+    /// Request metrics (off unless `metrics_listen`).
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -198,6 +203,7 @@ impl AppState {
             guard,
             admin_tokens: crate::config::token_hashes(&config.admin.bearer_tokens).into(),
             bridge: None,
+            metrics: Metrics::off(),
         })
     }
 
@@ -214,12 +220,19 @@ impl AppState {
             guard,
             admin_tokens: Arc::from(Vec::new()),
             bridge: None,
+            metrics: Metrics::off(),
         }
     }
 
     /// Adds the bridge that serves the resources.
     pub fn with_bridge(mut self, bridge: crate::bridge::Bridge) -> Self {
         self.bridge = Some(bridge);
+        self
+    }
+
+    /// Counts requests into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
         self
     }
 }
@@ -231,6 +244,7 @@ pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
+    let m = &state.metrics;
     let shared_limits = Arc::new(state.limits.clone());
     for tenant in state.tenants.iter() {
         let tenant = tenant.clone().with_limits(shared_limits.clone());
@@ -242,20 +256,27 @@ pub fn app(state: AppState) -> Router {
                 bridge: b.clone(),
             })
         });
+        let name = tenant.name.clone();
         if let Some(token) = tenant.token.clone() {
-            router = router.nest(&path, token.routes());
+            let routes = metrics::track(token.routes(), m, &name, &path, Endpoint::Token);
+            router = router.nest(&path, routes);
         }
-        router = router.nest(&path, tenant_router(tenant, runtime));
+        let routes = tenant_router(tenant, runtime);
+        router = router.nest(
+            &path,
+            metrics::track(routes, m, &name, &path, Endpoint::Scim),
+        );
     }
     if !state.admin_tokens.is_empty() {
         if let Some(bridge) = &state.bridge {
+            let routes = admin::routes(admin::AdminState {
+                tokens: state.admin_tokens.clone(),
+                guard: state.guard.clone(),
+                store: bridge.store.clone(),
+            });
             router = router.nest(
                 "/admin",
-                admin::routes(admin::AdminState {
-                    tokens: state.admin_tokens.clone(),
-                    guard: state.guard.clone(),
-                    store: bridge.store.clone(),
-                }),
+                metrics::track(routes, m, "", "/admin", Endpoint::Admin),
             );
         }
     }

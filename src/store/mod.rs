@@ -41,8 +41,8 @@ mod users;
 use error::Fail;
 pub use error::StoreError;
 pub use types::{
-    audit_entry_json, AuditEntry, AuditQuery, GroupRow, IndexTerm, MembershipChange, OutboxItem,
-    OutboxMark, OutboxStats, UserRow,
+    audit_entry_json, AuditEntry, AuditQuery, GroupRow, IndexTerm, MembershipChange, OutboxAges,
+    OutboxItem, OutboxMark, OutboxStats, UserRow,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
