@@ -57,6 +57,9 @@ pub struct BridgeOptions {
     /// Seconds between periodic reconciliations of every tenant (0: off). Each run repairs
     /// what drifted, as `scim-bridge reconcile --apply` does.
     pub reconcile_interval_s: u64,
+    /// Seconds an outbox row may keep failing (since it was marked) before `/readyz` reports
+    /// the outbox stuck (0: never).
+    pub outbox_stuck_after_s: u64,
     /// Partner client settings, shared by every site.
     pub partner: ClientOptions,
 }
@@ -73,6 +76,7 @@ impl Default for BridgeOptions {
             retry_max_ms: 300_000,
             import_on_lookup: true,
             reconcile_interval_s: 3600,
+            outbox_stuck_after_s: 900,
             partner: ClientOptions::default(),
         }
     }

@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod forwarded;
+pub mod health;
 pub mod metrics;
 pub mod query;
 pub mod resources;
@@ -22,8 +23,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -241,9 +241,15 @@ impl AppState {
 /// stack. `state.limits` apply to every tenant (the body limit here, paging and the advertised
 /// capabilities in the tenant's handlers), so what is advertised is what is enforced.
 pub fn app(state: AppState) -> Router {
+    let readiness = state.bridge.as_ref().map(|b| {
+        Arc::new(health::Readiness::new(
+            b.store.clone(),
+            b.options.outbox_stuck_after_s,
+        ))
+    });
     let mut router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz).with_state(readiness));
     let m = &state.metrics;
     let shared_limits = Arc::new(state.limits.clone());
     for tenant in state.tenants.iter() {
@@ -404,14 +410,6 @@ async fn header_limit(
         .into_response();
     }
     next.run(req).await
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
-}
-
-async fn readyz() -> impl IntoResponse {
-    Json(json!({"status": "ready"}))
 }
 
 async fn not_found() -> ApiError {

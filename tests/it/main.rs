@@ -4,6 +4,7 @@
 mod bridge_smoke;
 mod cli;
 mod emulator;
+mod health;
 mod http_discovery;
 mod idp_entra;
 mod idp_okta;
