@@ -1,5 +1,7 @@
 //! The command line: `serve` (the default), `partner-emulator`, `check-config`, `token new`.
-//! `main.rs` parses and calls [`run`]; every command is a function here.
+//! `main.rs` parses and calls [`run`]; every command is a function here or in a submodule.
+
+mod health;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -79,6 +81,9 @@ pub enum Command {
     /// Print the audit log (newest first): every write with its credential, client address,
     /// request id, outcome and partner calls.
     Audit(AuditArgs),
+    /// Ask a running bridge's /readyz (for a container HEALTHCHECK): print one line, exit 0
+    /// when it answers 200, 1 otherwise.
+    Healthcheck(health::HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -218,6 +223,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Audit(args) => audit(cli.config, cli.log_format, args).await,
+        Command::Healthcheck(args) => health::healthcheck(cli.config, args).await,
     }
 }
 
