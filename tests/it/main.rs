@@ -8,6 +8,7 @@ mod health;
 mod http_discovery;
 mod idp_entra;
 mod idp_okta;
+mod logs;
 mod membership;
 mod metrics;
 mod partner_client;
