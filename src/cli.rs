@@ -1,5 +1,7 @@
 //! The command line: `serve` (the default), `partner-emulator`, `check-config`, `token new`.
-//! `main.rs` parses and calls [`run`]; every command is a function here.
+//! `main.rs` parses and calls [`run`]; every command is a function here or in a submodule.
+
+mod health;
 
 /// The operator commands: `status`, `import-csv`, `delete-csv`, `add-user`.
 mod admin;
@@ -21,6 +23,7 @@ use crate::http::{self, AppState};
 use crate::partner::emulator::{self, Emulator, SiteSpec};
 use crate::secret::Secret;
 use crate::store::Store;
+use crate::telemetry::metrics::Exporter;
 
 /// SCIM 2.0 provisioning bridge for Periscope Data / Sisense for Cloud Data Teams.
 ///
@@ -101,6 +104,9 @@ pub enum Command {
     /// Add one user, with groups, to every site of a tenant (the vendor's multi-site script).
     /// Dry run unless --apply; a result line per site; exits 1 if any site failed.
     AddUser(admin::AddUserArgs),
+    /// Ask a running bridge's /readyz (for a container HEALTHCHECK): print one line, exit 0
+    /// when it answers 200, 1 otherwise.
+    Healthcheck(health::HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -256,6 +262,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::ImportCsv(args) => admin::import_csv(cli.config, cli.log_format, args).await,
         Command::DeleteCsv(args) => admin::delete_csv(cli.config, cli.log_format, args).await,
         Command::AddUser(args) => admin::add_user(cli.config, cli.log_format, args).await,
+        Command::Healthcheck(args) => health::healthcheck(cli.config, args).await,
     }
 }
 
@@ -523,6 +530,14 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
     if let Ok(addr) = listener.local_addr() {
         config.listen = addr;
     }
+    let exporter = match Exporter::bind(config.metrics_listen).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: metrics_listen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = exporter.as_ref().map(Exporter::metrics).unwrap_or_default();
     let store = match open_store(&config).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -536,7 +551,7 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         ),
         Err(e) => tracing::warn!(error = %e, "cannot release stale outbox claims"),
     }
-    let bridge = match Bridge::new(store, &config, config.bridge.clone()) {
+    let bridge = match Bridge::build(store, &config, config.bridge.clone(), metrics.clone()) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -544,13 +559,14 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         }
     };
     let state = match AppState::from_config(&config) {
-        Ok(s) => s.with_bridge(bridge.clone()),
+        Ok(s) => s.with_bridge(bridge.clone()).with_metrics(metrics),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     let reconciler = bridge.start_reconciler();
+    let exporter = exporter.map(|e| e.spawn(bridge.store.clone()));
     if let Some(s) = &sandbox {
         print_sandbox_banner(&config, s);
     }
@@ -559,8 +575,8 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         http::tls::run_maybe_tls(listener, state, config.http.tls.as_ref(), shutdown_signal())
             .await;
     // In-flight requests are done; let the workers finish their current items.
-    if let Some(r) = reconciler {
-        r.abort();
+    for task in reconciler.into_iter().chain(exporter) {
+        task.abort();
     }
     bridge.shutdown().await;
     bridge.store.close().await;

@@ -21,7 +21,7 @@
 //! - [`store`]: sqlx over SQLite and PostgreSQL: migrations, id map, resources, memberships,
 //!   the membership engine's outbox, the audit log.
 //! - [`secret`]: the `Secret` string that never prints.
-//! - [`telemetry`]: the tracing subscriber.
+//! - [`telemetry`]: the tracing subscriber; Prometheus metrics and their listener.
 
 pub mod bench;
 pub mod bridge;

@@ -1,6 +1,9 @@
 //! Logging: a `tracing` subscriber writing JSON (containers) or human-readable text
 //! (terminals), filtered by `log.level` / `RUST_LOG`. Secrets never reach it: they are
-//! [`crate::secret::Secret`]s and the partner auth header is marked sensitive.
+//! [`crate::secret::Secret`]s and the partner auth header is marked sensitive. Prometheus
+//! metrics live in [`metrics`].
+
+pub mod metrics;
 
 use std::io::IsTerminal;
 

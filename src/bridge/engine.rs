@@ -138,7 +138,9 @@ impl Engine {
 
     /// Stops the workers after their current items.
     pub async fn shutdown(&self) {
-        let _ = self.inner.stop.send(true);
+        // `send_replace`, not `send`: `send` stores nothing while no worker has subscribed yet
+        // (a worker spawned but not yet polled), and such a worker would then never stop.
+        self.inner.stop.send_replace(true);
         self.inner.work.notify_waiters();
         let handles = std::mem::take(&mut *self.inner.handles.lock().await);
         for h in handles {

@@ -29,6 +29,7 @@ use crate::partner::client::{ClientOptions, PartnerClient, SiteConnection};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
 use crate::scim::ScimError;
 use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 pub use engine::Engine;
 
@@ -66,6 +67,9 @@ pub struct BridgeOptions {
     /// Seconds between periodic reconciliations of every tenant (0: off). Each run repairs
     /// what drifted, as `scim-bridge reconcile --apply` does.
     pub reconcile_interval_s: u64,
+    /// Seconds an outbox row may keep failing (since it was marked) before `/readyz` reports
+    /// the outbox stuck (0: never).
+    pub outbox_stuck_after_s: u64,
     /// Partner client settings, shared by every site.
     pub partner: ClientOptions,
 }
@@ -85,6 +89,7 @@ impl Default for BridgeOptions {
             coalesce_ms: 200,
             coalesce_max_ms: 2_000,
             reconcile_interval_s: 3600,
+            outbox_stuck_after_s: 900,
             partner: ClientOptions::default(),
         }
     }
@@ -153,6 +158,8 @@ pub struct Bridge {
     pub tenants: Arc<HashMap<String, Arc<Tenant>>>,
     pub engine: Engine,
     pub options: Arc<BridgeOptions>,
+    /// Where the partner clients and reconciliations report (off unless `metrics_listen`).
+    pub metrics: Metrics,
     /// Striped locks serializing writes to one resource in this process (read-modify-write of
     /// its row); across replicas the row version catches the rest.
     locks: Arc<Vec<tokio::sync::Mutex<()>>>,
@@ -161,11 +168,30 @@ pub struct Bridge {
 impl Bridge {
     /// Builds the tenants' partner clients and starts the engine's workers.
     pub fn new(store: Store, config: &Config, options: BridgeOptions) -> Result<Bridge, String> {
+        Self::build(store, config, options, Metrics::off())
+    }
+
+    /// [`Bridge::new`] with the partner clients and reconciliations reporting to `metrics`.
+    pub fn build(
+        store: Store,
+        config: &Config,
+        options: BridgeOptions,
+        metrics: Metrics,
+    ) -> Result<Bridge, String> {
         let mut tenants = HashMap::new();
         for t in &config.tenants {
             tenants.insert(
                 t.name.clone(),
-                Arc::new(Tenant::connect(t, &options.partner)?),
+                Arc::new({
+                    let mut tenant = Tenant::connect(t, &options.partner)?;
+                    for site in &mut tenant.sites {
+                        site.client = site
+                            .client
+                            .clone()
+                            .with_observer(metrics.partner_observer(&t.name));
+                    }
+                    tenant
+                }),
             );
         }
         let tenants = Arc::new(tenants);
@@ -176,6 +202,7 @@ impl Bridge {
             tenants,
             engine,
             options,
+            metrics,
             locks: Arc::new((0..1024).map(|_| tokio::sync::Mutex::new(())).collect()),
         })
     }

@@ -46,6 +46,17 @@ impl SiteReport {
             && self.memberships_drifted.is_empty()
             && self.groups_missing.is_empty()
     }
+
+    /// How much of each kind of drift was found, under the names the metrics use.
+    pub fn drift_counts(&self) -> [(&'static str, usize); 5] {
+        [
+            ("users_missing", self.users_missing.len()),
+            ("users_not_removed", self.users_not_removed.len()),
+            ("memberships_drifted", self.memberships_drifted.len()),
+            ("groups_missing", self.groups_missing.len()),
+            ("unknown_partner_users", self.unknown_partner_users.len()),
+        ]
+    }
 }
 
 /// A user whose managed groups at the partner are not the store's.
@@ -65,7 +76,8 @@ pub enum ReconcileError {
 }
 
 /// Reconciles every site of `tenant`; with `apply`, repairs what drifted. Each site's run is
-/// recorded in the audit log as `by` (see [`run`]).
+/// recorded in the audit log as `by` (see [`run`]); the run and what it found go to the
+/// bridge's metrics.
 pub async fn reconcile(
     bridge: &Bridge,
     tenant: &Tenant,
@@ -106,8 +118,25 @@ struct Wanted {
 /// [`reconcile`], recording each site's run in the audit log under the credential name `by`
 /// (`reconciler` for the periodic runs, `cli` for `scim-bridge reconcile`): operation
 /// [`AUDIT_OPERATION`], resource [`AUDIT_RESOURCE_TYPE`] / the site, a status from [`outcome`]
-/// and the drift counts as detail.
+/// and the drift counts as detail. The run and what it found also go to the bridge's metrics.
 pub async fn run(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    apply: bool,
+    by: &str,
+) -> Result<Vec<SiteReport>, ReconcileError> {
+    let result = reconcile_sites(bridge, tenant, apply, by).await;
+    let metrics = &bridge.metrics;
+    metrics.reconcile_run(tenant.name(), result.is_ok());
+    for r in result.iter().flatten() {
+        for (kind, count) in r.drift_counts() {
+            metrics.reconcile_drift(&r.tenant, &r.site, kind, count);
+        }
+    }
+    result
+}
+
+async fn reconcile_sites(
     bridge: &Bridge,
     tenant: &Tenant,
     apply: bool,

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::auth::{self, Authenticator};
 use super::forwarded::ClientAddr;
+use super::metrics::Refusal;
 use super::{ApiError, Guard, ScimJson};
 use crate::store::{audit_entry_json, AuditQuery, Store};
 
@@ -52,10 +53,10 @@ async fn require_admin(
         .unwrap_or(ClientAddr::UNKNOWN)
         .0;
     if let Err(wait) = guard.auth_failures.check(client) {
-        return auth::too_many(
+        return Refusal::AuthThrottled.mark(auth::too_many(
             "Too many failed authentication attempts; retry later.",
             wait,
-        );
+        ));
     }
     let header = request
         .headers()
@@ -66,7 +67,7 @@ async fn require_admin(
         Err(reason) => {
             guard.auth_failures.failed(client);
             tracing::info!(client = %client, reason = reason.as_str(), "admin authentication failed");
-            auth::unauthorized(&admin)
+            Refusal::AuthFailed(reason.as_str()).mark(auth::unauthorized(&admin))
         }
     }
 }

@@ -26,6 +26,7 @@ use base64::Engine;
 use subtle::ConstantTimeEq;
 
 use super::forwarded::ClientAddr;
+use super::metrics::Refusal;
 use super::{ApiError, TenantState};
 use crate::config::{credential_name, sha256, TenantConfig};
 use crate::scim::ScimError;
@@ -269,10 +270,10 @@ pub async fn require_auth(
         .unwrap_or(ClientAddr::UNKNOWN.0);
     if let Err(wait) = tenant.guard.auth_failures.check(client) {
         tracing::info!(tenant = %tenant.name, client = %client, "too many failed authentications");
-        return too_many(
+        return Refusal::AuthThrottled.mark(too_many(
             "Too many failed authentication attempts from this address; retry later.",
             wait,
-        );
+        ));
     }
     let header = request
         .headers()
@@ -283,7 +284,10 @@ pub async fn require_auth(
             if let Some(limiter) = &tenant.rate {
                 if let Err(wait) = limiter.check() {
                     tracing::info!(tenant = %tenant.name, "tenant rate limit reached");
-                    return too_many("Too many requests for this tenant; retry later.", wait);
+                    return Refusal::RateLimited.mark(too_many(
+                        "Too many requests for this tenant; retry later.",
+                        wait,
+                    ));
                 }
             }
             tracing::Span::current().record("credential", principal.credential.as_str());
@@ -298,7 +302,7 @@ pub async fn require_auth(
                 reason = reason.as_str(),
                 "authentication failed"
             );
-            unauthorized(&tenant.auth)
+            Refusal::AuthFailed(reason.as_str()).mark(unauthorized(&tenant.auth))
         }
     }
 }

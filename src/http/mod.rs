@@ -8,6 +8,8 @@ pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod forwarded;
+pub mod health;
+pub mod metrics;
 pub mod query;
 pub mod resources;
 pub mod search;
@@ -21,8 +23,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -30,9 +31,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use self::metrics::Endpoint;
 use crate::config::{Config, HttpConfig, TenantConfig};
 use crate::scim::filter::FilterLimits;
 use crate::scim::ScimError;
+use crate::telemetry::metrics::Metrics;
 
 pub use error::{ApiError, ScimJson, SCIM_CONTENT_TYPE};
 
@@ -179,6 +182,8 @@ pub struct AppState {
     /// The bridge serving `/Users` and `/Groups`; without it only discovery is served (tests
     /// of the HTTP layer alone).
     pub bridge: Option<crate::bridge::Bridge>,
+    /// Request metrics (off unless `metrics_listen`).
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -198,6 +203,7 @@ impl AppState {
             guard,
             admin_tokens: crate::config::token_hashes(&config.admin.bearer_tokens).into(),
             bridge: None,
+            metrics: Metrics::off(),
         })
     }
 
@@ -214,6 +220,7 @@ impl AppState {
             guard,
             admin_tokens: Arc::from(Vec::new()),
             bridge: None,
+            metrics: Metrics::off(),
         }
     }
 
@@ -222,15 +229,28 @@ impl AppState {
         self.bridge = Some(bridge);
         self
     }
+
+    /// Counts requests into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
 }
 
 /// The whole router: health endpoints and one SCIM endpoint per tenant, with the middleware
 /// stack. `state.limits` apply to every tenant (the body limit here, paging and the advertised
 /// capabilities in the tenant's handlers), so what is advertised is what is enforced.
 pub fn app(state: AppState) -> Router {
+    let readiness = state.bridge.as_ref().map(|b| {
+        Arc::new(health::Readiness::new(
+            b.store.clone(),
+            b.options.outbox_stuck_after_s,
+        ))
+    });
     let mut router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz).with_state(readiness));
+    let m = &state.metrics;
     let shared_limits = Arc::new(state.limits.clone());
     for tenant in state.tenants.iter() {
         let tenant = tenant.clone().with_limits(shared_limits.clone());
@@ -242,20 +262,27 @@ pub fn app(state: AppState) -> Router {
                 bridge: b.clone(),
             })
         });
+        let name = tenant.name.clone();
         if let Some(token) = tenant.token.clone() {
-            router = router.nest(&path, token.routes());
+            let routes = metrics::track(token.routes(), m, &name, &path, Endpoint::Token);
+            router = router.nest(&path, routes);
         }
-        router = router.nest(&path, tenant_router(tenant, runtime));
+        let routes = tenant_router(tenant, runtime);
+        router = router.nest(
+            &path,
+            metrics::track(routes, m, &name, &path, Endpoint::Scim),
+        );
     }
     if !state.admin_tokens.is_empty() {
         if let Some(bridge) = &state.bridge {
+            let routes = admin::routes(admin::AdminState {
+                tokens: state.admin_tokens.clone(),
+                guard: state.guard.clone(),
+                store: bridge.store.clone(),
+            });
             router = router.nest(
                 "/admin",
-                admin::routes(admin::AdminState {
-                    tokens: state.admin_tokens.clone(),
-                    guard: state.guard.clone(),
-                    store: bridge.store.clone(),
-                }),
+                metrics::track(routes, m, "", "/admin", Endpoint::Admin),
             );
         }
     }
@@ -383,14 +410,6 @@ async fn header_limit(
         .into_response();
     }
     next.run(req).await
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
-}
-
-async fn readyz() -> impl IntoResponse {
-    Json(json!({"status": "ready"}))
 }
 
 async fn not_found() -> ApiError {

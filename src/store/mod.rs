@@ -43,8 +43,8 @@ use error::Fail;
 pub use error::StoreError;
 pub use outbox_view::{OutboxFailure, OutboxSiteStats};
 pub use types::{
-    audit_entry_json, AuditEntry, AuditQuery, GroupRow, IndexTerm, MembershipChange, OutboxItem,
-    OutboxMark, OutboxStats, UserRow,
+    audit_entry_json, AuditEntry, AuditQuery, GroupRow, IndexTerm, MembershipChange, OutboxAges,
+    OutboxItem, OutboxMark, OutboxStats, UserRow,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");

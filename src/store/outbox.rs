@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{placeholders, retrying, to_u64, Backend, Store, StoreError, CHUNK};
-use super::{OutboxItem, OutboxMark, OutboxStats};
+use super::{OutboxAges, OutboxItem, OutboxMark, OutboxStats};
 
 /// The upsert that marks `count` users of one (tenant = $1, site = $2) at time $3; user ids
 /// from $4 on. Returns (tenant, site, user_id, generation) per row.
@@ -342,6 +342,28 @@ impl Store {
                 depth: to_u64(depth),
                 oldest_due_ms,
                 failing: to_u64(failing),
+            })
+        })
+        .await
+    }
+
+    /// When the longest-waiting rows were marked: the oldest of all, and the oldest of those
+    /// whose last try failed. A row's mark time is its latest mark, so a row marked again
+    /// while it fails looks younger than the change that first failed.
+    pub async fn outbox_ages(&self) -> Result<OutboxAges, StoreError> {
+        retrying(move || async move {
+            let (oldest_marked_ms, oldest_failing_marked_ms): (Option<i64>, Option<i64>) =
+                with_pool!(self, pool => {
+                    sqlx::query_as(
+                        "SELECT MIN(marked_ms), \
+                         MIN(CASE WHEN attempts > 0 THEN marked_ms END) FROM outbox",
+                    )
+                    .fetch_one(pool)
+                    .await
+                })?;
+            Ok(OutboxAges {
+                oldest_marked_ms,
+                oldest_failing_marked_ms,
             })
         })
         .await

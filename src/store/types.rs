@@ -112,6 +112,15 @@ pub struct OutboxStats {
     pub failing: u64,
 }
 
+/// When the longest-waiting outbox rows were marked, for the age gauge and `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxAges {
+    /// The earliest mark time among all rows (`None`: the outbox is empty).
+    pub oldest_marked_ms: Option<i64>,
+    /// The earliest mark time among rows whose last try failed (`None`: nothing is failing).
+    pub oldest_failing_marked_ms: Option<i64>,
+}
+
 /// One audit log line: who did what, when, with which outcome.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_scim-bridge");
 
 /// A command with no SCIM_BRIDGE_* variables inherited from the developer's shell.
-fn bridge() -> Command {
+pub(crate) fn bridge() -> Command {
     let mut c = Command::new(BIN);
     for (k, _) in std::env::vars() {
         if k.starts_with("SCIM_BRIDGE_") || k == "RUST_LOG" {

@@ -730,3 +730,12 @@ async fn unmanaged_groups_survive_membership_changes() {
         assert_eq!(groups, ["All Users", "VendorUI"], "{}", email(i));
     }
 }
+
+/// `shutdown` right after start, before any worker has run once, still stops them (the stop
+/// flag used to be lost while no worker had subscribed to it, and shutdown waited forever).
+#[tokio::test]
+async fn engine_stops_when_shut_down_before_its_workers_ran() {
+    let h = Harness::start(Options::default()).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(10), h.bridge.engine.shutdown()).await;
+    assert!(stopped.is_ok(), "the workers did not stop");
+}

@@ -19,6 +19,7 @@ use scim_bridge::partner::emulator::{Emulator, RunningEmulator, SiteSpec};
 use scim_bridge::partner::PartnerUser;
 use scim_bridge::secret::Secret;
 use scim_bridge::store::Store;
+use scim_bridge::telemetry::metrics::Metrics;
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -126,6 +127,8 @@ impl Default for Options {
 pub struct Harness {
     pub emulator: Emulator,
     pub bridge: Bridge,
+    /// The bridge's own metrics recorder (no listener; see `tests/it/metrics.rs`).
+    pub metrics: Metrics,
     /// `http://127.0.0.1:PORT/scim/v2`
     pub base: String,
     /// `http://127.0.0.1:PORT`
@@ -241,16 +244,19 @@ impl Harness {
             admin: opts.admin.clone(),
             ..Config::default()
         };
-        let bridge = Bridge::new(store, &config, opts.bridge.clone()).unwrap();
+        let metrics = Metrics::new().unwrap();
+        let bridge = Bridge::build(store, &config, opts.bridge.clone(), metrics.clone()).unwrap();
         let state = AppState::from_config(&config)
             .unwrap()
-            .with_bridge(bridge.clone());
+            .with_bridge(bridge.clone())
+            .with_metrics(metrics.clone());
         let server = tokio::spawn(async move {
             let _ = http::run(listener, state, std::future::pending()).await;
         });
         Harness {
             emulator,
             bridge,
+            metrics,
             base: format!("http://{addr}/scim/v2"),
             root: format!("http://{addr}"),
             http: reqwest::Client::new(),

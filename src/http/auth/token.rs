@@ -21,6 +21,7 @@ use super::throttle::AuthFailureThrottle;
 use super::{decode_basic, jwt};
 use crate::config::{credential_name, parse_sha256_hex, sha256, OAuthConfig};
 use crate::http::forwarded::ClientAddr;
+use crate::http::metrics::Refusal;
 use crate::secret::Secret;
 
 /// Largest token request body.
@@ -131,7 +132,7 @@ async fn issue(State(ep): State<TokenEndpoint>, request: Request) -> Response {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         res.headers_mut()
             .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
-        return res;
+        return Refusal::AuthThrottled.mark(res);
     }
     let form_type = request
         .headers()
@@ -214,11 +215,11 @@ async fn issue(State(ep): State<TokenEndpoint>, request: Request) -> Response {
     let Some(client_id) = ep.check(&id, &secret) else {
         ep.throttle.failed(client);
         tracing::info!(tenant = %ep.tenant, client = %client, "token request with wrong client credentials");
-        return oauth_error(
+        return Refusal::AuthFailed("invalid_client").mark(oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "Client authentication failed.",
-        );
+        ));
     };
     match jwt::issue_hs256(
         &ep.signing_key,
