@@ -8,6 +8,7 @@ mod http_discovery;
 mod idp_entra;
 mod idp_okta;
 mod membership;
+mod openapi;
 mod partner_client;
 mod protocol;
 mod reconcile;
