@@ -34,6 +34,7 @@ pub fn routes(state: AdminState) -> Router {
     let auth = Arc::new(Authenticator::with_tokens("admin", state.tokens.to_vec()));
     Router::new()
         .route("/audit", get(audit))
+        .layer(axum::middleware::from_fn(super::extract::refuse_nul_in_url))
         .layer(axum::middleware::from_fn_with_state(
             (auth, state.guard.clone()),
             require_admin,

@@ -10,7 +10,7 @@
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{any, get};
+use axum::routing::get;
 use axum::Router;
 
 use super::error::{ApiError, ScimJson};
@@ -27,8 +27,9 @@ pub fn routes() -> Router<TenantState> {
         .route("/ResourceTypes/{name}", get(resource_type))
         .route("/Schemas", get(schemas))
         .route("/Schemas/{urn}", get(schema))
-        .route("/Me", any(me))
-        .route("/Me/{*rest}", any(me))
+        // The methods RFC 7644 section 3.11 lists for `/Me`; others are 405 like elsewhere.
+        .route("/Me", get(me).post(me).put(me).patch(me).delete(me))
+        .route("/Me/{*rest}", get(me).post(me).put(me).patch(me).delete(me))
 }
 
 /// What the bridge supports, with the limits it enforces and the credential types the tenant
@@ -134,7 +135,7 @@ pub async fn schema(
     Ok(ScimJson(StatusCode::OK, doc))
 }
 
-/// `/Me` with any method: the bridge authenticates IdPs, not end users.
+/// `/Me`: the bridge authenticates IdPs, not end users.
 pub async fn me() -> ApiError {
     ScimError::not_implemented("/Me is not supported: callers are provisioning clients, not users.")
         .into()

@@ -6,7 +6,8 @@
 //! plain-text rejections: a body over the configured `DefaultBodyLimit` is 413, a media type
 //! that is not JSON is 415, and a body that is not a JSON object is 400 `invalidSyntax` with
 //! serde_json's line and column. serde_json's recursion limit (128) keeps deeply nested input
-//! from exhausting the stack.
+//! from exhausting the stack. A NUL character (U+0000) in the body, or `%00` in the URL, is 400
+//! `invalidValue`: PostgreSQL text cannot hold one.
 
 use std::convert::Infallible;
 
@@ -15,6 +16,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH, IF_NONE_MATCH};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::error::ApiError;
@@ -83,7 +85,43 @@ pub fn parse_object(bytes: &[u8]) -> Result<Value, ScimError> {
             crate::scim::schema::kind(&value)
         )));
     }
+    if holds_nul(&value) {
+        return Err(nul_refused("The request body"));
+    }
     Ok(value)
+}
+
+/// True when a string or a member name anywhere in `v` holds U+0000.
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
+/// No SCIM value holds U+0000, and PostgreSQL text cannot: refusing it wherever a request
+/// carries it keeps both store back ends alike and keeps it from reaching a partner.
+fn nul_refused(place: &str) -> ScimError {
+    ScimError::invalid_value(format!(
+        "{place} contains a NUL character (U+0000), which no SCIM value may hold."
+    ))
+}
+
+/// Middleware: a request whose path or query string holds an encoded NUL (`%00`) is 400
+/// `invalidValue` before any handler looks it up.
+pub async fn refuse_nul_in_url(request: Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    let encoded_nul = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    if encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul) {
+        return ApiError::from(nul_refused("The URL")).into_response();
+    }
+    next.run(request).await
 }
 
 /// The `If-Match` header, its lines joined by `, `; `None` when absent.
@@ -193,6 +231,44 @@ mod tests {
         assert_eq!(e.scim_type, Some(ScimType::InvalidSyntax));
         let e = extract(None, "  ").await.unwrap_err();
         assert!(e.detail.contains("empty"));
+    }
+
+    #[tokio::test]
+    async fn nul_characters_anywhere_in_the_body_are_invalid_values() {
+        for body in [
+            r#"{"userName":"a\u0000b"}"#,
+            r#"{"emails":[{"value":"x@y.z","type":"\u0000"}]}"#,
+            r#"{"a\u0000":1}"#,
+            r#"{"Operations":[{"op":"add","value":{"title":["\u0000"]}}]}"#,
+        ] {
+            let e = extract(None, body).await.unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{body}");
+            assert!(e.detail.contains("NUL"), "{}", e.detail);
+        }
+        assert!(extract(None, r#"{"userName":"a\\u0000b"}"#).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_encoded_nul_in_the_url_is_an_invalid_value() {
+        let app = Router::new()
+            .route("/{*rest}", axum::routing::get(|| async { "reached" }))
+            .layer(axum::middleware::from_fn(refuse_nul_in_url));
+        for (uri, status) in [
+            ("/Users/a%00b", StatusCode::BAD_REQUEST),
+            (
+                "/Users?filter=userName+eq+%22a%00%22",
+                StatusCode::BAD_REQUEST,
+            ),
+            ("/Users?filter=x%2500", StatusCode::OK),
+            ("/Users/abc?count=100", StatusCode::OK),
+        ] {
+            let res = app
+                .clone()
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), status, "{uri}");
+        }
     }
 
     #[tokio::test]

@@ -349,6 +349,8 @@ fn tenant_router(tenant: TenantState, resources: Option<resources::ResourceState
     if let Some(rs) = resources {
         let writes: Router = resources::routes()
             .merge(search::routes(&rs.http.limits))
+            // Before any lookup: PostgreSQL cannot hold a NUL, so `%00` never reaches the store.
+            .layer(axum::middleware::from_fn(extract::refuse_nul_in_url))
             .layer(axum::middleware::from_fn_with_state(
                 rs.clone(),
                 audit::record,

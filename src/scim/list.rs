@@ -170,9 +170,9 @@ fn de_lenient_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Err
         Some(Value::Number(n)) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => Ok(Some(i)),
             (None, Some(_), _) => Ok(Some(i64::MAX)),
-            (None, None, Some(f)) if f.fract() == 0.0 => {
-                Ok(Some(if f < 0.0 { i64::MIN } else { i64::MAX }))
-            }
+            // A whole number written as a float (`5.0`) is that number; `as` saturates
+            // beyond the i64 range.
+            (None, None, Some(f)) if f.fract() == 0.0 => Ok(Some(f as i64)),
             _ => Err(D::Error::custom("expected an integer")),
         },
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -315,5 +315,16 @@ mod tests {
         let empty: SearchRequest = serde_json::from_value(json!({})).unwrap();
         assert_eq!(empty, SearchRequest::default());
         assert!(serde_json::from_value::<SearchRequest>(json!({"count": "x"})).is_err());
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_those_numbers() {
+        let r: SearchRequest =
+            serde_json::from_value(json!({"startIndex": 3.0, "count": 5.0})).unwrap();
+        assert_eq!((r.start_index, r.count), (Some(3), Some(5)));
+        let r: SearchRequest =
+            serde_json::from_value(json!({"startIndex": -1e300, "count": 1e300})).unwrap();
+        assert_eq!((r.start_index, r.count), (Some(i64::MIN), Some(i64::MAX)));
+        assert!(serde_json::from_value::<SearchRequest>(json!({"count": 2.5})).is_err());
     }
 }

@@ -14,6 +14,7 @@ mod idp_okta;
 mod logs;
 mod membership;
 mod metrics;
+mod openapi;
 mod partner_client;
 mod protocol;
 mod reconcile;

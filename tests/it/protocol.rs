@@ -318,3 +318,84 @@ async fn a_lookup_does_not_wait_for_a_slow_partner() {
         .await;
     assert_eq!(body["totalResults"], 1, "{body}");
 }
+
+const NUL_ADMIN_TOKEN: &str = "nul-admin-token-0123456789";
+
+/// PostgreSQL text cannot hold U+0000, so a NUL anywhere in a request used to be a 500 there
+/// (and a partner user created before the store refused it). Both back ends now refuse it
+/// alike, before the partner and the store.
+async fn nul_characters_are_refused(h: &Harness) {
+    let email = "nul@acme.example.com";
+    let (status, body) = h
+        .post(
+            "/Users",
+            json!({"userName": email, "displayName": "a\u{0}b", "emails": [{"value": email}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["scimType"], "invalidValue");
+    assert!(h.partner_user("acme", email).is_none());
+    let id = create_user(h, email, "Nul", "Free").await;
+    let (status, body) = h
+        .patch(
+            &format!("/Users/{id}"),
+            json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "title", "value": "\u{0}"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    for path in [
+        "/Users/a%00b",
+        "/Groups/a%00b",
+        "/Users?filter=userName%20eq%20%22a%00%22",
+        "/Groups?filter=displayName%20eq%20%22a%00%22&excludedAttributes=members",
+    ] {
+        let (status, body) = h.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["scimType"], "invalidValue", "{path}");
+    }
+    let (status, _) = h.delete("/Users/a%00b").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let res = h
+        .http
+        .get(format!("{}/admin/audit?tenant=a%00", h.root))
+        .bearer_auth(NUL_ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let (status, body) = h.get(&format!("/Users/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("title").is_none());
+}
+
+fn nul_options() -> Options {
+    Options {
+        admin: scim_bridge::config::AdminConfig {
+            bearer_tokens: vec![scim_bridge::config::BearerTokenConfig {
+                name: "ops".into(),
+                token: Some(scim_bridge::secret::Secret::new(NUL_ADMIN_TOKEN)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_sqlite() {
+    nul_characters_are_refused(&Harness::start(nul_options()).await).await;
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_postgres() {
+    crate::support::with_postgres_url(|url| async move {
+        let h = Harness::start(Options {
+            store_url: Some(url),
+            ..nul_options()
+        })
+        .await;
+        nul_characters_are_refused(&h).await;
+    })
+    .await;
+}
