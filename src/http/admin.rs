@@ -47,12 +47,7 @@ async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
-    let client = request
-        .extensions()
-        .get::<ClientAddr>()
-        .copied()
-        .unwrap_or(ClientAddr::UNKNOWN)
-        .0;
+    let client = ClientAddr::of(&request);
     if let Err(wait) = guard.auth_failures.check(client) {
         return Refusal::AuthThrottled.mark(auth::too_many(
             "Too many failed authentication attempts; retry later.",

@@ -263,11 +263,7 @@ pub async fn require_auth(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let client = request
-        .extensions()
-        .get::<ClientAddr>()
-        .map(|c| c.0)
-        .unwrap_or(ClientAddr::UNKNOWN.0);
+    let client = ClientAddr::of(&request);
     if let Err(wait) = tenant.guard.auth_failures.check(client) {
         tracing::info!(tenant = %tenant.name, client = %client, "too many failed authentications");
         return Refusal::AuthThrottled.mark(too_many(

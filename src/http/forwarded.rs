@@ -21,6 +21,16 @@ pub struct ClientAddr(pub IpAddr);
 impl ClientAddr {
     /// Used when the server runs without connection info (in-process tests).
     pub const UNKNOWN: ClientAddr = ClientAddr(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+
+    /// The address [`record_client`] recorded for `request` ([`ClientAddr::UNKNOWN`] without).
+    pub fn of(request: &Request) -> IpAddr {
+        request
+            .extensions()
+            .get::<ClientAddr>()
+            .copied()
+            .unwrap_or(ClientAddr::UNKNOWN)
+            .0
+    }
 }
 
 /// The configured trusted proxies.

@@ -117,12 +117,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 }
 
 async fn issue(State(ep): State<TokenEndpoint>, request: Request) -> Response {
-    let client = request
-        .extensions()
-        .get::<ClientAddr>()
-        .copied()
-        .unwrap_or(ClientAddr::UNKNOWN)
-        .0;
+    let client = ClientAddr::of(&request);
     if let Err(wait) = ep.throttle.check(client) {
         let mut res = oauth_error(
             StatusCode::TOO_MANY_REQUESTS,
