@@ -6,8 +6,12 @@
 //!    the managed groups the user must have; from the partner, the user's current groups; the
 //!    write is the union of the desired managed groups and the unmanaged groups it already has.
 //!    Many marks of one user collapse into one read and at most one write.
-//! 3. The request waits for its marks up to a deadline; leftovers stay in the store and are
-//!    worked after a restart.
+//! 3. A write that stands alone (no other group write of its tenant in flight in this process)
+//!    marks its rows due at once and waits for them up to a deadline; leftovers stay in the
+//!    store and are worked after a restart. A write during a burst (an IdP's concurrent
+//!    PATCHes, e.g. Entra's initial sync) answers once its marks are stored: its rows wait
+//!    until the tenant's burst pauses for the quiet time (or they are `coalesce_max_ms` old),
+//!    so a user touched by many PATCHes of the burst is written once, not once per PATCH.
 //! 4. A claim is a lease on the row, so one (site, user) is worked by one worker at a time,
 //!    also across replicas (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
 //!
@@ -15,10 +19,11 @@
 //! failed during a partner-first user write is healed by marking it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
@@ -29,7 +34,7 @@ use crate::partner::client::{NewUser, UserUpdate};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
 use crate::partner::record::{calls_detail, recording, CallRecorder};
 use crate::scim::resource::UserView;
-use crate::store::{AuditEntry, OutboxItem, OutboxMark, Store, StoreError};
+use crate::store::{AuditEntry, OutboxItem, OutboxMark, Settling, Store, StoreError};
 
 /// Why converging one (site, user) failed; the row is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +75,57 @@ struct Inner {
     stop: watch::Sender<bool>,
     handles: Mutex<Vec<JoinHandle<()>>>,
     writes: AtomicU64,
+    /// Per tenant: membership writes in flight in this process, and when the last write of a
+    /// burst marked its rows.
+    activity: HashMap<String, Activity>,
+}
+
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    burst_ms: AtomicI64,
+}
+
+/// How a membership write's marks are worked (see the module documentation, point 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// The write stands alone: its rows are due at once and the request waits for them.
+    Now,
+    /// Other writes of the tenant are in flight: the rows coalesce with theirs, and the
+    /// request answers once they are stored.
+    Coalesce,
+}
+
+/// A membership write in flight (see [`Engine::writing`]); counted until dropped.
+pub struct Writing {
+    inner: Arc<Inner>,
+    tenant: String,
+}
+
+impl Writing {
+    /// `Now` when no other membership write of the tenant is in flight in this process and
+    /// none of a burst marked rows within the quiet time (a burst, once begun, keeps
+    /// coalescing through the moments its IdP connections happen to be between requests).
+    pub fn pace(&self) -> Pace {
+        let quiet = self.inner.options.coalesce_ms as i64;
+        match self.inner.activity.get(&self.tenant) {
+            Some(a)
+                if a.in_flight.load(Ordering::SeqCst) > 1
+                    || now_ms() - a.burst_ms.load(Ordering::SeqCst) < quiet =>
+            {
+                Pace::Coalesce
+            }
+            _ => Pace::Now,
+        }
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if let Some(a) = self.inner.activity.get(&self.tenant) {
+            a.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Engine {
@@ -84,7 +140,7 @@ impl Engine {
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
-                tenants,
+                tenants: tenants.clone(),
                 options: options.clone(),
                 worker_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4()),
                 work: tokio::sync::Notify::new(),
@@ -92,6 +148,10 @@ impl Engine {
                 stop,
                 handles: Mutex::new(Vec::new()),
                 writes: AtomicU64::new(0),
+                activity: tenants
+                    .keys()
+                    .map(|t| (t.clone(), Activity::default()))
+                    .collect(),
             }),
         };
         let mut handles = Vec::new();
@@ -108,6 +168,75 @@ impl Engine {
     /// Wakes the workers: new marks were written.
     pub fn kick(&self) {
         self.inner.work.notify_waiters();
+    }
+
+    /// Counts a membership write of `tenant` as in flight until the guard is dropped; take it
+    /// before reading what the write changes, hold it until the answer.
+    pub fn writing(&self, tenant: &str) -> Writing {
+        if let Some(a) = self.inner.activity.get(tenant) {
+            a.in_flight.fetch_add(1, Ordering::SeqCst);
+        }
+        Writing {
+            inner: self.inner.clone(),
+            tenant: tenant.to_owned(),
+        }
+    }
+
+    /// After marks of `tenant` were stored at this pace: a write among others extends the
+    /// tenant's burst (one that stands alone works its marks itself, see [`Engine::settle`]).
+    pub fn marked(&self, tenant: &str, pace: Pace) {
+        if pace == Pace::Coalesce {
+            if let Some(a) = self.inner.activity.get(tenant) {
+                a.burst_ms.store(now_ms(), Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// For a write that stands alone: claims the rows of `marks` no worker holds, whatever
+    /// their quiet time, and works them at once in the background (at most a claim batch per
+    /// worker at a time); then waits for all of `marks` up to `deadline`, as [`Engine::wait`].
+    /// Rows a worker holds are left to it (and claimed here on a later look if they come back
+    /// re-marked).
+    pub async fn settle(
+        &self,
+        marks: &[OutboxMark],
+        deadline: Duration,
+    ) -> Result<bool, StoreError> {
+        if marks.is_empty() {
+            return Ok(true);
+        }
+        let lease = Duration::from_millis(self.inner.options.lease_ms);
+        let items = self
+            .inner
+            .store
+            .claim_outbox_marks(&self.inner.worker_id, marks, lease, now_ms())
+            .await?;
+        if !items.is_empty() {
+            let limit =
+                self.inner.options.workers.max(1) * self.inner.options.claim_batch.max(1) as usize;
+            let engine = self.clone();
+            // Detached: the work outlives a request that stops waiting at its deadline.
+            tokio::spawn(async move {
+                futures::stream::iter(items)
+                    .for_each_concurrent(limit, |item| {
+                        let engine = engine.clone();
+                        async move { engine.work_item(item).await }
+                    })
+                    .await;
+            });
+        }
+        self.wait(marks, deadline).await
+    }
+
+    /// Tenants whose last burst mark is more recent than the quiet time.
+    fn busy_tenants(&self, now: i64) -> Vec<String> {
+        let quiet = self.inner.options.coalesce_ms as i64;
+        self.inner
+            .activity
+            .iter()
+            .filter(|(_, a)| now - a.burst_ms.load(Ordering::SeqCst) < quiet)
+            .map(|(t, _)| t.clone())
+            .collect()
     }
 
     /// Partner writes made by the engine so far (for tests and benchmarks).
@@ -167,8 +296,8 @@ impl Engine {
                 let notified = self.inner.work.notified();
                 let quiet = Duration::from_millis(self.inner.options.coalesce_ms);
                 tokio::select! {
-                    // New marks: give them their quiet time before claiming.
-                    () = notified => tokio::time::sleep(quiet).await,
+                    // Marks due at once (a write that stands alone): claim them now.
+                    () = notified => {},
                     // Marked rows may be waiting out their quiet time: look again soon.
                     () = tokio::time::sleep(if quiet.is_zero() { poll } else { poll.min(quiet) }) => {},
                     _ = stop.changed() => {},
@@ -181,6 +310,8 @@ impl Engine {
     /// Claims one batch and works it; returns how many items were worked.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let lease = Duration::from_millis(self.inner.options.lease_ms);
+        let now = now_ms();
+        let busy = self.busy_tenants(now);
         let items = self
             .inner
             .store
@@ -188,9 +319,12 @@ impl Engine {
                 &self.inner.worker_id,
                 self.inner.options.claim_batch.max(1),
                 lease,
-                now_ms(),
-                Duration::from_millis(self.inner.options.coalesce_ms),
-                Duration::from_millis(self.inner.options.coalesce_max_ms),
+                now,
+                &Settling {
+                    quiet: Duration::from_millis(self.inner.options.coalesce_ms),
+                    max_delay: Duration::from_millis(self.inner.options.coalesce_max_ms),
+                    busy: &busy,
+                },
             )
             .await?;
         let n = items.len();

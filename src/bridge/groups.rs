@@ -1,12 +1,15 @@
 //! Group flows. A group itself (create, rename, access, delete) is written partner first at
 //! every site; its membership goes through the membership engine: `memberships` and `outbox`
-//! in one transaction, then the request waits for the workers up to the deadline.
+//! in one transaction, then a write that stands alone waits for the workers up to the
+//! deadline, and one among concurrent writes of its tenant answers at once (its marks
+//! coalesce with theirs; see `engine`).
 
 use std::collections::HashSet;
 
 use futures::future::join_all;
 use serde_json::{json, Value};
 
+use super::engine::{Pace, Writing};
 use super::mapping::validate_group_name;
 use super::users::{check_if_match, from_ms, Scope};
 use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
@@ -20,7 +23,7 @@ use crate::scim::ScimError;
 use crate::store::{GroupRow, IndexTerm, MembershipChange, OutboxMark, StoreError};
 
 /// What a group write returns: the resource (with members when loaded) and whether the
-/// membership work finished before the deadline.
+/// membership work finished before the answer.
 pub struct GroupWrite {
     pub row: GroupRow,
     pub members: Vec<String>,
@@ -31,15 +34,22 @@ pub struct GroupWrite {
 struct Pending {
     row: GroupRow,
     marks: Vec<OutboxMark>,
+    pace: Pace,
 }
 
 impl Pending {
-    /// Waits for the workers (without holding the resource lock), then reads the members.
+    /// Waits for the workers when the write stands alone (without holding the resource
+    /// lock), then reads the members.
     async fn settle(self, bridge: &Bridge, tenant: &Tenant) -> BridgeResult<GroupWrite> {
-        let settled = bridge
-            .engine
-            .wait(&self.marks, bridge.wait_deadline())
-            .await?;
+        let settled = match self.pace {
+            Pace::Now => {
+                bridge
+                    .engine
+                    .settle(&self.marks, bridge.wait_deadline())
+                    .await?
+            }
+            Pace::Coalesce => self.marks.is_empty(),
+        };
         let members = bridge
             .store
             .group_member_ids(tenant.name(), &self.row.id)
@@ -176,6 +186,7 @@ fn all_sites<T>(results: Vec<(&Site, Result<T, PartnerError>)>) -> BridgeResult<
 /// `POST /Groups`.
 pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeResult<GroupWrite> {
     let tenant = scope.tenant;
+    let writing = bridge.engine.writing(tenant.name());
     let resource = canonicalize(&GROUP_RESOURCE, body, InputMode::Create)?;
     let view = GroupView::from_resource(&resource)?;
     validate_group_name(&view.display_name)?;
@@ -214,8 +225,16 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
     store.insert_group(&row).await?;
     let mut settled = true;
     if !members.is_empty() {
-        let marks = change(bridge, tenant, &row.id, None, &members, &[]).await?;
-        settled = bridge.engine.wait(&marks, bridge.wait_deadline()).await?;
+        let pace = writing.pace();
+        let marks = change(bridge, tenant, &row.id, None, &members, &[], pace).await?;
+        settled = Pending {
+            row: row.clone(),
+            marks,
+            pace,
+        }
+        .settle(bridge, tenant)
+        .await?
+        .settled;
     }
     Ok(GroupWrite {
         row,
@@ -232,8 +251,10 @@ async fn change(
     group: Option<(&GroupRow, i64)>,
     add: &[String],
     remove: &[String],
+    pace: Pace,
 ) -> BridgeResult<Vec<OutboxMark>> {
     let sites = tenant.site_names();
+    let now = now_ms();
     let result = bridge
         .store
         .change_memberships(&MembershipChange {
@@ -244,12 +265,12 @@ async fn change(
             remove,
             also_mark: &[],
             sites: &sites,
-            now_ms: now_ms(),
+            now_ms: now,
         })
         .await;
     match result {
         Ok(marks) => {
-            bridge.engine.kick();
+            bridge.engine.marked(tenant.name(), pace);
             Ok(marks)
         }
         Err(StoreError::NotFound) => Err(ScimError::invalid_value(
@@ -289,9 +310,10 @@ pub async fn patch(
     request: &PatchRequest,
     if_match: Option<&str>,
 ) -> BridgeResult<GroupWrite> {
+    let writing = bridge.engine.writing(scope.tenant.name());
     let mut tries = 0;
     loop {
-        match patch_once(bridge, scope, id, request, if_match).await {
+        match patch_once(bridge, scope, id, request, if_match, &writing).await {
             Err(e) if if_match.is_none() && version_mismatch(&e) && tries < VERSION_RETRIES => {
                 tries += 1;
                 tracing::debug!(group = %id, tries, "group changed meanwhile; re-applying PATCH");
@@ -307,6 +329,7 @@ async fn patch_once(
     id: &str,
     request: &PatchRequest,
     if_match: Option<&str>,
+    writing: &Writing,
 ) -> BridgeResult<GroupWrite> {
     let guard = bridge.lock(scope.tenant.name(), id).await;
     let old = get_row(bridge, scope, id).await?;
@@ -336,7 +359,16 @@ async fn patch_once(
     let view = GroupView::from_resource(&outcome.resource)?;
     let add = dedup(&outcome.summary.members_added);
     let remove = dedup(&outcome.summary.members_removed);
-    let pending = write(bridge, scope, old, outcome.resource, &view, &add, &remove).await?;
+    let pending = write(
+        bridge,
+        scope,
+        old,
+        outcome.resource,
+        &view,
+        (&add, &remove),
+        writing.pace(),
+    )
+    .await?;
     drop(guard);
     pending.settle(bridge, scope.tenant).await
 }
@@ -350,9 +382,10 @@ pub async fn replace(
     body: Value,
     if_match: Option<&str>,
 ) -> BridgeResult<GroupWrite> {
+    let writing = bridge.engine.writing(scope.tenant.name());
     let mut tries = 0;
     loop {
-        match replace_once(bridge, scope, id, body.clone(), if_match).await {
+        match replace_once(bridge, scope, id, body.clone(), if_match, &writing).await {
             Err(e) if if_match.is_none() && version_mismatch(&e) && tries < VERSION_RETRIES => {
                 tries += 1;
                 tracing::debug!(group = %id, tries, "group changed meanwhile; re-applying PUT");
@@ -368,6 +401,7 @@ async fn replace_once(
     id: &str,
     body: Value,
     if_match: Option<&str>,
+    writing: &Writing,
 ) -> BridgeResult<GroupWrite> {
     let guard = bridge.lock(scope.tenant.name(), id).await;
     let old = get_row(bridge, scope, id).await?;
@@ -400,7 +434,16 @@ async fn replace_once(
             settled: true,
         });
     }
-    let pending = write(bridge, scope, old, resource, &view, &add, &remove).await?;
+    let pending = write(
+        bridge,
+        scope,
+        old,
+        resource,
+        &view,
+        (&add, &remove),
+        writing.pace(),
+    )
+    .await?;
     drop(guard);
     pending.settle(bridge, scope.tenant).await
 }
@@ -413,8 +456,8 @@ async fn write(
     old: GroupRow,
     resource: Value,
     view: &GroupView,
-    add: &[String],
-    remove: &[String],
+    (add, remove): (&[String], &[String]),
+    pace: Pace,
 ) -> BridgeResult<Pending> {
     let tenant = scope.tenant;
     validate_group_name(&view.display_name)?;
@@ -486,6 +529,7 @@ async fn write(
         Some((&row, old.version)),
         add,
         remove,
+        pace,
     )
     .await
     {
@@ -503,7 +547,7 @@ async fn write(
             return Err(e);
         }
     };
-    Ok(Pending { row, marks })
+    Ok(Pending { row, marks, pace })
 }
 
 /// Renames a partner group; a missing one is created under the new name.
@@ -573,8 +617,9 @@ pub async fn delete(
     if builtin {
         let members = bridge.store.group_member_ids(tenant.name(), id).await?;
         if !members.is_empty() {
-            let marks = change(bridge, tenant, id, None, &[], &members).await?;
-            if !bridge.engine.wait(&marks, bridge.wait_deadline()).await? {
+            // The group goes only once its members are out of it: due at once, and waited for.
+            let marks = change(bridge, tenant, id, None, &[], &members, Pace::Now).await?;
+            if !bridge.engine.settle(&marks, bridge.wait_deadline()).await? {
                 return Err(BridgeError {
                     error: ScimError::new(
                         503,

@@ -37,8 +37,13 @@ pub use engine::Engine;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeOptions {
-    /// How long a request waits for its membership work before answering (DESIGN.md 4.3).
+    /// How long a request waits for its membership work before answering (DESIGN.md 4.3);
+    /// the work goes on in the background after the answer.
     pub wait_deadline_ms: u64,
+    /// How long an IdP's write may wait in total for the partner's rate limits and retry
+    /// pauses; past it the request answers 503 with `Retry-After` at once instead of holding
+    /// the connection (the membership engine's own calls wait up to their call deadline).
+    pub request_partner_wait_ms: u64,
     /// Worker tasks of the membership engine in this process.
     pub workers: usize,
     /// Outbox rows each worker claims at once.
@@ -78,6 +83,7 @@ impl Default for BridgeOptions {
     fn default() -> Self {
         Self {
             wait_deadline_ms: 20_000,
+            request_partner_wait_ms: 1_000,
             workers: 4,
             claim_batch: 16,
             lease_ms: 120_000,

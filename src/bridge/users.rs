@@ -429,8 +429,9 @@ async fn update(
         let marks = store
             .mark_outbox(tenant.name(), &mark, std::slice::from_ref(&row.id))
             .await?;
-        // A deactivation is acknowledged once access is gone, when possible in time.
-        bridge.engine.wait(&marks, bridge.wait_deadline()).await?;
+        // A deactivation is acknowledged once access is gone, when possible in time: worked
+        // at once, there is nothing to coalesce with.
+        bridge.engine.settle(&marks, bridge.wait_deadline()).await?;
     }
     render(bridge, scope, &row).await
 }

@@ -5,6 +5,8 @@
 //! records the calls it makes afterwards as entries of its own). Each entry is also one
 //! structured log line (target `audit`).
 
+use std::time::Duration;
+
 use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
@@ -15,6 +17,7 @@ use super::forwarded::ClientAddr;
 use super::resources::ResourceState;
 use super::REQUEST_ID;
 use crate::bridge::now_ms;
+use crate::partner::patience::impatient;
 use crate::partner::record::{calls_detail, recording, CallRecorder};
 use crate::store::AuditEntry;
 
@@ -45,7 +48,9 @@ pub async fn record(State(s): State<ResourceState>, request: Request, next: Next
         .unwrap_or_default()
         .to_owned();
     let recorder = CallRecorder::default();
-    let response = recording(recorder.clone(), next.run(request)).await;
+    // An IdP's write waits for partner limits only so long (503 + Retry-After after that).
+    let patience = Duration::from_millis(s.bridge.options.request_partner_wait_ms);
+    let response = recording(recorder.clone(), impatient(patience, next.run(request))).await;
     // The resource: the path's id, or the Location of a created one.
     let mut segments = path.rsplit('/');
     let last = segments.next().unwrap_or_default().to_owned();

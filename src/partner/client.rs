@@ -740,12 +740,18 @@ impl PartnerClient {
                     Err(e) => e,
                 };
                 let Some(next) = backoff.next() else { break Err(e) };
-                // `Retry-After` is a floor under the jittered wait; never wait past the deadline.
+                // `Retry-After` is a floor under the jittered wait; never wait past the deadline,
+                // nor past what an IdP's request may wait (it answers 503 + Retry-After instead).
                 let wait = next.max(e.retry_after.unwrap_or_default());
+                if wait >= super::patience::remaining() {
+                    tracing::debug!(wait_ms = wait.as_millis() as u64, "no retry: the request may not wait that long");
+                    break Err(e);
+                }
                 if !budget.reserve_wait(wait) {
                     tracing::debug!(wait_ms = wait.as_millis() as u64, "no retry: the wait would pass the call deadline");
                     break Err(e);
                 }
+                super::patience::spend(wait);
                 tracing::info!(
                     error = %e.message,
                     status = e.status,
@@ -800,7 +806,11 @@ impl PartnerClient {
         let inner = &self.inner;
         let call = req.call;
         let waited = Instant::now();
-        let _permit = match inner.limiter.acquire(remaining).await {
+        let acquired = inner
+            .limiter
+            .acquire_paced(remaining, super::patience::remaining())
+            .await;
+        let _permit = match acquired {
             Ok(p) => p,
             Err(saturated) => {
                 self.observe(call, 0, None, CallOutcome::Rejected, Duration::ZERO);

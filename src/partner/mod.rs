@@ -12,6 +12,7 @@
 pub mod client;
 pub mod emulator;
 pub mod error;
+pub mod patience;
 pub mod record;
 pub mod wire;
 

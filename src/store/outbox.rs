@@ -67,6 +67,17 @@ macro_rules! mark_rows {
 }
 pub(super) use mark_rows;
 
+/// Which due rows count as settled. A row is claimed once it has had no mark for `quiet` (more
+/// marks for the same user are likely to follow, and one write will cover them all) and its
+/// tenant is not in `busy` (tenants in the middle of a burst of changes), unless it fell due
+/// `max_delay` ago. The default claims every due row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settling<'a> {
+    pub quiet: Duration,
+    pub max_delay: Duration,
+    pub busy: &'a [String],
+}
+
 #[derive(sqlx::FromRow)]
 struct ItemRecord {
     tenant: String,
@@ -137,31 +148,43 @@ impl Store {
         lease: Duration,
         now_ms: i64,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        self.claim_settled_outbox(worker, limit, lease, now_ms, Duration::ZERO, Duration::ZERO)
+        self.claim_settled_outbox(worker, limit, lease, now_ms, &Settling::default())
             .await
     }
 
-    /// [`Store::claim_outbox`] for rows that have settled: not marked in the last `quiet`
-    /// (more marks for the same user are likely to follow, and one write will cover them all),
-    /// unless their first mark is `max_delay` old.
+    /// [`Store::claim_outbox`] for rows that have settled (see [`Settling`]).
     pub async fn claim_settled_outbox(
         &self,
         worker: &str,
         limit: u32,
         lease: Duration,
         now_ms: i64,
-        quiet: Duration,
-        max_delay: Duration,
+        settling: &Settling<'_>,
     ) -> Result<Vec<OutboxItem>, StoreError> {
+        let Settling {
+            quiet,
+            max_delay,
+            busy,
+        } = *settling;
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
+        };
+        // A busy tenant is in the middle of a burst of changes: its rows wait until the
+        // burst pauses, unless they are overdue (which also covers rows marked due early).
+        let burst = if busy.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND (tenant NOT IN ({}) OR due_ms <= $6)",
+                placeholders(7, busy.len())
+            )
         };
         let sql = &format!(
             "WITH picked AS MATERIALIZED ( \
                 SELECT tenant AS p_tenant, site AS p_site, user_id AS p_user FROM outbox \
                 WHERE due_ms <= $3 AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
-                AND (marked_ms <= $5 OR due_ms <= $6) \
+                AND (marked_ms <= $5 OR due_ms <= $6){burst} \
                 ORDER BY due_ms LIMIT $4{lock}) \
              UPDATE outbox SET claimed_by = $1, claimed_until_ms = $2 FROM picked \
              WHERE tenant = p_tenant AND site = p_site AND user_id = p_user \
@@ -174,19 +197,75 @@ impl Store {
         let overdue_before = now_ms.saturating_sub(ms(max_delay));
         retrying(move || async move {
             let records: Vec<ItemRecord> = with_pool!(self, pool => {
-                sqlx::query_as(sql)
+                let mut query = sqlx::query_as(sql)
                     .bind(worker)
                     .bind(until)
                     .bind(now_ms)
                     .bind(i64::from(limit))
                     .bind(settled_before)
-                    .bind(overdue_before)
-                    .fetch_all(pool)
-                    .await
+                    .bind(overdue_before);
+                for tenant in busy {
+                    query = query.bind(tenant.as_str());
+                }
+                query.fetch_all(pool).await
             })?;
             Ok(records.into_iter().map(OutboxItem::from).collect())
         })
         .await
+    }
+
+    /// Claims the rows of `marks` that are due and not under a live lease, whatever their
+    /// quiet time: the rows of a write that stands alone, whose request works them itself.
+    /// Rows another worker holds are skipped (an `UPDATE` re-checks the lease under the row
+    /// lock, so two claimers never both get a row).
+    pub async fn claim_outbox_marks(
+        &self,
+        worker: &str,
+        marks: &[OutboxMark],
+        lease: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let until = now_ms.saturating_add(lease_ms);
+        let mut groups: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+        for m in marks {
+            groups
+                .entry((m.tenant.as_str(), m.site.as_str()))
+                .or_default()
+                .push(m.user_id.as_str());
+        }
+        let mut items = Vec::new();
+        for ((tenant, site), users) in &groups {
+            for chunk in users.chunks(CHUNK) {
+                let sql = format!(
+                    "UPDATE outbox SET claimed_by = $1, claimed_until_ms = $2 \
+                     WHERE tenant = $4 AND site = $5 AND due_ms <= $3 \
+                     AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
+                     AND user_id IN ({}) \
+                     RETURNING tenant, site, user_id, generation, attempts, last_error",
+                    placeholders(6, chunk.len())
+                );
+                let sql = &sql;
+                let records: Vec<ItemRecord> = retrying(move || async move {
+                    let records: Vec<ItemRecord> = with_pool!(self, pool => {
+                        let mut query = sqlx::query_as(sql)
+                            .bind(worker)
+                            .bind(until)
+                            .bind(now_ms)
+                            .bind(*tenant)
+                            .bind(*site);
+                        for user in chunk {
+                            query = query.bind(*user);
+                        }
+                        query.fetch_all(pool).await
+                    })?;
+                    Ok(records)
+                })
+                .await?;
+                items.extend(records.into_iter().map(OutboxItem::from));
+            }
+        }
+        Ok(items)
     }
 
     /// Releases every claim, for a process that starts on a SQLite store: SQLite serves one
@@ -235,9 +314,13 @@ impl Store {
                     true
                 } else {
                     let kept = sqlx::query(
+                        // Its unworked marks came after the claim: due from the latest, so
+                        // the coalescing delay counts from them, not from the first mark the
+                        // run just finished (that would make the row overdue at once again).
                         "UPDATE outbox SET done_generation = CASE WHEN done_generation < $4 \
                          THEN $4 ELSE done_generation END, claimed_by = NULL, \
-                         claimed_until_ms = NULL, attempts = 0, last_error = NULL \
+                         claimed_until_ms = NULL, attempts = 0, last_error = NULL, \
+                         due_ms = CASE WHEN due_ms < marked_ms THEN marked_ms ELSE due_ms END \
                          WHERE tenant = $1 AND site = $2 AND user_id = $3",
                     )
                     .bind(item.tenant.as_str())

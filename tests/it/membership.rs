@@ -739,3 +739,165 @@ async fn engine_stops_when_shut_down_before_its_workers_ran() {
     let stopped = tokio::time::timeout(Duration::from_secs(10), h.bridge.engine.shutdown()).await;
     assert!(stopped.is_ok(), "the workers did not stop");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pacing: a write that stands alone is at the partner when it is answered, without waiting out
+// the coalescing quiet time; a burst of concurrent writes answers at once and coalesces.
+
+/// With a quiet time far longer than the wait deadline, a lone PATCH could only be at the
+/// partner by its answer if its marks skip the quiet time (they did not, once: a lone change
+/// waited 200 ms for company that never came).
+#[tokio::test]
+async fn a_lone_membership_write_skips_the_quiet_time() {
+    let mut o = options();
+    o.bridge.coalesce_ms = 10_000;
+    o.bridge.coalesce_max_ms = 60_000;
+    o.bridge.wait_deadline_ms = 3_000;
+    let h = Harness::start(o).await;
+    let users = create_users(&h, 3).await;
+    let (groups, names) = create_groups(&h, 1).await;
+    let (status, body) = h
+        .patch(&format!("/Groups/{}", groups[0]), add_members(&users))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for i in 0..3 {
+        assert_eq!(h.partner_groups("acme", &email(i)), [names[0].clone()]);
+    }
+    let (status, body) = h
+        .patch(
+            &format!("/Groups/{}", groups[0]),
+            remove_members(&users[..1]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(h.partner_groups("acme", &email(0)).is_empty());
+    // A deactivation is a lone change too: access is gone by the answer.
+    let (status, body) = h
+        .patch(
+            &format!("/Users/{}", users[1]),
+            json!({"schemas": [PATCH_OP],
+                   "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(h.partner_user("acme", &email(1)).is_none());
+}
+
+/// Four IdP connections each send eleven PATCHes that move every user between groups, one after
+/// another: the burst outlasts the quiet time many times over. Its PATCHes answer once their
+/// marks are stored, and each user is written about once when the burst pauses, not once per
+/// PATCH (as when every PATCH waited for its writes: several writes per user).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_membership_writes_coalesces_into_one_write_per_user() {
+    let mut o = options();
+    o.bridge.coalesce_max_ms = 60_000;
+    let h = Harness::start(o).await;
+    let users = create_users(&h, 20).await;
+    let (groups, names) = create_groups(&h, 4).await;
+    h.settle(Duration::from_secs(10)).await;
+    let before = h.emulator.call_log().len();
+    let burst = join_all((0..4).map(|c| {
+        let (h, users, groups) = (&h, &users, &groups);
+        async move {
+            for k in 0..11 {
+                let g = &groups[(c + k) % groups.len()];
+                let body = if k % 2 == 0 {
+                    add_members(users)
+                } else {
+                    // Entra's form; members that are not in the group are ignored.
+                    let members: Vec<Value> = users.iter().map(|i| json!({ "value": i })).collect();
+                    json!({"schemas": [PATCH_OP],
+                           "Operations": [{"op": "remove", "path": "members", "value": members}]})
+                };
+                let (status, body) = h.patch(&format!("/Groups/{g}"), body).await;
+                assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+            }
+        }
+    }));
+    burst.await;
+    h.settle(Duration::from_secs(20)).await;
+    let mut expected = BTreeSet::new();
+    for (g, id) in groups.iter().enumerate() {
+        let (_, body) = h.get(&format!("/Groups/{id}")).await;
+        if body["members"].as_array().is_some_and(|m| !m.is_empty()) {
+            expected.insert(names[g].clone());
+        }
+    }
+    for i in 0..users.len() {
+        let got: BTreeSet<String> = h.partner_groups("acme", &email(i)).into_iter().collect();
+        assert_eq!(got, expected, "groups of {}", email(i));
+    }
+    let log = h.emulator.call_log();
+    let writes = user_writes(&log[before..], "acme").len();
+    assert_one_write_in_flight_per_user(&log);
+    eprintln!("burst of 44 PATCHes over 20 users: {writes} partner writes");
+    assert!(
+        writes <= 2 * users.len(),
+        "{writes} partner writes for {} users: the burst did not coalesce",
+        users.len()
+    );
+}
+
+/// A partner that asks for a long pause (429 with `Retry-After: 10`) makes an IdP's write
+/// answer 503 with `Retry-After` at once instead of holding the connection through the pause
+/// (`bridge.request_partner_wait_ms`); nothing is half-done, and the IdP's retry succeeds.
+#[tokio::test]
+async fn a_saturated_partner_answers_the_idp_503_with_retry_after_at_once() {
+    let mut o = options();
+    o.bridge.partner.call_deadline_ms = 30_000;
+    o.bridge.partner.request_timeout_ms = 5_000;
+    let h = Harness::start(o).await;
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            script: vec![ScriptedFault {
+                call: Some(CallKind::CreateUser),
+                count: 1,
+                action: FaultAction::Status {
+                    status: 429,
+                    retry_after_secs: Some(10),
+                },
+            }],
+            ..Faults::default()
+        },
+    );
+    let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                      "userName": email(1), "emails": [{"value": email(1), "primary": true}]});
+    let started = Instant::now();
+    let res = h
+        .http
+        .post(format!("{}/Users", h.base))
+        .bearer_auth(crate::support::TOKEN)
+        .header("Content-Type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "Retry-After {retry_after}");
+    assert!(
+        waited < Duration::from_secs(8),
+        "the request waited {waited:?}"
+    );
+    let (status, list) = h
+        .get(&format!("/Users?filter=userName eq \"{}\"", email(1)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["totalResults"], 0, "{list}");
+    let (status, created) = h.post("/Users", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        h.emulator
+            .users("acme")
+            .iter()
+            .filter(|u| u.email == email(1))
+            .count(),
+        1
+    );
+}

@@ -47,18 +47,32 @@ impl Limiter {
     /// Waits (at most `within`) for a concurrency slot, then for a token. The permit is held for
     /// the attempt and released when dropped.
     pub async fn acquire(&self, within: Duration) -> Result<OwnedSemaphorePermit, Saturated> {
+        self.acquire_paced(within, within).await
+    }
+
+    /// [`Limiter::acquire`] waiting at most `within` for a slot and at most `rate_within` in
+    /// all for a token (an IdP's request waits for tokens only briefly: a saturated partner
+    /// should answer it 503 at once, while a slot frees as soon as a call in flight ends).
+    pub async fn acquire_paced(
+        &self,
+        within: Duration,
+        rate_within: Duration,
+    ) -> Result<OwnedSemaphorePermit, Saturated> {
         let start = Instant::now();
         let permit = tokio::time::timeout(within, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| Saturated::Concurrency)?
             .map_err(|_| Saturated::Concurrency)?;
         if let Some(bucket) = &self.bucket {
+            let tokens_from = Instant::now();
             loop {
                 match bucket.check() {
                     Ok(()) => break,
                     Err(not_until) => {
                         let wait = not_until.wait_time_from(self.clock.now());
-                        if start.elapsed().saturating_add(wait) >= within {
+                        if start.elapsed().saturating_add(wait) >= within
+                            || tokens_from.elapsed().saturating_add(wait) >= rate_within
+                        {
                             return Err(Saturated::Rate(wait));
                         }
                         tokio::time::sleep(wait).await;
