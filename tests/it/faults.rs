@@ -1207,3 +1207,71 @@ matrix! {
     okta_partner_down_for_a_minute: Idp::Okta, Fault::Down(OUTAGE), 113;
     entra_partner_down_for_a_while: Idp::Entra, Fault::Down(SHORT_OUTAGE), 114;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Regression: a group renamed while one of its former members is converged
+
+/// Found by `entra_connections_dropped_mid_response`: a member removed from a group just
+/// before the group is renamed kept the group at the partner. Its convergence ran while the
+/// partner already had the new name and the store still had the old one, so the new name
+/// looked unmanaged (a group made in the vendor's UI) and was kept. A dropped rename answer
+/// and a slow retry hold that window open here for about a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_removed_just_before_a_rename_loses_the_group_at_the_partner() {
+    let mut opts = Options::default();
+    opts.bridge.partner.rate_per_second = 0.0;
+    opts.bridge.wait_deadline_ms = 50;
+    // The removed member is converged about 300 ms after its mark, inside the window.
+    opts.bridge.coalesce_ms = 300;
+    let h = Harness::start(opts).await;
+    let a = crate::support::create_user(&h, &email(Idp::Okta, 0), "Ann", "A").await;
+    let b = crate::support::create_user(&h, &email(Idp::Okta, 1), "Bob", "B").await;
+    let g = crate::support::create_group(&h, "Analysts", &[&a, &b]).await;
+    settle("rename race", &h, Duration::from_secs(5)).await;
+    assert_eq!(h.partner_groups(SITE, &email(Idp::Okta, 1)), ["Analysts"]);
+
+    // The rename lands, its answer is cut; the retry finds the old name gone and adopts the
+    // new one, after a second.
+    assert!(h.emulator.set_faults(
+        SITE,
+        Faults {
+            hang_for_ms: Some(1_000),
+            script: vec![
+                ScriptedFault {
+                    call: Some(CallKind::UpdateGroup),
+                    count: 1,
+                    action: FaultAction::Drop,
+                },
+                ScriptedFault {
+                    call: Some(CallKind::CreateGroup),
+                    count: 1,
+                    action: FaultAction::Hang,
+                },
+            ],
+            ..Faults::default()
+        },
+    ));
+    let remove = fixture("entra", "remove-members-default.json", &[("$USER_ID", &b)]);
+    let (status, body) = h.patch(&format!("/Groups/{g}"), remove).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let rename = fixture("okta", "rename-group.json", &[("$GROUP_ID", &g)]);
+    let (status, body) = h.patch(&format!("/Groups/{g}"), rename).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    settle("rename race", &h, Duration::from_secs(10)).await;
+
+    assert_eq!(
+        h.partner_groups(SITE, &email(Idp::Okta, 0)),
+        ["BI Analysts EMEA"]
+    );
+    assert!(
+        h.partner_groups(SITE, &email(Idp::Okta, 1)).is_empty(),
+        "the removed member kept the renamed group: {:?}",
+        h.partner_groups(SITE, &email(Idp::Okta, 1))
+    );
+    let log = h.emulator.call_log();
+    assert!(
+        log.iter()
+            .any(|r| r.call == CallKind::UpdateGroup && r.status == 0),
+        "the rename's answer was not dropped"
+    );
+}
