@@ -31,8 +31,9 @@ use crate::support::{Harness, Options, OWNER, TOKEN};
 const SITE: &str = "acme";
 /// The bridge's request deadline (`http.request_timeout_s`): no answer may come later.
 const DEADLINE_S: u64 = 3;
-/// Scheduling noise on a loaded 2-core machine, on top of the deadline.
-const SLACK: Duration = Duration::from_millis(750);
+/// Scheduling noise on a loaded 2-core machine, on top of the deadline (a debug build with
+/// several cases at once and a compiler beside them has been seen to add 1.3 s).
+const SLACK: Duration = Duration::from_secs(2);
 /// Users per flow; the fan-out step puts all of them in one group with one request.
 const USERS: usize = 20;
 /// "The partner down for a minute", as the issue says. Only the Okta case waits that long (it
@@ -88,7 +89,8 @@ impl Fault {
             },
             Fault::Hangs => Faults {
                 hang_share: 0.3,
-                hang_for_ms: Some(5_000),
+                // Far past the deadline plus slack, so a hang that reached the IdP would show.
+                hang_for_ms: Some(10_000),
                 ..Faults::default()
             },
             Fault::Drops => Faults {
@@ -1050,6 +1052,16 @@ async fn retry(run: &Run<'_>, m: &mut Model, steps: Vec<Step>, tally: &mut Tally
 
 async fn case(idp: Idp, fault: Fault, seed: u64) {
     let case = format!("{idp:?} under {fault:?} (seed {seed})");
+    // FAULTS_LOG=1 prints the bridge's warnings and errors, to find out why an answer broke
+    // the rules (the harness installs no subscriber of its own).
+    if std::env::var("FAULTS_LOG").is_ok() {
+        let _ = tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt()
+                .with_env_filter("scim_bridge=warn")
+                .with_writer(std::io::stderr)
+                .finish(),
+        );
+    }
     let started = Instant::now();
     let emu = emulator();
     let mut partner = Partner::start(emu.clone()).await;
