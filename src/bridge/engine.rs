@@ -434,6 +434,8 @@ pub async fn converge_user(
     user_id: &str,
     writes: &AtomicU64,
 ) -> Result<Converged, ConvergeError> {
+    // Which groups are managed must not change under this convergence (see `Tenant::renaming`).
+    let _renaming = tenant.renaming.read().await;
     let Some(user) = store.get_user(tenant.name(), user_id).await? else {
         return Ok(Converged::Skipped);
     };

@@ -463,6 +463,8 @@ async fn write(
     validate_group_name(&view.display_name)?;
     check_members(bridge, tenant, add).await?;
     let renamed = view.display_name != old.display_name;
+    // Held until the store has the new name too (see `Tenant::renaming`).
+    let mut renaming = None;
     if renamed {
         if !view.display_name.eq_ignore_ascii_case(&old.display_name)
             && bridge
@@ -481,6 +483,7 @@ async fn write(
             ))
             .into());
         }
+        renaming = Some(tenant.renaming.write().await);
         let from = old.partner_name.clone();
         let to = view.display_name.clone();
         let results = for_each_site(tenant, |site| {
@@ -547,6 +550,7 @@ async fn write(
             return Err(e);
         }
     };
+    drop(renaming);
     Ok(Pending { row, marks, pace })
 }
 

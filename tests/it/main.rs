@@ -7,6 +7,7 @@ mod bridge_smoke;
 mod cli;
 mod deploy;
 mod emulator;
+mod faults;
 mod health;
 mod http_discovery;
 mod idp_entra;
