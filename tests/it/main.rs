@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod emulator;
 mod health;
+mod hostile;
 mod http_discovery;
 mod idp_entra;
 mod idp_okta;
@@ -23,6 +24,7 @@ mod scim_fixtures_resources;
 mod secrets;
 mod security;
 mod store;
+mod store_faults;
 pub mod support;
 mod tls;
 
