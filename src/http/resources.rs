@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,6 +52,22 @@ impl From<BridgeError> for ApiError {
         ApiError {
             error: e.error,
             retry_after: e.retry_after,
+        }
+    }
+}
+
+/// The `{id}` of a resource URL. axum's own `Path` answers a segment that is not UTF-8 once
+/// percent-decoded (`/Users/%FF`) with a plain-text 400; such an id names no resource, so the
+/// client gets the same SCIM 404 as for any unknown id.
+pub struct ResourceId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ResourceId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(ResourceId(id)),
+            Err(_) => Err(crate::scim::ScimError::not_found("The resource was not found.").into()),
         }
     }
 }
@@ -161,7 +178,7 @@ async fn search_users(
 
 async fn get_user(
     State(s): State<ResourceState>,
-    Path(id): Path<String>,
+    ResourceId(id): ResourceId,
     ProjectionQuery(p): ProjectionQuery,
     IfNoneMatch(inm): IfNoneMatch,
 ) -> Result<Response, ApiError> {
@@ -189,7 +206,7 @@ async fn create_user(
 
 async fn replace_user(
     State(s): State<ResourceState>,
-    Path(id): Path<String>,
+    ResourceId(id): ResourceId,
     ProjectionQuery(p): ProjectionQuery,
     IfMatch(im): IfMatch,
     ScimBody(body): ScimBody,
@@ -205,7 +222,7 @@ async fn replace_user(
 
 async fn patch_user(
     State(s): State<ResourceState>,
-    Path(id): Path<String>,
+    ResourceId(id): ResourceId,
     ProjectionQuery(p): ProjectionQuery,
     IfMatch(im): IfMatch,
     ScimBody(body): ScimBody,
@@ -222,7 +239,7 @@ async fn patch_user(
 
 async fn delete_user(
     State(s): State<ResourceState>,
-    Path(id): Path<String>,
+    ResourceId(id): ResourceId,
     IfMatch(im): IfMatch,
 ) -> Result<Response, ApiError> {
     users::delete(&s.bridge, s.scope(), &id, im.as_deref()).await?;
@@ -247,7 +264,7 @@ async fn search_groups(
 
 async fn get_group(
     State(s): State<ResourceState>,
-    Path(id): Path<String>,
+    ResourceId(id): ResourceId,
     ProjectionQuery(p): ProjectionQuery,
     IfNoneMatch(inm): IfNoneMatch,
 ) -> Result<Response, ApiError> {
@@ -285,7 +302,7 @@ async fn create_group(
 
 async fn replace_group(
     State(s): State<ResourceState>,
-    Path(id): Path<String>,
+    ResourceId(id): ResourceId,
     ProjectionQuery(p): ProjectionQuery,
     IfMatch(im): IfMatch,
     ScimBody(body): ScimBody,
@@ -297,7 +314,7 @@ async fn replace_group(
 
 async fn patch_group(
     State(s): State<ResourceState>,
-    Path(id): Path<String>,
+    ResourceId(id): ResourceId,
     ProjectionQuery(p): ProjectionQuery,
     IfMatch(im): IfMatch,
     ScimBody(body): ScimBody,
@@ -318,9 +335,48 @@ async fn patch_group(
 
 async fn delete_group(
     State(s): State<ResourceState>,
-    Path(id): Path<String>,
+    ResourceId(id): ResourceId,
     IfMatch(im): IfMatch,
 ) -> Result<Response, ApiError> {
     groups::delete(&s.bridge, s.scope(), &id, im.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::extract::Request;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn an_id_that_is_not_utf8_is_a_scim_404() {
+        let app: Router = Router::new().route(
+            "/Users/{id}",
+            get(|ResourceId(id): ResourceId| async move { id }),
+        );
+        for (uri, status) in [
+            ("/Users/%FF%FE", StatusCode::NOT_FOUND),
+            ("/Users/%C0%AF", StatusCode::NOT_FOUND),
+            ("/Users/abc%2Fdef", StatusCode::OK),
+        ] {
+            let res = app
+                .clone()
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), status, "{uri}");
+            let bytes = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+            if status == StatusCode::NOT_FOUND {
+                let v: Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(v["status"], "404", "{uri}: {v}");
+                assert_eq!(
+                    v["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+                    "{uri}"
+                );
+            } else {
+                assert_eq!(&bytes[..], b"abc/def");
+            }
+        }
+    }
 }

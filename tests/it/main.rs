@@ -9,6 +9,7 @@ mod deploy;
 mod emulator;
 mod faults;
 mod health;
+mod hostile;
 mod http_discovery;
 mod idp_entra;
 mod idp_okta;
@@ -24,6 +25,7 @@ mod scim_fixtures_resources;
 mod secrets;
 mod security;
 mod store;
+mod store_faults;
 pub mod support;
 mod tls;
 
