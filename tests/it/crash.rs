@@ -783,3 +783,60 @@ async fn acknowledged_changes_survive_repeated_sigkill_sqlite() {
 async fn acknowledged_changes_survive_repeated_sigkill_postgres() {
     crate::support::with_postgres_url(|url| crash_run(url, 20, 0x5eed_97a5)).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// A race the crash runs can hit, made deterministic.
+
+/// A deactivation (policy `remove`) that lands while a worker converges the same user stays a
+/// deactivation. The worker read the user from the store (still active), then asks the
+/// partner, which answers after the deactivation deleted the user there: it finds no user and
+/// would create it again, with its groups, behind the committed deactivation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivation_during_a_convergence_of_the_user_is_not_undone() {
+    use crate::support::{create_group, create_user, Harness, Options};
+    use scim_bridge::partner::emulator::faults::{FaultAction, ScriptedFault};
+
+    let h = Harness::start(Options::default()).await;
+    let jane = create_user(&h, &email(0), "Jane", "Doe").await;
+    let group = create_group(&h, "Racers", &[]).await;
+    // The engine's next look at the user hangs, after it has read the store.
+    h.emulator.set_faults(
+        SITE,
+        Faults {
+            hang_for_ms: Some(600),
+            script: vec![ScriptedFault {
+                call: Some(CallKind::GetUser),
+                count: 1,
+                action: FaultAction::Hang,
+            }],
+            ..Faults::default()
+        },
+    );
+    let reads = h.emulator.count(SITE, CallKind::GetUser, false);
+    let add = patch_members(&[&jane], &[]);
+    let deactivate = json!({"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "active", "value": false}]});
+    let group_path = format!("/Groups/{group}");
+    let (added, deactivated) = tokio::join!(h.patch(&group_path, add), async {
+        let end = Instant::now() + Duration::from_secs(10);
+        while h.emulator.count(SITE, CallKind::GetUser, false) == reads {
+            assert!(Instant::now() < end, "the engine never read the user");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        h.patch(&format!("/Users/{jane}"), deactivate).await
+    });
+    assert_eq!(added.0, StatusCode::NO_CONTENT, "{}", added.1);
+    assert_eq!(deactivated.0, StatusCode::OK, "{}", deactivated.1);
+    assert_eq!(deactivated.1["active"], false);
+    h.settle(Duration::from_secs(10)).await;
+    let log = h.emulator.call_log();
+    let user_calls: Vec<String> = log
+        .iter()
+        .filter(|r| r.email.as_deref() == Some(email(0).as_str()))
+        .map(|r| format!("{:?} {}", r.call, r.status))
+        .collect();
+    assert!(
+        h.partner_user(SITE, &email(0)).is_none(),
+        "the deactivated user is back at the partner; its calls: {user_calls:?}"
+    );
+}
