@@ -150,8 +150,14 @@ pub struct BridgeProc {
 impl BridgeProc {
     /// Starts `scim-bridge --config CONFIG`, logging to `log`, and returns once it serves.
     pub async fn start(config: &Path, log: &Path) -> BridgeProc {
+        Self::start_with(config, log, &[]).await
+    }
+
+    /// [`BridgeProc::start`] with more environment variables.
+    pub async fn start_with(config: &Path, log: &Path, env: &[(&str, &str)]) -> BridgeProc {
         let file = std::fs::File::create(log).unwrap();
         let mut child = command()
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
@@ -214,9 +220,9 @@ pub async fn run_cli(config: &Path, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-/// The emulator, serving in the test process, with a little seeded latency on every call so
-/// that kills often land while partner calls are in flight.
-pub async fn emulator(seed: u64) -> (Emulator, RunningEmulator) {
+/// The emulator, serving in the test process, with seeded latency (`min..=max` ms) on every
+/// call so that kills often land while partner calls are in flight.
+pub async fn emulator(seed: u64, min: u64, max: u64) -> (Emulator, RunningEmulator) {
     let emu = Emulator::new(vec![SiteSpec {
         name: SITE.into(),
         api_key: Secret::new(format!("key-{SITE}")),
@@ -225,7 +231,7 @@ pub async fn emulator(seed: u64) -> (Emulator, RunningEmulator) {
     emu.set_faults(
         SITE,
         Faults {
-            latency: Some(Latency::UniformMs { min: 2, max: 30 }),
+            latency: Some(Latency::UniformMs { min, max }),
             seed,
             ..Faults::default()
         },
@@ -716,7 +722,7 @@ async fn crash_run(store_url: String, kills: usize, default_seed: u64) {
     let started = Instant::now();
     let seed = seed(default_seed);
     let dir = tempfile::tempdir().unwrap();
-    let (emu, running) = emulator(seed).await;
+    let (emu, running) = emulator(seed, 2, 30).await;
     let config = write_config(
         dir.path(),
         "bridge",

@@ -19,6 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use scim_bridge::partner::emulator::CallRecord;
 use scim_bridge::partner::CallKind;
+use sqlx::Connection;
 
 use crate::crash::{
     converged, drive, emulator, run_cli, seed, store_agrees, write_config, BridgeProc, ChildConfig,
@@ -67,11 +68,48 @@ fn assert_one_write_in_flight_per_user(log: &[CallRecord]) -> usize {
     n
 }
 
+/// Rows whose live claim belongs to the replica whose worker ids start with `name`.
+async fn claims(db: &mut sqlx::PgConnection, name: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE claimed_by LIKE $1 AND claimed_until_ms > $2",
+    )
+    .bind(format!("{name}-%"))
+    .bind(scim_bridge::bridge::now_ms())
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// Waits until replica `name` holds outbox claims, then SIGKILLs it (`down` first takes it
+/// out of the IdP's rotation). Returns the claims the dead replica left: rows the survivor
+/// must take over once their lease runs out.
+async fn kill_holding_claims(
+    proc: BridgeProc,
+    name: &str,
+    db: &mut sqlx::PgConnection,
+    down: impl FnOnce(),
+) -> i64 {
+    let end = Instant::now() + Duration::from_secs(20);
+    while claims(db, name).await == 0 {
+        assert!(Instant::now() < end, "{name} never held an outbox claim");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    down();
+    proc.kill();
+    let held = claims(db, name).await;
+    assert!(
+        held > 0,
+        "{name} finished its rows before it died; nothing to take over"
+    );
+    held
+}
+
 async fn two_replicas(store_url: String) {
     let started = Instant::now();
     let seed = seed(0x2e91_1ca5);
     let dir = tempfile::tempdir().unwrap();
-    let (emu, running) = emulator(seed).await;
+    // Slow enough partner calls that a replica often holds claims on rows it is working.
+    let (emu, running) = emulator(seed, 20, 60).await;
     let child = ChildConfig {
         store_url: store_url.clone(),
         partner: running.base_url.clone(),
@@ -82,8 +120,9 @@ async fn two_replicas(store_url: String) {
         write_config(dir.path(), "replica-b", &child),
     ];
     let log = |name: &str| dir.path().join(format!("{name}.log"));
-    let a = BridgeProc::start(&configs[0], &log("a-0")).await;
-    let b = BridgeProc::start(&configs[1], &log("b-0")).await;
+    // The engine's worker id starts with HOSTNAME: the claims of each replica are told apart.
+    let a = BridgeProc::start_with(&configs[0], &log("a-0"), &[("HOSTNAME", "replica-a")]).await;
+    let b = BridgeProc::start_with(&configs[1], &log("b-0"), &[("HOSTNAME", "replica-b")]).await;
     let targets = Targets::new(2);
     targets.set(0, Some(a.base.clone()));
     targets.set(1, Some(b.base.clone()));
@@ -91,31 +130,32 @@ async fn two_replicas(store_url: String) {
         .map(|_| Arc::new(Idp::new(targets.clone())))
         .collect();
 
-    // Kill A, leave it down past the lease (B takes over its claims), bring it back, then
-    // kill B for good (A takes over).
+    // Kill A while it holds claims, leave it down past the lease (B must take those rows over),
+    // bring it back, then kill B the same way for good (A must take over).
     let keep_going = Arc::new(AtomicBool::new(true));
     let chaos = {
         let (targets, keep_going, configs) = (targets.clone(), keep_going.clone(), configs.clone());
-        let a_log = log("a-1");
+        let (a_log, url) = (log("a-1"), store_url.clone());
         tokio::spawn(async move {
+            let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
             let mut rng = StdRng::seed_from_u64(seed);
             let down = Duration::from_millis(LEASE_MS + 500);
             tokio::time::sleep(Duration::from_millis(rng.random_range(1_000..2_000))).await;
-            targets.set(0, None);
-            a.kill();
+            let held_a =
+                kill_holding_claims(a, "replica-a", &mut db, || targets.set(0, None)).await;
             tokio::time::sleep(down).await;
-            let a = BridgeProc::start(&configs[0], &a_log).await;
+            let a = BridgeProc::start_with(&configs[0], &a_log, &[("HOSTNAME", "replica-a")]).await;
             targets.set(0, Some(a.base.clone()));
             tokio::time::sleep(Duration::from_millis(rng.random_range(500..1_500))).await;
-            targets.set(1, None);
-            b.kill();
+            let held_b =
+                kill_holding_claims(b, "replica-b", &mut db, || targets.set(1, None)).await;
             tokio::time::sleep(down).await;
             keep_going.store(false, Ordering::Relaxed);
-            a
+            (a, held_a, held_b)
         })
     };
     let model = drive(WORKLOAD, seed, &idps, &keep_going).await;
-    let a = chaos.await.unwrap();
+    let (a, held_a, held_b) = chaos.await.unwrap();
     let driven = started.elapsed();
 
     let model = std::mem::take(&mut *model.lock().unwrap());
@@ -129,7 +169,8 @@ async fn two_replicas(store_url: String) {
     drop(a);
     let retried: usize = idps.iter().map(|i| i.retried.load(Ordering::Relaxed)).sum();
     eprintln!(
-        "replicas: {} acknowledged changes over 2 replicas ({retried} IdP retries), {writes} \
+        "replicas: {} acknowledged changes over 2 replicas ({retried} IdP retries); the killed \
+         replicas held {held_a} and {held_b} outbox claims; {writes} \
          partner user writes at {SITE}, none overlapping; driven in {driven:?}, converged and \
          checked in {:?}",
         model.acknowledged,
