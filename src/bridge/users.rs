@@ -409,6 +409,14 @@ async fn update(
     if active_changed && policy == DeprovisionPolicy::Strip && has_email {
         mark = tenant.site_names();
     }
+    // The user appears or disappears at the partner, racing the engine: a worker converging
+    // this user right now read the store before this commit and may undo the partner write
+    // (re-create a user just deleted, or delete one just re-created). A mark after the commit
+    // makes a worker look again with the committed state, and the request waits for that, so
+    // a deactivation is answered once the user is gone for good.
+    if old_present != new_present {
+        mark = tenant.site_names();
+    }
 
     let now = now_ms();
     let row = UserRow {

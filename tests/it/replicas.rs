@@ -1,0 +1,184 @@
+//! Two replicas of the real binary on one PostgreSQL database (issue 8, "Two replicas"): the
+//! IdP spreads its requests over both, alternately, and several connections send concurrent
+//! group PATCHes with overlapping member sets (adds and removes, the same users in several
+//! groups, the same group from several connections). Mid-run one replica is SIGKILLed and
+//! stays down for longer than the outbox lease, so the other must take over the rows it had
+//! claimed; then it comes back and the other one is killed for good. At the end the partner
+//! holds exactly the memberships the IdP was told are done, and the emulator's call log shows
+//! that no two partner writes for one user were ever in flight at once (the outbox row claim,
+//! `FOR UPDATE SKIP LOCKED`, keeps replicas off each other's users).
+//!
+//! PostgreSQL only: without `SCIM_BRIDGE_TEST_POSTGRES_URL` the test prints that it skips.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use scim_bridge::partner::emulator::CallRecord;
+use scim_bridge::partner::CallKind;
+use sqlx::Connection;
+
+use crate::crash::{
+    converged, drive, emulator, run_cli, seed, store_agrees, write_config, BridgeProc, ChildConfig,
+    Idp, Targets, Workload, SITE,
+};
+
+/// Longer than a partner call's deadline (2 s), as it must be; short enough for a test.
+const LEASE_MS: u64 = 2_500;
+
+const WORKLOAD: Workload = Workload {
+    users: 24,
+    groups: 6,
+    connections: 4,
+    min_ops: 10,
+    deactivate_share: 0.0,
+};
+
+fn is_user_write(r: &CallRecord) -> bool {
+    matches!(
+        r.call,
+        CallKind::CreateUser | CallKind::UpdateUser | CallKind::DeleteUser
+    )
+}
+
+/// Asserts that no two user writes of one (site, email) overlap in time; returns how many
+/// writes were checked.
+fn assert_one_write_in_flight_per_user(log: &[CallRecord]) -> usize {
+    let mut by_user: HashMap<(String, String), Vec<&CallRecord>> = HashMap::new();
+    for r in log.iter().filter(|r| is_user_write(r)) {
+        let email = r.email.clone().unwrap_or_default().to_lowercase();
+        by_user.entry((r.site.clone(), email)).or_default().push(r);
+    }
+    let mut n = 0;
+    for ((site, email), mut calls) in by_user {
+        n += calls.len();
+        calls.sort_by_key(|r| r.started_us);
+        for pair in calls.windows(2) {
+            assert!(
+                pair[1].started_us >= pair[0].finished_us,
+                "overlapping writes of {email} at {site}: {:?} and {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+    n
+}
+
+/// Rows whose live claim belongs to the replica whose worker ids start with `name`.
+async fn claims(db: &mut sqlx::PgConnection, name: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE claimed_by LIKE $1 AND claimed_until_ms > $2",
+    )
+    .bind(format!("{name}-%"))
+    .bind(scim_bridge::bridge::now_ms())
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// Waits until replica `name` holds outbox claims, then SIGKILLs it (`down` first takes it
+/// out of the IdP's rotation). Returns the claims the dead replica left: rows the survivor
+/// must take over once their lease runs out.
+async fn kill_holding_claims(
+    proc: BridgeProc,
+    name: &str,
+    db: &mut sqlx::PgConnection,
+    down: impl FnOnce(),
+) -> i64 {
+    let end = Instant::now() + Duration::from_secs(20);
+    while claims(db, name).await == 0 {
+        assert!(Instant::now() < end, "{name} never held an outbox claim");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    down();
+    proc.kill();
+    let held = claims(db, name).await;
+    assert!(
+        held > 0,
+        "{name} finished its rows before it died; nothing to take over"
+    );
+    held
+}
+
+async fn two_replicas(store_url: String) {
+    let started = Instant::now();
+    let seed = seed(0x2e91_1ca5);
+    let dir = tempfile::tempdir().unwrap();
+    // Slow enough partner calls that a replica often holds claims on rows it is working.
+    let (emu, running) = emulator(seed, 20, 60).await;
+    let child = ChildConfig {
+        store_url: store_url.clone(),
+        partner: running.base_url.clone(),
+        lease_ms: LEASE_MS,
+    };
+    let configs = [
+        write_config(dir.path(), "replica-a", &child),
+        write_config(dir.path(), "replica-b", &child),
+    ];
+    let log = |name: &str| dir.path().join(format!("{name}.log"));
+    // The engine's worker id starts with HOSTNAME: the claims of each replica are told apart.
+    let a = BridgeProc::start_with(&configs[0], &log("a-0"), &[("HOSTNAME", "replica-a")]).await;
+    let b = BridgeProc::start_with(&configs[1], &log("b-0"), &[("HOSTNAME", "replica-b")]).await;
+    let targets = Targets::new(2);
+    targets.set(0, Some(a.base.clone()));
+    targets.set(1, Some(b.base.clone()));
+    let idps: Vec<Arc<Idp>> = (0..WORKLOAD.connections)
+        .map(|_| Arc::new(Idp::new(targets.clone())))
+        .collect();
+
+    // Kill A while it holds claims, leave it down past the lease (B must take those rows over),
+    // bring it back, then kill B the same way for good (A must take over).
+    let keep_going = Arc::new(AtomicBool::new(true));
+    let chaos = {
+        let (targets, keep_going, configs) = (targets.clone(), keep_going.clone(), configs.clone());
+        let (a_log, url) = (log("a-1"), store_url.clone());
+        tokio::spawn(async move {
+            let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut rng = StdRng::seed_from_u64(seed);
+            let down = Duration::from_millis(LEASE_MS + 500);
+            tokio::time::sleep(Duration::from_millis(rng.random_range(1_000..2_000))).await;
+            let held_a =
+                kill_holding_claims(a, "replica-a", &mut db, || targets.set(0, None)).await;
+            tokio::time::sleep(down).await;
+            let a = BridgeProc::start_with(&configs[0], &a_log, &[("HOSTNAME", "replica-a")]).await;
+            targets.set(0, Some(a.base.clone()));
+            tokio::time::sleep(Duration::from_millis(rng.random_range(500..1_500))).await;
+            let held_b =
+                kill_holding_claims(b, "replica-b", &mut db, || targets.set(1, None)).await;
+            tokio::time::sleep(down).await;
+            keep_going.store(false, Ordering::Relaxed);
+            (a, held_a, held_b)
+        })
+    };
+    let model = drive(WORKLOAD, seed, &idps, &keep_going).await;
+    let (a, held_a, held_b) = chaos.await.unwrap();
+    let driven = started.elapsed();
+
+    let model = std::mem::take(&mut *model.lock().unwrap());
+    converged(&emu, &model, &store_url, Duration::from_secs(30)).await;
+    let calls = emu.call_log();
+    let writes = assert_one_write_in_flight_per_user(&calls);
+    crate::crash::assert_no_duplicate_creates(&calls);
+    store_agrees(&idps[0], &emu, &model).await;
+    let (code, out) = run_cli(&configs[0], &["status"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    drop(a);
+    let retried: usize = idps.iter().map(|i| i.retried.load(Ordering::Relaxed)).sum();
+    eprintln!(
+        "replicas: {} acknowledged changes over 2 replicas ({retried} IdP retries); the killed \
+         replicas held {held_a} and {held_b} outbox claims; {writes} \
+         partner user writes at {SITE}, none overlapping; driven in {driven:?}, converged and \
+         checked in {:?}",
+        model.acknowledged,
+        started.elapsed() - driven
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_lose_no_membership_and_never_write_one_user_twice_at_once() {
+    crate::support::with_postgres_url(two_replicas).await;
+}
