@@ -702,16 +702,17 @@ async fn worker(
     users
 }
 
-/// The faults of window `k`, in rotation.
+/// The faults of window `k`, in rotation. They are harsh enough that the bridge's own retries
+/// (4 attempts within 6 s) often fail too, so the IdP sees 429/503 and retries.
 fn fault_for(k: usize, seed: u64) -> (&'static str, Faults) {
     let seed = seed.wrapping_add(k as u64);
     match k % 5 {
         0 => (
-            "429 storm (2 calls/s, Retry-After)",
+            "429 storm (0.5 calls/s, Retry-After)",
             Faults {
                 rate_limit: Some(RateLimit {
-                    per_second: 2.0,
-                    burst: 2,
+                    per_second: 0.5,
+                    burst: 1,
                     retry_after: true,
                 }),
                 seed,
@@ -719,9 +720,9 @@ fn fault_for(k: usize, seed: u64) -> (&'static str, Faults) {
             },
         ),
         1 => (
-            "503 burst (half the calls)",
+            "503 burst (90% of the calls)",
             Faults {
-                error_share: 0.5,
+                error_share: 0.9,
                 error_statuses: vec![503],
                 seed,
                 ..Faults::default()
@@ -736,9 +737,9 @@ fn fault_for(k: usize, seed: u64) -> (&'static str, Faults) {
             },
         ),
         3 => (
-            "connections dropped mid-response (30%)",
+            "connections dropped mid-response (60%)",
             Faults {
-                drop_share: 0.3,
+                drop_share: 0.6,
                 seed,
                 ..Faults::default()
             },
