@@ -22,6 +22,7 @@ mod scim_fixtures_patch;
 mod scim_fixtures_resources;
 mod secrets;
 mod security;
+mod soak;
 mod store;
 pub mod support;
 mod tls;
