@@ -84,6 +84,10 @@ pub enum Command {
     /// Benchmark: the bridge and the partner emulator in this process under IdP-like load
     /// (scenarios S1-S5), printed as a table or JSON. Use a release build.
     Bench(crate::bench::BenchArgs),
+    /// Soak: a mixed workload with partner faults against the bridge as a child process,
+    /// sampling its memory and open descriptors; fails on errors beyond the injected faults,
+    /// a partner state that differs at the end, or an upward trend.
+    Soak(crate::soak::SoakArgs),
     /// Print the audit log (newest first): every write with its credential, client address,
     /// request id, outcome and partner calls.
     Audit(AuditArgs),
@@ -257,6 +261,14 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
             crate::telemetry::init(&log);
             crate::bench::run(args).await
+        }
+        Command::Soak(args) => {
+            // Warnings only, as for `bench`; the bridge child logs to a file of its own.
+            crate::telemetry::init(&crate::config::LogConfig {
+                level: "warn".into(),
+                format: cli.log_format.unwrap_or_default(),
+            });
+            crate::soak::run(args).await
         }
         Command::Status(args) => admin::status(cli.config, cli.log_format, args).await,
         Command::ImportCsv(args) => admin::import_csv(cli.config, cli.log_format, args).await,

@@ -6,7 +6,9 @@
 //! nothing of SCIM):
 //!
 //! - [`cli`]: subcommands (`serve`, `partner-emulator`, `check-config`, `migrate`, `reconcile`,
-//!   `token new`, `audit`, `status`, `import-csv`, `delete-csv`, `add-user`, `bench`).
+//!   `token new`, `audit`, `status`, `import-csv`, `delete-csv`, `add-user`, `bench`, `soak`).
+//! - [`soak`]: the soak run (the bridge as a child process under faults, memory and descriptors
+//!   sampled).
 //! - [`config`]: typed configuration from defaults, a TOML file and `SCIM_BRIDGE_*` variables,
 //!   validated at start, secrets redacted.
 //! - [`scim`]: the protocol, pure: schemas, resources, filters, paths, PATCH, projection, errors.
@@ -31,5 +33,6 @@ pub mod http;
 pub mod partner;
 pub mod scim;
 pub mod secret;
+pub mod soak;
 pub mod store;
 pub mod telemetry;

@@ -26,6 +26,7 @@ mod scim_fixtures_patch;
 mod scim_fixtures_resources;
 mod secrets;
 mod security;
+mod soak;
 mod store;
 mod store_faults;
 pub mod support;
