@@ -471,7 +471,7 @@ async fn sizes(t: &Target) {
         b"\r\n".to_vec(),
     ]
     .concat();
-    for _ in 0..(BODY_LIMIT * 3 >> 20) {
+    for _ in 0..((BODY_LIMIT * 3) >> 20) {
         body.extend_from_slice(chunk.as_bytes());
     }
     body.extend_from_slice(b"0\r\n\r\n");

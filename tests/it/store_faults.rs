@@ -412,7 +412,7 @@ async fn postgres_briefly_unreachable_answers_503_then_recovers() {
         proxy.cut();
         let cut_at = Instant::now();
         // During the cut, every kind of request answers 503 in time.
-        let requests = vec![
+        let requests = [
             (
                 reqwest::Method::POST,
                 "/Users".to_owned(),
