@@ -81,6 +81,9 @@ pub struct BenchArgs {
     /// The bridge's `bridge.coalesce_ms` (default: the bridge's default).
     #[arg(long)]
     pub coalesce_ms: Option<u64>,
+    /// The bridge's `bridge.coalesce_max_ms` (default: the bridge's default).
+    #[arg(long)]
+    pub coalesce_max_ms: Option<u64>,
     /// The bridge's `bridge.wait_deadline_ms` (default: the bridge's default).
     #[arg(long)]
     pub wait_deadline_ms: Option<u64>,

@@ -152,6 +152,9 @@ impl Env {
         if let Some(c) = args.coalesce_ms {
             options.coalesce_ms = c;
         }
+        if let Some(c) = args.coalesce_max_ms {
+            options.coalesce_max_ms = c;
+        }
         if let Some(w) = args.wait_deadline_ms {
             options.wait_deadline_ms = w;
         }
