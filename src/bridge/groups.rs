@@ -16,18 +16,35 @@ use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tena
 use crate::partner::client::{GroupUpdate, NewGroup};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
 use crate::partner::Access;
-use crate::scim::patch::{apply_patch, PatchRequest};
+use crate::scim::filter::{CompareOp, Filter};
+use crate::scim::patch::{apply_patch, PatchOpKind, PatchRequest};
+use crate::scim::path::Path;
 use crate::scim::resource::{canonicalize, with_server_attributes, GroupView, InputMode, Meta};
 use crate::scim::schema::GROUP_RESOURCE;
 use crate::scim::ScimError;
 use crate::store::{GroupRow, IndexTerm, MembershipChange, OutboxMark, StoreError};
 
-/// What a group write returns: the resource (with members when loaded) and whether the
-/// membership work finished before the answer.
+/// What a group write returns: the stored group and whether the membership work finished
+/// before the answer. Its members are read only when the answer shows them
+/// ([`GroupWrite::members`]): a PATCH of a large group answered 204 never reads them.
 pub struct GroupWrite {
     pub row: GroupRow,
-    pub members: Vec<String>,
+    /// The members after the write, when the write had them at hand.
+    known_members: Option<Vec<String>>,
     pub settled: bool,
+}
+
+impl GroupWrite {
+    /// The group's member ids after the write.
+    pub async fn members(&self, bridge: &Bridge) -> BridgeResult<Vec<String>> {
+        match &self.known_members {
+            Some(m) => Ok(m.clone()),
+            None => Ok(bridge
+                .store
+                .group_member_ids(&self.row.tenant, &self.row.id)
+                .await?),
+        }
+    }
 }
 
 /// A write whose membership work is marked but not yet waited for.
@@ -39,8 +56,8 @@ struct Pending {
 
 impl Pending {
     /// Waits for the workers when the write stands alone (without holding the resource
-    /// lock), then reads the members.
-    async fn settle(self, bridge: &Bridge, tenant: &Tenant) -> BridgeResult<GroupWrite> {
+    /// lock).
+    async fn settle(self, bridge: &Bridge) -> BridgeResult<GroupWrite> {
         let settled = match self.pace {
             Pace::Now => {
                 bridge
@@ -50,13 +67,9 @@ impl Pending {
             }
             Pace::Coalesce => self.marks.is_empty(),
         };
-        let members = bridge
-            .store
-            .group_member_ids(tenant.name(), &self.row.id)
-            .await?;
         Ok(GroupWrite {
             row: self.row,
-            members,
+            known_members: None,
             settled,
         })
     }
@@ -232,13 +245,13 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
             marks,
             pace,
         }
-        .settle(bridge, tenant)
+        .settle(bridge)
         .await?
         .settled;
     }
     Ok(GroupWrite {
         row,
-        members,
+        known_members: Some(members),
         settled,
     })
 }
@@ -334,10 +347,23 @@ async fn patch_once(
     let guard = bridge.lock(scope.tenant.name(), id).await;
     let old = get_row(bridge, scope, id).await?;
     check_if_match(if_match, old.version)?;
-    let members = bridge
-        .store
-        .group_member_ids(scope.tenant.name(), id)
-        .await?;
+    // A PATCH that only adds or removes named members sees the group with just those of them
+    // that are members: the outcome is the same, and the cost does not grow with the group.
+    let named = named_members(request);
+    let members = match &named {
+        Some(ids) => {
+            bridge
+                .store
+                .members_among(scope.tenant.name(), id, ids)
+                .await?
+        }
+        None => {
+            bridge
+                .store
+                .group_member_ids(scope.tenant.name(), id)
+                .await?
+        }
+    };
     let mut current = old.resource.clone();
     if let Some(obj) = current.as_object_mut() {
         obj.insert("id".into(), Value::String(old.id.clone()));
@@ -352,7 +378,7 @@ async fn patch_once(
     if !outcome.changed {
         return Ok(GroupWrite {
             row: old,
-            members,
+            known_members: named.is_none().then_some(members),
             settled: true,
         });
     }
@@ -370,7 +396,52 @@ async fn patch_once(
     )
     .await?;
     drop(guard);
-    pending.settle(bridge, scope.tenant).await
+    pending.settle(bridge).await
+}
+
+/// The member ids a PATCH names, when each of its operations adds or removes members by id
+/// (`add` or `remove` of `members` with a list of `{"value": id}`, Entra's form, or `remove` of
+/// `members[value eq "id"]`, Okta's): its outcome depends only on which of those users are
+/// members (`members.value` is case-exact). `None` for any other PATCH (other attributes,
+/// `replace`, removing every member, other filters), which sees the whole group.
+fn named_members(request: &PatchRequest) -> Option<Vec<String>> {
+    let mut ids = Vec::new();
+    for op in &request.operations {
+        let path = Path::parse(op.path.as_deref()?).ok()?;
+        let attr = &path.attr;
+        let core = attr
+            .urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(GROUP_RESOURCE.schema.id));
+        if !core || !attr.name.eq_ignore_ascii_case("members") || path.sub_name().is_some() {
+            return None;
+        }
+        match (op.op, &path.filter, &op.value) {
+            (PatchOpKind::Add | PatchOpKind::Remove, None, Some(value)) => {
+                let items = match value {
+                    Value::Array(list) => list.as_slice(),
+                    one @ Value::Object(_) => std::slice::from_ref(one),
+                    _ => return None,
+                };
+                for item in items {
+                    ids.push(item.as_object()?.get("value")?.as_str()?.to_owned());
+                }
+            }
+            (
+                PatchOpKind::Remove,
+                Some(Filter::Compare {
+                    attr: on,
+                    op: CompareOp::Eq,
+                    value: Value::String(id),
+                }),
+                None,
+            ) if on.urn.is_none() && on.sub.is_none() && on.name.eq_ignore_ascii_case("value") => {
+                ids.push(id.clone());
+            }
+            _ => return None,
+        }
+    }
+    Some(ids)
 }
 
 /// `PUT /Groups/{id}`: a full replace, members included; re-applied like PATCH when another
@@ -427,10 +498,9 @@ async fn replace_once(
         .cloned()
         .collect();
     if storable(resource.clone()) == old.resource && add.is_empty() && remove.is_empty() {
-        let members = wanted;
         return Ok(GroupWrite {
             row: old,
-            members,
+            known_members: Some(wanted),
             settled: true,
         });
     }
@@ -445,7 +515,7 @@ async fn replace_once(
     )
     .await?;
     drop(guard);
-    pending.settle(bridge, scope.tenant).await
+    pending.settle(bridge).await
 }
 
 /// The shared tail of PUT and PATCH: rename at the partner, then group row and memberships in
@@ -637,4 +707,116 @@ pub async fn delete(
     }
     bridge.store.delete_group(tenant.name(), id).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn group(members: &[String]) -> Value {
+        let mut g = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "id": "g1",
+            "displayName": "Sales",
+        });
+        if !members.is_empty() {
+            g["members"] = Value::Array(members.iter().map(|m| json!({ "value": m })).collect());
+        }
+        g
+    }
+
+    fn request(ops: Vec<Value>) -> PatchRequest {
+        PatchRequest::from_json(&json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": ops,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn named_members_of_entra_and_okta_forms() {
+        let entra = request(vec![
+            json!({"op": "Add", "path": "members", "value": [{"value": "u1"}, {"value": "u2"}]}),
+            json!({"op": "Remove", "path": "members", "value": [{"value": "u3"}]}),
+        ]);
+        assert_eq!(
+            named_members(&entra),
+            Some(vec!["u1".into(), "u2".into(), "u3".into()])
+        );
+        let okta = request(vec![
+            json!({"op": "remove", "path": "members[value eq \"u4\"]"}),
+        ]);
+        assert_eq!(named_members(&okta), Some(vec!["u4".into()]));
+        // Anything else sees the whole group.
+        for op in [
+            json!({"op": "remove", "path": "members"}),
+            json!({"op": "replace", "path": "members", "value": [{"value": "u1"}]}),
+            json!({"op": "replace", "path": "displayName", "value": "X"}),
+            json!({"op": "add", "value": {"members": [{"value": "u1"}]}}),
+            json!({"op": "remove", "path": "members[display eq \"A\"]"}),
+            json!({"op": "remove", "path": "members[value ne \"u1\"]"}),
+            json!({"op": "remove", "path": "members[value eq \"u1\"].display"}),
+            json!({"op": "add", "path": "members", "value": [{"display": "no id"}]}),
+        ] {
+            assert_eq!(named_members(&request(vec![op.clone()])), None, "{op}");
+        }
+    }
+
+    fn op_strategy() -> impl Strategy<Value = Value> {
+        let id = (0..8u8).prop_map(|i| format!("u{i}"));
+        prop_oneof![
+            prop::collection::vec(id.clone(), 1..4).prop_map(|ids| json!({
+                "op": "add", "path": "members",
+                "value": ids.iter().map(|i| json!({"value": i})).collect::<Vec<_>>(),
+            })),
+            prop::collection::vec(id.clone(), 1..4).prop_map(|ids| json!({
+                "op": "remove", "path": "members",
+                "value": ids.iter().map(|i| json!({"value": i})).collect::<Vec<_>>(),
+            })),
+            id.prop_map(|i| json!({"op": "remove", "path": format!("members[value eq \"{i}\"]")})),
+        ]
+    }
+
+    proptest! {
+        /// A PATCH that names its members gives the same outcome on the group with only the
+        /// named members as on the whole group: success or the same error, the same members
+        /// added and removed.
+        #[test]
+        fn named_members_view_is_equivalent(
+            present in prop::collection::btree_set(0..8u8, 0..8),
+            ops in prop::collection::vec(op_strategy(), 1..4),
+        ) {
+            let members: Vec<String> = present.iter().map(|i| format!("u{i}")).collect();
+            let req = request(ops);
+            let named = named_members(&req).expect("only named-member operations");
+            let seen: Vec<String> =
+                members.iter().filter(|m| named.contains(m)).cloned().collect();
+            let full = apply_patch(&GROUP_RESOURCE, &group(&members), &req);
+            let reduced = apply_patch(&GROUP_RESOURCE, &group(&seen), &req);
+            match (full, reduced) {
+                (Ok(f), Ok(r)) => {
+                    // The whole group may also see its members' order change (a member
+                    // removed, then added back at the end); the store keeps no order.
+                    let moved = f.summary.members_added.is_empty()
+                        && f.summary.members_removed.is_empty();
+                    prop_assert!(f.changed == r.changed || (f.changed && moved));
+                    let sorted = |mut v: Vec<String>| { v.sort(); v };
+                    prop_assert_eq!(
+                        sorted(f.summary.members_added),
+                        sorted(r.summary.members_added)
+                    );
+                    prop_assert_eq!(
+                        sorted(f.summary.members_removed),
+                        sorted(r.summary.members_removed)
+                    );
+                }
+                (Err(f), Err(r)) => {
+                    prop_assert_eq!(f.status, r.status);
+                    prop_assert_eq!(f.scim_type, r.scim_type);
+                }
+                (f, r) => prop_assert!(false, "full {:?} vs reduced {:?}", f.is_ok(), r.is_ok()),
+            }
+        }
+    }
 }

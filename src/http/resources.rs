@@ -282,7 +282,7 @@ async fn group_body(
     w: &groups::GroupWrite,
     p: &Projection,
 ) -> Result<Value, ApiError> {
-    let v = groups::render(s.scope(), &w.row, Some(&w.members));
+    let v = groups::render(s.scope(), &w.row, Some(&w.members(&s.bridge).await?));
     Ok(project_single(p, &GROUP_RESOURCE, &v))
 }
 

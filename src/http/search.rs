@@ -202,7 +202,7 @@ async fn run_operation(
             }
             (BulkMethod::Post, Target::Groups(None)) => {
                 let w = groups::create(bridge, scope, data).await?;
-                let v = groups::render(scope, &w.row, Some(&w.members));
+                let v = groups::render(scope, &w.row, Some(&w.members(bridge).await?));
                 (201, Some(v), Some(w.row.id))
             }
             (BulkMethod::Put, Target::Users(Some(id))) => (
@@ -212,7 +212,7 @@ async fn run_operation(
             ),
             (BulkMethod::Put, Target::Groups(Some(id))) => {
                 let w = groups::replace(bridge, scope, &id, data, version).await?;
-                let v = groups::render(scope, &w.row, Some(&w.members));
+                let v = groups::render(scope, &w.row, Some(&w.members(bridge).await?));
                 (200, Some(v), None)
             }
             (BulkMethod::Patch, Target::Users(Some(id))) => {
@@ -226,7 +226,7 @@ async fn run_operation(
             (BulkMethod::Patch, Target::Groups(Some(id))) => {
                 let req = PatchRequest::from_json(&data)?;
                 let w = groups::patch(bridge, scope, &id, &req, version).await?;
-                let v = groups::render(scope, &w.row, Some(&w.members));
+                let v = groups::render(scope, &w.row, Some(&w.members(bridge).await?));
                 (200, Some(v), None)
             }
             (BulkMethod::Delete, Target::Users(Some(id))) => {

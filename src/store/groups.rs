@@ -317,6 +317,41 @@ impl Store {
         .await
     }
 
+    /// Which of `user_ids` are members of the group, sorted: what a PATCH that names its
+    /// members needs to know, at a cost that depends on the names, not on the group's size
+    /// (one statement per 1000 names).
+    pub async fn members_among(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let ids = dedup(user_ids);
+        let mut out = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT user_id FROM memberships WHERE tenant = $1 AND group_id = $2 \
+                 AND user_id IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let sql = sql.as_str();
+            let found: Vec<String> = retrying(move || async move {
+                let found: Vec<String> = with_pool!(self, pool => {
+                    let mut query = sqlx::query_scalar(sql).bind(tenant).bind(group_id);
+                    for id in chunk {
+                        query = query.bind(id.as_str());
+                    }
+                    query.fetch_all(pool).await
+                })?;
+                Ok(found)
+            })
+            .await?;
+            out.extend(found);
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// How many members a group has.
     pub async fn member_count(&self, tenant: &str, group_id: &str) -> Result<u64, StoreError> {
         retrying(move || async move {

@@ -901,3 +901,69 @@ async fn a_saturated_partner_answers_the_idp_503_with_retry_after_at_once() {
         1
     );
 }
+
+/// A PATCH that names its members (Entra's `remove` with a value list, Okta's
+/// `members[value eq ...]`, adds of present and new members) is applied to the named members
+/// alone: the rest of a larger group stays, the answer shows the whole group when asked, and
+/// the partner gets exactly the named changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_naming_members_changes_only_them() {
+    let h = Harness::start(options()).await;
+    let users = create_users(&h, 40).await;
+    let (groups, names) = create_groups(&h, 1).await;
+    let group = format!("/Groups/{}", groups[0]);
+    let (status, body) = h.patch(&group, add_members(&users[..30])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = h
+        .patch(
+            &format!("{group}?attributes=members"),
+            json!({"schemas": [PATCH_OP], "Operations": [
+                // Entra: one member and one that is not a member.
+                {"op": "Remove", "path": "members",
+                 "value": [{"value": users[3]}, {"value": users[35]}]},
+                // Okta: one member by filter.
+                {"op": "remove", "path": format!("members[value eq \"{}\"]", users[4])},
+                // One already present, one new.
+                {"op": "add", "path": "members",
+                 "value": [{"value": users[5]}, {"value": users[36]}]},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut want: BTreeSet<String> = users[..30].iter().cloned().collect();
+    want.remove(&users[3]);
+    want.remove(&users[4]);
+    want.insert(users[36].clone());
+    let shown: BTreeSet<String> = body["members"]
+        .as_array()
+        .expect("members in the answer")
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shown, want);
+    let (_, got) = h.get(&group).await;
+    let stored: BTreeSet<String> = got["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored, want);
+    h.settle(Duration::from_secs(10)).await;
+    for (i, id) in users.iter().enumerate() {
+        let expected: Vec<String> = if want.contains(id) {
+            vec![names[0].clone()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(h.partner_groups("acme", &email(i)), expected, "user {i}");
+    }
+    // Removing a member the Okta way when it is not one changes nothing.
+    let (_, before) = h.get(&group).await;
+    let (status, _) = h.patch(&group, remove_members(&users[35..36])).await;
+    let (_, after) = h.get(&group).await;
+    assert_eq!(
+        before["meta"]["version"], after["meta"]["version"],
+        "{status}"
+    );
+}
