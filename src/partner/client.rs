@@ -702,7 +702,8 @@ impl PartnerClient {
             latency_ms = Empty,
         );
         async {
-            let admission = inner.circuit.admit(Instant::now());
+            let ticket = inner.circuit.ticket(Instant::now());
+            let admission = ticket.admission();
             if let Admission::Reject { retry_after } = admission {
                 tracing::warn!(retry_after_ms = retry_after.as_millis() as u64, "circuit open, call rejected");
                 self.observe(call, 0, None, CallOutcome::Rejected, Duration::ZERO);
@@ -767,7 +768,7 @@ impl PartnerClient {
                 Err(e) if e.kind == PartnerErrorKind::Unavailable => Outcome::Neutral,
                 Err(_) => Outcome::Answered,
             };
-            inner.circuit.record(admission, outcome, Instant::now());
+            ticket.record(outcome, Instant::now());
             super::record::record(super::record::CallRecord {
                 site: inner.site.clone(),
                 call: call.as_str(),

@@ -638,6 +638,39 @@ async fn the_circuit_opens_rejects_fast_and_half_opens_for_one_probe() {
     assert_eq!(rejected, 2);
 }
 
+/// A probe that never finishes (its IdP request timed out or went away, and the future was
+/// dropped) does not leave the circuit waiting for it: the next call is the new probe.
+#[tokio::test]
+async fn a_cancelled_probe_does_not_wedge_the_circuit() {
+    let f = fixture(ClientOptions {
+        max_attempts: 1,
+        circuit_failure_threshold: 1,
+        circuit_open_ms: 100,
+        ..options()
+    })
+    .await;
+    f.script(CallKind::ListUsers, 1, status(500, None));
+    f.client.list_users().await.unwrap_err();
+    assert!(f.client.circuit_open());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    f.faults(Faults {
+        hang_for_ms: Some(10_000),
+        script: vec![ScriptedFault {
+            call: Some(CallKind::ListUsers),
+            count: 1,
+            action: FaultAction::Hang,
+        }],
+        ..Faults::default()
+    });
+    let probe = tokio::time::timeout(Duration::from_millis(100), f.client.list_users()).await;
+    assert!(probe.is_err(), "the probe should hang until cancelled");
+    f.client
+        .list_users()
+        .await
+        .expect("after a cancelled probe, the next call probes again");
+    assert!(!f.client.circuit_open());
+}
+
 #[tokio::test]
 async fn the_local_rate_limit_spaces_calls_and_saturates_within_the_deadline() {
     let f = fixture(ClientOptions {

@@ -43,6 +43,35 @@ pub enum Outcome {
     Neutral,
 }
 
+/// An admitted call's hold on the circuit (see [`Circuit::ticket`]).
+#[derive(Debug)]
+pub struct Ticket<'c> {
+    circuit: &'c Circuit,
+    admission: Admission,
+    recorded: bool,
+}
+
+impl Ticket<'_> {
+    pub fn admission(&self) -> Admission {
+        self.admission
+    }
+
+    /// Records how the call ended.
+    pub fn record(mut self, outcome: Outcome, now: Instant) {
+        self.recorded = true;
+        self.circuit.record(self.admission, outcome, now);
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.circuit
+                .record(self.admission, Outcome::Neutral, Instant::now());
+        }
+    }
+}
+
 impl Circuit {
     pub fn new(threshold: u32, open_for: Duration) -> Circuit {
         Circuit {
@@ -107,6 +136,18 @@ impl Circuit {
         })
     }
 
+    /// [`Circuit::admit`], held by a [`Ticket`] that tells the circuit how the call ended:
+    /// dropped without [`Ticket::record`] (the call's future was cancelled, as when the IdP's
+    /// request times out or its connection closes), it counts as [`Outcome::Neutral`], so a
+    /// cancelled probe never leaves the circuit waiting for it.
+    pub fn ticket(&self, now: Instant) -> Ticket<'_> {
+        Ticket {
+            circuit: self,
+            admission: self.admit(now),
+            recorded: false,
+        }
+    }
+
     /// True while calls are being rejected (for health reporting).
     pub fn is_open(&self, now: Instant) -> bool {
         self.with_state(|state| matches!(*state, State::Open { until } if now < until))
@@ -116,6 +157,22 @@ impl Circuit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_dropped_unrecorded_lets_the_next_call_probe() {
+        let c = Circuit::new(1, Duration::from_millis(10));
+        let t0 = Instant::now();
+        c.record(Admission::Pass, Outcome::Failed, t0);
+        let later = t0 + Duration::from_millis(20);
+        let probe = c.ticket(later);
+        assert_eq!(probe.admission(), Admission::Probe);
+        assert!(matches!(c.admit(later), Admission::Reject { .. }));
+        drop(probe);
+        let again = c.ticket(later);
+        assert_eq!(again.admission(), Admission::Probe);
+        again.record(Outcome::Answered, later);
+        assert_eq!(c.admit(later), Admission::Pass);
+    }
 
     #[test]
     fn opens_after_consecutive_failures_then_half_opens_for_one_probe() {
