@@ -211,6 +211,23 @@ impl Engine {
             .store
             .claim_outbox_marks(&self.inner.worker_id, marks, lease, now_ms())
             .await?;
+        // A partner that asked for a pause will not take these writes soon: the request
+        // answers within half of what an IdP's write may wait for the partner (its answer
+        // stays under that bound); the work goes on.
+        let paused = marks.iter().any(|m| {
+            self.inner
+                .tenants
+                .get(&m.tenant)
+                .and_then(|t| t.site(&m.site))
+                .is_some_and(|s| s.client.paused())
+        });
+        let deadline = if paused {
+            deadline.min(Duration::from_millis(
+                self.inner.options.request_partner_wait_ms / 2,
+            ))
+        } else {
+            deadline
+        };
         if !items.is_empty() {
             let limit =
                 self.inner.options.workers.max(1) * self.inner.options.claim_batch.max(1) as usize;

@@ -604,11 +604,17 @@ pub async fn import_on_lookup(
         return Ok(None);
     };
     let limit = std::time::Duration::from_millis(bridge.options.import_timeout_ms);
-    let found = match tokio::time::timeout(limit, site.client.get_user(user_name)).await {
+    // Opportunistic: no waiting for the partner's rate limits or retry pauses (a saturated
+    // partner's capacity belongs to writes; a later POST adopts the partner user anyway).
+    let read = crate::partner::patience::impatient(
+        std::time::Duration::ZERO,
+        site.client.get_user(user_name),
+    );
+    let found = match tokio::time::timeout(limit, read).await {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => {
-            // A lookup must not fail because the partner is slow: answer from the store.
-            tracing::warn!(error = %e, "import on lookup: partner lookup failed");
+            // A lookup must not fail because the partner is slow or busy: answer from the store.
+            tracing::info!(error = %e, "import on lookup: partner lookup failed");
             return Ok(None);
         }
         Err(_) => {

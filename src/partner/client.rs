@@ -220,6 +220,9 @@ struct Inner {
     options: ClientOptions,
     limiter: Limiter,
     circuit: Circuit,
+    /// Until when the partner asked for a pause (its last 429/503 with `Retry-After`): calls
+    /// that may not wait at all (see `patience`) are not sent before then.
+    busy_until: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for PartnerClient {
@@ -289,6 +292,7 @@ impl PartnerClient {
                 api_key: site.api_key,
                 auth,
                 options,
+                busy_until: std::sync::Mutex::new(None),
             }),
             sleeper: Arc::new(TokioSleeper),
             observer: Arc::new(NoopObserver),
@@ -318,6 +322,16 @@ impl PartnerClient {
     /// True while the site's circuit rejects calls.
     pub fn circuit_open(&self) -> bool {
         self.inner.circuit.is_open(Instant::now())
+    }
+
+    /// True while the partner's last 429/503 asked for a pause that has not run out.
+    pub fn paused(&self) -> bool {
+        let busy = *self
+            .inner
+            .busy_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        busy.is_some_and(|u| u > Instant::now())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -702,6 +716,21 @@ impl PartnerClient {
             latency_ms = Empty,
         );
         async {
+            // A call that may not wait (an opportunistic read) leaves a partner that asked for
+            // a pause alone: its capacity goes to the calls that must be made.
+            if super::patience::remaining().is_zero() {
+                let busy = *inner.busy_until.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(until) = busy.filter(|u| *u > Instant::now()) {
+                    let mut e = PartnerError::local(
+                        PartnerErrorKind::Unavailable,
+                        call,
+                        &inner.site,
+                        "the partner asked for a pause; an optional call is not sent",
+                    );
+                    e.retry_after = Some(until - Instant::now());
+                    return Err(e);
+                }
+            }
             let ticket = inner.circuit.ticket(Instant::now());
             let admission = ticket.admission();
             if let Admission::Reject { retry_after } = admission {
@@ -740,6 +769,10 @@ impl PartnerClient {
                     Err(e) if !e.is_retryable() => break Err(e),
                     Err(e) => e,
                 };
+                if let Some(pause) = e.retry_after.filter(|_| e.status.is_some()) {
+                    *inner.busy_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now() + pause);
+                }
                 let Some(next) = backoff.next() else { break Err(e) };
                 // `Retry-After` is a floor under the jittered wait; never wait past the deadline,
                 // nor past what an IdP's request may wait (it answers 503 + Retry-After instead).

@@ -885,11 +885,20 @@ async fn a_saturated_partner_answers_the_idp_503_with_retry_after_at_once() {
         waited < Duration::from_secs(8),
         "the request waited {waited:?}"
     );
+    // While the partner's pause runs, a lookup that misses answers from the store without
+    // spending the partner's capacity on its optional import read.
+    let reads_before = h.emulator.count("acme", CallKind::GetUser, false);
     let (status, list) = h
         .get(&format!("/Users?filter=userName eq \"{}\"", email(1)))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["totalResults"], 0, "{list}");
+    assert_eq!(
+        h.emulator.count("acme", CallKind::GetUser, false),
+        reads_before,
+        "the lookup read the partner during its pause"
+    );
+    // The IdP's retry of the write is not an optional call: it goes to the partner.
     let (status, created) = h.post("/Users", body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(
