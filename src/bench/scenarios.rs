@@ -58,6 +58,12 @@ struct Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.server.abort();
+        // The scenario's membership workers stop too: on a shared PostgreSQL store they would
+        // otherwise keep polling beside the next scenario's.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let bridge = self.bridge.clone();
+            rt.spawn(async move { bridge.shutdown().await });
+        }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }

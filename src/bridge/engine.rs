@@ -53,8 +53,11 @@ pub enum Converged {
     Created,
     Updated,
     Deleted,
-    /// Nothing to do: the user or the site is gone.
+    /// Nothing to do: the user is gone, or has no email address.
     Skipped,
+    /// This process does not serve the row's site (another replica's configuration may):
+    /// the row stays for one that does.
+    NotServed,
 }
 
 /// The engine: worker tasks plus the wait primitive. Cheap to clone.
@@ -329,6 +332,7 @@ impl Engine {
         let lease = Duration::from_millis(self.inner.options.lease_ms);
         let now = now_ms();
         let busy = self.busy_tenants(now);
+        let served: Vec<String> = self.inner.tenants.keys().cloned().collect();
         let items = self
             .inner
             .store
@@ -341,6 +345,7 @@ impl Engine {
                     quiet: Duration::from_millis(self.inner.options.coalesce_ms),
                     max_delay: Duration::from_millis(self.inner.options.coalesce_max_ms),
                     busy: &busy,
+                    served: &served,
                 },
             )
             .await?;
@@ -389,6 +394,19 @@ impl Engine {
             store.record_audit(&entry).await;
         }
         let outcome = match result {
+            Ok(Converged::NotServed) => {
+                // Never completed here: that would drop work a replica serving the site
+                // must still do. It stays, visible in the outbox with this note.
+                let opts = &self.inner.options;
+                tracing::warn!(parent: &span, "outbox row of a site this process does not serve; left for one that does");
+                store
+                    .fail_outbox(
+                        &item,
+                        "the site is not configured in the process that claimed this row",
+                        now_ms() + opts.retry_max_ms as i64,
+                    )
+                    .await
+            }
             Ok(c) => {
                 tracing::debug!(parent: &span, outcome = ?c, "converged");
                 store.complete_outbox(&item).await.map(|_| ())
@@ -417,10 +435,10 @@ impl Engine {
     /// Brings one (site, user) in line with the store.
     pub async fn converge(&self, item: &OutboxItem) -> Result<Converged, ConvergeError> {
         let Some(tenant) = self.inner.tenants.get(&item.tenant) else {
-            return Ok(Converged::Skipped);
+            return Ok(Converged::NotServed);
         };
         let Some(site) = tenant.site(&item.site) else {
-            return Ok(Converged::Skipped);
+            return Ok(Converged::NotServed);
         };
         let result = converge_user(
             &self.inner.store,

@@ -87,6 +87,11 @@ pub struct Settling<'a> {
     pub quiet: Duration,
     pub max_delay: Duration,
     pub busy: &'a [String],
+    /// When not empty, only rows of these tenants are claimed: the tenants the claiming
+    /// process serves (replicas on one database may be configured differently for a while,
+    /// e.g. during a rolling change that adds a tenant; a row is never claimed by a process
+    /// that does not know its tenant).
+    pub served: &'a [String],
 }
 
 #[derive(sqlx::FromRow)]
@@ -176,6 +181,7 @@ impl Store {
             quiet,
             max_delay,
             busy,
+            served,
         } = *settling;
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -191,11 +197,19 @@ impl Store {
                 placeholders(7, busy.len())
             )
         };
+        let serving = if served.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND tenant IN ({})",
+                placeholders(7 + busy.len(), served.len())
+            )
+        };
         let sql = &format!(
             "WITH picked AS MATERIALIZED ( \
                 SELECT tenant AS p_tenant, site AS p_site, user_id AS p_user FROM outbox \
                 WHERE due_ms <= $3 AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
-                AND (marked_ms <= $5 OR due_ms <= $6){burst} \
+                AND (marked_ms <= $5 OR due_ms <= $6){burst}{serving} \
                 ORDER BY due_ms LIMIT $4{lock}) \
              UPDATE outbox SET claimed_by = $1, claimed_until_ms = $2 FROM picked \
              WHERE tenant = p_tenant AND site = p_site AND user_id = p_user \
@@ -215,7 +229,7 @@ impl Store {
                     .bind(i64::from(limit))
                     .bind(settled_before)
                     .bind(overdue_before);
-                for tenant in busy {
+                for tenant in busy.iter().chain(served) {
                     query = query.bind(tenant.as_str());
                 }
                 query.fetch_all(pool).await

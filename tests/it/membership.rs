@@ -976,3 +976,39 @@ async fn a_patch_naming_members_changes_only_them() {
         "{status}"
     );
 }
+
+/// Replicas on one database may be configured differently for a while (a rolling change that
+/// adds a tenant or a site). An engine never claims a row of a tenant it does not serve, and a
+/// row of a site it does not know stays in the outbox (with a note) instead of being completed:
+/// either way a replica that serves it still does the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_leaves_rows_it_does_not_serve_to_a_replica_that_does() {
+    let h = Harness::start(options()).await;
+    let store = h.bridge.store.clone();
+    let users = create_users(&h, 1).await;
+    store
+        .mark_outbox("elsewhere", &["site-1".to_owned()], &["u-1".to_owned()])
+        .await
+        .unwrap();
+    store
+        .mark_outbox("acme", &["added-later".to_owned()], &users)
+        .await
+        .unwrap();
+    // The engine's workers poll every 20 ms here: give them many rounds.
+    let mut stats = store.outbox_stats().await.unwrap();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = store.outbox_stats().await.unwrap();
+        if stats.failing == 1 {
+            break;
+        }
+    }
+    assert_eq!(stats.depth, 2, "{stats:?}");
+    assert_eq!(
+        stats.failing, 1,
+        "the unknown site's row is kept with a note: {stats:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!((stats.depth, stats.failing), (2, 1), "{stats:?}");
+}

@@ -8,9 +8,8 @@
 //! would reload every TLS server running in it; the tests that assert on a poll-triggered
 //! reload therefore share [`SIGNALS`] for reading and the SIGHUP test takes it for writing.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -23,6 +22,8 @@ use scim_bridge::http::tls::{load_certified_key, run_maybe_tls, serve_tls};
 use scim_bridge::http::AppState;
 use tokio::sync::{oneshot, Notify, RwLock};
 use tokio::task::JoinHandle;
+
+use crate::support::Logs;
 
 /// Read by tests that need no SIGHUP from elsewhere in the process; written by the one that
 /// sends it.
@@ -179,45 +180,7 @@ impl Server {
     }
 }
 
-/// Log lines of this thread (the tests' runtimes are current-thread, so the server's tasks run
-/// here too).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Logs {
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        crate::ask_scoped_subscribers_every_time();
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Whether a line holds every one of `parts`.
-    fn has_line(&self, parts: &[&str]) -> bool {
-        self.text()
-            .lines()
-            .any(|l| parts.iter().all(|p| l.contains(p)))
-    }
-
     async fn wait_for_line(&self, parts: &[&str]) {
         let deadline = tokio::time::Instant::now() + RELOAD_DEADLINE;
         while !self.has_line(parts) {
