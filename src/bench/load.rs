@@ -47,6 +47,9 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     auth: Option<String>,
+    /// Re-send after a 429 or 503 with `Retry-After`, as Okta and Entra do (see
+    /// [`Client::honouring_retry_after`]).
+    retry_after: bool,
 }
 
 impl Client {
@@ -59,7 +62,15 @@ impl Client {
                 .build()?,
             base: base.trim_end_matches('/').to_owned(),
             auth: token.map(|t| format!("Bearer {t}")),
+            retry_after: false,
         })
+    }
+
+    /// The same client re-sending a request answered 429 or 503 with `Retry-After` after
+    /// that wait (at most 10 s, at most 100 times), as IdPs do. Each answer is recorded.
+    pub fn honouring_retry_after(mut self) -> Self {
+        self.retry_after = true;
+        self
     }
 
     /// Sends `req`; records it in `rec`; returns the status and the JSON body (Null if none).
@@ -69,32 +80,47 @@ impl Client {
         } else {
             format!("{}{}", self.base, req.path)
         };
-        let mut b = self.http.request(req.method.clone(), url);
-        if let Some(a) = &self.auth {
-            b = b.header("Authorization", a);
-        }
-        if let Some(body) = &req.body {
-            b = b
-                .header("Content-Type", "application/scim+json")
-                .body(serde_json::to_vec(body).unwrap_or_default());
-        }
-        let started = Instant::now();
-        let result = b.send().await;
-        let (status, value) = match result {
-            Ok(res) => {
-                let status = res.status().as_u16();
-                let bytes = res.bytes().await.unwrap_or_default();
-                let value = if bytes.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-                };
-                (status, value)
+        let mut retries = 0;
+        loop {
+            let mut b = self.http.request(req.method.clone(), &url);
+            if let Some(a) = &self.auth {
+                b = b.header("Authorization", a);
             }
-            Err(_) => (0, Value::Null),
-        };
-        rec.record(started.elapsed(), status);
-        (status, value)
+            if let Some(body) = &req.body {
+                b = b
+                    .header("Content-Type", "application/scim+json")
+                    .body(serde_json::to_vec(body).unwrap_or_default());
+            }
+            let started = Instant::now();
+            let result = b.send().await;
+            let (status, value, wait) = match result {
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    let wait = res
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let bytes = res.bytes().await.unwrap_or_default();
+                    let value = if bytes.is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+                    };
+                    (status, value, wait)
+                }
+                Err(_) => (0, Value::Null, None),
+            };
+            rec.record(started.elapsed(), status);
+            match wait {
+                Some(wait) if self.retry_after && matches!(status, 429 | 503) && retries < 100 => {
+                    retries += 1;
+                    tokio::time::sleep(wait.min(Duration::from_secs(10))).await;
+                }
+                _ => return (status, value),
+            }
+        }
     }
 }
 
