@@ -418,7 +418,10 @@ fn require_done(r: &mut ScenarioReport, phase: &str, stats: &Stats, retried: boo
     let failed: u64 = stats
         .statuses
         .iter()
-        .filter(|(s, _)| !(200..300).contains(*s) && !(retried && matches!(**s, 429 | 503)))
+        .filter(|(s, _)| {
+            let busy = retried && matches!(**s, 429 | 503);
+            !(200..300).contains(*s) && !busy
+        })
         .map(|(_, n)| *n)
         .sum();
     if failed > 0 {
