@@ -518,7 +518,22 @@ pub async fn converge_user(
                 groups: desired,
                 invited_by_email: tenant.config.invited_by_email.clone(),
             };
-            site.client.create_user(&new, dry_run).await?;
+            let created = site.client.create_user(&new, dry_run).await;
+            // A DELETE or deactivation that ran while this convergence did (its partner delete
+            // before this create, its commit after this convergence read the store) would
+            // leave the user at the partner: look at the store again, and undo the create
+            // (which may have landed even when its answer was lost).
+            let still = store.get_user(tenant.name(), user_id).await?;
+            if !still.is_some_and(|u| u.active || policy != DeprovisionPolicy::Remove) {
+                match site.client.delete_user(&email, dry_run).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind == PartnerErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+                writes.fetch_add(1, Ordering::Relaxed);
+                return Ok(Converged::Deleted);
+            }
+            created?;
             writes.fetch_add(1, Ordering::Relaxed);
             Ok(Converged::Created)
         }
