@@ -485,13 +485,7 @@ pub async fn converge_user(
     let partner = site.client.get_user(&email).await?;
     if !present {
         if partner.is_some() {
-            match site.client.delete_user(&email, dry_run).await {
-                Ok(()) => {}
-                Err(e) if e.kind == PartnerErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-            writes.fetch_add(1, Ordering::Relaxed);
-            return Ok(Converged::Deleted);
+            return delete_at(site, &email, dry_run, writes).await;
         }
         return Ok(Converged::Unchanged);
     }
@@ -525,13 +519,7 @@ pub async fn converge_user(
             // (which may have landed even when its answer was lost).
             let still = store.get_user(tenant.name(), user_id).await?;
             if !still.is_some_and(|u| u.active || policy != DeprovisionPolicy::Remove) {
-                match site.client.delete_user(&email, dry_run).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind == PartnerErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
-                }
-                writes.fetch_add(1, Ordering::Relaxed);
-                return Ok(Converged::Deleted);
+                return delete_at(site, &email, dry_run, writes).await;
             }
             created?;
             writes.fetch_add(1, Ordering::Relaxed);
@@ -564,6 +552,22 @@ pub async fn converge_user(
             Ok(Converged::Updated)
         }
     }
+}
+
+/// Deletes the partner user (one already gone counts as deleted).
+async fn delete_at(
+    site: &Site,
+    email: &str,
+    dry_run: bool,
+    writes: &AtomicU64,
+) -> Result<Converged, ConvergeError> {
+    match site.client.delete_user(email, dry_run).await {
+        Ok(()) => {}
+        Err(e) if e.kind == PartnerErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    writes.fetch_add(1, Ordering::Relaxed);
+    Ok(Converged::Deleted)
 }
 
 /// Partner failures another try may fix.
