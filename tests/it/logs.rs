@@ -1,35 +1,17 @@
 //! Logs: every line logged inside a request carries the request's id, the client's
 //! `X-Request-Id` when it sent one, and the same id comes back in the answer.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{Harness, Options, TOKEN};
+use crate::support::{Harness, Logs, Options, TOKEN};
 
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    /// Every line, parsed (the JSON format of production logs).
-    fn lines(&self) -> Vec<Value> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
+/// Every line, parsed (the JSON format of production logs).
+fn lines(logs: &Logs) -> Vec<Value> {
+    logs.text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// The `request` span of a log line, if it was logged inside a request.
@@ -87,7 +69,7 @@ async fn every_line_inside_a_request_carries_its_request_id_given_or_generated()
     let made = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
 
-    let lines = logs.lines();
+    let lines = lines(&logs);
     let of = |id: &str| -> Vec<&Value> {
         lines
             .iter()
