@@ -81,6 +81,8 @@ pub struct Config {
     /// Existing partner user that invites new users.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub invited_by_email: Option<String>,
+    /// Partner accounts SCIM never deletes, of the single tenant.
+    pub protected_emails: Option<Vec<String>>,
     /// SCIM base path of the single tenant.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub base_path: Option<String>,
@@ -132,6 +134,7 @@ impl Default for Config {
             bearer_token_file: None,
             bearer_token_sha256: None,
             invited_by_email: None,
+            protected_emails: None,
             base_path: None,
             default_access: None,
             deprovision: None,
@@ -224,6 +227,9 @@ pub struct TenantConfig {
     /// An existing partner user that "invites" users the bridge creates.
     #[serde(deserialize_with = "lenient::string")]
     pub invited_by_email: String,
+    /// Partner accounts SCIM never deletes (besides `invited_by_email`, always protected):
+    /// deprovisioning strips their managed groups instead (DESIGN.md section 4).
+    pub protected_emails: Vec<String>,
     /// Access level of groups the bridge creates.
     pub default_access: Access,
     /// Per-group overrides of `default_access`, by SCIM displayName (case-insensitive).
@@ -242,6 +248,7 @@ impl Default for TenantConfig {
             credentials: CredentialsConfig::default(),
             sites: Vec::new(),
             invited_by_email: String::new(),
+            protected_emails: Vec::new(),
             default_access: Access::View,
             group_access: std::collections::BTreeMap::new(),
             deprovision: DeprovisionPolicy::default(),
@@ -542,6 +549,7 @@ impl Config {
             api_key_file: None,
         });
         tenant.invited_by_email = self.invited_by_email.clone().unwrap_or_default();
+        tenant.protected_emails = self.protected_emails.clone().unwrap_or_default();
         if let Some(a) = self.default_access {
             tenant.default_access = a;
         }
@@ -660,6 +668,14 @@ impl Config {
                 || t.invited_by_email.chars().any(char::is_control)
             {
                 err(at("invited_by_email"), "must be an email address");
+            }
+            for (i, e) in t.protected_emails.iter().enumerate() {
+                if !e.contains('@') || e.trim() != e || e.chars().any(char::is_control) {
+                    err(
+                        at(&format!("protected_emails[{i}]")),
+                        "must be an email address",
+                    );
+                }
             }
         }
         if errors.is_empty() {

@@ -12,8 +12,16 @@
 //!    PATCHes, e.g. Entra's initial sync) answers once its marks are stored: its rows wait
 //!    until the tenant's burst pauses for the quiet time (or they are `coalesce_max_ms` old),
 //!    so a user touched by many PATCHes of the burst is written once, not once per PATCH.
-//! 4. A claim is a lease on the row, so one (site, user) is worked by one worker at a time,
-//!    also across replicas (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+//! 4. A claim is a fenced lease on the row, so one (site, user) is worked by one worker at a
+//!    time, also across replicas (`FOR UPDATE SKIP LOCKED` on PostgreSQL). Each claim has a
+//!    token that completing, failing and parking the row need; the process renews the leases
+//!    of the claims it works on every fifth of `lease_ms`, and a partner write is made only
+//!    while its claim's lease has more than a margin left, and abandoned when the lease nears
+//!    its end unrenewed ([`Fence`]). So never two partner writes are in flight for one
+//!    (site, user), and a killed replica's rows are taken over once its leases run out.
+//! 5. A deleted user is a tombstone (its partner email) until every site has converged: the
+//!    convergence of a (site, user) without a user row removes that partner account, or strips
+//!    its managed groups when the account is protected (`Tenant::protects`).
 //!
 //! The same convergence also repairs the user's existence and names at the site, so a site that
 //! failed during a partner-first user write is healed by marking it.
@@ -43,6 +51,98 @@ pub enum ConvergeError {
     Partner(#[from] PartnerError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The claim's lease ran out (or nearly) unrenewed: another worker may hold the row, so
+    /// this one writes nothing more and records no outcome.
+    #[error("the claim on the outbox row was lost")]
+    ClaimLost,
+}
+
+/// The fence of one claim: until when its lease runs, renewed by the engine while the claim is
+/// worked. A partner write is started only while more than a margin is left, and abandoned
+/// once the lease comes within that margin of its end without a renewal.
+pub struct Fence {
+    until_ms: watch::Sender<i64>,
+    margin_ms: i64,
+}
+
+impl Fence {
+    fn new(until_ms: i64, margin_ms: i64) -> Fence {
+        Fence {
+            until_ms: watch::Sender::new(until_ms),
+            margin_ms,
+        }
+    }
+
+    /// A fence that never runs out, for work that holds no claim (tests, tools).
+    pub fn unbounded() -> Fence {
+        Fence::new(i64::MAX, 0)
+    }
+
+    /// Whether a partner write may start now.
+    pub fn valid(&self) -> bool {
+        now_ms().saturating_add(self.margin_ms) < *self.until_ms.borrow()
+    }
+
+    fn extend(&self, until_ms: i64) {
+        self.until_ms.send_if_modified(|u| {
+            let later = until_ms > *u;
+            if later {
+                *u = until_ms;
+            }
+            later
+        });
+    }
+
+    fn lose(&self) {
+        self.until_ms.send_replace(0);
+    }
+
+    /// Runs one partner write under the fence: refused when the claim is no longer safe, and
+    /// abandoned when it stops being safe while the write is in flight.
+    pub async fn guard<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, PartnerError>>,
+    ) -> Result<T, ConvergeError> {
+        if !self.valid() {
+            return Err(ConvergeError::ClaimLost);
+        }
+        let mut until = self.until_ms.subscribe();
+        let margin = self.margin_ms;
+        let expiring = async move {
+            loop {
+                let end = *until.borrow_and_update();
+                let left = end.saturating_sub(margin).saturating_sub(now_ms());
+                if left <= 0 {
+                    return;
+                }
+                let wait = Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    changed = until.changed() => {
+                        if changed.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = write => r.map_err(ConvergeError::Partner),
+            () = expiring => Err(ConvergeError::ClaimLost),
+        }
+    }
+}
+
+/// A claim this process works on: its row and token.
+type ClaimKey = (String, String, String, String);
+
+fn claim_key(item: &OutboxItem) -> ClaimKey {
+    (
+        item.tenant.clone(),
+        item.site.clone(),
+        item.user_id.clone(),
+        item.token.clone(),
+    )
 }
 
 /// What converging did, for tests and metrics.
@@ -53,8 +153,11 @@ pub enum Converged {
     Created,
     Updated,
     Deleted,
-    /// Nothing to do: the user is gone, or has no email address.
+    /// Nothing to do: the user is gone (and its deletion converged), or has no email address.
     Skipped,
+    /// A protected account the IdP deleted or deactivated: its managed groups were removed
+    /// and the account kept.
+    Stripped,
     /// This process does not serve the row's site (another replica's configuration may):
     /// the row stays for one that does.
     NotServed,
@@ -78,6 +181,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     handles: Mutex<Vec<JoinHandle<()>>>,
     writes: AtomicU64,
+    /// The claims this process works on, renewed by the renewer task.
+    claims: std::sync::Mutex<HashMap<ClaimKey, Arc<Fence>>>,
     /// Per tenant: membership writes in flight in this process, and when the last write of a
     /// burst marked its rows.
     activity: HashMap<String, Activity>,
@@ -151,6 +256,7 @@ impl Engine {
                 stop,
                 handles: Mutex::new(Vec::new()),
                 writes: AtomicU64::new(0),
+                claims: std::sync::Mutex::new(HashMap::new()),
                 activity: tenants
                     .keys()
                     .map(|t| (t.clone(), Activity::default()))
@@ -162,6 +268,8 @@ impl Engine {
             let e = engine.clone();
             handles.push(tokio::spawn(async move { e.worker(n).await }));
         }
+        let e = engine.clone();
+        handles.push(tokio::spawn(async move { e.renewer().await }));
         if let Ok(mut h) = engine.inner.handles.try_lock() {
             *h = handles;
         }
@@ -209,10 +317,11 @@ impl Engine {
             return Ok(true);
         }
         let lease = Duration::from_millis(self.inner.options.lease_ms);
+        let claimed_at = now_ms();
         let items = self
             .inner
             .store
-            .claim_outbox_marks(&self.inner.worker_id, marks, lease, now_ms())
+            .claim_outbox_marks(&self.inner.worker_id, marks, lease, claimed_at)
             .await?;
         // A partner that asked for a pause will not take these writes soon: the request
         // answers within half of what an IdP's write may wait for the partner (its answer
@@ -234,18 +343,60 @@ impl Engine {
         if !items.is_empty() {
             let limit =
                 self.inner.options.workers.max(1) * self.inner.options.claim_batch.max(1) as usize;
+            let items = self.hold(items, claimed_at);
             let engine = self.clone();
             // Detached: the work outlives a request that stops waiting at its deadline.
             tokio::spawn(async move {
                 futures::stream::iter(items)
-                    .for_each_concurrent(limit, |item| {
+                    .for_each_concurrent(limit, |(item, fence)| {
                         let engine = engine.clone();
-                        async move { engine.work_item(item).await }
+                        async move { engine.work_item(item, fence).await }
                     })
                     .await;
             });
         }
         self.wait(marks, deadline).await
+    }
+
+    /// [`Engine::settle`] for a request that answers with the outcome of its marks: returns as
+    /// soon as every mark is done or has failed since the call (or at `deadline`), with the
+    /// marks not done and, for those that failed, their last error.
+    pub async fn settle_outcome(
+        &self,
+        marks: &[OutboxMark],
+        deadline: Duration,
+    ) -> Result<Vec<(OutboxMark, Option<String>)>, StoreError> {
+        if marks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let before: HashMap<OutboxMark, i32> = self
+            .inner
+            .store
+            .outbox_outcomes(marks)
+            .await?
+            .into_iter()
+            .map(|(m, attempts, _)| (m, attempts))
+            .collect();
+        let end = tokio::time::Instant::now() + deadline;
+        let mut done = self.inner.done.subscribe();
+        self.settle(marks, Duration::ZERO).await?;
+        loop {
+            let left = self.inner.store.outbox_outcomes(marks).await?;
+            let failed =
+                |m: &OutboxMark, attempts: i32| attempts > before.get(m).copied().unwrap_or(0);
+            let now = tokio::time::Instant::now();
+            if left.iter().all(|(m, attempts, _)| failed(m, *attempts)) || now >= end {
+                return Ok(left
+                    .into_iter()
+                    .map(|(m, attempts, error)| {
+                        let error = if failed(&m, attempts) { error } else { None };
+                        (m, error)
+                    })
+                    .collect());
+            }
+            let slice = (end - now).min(Duration::from_millis(self.inner.options.poll_ms.max(10)));
+            let _ = tokio::time::timeout(slice, done.changed()).await;
+        }
     }
 
     /// Tenants whose last burst mark is more recent than the quiet time.
@@ -354,15 +505,96 @@ impl Engine {
             return Ok(0);
         }
         let mut set = tokio::task::JoinSet::new();
-        for item in items {
+        for (item, fence) in self.hold(items, now) {
             let e = self.clone();
-            set.spawn(async move { e.work_item(item).await });
+            set.spawn(async move { e.work_item(item, fence).await });
         }
         while set.join_next().await.is_some() {}
         Ok(n)
     }
 
-    async fn work_item(&self, item: OutboxItem) {
+    /// Registers claims made at `claimed_at_ms` for renewal; each comes with its fence.
+    fn hold(&self, items: Vec<OutboxItem>, claimed_at_ms: i64) -> Vec<(OutboxItem, Arc<Fence>)> {
+        let lease = self.inner.options.lease_ms as i64;
+        let until = claimed_at_ms.saturating_add(lease);
+        let margin = fence_margin_ms(self.inner.options.lease_ms);
+        let mut claims = self.inner.claims.lock().unwrap_or_else(|p| p.into_inner());
+        items
+            .into_iter()
+            .map(|item| {
+                let fence = Arc::new(Fence::new(until, margin));
+                claims.insert(claim_key(&item), fence.clone());
+                (item, fence)
+            })
+            .collect()
+    }
+
+    fn release(&self, item: &OutboxItem) {
+        self.inner
+            .claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&claim_key(item));
+    }
+
+    /// Renews the leases of the claims this process works on, every fifth of a lease; a claim
+    /// the store no longer has under its token is lost, and its fence stops its writes.
+    async fn renewer(self) {
+        let mut stop = self.inner.stop.subscribe();
+        let lease = self.inner.options.lease_ms.max(50);
+        let every = Duration::from_millis((lease / 5).max(10));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            let held: Vec<(ClaimKey, Arc<Fence>)> = self
+                .inner
+                .claims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(k, f)| (k.clone(), f.clone()))
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            let tokens: Vec<String> = held.iter().map(|(k, _)| k.3.clone()).collect();
+            let until = now_ms().saturating_add(lease as i64);
+            match self
+                .inner
+                .store
+                .renew_outbox_claims(&self.inner.worker_id, &tokens, until)
+                .await
+            {
+                Ok(rows) => {
+                    let renewed: HashSet<ClaimKey> = rows.into_iter().collect();
+                    for (key, fence) in held {
+                        if renewed.contains(&key) {
+                            fence.extend(until);
+                        } else {
+                            fence.lose();
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The leases run down; the fences stop the writes before they run out.
+                    tracing::warn!(error = %e, claims = held.len(), "cannot renew outbox claims");
+                }
+            }
+        }
+    }
+
+    async fn work_item(&self, item: OutboxItem, fence: Arc<Fence>) {
+        self.work_fenced(&item, &fence).await;
+        self.release(&item);
+        self.inner.done.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    async fn work_fenced(&self, item: &OutboxItem, fence: &Fence) {
         let span = tracing::info_span!(
             "converge",
             tenant = %item.tenant,
@@ -373,7 +605,7 @@ impl Engine {
         let _enter = span.enter();
         drop(_enter);
         let recorder = CallRecorder::default();
-        let result = recording(recorder.clone(), self.converge(&item)).await;
+        let result = recording(recorder.clone(), self.converge(item, fence)).await;
         let store = &self.inner.store;
         let calls = recorder.calls();
         if !calls.is_empty() {
@@ -396,20 +628,24 @@ impl Engine {
         let outcome = match result {
             Ok(Converged::NotServed) => {
                 // Never completed here: that would drop work a replica serving the site
-                // must still do. It stays, visible in the outbox with this note.
+                // must still do. It stays parked, reported, not counted as failing.
                 let opts = &self.inner.options;
-                tracing::warn!(parent: &span, "outbox row of a site this process does not serve; left for one that does");
+                tracing::warn!(parent: &span, "outbox row of a site this process does not serve; parked for one that does");
                 store
-                    .fail_outbox(
-                        &item,
+                    .park_outbox(
+                        item,
                         "the site is not configured in the process that claimed this row",
                         now_ms() + opts.retry_max_ms as i64,
                     )
                     .await
             }
+            Err(ConvergeError::ClaimLost) => {
+                tracing::warn!(parent: &span, "the claim's lease ran out before the work was done; another worker takes the row over");
+                Ok(())
+            }
             Ok(c) => {
                 tracing::debug!(parent: &span, outcome = ?c, "converged");
-                store.complete_outbox(&item).await.map(|_| ())
+                store.complete_outbox(item).await.map(|_| ())
             }
             Err(e) => {
                 let opts = &self.inner.options;
@@ -422,18 +658,21 @@ impl Engine {
                     "converging failed; will retry"
                 );
                 store
-                    .fail_outbox(&item, &e.to_string(), now_ms() + delay.as_millis() as i64)
+                    .fail_outbox(item, &e.to_string(), now_ms() + delay.as_millis() as i64)
                     .await
             }
         };
         if let Err(e) = outcome {
             tracing::warn!(parent: &span, error = %e, "cannot record the outcome; the lease will expire");
         }
-        self.inner.done.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Brings one (site, user) in line with the store.
-    pub async fn converge(&self, item: &OutboxItem) -> Result<Converged, ConvergeError> {
+    /// Brings one (site, user) in line with the store, its partner writes under `fence`.
+    pub async fn converge(
+        &self,
+        item: &OutboxItem,
+        fence: &Fence,
+    ) -> Result<Converged, ConvergeError> {
         let Some(tenant) = self.inner.tenants.get(&item.tenant) else {
             return Ok(Converged::NotServed);
         };
@@ -446,13 +685,14 @@ impl Engine {
             site,
             &item.user_id,
             &self.inner.writes,
+            fence,
         )
         .await;
         match result {
             // In dry run the partner never saw the bridge's earlier (test-mode) writes, so it
             // refuses what builds on them (a group it does not have, a user it never created).
             // That refusal is the dry run's answer; retrying cannot change it.
-            Err(ConvergeError::Partner(e)) if tenant.dry_run() && !retryable(&e) => {
+            Err(ConvergeError::Partner(e)) if tenant.dry_run() && !e.kind.retry_later() => {
                 tracing::info!(error = %e, "dry run: the partner would refuse this write");
                 Ok(Converged::Skipped)
             }
@@ -461,18 +701,19 @@ impl Engine {
     }
 }
 
-/// Converges one user at one site; shared by the workers and reconciliation.
+/// Converges one user at one site: the worker's whole job for one claimed row.
 pub async fn converge_user(
     store: &Store,
     tenant: &Tenant,
     site: &Site,
     user_id: &str,
     writes: &AtomicU64,
+    fence: &Fence,
 ) -> Result<Converged, ConvergeError> {
     // Which groups are managed must not change under this convergence (see `Tenant::renaming`).
     let _renaming = tenant.renaming.read().await;
     let Some(user) = store.get_user(tenant.name(), user_id).await? else {
-        return Ok(Converged::Skipped);
+        return converge_deleted(store, tenant, site, user_id, writes, fence).await;
     };
     if user.partner_email.is_empty() {
         // No email address: the user cannot exist at the partner.
@@ -482,13 +723,15 @@ pub async fn converge_user(
     let dry_run = tenant.dry_run();
     let present = user.active || policy != DeprovisionPolicy::Remove;
     let email = user.partner_email.clone();
+    let protected = tenant.protects(&email);
     let partner = site.client.get_user(&email).await?;
-    if !present {
+    if !present && !protected {
         if partner.is_some() {
-            return delete_at(site, &email, dry_run, writes).await;
+            return delete_at(site, &email, dry_run, writes, fence).await;
         }
         return Ok(Converged::Unchanged);
     }
+    // Active, kept (`keep`), or a protected account deactivated under `remove` (no groups).
     let desired: Vec<String> = if user.active || policy == DeprovisionPolicy::Keep {
         store
             .groups_of_user(tenant.name(), user_id)
@@ -504,6 +747,8 @@ pub async fn converge_user(
         Err(_) => (email.clone(), String::new()),
     };
     match partner {
+        // A deactivated protected account that is not at the site is not created there.
+        None if !present => Ok(Converged::Unchanged),
         None => {
             let new = NewUser {
                 email: email.clone(),
@@ -512,26 +757,24 @@ pub async fn converge_user(
                 groups: desired,
                 invited_by_email: tenant.config.invited_by_email.clone(),
             };
-            let created = site.client.create_user(&new, dry_run).await;
-            // A DELETE or deactivation that ran while this convergence did (its partner delete
-            // before this create, its commit after this convergence read the store) would
-            // leave the user at the partner: look at the store again, and undo the create
-            // (which may have landed even when its answer was lost).
+            let created = fence.guard(site.client.create_user(&new, dry_run)).await;
+            if matches!(created, Err(ConvergeError::ClaimLost)) {
+                return created.map(|_| Converged::Created);
+            }
+            // A DELETE or deactivation committed while this convergence ran (after it read the
+            // store) would leave the user at the partner: look at the store again, and undo
+            // the create (which may have landed even when its answer was lost).
             let still = store.get_user(tenant.name(), user_id).await?;
-            if !still.is_some_and(|u| u.active || policy != DeprovisionPolicy::Remove) {
-                return delete_at(site, &email, dry_run, writes).await;
+            if !protected && !still.is_some_and(|u| u.active || policy != DeprovisionPolicy::Remove)
+            {
+                return delete_at(site, &email, dry_run, writes, fence).await;
             }
             created?;
             writes.fetch_add(1, Ordering::Relaxed);
             Ok(Converged::Created)
         }
         Some(p) => {
-            let managed: HashSet<String> = store
-                .managed_group_names(tenant.name())
-                .await?
-                .into_iter()
-                .map(|g| g.to_lowercase())
-                .collect();
+            let managed = managed_names(store, tenant).await?;
             let groups = converge_groups(&p.groups, &managed, &desired);
             let mut update = UserUpdate::default();
             if !same_groups(&p.groups, &groups) {
@@ -547,11 +790,64 @@ pub async fn converge_user(
             {
                 return Ok(Converged::Unchanged);
             }
-            site.client.update_user(&email, &update, dry_run).await?;
+            fence
+                .guard(site.client.update_user(&email, &update, dry_run))
+                .await?;
             writes.fetch_add(1, Ordering::Relaxed);
-            Ok(Converged::Updated)
+            Ok(if present {
+                Converged::Updated
+            } else {
+                Converged::Stripped
+            })
         }
     }
+}
+
+/// The lowercased partner names of the tenant's managed groups.
+async fn managed_names(store: &Store, tenant: &Tenant) -> Result<HashSet<String>, StoreError> {
+    Ok(store
+        .managed_group_names(tenant.name())
+        .await?
+        .into_iter()
+        .map(|g| g.to_lowercase())
+        .collect())
+}
+
+/// Converges a (site, user) whose user row is gone: a tombstone's partner account is deleted,
+/// or stripped of its managed groups when protected; without a tombstone there is nothing to do.
+async fn converge_deleted(
+    store: &Store,
+    tenant: &Tenant,
+    site: &Site,
+    user_id: &str,
+    writes: &AtomicU64,
+    fence: &Fence,
+) -> Result<Converged, ConvergeError> {
+    let Some(email) = store.user_tombstone(tenant.name(), user_id).await? else {
+        return Ok(Converged::Skipped);
+    };
+    let dry_run = tenant.dry_run();
+    if !tenant.protects(&email) {
+        return delete_at(site, &email, dry_run, writes, fence).await;
+    }
+    let Some(p) = site.client.get_user(&email).await? else {
+        return Ok(Converged::Unchanged);
+    };
+    let managed = managed_names(store, tenant).await?;
+    let groups = converge_groups(&p.groups, &managed, &[]);
+    if same_groups(&p.groups, &groups) {
+        return Ok(Converged::Unchanged);
+    }
+    tracing::info!(site = %site.name, "a protected account was deleted in SCIM: its managed groups are removed, the account kept");
+    let update = UserUpdate {
+        groups: Some(groups),
+        ..UserUpdate::default()
+    };
+    fence
+        .guard(site.client.update_user(&email, &update, dry_run))
+        .await?;
+    writes.fetch_add(1, Ordering::Relaxed);
+    Ok(Converged::Stripped)
 }
 
 /// Deletes the partner user (one already gone counts as deleted).
@@ -560,22 +856,21 @@ async fn delete_at(
     email: &str,
     dry_run: bool,
     writes: &AtomicU64,
+    fence: &Fence,
 ) -> Result<Converged, ConvergeError> {
-    match site.client.delete_user(email, dry_run).await {
+    match fence.guard(site.client.delete_user(email, dry_run)).await {
         Ok(()) => {}
-        Err(e) if e.kind == PartnerErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
+        Err(ConvergeError::Partner(e)) if e.kind == PartnerErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
     writes.fetch_add(1, Ordering::Relaxed);
     Ok(Converged::Deleted)
 }
 
-/// Partner failures another try may fix.
-fn retryable(e: &PartnerError) -> bool {
-    matches!(
-        e.kind,
-        PartnerErrorKind::Transient | PartnerErrorKind::Unavailable | PartnerErrorKind::Auth
-    )
+/// How close to its end a claim's lease stops partner writes: a tenth of the lease, at least
+/// 200 ms (clocks of replicas differ a little; the store decides who holds a row by them).
+fn fence_margin_ms(lease_ms: u64) -> i64 {
+    i64::try_from((lease_ms / 10).max(200)).unwrap_or(i64::MAX)
 }
 
 /// Retry delay after `attempts` failures: `base_ms` doubling to `max_ms`.
@@ -591,4 +886,65 @@ fn backoff(attempts: i32, base_ms: u64, max_ms: u64) -> Duration {
 
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-bridge".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient() -> PartnerError {
+        PartnerError::local(
+            PartnerErrorKind::Transient,
+            crate::partner::CallKind::UpdateUser,
+            "s",
+            "x",
+        )
+    }
+
+    #[tokio::test]
+    async fn a_fence_refuses_writes_near_its_end_and_abandons_one_in_flight() {
+        // Lease ends in 300 ms, margin 200 ms: a write may start, and is cut after ~100 ms.
+        let fence = Fence::new(now_ms() + 300, 200);
+        assert!(fence.valid());
+        let started = std::time::Instant::now();
+        let r = fence
+            .guard(async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, PartnerError>(())
+            })
+            .await;
+        assert!(matches!(r, Err(ConvergeError::ClaimLost)), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Past the margin, nothing starts.
+        let r = fence.guard(async { Ok::<_, PartnerError>(()) }).await;
+        assert!(matches!(r, Err(ConvergeError::ClaimLost)));
+        // A lost claim stops at once.
+        let fence = Fence::new(now_ms() + 60_000, 200);
+        fence.lose();
+        assert!(!fence.valid());
+    }
+
+    #[tokio::test]
+    async fn a_renewed_fence_lets_a_long_write_finish_and_passes_errors_through() {
+        let fence = Arc::new(Fence::new(now_ms() + 300, 200));
+        let renew = {
+            let fence = fence.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    fence.extend(now_ms() + 300);
+                }
+            })
+        };
+        let r = fence
+            .guard(async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                Ok::<_, PartnerError>(7)
+            })
+            .await;
+        assert!(matches!(r, Ok(7)), "{r:?}");
+        let r = fence.guard(async { Err::<(), _>(transient()) }).await;
+        assert!(matches!(r, Err(ConvergeError::Partner(_))));
+        renew.abort();
+    }
 }

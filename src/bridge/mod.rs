@@ -48,7 +48,9 @@ pub struct BridgeOptions {
     pub workers: usize,
     /// Outbox rows each worker claims at once.
     pub claim_batch: u32,
-    /// How long a claim lasts; longer than a partner call's deadline.
+    /// How long a claim lasts unless renewed. A worker renews its claims every fifth of it
+    /// while it works and stops a partner write before its claim could run out, so a killed
+    /// replica's rows are taken over within this time.
     pub lease_ms: u64,
     /// How often idle workers look for due work (retries, other replicas' marks).
     pub poll_ms: u64,
@@ -89,7 +91,7 @@ impl Default for BridgeOptions {
             request_partner_wait_ms: 1_000,
             workers: 4,
             claim_batch: 16,
-            lease_ms: 120_000,
+            lease_ms: 15_000,
             poll_ms: 250,
             retry_base_ms: 1_000,
             retry_max_ms: 300_000,
@@ -163,6 +165,18 @@ impl Tenant {
 
     pub fn dry_run(&self) -> bool {
         self.config.dry_run
+    }
+
+    /// Whether SCIM must never delete this partner account: the tenant's inviting user and its
+    /// `protected_emails` (DESIGN.md section 4). Deprovisioning strips their managed groups.
+    pub fn protects(&self, email: &str) -> bool {
+        !email.is_empty()
+            && (email.eq_ignore_ascii_case(&self.config.invited_by_email)
+                || self
+                    .config
+                    .protected_emails
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case(email)))
     }
 }
 

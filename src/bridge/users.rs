@@ -136,14 +136,6 @@ pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimEr
     }
 }
 
-/// Partner errors that another try may fix.
-fn transient(e: &PartnerError) -> bool {
-    matches!(
-        e.kind,
-        PartnerErrorKind::Transient | PartnerErrorKind::Unavailable
-    )
-}
-
 /// Folds per-site results: every site failed -> the first error (nothing is committed); an
 /// invalid request anywhere -> that error; transient failures on some sites -> those sites
 /// are marked for the engine.
@@ -156,7 +148,7 @@ fn settle(results: Vec<(&Site, Result<SiteOutcome, PartnerError>)>) -> BridgeRes
         match r {
             Ok(SiteOutcome::Done) => {}
             Ok(SiteOutcome::Mark) => mark.push(site.name.clone()),
-            Err(e) if transient(&e) => {
+            Err(e) if e.kind.retry_later() => {
                 tracing::warn!(site = %site.name, error = %e, "site failed; the engine will retry it");
                 failed += 1;
                 mark.push(site.name.clone());
@@ -171,6 +163,23 @@ fn settle(results: Vec<(&Site, Result<SiteOutcome, PartnerError>)>) -> BridgeRes
         }
     }
     Ok(mark)
+}
+
+/// A user of a partner email whose deletion is still being carried out (a tombstone holds it)
+/// waits for it: 503 with `Retry-After`, the IdP retries. Created now, its convergence would
+/// race the deletion's at the partner.
+async fn refuse_while_deleting(bridge: &Bridge, tenant: &Tenant, email: &str) -> BridgeResult<()> {
+    if bridge.store.email_tombstoned(tenant.name(), email).await? {
+        return Err(BridgeError {
+            error: ScimError::new(
+                503,
+                None,
+                format!("the deletion of the partner account '{email}' is still being carried out; retry later"),
+            ),
+            retry_after: Some(5),
+        });
+    }
+    Ok(())
 }
 
 /// Creates the partner user, or adopts it when its email already exists there.
@@ -219,6 +228,7 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
             ))
             .into());
         }
+        refuse_while_deleting(bridge, tenant, email).await?;
     } else {
         tracing::info!(
             "the user has no email address: kept in SCIM, not provisioned to the partner"
@@ -371,6 +381,9 @@ async fn update(
         ))
         .into());
     }
+    if has_email && !new_email.eq_ignore_ascii_case(&old.partner_email) {
+        refuse_while_deleting(bridge, tenant, &new_email).await?;
+    }
 
     let policy = tenant.config.deprovision;
     let old_present = had_email && (old.active || policy != DeprovisionPolicy::Remove);
@@ -391,16 +404,6 @@ async fn update(
         new_present,
         email_changed,
         names_changed,
-        groups: if new_present && !old_present {
-            store
-                .groups_of_user(tenant.name(), &old.id)
-                .await?
-                .into_iter()
-                .map(|g| g.partner_name)
-                .collect()
-        } else {
-            Vec::new()
-        },
         dry,
     };
     let results = for_each_site(tenant, |site| plan.apply(site)).await;
@@ -432,11 +435,10 @@ async fn update(
         last_modified_ms: now.max(old.last_modified_ms + 1),
         version: old.version + 1,
     };
-    store.update_user(&row, old.version).await?;
-    if !mark.is_empty() {
-        let marks = store
-            .mark_outbox(tenant.name(), &mark, std::slice::from_ref(&row.id))
-            .await?;
+    // The change and its marks commit together: a crash between them cannot leave a
+    // deactivation unmarked (the IdP's retry would see no change and the account stay).
+    let marks = store.update_user_marking(&row, old.version, &mark).await?;
+    if !marks.is_empty() {
         // A deactivation is acknowledged once access is gone, when possible in time: worked
         // at once, there is nothing to coalesce with.
         bridge.engine.settle(&marks, bridge.wait_deadline()).await?;
@@ -455,32 +457,18 @@ struct SitePlan<'a> {
     new_present: bool,
     email_changed: bool,
     names_changed: bool,
-    /// Managed groups to create the user with (reactivation under `remove`).
-    groups: Vec<String>,
     dry: bool,
 }
 
 impl SitePlan<'_> {
     async fn apply(&self, site: &Site) -> Result<SiteOutcome, PartnerError> {
         let client = &site.client;
-        if self.old_present && !self.new_present {
-            // Deactivated under `remove`: the partner user goes.
-            return match client.delete_user(self.old_email, self.dry).await {
-                Ok(()) => Ok(SiteOutcome::Done),
-                Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(SiteOutcome::Done),
-                Err(e) => Err(e),
-            };
-        }
-        if !self.old_present && self.new_present {
-            // Reactivated under `remove`: re-create with its groups in the create call.
-            let new = NewUser {
-                email: self.new_email.to_owned(),
-                first_name: self.first.to_owned(),
-                last_name: self.last.to_owned(),
-                groups: self.groups.clone(),
-                invited_by_email: self.tenant.config.invited_by_email.clone(),
-            };
-            return create_or_adopt(self.tenant, site, &new).await;
+        if self.old_present != self.new_present {
+            // Deactivated or reactivated under `remove`: the convergence of the (site, user),
+            // marked with the commit, deletes the partner user (strips it when protected) or
+            // re-creates it with its groups as they are named at that moment. One writer per
+            // (site, user): a request never races the engine on the user's existence.
+            return Ok(SiteOutcome::Mark);
         }
         if !self.new_present {
             return Ok(SiteOutcome::Done);
@@ -535,6 +523,10 @@ impl SitePlan<'_> {
             invited_by_email: self.tenant.config.invited_by_email.clone(),
         };
         let outcome = create_or_adopt(self.tenant, site, &new).await?;
+        if self.tenant.protects(self.old_email) {
+            // A protected account is never deleted by SCIM: it stays, the new one is created.
+            return Ok(outcome);
+        }
         match client.delete_user(self.old_email, self.dry).await {
             Ok(()) => {}
             Err(e) if e.kind == PartnerErrorKind::NotFound => {}
@@ -544,38 +536,70 @@ impl SitePlan<'_> {
     }
 }
 
-/// `DELETE /Users/{id}`: the user goes at every site, then from the store. If a site fails,
-/// nothing is removed from the store and the client gets 503 to retry.
+/// `DELETE /Users/{id}`: one transaction deletes the user from SCIM and records the deletion
+/// as intent (a tombstone and an outbox mark per site); the convergence of each (site, user)
+/// removes the partner account (strips it when protected) and the request waits for it up to
+/// the deadline. When a site keeps failing the answer is 503 with `Retry-After`: the deletion
+/// goes on in the background, and the IdP's retry (the id now a tombstone) waits for it again.
 pub async fn delete(
     bridge: &Bridge,
     scope: Scope<'_>,
     id: &str,
     if_match: Option<&str>,
 ) -> BridgeResult<()> {
-    let _guard = bridge.lock(scope.tenant.name(), id).await;
     let tenant = scope.tenant;
-    let old = get_row(bridge, scope, id).await?;
-    check_if_match(if_match, old.version)?;
-    let email = old.partner_email.clone();
-    let dry = tenant.dry_run();
-    let sites: &[Site] = if email.is_empty() { &[] } else { &tenant.sites };
-    let results = futures::future::join_all(sites.iter().map(|site| {
-        let email = email.clone();
-        async move {
-            match site.client.delete_user(&email, dry).await {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
+    let store = &bridge.store;
+    let expected = match if_match {
+        Some(_) => {
+            let old = get_row(bridge, scope, id).await?;
+            check_if_match(if_match, old.version)?;
+            Some(old.version)
+        }
+        None => None,
+    };
+    let sites = tenant.site_names();
+    let marks = match store.delete_user(tenant.name(), id, expected, &sites).await {
+        Ok((_, marks)) => marks,
+        Err(crate::store::StoreError::VersionMismatch) => {
+            return Err(ScimError::precondition_failed(
+                "The resource has changed since the version given in If-Match.",
+            )
+            .into())
+        }
+        Err(crate::store::StoreError::NotFound) => {
+            // A retried DELETE of a user whose deletion is still being carried out.
+            if store.user_tombstone(tenant.name(), id).await?.is_none() {
+                return Err(ScimError::not_found(format!("User {id} not found")).into());
             }
+            store
+                .mark_outbox(tenant.name(), &sites, &[id.to_owned()])
+                .await?
         }
-    }))
-    .await;
-    for r in &results {
-        if let Err(e) = r {
-            return Err(BridgeError::from(e));
-        }
+        Err(e) => return Err(e.into()),
+    };
+    let left = bridge
+        .engine
+        .settle_outcome(&marks, bridge.wait_deadline())
+        .await?;
+    if let Some((mark, error)) = left.iter().find(|(_, e)| e.is_some()) {
+        tracing::warn!(
+            user = %id,
+            site = %mark.site,
+            error = error.as_deref().unwrap_or_default(),
+            "the user is deleted in SCIM; removing the partner account failed and is retried"
+        );
+        return Err(BridgeError {
+            error: ScimError::new(
+                503,
+                None,
+                format!(
+                    "The user is deleted; removing it at the partner site '{}' failed and is being retried. Retry the request to follow it.",
+                    mark.site
+                ),
+            ),
+            retry_after: Some(5),
+        });
     }
-    bridge.store.delete_user(tenant.name(), id).await?;
     Ok(())
 }
 

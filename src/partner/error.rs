@@ -30,6 +30,19 @@ pub enum PartnerErrorKind {
 }
 
 impl PartnerErrorKind {
+    /// The one definition of "worth trying again later" for the bridge: the partner did not
+    /// refuse the request itself, so a later try may succeed without anyone changing it (load,
+    /// the site's circuit, or an operator fixing the API key). Writes failing so are kept and
+    /// retried with backoff and answered 503 with `Retry-After`; the others (`NotFound`,
+    /// `Conflict`, `Invalid`) are the partner's answer to this request. (Within one call the
+    /// client retries only `Transient` failures at once: [`PartnerError::is_retryable`].)
+    pub fn retry_later(self) -> bool {
+        matches!(
+            self,
+            PartnerErrorKind::Transient | PartnerErrorKind::Unavailable | PartnerErrorKind::Auth
+        )
+    }
+
     /// A short lowercase name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -102,8 +115,9 @@ impl PartnerError {
         }
     }
 
-    /// True for errors worth retrying (transient ones). `Unavailable` is not retried by the
-    /// client itself: the caller answers 503 with `Retry-After` instead of queueing.
+    /// True for errors the client retries within the same call (transient ones). `Unavailable`
+    /// is not retried by the client itself: the caller answers 503 with `Retry-After` instead
+    /// of queueing. Whether a failed write is kept for later is [`PartnerErrorKind::retry_later`].
     pub fn is_retryable(&self) -> bool {
         self.kind == PartnerErrorKind::Transient
     }

@@ -95,6 +95,8 @@ fn conflict_what(db: &dyn DatabaseError) -> &'static str {
         "userName"
     } else if text.contains("display_name_lc") {
         "displayName"
+    } else if text.contains("partner_email_lc") {
+        "the partner email"
     } else {
         "id"
     }

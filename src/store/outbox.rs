@@ -102,6 +102,7 @@ struct ItemRecord {
     generation: i64,
     attempts: i32,
     last_error: Option<String>,
+    claim_token: Option<String>,
 }
 
 impl From<ItemRecord> for OutboxItem {
@@ -113,8 +114,15 @@ impl From<ItemRecord> for OutboxItem {
             generation: r.generation,
             attempts: r.attempts,
             last_error: r.last_error,
+            token: r.claim_token.unwrap_or_default(),
         }
     }
+}
+
+/// A fresh claim token: every claim gets its own, so an outcome recorded with an older one
+/// (a worker whose lease ran out) changes nothing.
+fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl Store {
@@ -205,15 +213,18 @@ impl Store {
                 placeholders(7 + busy.len(), served.len())
             )
         };
+        let token = 7 + busy.len() + served.len();
+        let claim_token = &new_token();
         let sql = &format!(
             "WITH picked AS MATERIALIZED ( \
                 SELECT tenant AS p_tenant, site AS p_site, user_id AS p_user FROM outbox \
                 WHERE due_ms <= $3 AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
                 AND (marked_ms <= $5 OR due_ms <= $6){burst}{serving} \
                 ORDER BY due_ms LIMIT $4{lock}) \
-             UPDATE outbox SET claimed_by = $1, claimed_until_ms = $2 FROM picked \
+             UPDATE outbox SET claimed_by = $1, claimed_until_ms = $2, claim_token = ${token}, \
+             parked_ms = NULL FROM picked \
              WHERE tenant = p_tenant AND site = p_site AND user_id = p_user \
-             RETURNING tenant, site, user_id, generation, attempts, last_error"
+             RETURNING tenant, site, user_id, generation, attempts, last_error, claim_token"
         );
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let until = now_ms.saturating_add(lease_ms);
@@ -232,7 +243,7 @@ impl Store {
                 for tenant in busy.iter().chain(served) {
                     query = query.bind(tenant.as_str());
                 }
-                query.fetch_all(pool).await
+                query.bind(claim_token.as_str()).fetch_all(pool).await
             })?;
             Ok(records.into_iter().map(OutboxItem::from).collect())
         })
@@ -260,15 +271,18 @@ impl Store {
                 .push(m.user_id.as_str());
         }
         let mut items = Vec::new();
+        let claim_token = &new_token();
         for ((tenant, site), users) in &groups {
             for chunk in users.chunks(CHUNK) {
                 let sql = format!(
-                    "UPDATE outbox SET claimed_by = $1, claimed_until_ms = $2 \
+                    "UPDATE outbox SET claimed_by = $1, claimed_until_ms = $2, claim_token = $6, \
+                     parked_ms = NULL \
                      WHERE tenant = $4 AND site = $5 AND due_ms <= $3 \
                      AND (claimed_until_ms IS NULL OR claimed_until_ms < $3) \
                      AND user_id IN ({}) \
-                     RETURNING tenant, site, user_id, generation, attempts, last_error",
-                    placeholders(6, chunk.len())
+                     RETURNING tenant, site, user_id, generation, attempts, last_error, \
+                     claim_token",
+                    placeholders(7, chunk.len())
                 );
                 let sql = &sql;
                 let records: Vec<ItemRecord> = retrying(move || async move {
@@ -278,7 +292,8 @@ impl Store {
                             .bind(until)
                             .bind(now_ms)
                             .bind(*tenant)
-                            .bind(*site);
+                            .bind(*site)
+                            .bind(claim_token.as_str());
                         for user in chunk {
                             query = query.bind(*user);
                         }
@@ -304,7 +319,7 @@ impl Store {
         retrying(move || async move {
             let done = with_pool!(self, pool => {
                 sqlx::query(
-                    "UPDATE outbox SET claimed_by = NULL, claimed_until_ms = NULL \
+                    "UPDATE outbox SET claimed_by = NULL, claimed_until_ms = NULL, claim_token = NULL \
                      WHERE claimed_by IS NOT NULL",
                 )
                 .execute(pool)
@@ -317,8 +332,9 @@ impl Store {
     }
 
     /// Finishes a claimed row. `true`: the row is done (deleted, or already gone). `false`: it
-    /// was marked again since the claim, so it stays, unclaimed and due, for another run; its
-    /// `done_generation` records the generation this run completed.
+    /// was marked again since the claim, so it stays, unclaimed and due, for another run (its
+    /// `done_generation` records the generation this run completed), or the claim was lost
+    /// (its lease ran out and another worker holds the row now): then nothing changes.
     pub async fn complete_outbox(&self, item: &OutboxItem) -> Result<bool, StoreError> {
         let begin = self.begin_write();
         retrying(move || async move {
@@ -326,16 +342,27 @@ impl Store {
                 let mut tx = pool.begin_with(begin).await?;
                 let deleted = sqlx::query(
                     "DELETE FROM outbox WHERE tenant = $1 AND site = $2 AND user_id = $3 \
-                     AND generation = $4",
+                     AND generation = $4 AND claim_token = $5",
                 )
                 .bind(item.tenant.as_str())
                 .bind(item.site.as_str())
                 .bind(item.user_id.as_str())
                 .bind(item.generation)
+                .bind(item.token.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
                 let done = if deleted > 0 {
+                    // A deleted user's tombstone goes with its last row: every site has
+                    // converged (its partner account is gone).
+                    sqlx::query(
+                        "DELETE FROM user_tombstones WHERE tenant = $1 AND id = $2 \
+                         AND NOT EXISTS (SELECT 1 FROM outbox WHERE tenant = $1 AND user_id = $2)",
+                    )
+                    .bind(item.tenant.as_str())
+                    .bind(item.user_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                     true
                 } else {
                     let kept = sqlx::query(
@@ -344,18 +371,34 @@ impl Store {
                         // run just finished (that would make the row overdue at once again).
                         "UPDATE outbox SET done_generation = CASE WHEN done_generation < $4 \
                          THEN $4 ELSE done_generation END, claimed_by = NULL, \
-                         claimed_until_ms = NULL, attempts = 0, last_error = NULL, \
+                         claimed_until_ms = NULL, claim_token = NULL, attempts = 0, \
+                         last_error = NULL, \
                          due_ms = CASE WHEN due_ms < marked_ms THEN marked_ms ELSE due_ms END \
-                         WHERE tenant = $1 AND site = $2 AND user_id = $3",
+                         WHERE tenant = $1 AND site = $2 AND user_id = $3 AND claim_token = $5",
                     )
                     .bind(item.tenant.as_str())
                     .bind(item.site.as_str())
                     .bind(item.user_id.as_str())
                     .bind(item.generation)
+                    .bind(item.token.as_str())
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                    kept == 0
+                    if kept == 0 {
+                        // Gone (done), or held by a newer claim (not this run's to record).
+                        let exists: Option<i64> = sqlx::query_scalar(
+                            "SELECT generation FROM outbox WHERE tenant = $1 AND site = $2 \
+                             AND user_id = $3",
+                        )
+                        .bind(item.tenant.as_str())
+                        .bind(item.site.as_str())
+                        .bind(item.user_id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        exists.is_none()
+                    } else {
+                        false
+                    }
                 };
                 tx.commit().await?;
                 Ok(done)
@@ -365,7 +408,7 @@ impl Store {
     }
 
     /// Records a failed run: one more attempt, the error, due again at `retry_at_ms`, claim
-    /// released.
+    /// released. Changes nothing when the claim was lost (another worker holds the row).
     pub async fn fail_outbox(
         &self,
         item: &OutboxItem,
@@ -376,14 +419,15 @@ impl Store {
             with_pool!(self, pool => {
                 sqlx::query(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = $4, due_ms = $5, \
-                     claimed_by = NULL, claimed_until_ms = NULL \
-                     WHERE tenant = $1 AND site = $2 AND user_id = $3",
+                     claimed_by = NULL, claimed_until_ms = NULL, claim_token = NULL \
+                     WHERE tenant = $1 AND site = $2 AND user_id = $3 AND claim_token = $6",
                 )
                 .bind(item.tenant.as_str())
                 .bind(item.site.as_str())
                 .bind(item.user_id.as_str())
                 .bind(error)
                 .bind(retry_at_ms)
+                .bind(item.token.as_str())
                 .execute(pool)
                 .await
                 .map(|_| ())
@@ -391,6 +435,72 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// Parks a claimed row of a site the claiming process does not serve: kept and reported,
+    /// not counted as failing, looked at again at `retry_at_ms` (by a process that serves the
+    /// site, if one does by then). Changes nothing when the claim was lost.
+    pub async fn park_outbox(
+        &self,
+        item: &OutboxItem,
+        reason: &str,
+        retry_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                sqlx::query(
+                    "UPDATE outbox SET last_error = $4, due_ms = $5, parked_ms = $7, \
+                     claimed_by = NULL, claimed_until_ms = NULL, claim_token = NULL \
+                     WHERE tenant = $1 AND site = $2 AND user_id = $3 AND claim_token = $6",
+                )
+                .bind(item.tenant.as_str())
+                .bind(item.site.as_str())
+                .bind(item.user_id.as_str())
+                .bind(reason)
+                .bind(retry_at_ms)
+                .bind(item.token.as_str())
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|_| ())
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Extends to `until_ms` the claims of `worker` held under `tokens` (a worker renews what
+    /// it still works on). Returns the rows renewed, as (tenant, site, user id, token): a claim
+    /// missing from the answer is lost (completed, or taken over after its lease ran out).
+    pub async fn renew_outbox_claims(
+        &self,
+        worker: &str,
+        tokens: &[String],
+        until_ms: i64,
+    ) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let tokens = super::dedup(tokens);
+        let mut renewed = Vec::new();
+        for chunk in tokens.chunks(CHUNK) {
+            let sql = &format!(
+                "UPDATE outbox SET claimed_until_ms = $2 WHERE claimed_by = $1 \
+                 AND claim_token IN ({}) RETURNING tenant, site, user_id, claim_token",
+                placeholders(3, chunk.len())
+            );
+            let rows: Vec<(String, String, String, String)> = retrying(move || async move {
+                let rows = with_pool!(self, pool => {
+                    let mut query = sqlx::query_as(sql).bind(worker).bind(until_ms);
+                    for token in chunk {
+                        query = query.bind(token.as_str());
+                    }
+                    query.fetch_all(pool).await
+                })?;
+                Ok(rows)
+            })
+            .await?;
+            renewed.extend(rows);
+        }
+        Ok(renewed)
     }
 
     /// How many of `marks` are not done yet: a mark is done when its row is gone or a worker
@@ -434,6 +544,38 @@ impl Store {
         Ok(pending)
     }
 
+    /// The marks of `marks` not done yet, each with its row's failed attempts and last error.
+    /// For a request that waits on a few marks (one per site) and answers with their outcome.
+    pub async fn outbox_outcomes(
+        &self,
+        marks: &[OutboxMark],
+    ) -> Result<Vec<(OutboxMark, i32, Option<String>)>, StoreError> {
+        let mut out = Vec::new();
+        for mark in marks {
+            let found: Option<(i64, i32, Option<String>)> = retrying(move || async move {
+                let found = with_pool!(self, pool => {
+                    sqlx::query_as(
+                        "SELECT done_generation, attempts, last_error FROM outbox WHERE tenant = $1 \
+                         AND site = $2 AND user_id = $3",
+                    )
+                    .bind(mark.tenant.as_str())
+                    .bind(mark.site.as_str())
+                    .bind(mark.user_id.as_str())
+                    .fetch_optional(pool)
+                    .await
+                })?;
+                Ok(found)
+            })
+            .await?;
+            if let Some((done, attempts, error)) = found {
+                if done < mark.generation {
+                    out.push((mark.clone(), attempts, error));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Outbox gauges: rows waiting, the earliest due time, rows whose last run failed.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         retrying(move || async move {
@@ -441,7 +583,8 @@ impl Store {
                 with_pool!(self, pool => {
                     sqlx::query_as(
                         "SELECT COUNT(*), MIN(due_ms), \
-                         COUNT(CASE WHEN attempts > 0 THEN 1 END) FROM outbox",
+                         COUNT(CASE WHEN attempts > 0 AND parked_ms IS NULL THEN 1 END) \
+                         FROM outbox",
                     )
                     .fetch_one(pool)
                     .await
@@ -464,7 +607,8 @@ impl Store {
                 with_pool!(self, pool => {
                     sqlx::query_as(
                         "SELECT MIN(marked_ms), \
-                         MIN(CASE WHEN attempts > 0 THEN marked_ms END) FROM outbox",
+                         MIN(CASE WHEN attempts > 0 AND parked_ms IS NULL THEN marked_ms END) \
+                         FROM outbox",
                     )
                     .fetch_one(pool)
                     .await

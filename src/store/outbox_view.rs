@@ -13,8 +13,13 @@ pub struct OutboxSiteStats {
     pub site: String,
     /// Rows waiting (due or not, claimed or not).
     pub depth: u64,
-    /// Rows whose last run failed.
+    /// Rows whose last run failed (parked rows aside).
     pub failing: u64,
+    /// Rows parked because no process that claimed them serves their site.
+    pub parked: u64,
+    /// Rows whose claim's lease ran out without an outcome (a worker died or lost the
+    /// store): taken over by the next claim.
+    pub overdue_claims: u64,
     /// The earliest due time among them.
     pub oldest_due_ms: Option<i64>,
 }
@@ -42,6 +47,8 @@ struct SiteRecord {
     site: String,
     depth: i64,
     failing: i64,
+    parked: i64,
+    overdue_claims: i64,
     oldest_due_ms: Option<i64>,
 }
 
@@ -68,12 +75,15 @@ impl Store {
             let records: Vec<SiteRecord> = with_pool!(self, pool => {
                 sqlx::query_as(
                     "SELECT tenant, site, COUNT(*) AS depth, \
-                     COUNT(CASE WHEN attempts > 0 THEN 1 END) AS failing, \
+                     COUNT(CASE WHEN attempts > 0 AND parked_ms IS NULL THEN 1 END) AS failing, \
+                     COUNT(CASE WHEN parked_ms IS NOT NULL THEN 1 END) AS parked, \
+                     COUNT(CASE WHEN claimed_until_ms < $2 THEN 1 END) AS overdue_claims, \
                      MIN(due_ms) AS oldest_due_ms FROM outbox \
                      WHERE (CAST($1 AS TEXT) IS NULL OR tenant = $1) \
                      GROUP BY tenant, site ORDER BY tenant, site",
                 )
                 .bind(tenant)
+                .bind(super::outbox::now_ms())
                 .fetch_all(pool)
                 .await
             })?;
@@ -84,6 +94,8 @@ impl Store {
                     site: r.site,
                     depth: to_u64(r.depth),
                     failing: to_u64(r.failing),
+                    parked: to_u64(r.parked),
+                    overdue_claims: to_u64(r.overdue_claims),
                     oldest_due_ms: r.oldest_due_ms,
                 })
                 .collect())
@@ -101,10 +113,13 @@ impl Store {
         retrying(move || async move {
             let records: Vec<FailureRecord> = with_pool!(self, pool => {
                 sqlx::query_as(
-                    "SELECT o.tenant, o.site, o.user_id, u.partner_email AS email, o.attempts, \
+                    "SELECT o.tenant, o.site, o.user_id, \
+                     COALESCE(u.partner_email, t.partner_email) AS email, o.attempts, \
                      o.last_error, o.marked_ms, o.due_ms FROM outbox o \
                      LEFT JOIN users u ON u.tenant = o.tenant AND u.id = o.user_id \
-                     WHERE o.attempts > 0 AND (CAST($1 AS TEXT) IS NULL OR o.tenant = $1) \
+                     LEFT JOIN user_tombstones t ON t.tenant = o.tenant AND t.id = o.user_id \
+                     WHERE o.attempts > 0 AND o.parked_ms IS NULL \
+                     AND (CAST($1 AS TEXT) IS NULL OR o.tenant = $1) \
                      ORDER BY o.marked_ms, o.tenant, o.site, o.user_id LIMIT $2",
                 )
                 .bind(tenant)

@@ -99,6 +99,8 @@ pub struct OutboxItem {
     pub generation: i64,
     pub attempts: i32,
     pub last_error: Option<String>,
+    /// The claim's fencing token: completing, failing, parking and renewing the row need it.
+    pub token: String,
 }
 
 /// Outbox gauges for metrics.

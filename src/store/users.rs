@@ -173,11 +173,30 @@ impl Store {
         row: &UserRow,
         expected_version: i64,
     ) -> Result<(), StoreError> {
-        let values = UserValues::of(row)?;
-        retrying(|| self.update_user_once(&values, expected_version)).await
+        self.update_user_marking(row, expected_version, &[])
+            .await
+            .map(|_| ())
     }
 
-    async fn update_user_once(&self, v: &UserValues<'_>, expected: i64) -> Result<(), Fail> {
+    /// [`Store::update_user`] that also marks the user at `sites` in the outbox, in the same
+    /// transaction: the change and the work it causes are committed together or not at all.
+    pub async fn update_user_marking(
+        &self,
+        row: &UserRow,
+        expected_version: i64,
+        sites: &[String],
+    ) -> Result<Vec<super::OutboxMark>, StoreError> {
+        let values = UserValues::of(row)?;
+        let sites = &dedup(sites);
+        retrying(|| self.update_user_once(&values, expected_version, sites)).await
+    }
+
+    async fn update_user_once(
+        &self,
+        v: &UserValues<'_>,
+        expected: i64,
+        sites: &[String],
+    ) -> Result<Vec<super::OutboxMark>, Fail> {
         let row = v.row;
         let begin = self.begin_write();
         with_pool!(self, pool => {
@@ -217,21 +236,59 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             insert_emails!(tx, row.tenant.as_str(), row.id.as_str(), v.emails_lc);
+            let users = [row.id.clone()];
+            let marks = if sites.is_empty() {
+                Vec::new()
+            } else {
+                super::outbox::mark_rows!(tx, row.tenant.as_str(), sites, users, super::outbox::now_ms())
+            };
             tx.commit().await?;
-        });
-        Ok(())
+            Ok(marks)
+        })
     }
 
-    /// Deletes a user with its memberships, email index and outbox rows, in one transaction.
-    /// Returns the ids of the groups it was a member of; `NotFound` when there is no such user.
-    pub async fn delete_user(&self, tenant: &str, id: &str) -> Result<Vec<String>, StoreError> {
-        retrying(|| self.delete_user_once(tenant, id)).await
+    /// Deletes a user with its memberships and email index, in one transaction that also
+    /// records the deletion as the IdP's intent: when the user has a partner email and
+    /// `sites` is not empty, a tombstone (the partner email to remove) and an outbox mark for
+    /// each site, so the convergence of each (site, user) removes the partner account and the
+    /// tombstone goes once every site has converged. `expected_version`: the delete happens
+    /// only at that version (`VersionMismatch` otherwise). Returns the ids of the groups the
+    /// user was a member of and the marks written; `NotFound` when there is no such user.
+    pub async fn delete_user(
+        &self,
+        tenant: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        sites: &[String],
+    ) -> Result<(Vec<String>, Vec<super::OutboxMark>), StoreError> {
+        let sites = &dedup(sites);
+        retrying(|| self.delete_user_once(tenant, id, expected_version, sites)).await
     }
 
-    async fn delete_user_once(&self, tenant: &str, id: &str) -> Result<Vec<String>, Fail> {
+    async fn delete_user_once(
+        &self,
+        tenant: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        sites: &[String],
+    ) -> Result<(Vec<String>, Vec<super::OutboxMark>), Fail> {
         let begin = self.begin_write();
+        let now = super::outbox::now_ms();
         with_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
+            let found: Option<(String, i64)> = sqlx::query_as(
+                "SELECT partner_email, version FROM users WHERE tenant = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((email, version)) = found else {
+                return Err(Fail::Store(StoreError::NotFound));
+            };
+            if expected_version.is_some_and(|v| v != version) {
+                return Err(Fail::Store(StoreError::VersionMismatch));
+            }
             let group_ids: Vec<String> = sqlx::query_scalar(
                 "SELECT group_id FROM memberships WHERE tenant = $1 AND user_id = $2 \
                  ORDER BY group_id",
@@ -243,22 +300,95 @@ impl Store {
             for sql in [
                 "DELETE FROM memberships WHERE tenant = $1 AND user_id = $2",
                 "DELETE FROM user_emails WHERE tenant = $1 AND user_id = $2",
-                "DELETE FROM outbox WHERE tenant = $1 AND user_id = $2",
+                "DELETE FROM users WHERE tenant = $1 AND id = $2",
             ] {
                 sqlx::query(sql).bind(tenant).bind(id).execute(&mut *tx).await?;
             }
-            let deleted = sqlx::query("DELETE FROM users WHERE tenant = $1 AND id = $2")
+            let marks = if email.is_empty() || sites.is_empty() {
+                sqlx::query("DELETE FROM outbox WHERE tenant = $1 AND user_id = $2")
+                    .bind(tenant)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                Vec::new()
+            } else {
+                sqlx::query(
+                    "INSERT INTO user_tombstones (tenant, id, partner_email, partner_email_lc, \
+                     deleted_ms) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (tenant, id) DO UPDATE SET partner_email = excluded.partner_email, \
+                     partner_email_lc = excluded.partner_email_lc, deleted_ms = excluded.deleted_ms",
+                )
                 .bind(tenant)
                 .bind(id)
+                .bind(email.as_str())
+                .bind(lc(&email))
+                .bind(now)
                 .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if deleted == 0 {
-                return Err(Fail::Store(StoreError::NotFound));
-            }
+                .await?;
+                let users = [id.to_owned()];
+                super::outbox::mark_rows!(tx, tenant, sites, users, now)
+            };
             tx.commit().await?;
-            Ok(group_ids)
+            Ok((group_ids, marks))
         })
+    }
+
+    /// The partner email of a deleted user whose deletion has not yet converged at every site.
+    pub async fn user_tombstone(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        retrying(move || async move {
+            let found: Option<String> = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT partner_email FROM user_tombstones WHERE tenant = $1 AND id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+            })?;
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Whether a deletion of the partner account `email` is still being carried out (a
+    /// tombstone holds it): a new user of that email must wait for it, or its convergence
+    /// would race the deletion's at the partner.
+    pub async fn email_tombstoned(&self, tenant: &str, email: &str) -> Result<bool, StoreError> {
+        let email_lc = &lc(email);
+        retrying(move || async move {
+            let n: i64 = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM user_tombstones WHERE tenant = $1 \
+                     AND partner_email_lc = $2",
+                )
+                .bind(tenant)
+                .bind(email_lc.as_str())
+                .fetch_one(pool)
+                .await
+            })?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// The tombstones of a tenant, as (user id, partner email), for reconcile and status.
+    pub async fn user_tombstones(&self, tenant: &str) -> Result<Vec<(String, String)>, StoreError> {
+        retrying(move || async move {
+            let found: Vec<(String, String)> = with_pool!(self, pool => {
+                sqlx::query_as(
+                    "SELECT id, partner_email FROM user_tombstones WHERE tenant = $1 ORDER BY id",
+                )
+                .bind(tenant)
+                .fetch_all(pool)
+                .await
+            })?;
+            Ok(found)
+        })
+        .await
     }
 
     /// The users of the tenant matching every term (equality on indexed attributes), ordered by

@@ -14,6 +14,7 @@ mod hostile;
 mod http_discovery;
 mod idp_entra;
 mod idp_okta;
+mod leavers;
 mod logs;
 mod membership;
 mod metrics;

@@ -228,12 +228,12 @@ async fn store_user_insert_get_update_delete() {
         );
 
         assert_eq!(
-            store.delete_user("a", "u1").await.unwrap(),
+            store.delete_user("a", "u1", None, &[]).await.unwrap().0,
             Vec::<String>::new()
         );
         assert_eq!(store.get_user("a", "u1").await.unwrap(), None);
         assert!(matches!(
-            store.delete_user("a", "u1").await,
+            store.delete_user("a", "u1", None, &[]).await,
             Err(StoreError::NotFound)
         ));
         assert!(matches!(
@@ -293,16 +293,30 @@ async fn store_user_name_uniqueness_is_case_insensitive() {
             .insert_user(&user("a", "u1", "Alice", 1))
             .await
             .unwrap();
-        let what = conflict_on(store.insert_user(&user("a", "u2", "alice", 2)).await);
+        // Another partner email, so only the userName collides.
+        let mut other = user("a", "u2", "alice", 2);
+        other.partner_email = "someone.else@example.com".into();
+        let what = conflict_on(store.insert_user(&other).await);
+        assert_eq!(what, "userName");
+        let what = conflict_on(
+            store.insert_user(&user("a", "u2", "ÁLICE", 2)).await.and(
+                store
+                    .insert_user(&UserRow {
+                        partner_email: "u3@example.com".into(),
+                        ..user("a", "u3", "álice", 3)
+                    })
+                    .await,
+            ),
+        );
         assert_eq!(what, "userName");
         let what = conflict_on(
             store
-                .insert_user(&user("a", "u2", "ÁLICE", 2))
-                .await
-                .and(store.insert_user(&user("a", "u3", "álice", 3)).await),
+                .insert_user(&UserRow {
+                    partner_email: "u1-bob@example.com".into(),
+                    ..user("a", "u1", "bob", 3)
+                })
+                .await,
         );
-        assert_eq!(what, "userName");
-        let what = conflict_on(store.insert_user(&user("a", "u1", "bob", 3)).await);
         assert_eq!(what, "id");
         // Another tenant has its own namespace.
         store
@@ -638,7 +652,7 @@ async fn store_tenants_are_isolated() {
             Err(StoreError::NotFound)
         ));
         assert!(matches!(
-            store.delete_user("b", "u1").await,
+            store.delete_user("b", "u1", None, &[]).await,
             Err(StoreError::NotFound)
         ));
         assert!(matches!(
@@ -859,7 +873,7 @@ async fn store_outbox_claim_complete_fail() {
         let lease = Duration::from_millis(500);
         let batch = store.claim_outbox("w1", 3, lease, 1_000).await.unwrap();
         assert_eq!(batch.len(), 3);
-        let rest = store.claim_outbox("w2", 10, lease, 1_100).await.unwrap();
+        let mut rest = store.claim_outbox("w2", 10, lease, 1_100).await.unwrap();
         assert_eq!(rest.len(), 1);
         assert!(store
             .claim_outbox("w2", 10, lease, 1_200)
@@ -877,6 +891,9 @@ async fn store_outbox_claim_complete_fail() {
                 assert_eq!(again.len(), 3);
                 let again = store.claim_outbox("w2", 10, lease, 1_100).await.unwrap();
                 assert_eq!(again.len(), 1);
+                // The new claim holds the row now (a new token fences the old one).
+                assert_ne!(again[0].token, rest[0].token);
+                rest = again;
             }
             Backend::Postgres => assert_eq!(released, 0),
         }
@@ -895,8 +912,8 @@ async fn store_outbox_claim_complete_fail() {
             .fail_outbox(&expired[1], "partner 503", 9_000)
             .await
             .unwrap();
-        assert!(claim_all(&store, 8_999)
-            .await
+        let holders = claim_all(&store, 8_999).await;
+        assert!(holders
             .iter()
             .all(|i| i.user_id != expired[1].user_id || i.site != expired[1].site));
         let stats = store.outbox_stats().await.unwrap();
@@ -904,7 +921,13 @@ async fn store_outbox_claim_complete_fail() {
 
         // Re-marked while claimed: the mark does not steal the claim, completing keeps the row
         // (unclaimed, due) for another run, and only the newer mark stays pending.
-        let item = rest[0].clone();
+        // The row of `rest[0]` is held by the claim just made (its token fences the older).
+        let item = holders
+            .iter()
+            .find(|i| i.user_id == rest[0].user_id && i.site == rest[0].site)
+            .expect("rest[0]'s row was claimed again")
+            .clone();
+        assert!(!store.complete_outbox(&rest[0]).await.unwrap());
         let one_site = vec![item.site.clone()];
         let one_user = vec![item.user_id.clone()];
         let newer = store
@@ -1031,7 +1054,10 @@ async fn store_delete_user_removes_memberships_and_outbox_rows() {
             .change_memberships(&change("a", "g2", &ids(&["u1"]), &[], &sites, 1))
             .await
             .unwrap();
-        assert_eq!(store.delete_user("a", "u1").await.unwrap(), ["g1", "g2"]);
+        assert_eq!(
+            store.delete_user("a", "u1", None, &[]).await.unwrap().0,
+            ["g1", "g2"]
+        );
         assert_eq!(store.group_member_ids("a", "g1").await.unwrap(), ["u2"]);
         assert!(store.group_member_ids("a", "g2").await.unwrap().is_empty());
         assert!(store.groups_of_user("a", "u1").await.unwrap().is_empty());

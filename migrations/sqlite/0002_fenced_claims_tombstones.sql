@@ -1,0 +1,30 @@
+-- Issue 14: fenced outbox claims, user tombstones, one partner account per SCIM user.
+
+-- A claim carries a token that completing, failing, releasing and renewing the row require, so
+-- a worker whose lease ran out can no longer record an outcome over a newer claim.
+ALTER TABLE outbox ADD COLUMN claim_token TEXT;
+-- Rows of a site no configured process serves are parked (kept, reported, not retried or
+-- counted as failing) until a process that serves the site claims them again.
+ALTER TABLE outbox ADD COLUMN parked_ms BIGINT;
+
+-- A deleted user stays as a tombstone until every site has converged (the partner user is
+-- deleted, or stripped when protected): the convergence of a (site, user) whose user row is gone
+-- reads it to know which partner account to remove.
+CREATE TABLE user_tombstones (
+    tenant           TEXT   NOT NULL,
+    id               TEXT   NOT NULL,
+    partner_email    TEXT   NOT NULL,
+    partner_email_lc TEXT   NOT NULL,
+    deleted_ms       BIGINT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX user_tombstones_email_ix ON user_tombstones (tenant, partner_email_lc);
+
+-- One SCIM user per partner account in a tenant (users without an email address are not at
+-- the partner). A store holding two users of one partner email must be repaired before this
+-- migration applies: `SELECT tenant, partner_email_lc, COUNT(*) FROM users
+-- WHERE partner_email_lc <> '' GROUP BY 1, 2 HAVING COUNT(*) > 1`.
+DROP INDEX users_partner_email_lc_ix;
+CREATE UNIQUE INDEX users_partner_email_lc_uq ON users (tenant, partner_email_lc)
+    WHERE partner_email_lc <> '';
+CREATE INDEX users_partner_email_lc_ix ON users (tenant, partner_email_lc);

@@ -1,0 +1,390 @@
+//! Leavers always lose access (issue 14): a deletion is the IdP's intent, committed with its
+//! outbox marks and carried out by the convergence of each (site, user); it survives a partner
+//! outage and a race with membership churn, never resurrects the account, and never deletes a
+//! protected account (the site's inviting user). Claims of the outbox are fenced.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use scim_bridge::partner::emulator::faults::{FaultAction, Faults, Latency, ScriptedFault};
+use scim_bridge::partner::CallKind;
+use scim_bridge::store::{OutboxMark, Store, StoreError, UserRow};
+use serde_json::json;
+
+use crate::support::{create_group, create_user, Harness, Options, OWNER};
+
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+fn options() -> Options {
+    let mut o = Options::default();
+    o.bridge.partner.rate_per_second = 0.0;
+    o.bridge.partner.call_deadline_ms = 1_000;
+    o.bridge.partner.request_timeout_ms = 1_000;
+    o.bridge.partner.circuit_open_ms = 200;
+    o.bridge.retry_base_ms = 50;
+    o.bridge.retry_max_ms = 500;
+    o.bridge.wait_deadline_ms = 5_000;
+    o
+}
+
+fn member_op(op: &str, id: &str) -> serde_json::Value {
+    match op {
+        "add" => json!({"schemas": [PATCH_OP],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]}),
+        _ => json!({"schemas": [PATCH_OP],
+            "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]}),
+    }
+}
+
+#[tokio::test]
+async fn the_inviting_account_survives_scim_deletion_and_deactivation() {
+    let h = Harness::start(options()).await;
+    let before = h
+        .partner_user("acme", OWNER)
+        .expect("the site's owner exists");
+    // The IdP provisions the site owner: the bridge adopts the partner account.
+    let owner = create_user(&h, OWNER, "Site", "Owner").await;
+    create_group(&h, "Finance", &[&owner]).await;
+    h.settle(Duration::from_secs(5)).await;
+    assert!(h
+        .partner_groups("acme", OWNER)
+        .contains(&"Finance".to_owned()));
+
+    let (status, body) = h.delete(&format!("/Users/{owner}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    h.settle(Duration::from_secs(5)).await;
+    let after = h
+        .partner_user("acme", OWNER)
+        .expect("the inviting account survives a SCIM delete");
+    assert!(!after.groups.contains(&"Finance".to_owned()), "{after:?}");
+    for g in &before.groups {
+        assert!(
+            after.groups.contains(g),
+            "unmanaged group {g} kept: {after:?}"
+        );
+    }
+    // Creates still work: the inviting user is still there to invite.
+    create_user(&h, "joiner@acme.example.com", "Jo", "Iner").await;
+
+    // Deactivation under `remove` strips instead of deleting.
+    let owner = create_user(&h, OWNER, "Site", "Owner").await;
+    let (status, body) = h
+        .patch(
+            &format!("/Groups/{}", create_group(&h, "Ops", &[]).await),
+            member_op("add", &owner),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    h.settle(Duration::from_secs(5)).await;
+    assert!(h.partner_groups("acme", OWNER).contains(&"Ops".to_owned()));
+    let (status, body) = h
+        .patch(
+            &format!("/Users/{owner}"),
+            json!({"schemas": [PATCH_OP],
+                   "Operations": [{"op": "replace", "value": {"active": false}}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.settle(Duration::from_secs(5)).await;
+    let after = h
+        .partner_user("acme", OWNER)
+        .expect("the inviting account survives a deactivation");
+    assert!(!after.groups.contains(&"Ops".to_owned()), "{after:?}");
+    create_user(&h, "joiner2@acme.example.com", "Jo", "Iner").await;
+}
+
+#[tokio::test]
+async fn a_delete_during_a_partner_outage_answers_503_and_lands_on_retry() {
+    let h = Harness::start(options()).await;
+    let email = "leaver@acme.example.com";
+    let id = create_user(&h, email, "Lea", "Ver").await;
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            script: vec![ScriptedFault {
+                call: Some(CallKind::DeleteUser),
+                count: 1_000,
+                action: FaultAction::Status {
+                    status: 503,
+                    retry_after_secs: None,
+                },
+            }],
+            ..Faults::default()
+        },
+    );
+    let (status, body) = h.delete(&format!("/Users/{id}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // Gone from SCIM, still at the partner, and the deletion is kept.
+    assert_eq!(
+        h.get(&format!("/Users/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(h.partner_user("acme", email).is_some());
+    assert_eq!(
+        h.bridge.store.user_tombstone("acme", &id).await.unwrap(),
+        Some(email.to_owned())
+    );
+    // A new user of that email waits for the deletion.
+    let (status, _) = h
+        .post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                   "userName": email, "emails": [{"value": email, "primary": true}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // The IdP's retry once the partner is back.
+    h.emulator.set_faults("acme", Faults::default());
+    let (status, body) = h.delete(&format!("/Users/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(h.partner_user("acme", email).is_none());
+    h.settle(Duration::from_secs(5)).await;
+    assert_eq!(
+        h.bridge.store.user_tombstone("acme", &id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        h.delete(&format!("/Users/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    create_user(&h, email, "Lea", "Ver").await;
+}
+
+#[tokio::test]
+async fn a_delete_racing_membership_churn_leaves_no_account_behind() {
+    let mut o = options();
+    o.sites = vec!["acme", "beta"];
+    let h = Harness::start(o).await;
+    for site in ["acme", "beta"] {
+        h.emulator.set_faults(
+            site,
+            Faults {
+                latency: Some(Latency::UniformMs { min: 0, max: 15 }),
+                seed: 7,
+                ..Faults::default()
+            },
+        );
+    }
+    let group_a = create_group(&h, "Churn A", &[]).await;
+    let group_b = create_group(&h, "Churn B", &[]).await;
+    let mut users = Vec::new();
+    for i in 0..8 {
+        let email = format!("churn{i}@acme.example.com");
+        users.push((create_user(&h, &email, "C", "U").await, email));
+    }
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for (i, (id, _)) in users.iter().enumerate() {
+            for (g, op) in [(&group_a, "add"), (&group_b, "add"), (&group_a, "remove")] {
+                let path = format!("/Groups/{g}");
+                let body = member_op(op, id);
+                let h = &h;
+                tasks.push(Box::pin(async move {
+                    let (s, b) = h.patch(&path, body).await;
+                    assert!(
+                        s.is_success()
+                            || s == StatusCode::NOT_FOUND
+                            || s == StatusCode::BAD_REQUEST,
+                        "{s} {b}"
+                    );
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>);
+            }
+            if (i + round) % 2 == 0 {
+                let path = format!("/Users/{id}");
+                let h = &h;
+                tasks.push(Box::pin(async move {
+                    let (s, b) = h.delete(&path).await;
+                    assert!(
+                        s == StatusCode::NO_CONTENT || s == StatusCode::NOT_FOUND,
+                        "{s} {b}"
+                    );
+                }));
+            }
+        }
+        futures::future::join_all(tasks).await;
+        let mut alive = Vec::new();
+        for (id, email) in users.drain(..) {
+            if h.get(&format!("/Users/{id}")).await.0 == StatusCode::OK {
+                alive.push((id, email));
+            } else {
+                h.settle(Duration::from_secs(10)).await;
+                for site in ["acme", "beta"] {
+                    assert!(
+                        h.partner_user(site, &email).is_none(),
+                        "{email} deleted in SCIM is back at {site}"
+                    );
+                }
+            }
+        }
+        users = alive;
+    }
+    h.settle(Duration::from_secs(10)).await;
+    for site in ["acme", "beta"] {
+        for u in h.emulator.users(site) {
+            if u.email.starts_with("churn") {
+                assert!(
+                    users.iter().any(|(_, e)| e == &u.email),
+                    "{} left at {site}",
+                    u.email
+                );
+            }
+        }
+    }
+    crate::membership::assert_one_write_in_flight_per_user(&h.emulator.call_log());
+}
+
+fn row(tenant: &str, id: &str, email: &str) -> UserRow {
+    UserRow {
+        tenant: tenant.into(),
+        id: id.into(),
+        user_name: id.into(),
+        external_id: None,
+        active: true,
+        partner_email: email.into(),
+        emails: vec![email.into()],
+        resource: json!({"userName": id}),
+        created_ms: 1,
+        last_modified_ms: 1,
+        version: 1,
+    }
+}
+
+async fn sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/s.db", dir.path().display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
+#[tokio::test]
+async fn one_partner_email_maps_to_one_user_in_the_database() {
+    crate::support::for_each_backend_url(|url| async move {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .insert_user(&row("a", "u1", "Ann@x.com"))
+            .await
+            .unwrap();
+        let e = store
+            .insert_user(&row("a", "u2", "ann@X.com"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, StoreError::Conflict { ref what } if what.contains("partner email")),
+            "{e:?}"
+        );
+        // Another tenant, and users without an email, are free.
+        store
+            .insert_user(&row("b", "u1", "ann@x.com"))
+            .await
+            .unwrap();
+        store.insert_user(&row("a", "u3", "")).await.unwrap();
+        store.insert_user(&row("a", "u4", "")).await.unwrap();
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn outbox_claims_are_fenced_by_their_token() {
+    let (store, _dir) = sqlite().await;
+    store
+        .insert_user(&row("a", "u1", "u1@x.com"))
+        .await
+        .unwrap();
+    let marks = store
+        .mark_outbox_at("a", &["s".to_owned()], &["u1".to_owned()], 1_000)
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(100);
+    let old = store.claim_outbox("w1", 10, lease, 1_000).await.unwrap();
+    assert_eq!(old.len(), 1);
+    // Renewed while held.
+    assert_eq!(
+        store
+            .renew_outbox_claims("w1", &[old[0].token.clone()], 1_150)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .claim_outbox("w2", 10, lease, 1_120)
+        .await
+        .unwrap()
+        .is_empty());
+    // The lease runs out; another worker claims the row under a new token.
+    let new = store.claim_outbox("w2", 10, lease, 1_200).await.unwrap();
+    assert_eq!(new.len(), 1);
+    assert_ne!(new[0].token, old[0].token);
+    // The old claim can neither renew, fail nor complete the row.
+    assert!(store
+        .renew_outbox_claims("w1", &[old[0].token.clone()], 5_000)
+        .await
+        .unwrap()
+        .is_empty());
+    store.fail_outbox(&old[0], "stale", 9_999).await.unwrap();
+    assert!(!store.complete_outbox(&old[0]).await.unwrap());
+    assert_eq!(store.outbox_pending(&marks).await.unwrap(), 1);
+    assert_eq!(store.outbox_stats().await.unwrap().failing, 0);
+    // The holder completes it.
+    assert!(store.complete_outbox(&new[0]).await.unwrap());
+    assert_eq!(store.outbox_pending(&marks).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_user_update_and_its_marks_commit_together() {
+    let (store, _dir) = sqlite().await;
+    store
+        .insert_user(&row("a", "u1", "u1@x.com"))
+        .await
+        .unwrap();
+    let mut changed = row("a", "u1", "u1@x.com");
+    changed.active = false;
+    // A stale version writes neither the change nor a mark.
+    assert!(matches!(
+        store
+            .update_user_marking(&changed, 7, &["s".to_owned()])
+            .await,
+        Err(StoreError::VersionMismatch)
+    ));
+    assert_eq!(store.outbox_stats().await.unwrap().depth, 0);
+    let marks: Vec<OutboxMark> = store
+        .update_user_marking(&changed, 1, &["s".to_owned(), "t".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(marks.len(), 2);
+    assert_eq!(store.outbox_pending(&marks).await.unwrap(), 2);
+    assert!(!store.get_user("a", "u1").await.unwrap().unwrap().active);
+}
+
+#[tokio::test]
+async fn a_deleted_user_is_a_tombstone_until_every_site_converged() {
+    let (store, _dir) = sqlite().await;
+    store
+        .insert_user(&row("a", "u1", "U1@x.com"))
+        .await
+        .unwrap();
+    let sites = ["s".to_owned(), "t".to_owned()];
+    let (_, marks) = store.delete_user("a", "u1", None, &sites).await.unwrap();
+    assert_eq!(marks.len(), 2);
+    assert_eq!(store.get_user("a", "u1").await.unwrap(), None);
+    assert_eq!(
+        store.user_tombstone("a", "u1").await.unwrap().as_deref(),
+        Some("U1@x.com")
+    );
+    assert!(store.email_tombstoned("a", "u1@X.com").await.unwrap());
+    let items = store
+        .claim_outbox("w", 10, Duration::from_secs(10), i64::MAX / 2)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(store.complete_outbox(&items[0]).await.unwrap());
+    assert!(store.user_tombstone("a", "u1").await.unwrap().is_some());
+    assert!(store.complete_outbox(&items[1]).await.unwrap());
+    assert_eq!(store.user_tombstone("a", "u1").await.unwrap(), None);
+    assert!(!store.email_tombstoned("a", "u1@x.com").await.unwrap());
+}
