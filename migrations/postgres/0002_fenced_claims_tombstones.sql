@@ -6,16 +6,20 @@ ALTER TABLE outbox ADD COLUMN claim_token TEXT;
 -- Rows of a site no configured process serves are parked (kept, reported, not retried or
 -- counted as failing) until a process that serves the site claims them again.
 ALTER TABLE outbox ADD COLUMN parked_ms BIGINT;
+-- Renewal finds a process's claims without scanning the outbox.
+CREATE INDEX outbox_claimed_ix ON outbox (claimed_by);
 
 -- A deleted user stays as a tombstone until every site has converged (the partner user is
 -- deleted, or stripped when protected): the convergence of a (site, user) whose user row is gone
--- reads it to know which partner account to remove.
+-- reads it to know which partner account to remove. Once converged (`converged_ms`) it is kept
+-- a week so an IdP's retried DELETE is answered 204, not 404.
 CREATE TABLE user_tombstones (
     tenant           TEXT   NOT NULL,
     id               TEXT   NOT NULL,
     partner_email    TEXT   NOT NULL,
     partner_email_lc TEXT   NOT NULL,
     deleted_ms       BIGINT NOT NULL,
+    converged_ms     BIGINT,
     PRIMARY KEY (tenant, id)
 );
 CREATE INDEX user_tombstones_email_ix ON user_tombstones (tenant, partner_email_lc);

@@ -517,7 +517,10 @@ impl Engine {
     fn hold(&self, items: Vec<OutboxItem>, claimed_at_ms: i64) -> Vec<(OutboxItem, Arc<Fence>)> {
         let lease = self.inner.options.lease_ms as i64;
         let until = claimed_at_ms.saturating_add(lease);
-        let margin = fence_margin_ms(self.inner.options.lease_ms);
+        let margin = fence_margin_ms(
+            self.inner.options.lease_ms,
+            self.inner.options.partner.request_timeout_ms,
+        );
         let mut claims = self.inner.claims.lock().unwrap_or_else(|p| p.into_inner());
         items
             .into_iter()
@@ -589,9 +592,17 @@ impl Engine {
     }
 
     async fn work_item(&self, item: OutboxItem, fence: Arc<Fence>) {
+        // Released however the work ends (a panic included): a claim left registered would be
+        // renewed for as long as the process lives and its row never taken over.
+        struct Held<'a>(&'a Engine, &'a OutboxItem);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.release(self.1);
+                self.0.inner.done.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        let _held = Held(self, &item);
         self.work_fenced(&item, &fence).await;
-        self.release(&item);
-        self.inner.done.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     async fn work_fenced(&self, item: &OutboxItem, fence: &Fence) {
@@ -826,6 +837,15 @@ async fn converge_deleted(
     let Some(email) = store.user_tombstone(tenant.name(), user_id).await? else {
         return Ok(Converged::Skipped);
     };
+    if !store
+        .users_by_partner_email(tenant.name(), &email)
+        .await?
+        .is_empty()
+    {
+        // A live user holds the email again (it changed its email to this one): the account
+        // is that user's now; its own convergence keeps it in line.
+        return Ok(Converged::Skipped);
+    }
     let dry_run = tenant.dry_run();
     if !tenant.protects(&email) {
         return delete_at(site, &email, dry_run, writes, fence).await;
@@ -867,10 +887,12 @@ async fn delete_at(
     Ok(Converged::Deleted)
 }
 
-/// How close to its end a claim's lease stops partner writes: a tenth of the lease, at least
-/// 200 ms (clocks of replicas differ a little; the store decides who holds a row by them).
-fn fence_margin_ms(lease_ms: u64) -> i64 {
-    i64::try_from((lease_ms / 10).max(200)).unwrap_or(i64::MAX)
+/// How close to its end a claim's lease stops partner writes: one HTTP attempt's timeout plus
+/// 2 s for the clocks of replicas (the store decides who holds a row by them), so a write cut
+/// off at the margin has ended before another worker can claim the row; at most half the lease.
+fn fence_margin_ms(lease_ms: u64, request_timeout_ms: u64) -> i64 {
+    let margin = request_timeout_ms.saturating_add(2_000).min(lease_ms / 2);
+    i64::try_from(margin).unwrap_or(i64::MAX)
 }
 
 /// Retry delay after `attempts` failures: `base_ms` doubling to `max_ms`.

@@ -91,7 +91,7 @@ impl Default for BridgeOptions {
             request_partner_wait_ms: 1_000,
             workers: 4,
             claim_batch: 16,
-            lease_ms: 15_000,
+            lease_ms: 30_000,
             poll_ms: 250,
             retry_base_ms: 1_000,
             retry_max_ms: 300_000,

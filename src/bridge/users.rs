@@ -463,6 +463,19 @@ struct SitePlan<'a> {
 impl SitePlan<'_> {
     async fn apply(&self, site: &Site) -> Result<SiteOutcome, PartnerError> {
         let client = &site.client;
+        if self.old_present
+            && !self.new_present
+            && !self.old_email.eq_ignore_ascii_case(self.new_email)
+            && !self.tenant.protects(self.old_email)
+        {
+            // Deactivated (or its email removed) while the email changes: the convergence
+            // knows only the new email, so the old account goes here, before the commit.
+            match client.delete_user(self.old_email, self.dry).await {
+                Ok(()) => {}
+                Err(e) if e.kind == PartnerErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         if self.old_present != self.new_present {
             // Deactivated or reactivated under `remove`: the convergence of the (site, user),
             // marked with the commit, deletes the partner user (strips it when protected) or
@@ -547,6 +560,7 @@ pub async fn delete(
     id: &str,
     if_match: Option<&str>,
 ) -> BridgeResult<()> {
+    let _guard = bridge.lock(scope.tenant.name(), id).await;
     let tenant = scope.tenant;
     let store = &bridge.store;
     let expected = match if_match {
@@ -568,7 +582,7 @@ pub async fn delete(
         }
         Err(crate::store::StoreError::NotFound) => {
             // A retried DELETE of a user whose deletion is still being carried out.
-            if store.user_tombstone(tenant.name(), id).await?.is_none() {
+            if !store.user_was_deleted(tenant.name(), id).await? {
                 return Err(ScimError::not_found(format!("User {id} not found")).into());
             }
             store
@@ -581,19 +595,21 @@ pub async fn delete(
         .engine
         .settle_outcome(&marks, bridge.wait_deadline())
         .await?;
-    if let Some((mark, error)) = left.iter().find(|(_, e)| e.is_some()) {
+    // Failed, or still pending at the deadline: the IdP hears so and retries; a 204 means the
+    // account is gone at every site.
+    if let Some((mark, error)) = left.iter().find(|(_, e)| e.is_some()).or(left.first()) {
         tracing::warn!(
             user = %id,
             site = %mark.site,
-            error = error.as_deref().unwrap_or_default(),
-            "the user is deleted in SCIM; removing the partner account failed and is retried"
+            error = error.as_deref().unwrap_or("not done by the deadline"),
+            "the user is deleted in SCIM; removing the partner account is not done yet and goes on"
         );
         return Err(BridgeError {
             error: ScimError::new(
                 503,
                 None,
                 format!(
-                    "The user is deleted; removing it at the partner site '{}' failed and is being retried. Retry the request to follow it.",
+                    "The user is deleted; removing it at the partner site '{}' is not done yet and goes on. Retry the request to follow it.",
                     mark.site
                 ),
             ),

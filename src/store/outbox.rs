@@ -337,9 +337,22 @@ impl Store {
     /// (its lease ran out and another worker holds the row now): then nothing changes.
     pub async fn complete_outbox(&self, item: &OutboxItem) -> Result<bool, StoreError> {
         let begin = self.begin_write();
+        // SQLite writes one transaction at a time (BEGIN IMMEDIATE); PostgreSQL needs the lock.
+        let lock_tombstone = self.backend() == Backend::Postgres;
         retrying(move || async move {
             with_pool!(self, pool => {
                 let mut tx = pool.begin_with(begin).await?;
+                if lock_tombstone {
+                    // Two sites completing at once must not both see the other's row and both
+                    // keep the tombstone: the second waits here for the first to commit.
+                    sqlx::query(
+                        "SELECT 1 FROM user_tombstones WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                    )
+                    .bind(item.tenant.as_str())
+                    .bind(item.user_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 let deleted = sqlx::query(
                     "DELETE FROM outbox WHERE tenant = $1 AND site = $2 AND user_id = $3 \
                      AND generation = $4 AND claim_token = $5",
@@ -353,14 +366,16 @@ impl Store {
                 .await?
                 .rows_affected();
                 let done = if deleted > 0 {
-                    // A deleted user's tombstone goes with its last row: every site has
-                    // converged (its partner account is gone).
+                    // A deleted user's tombstone is converged with its last row: every site
+                    // has carried out the deletion (its partner account is gone).
                     sqlx::query(
-                        "DELETE FROM user_tombstones WHERE tenant = $1 AND id = $2 \
+                        "UPDATE user_tombstones SET converged_ms = $3 WHERE tenant = $1 \
+                         AND id = $2 AND converged_ms IS NULL \
                          AND NOT EXISTS (SELECT 1 FROM outbox WHERE tenant = $1 AND user_id = $2)",
                     )
                     .bind(item.tenant.as_str())
                     .bind(item.user_id.as_str())
+                    .bind(now_ms())
                     .execute(&mut *tx)
                     .await?;
                     true

@@ -6,6 +6,9 @@ use super::types::{lc, resource_text, rows, user_columns, UserRecord};
 use super::{dedup, placeholders, retrying, to_i64, to_u64, Store, StoreError, CHUNK};
 use super::{IndexTerm, UserRow};
 
+/// How long a converged tombstone is kept for the IdP's retried DELETEs.
+const TOMBSTONE_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
+
 const INSERT_USER: &str = "INSERT INTO users (tenant, id, user_name, user_name_lc, external_id, \
     active, partner_email, partner_email_lc, emails, resource, created_ms, last_modified_ms, \
     version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
@@ -276,19 +279,6 @@ impl Store {
         let now = super::outbox::now_ms();
         with_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
-            let found: Option<(String, i64)> = sqlx::query_as(
-                "SELECT partner_email, version FROM users WHERE tenant = $1 AND id = $2",
-            )
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((email, version)) = found else {
-                return Err(Fail::Store(StoreError::NotFound));
-            };
-            if expected_version.is_some_and(|v| v != version) {
-                return Err(Fail::Store(StoreError::VersionMismatch));
-            }
             let group_ids: Vec<String> = sqlx::query_scalar(
                 "SELECT group_id FROM memberships WHERE tenant = $1 AND user_id = $2 \
                  ORDER BY group_id",
@@ -297,10 +287,34 @@ impl Store {
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
+            // The row goes first, at the version checked, and says which partner email it held:
+            // a change committed meanwhile is either before (its email is the one tombstoned)
+            // or refused (version mismatch), never lost between a read and the delete.
+            let version = expected_version.unwrap_or(-1);
+            let email: Option<String> = sqlx::query_scalar(
+                "DELETE FROM users WHERE tenant = $1 AND id = $2 \
+                 AND (CAST($3 AS BIGINT) < 0 OR version = $3) RETURNING partner_email",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(email) = email else {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM users WHERE tenant = $1 AND id = $2")
+                        .bind(tenant)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(Fail::Store(match exists {
+                    Some(_) => StoreError::VersionMismatch,
+                    None => StoreError::NotFound,
+                }));
+            };
             for sql in [
                 "DELETE FROM memberships WHERE tenant = $1 AND user_id = $2",
                 "DELETE FROM user_emails WHERE tenant = $1 AND user_id = $2",
-                "DELETE FROM users WHERE tenant = $1 AND id = $2",
             ] {
                 sqlx::query(sql).bind(tenant).bind(id).execute(&mut *tx).await?;
             }
@@ -316,7 +330,8 @@ impl Store {
                     "INSERT INTO user_tombstones (tenant, id, partner_email, partner_email_lc, \
                      deleted_ms) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (tenant, id) DO UPDATE SET partner_email = excluded.partner_email, \
-                     partner_email_lc = excluded.partner_email_lc, deleted_ms = excluded.deleted_ms",
+                     partner_email_lc = excluded.partner_email_lc, deleted_ms = excluded.deleted_ms, \
+                     converged_ms = NULL",
                 )
                 .bind(tenant)
                 .bind(id)
@@ -328,9 +343,35 @@ impl Store {
                 let users = [id.to_owned()];
                 super::outbox::mark_rows!(tx, tenant, sites, users, now)
             };
+            // Converged tombstones are kept a week for the IdP's retries, then go.
+            sqlx::query(
+                "DELETE FROM user_tombstones WHERE tenant = $1 AND converged_ms < $2",
+            )
+            .bind(tenant)
+            .bind(now.saturating_sub(TOMBSTONE_KEPT_MS))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             Ok((group_ids, marks))
         })
+    }
+
+    /// Whether the user was deleted in the last week (its tombstone is kept, converged or not):
+    /// an IdP's retried DELETE of it is answered as the first was.
+    pub async fn user_was_deleted(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        retrying(move || async move {
+            let n: i64 = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM user_tombstones WHERE tenant = $1 AND id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .fetch_one(pool)
+                .await
+            })?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     /// The partner email of a deleted user whose deletion has not yet converged at every site.
@@ -342,7 +383,8 @@ impl Store {
         retrying(move || async move {
             let found: Option<String> = with_pool!(self, pool => {
                 sqlx::query_scalar(
-                    "SELECT partner_email FROM user_tombstones WHERE tenant = $1 AND id = $2",
+                    "SELECT partner_email FROM user_tombstones WHERE tenant = $1 AND id = $2 \
+                     AND converged_ms IS NULL",
                 )
                 .bind(tenant)
                 .bind(id)
@@ -363,7 +405,7 @@ impl Store {
             let n: i64 = with_pool!(self, pool => {
                 sqlx::query_scalar(
                     "SELECT COUNT(*) FROM user_tombstones WHERE tenant = $1 \
-                     AND partner_email_lc = $2",
+                     AND partner_email_lc = $2 AND converged_ms IS NULL",
                 )
                 .bind(tenant)
                 .bind(email_lc.as_str())
@@ -375,12 +417,13 @@ impl Store {
         .await
     }
 
-    /// The tombstones of a tenant, as (user id, partner email), for reconcile and status.
+    /// The tombstones of a tenant not yet converged, as (user id, partner email).
     pub async fn user_tombstones(&self, tenant: &str) -> Result<Vec<(String, String)>, StoreError> {
         retrying(move || async move {
             let found: Vec<(String, String)> = with_pool!(self, pool => {
                 sqlx::query_as(
-                    "SELECT id, partner_email FROM user_tombstones WHERE tenant = $1 ORDER BY id",
+                    "SELECT id, partner_email FROM user_tombstones WHERE tenant = $1 \
+                     AND converged_ms IS NULL ORDER BY id",
                 )
                 .bind(tenant)
                 .fetch_all(pool)

@@ -137,17 +137,23 @@ async fn a_delete_during_a_partner_outage_answers_503_and_lands_on_retry() {
     h.emulator.set_faults("acme", Faults::default());
     let (status, body) = h.delete(&format!("/Users/{id}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    assert!(h.partner_user("acme", email).is_none());
     h.settle(Duration::from_secs(5)).await;
+    assert!(h.partner_user("acme", email).is_none());
     assert_eq!(
         h.bridge.store.user_tombstone("acme", &id).await.unwrap(),
         None
     );
+    // Converged: a late retry is still answered as the deletion was, never 404.
     assert_eq!(
         h.delete(&format!("/Users/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        h.get(&format!("/Users/{id}")).await.0,
         StatusCode::NOT_FOUND
     );
     create_user(&h, email, "Lea", "Ver").await;
+    assert!(h.partner_user("acme", email).is_some());
 }
 
 #[tokio::test]
@@ -387,4 +393,6 @@ async fn a_deleted_user_is_a_tombstone_until_every_site_converged() {
     assert!(store.complete_outbox(&items[1]).await.unwrap());
     assert_eq!(store.user_tombstone("a", "u1").await.unwrap(), None);
     assert!(!store.email_tombstoned("a", "u1@x.com").await.unwrap());
+    // Kept, converged, for the IdP's retried DELETE.
+    assert!(store.user_was_deleted("a", "u1").await.unwrap());
 }
