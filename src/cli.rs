@@ -578,7 +578,8 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         }
     };
     let reconciler = bridge.start_reconciler();
-    let exporter = exporter.map(|e| e.spawn(bridge.store.clone()));
+    let exporter =
+        exporter.map(|e| e.spawn(bridge.store.clone(), bridge.options.outbox_stuck_after_s));
     if let Some(s) = &sandbox {
         print_sandbox_banner(&config, s);
     }
