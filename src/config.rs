@@ -33,8 +33,14 @@ pub const ENV_PREFIX: &str = "SCIM_BRIDGE_";
 pub const DEFAULT_PARTNER_BASE_URL: &str = "https://api.periscopedata.com";
 
 /// Environment variables with the prefix that are not configuration keys (read elsewhere).
-/// (`test_postgres_url` is read by the test suite.)
-const NON_CONFIG_ENV: &[&str] = &["config", "sandbox_token", "log_format", "test_postgres_url"];
+/// (`test_postgres_url` and `test_postgres_required` are read by the test suite.)
+const NON_CONFIG_ENV: &[&str] = &[
+    "config",
+    "sandbox_token",
+    "log_format",
+    "test_postgres_url",
+    "test_postgres_required",
+];
 
 /// The name of the environment provider in error messages.
 const ENV_SOURCE: &str = "environment";
@@ -1297,6 +1303,8 @@ mod tests {
         // The test suite's own variable is not configuration.
         let ok = Config::load(&env(&[("SCIM_BRIDGE_TEST_POSTGRES_URL", "postgres://x")]));
         assert!(ok.is_ok());
+        let ok = Config::load(&env(&[("SCIM_BRIDGE_TEST_POSTGRES_REQUIRED", "1")]));
+        assert!(ok.is_ok(), "{:?}", ok.err());
         // A file's errors name the setting and the file.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

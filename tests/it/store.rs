@@ -1,6 +1,7 @@
 //! The store, one suite for both back ends: every `case_*` runs on a fresh SQLite file and, when
 //! `SCIM_BRIDGE_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL schema of its own (created
-//! for the test, dropped after), so tests run in parallel.
+//! for the test, dropped after), so tests run in parallel. Without it those cases print that
+//! they skip, unless `SCIM_BRIDGE_TEST_POSTGRES_REQUIRED=1` (CI) makes them fail instead.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use scim_bridge::store::{
 };
 use serde_json::json;
 
-use crate::support::for_each_backend_url;
+use crate::support::{for_each_backend_url, with_postgres_url, PG_ENV, PG_REQUIRED_ENV};
 
 /// Runs `case` on a connected, migrated store of each back end.
 async fn for_each_backend<F, Fut>(case: F)
@@ -1193,4 +1194,63 @@ async fn store_overlapping_membership_changes_run_side_by_side() {
         !logs.has_line(&["deadlock detected"]),
         "a membership transaction deadlocked and was retried"
     );
+}
+
+/// Asks the PostgreSQL helper for a database and does nothing with it: the subject of the next
+/// test, which runs it in a child process under chosen variables.
+#[tokio::test]
+async fn postgres_helper_probe() {
+    with_postgres_url(|_url| async {}).await;
+}
+
+/// Locally a missing PostgreSQL skips; with `SCIM_BRIDGE_TEST_POSTGRES_REQUIRED=1` (CI) a
+/// missing variable or an unreachable server fails, saying which.
+#[test]
+fn postgres_tests_skip_locally_but_fail_when_postgres_is_required() {
+    let probe = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::postgres_helper_probe", "--nocapture"])
+            .env_remove(PG_ENV)
+            .env_remove(PG_REQUIRED_ENV)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The filter must have run the probe, or the outcome says nothing.
+        assert!(
+            text.contains("1 passed") || text.contains("1 failed"),
+            "{text}"
+        );
+        (out.status.success(), text)
+    };
+
+    let (ok, text) = probe(&[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("skipping PostgreSQL"), "{text}");
+    let (ok, text) = probe(&[(PG_REQUIRED_ENV, "0")]);
+    assert!(ok, "{text}");
+
+    let (ok, text) = probe(&[(PG_REQUIRED_ENV, "1")]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "SCIM_BRIDGE_TEST_POSTGRES_REQUIRED=1 but SCIM_BRIDGE_TEST_POSTGRES_URL is not set"
+        ),
+        "{text}"
+    );
+
+    // Nothing listens on port 1: refused at once. The password never shows.
+    let unreachable = "postgres://postgres:hunter2@127.0.0.1:1/test";
+    let (ok, text) = probe(&[(PG_REQUIRED_ENV, "1"), (PG_ENV, unreachable)]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("is unreachable"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+
+    let (ok, text) = probe(&[(PG_REQUIRED_ENV, "yes please")]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("must be 1 or 0"), "{text}");
 }
