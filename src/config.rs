@@ -64,6 +64,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The admin credential (admin endpoints are off without one).
     pub admin: AdminConfig,
+    /// How long the audit log keeps its entries.
+    pub audit: AuditConfig,
     /// Membership engine, request waits, partner client tunables.
     pub bridge: crate::bridge::BridgeOptions,
     /// Tenants; when empty, the single-tenant shorthand below describes one.
@@ -128,6 +130,7 @@ impl Default for Config {
             log: LogConfig::default(),
             http: HttpConfig::default(),
             admin: AdminConfig::default(),
+            audit: AuditConfig::default(),
             bridge: crate::bridge::BridgeOptions::default(),
             tenants: Vec::new(),
             partner_base_url: None,
@@ -158,6 +161,25 @@ pub struct StoreConfig {
     /// Secret because a PostgreSQL URL may carry a password.
     pub url: Option<Secret>,
     pub url_file: Option<PathBuf>,
+}
+
+/// Longest `audit.retention_days` accepted: a century. A larger number is a typo (milliseconds
+/// or seconds meant as days), not a policy.
+pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
+
+/// The audit log's retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Entries older than this many days are deleted by `serve` (hourly, and shortly after
+    /// start); 0 keeps them forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
 }
 
 /// Logging.
@@ -591,6 +613,14 @@ impl Config {
                     "must start with sqlite: or postgres:// (the value is not shown: it may hold a password)",
                 );
             }
+        }
+        if self.audit.retention_days > MAX_AUDIT_RETENTION_DAYS {
+            err(
+                "audit.retention_days".into(),
+                &format!(
+                    "must be at most {MAX_AUDIT_RETENTION_DAYS} days (0 keeps entries forever)"
+                ),
+            );
         }
         security::validate_http(&self.http, &mut err);
         security::validate_tokens("admin.bearer_tokens", &self.admin.bearer_tokens, &mut err);
@@ -1073,6 +1103,44 @@ mod tests {
         ("SCIM_BRIDGE_SANDBOX_TOKEN", "ignored"),
         ("UNRELATED", "x"),
     ];
+
+    #[test]
+    fn audit_retention_days_defaults_to_90_parses_and_refuses_invalid_values() {
+        assert_eq!(Config::load(&env(&[])).unwrap().audit.retention_days, 90);
+        let c = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "30")])).unwrap();
+        assert_eq!(c.audit.retention_days, 30);
+        // 0 keeps entries forever.
+        let c = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "0")])).unwrap();
+        assert_eq!(c.audit.retention_days, 0);
+        assert!(c.redacted_toml().contains("[audit]\nretention_days = 0"));
+        // From a file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[audit]\nretention_days = 400\n").unwrap();
+        let c = Config::load(&Sources {
+            file: Some(file),
+            env: Some(vec![]),
+        })
+        .unwrap();
+        assert_eq!(c.audit.retention_days, 400);
+        // Negative, not a number, or absurdly long: refused, naming the variable or setting.
+        for bad in ["-1", "ninety", "1.5"] {
+            let err = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("SCIM_BRIDGE_AUDIT__RETENTION_DAYS"),
+                "{bad}: {err}"
+            );
+        }
+        let err = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "36501")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("audit.retention_days: must be at most 36500"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn default_partner_url_parses() {

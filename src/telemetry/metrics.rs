@@ -56,6 +56,8 @@ pub const OUTBOX_OLDEST_AGE: &str = "scim_bridge_outbox_oldest_age_seconds";
 /// 1 while the bridge is degraded (it serves, but a membership change has kept failing at the
 /// partner longer than `bridge.outbox_stuck_after_s`), else 0. `/readyz` stays 200 meanwhile.
 pub const DEGRADED: &str = "scim_bridge_degraded";
+/// Audit entries deleted because they were older than `audit.retention_days`.
+pub const AUDIT_PRUNED: &str = "scim_bridge_audit_pruned_total";
 /// What the last reconciliation found, by `tenant`, `site`, `kind`.
 pub const RECONCILE_DRIFT: &str = "scim_bridge_reconcile_drift";
 /// Reconciliation runs by `tenant`, `outcome` (`ok`, `error`).
@@ -164,6 +166,10 @@ impl Metrics {
             describe_gauge!(
                 DEGRADED,
                 "1 while a membership change keeps failing past bridge.outbox_stuck_after_s."
+            );
+            describe_counter!(
+                AUDIT_PRUNED,
+                "Audit entries deleted past audit.retention_days."
             );
             describe_gauge!(RECONCILE_DRIFT, "Drift found by the last reconciliation.");
             describe_counter!(RECONCILE_RUNS, "Reconciliation runs.");
@@ -319,6 +325,13 @@ impl Metrics {
             Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot read the outbox"),
             Err(_) => tracing::warn!("metrics: the outbox query timed out"),
         }
+    }
+
+    /// Audit entries deleted by one pruning run (0 still marks the counter as present).
+    pub fn audit_pruned(&self, deleted: u64) {
+        self.record(|| {
+            ::metrics::counter!(AUDIT_PRUNED).increment(deleted);
+        });
     }
 
     /// What one reconciliation found at one site: `kind` is a fixed label such as
