@@ -578,7 +578,9 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         }
     };
     let reconciler = bridge.start_reconciler();
-    let exporter = exporter.map(|e| e.spawn(bridge.store.clone()));
+    let audit_pruner = bridge.start_audit_pruner(config.audit.retention_days);
+    let exporter =
+        exporter.map(|e| e.spawn(bridge.store.clone(), bridge.options.outbox_stuck_after_s));
     if let Some(s) = &sandbox {
         print_sandbox_banner(&config, s);
     }
@@ -587,7 +589,7 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         http::tls::run_maybe_tls(listener, state, config.http.tls.as_ref(), shutdown_signal())
             .await;
     // In-flight requests are done; let the workers finish their current items.
-    for task in reconciler.into_iter().chain(exporter) {
+    for task in reconciler.into_iter().chain(audit_pruner).chain(exporter) {
         task.abort();
     }
     bridge.shutdown().await;

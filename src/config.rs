@@ -33,8 +33,14 @@ pub const ENV_PREFIX: &str = "SCIM_BRIDGE_";
 pub const DEFAULT_PARTNER_BASE_URL: &str = "https://api.periscopedata.com";
 
 /// Environment variables with the prefix that are not configuration keys (read elsewhere).
-/// (`test_postgres_url` is read by the test suite.)
-const NON_CONFIG_ENV: &[&str] = &["config", "sandbox_token", "log_format", "test_postgres_url"];
+/// (`test_postgres_url` and `test_postgres_required` are read by the test suite.)
+const NON_CONFIG_ENV: &[&str] = &[
+    "config",
+    "sandbox_token",
+    "log_format",
+    "test_postgres_url",
+    "test_postgres_required",
+];
 
 /// The name of the environment provider in error messages.
 const ENV_SOURCE: &str = "environment";
@@ -58,6 +64,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The admin credential (admin endpoints are off without one).
     pub admin: AdminConfig,
+    /// How long the audit log keeps its entries.
+    pub audit: AuditConfig,
     /// Membership engine, request waits, partner client tunables.
     pub bridge: crate::bridge::BridgeOptions,
     /// Tenants; when empty, the single-tenant shorthand below describes one.
@@ -124,6 +132,7 @@ impl Default for Config {
             log: LogConfig::default(),
             http: HttpConfig::default(),
             admin: AdminConfig::default(),
+            audit: AuditConfig::default(),
             bridge: crate::bridge::BridgeOptions::default(),
             tenants: Vec::new(),
             partner_base_url: None,
@@ -155,6 +164,25 @@ pub struct StoreConfig {
     /// Secret because a PostgreSQL URL may carry a password.
     pub url: Option<Secret>,
     pub url_file: Option<PathBuf>,
+}
+
+/// Longest `audit.retention_days` accepted: a century. A larger number is a typo (milliseconds
+/// or seconds meant as days), not a policy.
+pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
+
+/// The audit log's retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Entries older than this many days are deleted by `serve` (hourly, and shortly after
+    /// start); 0 keeps them forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
 }
 
 /// Logging.
@@ -593,6 +621,14 @@ impl Config {
                     "must start with sqlite: or postgres:// (the value is not shown: it may hold a password)",
                 );
             }
+        }
+        if self.audit.retention_days > MAX_AUDIT_RETENTION_DAYS {
+            err(
+                "audit.retention_days".into(),
+                &format!(
+                    "must be at most {MAX_AUDIT_RETENTION_DAYS} days (0 keeps entries forever)"
+                ),
+            );
         }
         security::validate_http(&self.http, &mut err);
         security::validate_tokens("admin.bearer_tokens", &self.admin.bearer_tokens, &mut err);
@@ -1085,6 +1121,44 @@ mod tests {
     ];
 
     #[test]
+    fn audit_retention_days_defaults_to_90_parses_and_refuses_invalid_values() {
+        assert_eq!(Config::load(&env(&[])).unwrap().audit.retention_days, 90);
+        let c = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "30")])).unwrap();
+        assert_eq!(c.audit.retention_days, 30);
+        // 0 keeps entries forever.
+        let c = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "0")])).unwrap();
+        assert_eq!(c.audit.retention_days, 0);
+        assert!(c.redacted_toml().contains("[audit]\nretention_days = 0"));
+        // From a file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[audit]\nretention_days = 400\n").unwrap();
+        let c = Config::load(&Sources {
+            file: Some(file),
+            env: Some(vec![]),
+        })
+        .unwrap();
+        assert_eq!(c.audit.retention_days, 400);
+        // Negative, not a number, or absurdly long: refused, naming the variable or setting.
+        for bad in ["-1", "ninety", "1.5"] {
+            let err = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("SCIM_BRIDGE_AUDIT__RETENTION_DAYS"),
+                "{bad}: {err}"
+            );
+        }
+        let err = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "36501")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("audit.retention_days: must be at most 36500"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn default_partner_url_parses() {
         assert_eq!(
             default_partner_url().as_str(),
@@ -1313,6 +1387,8 @@ mod tests {
         // The test suite's own variable is not configuration.
         let ok = Config::load(&env(&[("SCIM_BRIDGE_TEST_POSTGRES_URL", "postgres://x")]));
         assert!(ok.is_ok());
+        let ok = Config::load(&env(&[("SCIM_BRIDGE_TEST_POSTGRES_REQUIRED", "1")]));
+        assert!(ok.is_ok(), "{:?}", ok.err());
         // A file's errors name the setting and the file.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -17,7 +17,8 @@
 //!   in and out, thin handlers, discovery, bulk, the audit log of writes, the admin endpoint,
 //!   TLS. Entry points: [`http::app`], [`http::run`] and [`http::tls::run_maybe_tls`].
 //! - [`bridge`]: orchestration: user and group flows, the membership engine, reads,
-//!   reconciliation; the only layer that talks to both the store and the partner.
+//!   reconciliation, audit retention; the only layer that talks to both the store and the
+//!   partner.
 //! - [`partner`]: the partner API: `wire` (vendor names), `client` (real HTTP), `emulator` (fake),
 //!   `record` (which calls a piece of work made, for the audit log).
 //! - [`store`]: sqlx over SQLite and PostgreSQL: migrations, id map, resources, memberships,

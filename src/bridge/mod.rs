@@ -9,12 +9,15 @@
 //!   transaction, workers converging each (site, user), requests waiting up to a deadline.
 //! - [`reads`]: list, filter, sort, page and project, from the store only.
 //! - [`mapping`]: SCIM -> partner field mapping and group-name arithmetic.
+//! - [`reconcile`]: drift between the store and the partner, found and repaired.
+//! - [`retention`]: the periodic pruning of the audit log (`audit.retention_days`).
 
 pub mod engine;
 pub mod groups;
 pub mod mapping;
 pub mod reads;
 pub mod reconcile;
+pub mod retention;
 pub mod users;
 
 use std::collections::HashMap;
@@ -289,6 +292,19 @@ impl Bridge {
                 }
             }
         }))
+    }
+
+    /// Starts the periodic pruning of the audit log past `retention_days` (0: keep forever,
+    /// no task): first shortly after start, then hourly. The task ends when the returned
+    /// handle is aborted.
+    pub fn start_audit_pruner(&self, retention_days: u32) -> Option<tokio::task::JoinHandle<()>> {
+        retention::start(
+            self.store.clone(),
+            self.metrics.clone(),
+            retention_days,
+            retention::FIRST_RUN_AFTER,
+            retention::RUN_EVERY,
+        )
     }
 
     /// Stops the workers after their current item.

@@ -1,6 +1,7 @@
 //! `scim-bridge healthcheck`: asks a running bridge's `/readyz`, for a container
-//! `HEALTHCHECK` in an image without curl. Prints one line; exits 0 on 200, 1 otherwise (also
-//! when the configuration cannot be read: Docker reserves exit code 2).
+//! `HEALTHCHECK` in an image without curl. Prints one line; exits 0 on 200 (also when the
+//! bridge reports itself degraded, which the line then says), 1 otherwise (also when the
+//! configuration cannot be read: Docker reserves exit code 2).
 //!
 //! Without `--url` it probes `/readyz` on the configured `listen` address, with the wildcard
 //! addresses (`0.0.0.0`, `[::]`) replaced by loopback. With `[http.tls]` configured the probe
@@ -56,7 +57,15 @@ pub async fn healthcheck(config: Option<PathBuf>, args: HealthcheckArgs) -> Exit
     };
     match client.get(url.clone()).send().await {
         Ok(res) if res.status() == reqwest::StatusCode::OK => {
-            println!("ready: {url} answered {}", res.status().as_u16());
+            // Degraded (the partner's trouble) is still ready: say so, exit 0.
+            let status = res.status().as_u16();
+            let body = res.text().await.unwrap_or_default();
+            let degraded = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("degraded").cloned())
+                .map(|d| format!(" (degraded: {d})"))
+                .unwrap_or_default();
+            println!("ready: {url} answered {status}{degraded}");
             ExitCode::SUCCESS
         }
         Ok(res) => {

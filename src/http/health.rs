@@ -2,12 +2,23 @@
 //!
 //! - `GET /healthz`: the process serves HTTP. Checks nothing else, so a liveness probe never
 //!   restarts the bridge for a database outage.
-//! - `GET /readyz`: 200 when the store answers a trivial query, every embedded migration is
-//!   applied, and the membership engine's outbox is not stuck (no row has kept failing for
-//!   longer than `bridge.outbox_stuck_after_s` since it was marked); otherwise 503 with a JSON
-//!   body naming the failing checks. Details that could reveal the store's address stay in the
-//!   log.
+//! - `GET /readyz`: whether *this process* can serve. 200 when the store answers a trivial
+//!   query and every embedded migration is applied; otherwise 503 with a JSON body naming the
+//!   failing checks (`"status": "not ready"`, `"failing"`).
+//!
+//!   The partner's trouble never makes the bridge unready: every replica shares the partner,
+//!   so an orchestrator that took unready replicas out of service would turn a partner outage
+//!   into a full SCIM outage, while the bridge can still accept the IdP's writes and retry
+//!   them. A membership change that has kept failing for longer than
+//!   `bridge.outbox_stuck_after_s` (since it was marked) makes the bridge *degraded* instead:
+//!   still 200, with `"status": "degraded"`, `"degraded": ["outbox"]`, `checks.outbox` `stuck`,
+//!   a sentence in `detail.outbox` and the numbers in `outbox` (failing rows, age of the oldest,
+//!   the limit). The same state sets the `scim_bridge_degraded` gauge, and a change of it is
+//!   logged once (a warning on entering, info on leaving), not on every probe.
+//!
+//! Details that could reveal the store's address, a site or a user stay in the log.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,17 +28,22 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use crate::store::Store;
+use crate::store::{OutboxHealth, Store};
+use crate::telemetry::metrics::Metrics;
 
 /// How long each readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What `/readyz` checks.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Readiness {
     store: Store,
     /// `None`: the outbox is never reported stuck.
     outbox_stuck_after: Option<Duration>,
+    /// Where the degraded state is reported as a gauge.
+    metrics: Metrics,
+    /// Whether the last check found the bridge degraded: a change is logged once.
+    degraded: AtomicBool,
 }
 
 /// The outcome of one check.
@@ -39,18 +55,32 @@ enum Check {
     Skipped,
 }
 
+/// The outcome of the outbox check, which never makes the bridge unready.
+enum OutboxCheck {
+    Ok,
+    /// Stuck: the bridge is degraded.
+    Stuck(OutboxHealth),
+    /// The outbox could not be read (the store answered the trivial query): degraded too,
+    /// with a line for the body's `detail`.
+    Unknown(String),
+    Skipped,
+}
+
 impl Readiness {
     /// Checks `store`; the outbox counts as stuck after `outbox_stuck_after_s` seconds of
-    /// failures (0: never).
-    pub fn new(store: Store, outbox_stuck_after_s: u64) -> Self {
+    /// failures (0: never). The degraded state goes to `metrics` on every check.
+    pub fn new(store: Store, outbox_stuck_after_s: u64, metrics: Metrics) -> Self {
         Self {
             store,
             outbox_stuck_after: (outbox_stuck_after_s > 0)
                 .then(|| Duration::from_secs(outbox_stuck_after_s)),
+            metrics,
+            degraded: AtomicBool::new(false),
         }
     }
 
-    /// Runs every check: `(ready, body)`.
+    /// Runs every check: `(ready, body)`. Ready means the store and the migrations pass; the
+    /// outbox only decides between `ready` and `degraded`.
     pub async fn check(&self) -> (bool, Value) {
         let store = self.check_store().await;
         let reachable = matches!(store, Check::Ok);
@@ -62,16 +92,12 @@ impl Readiness {
         let outbox = if reachable {
             self.check_outbox(crate::bridge::now_ms()).await
         } else {
-            Check::Skipped
+            OutboxCheck::Skipped
         };
         let mut checks = Map::new();
         let mut failing = Vec::new();
         let mut detail = Map::new();
-        for (name, check) in [
-            ("store", store),
-            ("migrations", migrations),
-            ("outbox", outbox),
-        ] {
+        for (name, check) in [("store", store), ("migrations", migrations)] {
             let shown = match check {
                 Check::Ok => "ok",
                 Check::Skipped => "skipped",
@@ -83,13 +109,79 @@ impl Readiness {
             };
             checks.insert(name.into(), Value::String(shown.into()));
         }
-        let ready = failing.is_empty();
-        let body = if ready {
-            json!({"status": "ready", "checks": checks})
-        } else {
-            json!({"status": "not ready", "failing": failing, "checks": checks, "detail": detail})
+        let mut degraded = Vec::new();
+        let mut numbers = None;
+        let shown = match outbox {
+            OutboxCheck::Ok => "ok",
+            OutboxCheck::Skipped => "skipped",
+            OutboxCheck::Stuck(health) => {
+                degraded.push("outbox");
+                detail.insert("outbox".into(), Value::String(health.describe()));
+                numbers = Some(json!({
+                    "failing": health.failing,
+                    "oldest_failing_age_s": health.oldest_failing_age_s,
+                    "stuck_after_s": health.stuck_after_s,
+                }));
+                "stuck"
+            }
+            OutboxCheck::Unknown(why) => {
+                degraded.push("outbox");
+                detail.insert("outbox".into(), Value::String(why));
+                "error"
+            }
         };
-        (ready, body)
+        checks.insert("outbox".into(), Value::String(shown.into()));
+        // A skipped outbox check (the store is down) says nothing new about the partner.
+        if !matches!(shown, "skipped") {
+            self.note_degraded(!degraded.is_empty(), &detail, numbers.as_ref());
+        }
+
+        let ready = failing.is_empty();
+        let status = match (ready, degraded.is_empty()) {
+            (false, _) => "not ready",
+            (true, false) => "degraded",
+            (true, true) => "ready",
+        };
+        let mut body = Map::new();
+        body.insert("status".into(), status.into());
+        if !ready {
+            body.insert("failing".into(), json!(failing));
+        }
+        if !degraded.is_empty() {
+            body.insert("degraded".into(), json!(degraded));
+        }
+        body.insert("checks".into(), Value::Object(checks));
+        if !detail.is_empty() {
+            body.insert("detail".into(), Value::Object(detail));
+        }
+        if let Some(numbers) = numbers {
+            body.insert("outbox".into(), numbers);
+        }
+        (ready, Value::Object(body))
+    }
+
+    /// Sets the gauge, and logs when the degraded state changed since the last check.
+    fn note_degraded(&self, degraded: bool, detail: &Map<String, Value>, numbers: Option<&Value>) {
+        self.metrics.degraded(degraded);
+        let was = self.degraded.swap(degraded, Ordering::Relaxed);
+        match (was, degraded) {
+            (false, true) => {
+                let field = |k: &str| numbers.and_then(|n| n[k].as_u64());
+                let why = detail
+                    .get("outbox")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                tracing::warn!(
+                    why,
+                    failing = field("failing"),
+                    oldest_failing_age_s = field("oldest_failing_age_s"),
+                    stuck_after_s = field("stuck_after_s"),
+                    "degraded: the bridge still serves, but the outbox is stuck"
+                );
+            }
+            (true, false) => tracing::info!("no longer degraded: the outbox is moving again"),
+            _ => {}
+        }
     }
 
     async fn check_store(&self) -> Check {
@@ -128,39 +220,19 @@ impl Readiness {
         }
     }
 
-    async fn check_outbox(&self, now_ms: i64) -> Check {
-        let Some(limit) = self.outbox_stuck_after else {
-            return Check::Ok;
-        };
-        match tokio::time::timeout(CHECK_TIMEOUT, self.store.outbox_ages()).await {
-            Ok(Ok(ages)) => {
-                let failing_for = ages
-                    .oldest_failing_marked_ms
-                    .map(|at| Duration::from_millis(u64::try_from(now_ms - at).unwrap_or(0)));
-                match failing_for {
-                    Some(d) if d > limit => {
-                        tracing::warn!(
-                            failing_for_s = d.as_secs(),
-                            limit_s = limit.as_secs(),
-                            "readiness: the outbox is stuck"
-                        );
-                        Check::Failed(
-                            "stuck",
-                            format!(
-                                "A membership change has been failing for {} s (limit {} s); see the log.",
-                                d.as_secs(),
-                                limit.as_secs()
-                            ),
-                        )
-                    }
-                    _ => Check::Ok,
-                }
-            }
+    async fn check_outbox(&self, now_ms: i64) -> OutboxCheck {
+        if self.outbox_stuck_after.is_none() {
+            return OutboxCheck::Ok;
+        }
+        let read = self.store.outbox_health(now_ms, self.outbox_stuck_after);
+        match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+            Ok(Ok(health)) if health.stuck => OutboxCheck::Stuck(health),
+            Ok(Ok(_)) => OutboxCheck::Ok,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "readiness: cannot read the outbox");
-                Check::Failed("error", "The outbox cannot be read.".into())
+                OutboxCheck::Unknown("The outbox cannot be read.".into())
             }
-            Err(_) => Check::Failed("error", "The outbox query timed out.".into()),
+            Err(_) => OutboxCheck::Unknown("The outbox query timed out.".into()),
         }
     }
 }

@@ -245,6 +245,7 @@ pub fn app(state: AppState) -> Router {
         Arc::new(health::Readiness::new(
             b.store.clone(),
             b.options.outbox_stuck_after_s,
+            b.metrics.clone(),
         ))
     });
     let mut router = Router::new()

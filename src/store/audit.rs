@@ -1,8 +1,12 @@
 //! The audit log: who (credential name), what (operation, resource), when, outcome, request id.
-//! Append-only; read newest first.
+//! Appended to, read newest first, and pruned of entries past the retention
+//! (`audit.retention_days`, see `bridge::retention`).
 
 use super::error::Fail;
 use super::{retrying, AuditEntry, AuditQuery, Store, StoreError};
+
+/// Rows one pruning statement deletes at most.
+pub const PRUNE_CHUNK: u32 = 5_000;
 
 #[derive(sqlx::FromRow)]
 struct AuditRecord {
@@ -136,18 +140,43 @@ impl Store {
         .await
     }
 
-    /// Deletes audit entries older than `before_ms` (retention); returns how many.
+    /// Deletes audit entries older than `before_ms` (retention); returns how many. Deletes in
+    /// chunks of [`PRUNE_CHUNK`] rows, each its own short statement, so a table that grew
+    /// large never holds a lock (SQLite: the whole database) for long.
     pub async fn prune_audit(&self, before_ms: i64) -> Result<u64, StoreError> {
-        retrying(move || async move {
-            let result = with_pool!(self, pool => {
-                sqlx::query("DELETE FROM audit WHERE at_ms < $1")
+        self.prune_audit_in_chunks(before_ms, PRUNE_CHUNK).await
+    }
+
+    /// [`Store::prune_audit`] with chunks of `chunk` rows (at least 1).
+    pub async fn prune_audit_in_chunks(
+        &self,
+        before_ms: i64,
+        chunk: u32,
+    ) -> Result<u64, StoreError> {
+        let chunk = i64::from(chunk.max(1));
+        let mut total = 0;
+        loop {
+            let deleted = retrying(move || async move {
+                let result = with_pool!(self, pool => {
+                    sqlx::query(
+                        "DELETE FROM audit WHERE seq IN \
+                         (SELECT seq FROM audit WHERE at_ms < $1 ORDER BY seq LIMIT $2)",
+                    )
                     .bind(before_ms)
+                    .bind(chunk)
                     .execute(pool)
                     .await
                     .map(|r| r.rows_affected())
-            })?;
-            Ok(result)
-        })
-        .await
+                })?;
+                Ok(result)
+            })
+            .await?;
+            total += deleted;
+            if deleted < chunk.unsigned_abs() {
+                return Ok(total);
+            }
+            // Let the requests waiting for the store in between.
+            tokio::task::yield_now().await;
+        }
     }
 }

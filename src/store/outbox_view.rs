@@ -1,10 +1,75 @@
-//! Read-only views of the outbox for operators (`scim-bridge status`): its gauges per
-//! (tenant, site), and the rows whose last run failed, with the user they are about. The
-//! workers never read these; [`Store::outbox_stats`] stays the process-wide gauge for metrics.
+//! Read-only views of the outbox for operators (`scim-bridge status`, `/readyz`, metrics): its
+//! gauges per (tenant, site), the rows whose last run failed, with the user they are about,
+//! and whether the outbox is *stuck* (DESIGN.md section 7: the bridge is then degraded, never
+//! unready). The workers never read these; [`Store::outbox_stats`] stays the process-wide gauge
+//! for metrics.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{retrying, to_u64, Store, StoreError};
+use super::{retrying, to_u64, OutboxAges, OutboxStats, Store, StoreError};
+
+/// How the outbox fares as a whole: the one assessment behind `/readyz`'s `outbox` check, the
+/// `scim_bridge_degraded` gauge and `scim-bridge status`, so the three never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OutboxHealth {
+    /// Rows whose last run failed.
+    pub failing: u64,
+    /// Seconds since the longest-failing row was (last) marked; `None` when nothing fails.
+    pub oldest_failing_age_s: Option<u64>,
+    /// The limit past which a failing row makes the outbox stuck (`None`: never stuck).
+    pub stuck_after_s: Option<u64>,
+    /// A row has kept failing for longer than the limit: the bridge is degraded.
+    pub stuck: bool,
+}
+
+impl OutboxHealth {
+    /// Assesses the outbox from its gauges as of `now_ms`; `stuck_after` `None` never calls it
+    /// stuck.
+    pub fn assess(
+        stats: &OutboxStats,
+        ages: &OutboxAges,
+        now_ms: i64,
+        stuck_after: Option<Duration>,
+    ) -> Self {
+        let age_ms = ages
+            .oldest_failing_marked_ms
+            .map(|at| u64::try_from(now_ms.saturating_sub(at)).unwrap_or(0));
+        let stuck = match (age_ms, stuck_after) {
+            (Some(age), Some(limit)) => Duration::from_millis(age) > limit,
+            _ => false,
+        };
+        Self {
+            failing: stats.failing,
+            oldest_failing_age_s: age_ms.map(|ms| ms / 1000),
+            stuck_after_s: stuck_after.map(|d| d.as_secs()),
+            stuck,
+        }
+    }
+
+    /// One sentence for operators: what fails and for how long. Names no user, site or
+    /// address, so it may go into an unauthenticated answer.
+    pub fn describe(&self) -> String {
+        let rows = if self.failing == 1 {
+            "1 membership change is".to_owned()
+        } else {
+            format!("{} membership changes are", self.failing)
+        };
+        let age = self
+            .oldest_failing_age_s
+            .map(|s| format!(", the oldest for {s} s"))
+            .unwrap_or_default();
+        let limit = self
+            .stuck_after_s
+            .map(|s| format!(" (limit {s} s)"))
+            .unwrap_or_default();
+        format!(
+            "{rows} failing at the partner{age}{limit}; requests are still served and the \
+             changes retried. See `scim-bridge status` and the log."
+        )
+    }
+}
 
 /// The outbox of one (tenant, site).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,6 +130,17 @@ struct FailureRecord {
 }
 
 impl Store {
+    /// The outbox as a whole as of `now_ms` (two aggregate queries); see [`OutboxHealth`].
+    pub async fn outbox_health(
+        &self,
+        now_ms: i64,
+        stuck_after: Option<Duration>,
+    ) -> Result<OutboxHealth, StoreError> {
+        let stats = self.outbox_stats().await?;
+        let ages = self.outbox_ages().await?;
+        Ok(OutboxHealth::assess(&stats, &ages, now_ms, stuck_after))
+    }
+
     /// The outbox gauges of every (tenant, site) that has rows, of one tenant or of all, in
     /// (tenant, site) order.
     pub async fn outbox_by_site(
@@ -142,5 +218,47 @@ impl Store {
                 .collect())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ages(failing_since: Option<i64>) -> OutboxAges {
+        OutboxAges {
+            oldest_marked_ms: Some(0),
+            oldest_failing_marked_ms: failing_since,
+        }
+    }
+
+    #[test]
+    fn the_outbox_is_stuck_only_past_the_limit_and_never_without_one() {
+        let stats = OutboxStats {
+            depth: 3,
+            oldest_due_ms: Some(0),
+            failing: 2,
+        };
+        let limit = Some(Duration::from_secs(900));
+        let at = |now_ms| OutboxHealth::assess(&stats, &ages(Some(0)), now_ms, limit);
+        assert!(!at(900_000).stuck, "at the limit is not past it");
+        let past = at(900_001);
+        assert!(past.stuck);
+        assert_eq!(
+            (past.failing, past.oldest_failing_age_s, past.stuck_after_s),
+            (2, Some(900), Some(900))
+        );
+        assert!(past
+            .describe()
+            .starts_with("2 membership changes are failing"));
+        assert!(past
+            .describe()
+            .contains("the oldest for 900 s (limit 900 s)"));
+        // Nothing failing, or no limit: never stuck.
+        let calm = OutboxHealth::assess(&stats, &ages(None), i64::MAX, limit);
+        assert_eq!((calm.stuck, calm.oldest_failing_age_s), (false, None));
+        assert!(!OutboxHealth::assess(&stats, &ages(Some(0)), i64::MAX, None).stuck);
+        // A clock behind the mark time counts as no age at all.
+        assert_eq!(at(-5).oldest_failing_age_s, Some(0));
     }
 }

@@ -27,7 +27,7 @@ use metrics_exporter_prometheus::{
 use tokio::net::TcpListener;
 
 use crate::partner::client::{CallEvent, CallObserver, CallOutcome, NoopObserver};
-use crate::store::{OutboxAges, OutboxStats, Store};
+use crate::store::{OutboxAges, OutboxHealth, OutboxStats, Store};
 
 /// SCIM requests by `tenant`, `resource`, `operation`, `status`.
 pub const HTTP_REQUESTS: &str = "scim_bridge_http_requests_total";
@@ -53,6 +53,11 @@ pub const OUTBOX_DEPTH: &str = "scim_bridge_outbox_depth";
 pub const OUTBOX_FAILING: &str = "scim_bridge_outbox_failing";
 /// Seconds since the longest-waiting outbox row was marked (0 when empty).
 pub const OUTBOX_OLDEST_AGE: &str = "scim_bridge_outbox_oldest_age_seconds";
+/// 1 while the bridge is degraded (it serves, but a membership change has kept failing at the
+/// partner longer than `bridge.outbox_stuck_after_s`), else 0. `/readyz` stays 200 meanwhile.
+pub const DEGRADED: &str = "scim_bridge_degraded";
+/// Audit entries deleted because they were older than `audit.retention_days`.
+pub const AUDIT_PRUNED: &str = "scim_bridge_audit_pruned_total";
 /// What the last reconciliation found, by `tenant`, `site`, `kind`.
 pub const RECONCILE_DRIFT: &str = "scim_bridge_reconcile_drift";
 /// Reconciliation runs by `tenant`, `outcome` (`ok`, `error`).
@@ -157,6 +162,14 @@ impl Metrics {
                 OUTBOX_OLDEST_AGE,
                 Unit::Seconds,
                 "Time since the longest-waiting outbox row was marked."
+            );
+            describe_gauge!(
+                DEGRADED,
+                "1 while a membership change keeps failing past bridge.outbox_stuck_after_s."
+            );
+            describe_counter!(
+                AUDIT_PRUNED,
+                "Audit entries deleted past audit.retention_days."
             );
             describe_gauge!(RECONCILE_DRIFT, "Drift found by the last reconciliation.");
             describe_counter!(RECONCILE_RUNS, "Reconciliation runs.");
@@ -283,9 +296,17 @@ impl Metrics {
         });
     }
 
-    /// Reads the outbox gauges from the store (on every scrape). A store that does not answer
-    /// in time leaves the previous values.
-    pub async fn refresh_outbox(&self, store: &Store) {
+    /// Whether the bridge is degraded (see [`DEGRADED`]).
+    pub fn degraded(&self, degraded: bool) {
+        self.record(|| {
+            ::metrics::gauge!(DEGRADED).set(if degraded { 1.0 } else { 0.0 });
+        });
+    }
+
+    /// Reads the outbox gauges from the store (on every scrape), and whether it is stuck
+    /// after `stuck_after` (`None`: never). A store that does not answer in time leaves the
+    /// previous values.
+    pub async fn refresh_outbox(&self, store: &Store, stuck_after: Option<Duration>) {
         if !self.enabled() {
             return;
         }
@@ -296,10 +317,21 @@ impl Metrics {
             ))
         };
         match tokio::time::timeout(OUTBOX_QUERY_TIMEOUT, read).await {
-            Ok(Ok((stats, ages))) => self.outbox(&stats, &ages, crate::bridge::now_ms()),
+            Ok(Ok((stats, ages))) => {
+                let now = crate::bridge::now_ms();
+                self.outbox(&stats, &ages, now);
+                self.degraded(OutboxHealth::assess(&stats, &ages, now, stuck_after).stuck);
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot read the outbox"),
             Err(_) => tracing::warn!("metrics: the outbox query timed out"),
         }
+    }
+
+    /// Audit entries deleted by one pruning run (0 still marks the counter as present).
+    pub fn audit_pruned(&self, deleted: u64) {
+        self.record(|| {
+            ::metrics::counter!(AUDIT_PRUNED).increment(deleted);
+        });
     }
 
     /// What one reconciliation found at one site: `kind` is a fixed label such as
@@ -365,31 +397,45 @@ impl Exporter {
         self.metrics.clone()
     }
 
-    /// Serves `/metrics` on a task of its own until the handle is aborted.
-    pub fn spawn(self, store: Store) -> tokio::task::JoinHandle<()> {
+    /// Serves `/metrics` on a task of its own until the handle is aborted; the outbox counts
+    /// as stuck after `outbox_stuck_after_s` (0: never).
+    pub fn spawn(self, store: Store, outbox_stuck_after_s: u64) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             if let Ok(addr) = self.listener.local_addr() {
                 tracing::info!(listen = %addr, "serving metrics at /metrics");
             }
-            if let Err(e) = serve(self.listener, self.metrics, Some(store)).await {
+            let outbox = Some(OutboxSource {
+                store,
+                stuck_after_s: outbox_stuck_after_s,
+            });
+            if let Err(e) = serve(self.listener, self.metrics, outbox).await {
                 tracing::error!(error = %e, "the metrics listener stopped");
             }
         })
     }
 }
 
+/// Where a scrape reads the outbox gauges: the store, and the `bridge.outbox_stuck_after_s`
+/// past which a failing row makes the bridge degraded (0: never).
+#[derive(Clone)]
+pub struct OutboxSource {
+    pub store: Store,
+    pub stuck_after_s: u64,
+}
+
 #[derive(Clone)]
 struct Scrape {
     metrics: Metrics,
-    store: Option<Store>,
+    outbox: Option<OutboxSource>,
 }
 
-/// Serves `GET /metrics` (Prometheus text format) on `listener`; with a store, the outbox
-/// gauges are read on every scrape. Runs the recorder's upkeep meanwhile.
+/// Serves `GET /metrics` (Prometheus text format) on `listener`; with an outbox source, the
+/// outbox gauges and [`DEGRADED`] are read on every scrape. Runs the recorder's upkeep
+/// meanwhile.
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
-    store: Option<Store>,
+    outbox: Option<OutboxSource>,
 ) -> std::io::Result<()> {
     let upkeep = {
         let metrics = metrics.clone();
@@ -410,7 +456,7 @@ pub async fn serve(
                 "not found; metrics are at /metrics\n",
             )
         })
-        .with_state(Scrape { metrics, store });
+        .with_state(Scrape { metrics, outbox });
     tokio::select! {
         served = axum::serve(listener, app) => served,
         () = upkeep => Ok(()),
@@ -418,8 +464,9 @@ pub async fn serve(
 }
 
 async fn scrape(State(s): State<Scrape>) -> Response {
-    if let Some(store) = &s.store {
-        s.metrics.refresh_outbox(store).await;
+    if let Some(o) = &s.outbox {
+        let stuck_after = (o.stuck_after_s > 0).then(|| Duration::from_secs(o.stuck_after_s));
+        s.metrics.refresh_outbox(&o.store, stuck_after).await;
     }
     (
         [(

@@ -74,8 +74,14 @@ impl Setup {
 
     /// Runs the binary off the async runtime (the emulator serves on it meanwhile).
     async fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(args, &[]).await
+    }
+
+    /// `run` with more configuration in `SCIM_BRIDGE_*` variables.
+    async fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = bridge();
         cmd.arg("--config").arg(&self.config).args(args);
+        cmd.envs(env.iter().copied());
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
             .unwrap();
@@ -702,6 +708,38 @@ async fn status_shows_failing_outbox_items_and_the_last_reconcile() {
         "{item}"
     );
     assert!(site["last_reconcile"].is_null(), "{site}");
+    // Failing for seconds, far within `bridge.outbox_stuck_after_s`: not degraded.
+    assert_eq!(report["readiness"], "ready", "{report}");
+    assert_eq!(report["outbox"]["stuck"], false, "{report}");
+    assert_eq!(report["outbox"]["failing"], 1, "{report}");
+
+    // Past a 1 s limit, `status` says what `/readyz` then says: degraded.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ages = h.bridge.store.outbox_ages().await.unwrap();
+        let failing_since = ages.oldest_failing_marked_ms.unwrap();
+        if scim_bridge::bridge::now_ms() - failing_since > 1_100 {
+            break;
+        }
+        assert!(Instant::now() < end);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stuck = [("SCIM_BRIDGE_BRIDGE__OUTBOX_STUCK_AFTER_S", "1")];
+    let run = setup.run_with_env(&["status", "--json"], &stuck).await;
+    assert_eq!(run.code, Some(1), "{run}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["readiness"], "degraded", "{report}");
+    assert_eq!(report["outbox"]["stuck"], true, "{report}");
+    assert_eq!(report["outbox"]["stuck_after_s"], 1, "{report}");
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("degraded: 1 membership change is failing"),
+        "{report}"
+    );
+    let run = setup.run_with_env(&["status"], &stuck).await;
+    assert!(run.stdout.contains("readiness: degraded"), "{run}");
 
     // A report-only reconcile sees the missing group and leaves it: recorded as drift.
     let reconcile = setup.run(&["reconcile"]).await;
@@ -714,6 +752,7 @@ async fn status_shows_failing_outbox_items_and_the_last_reconcile() {
         "FAILING fail@example.com (user ",
         "1 attempt, marked ",
         "by cli): DRIFT NOT REPAIRED (0 users missing, 0 not removed, 1 with drifted groups",
+        "readiness: ready",
         "status: UNHEALTHY",
         "tenant acme site acme: 1 outbox item failing",
         "tenant acme site acme: the last reconcile found drift it did not repair",

@@ -11,7 +11,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::Connection;
 
-use crate::support::{Harness, Options};
+use scim_bridge::partner::emulator::faults::Faults;
+use scim_bridge::telemetry::metrics;
+
+use crate::support::{create_group, create_user, Harness, Logs, Options};
 
 async fn get_json(h: &Harness, path: &str) -> (StatusCode, Value) {
     let res = h
@@ -80,8 +83,18 @@ async fn readyz_names_migrations_the_store_lacks() {
     assert_eq!(body["checks"]["migrations"], "pending");
 }
 
+/// The value of an unlabeled gauge in a scrape of `h`'s recorder.
+fn gauge(h: &Harness, name: &str) -> Option<f64> {
+    h.metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map(|v| v.trim().parse().unwrap())
+}
+
 #[tokio::test]
-async fn readyz_reports_the_outbox_stuck_only_when_a_row_keeps_failing_past_the_limit() {
+async fn readyz_reports_degraded_never_unready_only_when_a_row_keeps_failing_past_the_limit() {
+    let (logs, _guard) = Logs::capture();
     let h = Harness::start(Options::default()).await;
     // The workers are stopped: the test claims and fails rows itself.
     h.bridge.engine.shutdown().await;
@@ -97,6 +110,8 @@ async fn readyz_reports_the_outbox_stuck_only_when_a_row_keeps_failing_past_the_
         .unwrap();
     let (status, body) = get_json(&h, "/readyz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(gauge(&h, metrics::DEGRADED), Some(0.0));
 
     // A change failing for 5 minutes is within the limit (15 minutes by default).
     store
@@ -115,22 +130,66 @@ async fn readyz_reports_the_outbox_stuck_only_when_a_row_keeps_failing_past_the_
         .unwrap();
     let (status, body) = get_json(&h, "/readyz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["checks"]["outbox"], "ok", "{body}");
 
-    // One failing for 20 minutes is stuck.
+    // One failing for 20 minutes makes the bridge degraded: still ready, and saying why.
     store
         .fail_outbox(item("old"), "partner 503", now + 60_000)
         .await
         .unwrap();
+    for _ in 0..3 {
+        let (status, body) = get_json(&h, "/readyz").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "degraded", "{body}");
+        assert_eq!(body["degraded"], serde_json::json!(["outbox"]), "{body}");
+        assert!(body.get("failing").is_none(), "{body}");
+        assert_eq!(body["checks"]["store"], "ok", "{body}");
+        assert_eq!(body["checks"]["migrations"], "ok", "{body}");
+        assert_eq!(body["checks"]["outbox"], "stuck", "{body}");
+        assert_eq!(body["outbox"]["failing"], 2, "{body}");
+        assert_eq!(body["outbox"]["stuck_after_s"], 900, "{body}");
+        let age = body["outbox"]["oldest_failing_age_s"].as_u64().unwrap();
+        assert!((1200..1300).contains(&age), "{body}");
+        let detail = body["detail"]["outbox"].as_str().unwrap();
+        assert!(
+            detail.contains("2 membership changes are failing"),
+            "{body}"
+        );
+        assert!(detail.contains("limit 900 s"), "{body}");
+        // Nothing about the user or the error text goes to an unauthenticated caller.
+        assert!(!body.to_string().contains("partner 503"), "{body}");
+        assert!(!body.to_string().contains("\"old\""), "{body}");
+    }
+    assert_eq!(gauge(&h, metrics::DEGRADED), Some(1.0));
+    // Logged once on entering the state, not on every probe.
+    let warned = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("degraded: the bridge still serves"))
+        .count();
+    assert_eq!(warned, 1, "{}", logs.text());
+
+    // Once the rows converge, ready again, and the recovery is logged.
+    let again = store
+        .claim_outbox("test", 10, Duration::from_secs(60), now + 120_000)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2);
+    for row in &again {
+        assert!(store.complete_outbox(row).await.unwrap());
+    }
     let (status, body) = get_json(&h, "/readyz").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["failing"], serde_json::json!(["outbox"]));
-    assert_eq!(body["checks"]["outbox"], "stuck");
-    assert!(
-        body["detail"]["outbox"]
-            .as_str()
-            .unwrap()
-            .contains("limit 900 s"),
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready")),
         "{body}"
+    );
+    assert_eq!(gauge(&h, metrics::DEGRADED), Some(0.0));
+    assert!(
+        logs.has_line(&["INFO", "no longer degraded"]),
+        "{}",
+        logs.text()
     );
 }
 
@@ -162,6 +221,115 @@ async fn readyz_never_reports_the_outbox_stuck_when_the_limit_is_zero() {
         .unwrap();
     let (status, body) = get_json(&h, "/readyz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["checks"]["outbox"], "ok", "{body}");
+}
+
+/// Sends a write as an IdP does after a refusal: again until it is accepted (2xx), as long as
+/// the refusals are 503 (the circuit a fault opened may refuse a moment longer).
+async fn until_accepted(h: &Harness, method: &str, path: &str, body: Value) -> Value {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, answer) = match method {
+            "POST" => h.post(path, body.clone()).await,
+            _ => h.patch(path, body.clone()).await,
+        };
+        if status.is_success() {
+            return answer;
+        }
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {path}: {answer}"
+        );
+        assert!(
+            Instant::now() < end,
+            "{method} {path} never landed: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 14: a partner outage must not take the bridge out of service. While every partner
+/// call fails, `/readyz` answers 200 and reports the bridge degraded; once the partner is back,
+/// the IdP's retry of the write it was refused lands and the bridge is ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_stays_200_and_degraded_while_the_partner_fails_then_a_retried_write_lands() {
+    let mut opts = Options::default();
+    opts.bridge.outbox_stuck_after_s = 1;
+    opts.bridge.retry_base_ms = 100;
+    opts.bridge.retry_max_ms = 500;
+    opts.bridge.wait_deadline_ms = 1_000;
+    opts.bridge.partner.max_attempts = 1;
+    opts.bridge.partner.circuit_open_ms = 100;
+    let h = Harness::start(opts).await;
+    let ann = create_user(&h, "ann@example.com", "Ann", "A").await;
+    let group = create_group(&h, "Engineers", &[]).await;
+
+    // The partner answers every call 503.
+    assert!(h.emulator.set_faults(
+        "acme",
+        Faults {
+            error_share: 1.0,
+            error_statuses: vec![503],
+            ..Faults::default()
+        },
+    ));
+    // A membership change: its intent is stored and keeps failing in the outbox.
+    let add = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": ann}]}],
+    });
+    let path = format!("/Groups/{group}");
+    let (status, body) = h.patch(&path, add.clone()).await;
+    assert!(
+        status == StatusCode::SERVICE_UNAVAILABLE || status.is_success(),
+        "{status} {body}"
+    );
+    // A new user: refused, for the IdP to retry.
+    let bob = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "bob@example.com",
+        "name": {"givenName": "Bob", "familyName": "B"},
+        "emails": [{"value": "bob@example.com", "type": "work", "primary": true}],
+        "active": true,
+    });
+    let (status, body) = h.post("/Users", bob.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(h.partner_user("acme", "bob@example.com").is_none());
+
+    // The change keeps failing past the 1 s limit: degraded, and ready all along.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get_json(&h, "/readyz").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["status"] == "degraded" {
+            assert_eq!(body["checks"]["outbox"], "stuck", "{body}");
+            assert!(body["outbox"]["failing"].as_u64().unwrap() >= 1, "{body}");
+            break;
+        }
+        assert_eq!(body["status"], "ready", "{body}");
+        assert!(Instant::now() < end, "never reported degraded: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gauge(&h, metrics::DEGRADED), Some(1.0));
+    assert!(h.partner_groups("acme", "ann@example.com").is_empty());
+
+    // The partner is back; the IdP retries what it was refused, which lands.
+    assert!(h.emulator.set_faults("acme", Faults::default()));
+    let created = until_accepted(&h, "POST", "/Users", bob).await;
+    assert_eq!(created["userName"], "bob@example.com", "{created}");
+    until_accepted(&h, "PATCH", &path, add).await;
+    h.settle(Duration::from_secs(10)).await;
+    assert!(h.partner_user("acme", "bob@example.com").is_some());
+    assert_eq!(h.partner_groups("acme", "ann@example.com"), ["Engineers"]);
+    let (status, body) = get_json(&h, "/readyz").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready")),
+        "{body}"
+    );
+    assert_eq!(gauge(&h, metrics::DEGRADED), Some(0.0));
 }
 
 /// A sandbox started by the real binary on free ports, with its metrics listener on.

@@ -82,7 +82,10 @@ async fn scrape_counts_requests_auth_failures_partner_calls_and_the_outbox() {
     let exporter = tokio::spawn(metrics::serve(
         listener,
         h.metrics.clone(),
-        Some(h.bridge.store.clone()),
+        Some(metrics::OutboxSource {
+            store: h.bridge.store.clone(),
+            stuck_after_s: 900,
+        }),
     ));
 
     // The partner answers the first user creation 429 once; the client retries it.
@@ -217,6 +220,10 @@ async fn scrape_counts_requests_auth_failures_partner_calls_and_the_outbox() {
     );
     assert!(
         text.contains(&format!("{} 0\n", metrics::OUTBOX_OLDEST_AGE)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 0\n", metrics::DEGRADED)),
         "{text}"
     );
 

@@ -8,7 +8,8 @@
 //! that no two partner writes for one user were ever in flight at once (the outbox row claim,
 //! `FOR UPDATE SKIP LOCKED`, keeps replicas off each other's users).
 //!
-//! PostgreSQL only: without `SCIM_BRIDGE_TEST_POSTGRES_URL` the test prints that it skips.
+//! PostgreSQL only: without `SCIM_BRIDGE_TEST_POSTGRES_URL` the test prints that it skips
+//! (it fails instead with `SCIM_BRIDGE_TEST_POSTGRES_REQUIRED=1`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

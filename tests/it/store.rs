@@ -1,6 +1,7 @@
 //! The store, one suite for both back ends: every `case_*` runs on a fresh SQLite file and, when
 //! `SCIM_BRIDGE_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL schema of its own (created
-//! for the test, dropped after), so tests run in parallel.
+//! for the test, dropped after), so tests run in parallel. Without it those cases print that
+//! they skip, unless `SCIM_BRIDGE_TEST_POSTGRES_REQUIRED=1` (CI) makes them fail instead.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use scim_bridge::store::{
 };
 use serde_json::json;
 
-use crate::support::for_each_backend_url;
+use crate::support::{for_each_backend_url, with_postgres_url, PG_ENV, PG_REQUIRED_ENV};
 
 /// Runs `case` on a connected, migrated store of each back end.
 async fn for_each_backend<F, Fut>(case: F)
@@ -1121,6 +1122,145 @@ async fn store_audit_append_and_read_newest_first() {
     .await;
 }
 
+/// The entries' times, oldest first, of tenant `a`.
+async fn audit_times(store: &Store) -> Vec<i64> {
+    let mut at: Vec<i64> = store
+        .audit_entries("a", 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.at_ms)
+        .collect();
+    at.sort_unstable();
+    at
+}
+
+/// `audit.retention_days`: what the pruning job runs removes exactly the entries older than
+/// the retention, in chunks, counts them, and removes nothing with a retention of 0; the job
+/// started as `serve` starts it runs on its own.
+#[tokio::test]
+async fn audit_retention_removes_older_entries_and_keeps_newer_ones() {
+    use scim_bridge::bridge::retention;
+    use scim_bridge::telemetry::metrics::{self, Metrics};
+
+    const DAY: i64 = 86_400_000;
+    for_each_backend(|store| async move {
+        let now = scim_bridge::bridge::now_ms();
+        let ages_days = [400, 100, 91, 89, 30, 1];
+        for d in ages_days {
+            store
+                .append_audit(&audit("a", now - d * DAY))
+                .await
+                .unwrap();
+        }
+        // One minute inside the retention stays, one minute past it goes.
+        store
+            .append_audit(&audit("a", now - 90 * DAY + 60_000))
+            .await
+            .unwrap();
+        store
+            .append_audit(&audit("a", now - 90 * DAY - 60_000))
+            .await
+            .unwrap();
+        let m = Metrics::new().unwrap();
+
+        // 0 keeps everything.
+        assert_eq!(retention::prune_audit(&store, &m, 0, now).await.unwrap(), 0);
+        assert_eq!(audit_times(&store).await.len(), 8);
+
+        assert_eq!(
+            retention::prune_audit(&store, &m, 90, now).await.unwrap(),
+            4
+        );
+        assert_eq!(
+            audit_times(&store).await,
+            [
+                now - 90 * DAY + 60_000,
+                now - 89 * DAY,
+                now - 30 * DAY,
+                now - DAY
+            ]
+        );
+        // Nothing more to do the second time.
+        assert_eq!(
+            retention::prune_audit(&store, &m, 90, now).await.unwrap(),
+            0
+        );
+        assert!(
+            m.render()
+                .contains(&format!("{} 4\n", metrics::AUDIT_PRUNED)),
+            "{}",
+            m.render()
+        );
+
+        // A backlog larger than a chunk goes in several statements, all of it and only it.
+        for i in 0..25 {
+            store
+                .append_audit(&audit("a", now - 200 * DAY + i))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store
+                .prune_audit_in_chunks(now - 90 * DAY, 10)
+                .await
+                .unwrap(),
+            25
+        );
+        assert_eq!(audit_times(&store).await.len(), 4);
+        // A chunk size that divides the backlog exactly ends too.
+        for i in 0..20 {
+            store
+                .append_audit(&audit("a", now - 200 * DAY + i))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store
+                .prune_audit_in_chunks(now - 90 * DAY, 10)
+                .await
+                .unwrap(),
+            20
+        );
+        assert_eq!(audit_times(&store).await.len(), 4);
+
+        // The job: a first run soon after start, with a 1-day retention here.
+        store
+            .append_audit(&audit("a", now - 2 * DAY))
+            .await
+            .unwrap();
+        store.append_audit(&audit("a", now)).await.unwrap();
+        let job = retention::start(
+            store.clone(),
+            m.clone(),
+            1,
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = audit_times(&store).await;
+            // Only the entry younger than a day stays (`now - DAY` is a little older by now).
+            if left == [now] {
+                break;
+            }
+            assert!(Instant::now() < end, "the job did not prune: {left:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        job.abort();
+        assert!(retention::start(
+            store.clone(),
+            m.clone(),
+            0,
+            Duration::ZERO,
+            Duration::from_secs(1)
+        )
+        .is_none());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn store_large_group_add_then_remove_one() {
     for_each_backend(|store| async move {
@@ -1219,4 +1359,63 @@ async fn store_overlapping_membership_changes_run_side_by_side() {
         !logs.has_line(&["deadlock detected"]),
         "a membership transaction deadlocked and was retried"
     );
+}
+
+/// Asks the PostgreSQL helper for a database and does nothing with it: the subject of the next
+/// test, which runs it in a child process under chosen variables.
+#[tokio::test]
+async fn postgres_helper_probe() {
+    with_postgres_url(|_url| async {}).await;
+}
+
+/// Locally a missing PostgreSQL skips; with `SCIM_BRIDGE_TEST_POSTGRES_REQUIRED=1` (CI) a
+/// missing variable or an unreachable server fails, saying which.
+#[test]
+fn postgres_tests_skip_locally_but_fail_when_postgres_is_required() {
+    let probe = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "store::postgres_helper_probe", "--nocapture"])
+            .env_remove(PG_ENV)
+            .env_remove(PG_REQUIRED_ENV)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The filter must have run the probe, or the outcome says nothing.
+        assert!(
+            text.contains("1 passed") || text.contains("1 failed"),
+            "{text}"
+        );
+        (out.status.success(), text)
+    };
+
+    let (ok, text) = probe(&[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("skipping PostgreSQL"), "{text}");
+    let (ok, text) = probe(&[(PG_REQUIRED_ENV, "0")]);
+    assert!(ok, "{text}");
+
+    let (ok, text) = probe(&[(PG_REQUIRED_ENV, "1")]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "SCIM_BRIDGE_TEST_POSTGRES_REQUIRED=1 but SCIM_BRIDGE_TEST_POSTGRES_URL is not set"
+        ),
+        "{text}"
+    );
+
+    // Nothing listens on port 1: refused at once. The password never shows.
+    let unreachable = "postgres://postgres:hunter2@127.0.0.1:1/test";
+    let (ok, text) = probe(&[(PG_REQUIRED_ENV, "1"), (PG_ENV, unreachable)]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("is unreachable"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+
+    let (ok, text) = probe(&[(PG_REQUIRED_ENV, "yes please")]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("must be 1 or 0"), "{text}");
 }

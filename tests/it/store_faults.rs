@@ -12,9 +12,10 @@
 //!   for longer than the store's busy timeout: writes wait and are retried, and succeed once the
 //!   lock is gone; nothing acknowledged is lost.
 //!
-//! The PostgreSQL tests skip with a message without `SCIM_BRIDGE_TEST_POSTGRES_URL`. Only the
-//! bridge's own connections are terminated: its URL carries an `application_name` unique to the
-//! test, and the proxy carries only the bridge's connections, so tests running concurrently on
+//! The PostgreSQL tests skip with a message without `SCIM_BRIDGE_TEST_POSTGRES_URL` (and fail
+//! with `SCIM_BRIDGE_TEST_POSTGRES_REQUIRED=1`). Only the bridge's own connections are
+//! terminated: its URL carries an `application_name` unique to the test, and the proxy
+//! carries only the bridge's connections, so tests running concurrently on
 //! the same server are not touched.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

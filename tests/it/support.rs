@@ -24,6 +24,59 @@ use serde_json::Value;
 use sqlx::Connection;
 
 pub const PG_ENV: &str = "SCIM_BRIDGE_TEST_POSTGRES_URL";
+/// Set to `1` (CI does): a PostgreSQL test without a reachable server fails instead of
+/// skipping.
+pub const PG_REQUIRED_ENV: &str = "SCIM_BRIDGE_TEST_POSTGRES_REQUIRED";
+/// How long the reachability check waits for the server.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether [`PG_REQUIRED_ENV`] asks for PostgreSQL (`1`/`true`; unset, empty, `0`, `false`:
+/// no). Any other value is a mistake worth failing on rather than guessing.
+fn postgres_required() -> bool {
+    match std::env::var(PG_REQUIRED_ENV) {
+        Err(_) => false,
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "0" | "false" => false,
+            "1" | "true" => true,
+            other => panic!("{PG_REQUIRED_ENV} must be 1 or 0, not {other:?}"),
+        },
+    }
+}
+
+/// The URL of the PostgreSQL server the tests may use, or `None` after printing that they
+/// skip: locally, without [`PG_ENV`]. With [`PG_REQUIRED_ENV`]`=1` there is no skipping: a
+/// missing variable or a server that does not accept a connection panics, naming both
+/// variables (never the URL, which may hold a password).
+pub async fn postgres_url() -> Option<String> {
+    let required = postgres_required();
+    let base = match std::env::var(PG_ENV) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ if required => panic!(
+            "{PG_REQUIRED_ENV}=1 but {PG_ENV} is not set: the PostgreSQL tests must run here, \
+             not skip; set {PG_ENV} to a reachable server (or unset {PG_REQUIRED_ENV})"
+        ),
+        _ => {
+            eprintln!("skipping PostgreSQL: {PG_ENV} not set");
+            return None;
+        }
+    };
+    if required {
+        match tokio::time::timeout(PG_CONNECT_TIMEOUT, sqlx::PgConnection::connect(&base)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => panic!(
+                "{PG_REQUIRED_ENV}=1 but the PostgreSQL server of {PG_ENV} is unreachable: {e}"
+            ),
+            Err(_) => panic!(
+                "{PG_REQUIRED_ENV}=1 but the PostgreSQL server of {PG_ENV} did not accept a \
+                 connection within {} s",
+                PG_CONNECT_TIMEOUT.as_secs()
+            ),
+        }
+    }
+    Some(base)
+}
 
 /// Runs `case` with the URL of a fresh, empty database: a SQLite file in a folder that does
 /// not exist yet, then a PostgreSQL schema of its own when the environment names a server.
@@ -38,14 +91,13 @@ where
     with_postgres_url(case).await;
 }
 
-/// Runs `case` on a fresh PostgreSQL schema, or prints that it skips.
+/// Runs `case` on a fresh PostgreSQL schema, or prints that it skips (see [`postgres_url`]).
 pub async fn with_postgres_url<F, Fut>(case: F)
 where
     F: Fn(String) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Ok(base) = std::env::var(PG_ENV) else {
-        eprintln!("skipping PostgreSQL: {PG_ENV} not set");
+    let Some(base) = postgres_url().await else {
         return;
     };
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());

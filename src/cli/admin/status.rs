@@ -2,6 +2,10 @@
 //! error and attempts, how long the oldest item has been due) and the last reconcile (when,
 //! by whom, what it found), read from the store only: no partner call, safe to run often.
 //!
+//! It also says what `/readyz` of a bridge on this store and configuration reports about the
+//! outbox (across all tenants, as `/readyz` does): `ready`, or `degraded` when a membership
+//! change has kept failing for longer than `bridge.outbox_stuck_after_s`.
+//!
 //! Healthy (exit 0) means: no outbox item whose last run failed, and no site whose last
 //! reconcile found drift it did not repair (a report-only `reconcile`) or failed. Otherwise
 //! exit 1, also when the store cannot be read; 2 for a bad configuration or an unknown
@@ -18,7 +22,7 @@ use serde_json::Value;
 use super::{human, load_quiet, rfc3339, StatusArgs, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
 use crate::bridge::reconcile::{outcome, AUDIT_OPERATION, AUDIT_RESOURCE_TYPE};
 use crate::config::LogFormat;
-use crate::store::{AuditEntry, AuditQuery, OutboxFailure, Store, StoreError};
+use crate::store::{AuditEntry, AuditQuery, OutboxFailure, OutboxHealth, Store, StoreError};
 
 /// Audit entries read per site to find its last reconcile.
 const RECONCILE_LOOKBACK: u32 = 50;
@@ -28,6 +32,10 @@ struct Report {
     healthy: bool,
     /// Why not, one reason per line.
     problems: Vec<String>,
+    /// What `/readyz` reports: `ready` or `degraded` (the outbox is stuck).
+    readiness: &'static str,
+    /// The outbox as a whole, as `/readyz` assesses it.
+    outbox: OutboxHealth,
     tenants: Vec<TenantStatus>,
 }
 
@@ -117,7 +125,16 @@ pub async fn status(
         Ok(s) => s,
         Err(code) => return code,
     };
-    let report = build(&store, &tenants, args.tenant.as_deref(), args.limit).await;
+    let stuck_after = (config.bridge.outbox_stuck_after_s > 0)
+        .then(|| std::time::Duration::from_secs(config.bridge.outbox_stuck_after_s));
+    let report = build(
+        &store,
+        &tenants,
+        args.tenant.as_deref(),
+        args.limit,
+        stuck_after,
+    )
+    .await;
     store.close().await;
     let report = match report {
         Ok(r) => r,
@@ -142,8 +159,10 @@ async fn build(
     tenants: &[(String, Vec<String>)],
     only: Option<&str>,
     limit: u32,
+    stuck_after: Option<std::time::Duration>,
 ) -> Result<Report, StoreError> {
     let now = crate::bridge::now_ms();
+    let outbox = store.outbox_health(now, stuck_after).await?;
     let stats = store.outbox_by_site(only).await?;
     let failures = store.outbox_failures(only, limit.max(1)).await?;
     // (tenant, site) -> status, configured sites first in configuration order, then any site
@@ -195,6 +214,9 @@ async fn build(
         out[t].sites[s].failing_items.push(failing_item(f, now));
     }
     let mut problems = Vec::new();
+    if outbox.stuck {
+        problems.push(format!("degraded: {}", outbox.describe()));
+    }
     for t in &out {
         for s in &t.sites {
             if s.outbox.failing > 0 {
@@ -223,6 +245,8 @@ async fn build(
     Ok(Report {
         healthy: problems.is_empty(),
         problems,
+        readiness: if outbox.stuck { "degraded" } else { "ready" },
+        outbox,
         tenants: out,
     })
 }
@@ -370,6 +394,16 @@ fn render(report: &Report) -> String {
             }
         }
     }
+    let _ = writeln!(
+        out,
+        "readiness: {}{}",
+        report.readiness,
+        if report.outbox.stuck {
+            " (/readyz answers 200 and reports the outbox stuck)"
+        } else {
+            ""
+        }
+    );
     if report.healthy {
         let _ = writeln!(out, "status: healthy");
     } else {
