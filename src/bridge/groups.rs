@@ -17,7 +17,8 @@ use crate::config::UnknownMembersPolicy;
 use crate::partner::client::{GroupUpdate, NewGroup};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
 use crate::partner::record::note;
-use crate::partner::Access;
+use crate::partner::wire::message_says_builtin;
+use crate::partner::{is_builtin_group, Access};
 use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::patch::{apply_patch, PatchOpKind, PatchRequest};
 use crate::scim::path::Path;
@@ -752,8 +753,11 @@ async fn rename_at(tenant: &Tenant, site: &Site, from: &str, to: &str) -> Result
 }
 
 /// `DELETE /Groups/{id}`: the partner group goes at every site (the partner removes it from
-/// its members); a built-in group the partner refuses to delete is emptied of the members the
-/// bridge gave it instead. Then the store forgets the group.
+/// its members). A group proven to be one of the partner's built-in ones (by its name, or by
+/// the partner's refusal saying so) is not deleted there but emptied of the members the bridge
+/// gave it. Any other refusal (a 401/403 is also what a revoked API key gets) is answered as
+/// the error it is (503 with `Retry-After` for auth failures) and the store keeps the group,
+/// so the IdP's retry deletes it once the partner accepts.
 pub async fn delete(
     bridge: &Bridge,
     scope: Scope<'_>,
@@ -766,14 +770,24 @@ pub async fn delete(
     check_if_match(if_match, old.version)?;
     let name = old.partner_name.clone();
     let dry = tenant.dry_run();
+    let named_builtin = is_builtin_group(&name);
     let results = for_each_site(tenant, |site| {
         let name = name.clone();
         async move {
+            if named_builtin {
+                return Ok(true);
+            }
             match site.client.delete_group(&name, dry).await {
                 Ok(()) => Ok(false),
                 Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(false),
-                // 403: a built-in group; empty it instead.
-                Err(e) if e.kind == PartnerErrorKind::Auth && e.status == Some(403) => Ok(true),
+                Err(e)
+                    if e.kind == PartnerErrorKind::Auth
+                        && e.status == Some(403)
+                        && message_says_builtin(&e.message) =>
+                {
+                    tracing::info!(site = %site.name, "the partner keeps a built-in group; emptying it");
+                    Ok(true)
+                }
                 Err(e) => Err(e),
             }
         }

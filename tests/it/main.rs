@@ -9,6 +9,7 @@ mod crash;
 mod deploy;
 mod emulator;
 mod faults;
+mod group_delete;
 mod health;
 mod hostile;
 mod http_discovery;
