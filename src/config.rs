@@ -97,6 +97,7 @@ pub struct Config {
     pub default_access: Option<Access>,
     pub deprovision: Option<DeprovisionPolicy>,
     pub email_change: Option<EmailChangePolicy>,
+    pub unknown_members: Option<UnknownMembersPolicy>,
     pub dry_run: Option<bool>,
     /// HTTP Basic credential of the single tenant (`SCIM_BRIDGE_BASIC__USERNAME`, ...).
     pub basic: Option<BasicCredentialConfig>,
@@ -148,6 +149,7 @@ impl Default for Config {
             default_access: None,
             deprovision: None,
             email_change: None,
+            unknown_members: None,
             dry_run: None,
             basic: None,
             jwt: None,
@@ -240,6 +242,18 @@ pub enum EmailChangePolicy {
     Reject,
 }
 
+/// What a group write does with member ids that are not users of the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownMembersPolicy {
+    /// Apply the known members, skip the unknown ones (logged, counted, audited): Okta does
+    /// not retry a failed group push, so one bad id would lose the whole push.
+    #[default]
+    Skip,
+    /// Refuse the whole write with 400 `invalidValue`; nothing changes.
+    Reject,
+}
+
 /// One SCIM endpoint bound to one or more partner sites.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -264,6 +278,8 @@ pub struct TenantConfig {
     pub group_access: std::collections::BTreeMap<String, Access>,
     pub deprovision: DeprovisionPolicy,
     pub email_change: EmailChangePolicy,
+    /// Group members that are not users of the tenant: `skip` (default) or `reject`.
+    pub unknown_members: UnknownMembersPolicy,
     /// Keep the IdP's desired state but send every partner write with `test_mode=true`.
     pub dry_run: bool,
 }
@@ -281,6 +297,7 @@ impl Default for TenantConfig {
             group_access: std::collections::BTreeMap::new(),
             deprovision: DeprovisionPolicy::default(),
             email_change: EmailChangePolicy::default(),
+            unknown_members: UnknownMembersPolicy::default(),
             dry_run: false,
         }
     }
@@ -586,6 +603,9 @@ impl Config {
         }
         if let Some(e) = self.email_change {
             tenant.email_change = e;
+        }
+        if let Some(u) = self.unknown_members {
+            tenant.unknown_members = u;
         }
         if let Some(d) = self.dry_run {
             tenant.dry_run = d;
@@ -1384,6 +1404,19 @@ mod tests {
         vars.push(("SCIM_BRIDGE_DEPROVISION", "shred"));
         let err = Config::load(&env(&vars)).unwrap_err();
         assert!(err.to_string().contains("SCIM_BRIDGE_DEPROVISION"), "{err}");
+        let mut vars = SINGLE.to_vec();
+        vars.push(("SCIM_BRIDGE_UNKNOWN_MEMBERS", "ignore"));
+        let err = Config::load(&env(&vars)).unwrap_err();
+        assert!(
+            err.to_string().contains("SCIM_BRIDGE_UNKNOWN_MEMBERS"),
+            "{err}"
+        );
+        let mut vars = SINGLE.to_vec();
+        vars.push(("SCIM_BRIDGE_UNKNOWN_MEMBERS", "reject"));
+        let c = Config::load(&env(&vars)).unwrap();
+        assert_eq!(c.tenants[0].unknown_members, UnknownMembersPolicy::Reject);
+        let c = Config::load(&env(SINGLE)).unwrap();
+        assert_eq!(c.tenants[0].unknown_members, UnknownMembersPolicy::Skip);
         // The test suite's own variable is not configuration.
         let ok = Config::load(&env(&[("SCIM_BRIDGE_TEST_POSTGRES_URL", "postgres://x")]));
         assert!(ok.is_ok());
@@ -1417,6 +1450,7 @@ base_path = "/t/acme/scim/v2"
 invited_by_email = "admin@acme.example"
 deprovision = "strip"
 email_change = "recreate"
+unknown_members = "reject"
 [[tenants.credentials.bearer_tokens]]
 name = "okta"
 sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -1440,6 +1474,11 @@ api_key = "k2"
         assert_eq!(t.sites.len(), 2);
         assert_eq!(t.deprovision, DeprovisionPolicy::Strip);
         assert_eq!(t.email_change, EmailChangePolicy::Recreate);
+        assert_eq!(t.unknown_members, UnknownMembersPolicy::Reject);
+        assert!(
+            c.redacted_toml().contains("unknown_members = \"reject\""),
+            "check-config shows the policy"
+        );
         assert_eq!(t.token_hashes()[0].1, sha256("test"));
     }
 

@@ -13,9 +13,12 @@ use super::engine::{Pace, Writing};
 use super::mapping::validate_group_name;
 use super::users::{check_if_match, from_ms, Scope};
 use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
+use crate::config::UnknownMembersPolicy;
 use crate::partner::client::{GroupUpdate, NewGroup};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
-use crate::partner::Access;
+use crate::partner::record::note;
+use crate::partner::wire::message_says_builtin;
+use crate::partner::{is_builtin_group, Access};
 use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::patch::{apply_patch, PatchOpKind, PatchRequest};
 use crate::scim::path::Path;
@@ -130,10 +133,27 @@ fn dedup(ids: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Every member must be a user of this tenant (the partner has no nested groups).
-async fn check_members(bridge: &Bridge, tenant: &Tenant, ids: &[String]) -> BridgeResult<()> {
+/// Most skipped member ids an audit entry lists (the count is always whole).
+const SKIPPED_IDS_SHOWN: usize = 20;
+
+/// A write's member ids split into users of the tenant and the rest (the partner has no
+/// nested groups, so a group id is not a user either).
+#[derive(Debug, Default)]
+struct Members {
+    known: Vec<String>,
+    unknown: Vec<String>,
+}
+
+/// Splits `ids` into users of the tenant and the rest. Under `unknown_members = "reject"` any
+/// unknown id is 400 `invalidValue` (nothing written yet); under `skip` the caller applies the
+/// known ones and reports the others with [`report_skipped`] once the write succeeded.
+async fn resolve_members(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    ids: &[String],
+) -> BridgeResult<Members> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Members::default());
     }
     let found: HashSet<String> = bridge
         .store
@@ -142,7 +162,11 @@ async fn check_members(bridge: &Bridge, tenant: &Tenant, ids: &[String]) -> Brid
         .into_iter()
         .map(|u| u.id)
         .collect();
-    if let Some(missing) = ids.iter().find(|i| !found.contains(*i)) {
+    let (known, unknown): (Vec<String>, Vec<String>) =
+        ids.iter().cloned().partition(|i| found.contains(i));
+    if let (UnknownMembersPolicy::Reject, Some(missing)) =
+        (tenant.config.unknown_members, unknown.first())
+    {
         let is_group = bridge
             .store
             .get_group(tenant.name(), missing)
@@ -155,7 +179,35 @@ async fn check_members(bridge: &Bridge, tenant: &Tenant, ids: &[String]) -> Brid
         };
         return Err(ScimError::invalid_value(detail).into());
     }
-    Ok(())
+    Ok(Members { known, unknown })
+}
+
+/// Logs, counts and audits the member ids a successful write of `group_id` skipped. The ids
+/// go to the debug log and (the first few) to the audit entry; the warning has the count.
+fn report_skipped(bridge: &Bridge, tenant: &Tenant, group_id: &str, unknown: &[String]) {
+    if unknown.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        tenant = %tenant.name(),
+        group = %group_id,
+        count = unknown.len(),
+        "skipped group members that are not users of this tenant"
+    );
+    tracing::debug!(group = %group_id, ids = ?unknown, "skipped group members");
+    bridge
+        .metrics
+        .unknown_members_skipped(tenant.name(), unknown.len());
+    let shown = &unknown[..unknown.len().min(SKIPPED_IDS_SHOWN)];
+    note(
+        "skipped_members",
+        json!({
+            "group": group_id,
+            "count": unknown.len(),
+            "ids": shown,
+            "truncated": shown.len() < unknown.len(),
+        }),
+    );
 }
 
 /// The access level of a group the bridge creates: the tenant's default or its override.
@@ -218,8 +270,10 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
         ))
         .into());
     }
-    let members = dedup(&view.member_ids);
-    check_members(bridge, tenant, &members).await?;
+    let Members {
+        known: members,
+        unknown,
+    } = resolve_members(bridge, tenant, &dedup(&view.member_ids)).await?;
     let name = view.display_name.clone();
     all_sites(for_each_site(tenant, |site| create_or_adopt_group(tenant, site, &name)).await)?;
     let now = now_ms();
@@ -236,10 +290,13 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
         version: 1,
     };
     store.insert_group(&row).await?;
+    report_skipped(bridge, tenant, &row.id, &unknown);
+    let mut members = members;
     let mut settled = true;
     if !members.is_empty() {
         let pace = writing.pace();
-        let marks = change(bridge, tenant, &row.id, None, &members, &[], pace).await?;
+        let (marks, gone) = change(bridge, tenant, &row.id, None, &members, &[], pace).await?;
+        members.retain(|m| !gone.contains(m));
         settled = Pending {
             row: row.clone(),
             marks,
@@ -256,7 +313,10 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
     })
 }
 
-/// Runs the membership transaction, mapping a missing member to 400.
+/// Runs the membership transaction. A member deleted between the caller's check and the
+/// commit makes the store refuse the whole change: under `unknown_members = "reject"` that is
+/// 400; under `skip` the change is retried once without the members that are gone, which are
+/// reported and returned.
 async fn change(
     bridge: &Bridge,
     tenant: &Tenant,
@@ -265,32 +325,51 @@ async fn change(
     add: &[String],
     remove: &[String],
     pace: Pace,
-) -> BridgeResult<Vec<OutboxMark>> {
+) -> BridgeResult<(Vec<OutboxMark>, Vec<String>)> {
     let sites = tenant.site_names();
-    let now = now_ms();
-    let result = bridge
-        .store
-        .change_memberships(&MembershipChange {
-            tenant: tenant.name(),
-            group,
-            group_id,
-            add,
-            remove,
-            also_mark: &[],
-            sites: &sites,
-            now_ms: now,
-        })
-        .await;
-    match result {
-        Ok(marks) => {
-            bridge.engine.marked(tenant.name(), pace);
-            Ok(marks)
+    let mut add = std::borrow::Cow::Borrowed(add);
+    let mut gone = Vec::new();
+    loop {
+        let result = bridge
+            .store
+            .change_memberships(&MembershipChange {
+                tenant: tenant.name(),
+                group,
+                group_id,
+                add: &add,
+                remove,
+                also_mark: &[],
+                sites: &sites,
+                now_ms: now_ms(),
+            })
+            .await;
+        match result {
+            Ok(marks) => {
+                bridge.engine.marked(tenant.name(), pace);
+                report_skipped(bridge, tenant, group_id, &gone);
+                return Ok((marks, gone));
+            }
+            Err(StoreError::NotFound)
+                if gone.is_empty()
+                    && !add.is_empty()
+                    && tenant.config.unknown_members == UnknownMembersPolicy::Skip =>
+            {
+                let members = resolve_members(bridge, tenant, &add).await?;
+                if members.unknown.is_empty() {
+                    // Not a member that went: the group itself is gone.
+                    return Err(StoreError::NotFound.into());
+                }
+                gone = members.unknown;
+                add = std::borrow::Cow::Owned(members.known);
+            }
+            Err(StoreError::NotFound) => {
+                return Err(ScimError::invalid_value(
+                    "a member is not a user of this tenant (it may have been deleted meanwhile)",
+                )
+                .into())
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(StoreError::NotFound) => Err(ScimError::invalid_value(
-            "a member is not a user of this tenant (it may have been deleted meanwhile)",
-        )
-        .into()),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -383,8 +462,20 @@ async fn patch_once(
         });
     }
     let view = GroupView::from_resource(&outcome.resource)?;
-    let add = dedup(&outcome.summary.members_added);
+    let Members {
+        known: add,
+        unknown,
+    } = resolve_members(bridge, scope.tenant, &dedup(&outcome.summary.members_added)).await?;
     let remove = dedup(&outcome.summary.members_removed);
+    if add.is_empty() && remove.is_empty() && storable(outcome.resource.clone()) == old.resource {
+        // Only unknown members were added: nothing changes, no version bump.
+        report_skipped(bridge, scope.tenant, &old.id, &unknown);
+        return Ok(GroupWrite {
+            row: old,
+            known_members: named.is_none().then_some(members),
+            settled: true,
+        });
+    }
     let pending = write(
         bridge,
         scope,
@@ -396,6 +487,7 @@ async fn patch_once(
     )
     .await?;
     drop(guard);
+    report_skipped(bridge, scope.tenant, &pending.row.id, &unknown);
     pending.settle(bridge).await
 }
 
@@ -485,19 +577,29 @@ async fn replace_once(
         .await?
         .into_iter()
         .collect();
-    let wanted = dedup(&view.member_ids);
-    let wanted_set: HashSet<&String> = wanted.iter().collect();
-    let add: Vec<String> = wanted
+    let mut wanted = dedup(&view.member_ids);
+    let new: Vec<String> = wanted
         .iter()
         .filter(|m| !current.contains(*m))
         .cloned()
         .collect();
+    // Current members are users; only the new ones need a look.
+    let Members {
+        known: add,
+        unknown,
+    } = resolve_members(bridge, scope.tenant, &new).await?;
+    if !unknown.is_empty() {
+        let skipped: HashSet<&String> = unknown.iter().collect();
+        wanted.retain(|m| !skipped.contains(m));
+    }
+    let wanted_set: HashSet<&String> = wanted.iter().collect();
     let remove: Vec<String> = current
         .iter()
         .filter(|m| !wanted_set.contains(m))
         .cloned()
         .collect();
     if storable(resource.clone()) == old.resource && add.is_empty() && remove.is_empty() {
+        report_skipped(bridge, scope.tenant, &old.id, &unknown);
         return Ok(GroupWrite {
             row: old,
             known_members: Some(wanted),
@@ -515,6 +617,7 @@ async fn replace_once(
     )
     .await?;
     drop(guard);
+    report_skipped(bridge, scope.tenant, &pending.row.id, &unknown);
     pending.settle(bridge).await
 }
 
@@ -531,7 +634,6 @@ async fn write(
 ) -> BridgeResult<Pending> {
     let tenant = scope.tenant;
     validate_group_name(&view.display_name)?;
-    check_members(bridge, tenant, add).await?;
     let renamed = view.display_name != old.display_name;
     // Held until the store has the new name too (see `Tenant::renaming`).
     let mut renaming = None;
@@ -595,7 +697,7 @@ async fn write(
         last_modified_ms: now.max(old.last_modified_ms + 1),
         version: old.version + 1,
     };
-    let marks = match change(
+    let (marks, _gone) = match change(
         bridge,
         tenant,
         &row.id,
@@ -651,8 +753,11 @@ async fn rename_at(tenant: &Tenant, site: &Site, from: &str, to: &str) -> Result
 }
 
 /// `DELETE /Groups/{id}`: the partner group goes at every site (the partner removes it from
-/// its members); a built-in group the partner refuses to delete is emptied of the members the
-/// bridge gave it instead. Then the store forgets the group.
+/// its members). A group proven to be one of the partner's built-in ones (by its name, or by
+/// the partner's refusal saying so) is not deleted there but emptied of the members the bridge
+/// gave it. Any other refusal (a 401/403 is also what a revoked API key gets) is answered as
+/// the error it is (503 with `Retry-After` for auth failures) and the store keeps the group,
+/// so the IdP's retry deletes it once the partner accepts.
 pub async fn delete(
     bridge: &Bridge,
     scope: Scope<'_>,
@@ -665,14 +770,24 @@ pub async fn delete(
     check_if_match(if_match, old.version)?;
     let name = old.partner_name.clone();
     let dry = tenant.dry_run();
+    let named_builtin = is_builtin_group(&name);
     let results = for_each_site(tenant, |site| {
         let name = name.clone();
         async move {
+            if named_builtin {
+                return Ok(true);
+            }
             match site.client.delete_group(&name, dry).await {
                 Ok(()) => Ok(false),
                 Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(false),
-                // 403: a built-in group; empty it instead.
-                Err(e) if e.kind == PartnerErrorKind::Auth && e.status == Some(403) => Ok(true),
+                Err(e)
+                    if e.kind == PartnerErrorKind::Auth
+                        && e.status == Some(403)
+                        && message_says_builtin(&e.message) =>
+                {
+                    tracing::info!(site = %site.name, "the partner keeps a built-in group; emptying it");
+                    Ok(true)
+                }
                 Err(e) => Err(e),
             }
         }
@@ -692,7 +807,7 @@ pub async fn delete(
         let members = bridge.store.group_member_ids(tenant.name(), id).await?;
         if !members.is_empty() {
             // The group goes only once its members are out of it: due at once, and waited for.
-            let marks = change(bridge, tenant, id, None, &[], &members, Pace::Now).await?;
+            let (marks, _) = change(bridge, tenant, id, None, &[], &members, Pace::Now).await?;
             if !bridge.engine.settle(&marks, bridge.wait_deadline()).await? {
                 return Err(BridgeError {
                     error: ScimError::new(

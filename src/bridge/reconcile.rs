@@ -270,9 +270,14 @@ async fn reconcile_site(
         .collect();
     if apply {
         for g in &report.groups_missing {
+            let row = groups
+                .iter()
+                .find(|row| row.partner_name.eq_ignore_ascii_case(g));
             let new = NewGroup {
                 name: g.clone(),
-                access: tenant.config.default_access,
+                access: row.map_or(tenant.config.default_access, |row| {
+                    group_access(tenant, row)
+                }),
                 created_by_email: Some(tenant.config.invited_by_email.clone()),
             };
             site.client.create_group(&new, tenant.dry_run()).await?;
@@ -287,6 +292,15 @@ async fn reconcile_site(
         }
     }
     Ok(report)
+}
+
+/// The access a re-created group gets: the one stored with the group (what the bridge gave it
+/// when it made it), else what the tenant's configuration gives its name.
+fn group_access(tenant: &Tenant, row: &crate::store::GroupRow) -> crate::partner::Access {
+    row.access
+        .as_deref()
+        .and_then(crate::partner::Access::parse)
+        .unwrap_or_else(|| tenant.config.access_for(&row.display_name))
 }
 
 /// Appends a site's run to the audit log (a failure to write it is logged by the store).

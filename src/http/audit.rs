@@ -2,7 +2,8 @@
 //! it is answered: when, which tenant, which credential (its configured name, never the
 //! secret), the client address, the request id, the operation, the resource, the status, and
 //! the partner calls the request made itself (`detail.partner_calls`; the membership engine
-//! records the calls it makes afterwards as entries of its own). Each entry is also one
+//! records the calls it makes afterwards as entries of its own), and what the bridge noted
+//! while answering (`detail.skipped_members`: group members that were not users). Each entry is also one
 //! structured log line (target `audit`).
 
 use std::time::Duration;
@@ -18,7 +19,7 @@ use super::resources::ResourceState;
 use super::REQUEST_ID;
 use crate::bridge::now_ms;
 use crate::partner::patience::impatient;
-use crate::partner::record::{calls_detail, recording, CallRecorder};
+use crate::partner::record::{recording, CallRecorder};
 use crate::store::AuditEntry;
 
 /// Middleware: records writes; reads pass through untouched.
@@ -76,7 +77,7 @@ pub async fn record(State(s): State<ResourceState>, request: Request, next: Next
         resource_type,
         resource_id,
         status: response.status().as_u16(),
-        detail: calls_detail(&recorder.calls()),
+        detail: recorder.detail(),
     };
     s.bridge.store.record_audit(&entry).await;
     response

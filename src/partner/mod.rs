@@ -146,6 +146,15 @@ pub const ALL_USERS_GROUP: &str = "All Users";
 /// The built-in group that grants admin rights.
 pub const ADMINISTRATORS_GROUP: &str = "Administrators";
 
+/// True when `name` is one of the partner's built-in groups, which cannot be deleted (names
+/// match case-insensitively, as the partner matches them).
+pub fn is_builtin_group(name: &str) -> bool {
+    let name = name.trim();
+    [ALL_USERS_GROUP, ADMINISTRATORS_GROUP]
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(name))
+}
+
 /// A partner user as the bridge sees it, independent of the wire shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartnerUser {

@@ -1,6 +1,7 @@
 //! Which partner calls a piece of work caused, for the audit log. Work that wants to know runs
 //! inside [`recording`]; the client adds one [`CallRecord`] per call (after its retries) to
-//! the recorder of the task it runs in, if there is one.
+//! the recorder of the task it runs in, if there is one. The bridge adds [`note`]s there too
+//! (what a request skipped), which the audit entry shows beside the calls.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,14 +25,31 @@ pub struct CallRecord {
     pub attempts: u32,
 }
 
-/// Collects the calls of one piece of work.
+/// Collects the calls and notes of one piece of work.
 #[derive(Debug, Clone, Default)]
-pub struct CallRecorder(Arc<Mutex<Vec<CallRecord>>>);
+pub struct CallRecorder {
+    calls: Arc<Mutex<Vec<CallRecord>>>,
+    notes: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
+}
 
 impl CallRecorder {
     /// The calls recorded so far.
     pub fn calls(&self) -> Vec<CallRecord> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+        self.calls.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The audit detail: `{"partner_calls": [...]}` (when there were calls) and every note
+    /// under its key; nothing when there is neither.
+    pub fn detail(&self) -> Option<String> {
+        let mut detail = self.notes.lock().map(|n| n.clone()).unwrap_or_default();
+        let calls = self.calls();
+        if !calls.is_empty() {
+            detail.insert("partner_calls".into(), serde_json::json!(calls));
+        }
+        if detail.is_empty() {
+            return None;
+        }
+        serde_json::to_string(&detail).ok()
     }
 }
 
@@ -43,8 +61,23 @@ pub async fn recording<F: std::future::Future>(recorder: CallRecorder, work: F) 
 /// Adds a call to the current task's recorder, if any.
 pub fn record(call: CallRecord) {
     let _ = RECORDER.try_with(|r| {
-        if let Ok(mut v) = r.0.lock() {
+        if let Ok(mut v) = r.calls.lock() {
             v.push(call);
+        }
+    });
+}
+
+/// Appends `item` to the list noted under `key` in the current task's recorder, if any (a
+/// Bulk request notes once per operation).
+pub fn note(key: &str, item: serde_json::Value) {
+    let _ = RECORDER.try_with(|r| {
+        if let Ok(mut notes) = r.notes.lock() {
+            let entry = notes
+                .entry(key.to_owned())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let Some(list) = entry.as_array_mut() {
+                list.push(item);
+            }
         }
     });
 }
@@ -83,5 +116,26 @@ mod tests {
         .await;
         let names: Vec<_> = r.calls().iter().map(|c| c.call).collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn notes_join_the_calls_in_the_detail() {
+        note("outside", serde_json::json!(1));
+        let r = CallRecorder::default();
+        assert_eq!(r.detail(), None);
+        recording(r.clone(), async {
+            note("skipped", serde_json::json!({"n": 1}));
+            note("skipped", serde_json::json!({"n": 2}));
+        })
+        .await;
+        assert_eq!(
+            r.detail().as_deref(),
+            Some(r#"{"skipped":[{"n":1},{"n":2}]}"#)
+        );
+        recording(r.clone(), async { record(call("a")) }).await;
+        let detail: serde_json::Value = serde_json::from_str(&r.detail().unwrap()).unwrap();
+        assert_eq!(detail["partner_calls"][0]["call"], "a");
+        assert_eq!(detail["skipped"].as_array().map(Vec::len), Some(2));
+        assert!(detail.get("outside").is_none());
     }
 }

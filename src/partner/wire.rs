@@ -470,6 +470,21 @@ pub fn message_says_exists(message: &str) -> bool {
         || (m.contains("exists") && !m.contains("not exist"))
 }
 
+/// True when a refusal's message says the thing is built in (a built-in group the partner will
+/// not change or delete), as opposed to a refusal of the bridge's credentials.
+pub fn message_says_builtin(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "built-in",
+        "builtin",
+        "built in",
+        "system group",
+        "default group",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
 /// The `Retry-After` header.
 pub static RETRY_AFTER_HEADER: HeaderName = http::header::RETRY_AFTER;
 
@@ -674,6 +689,20 @@ mod tests {
         assert!(message_says_exists("Duplicate entry"));
         assert!(!message_says_exists("group does not exist"));
         assert!(!message_says_exists("unknown group Readers"));
+    }
+
+    #[test]
+    fn builtin_refusals_are_told_from_auth_refusals() {
+        assert!(message_says_builtin(
+            "built-in group `All Users` cannot be deleted"
+        ));
+        assert!(message_says_builtin("Cannot delete a Builtin group"));
+        assert!(message_says_builtin("Administrators is a system group"));
+        assert!(!message_says_builtin("injected fault: 403 Forbidden"));
+        assert!(!message_says_builtin("invalid API key"));
+        assert!(!message_says_builtin(
+            "the User and Group Management API is not enabled"
+        ));
     }
 
     #[test]

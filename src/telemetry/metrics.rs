@@ -62,6 +62,9 @@ pub const AUDIT_PRUNED: &str = "scim_bridge_audit_pruned_total";
 pub const RECONCILE_DRIFT: &str = "scim_bridge_reconcile_drift";
 /// Reconciliation runs by `tenant`, `outcome` (`ok`, `error`).
 pub const RECONCILE_RUNS: &str = "scim_bridge_reconcile_runs_total";
+/// Group member ids skipped because they are not users of the tenant
+/// (`unknown_members = "skip"`), by `tenant`.
+pub const UNKNOWN_MEMBERS_SKIPPED: &str = "scim_bridge_unknown_members_skipped_total";
 
 /// Histogram buckets of every `*_seconds` histogram: 5 ms to a minute.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -173,6 +176,10 @@ impl Metrics {
             );
             describe_gauge!(RECONCILE_DRIFT, "Drift found by the last reconciliation.");
             describe_counter!(RECONCILE_RUNS, "Reconciliation runs.");
+            describe_counter!(
+                UNKNOWN_MEMBERS_SKIPPED,
+                "Group member ids skipped because they are not users of the tenant."
+            );
         });
     }
 
@@ -344,6 +351,14 @@ impl Metrics {
                 "kind" => kind,
             )
             .set(count as f64);
+        });
+    }
+
+    /// `count` group member ids a write skipped because they are not users of `tenant`.
+    pub fn unknown_members_skipped(&self, tenant: &str, count: usize) {
+        self.record(|| {
+            ::metrics::counter!(UNKNOWN_MEMBERS_SKIPPED, "tenant" => tenant.to_owned())
+                .increment(count as u64);
         });
     }
 

@@ -9,6 +9,7 @@ mod crash;
 mod deploy;
 mod emulator;
 mod faults;
+mod group_delete;
 mod health;
 mod hostile;
 mod http_discovery;
@@ -32,6 +33,7 @@ mod store;
 mod store_faults;
 pub mod support;
 mod tls;
+mod unknown_members;
 
 /// Installs, once per test process, a global subscriber that records nothing but answers
 /// "sometimes" for every callsite. Without it, tracing may cache "never" for a callsite first

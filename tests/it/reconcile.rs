@@ -104,3 +104,63 @@ async fn reconcile_reports_drift_and_repairs_it() {
     let after = reconcile(&h.bridge, &tenant, false).await.unwrap();
     assert!(after[0].in_sync(), "{after:?}");
 }
+
+/// A group missing at the partner is re-created with the access stored with the group (what
+/// the bridge gave it), not the tenant's `default_access`.
+#[tokio::test]
+async fn reconcile_recreates_a_missing_group_with_its_own_access() {
+    let h = Harness::start(Options {
+        group_access: vec![("Finance".into(), Access::Sql)],
+        ..Options::default()
+    })
+    .await;
+    let finance = create_group(&h, "Finance", &[]).await;
+    let sales = create_group(&h, "Sales", &[]).await;
+    let tenant = h.bridge.tenant("acme").unwrap();
+    // Sales was given Discovery (as by an earlier configuration): the store remembers it.
+    let mut row = h
+        .bridge
+        .store
+        .get_group("acme", &sales)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.access.as_deref(), Some("View"));
+    row.access = Some("Discovery".into());
+    h.bridge
+        .store
+        .update_group(&row, row.version)
+        .await
+        .unwrap();
+    // Both deleted at the partner behind the bridge's back.
+    for name in ["Finance", "Sales"] {
+        let res = reqwest::Client::new()
+            .delete(format!(
+                "{}/api/v1/groups/{name}?test_mode=false",
+                h.partner_base()
+            ))
+            .header("HTTP-X-PARTNER-AUTH", "acme:key-acme")
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{name}");
+    }
+    let repaired = reconcile(&h.bridge, &tenant, true).await.unwrap();
+    assert_eq!(repaired[0].groups_created, 2, "{repaired:?}");
+    let access = |name: &str| {
+        h.emulator
+            .groups("acme")
+            .into_iter()
+            .find(|g| g.name == name)
+            .map(|g| g.access)
+    };
+    assert_eq!(access("Finance"), Some(Access::Sql));
+    assert_eq!(access("Sales"), Some(Access::Discovery));
+    assert!(h
+        .bridge
+        .store
+        .get_group("acme", &finance)
+        .await
+        .unwrap()
+        .is_some());
+}

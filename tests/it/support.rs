@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use scim_bridge::bridge::{Bridge, BridgeOptions};
 use scim_bridge::config::{
     BearerTokenConfig, Config, CredentialsConfig, DeprovisionPolicy, EmailChangePolicy, SiteConfig,
-    TenantConfig,
+    TenantConfig, UnknownMembersPolicy,
 };
 use scim_bridge::http::{self, AppState};
 use scim_bridge::partner::client::ClientOptions;
@@ -128,6 +128,8 @@ pub struct Options {
     pub sites: Vec<&'static str>,
     pub deprovision: DeprovisionPolicy,
     pub email_change: EmailChangePolicy,
+    /// Group members that are not users: skipped (the default) or refused.
+    pub unknown_members: UnknownMembersPolicy,
     pub dry_run: bool,
     /// Per-group access overrides (`group_access`).
     pub group_access: Vec<(String, scim_bridge::partner::Access)>,
@@ -163,6 +165,7 @@ impl Default for Options {
             sites: vec!["acme"],
             deprovision: DeprovisionPolicy::Remove,
             email_change: EmailChangePolicy::Update,
+            unknown_members: UnknownMembersPolicy::Skip,
             dry_run: false,
             group_access: Vec::new(),
             store_url: None,
@@ -229,6 +232,7 @@ pub fn tenant_config(opts: &Options, partner_base: &str) -> TenantConfig {
         invited_by_email: OWNER.into(),
         deprovision: opts.deprovision,
         email_change: opts.email_change,
+        unknown_members: opts.unknown_members,
         dry_run: opts.dry_run,
         group_access: opts.group_access.iter().cloned().collect(),
         ..TenantConfig::default()
