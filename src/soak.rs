@@ -553,7 +553,8 @@ async fn worker(
                     reqwest::Method::DELETE,
                     &format!("/Users/{}", u.id),
                     None,
-                    status_is(&[204]),
+                    // 404: a retry (after a 503) of a deletion that has converged meanwhile.
+                    status_is(&[204, 404]),
                 )
                 .await;
                 if ok.is_none() {

@@ -12,7 +12,7 @@ CREATE INDEX outbox_claimed_ix ON outbox (claimed_by);
 -- A deleted user stays as a tombstone until every site has converged (the partner user is
 -- deleted, or stripped when protected): the convergence of a (site, user) whose user row is gone
 -- reads it to know which partner account to remove. Once converged (`converged_ms`) it is kept
--- a week so an IdP's retried DELETE is answered 204, not 404.
+-- a week as a record of when the deletion was carried out everywhere.
 CREATE TABLE user_tombstones (
     tenant           TEXT   NOT NULL,
     id               TEXT   NOT NULL,

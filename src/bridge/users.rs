@@ -553,7 +553,8 @@ impl SitePlan<'_> {
 /// as intent (a tombstone and an outbox mark per site); the convergence of each (site, user)
 /// removes the partner account (strips it when protected) and the request waits for it up to
 /// the deadline. When a site keeps failing the answer is 503 with `Retry-After`: the deletion
-/// goes on in the background, and the IdP's retry (the id now a tombstone) waits for it again.
+/// goes on in the background, and the IdP's retry waits for it again while it is pending (204
+/// once done), or answers 404 once it has converged.
 pub async fn delete(
     bridge: &Bridge,
     scope: Scope<'_>,
@@ -582,7 +583,8 @@ pub async fn delete(
         }
         Err(crate::store::StoreError::NotFound) => {
             // A retried DELETE of a user whose deletion is still being carried out.
-            if !store.user_was_deleted(tenant.name(), id).await? {
+            // Once converged the resource is gone for good: 404, as RFC 7644 3.6 says.
+            if store.user_tombstone(tenant.name(), id).await?.is_none() {
                 return Err(ScimError::not_found(format!("User {id} not found")).into());
             }
             store

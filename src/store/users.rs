@@ -6,7 +6,7 @@ use super::types::{lc, resource_text, rows, user_columns, UserRecord};
 use super::{dedup, placeholders, retrying, to_i64, to_u64, Store, StoreError, CHUNK};
 use super::{IndexTerm, UserRow};
 
-/// How long a converged tombstone is kept for the IdP's retried DELETEs.
+/// How long a converged tombstone is kept (when the deletion of that user converged).
 const TOMBSTONE_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
 
 const INSERT_USER: &str = "INSERT INTO users (tenant, id, user_name, user_name_lc, external_id, \
@@ -343,7 +343,7 @@ impl Store {
                 let users = [id.to_owned()];
                 super::outbox::mark_rows!(tx, tenant, sites, users, now)
             };
-            // Converged tombstones are kept a week for the IdP's retries, then go.
+            // Converged tombstones are kept a week as a record, then go.
             sqlx::query(
                 "DELETE FROM user_tombstones WHERE tenant = $1 AND converged_ms < $2",
             )
@@ -354,24 +354,6 @@ impl Store {
             tx.commit().await?;
             Ok((group_ids, marks))
         })
-    }
-
-    /// Whether the user was deleted in the last week (its tombstone is kept, converged or not):
-    /// an IdP's retried DELETE of it is answered as the first was.
-    pub async fn user_was_deleted(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        retrying(move || async move {
-            let n: i64 = with_pool!(self, pool => {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM user_tombstones WHERE tenant = $1 AND id = $2",
-                )
-                .bind(tenant)
-                .bind(id)
-                .fetch_one(pool)
-                .await
-            })?;
-            Ok(n > 0)
-        })
-        .await
     }
 
     /// The partner email of a deleted user whose deletion has not yet converged at every site.
