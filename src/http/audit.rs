@@ -11,7 +11,8 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 use super::auth::Principal;
 use super::forwarded::ClientAddr;
@@ -23,6 +24,11 @@ use crate::partner::record::{recording, CallRecorder};
 use crate::store::AuditEntry;
 
 /// Middleware: records writes; reads pass through untouched.
+///
+/// A write runs to its end on a task of its own, its audit entry included: the request's
+/// deadline or the client's disconnect drops only the wait for the answer, never the flow
+/// half-way (a partner write without its store commit, a rename without its undo, marks not
+/// written). The task keeps the request's span, so its log lines keep the request id.
 pub async fn record(State(s): State<ResourceState>, request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
@@ -30,6 +36,17 @@ pub async fn record(State(s): State<ResourceState>, request: Request, next: Next
     ) {
         return next.run(request).await;
     }
+    let write = record_write(s, request, next).instrument(tracing::Span::current());
+    match tokio::spawn(write).await {
+        Ok(response) => response,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => crate::scim::ScimError::new(503, None, "The bridge is shutting down; retry.")
+            .into_response(),
+    }
+}
+
+async fn record_write(s: ResourceState, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let credential = request

@@ -394,3 +394,65 @@ async fn a_deleted_user_is_a_tombstone_until_every_site_converged() {
     assert_eq!(store.user_tombstone("a", "u1").await.unwrap(), None);
     assert!(!store.email_tombstoned("a", "u1@x.com").await.unwrap());
 }
+
+/// A request the client gives up on (its timeout, a disconnect) still runs to its end: the
+/// partner write and the store commit both happen, never one without the other.
+#[tokio::test]
+async fn a_write_the_client_abandons_runs_to_completion() {
+    let h = Harness::start(options()).await;
+    let email = "patient@acme.example.com";
+    let id = create_user(&h, email, "Pat", "Ient").await;
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            latency: Some(Latency::FixedMs(400)),
+            ..Faults::default()
+        },
+    );
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .patch(format!("{}/Users/{id}", h.base))
+        .bearer_auth(crate::support::TOKEN)
+        .header("content-type", "application/scim+json")
+        .json(&json!({"schemas": [PATCH_OP],
+            "Operations": [{"op": "replace", "path": "name.givenName", "value": "Patricia"}]}))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up: {sent:?}");
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = h.get(&format!("/Users/{id}")).await;
+        let partner = h.partner_user("acme", email).map(|u| u.first_name);
+        if body["name"]["givenName"] == "Patricia" && partner.as_deref() == Some("Patricia") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the abandoned PATCH did not finish: store {}, partner {partner:?}",
+            body["name"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The same for a DELETE.
+    let sent = impatient
+        .delete(format!("{}/Users/{id}", h.base))
+        .bearer_auth(crate::support::TOKEN)
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up: {sent:?}");
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while h.partner_user("acme", email).is_some() {
+        assert!(
+            std::time::Instant::now() < end,
+            "the abandoned DELETE did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        h.get(&format!("/Users/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
