@@ -553,8 +553,7 @@ async fn worker(
                     reqwest::Method::DELETE,
                     &format!("/Users/{}", u.id),
                     None,
-                    // 404: a retry (after a 503) of a deletion that has converged meanwhile.
-                    status_is(&[204, 404]),
+                    status_is(&[204]),
                 )
                 .await;
                 if ok.is_none() {

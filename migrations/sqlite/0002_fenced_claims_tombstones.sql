@@ -12,7 +12,8 @@ CREATE INDEX outbox_claimed_ix ON outbox (claimed_by);
 -- A deleted user stays as a tombstone until every site has converged (the partner user is
 -- deleted, or stripped when protected): the convergence of a (site, user) whose user row is gone
 -- reads it to know which partner account to remove. Once converged (`converged_ms`) it is kept
--- a week as a record of when the deletion was carried out everywhere.
+-- a week: a DELETE the IdP was answered 503 for and retries gets 204 (the deletion it asked
+-- for is done), one whose deletion was already answered 204 (`answered_ms`) gets 404.
 CREATE TABLE user_tombstones (
     tenant           TEXT   NOT NULL,
     id               TEXT   NOT NULL,
@@ -20,6 +21,7 @@ CREATE TABLE user_tombstones (
     partner_email_lc TEXT   NOT NULL,
     deleted_ms       BIGINT NOT NULL,
     converged_ms     BIGINT,
+    answered_ms      BIGINT,
     PRIMARY KEY (tenant, id)
 );
 CREATE INDEX user_tombstones_email_ix ON user_tombstones (tenant, partner_email_lc);

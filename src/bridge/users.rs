@@ -553,8 +553,8 @@ impl SitePlan<'_> {
 /// as intent (a tombstone and an outbox mark per site); the convergence of each (site, user)
 /// removes the partner account (strips it when protected) and the request waits for it up to
 /// the deadline. When a site keeps failing the answer is 503 with `Retry-After`: the deletion
-/// goes on in the background, and the IdP's retry waits for it again while it is pending (204
-/// once done), or answers 404 once it has converged.
+/// goes on in the background, and the IdP's retry follows it (204 once done); a DELETE after
+/// one answered 204 is 404.
 pub async fn delete(
     bridge: &Bridge,
     scope: Scope<'_>,
@@ -582,14 +582,16 @@ pub async fn delete(
             .into())
         }
         Err(crate::store::StoreError::NotFound) => {
-            // A retried DELETE of a user whose deletion is still being carried out.
-            // Once converged the resource is gone for good: 404, as RFC 7644 3.6 says.
-            if store.user_tombstone(tenant.name(), id).await?.is_none() {
-                return Err(ScimError::not_found(format!("User {id} not found")).into());
+            // Deleted before: a retry of a DELETE answered 503 follows the deletion it asked
+            // for (204 once done); after a 204 the resource is gone for good (RFC 7644 3.6).
+            match store.user_deletion(tenant.name(), id).await? {
+                Some(false) => {
+                    store
+                        .mark_outbox(tenant.name(), &sites, &[id.to_owned()])
+                        .await?
+                }
+                _ => return Err(ScimError::not_found(format!("User {id} not found")).into()),
             }
-            store
-                .mark_outbox(tenant.name(), &sites, &[id.to_owned()])
-                .await?
         }
         Err(e) => return Err(e.into()),
     };
@@ -618,6 +620,7 @@ pub async fn delete(
             retry_after: Some(5),
         });
     }
+    store.answer_user_deletion(tenant.name(), id).await?;
     Ok(())
 }
 

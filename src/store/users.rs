@@ -331,7 +331,7 @@ impl Store {
                      deleted_ms) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (tenant, id) DO UPDATE SET partner_email = excluded.partner_email, \
                      partner_email_lc = excluded.partner_email_lc, deleted_ms = excluded.deleted_ms, \
-                     converged_ms = NULL",
+                     converged_ms = NULL, answered_ms = NULL",
                 )
                 .bind(tenant)
                 .bind(id)
@@ -354,6 +354,46 @@ impl Store {
             tx.commit().await?;
             Ok((group_ids, marks))
         })
+    }
+
+    /// A deleted user's tombstone as a retried DELETE needs it: `None` without one (never
+    /// deleted, or longer ago than a week), else whether its deletion was already answered
+    /// with success.
+    pub async fn user_deletion(&self, tenant: &str, id: &str) -> Result<Option<bool>, StoreError> {
+        retrying(move || async move {
+            let found: Option<Option<i64>> = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT answered_ms FROM user_tombstones WHERE tenant = $1 AND id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+            })?;
+            Ok(found.map(|answered| answered.is_some()))
+        })
+        .await
+    }
+
+    /// Records that the deletion of the user was answered with success: a later DELETE of
+    /// the id is answered 404.
+    pub async fn answer_user_deletion(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+        let now = super::outbox::now_ms();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                sqlx::query(
+                    "UPDATE user_tombstones SET answered_ms = $3 WHERE tenant = $1 AND id = $2",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|_| ())
+            })?;
+            Ok(())
+        })
+        .await
     }
 
     /// The partner email of a deleted user whose deletion has not yet converged at every site.
