@@ -9,20 +9,24 @@ ALTER TABLE outbox ADD COLUMN parked_ms BIGINT;
 -- Renewal finds a process's claims without scanning the outbox.
 CREATE INDEX outbox_claimed_ix ON outbox (claimed_by);
 
--- A deleted user stays as a tombstone until every site has converged (the partner user is
--- deleted, or stripped when protected): the convergence of a (site, user) whose user row is gone
--- reads it to know which partner account to remove. Once converged (`converged_ms`) it is kept
--- a week: a DELETE the IdP was answered 503 for and retries gets 204 (the deletion it asked
--- for is done), one whose deletion was already answered 204 (`answered_ms`) gets 404.
+-- A partner account the IdP's intent no longer has stays as a tombstone until every site has
+-- converged (the account is deleted there, or stripped when protected): `deleted`, the email of
+-- a deleted user (the convergence of a (site, user) whose user row is gone reads it), or
+-- `retired`, a live user's former email after an email change (the user's convergence removes
+-- that account too, so a change that half-happened at some site cannot leave it behind). Once
+-- converged (`converged_ms`) a row is kept a week: a DELETE the IdP was answered 503 for and
+-- retries gets 204 (the deletion it asked for is done), one already answered 204
+-- (`answered_ms`) gets 404.
 CREATE TABLE user_tombstones (
     tenant           TEXT   NOT NULL,
     id               TEXT   NOT NULL,
     partner_email    TEXT   NOT NULL,
     partner_email_lc TEXT   NOT NULL,
+    kind             TEXT   NOT NULL, -- deleted | retired
     deleted_ms       BIGINT NOT NULL,
     converged_ms     BIGINT,
     answered_ms      BIGINT,
-    PRIMARY KEY (tenant, id)
+    PRIMARY KEY (tenant, id, partner_email_lc)
 );
 CREATE INDEX user_tombstones_email_ix ON user_tombstones (tenant, partner_email_lc);
 

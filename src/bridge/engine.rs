@@ -726,6 +726,13 @@ pub async fn converge_user(
     let Some(user) = store.get_user(tenant.name(), user_id).await? else {
         return converge_deleted(store, tenant, site, user_id, writes, fence).await;
     };
+    // Former emails of the user (an email change, or its removal) whose accounts may still be
+    // at this site: a change that half-happened, or was cut short, leaves nothing behind.
+    for email in store.pending_tombstones(tenant.name(), user_id).await? {
+        if !email.eq_ignore_ascii_case(&user.partner_email) {
+            remove_account(store, tenant, site, &email, writes, fence).await?;
+        }
+    }
     if user.partner_email.is_empty() {
         // No email address: the user cannot exist at the partner.
         return Ok(Converged::Skipped);
@@ -824,8 +831,8 @@ async fn managed_names(store: &Store, tenant: &Tenant) -> Result<HashSet<String>
         .collect())
 }
 
-/// Converges a (site, user) whose user row is gone: a tombstone's partner account is deleted,
-/// or stripped of its managed groups when protected; without a tombstone there is nothing to do.
+/// Converges a (site, user) whose user row is gone: each pending tombstone's partner account
+/// is removed ([`remove_account`]); without one there is nothing to do.
 async fn converge_deleted(
     store: &Store,
     tenant: &Tenant,
@@ -834,23 +841,37 @@ async fn converge_deleted(
     writes: &AtomicU64,
     fence: &Fence,
 ) -> Result<Converged, ConvergeError> {
-    let Some(email) = store.user_tombstone(tenant.name(), user_id).await? else {
-        return Ok(Converged::Skipped);
-    };
+    let emails = store.pending_tombstones(tenant.name(), user_id).await?;
+    let mut outcome = Converged::Skipped;
+    for email in emails {
+        outcome = remove_account(store, tenant, site, &email, writes, fence).await?;
+    }
+    Ok(outcome)
+}
+
+/// Removes a partner account the IdP's intent no longer has (a deleted user's, or a live
+/// user's former email): deleted, or stripped of its managed groups when protected; left alone
+/// when a live user of the tenant holds that email now (its own convergence keeps it in line).
+async fn remove_account(
+    store: &Store,
+    tenant: &Tenant,
+    site: &Site,
+    email: &str,
+    writes: &AtomicU64,
+    fence: &Fence,
+) -> Result<Converged, ConvergeError> {
     if !store
-        .users_by_partner_email(tenant.name(), &email)
+        .users_by_partner_email(tenant.name(), email)
         .await?
         .is_empty()
     {
-        // A live user holds the email again (it changed its email to this one): the account
-        // is that user's now; its own convergence keeps it in line.
         return Ok(Converged::Skipped);
     }
     let dry_run = tenant.dry_run();
-    if !tenant.protects(&email) {
-        return delete_at(site, &email, dry_run, writes, fence).await;
+    if !tenant.protects(email) {
+        return delete_at(site, email, dry_run, writes, fence).await;
     }
-    let Some(p) = site.client.get_user(&email).await? else {
+    let Some(p) = site.client.get_user(email).await? else {
         return Ok(Converged::Unchanged);
     };
     let managed = managed_names(store, tenant).await?;
@@ -858,13 +879,13 @@ async fn converge_deleted(
     if same_groups(&p.groups, &groups) {
         return Ok(Converged::Unchanged);
     }
-    tracing::info!(site = %site.name, "a protected account was deleted in SCIM: its managed groups are removed, the account kept");
+    tracing::info!(site = %site.name, "a protected account left SCIM: its managed groups are removed, the account kept");
     let update = UserUpdate {
         groups: Some(groups),
         ..UserUpdate::default()
     };
     fence
-        .guard(site.client.update_user(&email, &update, dry_run))
+        .guard(site.client.update_user(email, &update, dry_run))
         .await?;
     writes.fetch_add(1, Ordering::Relaxed);
     Ok(Converged::Stripped)

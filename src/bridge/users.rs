@@ -136,29 +136,38 @@ pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimEr
     }
 }
 
-/// Folds per-site results: every site failed -> the first error (nothing is committed); an
-/// invalid request anywhere -> that error; transient failures on some sites -> those sites
-/// are marked for the engine.
+/// Folds per-site results (DESIGN.md section 4, point 3). No site applied the change: the
+/// first refusal (the IdP's 4xx), else the first transient failure (503); nothing is
+/// committed. Some sites applied it: the change is committed and every site that failed,
+/// transiently or not, is marked, so the engine converges it (retried with capped backoff,
+/// failing rows visible in `status` and metrics) instead of leaving it behind the others.
 fn settle(results: Vec<(&Site, Result<SiteOutcome, PartnerError>)>) -> BridgeResult<Vec<String>> {
-    let total = results.len();
     let mut mark = Vec::new();
-    let mut first_err: Option<PartnerError> = None;
-    let mut failed = 0;
+    let mut applied = 0;
+    let mut refused: Option<PartnerError> = None;
+    let mut transient: Option<PartnerError> = None;
     for (site, r) in results {
         match r {
-            Ok(SiteOutcome::Done) => {}
-            Ok(SiteOutcome::Mark) => mark.push(site.name.clone()),
-            Err(e) if e.kind.retry_later() => {
-                tracing::warn!(site = %site.name, error = %e, "site failed; the engine will retry it");
-                failed += 1;
+            Ok(SiteOutcome::Done) => applied += 1,
+            Ok(SiteOutcome::Mark) => {
+                applied += 1;
                 mark.push(site.name.clone());
-                first_err.get_or_insert(e);
             }
-            Err(e) => return Err(BridgeError::from(&e)),
+            Err(e) => {
+                if e.kind.retry_later() {
+                    tracing::warn!(site = %site.name, error = %e, "site failed; the engine will retry it");
+                    transient.get_or_insert(e);
+                } else {
+                    tracing::warn!(site = %site.name, error = %e, "site refused the change; recorded, the engine converges it");
+                    refused.get_or_insert(e);
+                }
+                mark.push(site.name.clone());
+            }
         }
     }
-    if total > 0 && failed == total {
-        if let Some(e) = first_err {
+    if applied == 0 {
+        // Nothing changed anywhere: the IdP hears the refusal (4xx), or else the trouble (503).
+        if let Some(e) = refused.or(transient) {
             return Err(BridgeError::from(&e));
         }
     }
@@ -168,8 +177,17 @@ fn settle(results: Vec<(&Site, Result<SiteOutcome, PartnerError>)>) -> BridgeRes
 /// A user of a partner email whose deletion is still being carried out (a tombstone holds it)
 /// waits for it: 503 with `Retry-After`, the IdP retries. Created now, its convergence would
 /// race the deletion's at the partner.
-async fn refuse_while_deleting(bridge: &Bridge, tenant: &Tenant, email: &str) -> BridgeResult<()> {
-    if bridge.store.email_tombstoned(tenant.name(), email).await? {
+async fn refuse_while_deleting(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    email: &str,
+    except_id: Option<&str>,
+) -> BridgeResult<()> {
+    if bridge
+        .store
+        .email_tombstoned(tenant.name(), email, except_id)
+        .await?
+    {
         return Err(BridgeError {
             error: ScimError::new(
                 503,
@@ -228,7 +246,7 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
             ))
             .into());
         }
-        refuse_while_deleting(bridge, tenant, email).await?;
+        refuse_while_deleting(bridge, tenant, email, None).await?;
     } else {
         tracing::info!(
             "the user has no email address: kept in SCIM, not provisioned to the partner"
@@ -382,7 +400,7 @@ async fn update(
         .into());
     }
     if has_email && !new_email.eq_ignore_ascii_case(&old.partner_email) {
-        refuse_while_deleting(bridge, tenant, &new_email).await?;
+        refuse_while_deleting(bridge, tenant, &new_email, Some(&old.id)).await?;
     }
 
     let policy = tenant.config.deprovision;
@@ -420,6 +438,14 @@ async fn update(
     if old_present != new_present {
         mark = tenant.site_names();
     }
+    // The former email becomes a `retired` tombstone with the commit: the convergence of each
+    // site removes that account wherever the change did not (a site that refused the change,
+    // a deactivation that changed the email too, an email removed).
+    let retired = (had_email && !new_email.eq_ignore_ascii_case(&old.partner_email))
+        .then(|| old.partner_email.clone());
+    if retired.is_some() {
+        mark = tenant.site_names();
+    }
 
     let now = now_ms();
     let row = UserRow {
@@ -437,7 +463,9 @@ async fn update(
     };
     // The change and its marks commit together: a crash between them cannot leave a
     // deactivation unmarked (the IdP's retry would see no change and the account stay).
-    let marks = store.update_user_marking(&row, old.version, &mark).await?;
+    let marks = store
+        .update_user_marking(&row, old.version, &mark, retired.as_deref())
+        .await?;
     if !marks.is_empty() {
         // A deactivation is acknowledged once access is gone, when possible in time: worked
         // at once, there is nothing to coalesce with.
@@ -463,19 +491,6 @@ struct SitePlan<'a> {
 impl SitePlan<'_> {
     async fn apply(&self, site: &Site) -> Result<SiteOutcome, PartnerError> {
         let client = &site.client;
-        if self.old_present
-            && !self.new_present
-            && !self.old_email.eq_ignore_ascii_case(self.new_email)
-            && !self.tenant.protects(self.old_email)
-        {
-            // Deactivated (or its email removed) while the email changes: the convergence
-            // knows only the new email, so the old account goes here, before the commit.
-            match client.delete_user(self.old_email, self.dry).await {
-                Ok(()) => {}
-                Err(e) if e.kind == PartnerErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
         if self.old_present != self.new_present {
             // Deactivated or reactivated under `remove`: the convergence of the (site, user),
             // marked with the commit, deletes the partner user (strips it when protected) or

@@ -346,7 +346,8 @@ impl Store {
                     // Two sites completing at once must not both see the other's row and both
                     // keep the tombstone: the second waits here for the first to commit.
                     sqlx::query(
-                        "SELECT 1 FROM user_tombstones WHERE tenant = $1 AND id = $2 FOR UPDATE",
+                        "SELECT 1 FROM user_tombstones WHERE tenant = $1 AND id = $2 \
+                         AND converged_ms IS NULL FOR UPDATE",
                     )
                     .bind(item.tenant.as_str())
                     .bind(item.user_id.as_str())

@@ -194,6 +194,7 @@ impl Store {
                      o.last_error, o.marked_ms, o.due_ms FROM outbox o \
                      LEFT JOIN users u ON u.tenant = o.tenant AND u.id = o.user_id \
                      LEFT JOIN user_tombstones t ON t.tenant = o.tenant AND t.id = o.user_id \
+                     AND t.kind = 'deleted' \
                      WHERE o.attempts > 0 AND o.parked_ms IS NULL \
                      AND (CAST($1 AS TEXT) IS NULL OR o.tenant = $1) \
                      ORDER BY o.marked_ms, o.tenant, o.site, o.user_id LIMIT $2",

@@ -9,6 +9,12 @@ use super::{IndexTerm, UserRow};
 /// How long a converged tombstone is kept (when the deletion of that user converged).
 const TOMBSTONE_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// Writes a tombstone ($1 tenant, $2 id, $3 email, $4 lowercased, $5 kind, $6 now), pending.
+const UPSERT_TOMBSTONE: &str = "INSERT INTO user_tombstones (tenant, id, partner_email, \
+    partner_email_lc, kind, deleted_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+    ON CONFLICT (tenant, id, partner_email_lc) DO UPDATE SET partner_email = excluded.partner_email, \
+    kind = excluded.kind, deleted_ms = excluded.deleted_ms, converged_ms = NULL, answered_ms = NULL";
+
 const INSERT_USER: &str = "INSERT INTO users (tenant, id, user_name, user_name_lc, external_id, \
     active, partner_email, partner_email_lc, emails, resource, created_ms, last_modified_ms, \
     version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
@@ -176,22 +182,28 @@ impl Store {
         row: &UserRow,
         expected_version: i64,
     ) -> Result<(), StoreError> {
-        self.update_user_marking(row, expected_version, &[])
+        self.update_user_marking(row, expected_version, &[], None)
             .await
             .map(|_| ())
     }
 
     /// [`Store::update_user`] that also marks the user at `sites` in the outbox, in the same
     /// transaction: the change and the work it causes are committed together or not at all.
+    ///
+    /// `retired`: the user's former partner email after an email change; it becomes a
+    /// `retired` tombstone in the same transaction, so the user's convergence at each site
+    /// removes that account wherever the change did not remove it. The new email's own
+    /// tombstone of this user, if any (an email changed back), goes.
     pub async fn update_user_marking(
         &self,
         row: &UserRow,
         expected_version: i64,
         sites: &[String],
+        retired: Option<&str>,
     ) -> Result<Vec<super::OutboxMark>, StoreError> {
         let values = UserValues::of(row)?;
         let sites = &dedup(sites);
-        retrying(|| self.update_user_once(&values, expected_version, sites)).await
+        retrying(|| self.update_user_once(&values, expected_version, sites, retired)).await
     }
 
     async fn update_user_once(
@@ -199,6 +211,7 @@ impl Store {
         v: &UserValues<'_>,
         expected: i64,
         sites: &[String],
+        retired: Option<&str>,
     ) -> Result<Vec<super::OutboxMark>, Fail> {
         let row = v.row;
         let begin = self.begin_write();
@@ -239,6 +252,27 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             insert_emails!(tx, row.tenant.as_str(), row.id.as_str(), v.emails_lc);
+            let now = super::outbox::now_ms();
+            sqlx::query(
+                "DELETE FROM user_tombstones WHERE tenant = $1 AND id = $2 \
+                 AND partner_email_lc = $3",
+            )
+            .bind(row.tenant.as_str())
+            .bind(row.id.as_str())
+            .bind(v.partner_email_lc.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if let Some(email) = retired.filter(|e| !e.is_empty()) {
+                sqlx::query(UPSERT_TOMBSTONE)
+                    .bind(row.tenant.as_str())
+                    .bind(row.id.as_str())
+                    .bind(email)
+                    .bind(lc(email))
+                    .bind("retired")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let users = [row.id.clone()];
             let marks = if sites.is_empty() {
                 Vec::new()
@@ -318,7 +352,7 @@ impl Store {
             ] {
                 sqlx::query(sql).bind(tenant).bind(id).execute(&mut *tx).await?;
             }
-            let marks = if email.is_empty() || sites.is_empty() {
+            let marks = if sites.is_empty() {
                 sqlx::query("DELETE FROM outbox WHERE tenant = $1 AND user_id = $2")
                     .bind(tenant)
                     .bind(id)
@@ -326,20 +360,18 @@ impl Store {
                     .await?;
                 Vec::new()
             } else {
-                sqlx::query(
-                    "INSERT INTO user_tombstones (tenant, id, partner_email, partner_email_lc, \
-                     deleted_ms) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (tenant, id) DO UPDATE SET partner_email = excluded.partner_email, \
-                     partner_email_lc = excluded.partner_email_lc, deleted_ms = excluded.deleted_ms, \
-                     converged_ms = NULL, answered_ms = NULL",
-                )
-                .bind(tenant)
-                .bind(id)
-                .bind(email.as_str())
-                .bind(lc(&email))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                if !email.is_empty() {
+                    sqlx::query(UPSERT_TOMBSTONE)
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(email.as_str())
+                        .bind(lc(&email))
+                        .bind("deleted")
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // Marked also without an email: former emails may still wait for removal.
                 let users = [id.to_owned()];
                 super::outbox::mark_rows!(tx, tenant, sites, users, now)
             };
@@ -363,7 +395,8 @@ impl Store {
         retrying(move || async move {
             let found: Option<Option<i64>> = with_pool!(self, pool => {
                 sqlx::query_scalar(
-                    "SELECT answered_ms FROM user_tombstones WHERE tenant = $1 AND id = $2",
+                    "SELECT answered_ms FROM user_tombstones WHERE tenant = $1 AND id = $2 \
+                     AND kind = 'deleted'",
                 )
                 .bind(tenant)
                 .bind(id)
@@ -382,7 +415,8 @@ impl Store {
         retrying(move || async move {
             with_pool!(self, pool => {
                 sqlx::query(
-                    "UPDATE user_tombstones SET answered_ms = $3 WHERE tenant = $1 AND id = $2",
+                    "UPDATE user_tombstones SET answered_ms = $3 WHERE tenant = $1 AND id = $2 \
+                     AND kind = 'deleted'",
                 )
                 .bind(tenant)
                 .bind(id)
@@ -406,7 +440,7 @@ impl Store {
             let found: Option<String> = with_pool!(self, pool => {
                 sqlx::query_scalar(
                     "SELECT partner_email FROM user_tombstones WHERE tenant = $1 AND id = $2 \
-                     AND converged_ms IS NULL",
+                     AND kind = 'deleted' AND converged_ms IS NULL",
                 )
                 .bind(tenant)
                 .bind(id)
@@ -418,23 +452,53 @@ impl Store {
         .await
     }
 
-    /// Whether a deletion of the partner account `email` is still being carried out (a
-    /// tombstone holds it): a new user of that email must wait for it, or its convergence
-    /// would race the deletion's at the partner.
-    pub async fn email_tombstoned(&self, tenant: &str, email: &str) -> Result<bool, StoreError> {
+    /// Whether a removal of the partner account `email` is still being carried out (a pending
+    /// tombstone of another user than `except_id` holds it): a user taking that email must wait
+    /// for it, or its convergence would race the removal at the partner.
+    pub async fn email_tombstoned(
+        &self,
+        tenant: &str,
+        email: &str,
+        except_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let email_lc = &lc(email);
+        let except = except_id.unwrap_or_default();
         retrying(move || async move {
             let n: i64 = with_pool!(self, pool => {
                 sqlx::query_scalar(
                     "SELECT COUNT(*) FROM user_tombstones WHERE tenant = $1 \
-                     AND partner_email_lc = $2 AND converged_ms IS NULL",
+                     AND partner_email_lc = $2 AND converged_ms IS NULL AND id <> $3",
                 )
                 .bind(tenant)
                 .bind(email_lc.as_str())
+                .bind(except)
                 .fetch_one(pool)
                 .await
             })?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    /// The partner emails of a user (deleted, or live with former emails) whose removal has
+    /// not converged at every site yet.
+    pub async fn pending_tombstones(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        retrying(move || async move {
+            let found: Vec<String> = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT partner_email FROM user_tombstones WHERE tenant = $1 AND id = $2 \
+                     AND converged_ms IS NULL ORDER BY partner_email_lc",
+                )
+                .bind(tenant)
+                .bind(id)
+                .fetch_all(pool)
+                .await
+            })?;
+            Ok(found)
         })
         .await
     }

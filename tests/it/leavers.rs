@@ -356,13 +356,13 @@ async fn a_user_update_and_its_marks_commit_together() {
     // A stale version writes neither the change nor a mark.
     assert!(matches!(
         store
-            .update_user_marking(&changed, 7, &["s".to_owned()])
+            .update_user_marking(&changed, 7, &["s".to_owned()], None)
             .await,
         Err(StoreError::VersionMismatch)
     ));
     assert_eq!(store.outbox_stats().await.unwrap().depth, 0);
     let marks: Vec<OutboxMark> = store
-        .update_user_marking(&changed, 1, &["s".to_owned(), "t".to_owned()])
+        .update_user_marking(&changed, 1, &["s".to_owned(), "t".to_owned()], None)
         .await
         .unwrap();
     assert_eq!(marks.len(), 2);
@@ -385,7 +385,7 @@ async fn a_deleted_user_is_a_tombstone_until_every_site_converged() {
         store.user_tombstone("a", "u1").await.unwrap().as_deref(),
         Some("U1@x.com")
     );
-    assert!(store.email_tombstoned("a", "u1@X.com").await.unwrap());
+    assert!(store.email_tombstoned("a", "u1@X.com", None).await.unwrap());
     let items = store
         .claim_outbox("w", 10, Duration::from_secs(10), i64::MAX / 2)
         .await
@@ -395,7 +395,7 @@ async fn a_deleted_user_is_a_tombstone_until_every_site_converged() {
     assert!(store.user_tombstone("a", "u1").await.unwrap().is_some());
     assert!(store.complete_outbox(&items[1]).await.unwrap());
     assert_eq!(store.user_tombstone("a", "u1").await.unwrap(), None);
-    assert!(!store.email_tombstoned("a", "u1@x.com").await.unwrap());
+    assert!(!store.email_tombstoned("a", "u1@x.com", None).await.unwrap());
 }
 
 /// A request the client gives up on (its timeout, a disconnect) still runs to its end: the
@@ -458,4 +458,75 @@ async fn a_write_the_client_abandons_runs_to_completion() {
         h.get(&format!("/Users/{id}")).await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+/// An email change one site refuses while another applies it: the IdP gets 2xx (the change
+/// stands), and the convergence brings the refusing site in line; the former email is gone at
+/// both sites, never left behind.
+#[tokio::test]
+async fn an_email_change_one_site_refuses_leaves_no_former_account() {
+    let mut o = options();
+    o.sites = vec!["acme", "beta"];
+    let h = Harness::start(o).await;
+    let old = "mover@acme.example.com";
+    let new = "moved@acme.example.com";
+    let id = create_user(&h, old, "Mo", "Ver").await;
+    // At beta the new email is taken by an account made in the vendor's UI: the rename is
+    // refused there (409).
+    h.emulator.insert_user(
+        "beta",
+        scim_bridge::partner::PartnerUser {
+            email: new.into(),
+            first_name: "Other".into(),
+            last_name: "Person".into(),
+            groups: vec!["All Users".into()],
+        },
+    );
+    let (status, body) = h
+        .patch(
+            &format!("/Users/{id}"),
+            json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "path": "userName", "value": new},
+                {"op": "replace", "path": "emails[type eq \"work\"].value", "value": new}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.settle(Duration::from_secs(5)).await;
+    for site in ["acme", "beta"] {
+        assert!(
+            h.partner_user(site, old).is_none(),
+            "the former account is left at {site}"
+        );
+        let now = h.partner_user(site, new).expect("the new email is there");
+        assert_eq!(now.first_name, "Mo", "{site}: {now:?}");
+    }
+    let (_, got) = h.get(&format!("/Users/{id}")).await;
+    assert_eq!(got["userName"], new);
+}
+
+/// A deactivation that also changes the email (rename-on-disable) removes the former account.
+#[tokio::test]
+async fn a_deactivation_that_changes_the_email_removes_the_former_account() {
+    let h = Harness::start(options()).await;
+    let old = "leaving@acme.example.com";
+    let id = create_user(&h, old, "Lea", "Ving").await;
+    let (status, body) = h
+        .patch(
+            &format!("/Users/{id}"),
+            json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "value": {"active": false,
+                    "userName": "disabled-leaving@acme.example.com"}},
+                {"op": "replace", "path": "emails[type eq \"work\"].value",
+                    "value": "disabled-leaving@acme.example.com"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.settle(Duration::from_secs(5)).await;
+    assert!(
+        h.partner_user("acme", old).is_none(),
+        "the leaver kept access"
+    );
+    assert!(h
+        .partner_user("acme", "disabled-leaving@acme.example.com")
+        .is_none());
 }
