@@ -38,3 +38,16 @@ DROP INDEX users_partner_email_lc_ix;
 CREATE UNIQUE INDEX users_partner_email_lc_uq ON users (tenant, partner_email_lc)
     WHERE partner_email_lc <> '';
 CREATE INDEX users_partner_email_lc_ix ON users (tenant, partner_email_lc);
+
+-- Every partner name the bridge has given (or tried to give) a group, kept while the group
+-- exists: all of them count as managed, so a rename that half-happened at some site (the
+-- partner applied it, its answer was lost) is never taken for an unmanaged group that would
+-- keep members who left.
+CREATE TABLE group_known_names (
+    tenant   TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    name_lc  TEXT NOT NULL,
+    PRIMARY KEY (tenant, group_id, name_lc),
+    FOREIGN KEY (tenant, group_id) REFERENCES groups (tenant, id) ON DELETE CASCADE
+);

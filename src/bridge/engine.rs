@@ -721,8 +721,6 @@ pub async fn converge_user(
     writes: &AtomicU64,
     fence: &Fence,
 ) -> Result<Converged, ConvergeError> {
-    // Which groups are managed must not change under this convergence (see `Tenant::renaming`).
-    let _renaming = tenant.renaming.read().await;
     let Some(user) = store.get_user(tenant.name(), user_id).await? else {
         return converge_deleted(store, tenant, site, user_id, writes, fence).await;
     };

@@ -635,8 +635,6 @@ async fn write(
     let tenant = scope.tenant;
     validate_group_name(&view.display_name)?;
     let renamed = view.display_name != old.display_name;
-    // Held until the store has the new name too (see `Tenant::renaming`).
-    let mut renaming = None;
     if renamed {
         if !view.display_name.eq_ignore_ascii_case(&old.display_name)
             && bridge
@@ -655,9 +653,16 @@ async fn write(
             ))
             .into());
         }
-        renaming = Some(tenant.renaming.write().await);
         let from = old.partner_name.clone();
         let to = view.display_name.clone();
+        // Both names count as managed from now on, whatever happens at the partner (a rename
+        // applied whose answer is lost, an undo that fails, the process killed before the
+        // commit): a convergence never takes either for an unmanaged group and keeps it on a
+        // user who left. No lock against convergences is needed, in this process or another.
+        bridge
+            .store
+            .add_group_known_names(tenant.name(), &old.id, &[from.clone(), to.clone()])
+            .await?;
         let results = for_each_site(tenant, |site| {
             let (from, to) = (from.clone(), to.clone());
             async move { rename_at(tenant, site, &from, &to).await }
@@ -722,7 +727,6 @@ async fn write(
             return Err(e);
         }
     };
-    drop(renaming);
     Ok(Pending { row, marks, pace })
 }
 

@@ -120,11 +120,6 @@ pub struct Site {
 pub struct Tenant {
     pub config: TenantConfig,
     pub sites: Vec<Site>,
-    /// Convergences hold it shared; a group rename holds it exclusively from the partner
-    /// rename to the store commit. In between, the partner has the new name and the store the
-    /// old one, and a convergence would take the new name for an unmanaged group and keep it
-    /// on a user who just left the group.
-    pub(crate) renaming: tokio::sync::RwLock<()>,
 }
 
 impl Tenant {
@@ -150,7 +145,6 @@ impl Tenant {
         Ok(Tenant {
             config: config.clone(),
             sites,
-            renaming: tokio::sync::RwLock::new(()),
         })
     }
 

@@ -284,13 +284,47 @@ impl Store {
         retrying(move || async move {
             let names: Vec<String> = with_pool!(self, pool => {
                 sqlx::query_scalar(
-                    "SELECT partner_name FROM groups WHERE tenant = $1 ORDER BY partner_name",
+                    "SELECT partner_name FROM groups WHERE tenant = $1 \
+                     UNION SELECT name FROM group_known_names WHERE tenant = $1 \
+                     ORDER BY 1",
                 )
                 .bind(tenant)
                 .fetch_all(pool)
                 .await
             })?;
             Ok(names)
+        })
+        .await
+    }
+
+    /// Records partner names the bridge is about to give a group (a rename's old and new
+    /// name), committed before the partner calls: from then on they count as managed
+    /// ([`Store::managed_group_names`]) for as long as the group exists.
+    pub async fn add_group_known_names(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        names: &[String],
+    ) -> Result<(), StoreError> {
+        let begin = self.begin_write();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                let mut tx = pool.begin_with(begin).await?;
+                for name in names {
+                    sqlx::query(
+                        "INSERT INTO group_known_names (tenant, group_id, name, name_lc) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(tenant)
+                    .bind(group_id)
+                    .bind(name.as_str())
+                    .bind(lc(name))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            });
+            Ok(())
         })
         .await
     }

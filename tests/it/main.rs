@@ -23,6 +23,7 @@ mod openapi;
 mod partner_client;
 mod protocol;
 mod reconcile;
+mod renames;
 mod replicas;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;

@@ -82,6 +82,9 @@ pub enum FaultAction {
     Hang,
     /// Close the connection in the middle of the response body.
     Drop,
+    /// Carry the call out, then answer with this status and `{"error": ...}` as if it had
+    /// failed: a partner that answers 5xx after applying the change.
+    Applied { status: u16 },
 }
 
 impl Faults {
@@ -107,7 +110,9 @@ impl Faults {
             .error_statuses
             .iter()
             .chain(self.script.iter().filter_map(|s| match &s.action {
-                FaultAction::Status { status, .. } => Some(status),
+                FaultAction::Status { status, .. } | FaultAction::Applied { status } => {
+                    Some(status)
+                }
                 FaultAction::Hang | FaultAction::Drop => None,
             }))
             .find(|s| !(100..=599).contains(*s))

@@ -40,6 +40,8 @@ pub(crate) enum Action {
     Hang(Duration),
     /// Run the call, then close the connection in the middle of the answer.
     Drop,
+    /// Run the call, then answer with this status as if it had failed.
+    Applied(StatusCode),
 }
 
 /// A token bucket.
@@ -211,6 +213,9 @@ impl Injector {
             } => status_action(*status, *retry_after_secs),
             FaultAction::Hang => Action::Hang(self.faults.hang_for()),
             FaultAction::Drop => Action::Drop,
+            FaultAction::Applied { status } => Action::Applied(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            ),
         };
         if entry.count == 0 {
             self.script.remove(index);
@@ -230,6 +235,7 @@ mod tests {
                 Some(Action::Status { status, .. }) => status.as_u16(),
                 Some(Action::Hang(_)) => 1,
                 Some(Action::Drop) => 2,
+                Some(Action::Applied(status)) => 1000 + status.as_u16(),
                 None => 200,
             })
             .collect()

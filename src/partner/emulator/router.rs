@@ -294,6 +294,7 @@ impl Emulator {
             return shutting_down();
         }
         let mut drop_answer = false;
+        let mut applied_status = None;
         match plan.action {
             None => {}
             Some(Action::Status {
@@ -316,12 +317,17 @@ impl Emulator {
             }
             Some(Action::Hang(_)) => {}
             Some(Action::Drop) => drop_answer = true,
+            Some(Action::Applied(status)) => applied_status = Some(status),
         }
 
         if let Some(counter) = site.executed_counter(call, recorder.record.test_mode) {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let (status, bytes) = site.execute(request);
+        if let Some(status) = applied_status {
+            recorder.status = Some(status.as_u16());
+            return error_response(status, "injected fault after the call was carried out");
+        }
         if drop_answer {
             recorder.status = Some(0);
             return dropped_response(status, bytes);

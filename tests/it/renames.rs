@@ -1,0 +1,94 @@
+//! Renames are intents (issue 14, item 11): every name the bridge has given a group stays
+//! managed while the group exists, so a rename that half-happened at the partner (its answer
+//! lost, the process killed before the store commit) is never mistaken for an unmanaged group
+//! that would keep members who left; the convergence finishes or undoes it.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use scim_bridge::partner::emulator::faults::{FaultAction, Faults, ScriptedFault};
+use serde_json::json;
+
+use crate::support::{create_group, create_user, Harness, Options};
+
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+fn options() -> Options {
+    let mut o = Options::default();
+    o.bridge.partner.rate_per_second = 0.0;
+    o.bridge.partner.call_deadline_ms = 1_000;
+    o.bridge.partner.request_timeout_ms = 500;
+    o.bridge.partner.max_attempts = 2;
+    o.bridge.partner.circuit_failure_threshold = 1_000;
+    o.bridge.retry_base_ms = 50;
+    o.bridge.retry_max_ms = 500;
+    o
+}
+
+fn rename(name: &str) -> serde_json::Value {
+    json!({"schemas": [PATCH_OP],
+           "Operations": [{"op": "replace", "path": "displayName", "value": name}]})
+}
+
+#[tokio::test]
+async fn a_rename_whose_answer_was_lost_never_keeps_a_removed_member() {
+    let h = Harness::start(options()).await;
+    let stays = create_user(&h, "stays@acme.example.com", "St", "Ays").await;
+    let leaves = create_user(&h, "leaves@acme.example.com", "Le", "Aves").await;
+    let group = create_group(&h, "Team", &[&stays, &leaves]).await;
+    h.settle(Duration::from_secs(5)).await;
+    // The partner carries out the rename, then answers 503 (and so on for every group call:
+    // the bridge's retries find the old name gone and fail the same way); the IdP hears 503
+    // while the partner has the new name.
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            script: vec![ScriptedFault {
+                call: None,
+                count: 4,
+                action: FaultAction::Applied { status: 503 },
+            }],
+            ..Faults::default()
+        },
+    );
+    let (status, body) = h.patch(&format!("/Groups/{group}"), rename("Crew")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    h.emulator.set_faults("acme", Faults::default());
+    assert!(
+        h.partner_groups("acme", "leaves@acme.example.com")
+            .contains(&"Crew".to_owned()),
+        "the rename landed at the partner"
+    );
+    // A member leaves: 204, and it must lose the group at the partner, under any name.
+    let (status, body) = h
+        .patch(
+            &format!("/Groups/{group}"),
+            json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "remove", "path": format!("members[value eq \"{leaves}\"]")}]}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    h.settle(Duration::from_secs(5)).await;
+    let left = h.partner_groups("acme", "leaves@acme.example.com");
+    assert!(
+        !left.contains(&"Crew".to_owned()) && !left.contains(&"Team".to_owned()),
+        "a removed member kept the group: {left:?}"
+    );
+    // The IdP's retried rename lands; the member who stayed has the group under its new name.
+    let (status, body) = h.patch(&format!("/Groups/{group}"), rename("Crew")).await;
+    assert!(status.is_success(), "{status} {body}");
+    h.settle(Duration::from_secs(5)).await;
+    assert!(h
+        .partner_groups("acme", "stays@acme.example.com")
+        .contains(&"Crew".to_owned()));
+    assert!(h
+        .partner_groups("acme", "leaves@acme.example.com")
+        .is_empty());
+    let names: Vec<String> = h
+        .emulator
+        .groups("acme")
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert!(!names.contains(&"Team".to_owned()), "{names:?}");
+}
