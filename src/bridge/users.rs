@@ -468,8 +468,21 @@ async fn update(
         .await?;
     if !marks.is_empty() {
         // A deactivation is acknowledged once access is gone, when possible in time: worked
-        // at once, there is nothing to coalesce with.
-        bridge.engine.settle(&marks, bridge.wait_deadline()).await?;
+        // at once, there is nothing to coalesce with. A site that fails does not hold the
+        // answer to the deadline: the change is stored, the engine retries it (with capped
+        // backoff, visible in `status`), and the IdP's retry of it would change nothing.
+        let left = bridge
+            .engine
+            .settle_outcome(&marks, bridge.wait_deadline())
+            .await?;
+        for (mark, error) in &left {
+            tracing::warn!(
+                user = %row.id,
+                site = %mark.site,
+                error = error.as_deref().unwrap_or("not done by the deadline"),
+                "the user change is stored; bringing the site in line goes on in the background"
+            );
+        }
     }
     render(bridge, scope, &row).await
 }

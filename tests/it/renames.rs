@@ -92,3 +92,51 @@ async fn a_rename_whose_answer_was_lost_never_keeps_a_removed_member() {
         .collect();
     assert!(!names.contains(&"Team".to_owned()), "{names:?}");
 }
+
+/// A reactivation (under `remove`) while a rename half-happened is not refused: the user is
+/// re-created by the convergence once the group's name settles, and the IdP hears 200 (Okta
+/// does not retry a refused reactivation).
+#[tokio::test]
+async fn a_reactivation_during_a_half_done_rename_is_not_refused() {
+    let h = Harness::start(options()).await;
+    let email = "back@acme.example.com";
+    let user = create_user(&h, email, "Ba", "Ck").await;
+    let group = create_group(&h, "Chaos Team", &[&user]).await;
+    h.settle(Duration::from_secs(5)).await;
+    let active = |on: bool| {
+        json!({"schemas": [PATCH_OP],
+               "Operations": [{"op": "replace", "value": {"active": on}}]})
+    };
+    let (status, body) = h.patch(&format!("/Users/{user}"), active(false)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(h.partner_user("acme", email).is_none());
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            script: vec![ScriptedFault {
+                call: None,
+                count: 4,
+                action: FaultAction::Applied { status: 503 },
+            }],
+            ..Faults::default()
+        },
+    );
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), rename("Chaos Crew"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    h.emulator.set_faults("acme", Faults::default());
+    let (status, body) = h.patch(&format!("/Users/{user}"), active(true)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a valid reactivation was refused: {body}"
+    );
+    // The IdP retries the rename; everything settles.
+    let (status, body) = h
+        .patch(&format!("/Groups/{group}"), rename("Chaos Crew"))
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    h.settle(Duration::from_secs(10)).await;
+    assert_eq!(h.partner_groups("acme", email), ["Chaos Crew"]);
+}
