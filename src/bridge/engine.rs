@@ -773,7 +773,12 @@ pub async fn converge_user(
                 groups: desired,
                 invited_by_email: tenant.config.invited_by_email.clone(),
             };
-            let created = fence.guard(site.client.create_user(&new, dry_run)).await;
+            let mut created = fence.guard(site.client.create_user(&new, dry_run)).await;
+            if refused_groups(&created, &new.groups)
+                && repair_groups(store, tenant, site, &new.groups, fence).await?
+            {
+                created = fence.guard(site.client.create_user(&new, dry_run)).await;
+            }
             if matches!(created, Err(ConvergeError::ClaimLost)) {
                 return created.map(|_| Converged::Created);
             }
@@ -806,9 +811,17 @@ pub async fn converge_user(
             {
                 return Ok(Converged::Unchanged);
             }
-            fence
+            let mut updated = fence
                 .guard(site.client.update_user(&email, &update, dry_run))
-                .await?;
+                .await;
+            if refused_groups(&updated, &desired)
+                && repair_groups(store, tenant, site, &desired, fence).await?
+            {
+                updated = fence
+                    .guard(site.client.update_user(&email, &update, dry_run))
+                    .await;
+            }
+            updated?;
             writes.fetch_add(1, Ordering::Relaxed);
             Ok(if present {
                 Converged::Updated
@@ -817,6 +830,55 @@ pub async fn converge_user(
             })
         }
     }
+}
+
+/// Whether a user write naming `groups` was refused as invalid: a group it names may be
+/// missing at the site (a rename that half-happened, a group deleted in the vendor's UI).
+fn refused_groups<T>(result: &Result<T, ConvergeError>, groups: &[String]) -> bool {
+    !groups.is_empty()
+        && matches!(result, Err(ConvergeError::Partner(e)) if e.kind == PartnerErrorKind::Invalid)
+}
+
+/// Brings the site's groups in line with the names the store gives them, for the groups a
+/// user write needs: a group missing under its current name is renamed from a former name the
+/// site still carries (finishing a rename that half-happened), else created. True when it
+/// changed something (the write is worth another try).
+async fn repair_groups(
+    store: &Store,
+    tenant: &Tenant,
+    site: &Site,
+    groups: &[String],
+    fence: &Fence,
+) -> Result<bool, ConvergeError> {
+    let mut repaired = false;
+    for name in groups {
+        if site.client.get_group(name).await?.is_some() {
+            continue;
+        }
+        let mut renamed = false;
+        for former in store.former_names_of(tenant.name(), name).await? {
+            if site.client.get_group(&former).await?.is_some() {
+                tracing::info!(site = %site.name, "finishing a group rename that half-happened");
+                let update = crate::partner::client::GroupUpdate {
+                    name: Some(name.clone()),
+                    access: None,
+                };
+                fence
+                    .guard(site.client.update_group(&former, &update, tenant.dry_run()))
+                    .await?;
+                renamed = true;
+                break;
+            }
+        }
+        if !renamed {
+            tracing::info!(site = %site.name, "a managed group is missing at the site; creating it");
+            fence
+                .guard(super::groups::create_or_adopt_group(tenant, site, name))
+                .await?;
+        }
+        repaired = true;
+    }
+    Ok(repaired)
 }
 
 /// The lowercased partner names of the tenant's managed groups.

@@ -215,7 +215,7 @@ fn access_for(tenant: &Tenant, name: &str) -> Access {
     tenant.config.access_for(name)
 }
 
-async fn create_or_adopt_group(
+pub(crate) async fn create_or_adopt_group(
     tenant: &Tenant,
     site: &Site,
     name: &str,

@@ -329,6 +329,32 @@ impl Store {
         .await
     }
 
+    /// The other partner names the bridge has given the group whose partner name is now
+    /// `partner_name` (a rename that half-happened at some site may have left one there).
+    pub async fn former_names_of(
+        &self,
+        tenant: &str,
+        partner_name: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let name_lc = &lc(partner_name);
+        retrying(move || async move {
+            let names: Vec<String> = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT k.name FROM group_known_names k JOIN groups g \
+                     ON g.tenant = k.tenant AND g.id = k.group_id \
+                     WHERE g.tenant = $1 AND LOWER(g.partner_name) = $2 AND k.name_lc <> $2 \
+                     ORDER BY k.name_lc",
+                )
+                .bind(tenant)
+                .bind(name_lc.as_str())
+                .fetch_all(pool)
+                .await
+            })?;
+            Ok(names)
+        })
+        .await
+    }
+
     /// The member user ids of a group, sorted.
     pub async fn group_member_ids(
         &self,

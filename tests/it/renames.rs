@@ -140,3 +140,55 @@ async fn a_reactivation_during_a_half_done_rename_is_not_refused() {
     h.settle(Duration::from_secs(10)).await;
     assert_eq!(h.partner_groups("acme", email), ["Chaos Crew"]);
 }
+
+/// The convergence finishes or undoes a rename that half-happened: a member added while the
+/// partner carries the new name and the store the old one gets the group, and the site ends
+/// with the store's name (no second group made beside it).
+#[tokio::test]
+async fn the_convergence_undoes_a_half_done_rename_instead_of_failing() {
+    let h = Harness::start(options()).await;
+    let first = create_user(&h, "first@acme.example.com", "Fi", "Rst").await;
+    let later = create_user(&h, "later@acme.example.com", "La", "Ter").await;
+    let group = create_group(&h, "Analysts", &[&first]).await;
+    h.settle(Duration::from_secs(5)).await;
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            script: vec![ScriptedFault {
+                call: None,
+                count: 4,
+                action: FaultAction::Applied { status: 503 },
+            }],
+            ..Faults::default()
+        },
+    );
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    h.emulator.set_faults("acme", Faults::default());
+    let (status, body) = h
+        .patch(
+            &format!("/Groups/{group}"),
+            json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": later}]}]}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    h.settle(Duration::from_secs(5)).await;
+    assert_eq!(
+        h.partner_groups("acme", "later@acme.example.com"),
+        ["Analysts"]
+    );
+    assert_eq!(
+        h.partner_groups("acme", "first@acme.example.com"),
+        ["Analysts"]
+    );
+    let names: Vec<String> = h
+        .emulator
+        .groups("acme")
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert!(!names.contains(&"Analysts EU".to_owned()), "{names:?}");
+}
