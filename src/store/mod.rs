@@ -42,7 +42,7 @@ mod users;
 use error::Fail;
 pub use error::StoreError;
 pub use outbox::Settling;
-pub use outbox_view::{OutboxFailure, OutboxHealth, OutboxSiteStats};
+pub use outbox_view::{OutboxFailure, OutboxHealth, OutboxSiteStats, PendingDeletions};
 pub use types::{
     audit_entry_json, AuditEntry, AuditQuery, GroupRow, IndexTerm, MembershipChange, OutboxAges,
     OutboxItem, OutboxMark, OutboxStats, UserRow,
