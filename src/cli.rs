@@ -91,10 +91,11 @@ pub enum Command {
     /// Print the audit log (newest first): every write with its credential, client address,
     /// request id, outcome and partner calls.
     Audit(AuditArgs),
-    /// Per tenant and site: the outbox (depth, failing items with their last error) and the
-    /// last reconcile, from the store. Exits 0 when healthy, 1 when an outbox item is failing
-    /// or a site's last reconcile failed or found drift it did not repair, 2 on a bad
-    /// configuration.
+    /// Per tenant and site: the outbox (depth, failing items with their last error, parked
+    /// rows, overdue claims), pending deletions and the last reconcile, from the store. Exits 0
+    /// when healthy, 1 when an outbox item is failing, a claim is overdue, a deletion has been
+    /// pending longer than `bridge.outbox_stuck_after_s` (15 min when 0), or a site's last
+    /// reconcile failed or found drift it did not repair, 2 on a bad configuration.
     Status(admin::StatusArgs),
     /// Create or update partner users from a CSV file (email, first_name, last_name, groups),
     /// straight at the partner like the vendor's bulk script. Dry run (test_mode=true) unless

@@ -269,11 +269,21 @@ impl Bridge {
                     match reconcile::run(&bridge, tenant, true, "reconciler").await {
                         Ok(reports) => {
                             for r in reports.iter().filter(|r| !r.in_sync()) {
+                                if r.leavers() > 0 {
+                                    tracing::warn!(
+                                        tenant = %r.tenant,
+                                        site = %r.site,
+                                        users_not_removed = r.users_not_removed.len(),
+                                        deleted_users_present = r.deleted_users_present.len(),
+                                        "reconcile found leavers still at the partner; removing them"
+                                    );
+                                }
                                 tracing::warn!(
                                     tenant = %r.tenant,
                                     site = %r.site,
                                     users_missing = r.users_missing.len(),
                                     memberships_drifted = r.memberships_drifted.len(),
+                                    names_drifted = r.names_drifted.len(),
                                     groups_missing = r.groups_missing.len(),
                                     "reconcile found drift; repairing"
                                 );

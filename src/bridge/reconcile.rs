@@ -1,20 +1,24 @@
 //! Reconciliation: compare every site of a tenant with the store, report the drift, and
 //! repair it on request. The store is the system of record for what the IdP asked, so repairs
 //! go one way: a missing managed group is created at the partner, and every user whose
-//! partner account or managed groups differ is marked for the membership engine, which
-//! converges it exactly as after a SCIM write. Partner users unknown to SCIM are reported,
-//! never touched. Every site's run is recorded in the audit log (`RECONCILE` on `Site`), where
-//! `scim-bridge status` finds the last one.
+//! partner account, first/last name or managed groups differ is marked for the membership
+//! engine, which converges it exactly as after a SCIM write. Leavers who kept access (a user
+//! the IdP deleted, whose tombstone is still pending, or deactivated under `remove`) are their
+//! own categories; marking such a (site, user) makes the engine delete the account. Protected
+//! accounts (`Tenant::protects`) are kept on purpose: only their managed groups can drift.
+//! Partner users unknown to SCIM are reported, never touched. Every site's run is recorded in
+//! the audit log (`RECONCILE` on `Site`), where `scim-bridge status` finds the last one.
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::mapping::same_groups;
+use super::mapping::{partner_names, same_groups};
 use super::{now_ms, Bridge, Site, Tenant};
 use crate::config::DeprovisionPolicy;
 use crate::partner::client::NewGroup;
 use crate::partner::error::PartnerError;
+use crate::scim::resource::UserView;
 use crate::store::{AuditEntry, StoreError};
 
 /// What one site looks like against the store.
@@ -24,10 +28,17 @@ pub struct SiteReport {
     pub site: String,
     /// SCIM users that should exist at the partner and do not.
     pub users_missing: Vec<String>,
-    /// SCIM users that should not exist at the partner (deprovisioned under `remove`) but do.
+    /// SCIM users that should not exist at the partner (deprovisioned under `remove`) but do:
+    /// leavers who kept access. Protected accounts are never listed here.
     pub users_not_removed: Vec<String>,
-    /// Users whose managed groups differ from the store's memberships.
+    /// Users the IdP deleted (their deletion is still pending) whose account is still at the
+    /// partner: leavers who kept access. Protected accounts are never listed here.
+    pub deleted_users_present: Vec<DeletedUser>,
+    /// Users whose managed groups differ from the store's memberships (a deprovisioned or
+    /// deleted protected account must have none).
     pub memberships_drifted: Vec<GroupDrift>,
+    /// Users whose first or last name at the partner is not the one their SCIM resource gives.
+    pub names_drifted: Vec<NameDrift>,
     /// Managed groups missing at the partner.
     pub groups_missing: Vec<String>,
     /// Partner users no SCIM user maps to (reported only).
@@ -43,20 +54,50 @@ impl SiteReport {
     pub fn in_sync(&self) -> bool {
         self.users_missing.is_empty()
             && self.users_not_removed.is_empty()
+            && self.deleted_users_present.is_empty()
             && self.memberships_drifted.is_empty()
+            && self.names_drifted.is_empty()
             && self.groups_missing.is_empty()
     }
 
-    /// How much of each kind of drift was found, under the names the metrics use.
-    pub fn drift_counts(&self) -> [(&'static str, usize); 5] {
+    /// Leavers who kept access: deprovisioned or deleted users still at the partner.
+    pub fn leavers(&self) -> usize {
+        self.users_not_removed.len() + self.deleted_users_present.len()
+    }
+
+    /// How much of each kind of drift was found, under the names the metrics and the audit
+    /// entry use.
+    pub fn drift_counts(&self) -> [(&'static str, usize); 7] {
         [
             ("users_missing", self.users_missing.len()),
             ("users_not_removed", self.users_not_removed.len()),
+            ("deleted_users_present", self.deleted_users_present.len()),
             ("memberships_drifted", self.memberships_drifted.len()),
+            ("names_drifted", self.names_drifted.len()),
             ("groups_missing", self.groups_missing.len()),
             ("unknown_partner_users", self.unknown_partner_users.len()),
         ]
     }
+}
+
+/// A deleted SCIM user whose partner account is still there.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeletedUser {
+    /// The SCIM id it had (the audit log's resource id of its deletion).
+    pub id: String,
+    pub email: String,
+}
+
+/// A user whose partner first/last name is not what its SCIM resource maps to.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NameDrift {
+    pub email: String,
+    /// What the partner has.
+    pub first_name: String,
+    pub last_name: String,
+    /// What `bridge::mapping::partner_names` gives.
+    pub want_first_name: String,
+    pub want_last_name: String,
 }
 
 /// A user whose managed groups at the partner are not the store's.
@@ -113,6 +154,8 @@ struct Wanted {
     managed: HashSet<String>,
     /// User id -> managed partner group names, from the membership index.
     desired: HashMap<String, Vec<String>>,
+    /// Deleted users whose deletion has not converged at every site: (user id, partner email).
+    tombstones: Vec<(String, String)>,
 }
 
 /// [`reconcile`], recording each site's run in the audit log under the credential name `by`
@@ -145,6 +188,7 @@ async fn reconcile_sites(
     let store = &bridge.store;
     let name = tenant.name();
     let users = store.find_users(name, &[]).await?;
+    let tombstones = store.user_tombstones(name).await?;
     let groups = store.find_groups(name, &[]).await?;
     let managed: HashSet<String> = groups
         .iter()
@@ -164,6 +208,7 @@ async fn reconcile_sites(
         groups,
         managed,
         desired,
+        tombstones,
     };
     let mut reports = Vec::new();
     for site in &tenant.sites {
@@ -190,6 +235,7 @@ async fn reconcile_site(
         groups,
         managed,
         desired,
+        tombstones,
     } = wanted;
     let mut report = SiteReport {
         tenant: name.to_owned(),
@@ -220,48 +266,70 @@ async fn reconcile_site(
         let email_lc = u.partner_email.to_lowercase();
         known.insert(email_lc.clone());
         let present = u.active || policy != DeprovisionPolicy::Remove;
-        match (present, at_partner.get(&email_lc)) {
-            (true, None) => {
+        // A protected account deprovisioned under `remove` is kept on purpose, without its
+        // managed groups, as the engine converges it.
+        let kept = present || tenant.protects(&u.partner_email);
+        match (kept, present, at_partner.get(&email_lc)) {
+            (_, true, None) => {
                 report.users_missing.push(u.partner_email.clone());
                 to_mark.push(u.id.clone());
             }
-            (false, Some(_)) => {
+            (false, _, Some(_)) => {
                 report.users_not_removed.push(u.partner_email.clone());
                 to_mark.push(u.id.clone());
             }
-            (true, Some(p)) => {
+            (true, _, Some(p)) => {
                 let want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
                     desired.get(&u.id).cloned().unwrap_or_default()
                 } else {
                     Vec::new()
                 };
-                let have: Vec<String> = p
-                    .groups
-                    .iter()
-                    .filter(|g| managed.contains(&g.to_lowercase()))
-                    .cloned()
-                    .collect();
-                if !same_groups(&want, &have) {
-                    let want_lc: HashSet<String> = want.iter().map(|g| g.to_lowercase()).collect();
-                    let have_lc: HashSet<String> = have.iter().map(|g| g.to_lowercase()).collect();
-                    report.memberships_drifted.push(GroupDrift {
+                let mut drifted = false;
+                if let Some(d) = group_drift(&u.partner_email, &want, &p.groups, managed) {
+                    report.memberships_drifted.push(d);
+                    drifted = true;
+                }
+                let (first, last) = wanted_names(u);
+                if p.first_name != first || p.last_name != last {
+                    report.names_drifted.push(NameDrift {
                         email: u.partner_email.clone(),
-                        missing: want
-                            .iter()
-                            .filter(|g| !have_lc.contains(&g.to_lowercase()))
-                            .cloned()
-                            .collect(),
-                        extra: have
-                            .iter()
-                            .filter(|g| !want_lc.contains(&g.to_lowercase()))
-                            .cloned()
-                            .collect(),
+                        first_name: p.first_name.clone(),
+                        last_name: p.last_name.clone(),
+                        want_first_name: first,
+                        want_last_name: last,
                     });
+                    drifted = true;
+                }
+                if drifted {
                     to_mark.push(u.id.clone());
                 }
             }
-            (false, None) => {}
+            (_, false, None) => {}
         }
+    }
+    // Deleted users whose deletion is pending somewhere. One whose email a live user holds
+    // again is that user's account now (the engine skips the tombstone the same way).
+    for (id, email) in tombstones {
+        let email_lc = email.to_lowercase();
+        if email.is_empty() || known.contains(&email_lc) {
+            continue;
+        }
+        let Some(p) = at_partner.get(&email_lc) else {
+            continue;
+        };
+        if tenant.protects(email) {
+            if let Some(d) = group_drift(email, &[], &p.groups, managed) {
+                report.memberships_drifted.push(d);
+                to_mark.push(id.clone());
+            }
+        } else {
+            report.deleted_users_present.push(DeletedUser {
+                id: id.clone(),
+                email: email.clone(),
+            });
+            to_mark.push(id.clone());
+        }
+        known.insert(email_lc);
     }
     report.unknown_partner_users = partner_users
         .iter()
@@ -294,6 +362,48 @@ async fn reconcile_site(
     Ok(report)
 }
 
+/// The managed groups `email` has at the partner (`have`, every group it has) against those it
+/// must have (`want`), when they differ.
+fn group_drift(
+    email: &str,
+    want: &[String],
+    have: &[String],
+    managed: &HashSet<String>,
+) -> Option<GroupDrift> {
+    let have: Vec<String> = have
+        .iter()
+        .filter(|g| managed.contains(&g.to_lowercase()))
+        .cloned()
+        .collect();
+    if same_groups(want, &have) {
+        return None;
+    }
+    let want_lc: HashSet<String> = want.iter().map(|g| g.to_lowercase()).collect();
+    let have_lc: HashSet<String> = have.iter().map(|g| g.to_lowercase()).collect();
+    Some(GroupDrift {
+        email: email.to_owned(),
+        missing: want
+            .iter()
+            .filter(|g| !have_lc.contains(&g.to_lowercase()))
+            .cloned()
+            .collect(),
+        extra: have
+            .iter()
+            .filter(|g| !want_lc.contains(&g.to_lowercase()))
+            .cloned()
+            .collect(),
+    })
+}
+
+/// The first and last name the membership engine writes for a user (as its convergence
+/// computes them).
+fn wanted_names(u: &crate::store::UserRow) -> (String, String) {
+    match UserView::from_resource(&u.resource) {
+        Ok(v) => partner_names(&v, &u.partner_email),
+        Err(_) => (u.partner_email.clone(), String::new()),
+    }
+}
+
 /// The access a re-created group gets: the one stored with the group (what the bridge gave it
 /// when it made it), else what the tenant's configuration gives its name.
 fn group_access(tenant: &Tenant, row: &crate::store::GroupRow) -> crate::partner::Access {
@@ -319,17 +429,15 @@ async fn record(
                 (false, true) => outcome::REPAIRED,
                 (false, false) => outcome::DRIFTED,
             };
-            let detail = serde_json::json!({
+            let mut detail = serde_json::json!({
                 "apply": apply,
                 "in_sync": r.in_sync(),
-                "users_missing": r.users_missing.len(),
-                "users_not_removed": r.users_not_removed.len(),
-                "memberships_drifted": r.memberships_drifted.len(),
-                "groups_missing": r.groups_missing.len(),
-                "unknown_partner_users": r.unknown_partner_users.len(),
                 "groups_created": r.groups_created,
                 "marked": r.marked,
             });
+            for (kind, count) in r.drift_counts() {
+                detail[kind] = count.into();
+            }
             (status, detail)
         }
         Err(e) => {
@@ -360,6 +468,13 @@ async fn record(
         .await;
 }
 
+/// The line that says how many of `total` items a list of 50 left out.
+fn more(out: &mut String, total: usize) {
+    if total > 50 {
+        out.push_str(&format!("    ... and {} more\n", total - 50));
+    }
+}
+
 /// The human-readable report.
 pub fn render_text(reports: &[SiteReport], applied: bool) -> String {
     let mut out = String::new();
@@ -372,17 +487,32 @@ pub fn render_text(reports: &[SiteReport], applied: bool) -> String {
                 for i in items.iter().take(50) {
                     out.push_str(&format!("    {i}\n"));
                 }
-                if items.len() > 50 {
-                    out.push_str(&format!("    ... and {} more\n", items.len() - 50));
-                }
+                more(out, items.len());
             }
         };
-        list(&mut out, "users missing at the partner", &r.users_missing);
+        // Leavers who kept access first: they are the drift that matters most.
+        if r.leavers() > 0 {
+            out.push_str(&format!(
+                "  LEAVERS STILL AT THE PARTNER ({}): access the IdP removed is still there\n",
+                r.leavers()
+            ));
+        }
+        if !r.deleted_users_present.is_empty() {
+            out.push_str(&format!(
+                "  deleted users still at the partner ({}):\n",
+                r.deleted_users_present.len()
+            ));
+            for d in r.deleted_users_present.iter().take(50) {
+                out.push_str(&format!("    {} (deleted user {})\n", d.email, d.id));
+            }
+            more(&mut out, r.deleted_users_present.len());
+        }
         list(
             &mut out,
             "deprovisioned users still at the partner",
             &r.users_not_removed,
         );
+        list(&mut out, "users missing at the partner", &r.users_missing);
         list(
             &mut out,
             "managed groups missing at the partner",
@@ -401,6 +531,20 @@ pub fn render_text(reports: &[SiteReport], applied: bool) -> String {
                     d.extra.join(", ")
                 ));
             }
+            more(&mut out, r.memberships_drifted.len());
+        }
+        if !r.names_drifted.is_empty() {
+            out.push_str(&format!(
+                "  users whose names drifted ({}):\n",
+                r.names_drifted.len()
+            ));
+            for d in r.names_drifted.iter().take(50) {
+                out.push_str(&format!(
+                    "    {}: partner has '{} {}', SCIM gives '{} {}'\n",
+                    d.email, d.first_name, d.last_name, d.want_first_name, d.want_last_name
+                ));
+            }
+            more(&mut out, r.names_drifted.len());
         }
         list(
             &mut out,

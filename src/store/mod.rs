@@ -42,7 +42,7 @@ mod users;
 use error::Fail;
 pub use error::StoreError;
 pub use outbox::Settling;
-pub use outbox_view::{OutboxFailure, OutboxHealth, OutboxSiteStats};
+pub use outbox_view::{OutboxFailure, OutboxHealth, OutboxSiteStats, PendingDeletions};
 pub use types::{
     audit_entry_json, AuditEntry, AuditQuery, GroupRow, IndexTerm, MembershipChange, OutboxAges,
     OutboxItem, OutboxMark, OutboxStats, UserRow,
@@ -177,13 +177,91 @@ impl Store {
     }
 
     /// Applies the embedded migrations not yet applied; running it again changes nothing.
+    ///
+    /// Before migration 2 (one SCIM user per partner email) it looks for what would make that
+    /// migration fail, and refuses with an error an operator can act on.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.check_unique_partner_emails().await?;
         let migrator = self.migrator();
         let result = with_pool!(self, pool => migrator.run(pool).await);
         result.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => StoreError::from(Fail::Db(e)),
             other => StoreError::Other(format!("migration failed: {other}")),
         })
+    }
+
+    /// Whether `table` exists in the database (the current schema on PostgreSQL).
+    async fn table_exists(&self, table: &str) -> Result<bool, StoreError> {
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = $1"
+            }
+        };
+        let n: i64 = with_pool!(self, pool => {
+            sqlx::query_scalar(sql).bind(table).fetch_one(pool).await
+        })?;
+        Ok(n > 0)
+    }
+
+    /// The preflight of migration 2, which adds a unique index on (tenant, partner email): on
+    /// a store where it is not yet applied, users sharing a partner email would make it fail
+    /// with the database's bare "UNIQUE constraint failed". This names, per tenant, how many
+    /// partner emails are shared and by which user ids (never the emails or anything secret),
+    /// and how to repair it.
+    async fn check_unique_partner_emails(&self) -> Result<(), StoreError> {
+        if !self.table_exists("users").await? {
+            return Ok(());
+        }
+        if self.table_exists("_sqlx_migrations").await? {
+            let applied: i64 = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM _sqlx_migrations WHERE version = $1 AND success",
+                )
+                .bind(UNIQUE_PARTNER_EMAIL_MIGRATION)
+                .fetch_one(pool)
+                .await
+            })?;
+            if applied > 0 {
+                return Ok(());
+            }
+        }
+        let shared: Vec<(String, String)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT tenant, partner_email_lc FROM users WHERE partner_email_lc <> '' \
+                 GROUP BY tenant, partner_email_lc HAVING COUNT(*) > 1 \
+                 ORDER BY tenant, partner_email_lc",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        if shared.is_empty() {
+            return Ok(());
+        }
+        // tenant -> the user ids of each shared email, in email order.
+        let mut by_tenant: Vec<(String, Vec<Vec<String>>)> = Vec::new();
+        for (tenant, email_lc) in &shared {
+            let ids: Vec<String> = with_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT id FROM users WHERE tenant = $1 AND partner_email_lc = $2 \
+                     ORDER BY created_ms, id",
+                )
+                .bind(tenant)
+                .bind(email_lc)
+                .fetch_all(pool)
+                .await
+            })?;
+            match by_tenant.last_mut() {
+                Some((t, sets)) if t == tenant => sets.push(ids),
+                _ => by_tenant.push((tenant.clone(), vec![ids])),
+            }
+        }
+        Err(StoreError::Other(duplicate_partner_emails_message(
+            &by_tenant,
+        )))
     }
 
     /// A round trip to the database, for `/readyz`.
@@ -194,19 +272,7 @@ impl Store {
 
     /// Whether every embedded migration has been applied successfully.
     pub async fn migrations_applied(&self) -> Result<bool, StoreError> {
-        let table_sql = match self.backend() {
-            Backend::Sqlite => {
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
-            }
-            Backend::Postgres => {
-                "SELECT COUNT(*) FROM information_schema.tables \
-                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
-            }
-        };
-        let tables: i64 = with_pool!(self, pool => {
-            sqlx::query_scalar(table_sql).fetch_one(pool).await
-        })?;
-        if tables == 0 {
+        if !self.table_exists("_sqlx_migrations").await? {
             return Ok(false);
         }
         let applied: Vec<i64> = with_pool!(self, pool => {
@@ -230,6 +296,39 @@ impl Store {
             Backend::Postgres => "BEGIN",
         }
     }
+}
+
+/// The version of the migration that makes partner emails unique per tenant
+/// (`migrations/*/0002_fenced_claims_tombstones.sql`).
+const UNIQUE_PARTNER_EMAIL_MIGRATION: i64 = 2;
+/// Sets of user ids listed per tenant in the preflight's error.
+const DUPLICATES_LISTED: usize = 20;
+
+/// The preflight's error: per tenant, how many partner emails are shared and the user ids of
+/// each, then how to repair it.
+fn duplicate_partner_emails_message(by_tenant: &[(String, Vec<Vec<String>>)]) -> String {
+    let mut out = String::from(
+        "cannot apply migration 2 (one SCIM user per partner email): users share a partner email",
+    );
+    for (tenant, sets) in by_tenant {
+        out.push_str(&format!(
+            "; tenant '{tenant}': {} partner email{} held by more than one user (ids, oldest first):",
+            sets.len(),
+            if sets.len() == 1 { "" } else { "s" }
+        ));
+        for ids in sets.iter().take(DUPLICATES_LISTED) {
+            out.push_str(&format!(" [{}]", ids.join(", ")));
+        }
+        if sets.len() > DUPLICATES_LISTED {
+            out.push_str(&format!(" and {} more", sets.len() - DUPLICATES_LISTED));
+        }
+    }
+    out.push_str(
+        ". Keep one user per partner email: delete the others (DELETE /Users/{id} with the \
+         previous release of scim-bridge, or their rows in users, user_emails and memberships) \
+         or change their userName/email so they map to another address, then migrate again",
+    );
+    out
 }
 
 /// Runs `op`, retrying it on transient database failures, and maps the outcome to a

@@ -1,6 +1,6 @@
 //! Read-only views of the outbox for operators (`scim-bridge status`, `/readyz`, metrics): its
 //! gauges per (tenant, site), the rows whose last run failed, with the user they are about,
-//! and whether the outbox is *stuck* (DESIGN.md section 7: the bridge is then degraded, never
+//! the deletions still pending per tenant (tombstones), and whether the outbox is *stuck* (DESIGN.md section 7: the bridge is then degraded, never
 //! unready). The workers never read these; [`Store::outbox_stats`] stays the process-wide gauge
 //! for metrics.
 
@@ -106,6 +106,15 @@ pub struct OutboxFailure {
     pub due_ms: i64,
 }
 
+/// The deletions of one tenant not yet carried out at every site (pending tombstones).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingDeletions {
+    pub tenant: String,
+    pub count: u64,
+    /// When the oldest of them was deleted in SCIM.
+    pub oldest_deleted_ms: Option<i64>,
+}
+
 #[derive(sqlx::FromRow)]
 struct SiteRecord {
     tenant: String,
@@ -173,6 +182,35 @@ impl Store {
                     parked: to_u64(r.parked),
                     overdue_claims: to_u64(r.overdue_claims),
                     oldest_due_ms: r.oldest_due_ms,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// The pending deletions (tombstones not yet converged at every site) of every tenant that
+    /// has some, of one tenant or of all, in tenant order.
+    pub async fn pending_deletions(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<PendingDeletions>, StoreError> {
+        retrying(move || async move {
+            let records: Vec<(String, i64, Option<i64>)> = with_pool!(self, pool => {
+                sqlx::query_as(
+                    "SELECT tenant, COUNT(*), MIN(deleted_ms) FROM user_tombstones \
+                     WHERE converged_ms IS NULL AND (CAST($1 AS TEXT) IS NULL OR tenant = $1) \
+                     GROUP BY tenant ORDER BY tenant",
+                )
+                .bind(tenant)
+                .fetch_all(pool)
+                .await
+            })?;
+            Ok(records
+                .into_iter()
+                .map(|(tenant, count, oldest_deleted_ms)| PendingDeletions {
+                    tenant,
+                    count: to_u64(count),
+                    oldest_deleted_ms,
                 })
                 .collect())
         })

@@ -27,7 +27,9 @@ use metrics_exporter_prometheus::{
 use tokio::net::TcpListener;
 
 use crate::partner::client::{CallEvent, CallObserver, CallOutcome, NoopObserver};
-use crate::store::{OutboxAges, OutboxHealth, OutboxStats, Store};
+use crate::store::{
+    OutboxAges, OutboxHealth, OutboxSiteStats, OutboxStats, PendingDeletions, Store,
+};
 
 /// SCIM requests by `tenant`, `resource`, `operation`, `status`.
 pub const HTTP_REQUESTS: &str = "scim_bridge_http_requests_total";
@@ -53,6 +55,14 @@ pub const OUTBOX_DEPTH: &str = "scim_bridge_outbox_depth";
 pub const OUTBOX_FAILING: &str = "scim_bridge_outbox_failing";
 /// Seconds since the longest-waiting outbox row was marked (0 when empty).
 pub const OUTBOX_OLDEST_AGE: &str = "scim_bridge_outbox_oldest_age_seconds";
+/// Outbox rows parked because the process that claimed them does not serve their site.
+pub const OUTBOX_PARKED: &str = "scim_bridge_outbox_parked";
+/// Outbox rows whose claim's lease ran out without an outcome (a worker died mid-work).
+pub const OUTBOX_OVERDUE_CLAIMS: &str = "scim_bridge_outbox_overdue_claims";
+/// Users deleted in SCIM whose deletion is not yet carried out at every site.
+pub const PENDING_DELETIONS: &str = "scim_bridge_pending_deletions";
+/// Seconds since the oldest pending deletion was made in SCIM (0 when none).
+pub const PENDING_DELETION_OLDEST_AGE: &str = "scim_bridge_pending_deletion_oldest_age_seconds";
 /// 1 while the bridge is degraded (it serves, but a membership change has kept failing at the
 /// partner longer than `bridge.outbox_stuck_after_s`), else 0. `/readyz` stays 200 meanwhile.
 pub const DEGRADED: &str = "scim_bridge_degraded";
@@ -165,6 +175,23 @@ impl Metrics {
                 OUTBOX_OLDEST_AGE,
                 Unit::Seconds,
                 "Time since the longest-waiting outbox row was marked."
+            );
+            describe_gauge!(
+                OUTBOX_PARKED,
+                "Outbox rows parked for a process that serves their site."
+            );
+            describe_gauge!(
+                OUTBOX_OVERDUE_CLAIMS,
+                "Outbox rows whose claim ran out without an outcome."
+            );
+            describe_gauge!(
+                PENDING_DELETIONS,
+                "SCIM deletions not yet carried out at every site."
+            );
+            describe_gauge!(
+                PENDING_DELETION_OLDEST_AGE,
+                Unit::Seconds,
+                "Time since the oldest pending deletion was made in SCIM."
             );
             describe_gauge!(
                 DEGRADED,
@@ -303,6 +330,31 @@ impl Metrics {
         });
     }
 
+    /// The outbox rows parked and with overdue claims, and the pending deletions, as of
+    /// `now_ms` (summed over tenants and sites, as the other outbox gauges).
+    pub fn outbox_attention(
+        &self,
+        sites: &[OutboxSiteStats],
+        deletions: &[PendingDeletions],
+        now_ms: i64,
+    ) {
+        let parked: u64 = sites.iter().map(|s| s.parked).sum();
+        let overdue: u64 = sites.iter().map(|s| s.overdue_claims).sum();
+        let pending: u64 = deletions.iter().map(|d| d.count).sum();
+        let oldest_s = deletions
+            .iter()
+            .filter_map(|d| d.oldest_deleted_ms)
+            .min()
+            .map(|at| (now_ms.saturating_sub(at)).max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        self.record(|| {
+            ::metrics::gauge!(OUTBOX_PARKED).set(parked as f64);
+            ::metrics::gauge!(OUTBOX_OVERDUE_CLAIMS).set(overdue as f64);
+            ::metrics::gauge!(PENDING_DELETIONS).set(pending as f64);
+            ::metrics::gauge!(PENDING_DELETION_OLDEST_AGE).set(oldest_s);
+        });
+    }
+
     /// Whether the bridge is degraded (see [`DEGRADED`]).
     pub fn degraded(&self, degraded: bool) {
         self.record(|| {
@@ -321,12 +373,15 @@ impl Metrics {
             Ok::<_, crate::store::StoreError>((
                 store.outbox_stats().await?,
                 store.outbox_ages().await?,
+                store.outbox_by_site(None).await?,
+                store.pending_deletions(None).await?,
             ))
         };
         match tokio::time::timeout(OUTBOX_QUERY_TIMEOUT, read).await {
-            Ok(Ok((stats, ages))) => {
+            Ok(Ok((stats, ages, sites, deletions))) => {
                 let now = crate::bridge::now_ms();
                 self.outbox(&stats, &ages, now);
+                self.outbox_attention(&sites, &deletions, now);
                 self.degraded(OutboxHealth::assess(&stats, &ages, now, stuck_after).stuck);
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "metrics: cannot read the outbox"),

@@ -751,7 +751,7 @@ async fn status_shows_failing_outbox_items_and_the_last_reconcile() {
         "outbox: 1 waiting, 1 failing",
         "FAILING fail@example.com (user ",
         "1 attempt, marked ",
-        "by cli): DRIFT NOT REPAIRED (0 users missing, 0 not removed, 1 with drifted groups",
+        "by cli): DRIFT NOT REPAIRED (0 users missing, 0 not removed, 0 deleted but present, 1 with drifted groups",
         "readiness: ready",
         "status: UNHEALTHY",
         "tenant acme site acme: 1 outbox item failing",
@@ -856,4 +856,140 @@ async fn outbox_views_per_site_and_failing_rows_on_each_backend() {
         store.close().await;
     })
     .await;
+}
+
+/// `status` shows parked rows (a warning), overdue claims and deletions pending too long
+/// (failures, exit 1), per site and per tenant, in text and JSON; the metrics carry the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_parked_rows_overdue_claims_and_pending_deletions() {
+    use scim_bridge::store::{Store, UserRow};
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}/store.db", dir.path().display());
+    let store = Store::connect(&store_url).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = scim_bridge::bridge::now_ms();
+    for id in ["u1", "u2", "u3"] {
+        let email = format!("{id}@example.com");
+        store
+            .insert_user(&UserRow {
+                tenant: "acme".into(),
+                id: id.into(),
+                user_name: email.clone(),
+                external_id: None,
+                active: true,
+                partner_email: email.clone(),
+                emails: vec![email.clone()],
+                resource: serde_json::json!({"userName": email}),
+                created_ms: now,
+                last_modified_ms: now,
+                version: 1,
+            })
+            .await
+            .unwrap();
+    }
+    // No partner call is made by `status`.
+    let setup = Setup::with_store(dir, store_url.clone(), "http://127.0.0.1:9", &["acme"]);
+    let site = ["acme".to_owned()];
+    let status = |run: &Run| -> Value { serde_json::from_str(&run.stdout).expect("JSON") };
+
+    // A parked row of a configured site: reported, a warning, still healthy.
+    store
+        .mark_outbox_at("acme", &site, &["u2".into()], now)
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_outbox("elsewhere", 10, Duration::from_secs(30), now)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    store
+        .park_outbox(&claimed[0], "not served here", now + 600_000)
+        .await
+        .unwrap();
+    let run = setup.run(&["status", "--json"]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let report = status(&run);
+    assert_eq!(report["tenants"][0]["sites"][0]["outbox"]["parked"], 1);
+    assert_eq!(
+        report["tenants"][0]["sites"][0]["outbox"]["overdue_claims"],
+        0
+    );
+    assert!(
+        report["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("1 outbox item parked"),
+        "{report}"
+    );
+    assert_eq!(report["tenants"][0]["pending_deletions"], 0);
+
+    // A deletion pending for a moment: shown, healthy; for 20 minutes: a failure.
+    store.delete_user("acme", "u3", None, &site).await.unwrap();
+    let run = setup.run(&["status", "--json"]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(status(&run)["tenants"][0]["pending_deletions"], 1);
+    let pool = sqlx::SqlitePool::connect(&store_url).await.unwrap();
+    sqlx::query("UPDATE user_tombstones SET deleted_ms = $1")
+        .bind(now - 20 * 60_000)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let run = setup.run(&["status", "--json"]).await;
+    assert_eq!(run.code, Some(1), "{run}");
+    let report = status(&run);
+    let tenant = &report["tenants"][0];
+    assert_eq!(tenant["pending_deletions"], 1);
+    assert!(
+        tenant["oldest_pending_deletion_age_ms"].as_i64().unwrap() >= 20 * 60_000,
+        "{report}"
+    );
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("tenant acme: 1 deletion pending, the oldest for 20"),
+        "{report}"
+    );
+
+    // A claim whose lease ran out without an outcome (its worker died): a failure.
+    store
+        .mark_outbox_at("acme", &site, &["u1".into()], now - 200_000)
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_outbox("dead", 10, Duration::from_secs(1), now - 120_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let run = setup.run(&["status"]).await;
+    assert_eq!(run.code, Some(1), "{run}");
+    for expected in [
+        "  pending deletions: 1, the oldest deleted 20",
+        "outbox: 3 waiting, 0 failing, 1 parked, 1 overdue claims",
+        "warnings:\n  tenant acme site acme: 1 outbox item parked",
+        "status: UNHEALTHY",
+        "tenant acme site acme: 1 outbox claim overdue",
+        "tenant acme: 1 deletion pending",
+    ] {
+        assert!(run.stdout.contains(expected), "missing {expected:?}\n{run}");
+    }
+
+    // The same as Prometheus gauges.
+    let metrics = scim_bridge::telemetry::metrics::Metrics::new().unwrap();
+    metrics.refresh_outbox(&store, None).await;
+    let text = metrics.render();
+    for expected in [
+        "scim_bridge_outbox_parked 1\n",
+        "scim_bridge_outbox_overdue_claims 1\n",
+        "scim_bridge_pending_deletions 1\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?}\n{text}");
+    }
+    let age = text
+        .lines()
+        .find_map(|l| l.strip_prefix("scim_bridge_pending_deletion_oldest_age_seconds "))
+        .expect(&text);
+    assert!(age.parse::<f64>().unwrap() >= 1200.0, "{text}");
+    store.close().await;
 }

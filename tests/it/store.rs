@@ -148,6 +148,82 @@ async fn store_migrate_twice_is_idempotent() {
     .await;
 }
 
+/// A store at migration 1 whose users share a partner email cannot take migration 2 (a unique
+/// index on it): `migrate` says so before trying, naming the tenant, how many emails are shared
+/// and by which user ids (not the emails), and how to repair it; once repaired, it migrates.
+#[tokio::test]
+async fn migrate_names_users_sharing_a_partner_email_before_the_unique_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+    // The store as the release with migration 1 alone left it.
+    let first = dir.path().join("migrations");
+    std::fs::create_dir(&first).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite/0001_init.sql"
+        ),
+        first.join("0001_init.sql"),
+    )
+    .unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(first.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for (tenant, id, email) in [
+        ("acme", "u1", "Ann@x.com"),
+        ("acme", "u2", "ann@X.com"),
+        ("acme", "u3", "bob@x.com"),
+        ("acme", "u4", "Bob@x.com"),
+        ("acme", "u5", "cy@x.com"),
+        ("beta", "u6", "ann@x.com"),
+        ("acme", "u7", ""),
+        ("acme", "u8", ""),
+    ] {
+        sqlx::query(
+            "INSERT INTO users (tenant, id, user_name, user_name_lc, active, partner_email, \
+             partner_email_lc, emails, resource, created_ms, last_modified_ms, version) \
+             VALUES ($1, $2, $2, $2, TRUE, $3, lower($3), '[]', '{}', 1, 1, 1)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(email)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    let store = Store::connect(&url).await.unwrap();
+    let err = store.migrate().await.unwrap_err().to_string();
+    for expected in [
+        "cannot apply migration 2 (one SCIM user per partner email)",
+        "tenant 'acme': 2 partner emails held by more than one user",
+        "[u1, u2] [u3, u4]",
+        "delete the others",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in {err}");
+    }
+    // No email in the message, and nothing about the other tenant or users without email.
+    assert!(!err.to_lowercase().contains("@x.com"), "{err}");
+    assert!(!err.contains("beta") && !err.contains("u7"), "{err}");
+    assert!(!store.migrations_applied().await.unwrap());
+
+    // Repaired: one user per email. Migration 2 applies, and the check is not run again.
+    sqlx::query("DELETE FROM users WHERE id IN ('u2', 'u4')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert!(store.migrations_applied().await.unwrap());
+    assert!(store.get_user("acme", "u1").await.unwrap().is_some());
+    store.migrate().await.unwrap();
+    pool.close().await;
+    store.close().await;
+}
+
 #[tokio::test]
 async fn store_in_memory_sqlite_works() {
     let store = connect("sqlite::memory:").await;

@@ -131,6 +131,8 @@ pub struct Options {
     /// Group members that are not users: skipped (the default) or refused.
     pub unknown_members: UnknownMembersPolicy,
     pub dry_run: bool,
+    /// Accounts SCIM must never delete, besides the inviting user (`protected_emails`).
+    pub protected_emails: Vec<String>,
     /// Per-group access overrides (`group_access`).
     pub group_access: Vec<(String, scim_bridge::partner::Access)>,
     /// `None`: a fresh SQLite file.
@@ -167,6 +169,7 @@ impl Default for Options {
             email_change: EmailChangePolicy::Update,
             unknown_members: UnknownMembersPolicy::Skip,
             dry_run: false,
+            protected_emails: Vec::new(),
             group_access: Vec::new(),
             store_url: None,
             bridge,
@@ -234,6 +237,7 @@ pub fn tenant_config(opts: &Options, partner_base: &str) -> TenantConfig {
         email_change: opts.email_change,
         unknown_members: opts.unknown_members,
         dry_run: opts.dry_run,
+        protected_emails: opts.protected_emails.clone(),
         group_access: opts.group_access.iter().cloned().collect(),
         ..TenantConfig::default()
     }

@@ -6,10 +6,18 @@
 //! outbox (across all tenants, as `/readyz` does): `ready`, or `degraded` when a membership
 //! change has kept failing for longer than `bridge.outbox_stuck_after_s`.
 //!
-//! Healthy (exit 0) means: no outbox item whose last run failed, and no site whose last
-//! reconcile found drift it did not repair (a report-only `reconcile`) or failed. Otherwise
-//! exit 1, also when the store cannot be read; 2 for a bad configuration or an unknown
-//! `--tenant`.
+//! Per tenant it also shows the deletions not yet carried out at every site (pending
+//! tombstones: how many, and how old the oldest is), and per site the rows parked (no process
+//! that claimed them serves their site) and the claims whose lease ran out without an outcome.
+//!
+//! Healthy (exit 0) means: no outbox item whose last run failed, no overdue claim (a worker
+//! died or lost the store mid-work), no deletion pending longer than
+//! `bridge.outbox_stuck_after_s` (15 minutes when that is 0: a leaver who keeps access that
+//! long needs a look), and no site whose last reconcile found drift it did not repair (a
+//! report-only `reconcile`) or failed. Otherwise exit 1, also when the store cannot be read; 2
+//! for a bad configuration or an unknown `--tenant`. Parked rows are a warning, printed but
+//! not failing: they wait, by design, for a process that serves their site (a rollout in
+//! progress); they are in `problems` only if the site is gone from the configuration.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,12 +34,17 @@ use crate::store::{AuditEntry, AuditQuery, OutboxFailure, OutboxHealth, Store, S
 
 /// Audit entries read per site to find its last reconcile.
 const RECONCILE_LOOKBACK: u32 = 50;
+/// How long a deletion may stay pending before `status` fails, when
+/// `bridge.outbox_stuck_after_s` is 0.
+const PENDING_DELETION_LIMIT: std::time::Duration = std::time::Duration::from_secs(900);
 
 #[derive(Debug, Serialize)]
 struct Report {
     healthy: bool,
     /// Why not, one reason per line.
     problems: Vec<String>,
+    /// Worth a look but not failing (parked rows of a configured site), one per line.
+    warnings: Vec<String>,
     /// What `/readyz` reports: `ready` or `degraded` (the outbox is stuck).
     readiness: &'static str,
     /// The outbox as a whole, as `/readyz` assesses it.
@@ -42,6 +55,11 @@ struct Report {
 #[derive(Debug, Serialize)]
 struct TenantStatus {
     tenant: String,
+    /// Users deleted in SCIM whose deletion is not yet carried out at every site.
+    pending_deletions: u64,
+    oldest_pending_deletion: Option<String>,
+    /// How long ago the oldest of them was deleted in SCIM.
+    oldest_pending_deletion_age_ms: Option<i64>,
     sites: Vec<SiteStatus>,
 }
 
@@ -59,6 +77,10 @@ struct SiteStatus {
 struct OutboxStatus {
     depth: u64,
     failing: u64,
+    /// Rows parked because the process that claimed them does not serve the site.
+    parked: u64,
+    /// Rows whose claim's lease ran out without an outcome (taken over by the next claim).
+    overdue_claims: u64,
     oldest_due: Option<String>,
     /// How long the earliest item has been due (negative: due in the future, e.g. a retry).
     oldest_due_age_ms: Option<i64>,
@@ -127,12 +149,14 @@ pub async fn status(
     };
     let stuck_after = (config.bridge.outbox_stuck_after_s > 0)
         .then(|| std::time::Duration::from_secs(config.bridge.outbox_stuck_after_s));
+    let deletion_limit = stuck_after.unwrap_or(PENDING_DELETION_LIMIT);
     let report = build(
         &store,
         &tenants,
         args.tenant.as_deref(),
         args.limit,
         stuck_after,
+        deletion_limit,
     )
     .await;
     store.close().await;
@@ -160,29 +184,38 @@ async fn build(
     only: Option<&str>,
     limit: u32,
     stuck_after: Option<std::time::Duration>,
+    deletion_limit: std::time::Duration,
 ) -> Result<Report, StoreError> {
     let now = crate::bridge::now_ms();
     let outbox = store.outbox_health(now, stuck_after).await?;
     let stats = store.outbox_by_site(only).await?;
     let failures = store.outbox_failures(only, limit.max(1)).await?;
+    let deletions = store.pending_deletions(only).await?;
     // (tenant, site) -> status, configured sites first in configuration order, then any site
     // the outbox still names.
     let mut out: Vec<TenantStatus> = Vec::new();
     let mut index: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    let tenant_at = |out: &mut Vec<TenantStatus>, tenant: &str| match out
+        .iter()
+        .position(|t| t.tenant == tenant)
+    {
+        Some(t) => t,
+        None => {
+            out.push(TenantStatus {
+                tenant: tenant.to_owned(),
+                pending_deletions: 0,
+                oldest_pending_deletion: None,
+                oldest_pending_deletion_age_ms: None,
+                sites: Vec::new(),
+            });
+            out.len() - 1
+        }
+    };
     let mut place = |out: &mut Vec<TenantStatus>, tenant: &str, site: &str, configured: bool| {
         if let Some(&at) = index.get(&(tenant.to_owned(), site.to_owned())) {
             return at;
         }
-        let t = match out.iter().position(|t| t.tenant == tenant) {
-            Some(t) => t,
-            None => {
-                out.push(TenantStatus {
-                    tenant: tenant.to_owned(),
-                    sites: Vec::new(),
-                });
-                out.len() - 1
-            }
-        };
+        let t = tenant_at(out, tenant);
         out[t].sites.push(SiteStatus {
             site: site.to_owned(),
             configured,
@@ -205,6 +238,8 @@ async fn build(
         out[t].sites[s].outbox = OutboxStatus {
             depth: st.depth,
             failing: st.failing,
+            parked: st.parked,
+            overdue_claims: st.overdue_claims,
             oldest_due: st.oldest_due_ms.map(rfc3339),
             oldest_due_age_ms: st.oldest_due_ms.map(|d| now - d),
         };
@@ -213,12 +248,65 @@ async fn build(
         let (t, s) = place(&mut out, &f.tenant, &f.site, false);
         out[t].sites[s].failing_items.push(failing_item(f, now));
     }
+    for d in deletions {
+        let t = tenant_at(&mut out, &d.tenant);
+        out[t].pending_deletions = d.count;
+        out[t].oldest_pending_deletion = d.oldest_deleted_ms.map(rfc3339);
+        out[t].oldest_pending_deletion_age_ms = d.oldest_deleted_ms.map(|at| now - at);
+    }
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     if outbox.stuck {
         problems.push(format!("degraded: {}", outbox.describe()));
     }
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let limit_ms = i64::try_from(deletion_limit.as_millis()).unwrap_or(i64::MAX);
     for t in &out {
+        if let Some(age) = t
+            .oldest_pending_deletion_age_ms
+            .filter(|age| *age > limit_ms)
+        {
+            problems.push(format!(
+                "tenant {}: {} deletion{} pending, the oldest for {} (limit {}): a leaver may \
+                 still have access; see the failing items and the log",
+                t.tenant,
+                t.pending_deletions,
+                plural(t.pending_deletions),
+                human(age),
+                human(limit_ms)
+            ));
+        }
         for s in &t.sites {
+            if s.outbox.overdue_claims > 0 {
+                problems.push(format!(
+                    "tenant {} site {}: {} outbox claim{} overdue (a worker died or lost the \
+                     store mid-work; the next claim takes over)",
+                    t.tenant,
+                    s.site,
+                    s.outbox.overdue_claims,
+                    plural(s.outbox.overdue_claims)
+                ));
+            }
+            if s.outbox.parked > 0 {
+                let line = format!(
+                    "tenant {} site {}: {} outbox item{} parked (waiting for a process that \
+                     serves this site{})",
+                    t.tenant,
+                    s.site,
+                    s.outbox.parked,
+                    plural(s.outbox.parked),
+                    if s.configured {
+                        ""
+                    } else {
+                        "; the configuration no longer names it"
+                    }
+                );
+                if s.configured {
+                    warnings.push(line);
+                } else {
+                    problems.push(line);
+                }
+            }
             if s.outbox.failing > 0 {
                 problems.push(format!(
                     "tenant {} site {}: {} outbox item{} failing",
@@ -245,6 +333,7 @@ async fn build(
     Ok(Report {
         healthy: problems.is_empty(),
         problems,
+        warnings,
         readiness: if outbox.stuck { "degraded" } else { "ready" },
         outbox,
         tenants: out,
@@ -314,6 +403,15 @@ fn render(report: &Report) -> String {
     let mut out = String::new();
     for t in &report.tenants {
         let _ = writeln!(out, "tenant {}", t.tenant);
+        if t.pending_deletions > 0 {
+            let _ = writeln!(
+                out,
+                "  pending deletions: {}, the oldest deleted {} ago ({})",
+                t.pending_deletions,
+                human(t.oldest_pending_deletion_age_ms.unwrap_or_default()),
+                t.oldest_pending_deletion.as_deref().unwrap_or("?")
+            );
+        }
         for s in &t.sites {
             let _ = write!(out, "  site {}", s.site);
             if !s.configured {
@@ -331,8 +429,8 @@ fn render(report: &Report) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "    outbox: {} waiting, {} failing, {due}",
-                    o.depth, o.failing
+                    "    outbox: {} waiting, {} failing, {} parked, {} overdue claims, {due}",
+                    o.depth, o.failing, o.parked, o.overdue_claims
                 );
             }
             for f in &s.failing_items {
@@ -368,11 +466,14 @@ fn render(report: &Report) -> String {
                             count(&r.detail, "groups_created")
                         ),
                         "drifted" => format!(
-                            "DRIFT NOT REPAIRED ({} users missing, {} not removed, {} with \
-                             drifted groups, {} groups missing; run `reconcile --apply`)",
+                            "DRIFT NOT REPAIRED ({} users missing, {} not removed, {} deleted \
+                             but present, {} with drifted groups, {} with drifted names, {} \
+                             groups missing; run `reconcile --apply`)",
                             count(&r.detail, "users_missing"),
                             count(&r.detail, "users_not_removed"),
+                            count(&r.detail, "deleted_users_present"),
                             count(&r.detail, "memberships_drifted"),
+                            count(&r.detail, "names_drifted"),
                             count(&r.detail, "groups_missing")
                         ),
                         _ => format!(
@@ -404,6 +505,12 @@ fn render(report: &Report) -> String {
             ""
         }
     );
+    if !report.warnings.is_empty() {
+        let _ = writeln!(out, "warnings:");
+        for w in &report.warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
     if report.healthy {
         let _ = writeln!(out, "status: healthy");
     } else {
