@@ -190,9 +190,12 @@ async fn reconcile_sites(
     let users = store.find_users(name, &[]).await?;
     let tombstones = store.user_tombstones(name).await?;
     let groups = store.find_groups(name, &[]).await?;
-    let managed: HashSet<String> = groups
-        .iter()
-        .map(|g| g.partner_name.to_lowercase())
+    // Every name the bridge gave a group counts (a former name a site still carries too).
+    let managed: HashSet<String> = store
+        .managed_group_names(name)
+        .await?
+        .into_iter()
+        .map(|g| g.to_lowercase())
         .collect();
     let mut desired: HashMap<String, Vec<String>> = HashMap::new();
     for g in &groups {
