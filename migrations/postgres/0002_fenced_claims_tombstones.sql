@@ -48,6 +48,7 @@ CREATE TABLE group_known_names (
     group_id TEXT NOT NULL,
     name     TEXT NOT NULL,
     name_lc  TEXT NOT NULL,
+    since_ms BIGINT NOT NULL, -- the latest rename that gave or took this name began then
     PRIMARY KEY (tenant, group_id, name_lc),
     FOREIGN KEY (tenant, group_id) REFERENCES groups (tenant, id) ON DELETE CASCADE
 );

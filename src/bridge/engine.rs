@@ -697,6 +697,7 @@ impl Engine {
             &item.user_id,
             &self.inner.writes,
             fence,
+            self.inner.options.rename_settle_ms as i64,
         )
         .await;
         match result {
@@ -720,6 +721,7 @@ pub async fn converge_user(
     user_id: &str,
     writes: &AtomicU64,
     fence: &Fence,
+    rename_settle_ms: i64,
 ) -> Result<Converged, ConvergeError> {
     let Some(user) = store.get_user(tenant.name(), user_id).await? else {
         return converge_deleted(store, tenant, site, user_id, writes, fence).await;
@@ -775,7 +777,7 @@ pub async fn converge_user(
             };
             let mut created = fence.guard(site.client.create_user(&new, dry_run)).await;
             if refused_groups(&created, &new.groups)
-                && repair_groups(store, tenant, site, &new.groups, fence).await?
+                && repair_groups(store, tenant, site, &new.groups, fence, rename_settle_ms).await?
             {
                 created = fence.guard(site.client.create_user(&new, dry_run)).await;
             }
@@ -815,7 +817,7 @@ pub async fn converge_user(
                 .guard(site.client.update_user(&email, &update, dry_run))
                 .await;
             if refused_groups(&updated, &desired)
-                && repair_groups(store, tenant, site, &desired, fence).await?
+                && repair_groups(store, tenant, site, &desired, fence, rename_settle_ms).await?
             {
                 updated = fence
                     .guard(site.client.update_user(&email, &update, dry_run))
@@ -849,14 +851,24 @@ async fn repair_groups(
     site: &Site,
     groups: &[String],
     fence: &Fence,
+    rename_settle_ms: i64,
 ) -> Result<bool, ConvergeError> {
     let mut repaired = false;
     for name in groups {
         if site.client.get_group(name).await?.is_some() {
             continue;
         }
+        let formers = store.former_names_of(tenant.name(), name).await?;
+        if formers
+            .iter()
+            .any(|(_, since)| now_ms() - since < rename_settle_ms)
+        {
+            // A rename of this group may still be under way (its request, or the flow the
+            // request left running): repairing now would race it. The write is retried later.
+            return Ok(false);
+        }
         let mut renamed = false;
-        for former in store.former_names_of(tenant.name(), name).await? {
+        for (former, _) in formers {
             if site.client.get_group(&former).await?.is_some() {
                 tracing::info!(site = %site.name, "finishing a group rename that half-happened");
                 let update = crate::partner::client::GroupUpdate {

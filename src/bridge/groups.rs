@@ -661,7 +661,12 @@ async fn write(
         // user who left. No lock against convergences is needed, in this process or another.
         bridge
             .store
-            .add_group_known_names(tenant.name(), &old.id, &[from.clone(), to.clone()])
+            .add_group_known_names(
+                tenant.name(),
+                &old.id,
+                &[from.clone(), to.clone()],
+                now_ms(),
+            )
             .await?;
         let results = for_each_site(tenant, |site| {
             let (from, to) = (from.clone(), to.clone());

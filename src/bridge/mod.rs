@@ -83,6 +83,10 @@ pub struct BridgeOptions {
     /// Seconds an outbox row may keep failing (since it was marked) before `/readyz` reports
     /// the outbox stuck (0: never).
     pub outbox_stuck_after_s: u64,
+    /// How long after a group rename began the engine leaves the group's partner names to it
+    /// before finishing or undoing a rename that half-happened: longer than a rename flow runs
+    /// (its partner calls and undo), so a repair never races one.
+    pub rename_settle_ms: u64,
     /// Partner client settings, shared by every site.
     pub partner: ClientOptions,
 }
@@ -104,6 +108,7 @@ impl Default for BridgeOptions {
             coalesce_max_ms: 30_000,
             reconcile_interval_s: 3600,
             outbox_stuck_after_s: 900,
+            rename_settle_ms: 120_000,
             partner: ClientOptions::default(),
         }
     }

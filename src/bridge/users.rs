@@ -534,16 +534,10 @@ impl SitePlan<'_> {
             };
         }
         if self.names_changed {
-            let update = UserUpdate {
-                first_name: Some(self.first.to_owned()),
-                last_name: Some(self.last.to_owned()),
-                ..UserUpdate::default()
-            };
-            return match client.update_user(self.new_email, &update, self.dry).await {
-                Ok(_) => Ok(SiteOutcome::Done),
-                Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(SiteOutcome::Mark),
-                Err(e) => Err(e),
-            };
+            // The user's names are written by its convergence, marked with the commit: one
+            // writer per (site, user), so a convergence that read the store before this change
+            // cannot write the old names after it.
+            return Ok(SiteOutcome::Mark);
         }
         Ok(SiteOutcome::Done)
     }

@@ -305,6 +305,7 @@ impl Store {
         tenant: &str,
         group_id: &str,
         names: &[String],
+        now_ms: i64,
     ) -> Result<(), StoreError> {
         let begin = self.begin_write();
         retrying(move || async move {
@@ -312,13 +313,16 @@ impl Store {
                 let mut tx = pool.begin_with(begin).await?;
                 for name in names {
                     sqlx::query(
-                        "INSERT INTO group_known_names (tenant, group_id, name, name_lc) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        "INSERT INTO group_known_names (tenant, group_id, name, name_lc, \
+                         since_ms) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (tenant, group_id, name_lc) \
+                         DO UPDATE SET since_ms = excluded.since_ms",
                     )
                     .bind(tenant)
                     .bind(group_id)
                     .bind(name.as_str())
                     .bind(lc(name))
+                    .bind(now_ms)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -330,17 +334,18 @@ impl Store {
     }
 
     /// The other partner names the bridge has given the group whose partner name is now
-    /// `partner_name` (a rename that half-happened at some site may have left one there).
+    /// `partner_name` (a rename that half-happened at some site may have left one there), each
+    /// with when the latest rename that gave or took it began.
     pub async fn former_names_of(
         &self,
         tenant: &str,
         partner_name: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let name_lc = &lc(partner_name);
         retrying(move || async move {
-            let names: Vec<String> = with_pool!(self, pool => {
-                sqlx::query_scalar(
-                    "SELECT k.name FROM group_known_names k JOIN groups g \
+            let names: Vec<(String, i64)> = with_pool!(self, pool => {
+                sqlx::query_as(
+                    "SELECT k.name, k.since_ms FROM group_known_names k JOIN groups g \
                      ON g.tenant = k.tenant AND g.id = k.group_id \
                      WHERE g.tenant = $1 AND LOWER(g.partner_name) = $2 AND k.name_lc <> $2 \
                      ORDER BY k.name_lc",

@@ -227,8 +227,12 @@ async fn okta_profile_push_by_put() {
     assert_ne!(put["meta"]["version"], version);
     // The read-only `groups: []` in the body does not take Jane out of her group.
     assert_eq!(put["groups"][0]["value"], group);
-    // One partner write: the names; no read, no group change.
-    assert_eq!(calls_since(&h, &before), [(CallKind::UpdateUser, 1)]);
+    // One partner write: the names, by the user's convergence (which reads the partner user
+    // first); no group change.
+    assert_eq!(
+        calls_since(&h, &before),
+        [(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)]
+    );
     let p = h.partner_user(SITE, JANE).unwrap();
     assert_eq!(
         (p.first_name.as_str(), p.last_name.as_str()),
@@ -400,8 +404,9 @@ async fn okta_deactivate_under_keep_changes_nothing_at_the_partner() {
         h.settle(Duration::from_secs(5)).await;
         assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts", "Vendor UI"]);
         let expected: &[(CallKind, u64)] = if by_put {
-            // The PUT also carries the new names of replace-user.json.
-            &[(CallKind::UpdateUser, 1)]
+            // The PUT also carries the new names of replace-user.json: the user's convergence
+            // reads it and writes them.
+            &[(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)]
         } else {
             &[]
         };
@@ -756,7 +761,10 @@ async fn okta_lookup_imports_an_existing_partner_user_then_links_it() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["externalId"], "00ujl29u0le5T6Aj10h7");
-    assert_eq!(calls_since(&h, &before), [(CallKind::UpdateUser, 1)]);
+    assert_eq!(
+        calls_since(&h, &before),
+        [(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)]
+    );
     let p = h.partner_user(SITE, JANE).unwrap();
     assert_eq!(
         (p.first_name.as_str(), p.last_name.as_str()),

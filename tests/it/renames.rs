@@ -22,6 +22,8 @@ fn options() -> Options {
     o.bridge.partner.circuit_failure_threshold = 1_000;
     o.bridge.retry_base_ms = 50;
     o.bridge.retry_max_ms = 500;
+    // A half-done rename is repaired once its flow is surely over: here at once.
+    o.bridge.rename_settle_ms = 0;
     o
 }
 
