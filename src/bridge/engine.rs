@@ -726,13 +726,39 @@ pub async fn converge_user(
     let Some(user) = store.get_user(tenant.name(), user_id).await? else {
         return converge_deleted(store, tenant, site, user_id, writes, fence).await;
     };
+    let present = !user.partner_email.is_empty()
+        && (user.active || tenant.config.deprovision != DeprovisionPolicy::Remove);
+    let current = converge_live(store, tenant, site, &user, writes, fence, rename_settle_ms).await;
     // Former emails of the user (an email change, or its removal) whose accounts may still be
-    // at this site: a change that half-happened, or was cut short, leaves nothing behind.
-    for email in store.pending_tombstones(tenant.name(), user_id).await? {
-        if !email.eq_ignore_ascii_case(&user.partner_email) {
+    // at this site: a change that half-happened, or was cut short, leaves nothing behind. Only
+    // once the current account is in line (a site that refuses the new email keeps the user's
+    // old account rather than none), or when the user must not be at the partner at all.
+    if current.is_ok() || !present {
+        for (email, kind, since) in store.pending_tombstones(tenant.name(), user_id).await? {
+            if email.eq_ignore_ascii_case(&user.partner_email) {
+                continue;
+            }
+            if kind == "claimed" && now_ms() - since < rename_settle_ms {
+                // An email change in flight is taking it: its own flow decides.
+                continue;
+            }
             remove_account(store, tenant, site, &email, writes, fence).await?;
         }
     }
+    current
+}
+
+/// [`converge_user`] for the user's current email.
+async fn converge_live(
+    store: &Store,
+    tenant: &Tenant,
+    site: &Site,
+    user: &crate::store::UserRow,
+    writes: &AtomicU64,
+    fence: &Fence,
+    rename_settle_ms: i64,
+) -> Result<Converged, ConvergeError> {
+    let user_id = user.id.as_str();
     if user.partner_email.is_empty() {
         // No email address: the user cannot exist at the partner.
         return Ok(Converged::Skipped);
@@ -915,7 +941,7 @@ async fn converge_deleted(
 ) -> Result<Converged, ConvergeError> {
     let emails = store.pending_tombstones(tenant.name(), user_id).await?;
     let mut outcome = Converged::Skipped;
-    for email in emails {
+    for (email, _, _) in emails {
         outcome = remove_account(store, tenant, site, &email, writes, fence).await?;
     }
     Ok(outcome)

@@ -424,8 +424,20 @@ async fn update(
         names_changed,
         dry,
     };
+    // The new email is claimed before any partner call: if the change does not commit, the
+    // account it may have made (a partner that applied it and answered 5xx) is removed.
+    let claimed = (email_changed || (!had_email && has_email)).then(|| new_email.clone());
+    if let Some(email) = &claimed {
+        store.claim_new_email(tenant.name(), &old.id, email).await?;
+    }
     let results = for_each_site(tenant, |site| plan.apply(site)).await;
-    let mut mark = settle(results)?;
+    let mut mark = match settle(results) {
+        Ok(mark) => mark,
+        Err(e) => {
+            release_claim(bridge, tenant, &old.id, claimed.as_deref()).await;
+            return Err(e);
+        }
+    };
     // Stripping and restoring groups is membership work: the engine does it.
     if active_changed && policy == DeprovisionPolicy::Strip && has_email {
         mark = tenant.site_names();
@@ -463,9 +475,16 @@ async fn update(
     };
     // The change and its marks commit together: a crash between them cannot leave a
     // deactivation unmarked (the IdP's retry would see no change and the account stay).
-    let marks = store
+    let marks = match store
         .update_user_marking(&row, old.version, &mark, retired.as_deref())
-        .await?;
+        .await
+    {
+        Ok(marks) => marks,
+        Err(e) => {
+            release_claim(bridge, tenant, &row.id, claimed.as_deref()).await;
+            return Err(e.into());
+        }
+    };
     if !marks.is_empty() {
         // A deactivation is acknowledged once access is gone, when possible in time: worked
         // at once, there is nothing to coalesce with. A site that fails does not hold the
@@ -485,6 +504,21 @@ async fn update(
         }
     }
     render(bridge, scope, &row).await
+}
+
+/// An email change that did not commit: the email it claimed is retired and marked, so the
+/// convergence removes any account the change made. A failure here is logged: the claim then
+/// ages into the same removal (`bridge.rename_settle_ms`) at the user's next convergence.
+async fn release_claim(bridge: &Bridge, tenant: &Tenant, id: &str, email: Option<&str>) {
+    let Some(email) = email else { return };
+    match bridge
+        .store
+        .release_claimed_email(tenant.name(), id, email, &tenant.site_names())
+        .await
+    {
+        Ok(_) => bridge.engine.kick(),
+        Err(e) => tracing::warn!(user = %id, error = %e, "cannot release a claimed email"),
+    }
 }
 
 /// What one user update means at each site.

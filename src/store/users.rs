@@ -480,18 +480,20 @@ impl Store {
         .await
     }
 
-    /// The partner emails of a user (deleted, or live with former emails) whose removal has
-    /// not converged at every site yet.
+    /// The partner emails of a user (deleted, or live with former emails, or one an email
+    /// change in flight is taking) whose removal has not converged at every site yet, as
+    /// (email, kind, since when).
     pub async fn pending_tombstones(
         &self,
         tenant: &str,
         id: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
         retrying(move || async move {
-            let found: Vec<String> = with_pool!(self, pool => {
-                sqlx::query_scalar(
-                    "SELECT partner_email FROM user_tombstones WHERE tenant = $1 AND id = $2 \
-                     AND converged_ms IS NULL ORDER BY partner_email_lc",
+            let found: Vec<(String, String, i64)> = with_pool!(self, pool => {
+                sqlx::query_as(
+                    "SELECT partner_email, kind, deleted_ms FROM user_tombstones \
+                     WHERE tenant = $1 AND id = $2 AND converged_ms IS NULL \
+                     ORDER BY partner_email_lc",
                 )
                 .bind(tenant)
                 .bind(id)
@@ -499,6 +501,71 @@ impl Store {
                 .await
             })?;
             Ok(found)
+        })
+        .await
+    }
+
+    /// Records, before its partner calls, the email an email change of user `id` is taking
+    /// (kind `claimed`): no other user takes it meanwhile, and if the change never commits
+    /// (the process dies mid-way) the account it may have made is removed once the claim is
+    /// older than a rename can run. The commit of the change clears it.
+    pub async fn claim_new_email(
+        &self,
+        tenant: &str,
+        id: &str,
+        email: &str,
+    ) -> Result<(), StoreError> {
+        let now = super::outbox::now_ms();
+        let email_lc = &lc(email);
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                sqlx::query(UPSERT_TOMBSTONE)
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(email)
+                    .bind(email_lc.as_str())
+                    .bind("claimed")
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// An email change that did not commit: the email it claimed becomes a `retired`
+    /// tombstone, marked at `sites` in the same transaction, so each site's convergence
+    /// removes whatever account the change left there.
+    pub async fn release_claimed_email(
+        &self,
+        tenant: &str,
+        id: &str,
+        email: &str,
+        sites: &[String],
+    ) -> Result<Vec<super::OutboxMark>, StoreError> {
+        let email_lc = &lc(email);
+        let sites = &dedup(sites);
+        let begin = self.begin_write();
+        retrying(move || async move {
+            let marks = with_pool!(self, pool => {
+                let mut tx = pool.begin_with(begin).await?;
+                sqlx::query(
+                    "UPDATE user_tombstones SET kind = 'retired' WHERE tenant = $1 AND id = $2 \
+                     AND partner_email_lc = $3 AND kind = 'claimed'",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(email_lc.as_str())
+                .execute(&mut *tx)
+                .await?;
+                let users = [id.to_owned()];
+                let marks = super::outbox::mark_rows!(tx, tenant, sites, users, super::outbox::now_ms());
+                tx.commit().await?;
+                marks
+            });
+            Ok(marks)
         })
         .await
     }
