@@ -748,7 +748,13 @@ impl Idp {
     }
 
     /// The one resource a filter finds (after a 409 to a create that may have landed).
-    async fn find(&self, rng: &mut SmallRng, resource: &str, attr: &str, value: &str) -> Option<String> {
+    async fn find(
+        &self,
+        rng: &mut SmallRng,
+        resource: &str,
+        attr: &str,
+        value: &str,
+    ) -> Option<String> {
         let filter = format!("{attr} eq \"{value}\"");
         let path = format!(
             "/{resource}?filter={}",
@@ -782,7 +788,10 @@ impl Idp {
             201 => match a.body["id"].as_str() {
                 Some(id) => Some(id.to_owned()),
                 None => {
-                    self.violation(format!("POST {path} {value}: 201 without an id: {}", a.body));
+                    self.violation(format!(
+                        "POST {path} {value}: 201 without an id: {}",
+                        a.body
+                    ));
                     None
                 }
             },
@@ -864,7 +873,8 @@ fn group_name(g: usize, version: u32) -> String {
 /// One IdP connection: owns users `u % connections == c`, groups `g % connections == c` and
 /// pairs `(g + u) % connections == c`; sends one request at a time.
 async fn connection(idp: Arc<Idp>, plan: Arc<Plan>, c: usize, seed: u64) {
-    let mut rng = SmallRng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(c as u64 + 1)));
+    let mut rng =
+        SmallRng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(c as u64 + 1)));
     let cn = plan.connections;
     let entra_of = |rng: &mut SmallRng| match plan.shape {
         Shape::Okta => false,
@@ -961,7 +971,13 @@ async fn connection(idp: Arc<Idp>, plan: Arc<Plan>, c: usize, seed: u64) {
                     .change(&mut rng, method, &path, Some(&body), "name update")
                     .await
                 {
-                    idp.note(u, format!("c{c} names {given} {family} -> {st} retried {amb} ({})", if entra { "entra" } else { "okta" }));
+                    idp.note(
+                        u,
+                        format!(
+                            "c{c} names {given} {family} -> {st} retried {amb} ({})",
+                            if entra { "entra" } else { "okta" }
+                        ),
+                    );
                     if let Ok(mut m) = idp.model.lock() {
                         m.users[u].given = given;
                         m.users[u].family = family;
@@ -971,7 +987,12 @@ async fn connection(idp: Arc<Idp>, plan: Arc<Plan>, c: usize, seed: u64) {
             }
             // Email (userName) change.
             30..=44 if !slot.protected => {
+                // A fresh email for every attempt, kept even when the change is refused (the
+                // partner may hold it anyway): a later re-create never reuses it by accident.
                 let email = slot_email(seed, u, slot.version + 1);
+                if let Ok(mut m) = idp.model.lock() {
+                    m.users[u].version += 1;
+                }
                 let (method, body) = if entra {
                     (
                         reqwest::Method::PATCH,
@@ -990,10 +1011,16 @@ async fn connection(idp: Arc<Idp>, plan: Arc<Plan>, c: usize, seed: u64) {
                     .change(&mut rng, method, &path, Some(&body), "email change")
                     .await
                 {
-                    idp.note(u, format!("c{c} email {} -> {email} -> {st} retried {amb} ({})", slot.email, if entra { "entra" } else { "okta" }));
+                    idp.note(
+                        u,
+                        format!(
+                            "c{c} email {} -> {email} -> {st} retried {amb} ({})",
+                            slot.email,
+                            if entra { "entra" } else { "okta" }
+                        ),
+                    );
                     if let Ok(mut m) = idp.model.lock() {
                         let s = &mut m.users[u];
-                        s.version += 1;
                         s.email = email.clone();
                         s.emails_used.insert(email);
                         m.acknowledged += 1;
@@ -1014,7 +1041,14 @@ async fn connection(idp: Arc<Idp>, plan: Arc<Plan>, c: usize, seed: u64) {
                     .change(&mut rng, reqwest::Method::PATCH, &path, Some(&body), what)
                     .await
                 {
-                    idp.note(u, format!("c{c} {what} of {} -> {st} retried {amb} ({})", slot.email, if entra { "entra" } else { "okta" }));
+                    idp.note(
+                        u,
+                        format!(
+                            "c{c} {what} of {} -> {st} retried {amb} ({})",
+                            slot.email,
+                            if entra { "entra" } else { "okta" }
+                        ),
+                    );
                     if let Ok(mut m) = idp.model.lock() {
                         let s = &mut m.users[u];
                         s.active = to;
@@ -1031,7 +1065,10 @@ async fn connection(idp: Arc<Idp>, plan: Arc<Plan>, c: usize, seed: u64) {
                     .change(&mut rng, reqwest::Method::DELETE, &path, None, "delete")
                     .await
                 {
-                    idp.note(u, format!("c{c} delete {id} ({}) -> {st} retried {amb}", slot.email));
+                    idp.note(
+                        u,
+                        format!("c{c} delete {id} ({}) -> {st} retried {amb}", slot.email),
+                    );
                     if let Ok(mut m) = idp.model.lock() {
                         let s = &mut m.users[u];
                         s.id = None;
@@ -1071,7 +1108,11 @@ async fn rename_group(idp: &Idp, rng: &mut SmallRng, g: usize, entra: bool) {
     let (id, old, version) = match idp.model.lock() {
         Ok(m) => {
             let gm = &m.groups[g];
-            (gm.id.clone(), gm.name.clone(), gm.old_names.len() as u32 + 1)
+            (
+                gm.id.clone(),
+                gm.name.clone(),
+                gm.old_names.len() as u32 + 1,
+            )
         }
         Err(_) => return,
     };
@@ -1131,7 +1172,9 @@ async fn membership(idp: &Idp, plan: &Plan, rng: &mut SmallRng, c: usize, entra:
     let mut ops = Vec::new();
     if !add.is_empty() {
         let values: Vec<Value> = add.iter().map(|i| json!({"value": i})).collect();
-        ops.push(json!({"op": if entra { "Add" } else { "add" }, "path": "members", "value": values}));
+        ops.push(
+            json!({"op": if entra { "Add" } else { "add" }, "path": "members", "value": values}),
+        );
     }
     if entra {
         if !remove.is_empty() {
@@ -1180,8 +1223,10 @@ impl RunStore {
     async fn new(choice: &StoreChoice) -> anyhow::Result<RunStore> {
         match choice {
             StoreChoice::Sqlite => {
-                let dir = std::env::temp_dir()
-                    .join(format!("scim-bridge-simulate-{}", uuid::Uuid::new_v4().simple()));
+                let dir = std::env::temp_dir().join(format!(
+                    "scim-bridge-simulate-{}",
+                    uuid::Uuid::new_v4().simple()
+                ));
                 std::fs::create_dir_all(&dir)?;
                 Ok(RunStore {
                     url: format!("sqlite://{}/simulate.db", dir.display()),
@@ -1408,7 +1453,11 @@ async fn run_on(seed: u64, store_url: &str, workload: Workload) -> anyhow::Resul
     let end = Instant::now() + CONVERGE_LIMIT;
     let mut drained_since: Option<Instant> = None;
     let (diff, depth) = loop {
-        let depth = store.outbox_stats().await.map(|s| s.depth).unwrap_or(u64::MAX);
+        let depth = store
+            .outbox_stats()
+            .await
+            .map(|s| s.depth)
+            .unwrap_or(u64::MAX);
         let diff = differences(&emulator, &plan, &expected);
         if depth == 0 && diff.is_empty() {
             break (diff, depth);
@@ -1595,7 +1644,9 @@ fn differences(emu: &Emulator, plan: &Plan, want: &Expected) -> Vec<String> {
             .collect();
         for (email, w) in &want.users {
             let Some(p) = have.get(email) else {
-                out.push(format!("invariant 1: {site}: {email} is missing (want {w:?})"));
+                out.push(format!(
+                    "invariant 1: {site}: {email} is missing (want {w:?})"
+                ));
                 continue;
             };
             if !w.first.is_empty() && (p.first_name != w.first || p.last_name != w.last) {

@@ -125,5 +125,10 @@ async fn simulated_idp_traffic_keeps_every_invariant_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "name and email changes race the engine's convergences (see the module comment)"]
 async fn name_and_email_changes_keep_every_invariant() {
-    simulate(&seeds(RACING_SEEDS), StoreChoice::Sqlite, Workload::default()).await;
+    simulate(
+        &seeds(RACING_SEEDS),
+        StoreChoice::Sqlite,
+        Workload::default(),
+    )
+    .await;
 }
