@@ -72,6 +72,8 @@ const ALL_USERS: &str = "All Users";
 const VENDOR_GROUP: &str = "Vendor UI";
 /// How long one IdP request may go without a definitive answer before it is a violation.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+/// How long the IdP waits for a bridge instance to be up.
+const NO_BRIDGE_LIMIT: Duration = Duration::from_secs(30);
 /// How long the bridges may take to converge once the faults stop.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(45);
 
@@ -430,6 +432,7 @@ impl Instance {
         store_url: String,
         tenant: TenantConfig,
         options: BridgeOptions,
+        notes: Notes,
     ) -> anyhow::Result<Instance> {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<String, String>>();
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<Kill>();
@@ -462,8 +465,27 @@ impl Instance {
                     let mode = kill_rx.await.unwrap_or(Kill::Hard);
                     if let Kill::Graceful = mode {
                         server.abort();
-                        bridge.shutdown().await;
-                        bridge.store.close().await;
+                        let t = Instant::now();
+                        if tokio::time::timeout(SHUTDOWN_LIMIT, bridge.shutdown())
+                            .await
+                            .is_err()
+                        {
+                            note(
+                                &notes,
+                                format!(
+                                    "liveness: Bridge::shutdown did not return within \
+                                     {SHUTDOWN_LIMIT:?} (the instance was then dropped)"
+                                ),
+                            );
+                        } else if t.elapsed() > Duration::from_secs(3) {
+                            note(
+                                &notes,
+                                format!("note: Bridge::shutdown took {:?}", t.elapsed()),
+                            );
+                        }
+                        // In-flight requests may still hold connections: do not wait long.
+                        let _ = tokio::time::timeout(Duration::from_secs(2), bridge.store.close())
+                            .await;
                     }
                     mode
                 });
@@ -490,6 +512,50 @@ impl Instance {
         if let Some(t) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+    }
+}
+
+/// Things the instances and the kill task noticed: `liveness:` lines are violations.
+type Notes = Arc<Mutex<Vec<String>>>;
+
+fn note(notes: &Notes, what: String) {
+    if let Ok(mut n) = notes.lock() {
+        n.push(what);
+    }
+}
+
+/// How long a graceful shutdown of an instance may take (its workers finish their current
+/// item: a partner call of at most `call_deadline_ms`).
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
+
+impl Instance {
+    /// Starts an instance, trying again (a store busy with the other instance may refuse a
+    /// migration check for a moment).
+    async fn start_retrying(
+        store_url: &str,
+        tenant: &TenantConfig,
+        options: &BridgeOptions,
+        notes: &Notes,
+    ) -> anyhow::Result<Instance> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Instance::start(
+                store_url.to_owned(),
+                tenant.clone(),
+                options.clone(),
+                notes.clone(),
+            )
+            .await
+            {
+                Ok(i) => return Ok(i),
+                Err(e) => {
+                    note(notes, format!("note: an instance did not start: {e:#}"));
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt")))
     }
 }
 
@@ -574,16 +640,19 @@ impl Targets {
         }
     }
 
-    async fn pick(&self, k: usize) -> String {
-        loop {
+    /// Slot `k % n`, or the next live one; `None` when none is up for [`NO_BRIDGE_LIMIT`].
+    async fn pick(&self, k: usize) -> Option<String> {
+        let end = Instant::now() + NO_BRIDGE_LIMIT;
+        while Instant::now() < end {
             if let Ok(slots) = self.slots.lock() {
                 let n = slots.len();
                 if let Some(b) = (0..n).find_map(|i| slots[(k + i) % n].clone()) {
-                    return b;
+                    return Some(b);
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        None
     }
 }
 
@@ -680,10 +749,16 @@ impl Idp {
                 ));
                 return None;
             }
-            let base = self
+            let Some(base) = self
                 .targets
                 .pick(self.next.fetch_add(1, Ordering::Relaxed))
-                .await;
+                .await
+            else {
+                self.violation(format!(
+                    "liveness: {method} {path}: no bridge instance up for {NO_BRIDGE_LIMIT:?}"
+                ));
+                return None;
+            };
             let mut req = self
                 .http
                 .request(method.clone(), format!("{base}{path}"))
@@ -1268,6 +1343,18 @@ impl RunStore {
     }
 }
 
+/// Where a run is, for the report of one that hangs.
+type Phase = Arc<Mutex<String>>;
+
+fn set_phase(phase: &Phase, what: String) {
+    if let Ok(mut p) = phase.lock() {
+        *p = what;
+    }
+}
+
+/// The longest one seed may run.
+const RUN_LIMIT: Duration = Duration::from_secs(240);
+
 /// Runs one seed and checks the invariants.
 pub async fn run_seed(
     seed: u64,
@@ -1275,12 +1362,40 @@ pub async fn run_seed(
     workload: Workload,
 ) -> anyhow::Result<Outcome> {
     let run_store = RunStore::new(store).await?;
-    let outcome = run_on(seed, &run_store.url, workload).await;
+    let phase: Phase = Arc::new(Mutex::new("start".into()));
+    let outcome = match tokio::time::timeout(
+        RUN_LIMIT,
+        run_on(seed, &run_store.url, workload, phase.clone()),
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(_) => Ok(Outcome {
+            seed,
+            plan: Plan::new(seed).describe(),
+            violations: vec![format!(
+                "liveness: the run did not finish within {RUN_LIMIT:?}; it was at: {}",
+                phase.lock().map(|p| p.clone()).unwrap_or_default()
+            )],
+            acknowledged: 0,
+            retried: 0,
+            cancelled: 0,
+            kills: 0,
+            user_writes: 0,
+            took: RUN_LIMIT,
+            details: Vec::new(),
+        }),
+    };
     run_store.drop_schema().await;
     outcome
 }
 
-async fn run_on(seed: u64, store_url: &str, workload: Workload) -> anyhow::Result<Outcome> {
+async fn run_on(
+    seed: u64,
+    store_url: &str,
+    workload: Workload,
+    phase: Phase,
+) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let plan = Arc::new(Plan {
         attribute_updates: workload.attribute_updates,
@@ -1349,8 +1464,9 @@ async fn run_on(seed: u64, store_url: &str, workload: Workload) -> anyhow::Resul
         });
     }
 
-    let first = Instance::start(store_url.to_owned(), tenant.clone(), options.clone()).await?;
-    let second = Instance::start(store_url.to_owned(), tenant.clone(), options.clone()).await?;
+    let notes: Notes = Arc::default();
+    let first = Instance::start_retrying(store_url, &tenant, &options, &notes).await?;
+    let second = Instance::start_retrying(store_url, &tenant, &options, &notes).await?;
     let targets = Arc::new(Targets {
         slots: Mutex::new(vec![Some(first.base.clone()), Some(second.base.clone())]),
     });
@@ -1374,10 +1490,12 @@ async fn run_on(seed: u64, store_url: &str, workload: Workload) -> anyhow::Resul
 
     // Kills: while the IdP works, an instance dies (hard or graceful), stays down a while
     // (sometimes past its lease, sometimes not) and comes back on the same store.
+    set_phase(&phase, "IdP traffic".into());
     let working = Arc::new(AtomicBool::new(true));
     let chaos = {
         let (targets, working, plan) = (targets.clone(), working.clone(), plan.clone());
         let (store_url, tenant, options) = (store_url.to_owned(), tenant.clone(), options.clone());
+        let (notes, phase) = (notes.clone(), phase.clone());
         tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(seed ^ 0x0dea_d0ff);
             let mut instances = [Some(first), Some(second)];
@@ -1395,13 +1513,15 @@ async fn run_on(seed: u64, store_url: &str, workload: Workload) -> anyhow::Resul
                     Kill::Graceful
                 };
                 targets.set(k, None);
+                set_phase(&phase, format!("killing instance {k} ({mode:?})"));
                 if let Some(i) = instances[k].take() {
                     i.stop(mode).await;
                 }
+                set_phase(&phase, "IdP traffic".into());
                 kills += 1;
                 let down = rng.random_range(0..plan.lease_ms + 300);
                 tokio::time::sleep(Duration::from_millis(down)).await;
-                match Instance::start(store_url.clone(), tenant.clone(), options.clone()).await {
+                match Instance::start_retrying(&store_url, &tenant, &options, &notes).await {
                     Ok(i) => {
                         targets.set(k, Some(i.base.clone()));
                         instances[k] = Some(i);
@@ -1423,6 +1543,7 @@ async fn run_on(seed: u64, store_url: &str, workload: Workload) -> anyhow::Resul
         }
     }
     working.store(false, Ordering::Relaxed);
+    set_phase(&phase, "waiting for the kill task".into());
     let (instances, kills, errors) = chaos.await.context("the kill task")?;
     for e in errors {
         idp.violation(e);
@@ -1431,13 +1552,14 @@ async fn run_on(seed: u64, store_url: &str, workload: Workload) -> anyhow::Resul
     let mut instances = instances;
     for (k, slot) in instances.iter_mut().enumerate() {
         if slot.is_none() {
-            let i = Instance::start(store_url.to_owned(), tenant.clone(), options.clone()).await?;
+            let i = Instance::start_retrying(store_url, &tenant, &options, &notes).await?;
             targets.set(k, Some(i.base.clone()));
             *slot = Some(i);
         }
     }
 
     // Quiescence: faults off, the outbox drained, the partner equal to the intent.
+    set_phase(&phase, "converging".into());
     for s in &plan.sites {
         emulator.set_faults(s, Faults::default());
     }
@@ -1536,11 +1658,16 @@ async fn run_on(seed: u64, store_url: &str, workload: Workload) -> anyhow::Resul
         }
     }
 
+    set_phase(&phase, "stopping".into());
     store.close().await;
     for i in instances.into_iter().flatten() {
         i.stop(Kill::Graceful).await;
     }
     running.shutdown().await;
+    if let Ok(n) = notes.lock() {
+        violations.extend(n.iter().filter(|n| n.starts_with("liveness:")).cloned());
+        details.extend(n.iter().filter(|n| !n.starts_with("liveness:")).cloned());
+    }
     let acknowledged = idp.model.lock().map(|m| m.acknowledged).unwrap_or(0);
     Ok(Outcome {
         seed,
