@@ -214,6 +214,9 @@ pub struct Outcome {
     pub retried: usize,
     pub cancelled: usize,
     pub kills: usize,
+    /// Outbox rows under a live claim when an instance was killed hard (the killed one's,
+    /// which the other must take over once their lease runs out, and the survivor's).
+    pub claims_at_kills: i64,
     pub user_writes: usize,
     pub took: Duration,
     /// The IdP's history of the users a violation names, and their partner writes.
@@ -229,7 +232,7 @@ impl Outcome {
     pub fn line(&self) -> String {
         format!(
             "seed {}: {} ({} changes acknowledged, {} attempts retried, {} cancelled, {} \
-             kills, {} partner user writes, {:.1} s)",
+             kills ({} live claims at hard kills), {} partner user writes, {:.1} s)",
             self.seed,
             if self.passed() {
                 "ok".to_owned()
@@ -240,6 +243,7 @@ impl Outcome {
             self.retried,
             self.cancelled,
             self.kills,
+            self.claims_at_kills,
             self.user_writes,
             self.took.as_secs_f64()
         )
@@ -1343,6 +1347,32 @@ impl RunStore {
     }
 }
 
+/// Outbox rows under a live claim right now (any instance's), read on a connection of its own.
+async fn live_claims(store_url: &str) -> Option<i64> {
+    use sqlx::Connection;
+    let now = crate::bridge::now_ms();
+    let sql = "SELECT COUNT(*) FROM outbox WHERE claimed_by IS NOT NULL AND claimed_until_ms > $1";
+    if store_url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(store_url).await.ok()?;
+        let n = sqlx::query_scalar(sql)
+            .bind(now)
+            .fetch_one(&mut c)
+            .await
+            .ok();
+        let _ = c.close().await;
+        n
+    } else {
+        let mut c = sqlx::PgConnection::connect(store_url).await.ok()?;
+        let n = sqlx::query_scalar(sql)
+            .bind(now)
+            .fetch_one(&mut c)
+            .await
+            .ok();
+        let _ = c.close().await;
+        n
+    }
+}
+
 /// Where a run is, for the report of one that hangs.
 type Phase = Arc<Mutex<String>>;
 
@@ -1381,6 +1411,7 @@ pub async fn run_seed(
             retried: 0,
             cancelled: 0,
             kills: 0,
+            claims_at_kills: 0,
             user_writes: 0,
             took: RUN_LIMIT,
             details: Vec::new(),
@@ -1500,6 +1531,7 @@ async fn run_on(
             let mut rng = SmallRng::seed_from_u64(seed ^ 0x0dea_d0ff);
             let mut instances = [Some(first), Some(second)];
             let mut kills = 0;
+            let mut claims_at_kills = 0;
             let mut errors = Vec::new();
             while kills < plan.kills && working.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(200..900))).await;
@@ -1514,6 +1546,9 @@ async fn run_on(
                 };
                 targets.set(k, None);
                 set_phase(&phase, format!("killing instance {k} ({mode:?})"));
+                if let Kill::Hard = mode {
+                    claims_at_kills += live_claims(&store_url).await.unwrap_or(0);
+                }
                 if let Some(i) = instances[k].take() {
                     i.stop(mode).await;
                 }
@@ -1529,7 +1564,7 @@ async fn run_on(
                     Err(e) => errors.push(format!("restarting a bridge: {e:#}")),
                 }
             }
-            (instances, kills, errors)
+            (instances, kills, claims_at_kills, errors)
         })
     };
 
@@ -1544,7 +1579,7 @@ async fn run_on(
     }
     working.store(false, Ordering::Relaxed);
     set_phase(&phase, "waiting for the kill task".into());
-    let (instances, kills, errors) = chaos.await.context("the kill task")?;
+    let (instances, kills, claims_at_kills, errors) = chaos.await.context("the kill task")?;
     for e in errors {
         idp.violation(e);
     }
@@ -1677,6 +1712,7 @@ async fn run_on(
         retried: idp.retried.load(Ordering::Relaxed),
         cancelled: idp.cancelled.load(Ordering::Relaxed),
         kills,
+        claims_at_kills,
         user_writes: writes,
         took: started.elapsed(),
         details,
