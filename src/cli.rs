@@ -88,6 +88,11 @@ pub enum Command {
     /// sampling its memory and open descriptors; fails on errors beyond the injected faults,
     /// a partner state that differs at the end, or an upward trend.
     Soak(crate::soak::SoakArgs),
+    /// Simulate: seeded random IdP traffic (Okta and Entra shapes) against two bridges on one
+    /// store, with partner faults, cancelled requests, killed and restarted instances and
+    /// short deadlines; checks the partner against the IdP's intent, overlapping user writes
+    /// and the outbox after each seed. Prints a line per seed; exits 1 on any violation.
+    Simulate(crate::simulate::SimulateArgs),
     /// Print the audit log (newest first): every write with its credential, client address,
     /// request id, outcome and partner calls.
     Audit(AuditArgs),
@@ -270,6 +275,15 @@ pub async fn run(cli: Cli) -> ExitCode {
                 format: cli.log_format.unwrap_or_default(),
             });
             crate::soak::run(args).await
+        }
+        Command::Simulate(args) => {
+            // Two bridges log into this process, and the faults make them warn all the time:
+            // nothing unless --verbose (then warnings).
+            crate::telemetry::init(&crate::config::LogConfig {
+                level: if args.verbose { "warn" } else { "off" }.into(),
+                format: cli.log_format.unwrap_or_default(),
+            });
+            crate::simulate::run(args).await
         }
         Command::Status(args) => admin::status(cli.config, cli.log_format, args).await,
         Command::ImportCsv(args) => admin::import_csv(cli.config, cli.log_format, args).await,

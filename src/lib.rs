@@ -34,6 +34,7 @@ pub mod http;
 pub mod partner;
 pub mod scim;
 pub mod secret;
+pub mod simulate;
 pub mod soak;
 pub mod store;
 pub mod telemetry;

@@ -29,6 +29,7 @@ mod scim_fixtures_patch;
 mod scim_fixtures_resources;
 mod secrets;
 mod security;
+mod simulation;
 mod soak;
 mod store;
 mod store_faults;
