@@ -404,6 +404,7 @@ async fn a_deleted_user_is_a_tombstone_until_every_site_converged() {
 async fn a_write_the_client_abandons_runs_to_completion() {
     let h = Harness::start(options()).await;
     let email = "patient@acme.example.com";
+    let moved = "moved.patient@acme.example.com";
     let id = create_user(&h, email, "Pat", "Ient").await;
     h.emulator.set_faults(
         "acme",
@@ -420,25 +421,31 @@ async fn a_write_the_client_abandons_runs_to_completion() {
         .patch(format!("{}/Users/{id}", h.base))
         .bearer_auth(crate::support::TOKEN)
         .header("content-type", "application/scim+json")
-        .json(&json!({"schemas": [PATCH_OP],
-            "Operations": [{"op": "replace", "path": "name.givenName", "value": "Patricia"}]}))
+        // An email change: written to the partner by the request itself, before the commit.
+        .json(&json!({"schemas": [PATCH_OP], "Operations": [
+            {"op": "replace", "path": "userName", "value": moved},
+            {"op": "replace", "path": "emails[type eq \"work\"].value", "value": moved}]}))
         .send()
         .await;
     assert!(sent.is_err(), "the client gave up: {sent:?}");
     let end = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let (_, body) = h.get(&format!("/Users/{id}")).await;
-        let partner = h.partner_user("acme", email).map(|u| u.first_name);
-        if body["name"]["givenName"] == "Patricia" && partner.as_deref() == Some("Patricia") {
+        let at_partner = (
+            h.partner_user("acme", email).is_some(),
+            h.partner_user("acme", moved).is_some(),
+        );
+        if body["userName"] == moved && at_partner == (false, true) {
             break;
         }
         assert!(
             std::time::Instant::now() < end,
-            "the abandoned PATCH did not finish: store {}, partner {partner:?}",
-            body["name"]
+            "the abandoned PATCH did not finish: store {}, partner (old, new) {at_partner:?}",
+            body["userName"]
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let email = moved;
     // The same for a DELETE.
     let sent = impatient
         .delete(format!("{}/Users/{id}", h.base))
