@@ -680,13 +680,20 @@ async fn write(
             .collect();
         if renamed_at.len() < results.len() {
             // Put the sites that did rename back, so partner and store agree until the
-            // client's retry.
-            join_all(
-                renamed_at
-                    .iter()
-                    .map(|site| rename_at(tenant, site, &to, &from)),
-            )
-            .await;
+            // client's retry (unless that retry, or another replica, committed meanwhile).
+            let still_old = bridge
+                .store
+                .get_group(tenant.name(), &old.id)
+                .await?
+                .is_some_and(|g| g.partner_name == old.partner_name);
+            if still_old {
+                join_all(
+                    renamed_at
+                        .iter()
+                        .map(|site| undo_rename(tenant, site, &to, &from)),
+                )
+                .await;
+            }
         }
         all_sites(results)?;
     }
@@ -720,19 +727,54 @@ async fn write(
     {
         Ok(m) => m,
         Err(e) => {
-            if renamed {
-                // Undo the partner rename so partner and store agree again.
+            // Undo the partner rename so partner and store agree again, unless another write
+            // of the group committed meanwhile (another replica's, or the IdP's retry of this
+            // very rename): its name is the store's now, and undoing would take it away.
+            let still_old = bridge
+                .store
+                .get_group(tenant.name(), &old.id)
+                .await?
+                .is_some_and(|g| g.partner_name == old.partner_name);
+            if renamed && still_old {
                 let (from, to) = (row.display_name.clone(), old.partner_name.clone());
-                let _ = for_each_site(tenant, |site| {
+                let results = for_each_site(tenant, |site| {
                     let (from, to) = (from.clone(), to.clone());
-                    async move { rename_at(tenant, site, &from, &to).await }
+                    async move { undo_rename(tenant, site, &from, &to).await }
                 })
                 .await;
+                for (site, r) in results {
+                    if let Err(e) = r {
+                        tracing::warn!(site = %site.name, error = %e, "undoing a group rename failed; the engine finishes or undoes it later");
+                    }
+                }
             }
             return Err(e);
         }
     };
     Ok(Pending { row, marks, pace })
+}
+
+/// Renames a partner group back after a rename that did not commit; a site that does not
+/// carry the new name (its rename never happened) is left as it is.
+async fn undo_rename(
+    tenant: &Tenant,
+    site: &Site,
+    from: &str,
+    to: &str,
+) -> Result<(), PartnerError> {
+    let update = GroupUpdate {
+        name: Some(to.to_owned()),
+        access: None,
+    };
+    match site
+        .client
+        .update_group(from, &update, tenant.dry_run())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Renames a partner group; a missing one is created under the new name.
