@@ -385,6 +385,9 @@ impl Plan {
             coalesce_ms: 10,
             coalesce_max_ms: 200,
             reconcile_interval_s: 0,
+            // A rename flow here ends within a few seconds (2 s call deadlines): the engine
+            // finishes or undoes a half-done one after that, within the run's quiescence wait.
+            rename_settle_ms: 6_000,
             partner: ClientOptions {
                 request_timeout_ms: 1_000,
                 call_deadline_ms: 2_000,

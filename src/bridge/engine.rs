@@ -399,6 +399,59 @@ impl Engine {
         }
     }
 
+    /// Claims the user's outbox rows at `sites` for a request that writes to the partner
+    /// itself (an email change): one writer per (site, user), the request's writes under the
+    /// claims' fences as a convergence's are. Waits up to `wait` for rows a worker holds;
+    /// `None` when they stay held (the caller answers 503 with `Retry-After`). Give the claims
+    /// back with [`Engine::release_claims`]: the rows stay marked, so a worker converges them
+    /// with what the request committed.
+    pub async fn claim_user(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        sites: &[String],
+        wait: Duration,
+    ) -> Result<Option<Vec<(OutboxItem, Arc<Fence>)>>, StoreError> {
+        let store = &self.inner.store;
+        let lease = Duration::from_millis(self.inner.options.lease_ms);
+        let end = tokio::time::Instant::now() + wait;
+        let marks = store
+            .mark_outbox(tenant, sites, &[user_id.to_owned()])
+            .await?;
+        let mut held: Vec<(OutboxItem, Arc<Fence>)> = Vec::new();
+        loop {
+            let missing: Vec<OutboxMark> = marks
+                .iter()
+                .filter(|m| !held.iter().any(|(i, _)| i.site == m.site))
+                .cloned()
+                .collect();
+            let claimed_at = now_ms();
+            let items = store
+                .claim_outbox_marks(&self.inner.worker_id, &missing, lease, claimed_at)
+                .await?;
+            held.extend(self.hold(items, claimed_at));
+            if held.len() >= marks.len() {
+                return Ok(Some(held));
+            }
+            if tokio::time::Instant::now() >= end {
+                self.release_claims(held).await;
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Gives back claims taken by [`Engine::claim_user`] and wakes the workers.
+    pub async fn release_claims(&self, held: Vec<(OutboxItem, Arc<Fence>)>) {
+        for (item, _) in held {
+            if let Err(e) = self.inner.store.release_outbox(&item).await {
+                tracing::warn!(error = %e, "cannot give an outbox claim back; its lease runs out");
+            }
+            self.release(&item);
+        }
+        self.kick();
+    }
+
     /// Tenants whose last burst mark is more recent than the quiet time.
     fn busy_tenants(&self, now: i64) -> Vec<String> {
         let quiet = self.inner.options.coalesce_ms as i64;
@@ -882,6 +935,16 @@ async fn repair_groups(
     let mut repaired = false;
     for name in groups {
         if site.client.get_group(name).await?.is_some() {
+            continue;
+        }
+        // Re-read: a rename may have committed since this convergence read the user's groups;
+        // a name no group carries any more is not made again (the next try reads the new one).
+        if store
+            .find_groups(tenant.name(), &[])
+            .await?
+            .iter()
+            .all(|g| !g.partner_name.eq_ignore_ascii_case(name))
+        {
             continue;
         }
         let formers = store.former_names_of(tenant.name(), name).await?;

@@ -430,10 +430,59 @@ async fn update(
     if let Some(email) = &claimed {
         store.claim_new_email(tenant.name(), &old.id, email).await?;
     }
-    let results = for_each_site(tenant, |site| plan.apply(site)).await;
+    // One writer per (site, user): the email change's partner writes are made under the
+    // user's outbox claims, as a convergence's are, and the claims are given back after the
+    // commit (the rows stay marked: a worker converges them with what was committed).
+    let held = if email_changed {
+        let wait = std::time::Duration::from_millis(bridge.options.request_partner_wait_ms);
+        match bridge
+            .engine
+            .claim_user(tenant.name(), &old.id, &tenant.site_names(), wait)
+            .await?
+        {
+            Some(held) => held,
+            None => {
+                release_claim(bridge, tenant, &old.id, claimed.as_deref()).await;
+                return Err(BridgeError {
+                    error: ScimError::new(
+                        503,
+                        None,
+                        "The user is being brought in line at the partner; retry the change.",
+                    ),
+                    retry_after: Some(1),
+                });
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let results = for_each_site(tenant, |site| {
+        let fence = held
+            .iter()
+            .find(|(i, _)| i.site == site.name)
+            .map(|(_, f)| f.clone());
+        let plan = &plan;
+        async move {
+            match fence {
+                Some(fence) => match fence.guard(plan.apply(site)).await {
+                    Ok(outcome) => Ok(outcome),
+                    Err(super::engine::ConvergeError::Partner(e)) => Err(e),
+                    Err(other) => Err(PartnerError::local(
+                        PartnerErrorKind::Unavailable,
+                        crate::partner::CallKind::UpdateUser,
+                        &site.name,
+                        other.to_string(),
+                    )),
+                },
+                None => plan.apply(site).await,
+            }
+        }
+    })
+    .await;
     let mut mark = match settle(results) {
         Ok(mark) => mark,
         Err(e) => {
+            bridge.engine.release_claims(held).await;
             release_claim(bridge, tenant, &old.id, claimed.as_deref()).await;
             return Err(e);
         }
@@ -475,10 +524,11 @@ async fn update(
     };
     // The change and its marks commit together: a crash between them cannot leave a
     // deactivation unmarked (the IdP's retry would see no change and the account stay).
-    let marks = match store
+    let committed = store
         .update_user_marking(&row, old.version, &mark, retired.as_deref())
-        .await
-    {
+        .await;
+    bridge.engine.release_claims(held).await;
+    let marks = match committed {
         Ok(marks) => marks,
         Err(e) => {
             release_claim(bridge, tenant, &row.id, claimed.as_deref()).await;

@@ -486,6 +486,29 @@ impl Store {
         .await
     }
 
+    /// Gives a claimed row back unworked: unclaimed and due as it was, for a worker to take.
+    /// Changes nothing when the claim was lost.
+    pub async fn release_outbox(&self, item: &OutboxItem) -> Result<(), StoreError> {
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                sqlx::query(
+                    "UPDATE outbox SET claimed_by = NULL, claimed_until_ms = NULL, \
+                     claim_token = NULL \
+                     WHERE tenant = $1 AND site = $2 AND user_id = $3 AND claim_token = $4",
+                )
+                .bind(item.tenant.as_str())
+                .bind(item.site.as_str())
+                .bind(item.user_id.as_str())
+                .bind(item.token.as_str())
+                .execute(pool)
+                .await
+                .map(|_| ())
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Extends to `until_ms` the claims of `worker` held under `tokens` (a worker renews what
     /// it still works on). Returns the rows renewed, as (tenant, site, user id, token): a claim
     /// missing from the answer is lost (completed, or taken over after its lease ran out).
