@@ -93,8 +93,8 @@ pub struct SimulateArgs {
     /// own, dropped afterwards. Default: a fresh SQLite file per seed.
     #[arg(long)]
     pub store: Option<String>,
-    /// Leave out name and email (userName) changes: the request path writes those to the
-    /// partner outside the engine's claims, a known race (see `tests/it/simulation.rs`).
+    /// Leave out name and email (userName) changes (the CI workload; see
+    /// `tests/it/simulation.rs`).
     #[arg(long)]
     pub no_attribute_updates: bool,
     /// Print each seed's plan, and the history of the users a violation names.
@@ -178,10 +178,8 @@ pub async fn run(args: SimulateArgs) -> ExitCode {
 /// What the IdP sends besides the fixed mix.
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
-    /// Name updates and email (`userName`) changes. These are written to the partner by the
-    /// request itself (partner first, `bridge/users.rs`), outside the engine's claims, and
-    /// race the engine's convergences of the same user: off, the run leaves that known race
-    /// out (the CI test's seeds; see `tests/it/simulation.rs`).
+    /// Name updates and email (`userName`) changes; off in the CI test's workload (see
+    /// `tests/it/simulation.rs`).
     pub attribute_updates: bool,
 }
 

@@ -27,6 +27,22 @@ fn options() -> Options {
     o
 }
 
+/// The partner carries out the next 4 calls, then answers each 503: a rename lands while the
+/// bridge's tries (and its undo) all fail.
+fn applied_then_503(h: &Harness) {
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            script: vec![ScriptedFault {
+                call: None,
+                count: 4,
+                action: FaultAction::Applied { status: 503 },
+            }],
+            ..Faults::default()
+        },
+    );
+}
+
 fn rename(name: &str) -> serde_json::Value {
     json!({"schemas": [PATCH_OP],
            "Operations": [{"op": "replace", "path": "displayName", "value": name}]})
@@ -42,17 +58,7 @@ async fn a_rename_whose_answer_was_lost_never_keeps_a_removed_member() {
     // The partner carries out the rename, then answers 503 (and so on for every group call:
     // the bridge's retries find the old name gone and fail the same way); the IdP hears 503
     // while the partner has the new name.
-    h.emulator.set_faults(
-        "acme",
-        Faults {
-            script: vec![ScriptedFault {
-                call: None,
-                count: 4,
-                action: FaultAction::Applied { status: 503 },
-            }],
-            ..Faults::default()
-        },
-    );
+    applied_then_503(&h);
     let (status, body) = h.patch(&format!("/Groups/{group}"), rename("Crew")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     h.emulator.set_faults("acme", Faults::default());
@@ -112,17 +118,7 @@ async fn a_reactivation_during_a_half_done_rename_is_not_refused() {
     let (status, body) = h.patch(&format!("/Users/{user}"), active(false)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(h.partner_user("acme", email).is_none());
-    h.emulator.set_faults(
-        "acme",
-        Faults {
-            script: vec![ScriptedFault {
-                call: None,
-                count: 4,
-                action: FaultAction::Applied { status: 503 },
-            }],
-            ..Faults::default()
-        },
-    );
+    applied_then_503(&h);
     let (status, _) = h
         .patch(&format!("/Groups/{group}"), rename("Chaos Crew"))
         .await;
@@ -153,17 +149,7 @@ async fn the_convergence_undoes_a_half_done_rename_instead_of_failing() {
     let later = create_user(&h, "later@acme.example.com", "La", "Ter").await;
     let group = create_group(&h, "Analysts", &[&first]).await;
     h.settle(Duration::from_secs(5)).await;
-    h.emulator.set_faults(
-        "acme",
-        Faults {
-            script: vec![ScriptedFault {
-                call: None,
-                count: 4,
-                action: FaultAction::Applied { status: 503 },
-            }],
-            ..Faults::default()
-        },
-    );
+    applied_then_503(&h);
     let (status, _) = h
         .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
         .await;

@@ -7,42 +7,16 @@
 //! `scim-bridge simulate --seed N --verbose` (add `--no-attribute-updates` for the CI
 //! workload), or here with `SCIM_BRIDGE_SIMULATE_SEEDS=N`.
 //!
-//! # The known race these seeds leave out
+//! # Name and email changes
 //!
-//! With the full workload many seeds fail (the ignored test below lists some). The cause is
-//! in the bridge, not the harness: name updates and email (`userName`) changes (`PUT`, and
-//! `PATCH` of `name.*`, `userName`, `emails`) are written to the partner by the request itself
-//! (`bridge/users.rs`, "partner first"), outside the engine's outbox claims, while a
-//! convergence of the same (site, user) may be running (a membership PATCH, a deactivation,
-//! another replica's worker). DESIGN.md section 4 says every partner effect is the work of one
-//! convergence, one writer per (site, user). What the simulation saw:
-//! - invariant 3: the request's `UpdateUser` and a convergence's `UpdateUser` of one email in
-//!   flight at once (seeds 6, 7, 8, 9, 10, 13);
-//! - invariant 1, names reverted: `converge_user` read the user from the store before the
-//!   name change committed, read the partner after the request wrote the new names, and wrote
-//!   the old names back; the request marks nothing for a name change, so nothing repairs it
-//!   (seeds 6, 8, 13: e.g. `sim6-u1-v0` named `Given1 Family1`, want `Given285 Family232`);
-//! - invariants 1 and 2 after an email change: the request renamed the partner account
-//!   (`UpdateUser` under the old email, 200), then a convergence that had read the old email
-//!   found no partner user under it and created one (`CreateUser` of the old email, 200, 70
-//!   ms after the IdP's 200); its re-read of the store after the create checks only whether
-//!   the user is still present, not whether its email changed. The account under the old
-//!   email stays forever (nothing owns it) and the renamed one misses the group changes that
-//!   convergence carried (seeds 2, 9, 10, 17: e.g. `sim17-u5-v0` and `sim17-u6-v0` at both
-//!   sites).
-//!
-//! - a 409 to the IdP's retry of an email change, and an account left under the new email
-//!   (PostgreSQL seed 102): the first attempt renamed the partner account (`UpdateUser` 200)
-//!   but never committed (the attempt was cancelled by the IdP or its instance killed: the
-//!   request's own partner write and its commit are not one step, though DESIGN.md 4.3 says a
-//!   disconnect never stops a flow half-way); a convergence then re-created the old email
-//!   from the store, and every retry of the rename now gets the partner's 409 (`user ... already
-//!   exists`), so the IdP can never complete the change.
-//!
-//! A fix belongs in the bridge (make name and email changes a mark for the engine, or take the
-//! (site, user) claim around the request's partner write; and have a convergence re-read the
-//! user's email and names after its partner read), not here; until then the CI seeds run
-//! without attribute updates, every other operation and fault included.
+//! With the full workload the simulation first found name updates and email (`userName`)
+//! changes racing the engine: overlapping `UpdateUser` calls of one email, names written back
+//! by a stale convergence, accounts left under an old or a new email after a change that was
+//! cancelled or refused (SQLite seeds 2, 6, 7, 8, 9, 10, 13, 17; PostgreSQL 100, 102, 106).
+//! Names are now written by the convergence, and email changes under the user's outbox claims
+//! with their old and new emails as tombstones; the full workload then passed SQLite seeds 1 to
+//! 19. CI still runs the workload without attribute updates; the ignored test below runs the
+//! full one on the seeds that found the race.
 
 use scim_bridge::simulate::{run_seed, Outcome, StoreChoice, Workload};
 
@@ -133,9 +107,9 @@ async fn simulated_idp_traffic_keeps_every_invariant_postgres() {
     .await;
 }
 
-/// The full workload on the seeds that found the race of the module comment; fails today.
+/// The full workload on the seeds that found the race of the module comment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "name and email changes race the engine's convergences (see the module comment)"]
+#[ignore = "the full workload on the seeds that found the name/email race; run by hand"]
 async fn name_and_email_changes_keep_every_invariant() {
     simulate(
         &seeds(RACING_SEEDS),
