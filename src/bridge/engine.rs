@@ -15,10 +15,14 @@
 //! 4. A claim is a fenced lease on the row, so one (site, user) is worked by one worker at a
 //!    time, also across replicas (`FOR UPDATE SKIP LOCKED` on PostgreSQL). Each claim has a
 //!    token that completing, failing and parking the row need; the process renews the leases
-//!    of the claims it works on every fifth of `lease_ms`, and a partner write is made only
-//!    while its claim's lease has more than a margin left, and abandoned when the lease nears
-//!    its end unrenewed ([`Fence`]). So never two partner writes are in flight for one
-//!    (site, user), and a killed replica's rows are taken over once its leases run out.
+//!    of the claims it works on every fifth of `lease_ms` (at most every 2 s), and a partner
+//!    write is made only while its claim's lease has more than a margin left, and abandoned
+//!    when the lease nears its end unrenewed ([`Fence`]). So never two partner writes are in
+//!    flight for one (site, user). A killed replica's rows are taken over in seconds: on
+//!    PostgreSQL each worker holds a liveness lock that dies with its connection, and claims
+//!    unrenewed for three renewal periods whose worker's lock is free are released
+//!    (`store::liveness`); a worker that loses its own lock gives up its claims first. On
+//!    SQLite (one process) a start releases every claim.
 //! 5. A deleted user is a tombstone (its partner email) until every site has converged: the
 //!    convergence of a (site, user) without a user row removes that partner account, or strips
 //!    its managed groups when the account is protected (`Tenant::protects`).
@@ -27,7 +31,7 @@
 //! failed during a partner-first user write is healed by marking it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +46,9 @@ use crate::partner::client::{NewUser, UserUpdate};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
 use crate::partner::record::{calls_detail, recording, CallRecorder};
 use crate::scim::resource::UserView;
-use crate::store::{AuditEntry, OutboxItem, OutboxMark, Settling, Store, StoreError};
+use crate::store::{
+    AuditEntry, Backend, OutboxItem, OutboxMark, Settling, Store, StoreError, WorkerLock,
+};
 
 /// Why converging one (site, user) failed; the row is retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +185,13 @@ struct Inner {
     /// Counts completed items; waiters re-check their marks when it moves.
     done: watch::Sender<u64>,
     stop: watch::Sender<bool>,
+    /// Stops the renewer, after the workers: claims are renewed until their work ends.
+    keeper_stop: watch::Sender<bool>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    keeper: Mutex<Option<JoinHandle<()>>>,
+    /// Whether this worker may claim rows: always on SQLite; on PostgreSQL while it holds its
+    /// liveness lock (see `store::liveness`).
+    live: AtomicBool,
     writes: AtomicU64,
     /// The claims this process works on, renewed by the renewer task.
     claims: std::sync::Mutex<HashMap<ClaimKey, Arc<Fence>>>,
@@ -245,6 +257,8 @@ impl Engine {
     ) -> Engine {
         let (done, _) = watch::channel(0);
         let (stop, _) = watch::channel(false);
+        let (keeper_stop, _) = watch::channel(false);
+        let live = store.backend() != Backend::Postgres;
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -254,7 +268,10 @@ impl Engine {
                 work: tokio::sync::Notify::new(),
                 done,
                 stop,
+                keeper_stop,
                 handles: Mutex::new(Vec::new()),
+                keeper: Mutex::new(None),
+                live: AtomicBool::new(live),
                 writes: AtomicU64::new(0),
                 claims: std::sync::Mutex::new(HashMap::new()),
                 activity: tenants
@@ -269,9 +286,12 @@ impl Engine {
             handles.push(tokio::spawn(async move { e.worker(n).await }));
         }
         let e = engine.clone();
-        handles.push(tokio::spawn(async move { e.renewer().await }));
+        let keeper = tokio::spawn(async move { e.renewer().await });
         if let Ok(mut h) = engine.inner.handles.try_lock() {
             *h = handles;
+        }
+        if let Ok(mut k) = engine.inner.keeper.try_lock() {
+            *k = Some(keeper);
         }
         engine
     }
@@ -318,11 +338,14 @@ impl Engine {
         }
         let lease = Duration::from_millis(self.inner.options.lease_ms);
         let claimed_at = now_ms();
-        let items = self
-            .inner
-            .store
-            .claim_outbox_marks(&self.inner.worker_id, marks, lease, claimed_at)
-            .await?;
+        let items = if self.live() {
+            self.inner
+                .store
+                .claim_outbox_marks(&self.inner.worker_id, marks, lease, claimed_at)
+                .await?
+        } else {
+            Vec::new()
+        };
         // A partner that asked for a pause will not take these writes soon: the request
         // answers within half of what an IdP's write may wait for the partner (its answer
         // stays under that bound); the work goes on.
@@ -426,10 +449,12 @@ impl Engine {
                 .cloned()
                 .collect();
             let claimed_at = now_ms();
-            let items = store
-                .claim_outbox_marks(&self.inner.worker_id, &missing, lease, claimed_at)
-                .await?;
-            held.extend(self.hold(items, claimed_at));
+            if self.live() {
+                let items = store
+                    .claim_outbox_marks(&self.inner.worker_id, &missing, lease, claimed_at)
+                    .await?;
+                held.extend(self.hold(items, claimed_at));
+            }
             if held.len() >= marks.len() {
                 return Ok(Some(held));
             }
@@ -499,6 +524,15 @@ impl Engine {
         for h in handles {
             let _ = h.await;
         }
+        self.inner.keeper_stop.send_replace(true);
+        if let Some(k) = self.inner.keeper.lock().await.take() {
+            let _ = k.await;
+        }
+    }
+
+    /// Whether this worker may claim rows now (see `Inner::live`).
+    fn live(&self) -> bool {
+        self.inner.live.load(Ordering::SeqCst)
     }
 
     async fn worker(self, n: usize) {
@@ -533,6 +567,9 @@ impl Engine {
 
     /// Claims one batch and works it; returns how many items were worked.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
+        if !self.live() {
+            return Ok(0);
+        }
         let lease = Duration::from_millis(self.inner.options.lease_ms);
         let now = now_ms();
         let busy = self.busy_tenants(now);
@@ -596,10 +633,18 @@ impl Engine {
     /// Renews the leases of the claims this process works on, every fifth of a lease; a claim
     /// the store no longer has under its token is lost, and its fence stops its writes.
     async fn renewer(self) {
-        let mut stop = self.inner.stop.subscribe();
+        let mut stop = self.inner.keeper_stop.subscribe();
         let lease = self.inner.options.lease_ms.max(50);
-        let every = Duration::from_millis((lease / 5).max(10));
+        let every = renew_every(lease);
+        let mut lock: Option<WorkerLock> = None;
         loop {
+            if self.inner.store.backend() == Backend::Postgres {
+                self.keep_alive(&mut lock, every).await;
+            }
+            if self.inner.live.load(Ordering::SeqCst) {
+                self.renew(lease).await;
+                self.take_over_dead(lease, every).await;
+            }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
                 _ = stop.changed() => {}
@@ -607,40 +652,115 @@ impl Engine {
             if *stop.borrow() {
                 break;
             }
-            let held: Vec<(ClaimKey, Arc<Fence>)> = self
+        }
+        // Dropping the lock closes its connection: this worker's claims are all released by
+        // now (the workers stopped first), so nothing is left for others to take over.
+        drop(lock);
+    }
+
+    /// PostgreSQL: holds this worker's liveness lock ([`WorkerLock`]). A lock whose connection
+    /// broke may have been freed by the server, so other workers may take this worker's claims
+    /// soon: every claim in hand is given up at once (its fence stops its writes) and nothing
+    /// is claimed until the lock is held again.
+    async fn keep_alive(&self, lock: &mut Option<WorkerLock>, every: Duration) {
+        if let Some(held) = lock.as_mut() {
+            match tokio::time::timeout(every, held.check()).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the worker's liveness connection broke; giving up its outbox claims");
+                }
+                Err(_) => {
+                    tracing::warn!("the worker's liveness connection does not answer; giving up its outbox claims");
+                }
+            }
+            *lock = None;
+            self.inner.live.store(false, Ordering::SeqCst);
+            let held: Vec<Arc<Fence>> = self
                 .inner
                 .claims
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|(k, f)| (k.clone(), f.clone()))
+                .values()
+                .cloned()
                 .collect();
-            if held.is_empty() {
-                continue;
+            for fence in held {
+                fence.lose();
             }
-            let tokens: Vec<String> = held.iter().map(|(k, _)| k.3.clone()).collect();
-            let until = now_ms().saturating_add(lease as i64);
-            match self
-                .inner
-                .store
-                .renew_outbox_claims(&self.inner.worker_id, &tokens, until)
-                .await
-            {
-                Ok(rows) => {
-                    let renewed: HashSet<ClaimKey> = rows.into_iter().collect();
-                    for (key, fence) in held {
-                        if renewed.contains(&key) {
-                            fence.extend(until);
-                        } else {
-                            fence.lose();
-                        }
+        }
+        match tokio::time::timeout(every, self.inner.store.hold_worker_lock(&self.inner.worker_id))
+            .await
+        {
+            Ok(Ok(held)) => {
+                *lock = held;
+                self.inner.live.store(true, Ordering::SeqCst);
+                self.inner.work.notify_waiters();
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot take the worker's liveness lock; claiming nothing until it is held"),
+            Err(_) => tracing::warn!("taking the worker's liveness lock timed out; claiming nothing until it is held"),
+        }
+    }
+
+    /// Renews the leases of the claims in hand; a claim the store no longer has under its token
+    /// is lost, and its fence stops its writes.
+    async fn renew(&self, lease: u64) {
+        let held: Vec<(ClaimKey, Arc<Fence>)> = self
+            .inner
+            .claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, f)| (k.clone(), f.clone()))
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let tokens: Vec<String> = held.iter().map(|(k, _)| k.3.clone()).collect();
+        let until = now_ms().saturating_add(lease as i64);
+        match self
+            .inner
+            .store
+            .renew_outbox_claims(&self.inner.worker_id, &tokens, until)
+            .await
+        {
+            Ok(rows) => {
+                let renewed: HashSet<ClaimKey> = rows.into_iter().collect();
+                for (key, fence) in held {
+                    if renewed.contains(&key) {
+                        fence.extend(until);
+                    } else {
+                        fence.lose();
                     }
                 }
-                Err(e) => {
-                    // The leases run down; the fences stop the writes before they run out.
-                    tracing::warn!(error = %e, claims = held.len(), "cannot renew outbox claims");
-                }
             }
+            Err(e) => {
+                // The leases run down; the fences stop the writes before they run out.
+                tracing::warn!(error = %e, claims = held.len(), "cannot renew outbox claims");
+            }
+        }
+    }
+
+    /// Releases the claims of workers that are gone (PostgreSQL; see `store::liveness`): not
+    /// renewed for three renewal periods and their liveness lock free.
+    async fn take_over_dead(&self, lease: u64, every: Duration) {
+        let stale = i64::try_from(every.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
+        match self
+            .inner
+            .store
+            .release_dead_claims(
+                &self.inner.worker_id,
+                now_ms().saturating_sub(stale),
+                lease as i64,
+            )
+            .await
+        {
+            Ok(dead) if !dead.is_empty() => {
+                for (worker, claims) in dead {
+                    tracing::info!(%worker, claims, "released the outbox claims of a worker that is gone");
+                }
+                self.inner.work.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot look for the claims of dead workers"),
         }
     }
 
@@ -1072,6 +1192,12 @@ async fn delete_at(
 /// How close to its end a claim's lease stops partner writes: one HTTP attempt's timeout plus
 /// 2 s for the clocks of replicas (the store decides who holds a row by them), so a write cut
 /// off at the margin has ended before another worker can claim the row; at most half the lease.
+/// How often the renewer renews the claims in hand (a fifth of the lease, at most 2 s): other
+/// workers take a dead worker's claims over once they went unrenewed for three of these.
+fn renew_every(lease_ms: u64) -> Duration {
+    Duration::from_millis((lease_ms / 5).clamp(10, 2_000))
+}
+
 fn fence_margin_ms(lease_ms: u64, request_timeout_ms: u64) -> i64 {
     let margin = request_timeout_ms.saturating_add(2_000).min(lease_ms / 2);
     i64::try_from(margin).unwrap_or(i64::MAX)

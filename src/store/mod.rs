@@ -34,6 +34,7 @@ macro_rules! with_pool {
 mod audit;
 mod error;
 mod groups;
+mod liveness;
 mod outbox;
 mod outbox_view;
 mod types;
@@ -41,6 +42,7 @@ mod users;
 
 use error::Fail;
 pub use error::StoreError;
+pub use liveness::WorkerLock;
 pub use outbox::Settling;
 pub use outbox_view::{OutboxFailure, OutboxHealth, OutboxSiteStats, PendingDeletions};
 pub use types::{

@@ -183,3 +183,72 @@ async fn two_replicas(store_url: String) {
 async fn two_replicas_lose_no_membership_and_never_write_one_user_twice_at_once() {
     crate::support::with_postgres_url(two_replicas).await;
 }
+
+/// A killed replica's claims are taken over in seconds, not after its lease (issue 14, item
+/// 12): with a 60 s lease, the survivor releases the dead replica's claims once they went
+/// unrenewed for three renewal periods and its liveness lock is free, then works the rows.
+async fn takeover_before_the_lease(store_url: String) {
+    const LONG_LEASE_MS: u64 = 60_000;
+    const LIMIT: Duration = Duration::from_secs(25);
+    let seed = seed(0x7a4e_0c12);
+    let dir = tempfile::tempdir().unwrap();
+    // Slow partner calls: the replica holds claims on rows it is working when it dies.
+    let (emu, running) = emulator(seed, 150, 300).await;
+    let child = ChildConfig {
+        store_url: store_url.clone(),
+        partner: running.base_url.clone(),
+        lease_ms: LONG_LEASE_MS,
+    };
+    let configs = [
+        write_config(dir.path(), "replica-a", &child),
+        write_config(dir.path(), "replica-b", &child),
+    ];
+    let log = |name: &str| dir.path().join(format!("{name}.log"));
+    let a = BridgeProc::start_with(&configs[0], &log("a"), &[("HOSTNAME", "replica-a")]).await;
+    let b = BridgeProc::start_with(&configs[1], &log("b"), &[("HOSTNAME", "replica-b")]).await;
+    let targets = Targets::new(2);
+    targets.set(0, Some(a.base.clone()));
+    targets.set(1, Some(b.base.clone()));
+    let idps: Vec<Arc<Idp>> = (0..WORKLOAD.connections)
+        .map(|_| Arc::new(Idp::new(targets.clone())))
+        .collect();
+    let keep_going = Arc::new(AtomicBool::new(true));
+    let chaos = {
+        let (targets, keep_going, url) = (targets.clone(), keep_going.clone(), store_url.clone());
+        tokio::spawn(async move {
+            let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            let held = kill_holding_claims(a, "replica-a", &mut db, || targets.set(0, None)).await;
+            let killed = Instant::now();
+            // The IdP stops however this ends, so a failed wait fails the test, not hangs it.
+            while claims(&mut db, "replica-a").await > 0 && killed.elapsed() < LIMIT {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let took = killed.elapsed();
+            keep_going.store(false, Ordering::Relaxed);
+            (held, took)
+        })
+    };
+    let model = drive(WORKLOAD, seed, &idps, &keep_going).await;
+    let (held, took) = chaos.await.unwrap();
+    assert!(
+        took < LIMIT,
+        "the dead replica's {held} claims were not taken over within {LIMIT:?} \
+         (lease {LONG_LEASE_MS} ms)"
+    );
+    let model = std::mem::take(&mut *model.lock().unwrap());
+    converged(&emu, &model, &store_url, Duration::from_secs(30)).await;
+    assert_one_write_in_flight_per_user(&emu.call_log());
+    let (code, out) = run_cli(&configs[1], &["status"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    drop(b);
+    eprintln!(
+        "takeover: the killed replica held {held} claims under a {LONG_LEASE_MS} ms lease; \
+         the survivor took them over {took:?} after the kill"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_claims_are_taken_over_in_seconds_not_after_the_lease() {
+    crate::support::with_postgres_url(takeover_before_the_lease).await;
+}

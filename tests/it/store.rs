@@ -1495,3 +1495,68 @@ fn postgres_tests_skip_locally_but_fail_when_postgres_is_required() {
     assert!(!ok, "{text}");
     assert!(text.contains("must be 1 or 0"), "{text}");
 }
+
+/// Dead workers are noticed by their liveness lock, not their lease (issue 14, item 12): the
+/// claims of a worker whose lock is free and that went unrenewed are released at once; those
+/// of a live worker (lock held), and freshly renewed ones, are not.
+#[tokio::test]
+async fn store_dead_workers_claims_are_released_live_workers_claims_are_not() {
+    with_postgres_url(|url| async move {
+        let store = connect(&url).await;
+        let now = scim_bridge::bridge::now_ms();
+        let users = ids(&["u1", "u2", "u3"]);
+        store
+            .mark_outbox_at("a", &ids(&["s1"]), &users, now - 60_000)
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(120);
+        let live_worker = format!("live-{}", uuid::Uuid::new_v4());
+        let dead_worker = format!("dead-{}", uuid::Uuid::new_v4());
+        let fresh_worker = format!("fresh-{}", uuid::Uuid::new_v4());
+        // Claimed 30 s ago under a 120 s lease, never renewed since: 90 s of lease left.
+        let old = now - 30_000;
+        let held = store.claim_outbox(&live_worker, 1, lease, old).await.unwrap();
+        assert_eq!(held.len(), 1);
+        let live_lock = store.hold_worker_lock(&live_worker).await.unwrap();
+        assert!(live_lock.is_some(), "PostgreSQL workers hold a liveness lock");
+        let dead = store.claim_outbox(&dead_worker, 1, lease, old).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        let dead_lock = store.hold_worker_lock(&dead_worker).await.unwrap();
+        // Claimed just now: a worker that renews on time, though its lock is free.
+        let fresh = store.claim_outbox(&fresh_worker, 1, lease, now).await.unwrap();
+        assert_eq!(fresh.len(), 1);
+
+        let me = "survivor";
+        let renewed_before = now - 6_000;
+        let lease_ms = 120_000;
+        // The dead worker still holds its lock: nothing is released, nothing claimable.
+        let released = store
+            .release_dead_claims(me, renewed_before, lease_ms)
+            .await
+            .unwrap();
+        assert!(released.is_empty(), "{released:?}");
+        // Its process dies: the lock's connection closes.
+        drop(dead_lock);
+        let released = store
+            .release_dead_claims(me, renewed_before, lease_ms)
+            .await
+            .unwrap();
+        assert_eq!(released, vec![(dead_worker.clone(), 1)]);
+        let taken = store.claim_outbox(me, 10, lease, now).await.unwrap();
+        assert_eq!(taken.len(), 1, "only the dead worker's row: {taken:?}");
+        assert_eq!(taken[0].user_id, dead[0].user_id);
+        // The dead worker's token no longer completes anything.
+        assert!(!store.complete_outbox(&dead[0]).await.unwrap());
+        // The live worker's and the fresh claim stay theirs.
+        assert!(store
+            .release_dead_claims(me, renewed_before, lease_ms)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.complete_outbox(&held[0]).await.unwrap());
+        assert!(store.complete_outbox(&fresh[0]).await.unwrap());
+        drop(live_lock);
+        store.close().await;
+    })
+    .await;
+}
