@@ -687,16 +687,23 @@ impl Engine {
                 fence.lose();
             }
         }
-        match tokio::time::timeout(every, self.inner.store.hold_worker_lock(&self.inner.worker_id))
-            .await
+        match tokio::time::timeout(
+            every,
+            self.inner.store.hold_worker_lock(&self.inner.worker_id),
+        )
+        .await
         {
             Ok(Ok(held)) => {
                 *lock = held;
                 self.inner.live.store(true, Ordering::SeqCst);
                 self.inner.work.notify_waiters();
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot take the worker's liveness lock; claiming nothing until it is held"),
-            Err(_) => tracing::warn!("taking the worker's liveness lock timed out; claiming nothing until it is held"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot take the worker's liveness lock; claiming nothing until it is held")
+            }
+            Err(_) => tracing::warn!(
+                "taking the worker's liveness lock timed out; claiming nothing until it is held"
+            ),
         }
     }
 

@@ -194,6 +194,10 @@ pub struct Bridge {
     /// Striped locks serializing writes to one resource in this process (read-modify-write of
     /// its row); across replicas the row version catches the rest.
     locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    /// The IdP's writes, each on a task of its own ([`Bridge::spawn_write`]): a shutdown waits
+    /// for them, so a write whose client went away still ends its flow before the process
+    /// exits.
+    writes: tokio_util::task::TaskTracker,
 }
 
 impl Bridge {
@@ -235,7 +239,18 @@ impl Bridge {
             options,
             metrics,
             locks: Arc::new((0..1024).map(|_| tokio::sync::Mutex::new(())).collect()),
+            writes: tokio_util::task::TaskTracker::new(),
         })
+    }
+
+    /// Runs an IdP's write to its end on a task of its own (see `http::audit`), tracked so
+    /// that [`Bridge::shutdown`] waits for it.
+    pub fn spawn_write<F>(&self, write: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.writes.spawn(write)
     }
 
     /// Serializes writes to one resource in this process. Held only around the
@@ -316,8 +331,17 @@ impl Bridge {
         )
     }
 
-    /// Stops the workers after their current item.
+    /// Waits for the writes in flight, then stops the workers after their current item.
     pub async fn shutdown(&self) {
+        // Writes first: their flows still mark and settle through the engine.
+        self.writes.close();
+        if !self.writes.is_empty() {
+            tracing::info!(
+                writes = self.writes.len(),
+                "waiting for writes in flight to end"
+            );
+        }
+        self.writes.wait().await;
         self.engine.shutdown().await;
     }
 }

@@ -36,8 +36,9 @@ pub async fn record(State(s): State<ResourceState>, request: Request, next: Next
     ) {
         return next.run(request).await;
     }
+    let bridge = s.bridge.clone();
     let write = record_write(s, request, next).instrument(tracing::Span::current());
-    match tokio::spawn(write).await {
+    match bridge.spawn_write(write).await {
         Ok(response) => response,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // The runtime is shutting down.

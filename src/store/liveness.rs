@@ -147,11 +147,12 @@ async fn release_if_dead(
     .map(|r| r.rows_affected());
     // Unlocked whatever the update did: a session-level lock would outlive this use of the
     // pooled connection. If the unlock itself fails, the connection is closed instead.
-    let unlocked: Result<bool, sqlx::Error> = sqlx::query_scalar("SELECT pg_advisory_unlock($1, $2)")
-        .bind(LOCK_SPACE)
-        .bind(key)
-        .fetch_one(&mut *conn)
-        .await;
+    let unlocked: Result<bool, sqlx::Error> =
+        sqlx::query_scalar("SELECT pg_advisory_unlock($1, $2)")
+            .bind(LOCK_SPACE)
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await;
     if unlocked.is_err() {
         conn.close_on_drop();
     }

@@ -467,6 +467,46 @@ async fn a_write_the_client_abandons_runs_to_completion() {
     );
 }
 
+/// A graceful shutdown waits for the writes in flight, also those whose client went away:
+/// when `Bridge::shutdown` returns, an abandoned email change has reached the partner and the
+/// store (the process may exit right after).
+#[tokio::test]
+async fn a_shutdown_waits_for_abandoned_writes() {
+    let h = Harness::start(options()).await;
+    let email = "leaving@acme.example.com";
+    let moved = "moved.leaving@acme.example.com";
+    let id = create_user(&h, email, "Lea", "Ving").await;
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            latency: Some(Latency::FixedMs(400)),
+            ..Faults::default()
+        },
+    );
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .patch(format!("{}/Users/{id}", h.base))
+        .bearer_auth(crate::support::TOKEN)
+        .header("content-type", "application/scim+json")
+        .json(&json!({"schemas": [PATCH_OP], "Operations": [
+            {"op": "replace", "path": "userName", "value": moved},
+            {"op": "replace", "path": "emails[type eq \"work\"].value", "value": moved}]}))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up: {sent:?}");
+    h.bridge.shutdown().await;
+    let row = h.bridge.store.get_user("acme", &id).await.unwrap().unwrap();
+    assert_eq!(
+        row.user_name, moved,
+        "the write did not end before the shutdown returned"
+    );
+    assert!(h.partner_user("acme", moved).is_some());
+    assert!(h.partner_user("acme", email).is_none());
+}
+
 /// An email change one site refuses while another applies it: the IdP gets 2xx (the change
 /// stands), and the convergence brings the refusing site in line; the former email is gone at
 /// both sites, never left behind.

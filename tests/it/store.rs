@@ -1515,15 +1515,27 @@ async fn store_dead_workers_claims_are_released_live_workers_claims_are_not() {
         let fresh_worker = format!("fresh-{}", uuid::Uuid::new_v4());
         // Claimed 30 s ago under a 120 s lease, never renewed since: 90 s of lease left.
         let old = now - 30_000;
-        let held = store.claim_outbox(&live_worker, 1, lease, old).await.unwrap();
+        let held = store
+            .claim_outbox(&live_worker, 1, lease, old)
+            .await
+            .unwrap();
         assert_eq!(held.len(), 1);
         let live_lock = store.hold_worker_lock(&live_worker).await.unwrap();
-        assert!(live_lock.is_some(), "PostgreSQL workers hold a liveness lock");
-        let dead = store.claim_outbox(&dead_worker, 1, lease, old).await.unwrap();
+        assert!(
+            live_lock.is_some(),
+            "PostgreSQL workers hold a liveness lock"
+        );
+        let dead = store
+            .claim_outbox(&dead_worker, 1, lease, old)
+            .await
+            .unwrap();
         assert_eq!(dead.len(), 1);
         let dead_lock = store.hold_worker_lock(&dead_worker).await.unwrap();
         // Claimed just now: a worker that renews on time, though its lock is free.
-        let fresh = store.claim_outbox(&fresh_worker, 1, lease, now).await.unwrap();
+        let fresh = store
+            .claim_outbox(&fresh_worker, 1, lease, now)
+            .await
+            .unwrap();
         assert_eq!(fresh.len(), 1);
 
         let me = "survivor";
