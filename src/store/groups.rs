@@ -312,6 +312,17 @@ impl Store {
             with_pool!(self, pool => {
                 let mut tx = pool.begin_with(begin).await?;
                 for name in names {
+                    // A name belongs to one group at a time: another group's claim on it (a
+                    // name that group had before) ends here.
+                    sqlx::query(
+                        "DELETE FROM group_known_names WHERE tenant = $1 AND name_lc = $2 \
+                         AND group_id <> $3",
+                    )
+                    .bind(tenant)
+                    .bind(lc(name))
+                    .bind(group_id)
+                    .execute(&mut *tx)
+                    .await?;
                     sqlx::query(
                         "INSERT INTO group_known_names (tenant, group_id, name, name_lc, \
                          since_ms) VALUES ($1, $2, $3, $4, $5) \
@@ -335,7 +346,8 @@ impl Store {
 
     /// The other partner names the bridge has given the group whose partner name is now
     /// `partner_name` (a rename that half-happened at some site may have left one there), each
-    /// with when the latest rename that gave or took it began.
+    /// with when the latest rename that gave or took it began. A name another group carries
+    /// now is that group's, never a former name to rename back.
     pub async fn former_names_of(
         &self,
         tenant: &str,
@@ -348,6 +360,8 @@ impl Store {
                     "SELECT k.name, k.since_ms FROM group_known_names k JOIN groups g \
                      ON g.tenant = k.tenant AND g.id = k.group_id \
                      WHERE g.tenant = $1 AND LOWER(g.partner_name) = $2 AND k.name_lc <> $2 \
+                     AND NOT EXISTS (SELECT 1 FROM groups o WHERE o.tenant = k.tenant \
+                       AND LOWER(o.partner_name) = k.name_lc) \
                      ORDER BY k.name_lc",
                 )
                 .bind(tenant)

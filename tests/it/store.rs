@@ -1572,3 +1572,46 @@ async fn store_dead_workers_claims_are_released_live_workers_claims_are_not() {
     })
     .await;
 }
+
+/// A name a group had before and another group carries now is that group's: never offered
+/// as a former name to rename back (the engine's repair would take the other group's partner
+/// group), and a rename that gives another group the name ends the first group's claim on it.
+#[tokio::test]
+async fn store_former_names_exclude_names_another_group_carries() {
+    for_each_backend(|store| async move {
+        // G was "Alpha", renamed to "Beta".
+        store
+            .insert_group(&group("a", "g", "Beta", 1_000))
+            .await
+            .unwrap();
+        let names = ["Alpha".to_owned(), "Beta".to_owned()];
+        store
+            .add_group_known_names("a", "g", &names, 1_000)
+            .await
+            .unwrap();
+        let formers = store.former_names_of("a", "Beta").await.unwrap();
+        assert_eq!(formers, vec![("Alpha".to_owned(), 1_000)]);
+        // H is created as "alpha" (any case): the name is H's now.
+        store
+            .insert_group(&group("a", "h", "alpha", 2_000))
+            .await
+            .unwrap();
+        assert!(store.former_names_of("a", "Beta").await.unwrap().is_empty());
+        // H is renamed "alpha" -> "Gamma": its claim replaces G's on "alpha".
+        let h_names = ["alpha".to_owned(), "Gamma".to_owned()];
+        store
+            .add_group_known_names("a", "h", &h_names, 3_000)
+            .await
+            .unwrap();
+        store
+            .update_group(&group("a", "h", "Gamma", 2_000), 1)
+            .await
+            .unwrap();
+        assert!(store.former_names_of("a", "Beta").await.unwrap().is_empty());
+        assert_eq!(
+            store.former_names_of("a", "Gamma").await.unwrap(),
+            vec![("alpha".to_owned(), 3_000)]
+        );
+    })
+    .await;
+}
