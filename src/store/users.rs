@@ -454,7 +454,9 @@ impl Store {
 
     /// Whether a removal of the partner account `email` is still being carried out (a pending
     /// tombstone of another user than `except_id` holds it): a user taking that email must wait
-    /// for it, or its convergence would race the removal at the partner.
+    /// for it, or its convergence would race the removal at the partner. A removal left only
+    /// at sites no process serves (parked rows, e.g. a site taken out of the configuration)
+    /// does not hold the email: nothing is carrying it out, and it would hold it for ever.
     pub async fn email_tombstoned(
         &self,
         tenant: &str,
@@ -466,8 +468,10 @@ impl Store {
         retrying(move || async move {
             let n: i64 = with_pool!(self, pool => {
                 sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM user_tombstones WHERE tenant = $1 \
-                     AND partner_email_lc = $2 AND converged_ms IS NULL AND id <> $3",
+                    "SELECT COUNT(*) FROM user_tombstones t WHERE tenant = $1 \
+                     AND partner_email_lc = $2 AND converged_ms IS NULL AND id <> $3 \
+                     AND EXISTS (SELECT 1 FROM outbox o WHERE o.tenant = t.tenant \
+                       AND o.user_id = t.id AND o.parked_ms IS NULL)",
                 )
                 .bind(tenant)
                 .bind(email_lc.as_str())

@@ -577,3 +577,32 @@ async fn a_deactivation_that_changes_the_email_removes_the_former_account() {
         .partner_user("acme", "disabled-leaving@acme.example.com")
         .is_none());
 }
+
+/// A deletion left only at a site no process serves (its rows parked, e.g. the site was taken
+/// out of the configuration) does not hold the email for ever: a new user may take it; while
+/// a served site still carries the removal out, it holds it.
+#[tokio::test]
+async fn a_removal_parked_at_an_unserved_site_does_not_hold_the_email() {
+    let (store, _dir) = sqlite().await;
+    store
+        .insert_user(&row("a", "u1", "U1@x.com"))
+        .await
+        .unwrap();
+    let sites = ["s".to_owned(), "gone".to_owned()];
+    store.delete_user("a", "u1", None, &sites).await.unwrap();
+    let items = store
+        .claim_outbox("w", 10, Duration::from_secs(10), i64::MAX / 2)
+        .await
+        .unwrap();
+    let (served, gone): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.site == "s");
+    store
+        .park_outbox(&gone[0], "site not served", i64::MAX / 2)
+        .await
+        .unwrap();
+    // Site `s` has not converged yet: the email is held.
+    assert!(store.email_tombstoned("a", "u1@x.com", None).await.unwrap());
+    assert!(store.complete_outbox(&served[0]).await.unwrap());
+    // Only the parked row is left: the tombstone stays pending (reported), the email is free.
+    assert!(store.user_tombstone("a", "u1").await.unwrap().is_some());
+    assert!(!store.email_tombstoned("a", "u1@x.com", None).await.unwrap());
+}
