@@ -47,6 +47,9 @@ pub struct SiteReport {
     pub marked: usize,
     /// Groups created (with `--apply`).
     pub groups_created: usize,
+    /// Managed groups found at the partner under a name they had before (a rename that
+    /// half-happened) and renamed to their current name.
+    pub groups_renamed: usize,
 }
 
 impl SiteReport {
@@ -340,7 +343,29 @@ async fn reconcile_site(
         .map(|p| p.email.clone())
         .collect();
     if apply {
-        for g in &report.groups_missing {
+        'missing: for g in &report.groups_missing {
+            // A rename that half-happened left the group at the site under a name it had
+            // before: finish the rename (members and all) rather than make a second group.
+            let formers = store.former_names_of(name, g).await?;
+            let settle = i64::try_from(bridge.options.rename_settle_ms).unwrap_or(i64::MAX);
+            if formers.iter().any(|(_, since)| now_ms() - since < settle) {
+                // A rename of this group may still be under way: left to it (and to the next
+                // reconcile), as the engine's repair does.
+                continue;
+            }
+            for (former, _) in formers {
+                if partner_group_names.contains(&former.to_lowercase()) {
+                    let update = crate::partner::client::GroupUpdate {
+                        name: Some(g.clone()),
+                        access: None,
+                    };
+                    site.client
+                        .update_group(&former, &update, tenant.dry_run())
+                        .await?;
+                    report.groups_renamed += 1;
+                    continue 'missing;
+                }
+            }
             let row = groups
                 .iter()
                 .find(|row| row.partner_name.eq_ignore_ascii_case(g));
@@ -436,6 +461,7 @@ async fn record(
                 "apply": apply,
                 "in_sync": r.in_sync(),
                 "groups_created": r.groups_created,
+                "groups_renamed": r.groups_renamed,
                 "marked": r.marked,
             });
             for (kind, count) in r.drift_counts() {
@@ -556,8 +582,8 @@ pub fn render_text(reports: &[SiteReport], applied: bool) -> String {
         );
         if applied {
             out.push_str(&format!(
-                "  repaired: {} groups created, {} users marked for the membership engine\n",
-                r.groups_created, r.marked
+                "  repaired: {} groups created, {} renamed, {} users marked for the membership engine\n",
+                r.groups_created, r.groups_renamed, r.marked
             ));
         }
     }

@@ -180,3 +180,55 @@ async fn the_convergence_undoes_a_half_done_rename_instead_of_failing() {
         .collect();
     assert!(!names.contains(&"Analysts EU".to_owned()), "{names:?}");
 }
+
+/// `reconcile --apply` finishes a half-done rename the same way: the group found at the site
+/// under a name it had before is renamed (its members kept), not created a second time.
+#[tokio::test]
+async fn reconcile_renames_a_group_left_under_a_former_name() {
+    let h = Harness::start(options()).await;
+    let first = create_user(&h, "first@acme.example.com", "Fi", "Rst").await;
+    let group = create_group(&h, "Analysts", &[&first]).await;
+    h.settle(Duration::from_secs(5)).await;
+    applied_then_503(&h);
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    h.emulator.set_faults("acme", Faults::default());
+    let names = |h: &Harness| -> Vec<String> {
+        let mut n: Vec<String> = h
+            .emulator
+            .groups("acme")
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        n.sort();
+        n
+    };
+    assert!(
+        names(&h).contains(&"Analysts EU".to_owned()),
+        "{:?}",
+        names(&h)
+    );
+    let tenant = h.bridge.tenant("acme").unwrap();
+    let report = scim_bridge::bridge::reconcile::reconcile(&h.bridge, &tenant, true)
+        .await
+        .unwrap();
+    let site = &report[0];
+    assert_eq!(site.groups_missing, ["Analysts"]);
+    assert_eq!((site.groups_renamed, site.groups_created), (1, 0));
+    assert!(
+        names(&h).contains(&"Analysts".to_owned()),
+        "{:?}",
+        names(&h)
+    );
+    assert!(
+        !names(&h).contains(&"Analysts EU".to_owned()),
+        "{:?}",
+        names(&h)
+    );
+    assert_eq!(
+        h.partner_groups("acme", "first@acme.example.com"),
+        ["Analysts"]
+    );
+}
