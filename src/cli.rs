@@ -799,6 +799,7 @@ async fn start_sandbox(config: &mut Config, args: &ServeArgs) -> anyhow::Result<
             site_name: "sandbox".into(),
             api_key: Some(api_key),
             api_key_file: None,
+            allow_admin_grant: false,
         }],
         invited_by_email: owner,
         ..TenantConfig::default()

@@ -91,6 +91,10 @@ pub struct Config {
     pub invited_by_email: Option<String>,
     /// Partner accounts SCIM never deletes, of the single tenant.
     pub protected_emails: Option<Vec<String>>,
+    /// `allow_protected_changes` of the single tenant.
+    pub allow_protected_changes: Option<bool>,
+    /// `allow_admin_grant` of the single site.
+    pub allow_admin_grant: Option<bool>,
     /// SCIM base path of the single tenant.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub base_path: Option<String>,
@@ -145,6 +149,8 @@ impl Default for Config {
             bearer_token_sha256: None,
             invited_by_email: None,
             protected_emails: None,
+            allow_protected_changes: None,
+            allow_admin_grant: None,
             base_path: None,
             default_access: None,
             deprovision: None,
@@ -272,6 +278,10 @@ pub struct TenantConfig {
     /// Partner accounts SCIM never deletes (besides `invited_by_email`, always protected):
     /// deprovisioning strips their managed groups instead (DESIGN.md section 4).
     pub protected_emails: Vec<String>,
+    /// Whether SCIM may change a protected account's names or email at the partner. Off by
+    /// default: such changes are skipped (and noted in the audit log); only its managed
+    /// groups follow SCIM.
+    pub allow_protected_changes: bool,
     /// Access level of groups the bridge creates.
     pub default_access: Access,
     /// Per-group overrides of `default_access`, by SCIM displayName (case-insensitive).
@@ -293,6 +303,7 @@ impl Default for TenantConfig {
             sites: Vec::new(),
             invited_by_email: String::new(),
             protected_emails: Vec::new(),
+            allow_protected_changes: false,
             default_access: Access::View,
             group_access: std::collections::BTreeMap::new(),
             deprovision: DeprovisionPolicy::default(),
@@ -350,6 +361,10 @@ pub struct SiteConfig {
     pub site_name: String,
     pub api_key: Option<Secret>,
     pub api_key_file: Option<PathBuf>,
+    /// Whether a SCIM group may map to the site's privileged group (`Administrators`, whose
+    /// members are site administrators). Off by default: such a group is refused with a 400
+    /// that names this setting, and the bridge neither grants nor removes that group.
+    pub allow_admin_grant: bool,
 }
 
 impl Default for SiteConfig {
@@ -359,6 +374,7 @@ impl Default for SiteConfig {
             site_name: String::new(),
             api_key: None,
             api_key_file: None,
+            allow_admin_grant: false,
         }
     }
 }
@@ -592,9 +608,11 @@ impl Config {
             site_name: self.site_name.clone().unwrap_or_default(),
             api_key: self.api_key.clone(),
             api_key_file: None,
+            allow_admin_grant: self.allow_admin_grant.unwrap_or(false),
         });
         tenant.invited_by_email = self.invited_by_email.clone().unwrap_or_default();
         tenant.protected_emails = self.protected_emails.clone().unwrap_or_default();
+        tenant.allow_protected_changes = self.allow_protected_changes.unwrap_or(false);
         if let Some(a) = self.default_access {
             tenant.default_access = a;
         }

@@ -623,6 +623,7 @@ fn tenant_config(plan: &Plan, partner: &str) -> anyhow::Result<TenantConfig> {
                 site_name: s.clone(),
                 api_key: Some(Secret::new(format!("key-{s}"))),
                 api_key_file: None,
+                allow_admin_grant: false,
             })
             .collect(),
         invited_by_email: OWNER.into(),

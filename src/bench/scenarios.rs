@@ -144,6 +144,7 @@ impl Env {
                     site_name: SITE.into(),
                     api_key: Some(Secret::new(key)),
                     api_key_file: None,
+                    allow_admin_grant: false,
                 }],
                 invited_by_email: OWNER.into(),
                 ..TenantConfig::default()

@@ -44,6 +44,7 @@ use super::{now_ms, BridgeOptions, Site, Tenant};
 use crate::config::DeprovisionPolicy;
 use crate::partner::client::{NewUser, UserUpdate};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::partner::is_privileged_group;
 use crate::partner::record::{calls_detail, recording, CallRecorder};
 use crate::scim::resource::UserView;
 use crate::store::{
@@ -962,6 +963,7 @@ async fn converge_live(
             .await?
             .into_iter()
             .map(|g| g.partner_name)
+            .filter(|g| site.allow_admin_grant || !is_privileged_group(g))
             .collect()
     } else {
         Vec::new()
@@ -969,6 +971,11 @@ async fn converge_live(
     let (first, last) = match UserView::from_resource(&user.resource) {
         Ok(v) => partner_names(&v, &email),
         Err(_) => (email.clone(), String::new()),
+    };
+    // A protected account keeps the names it has at the partner (`allow_protected_changes`).
+    let (first, last) = match &partner {
+        Some(p) if tenant.keeps_profile(&email) => (p.first_name.clone(), p.last_name.clone()),
+        _ => (first, last),
     };
     match partner {
         // A deactivated protected account that is not at the site is not created there.
@@ -1003,7 +1010,7 @@ async fn converge_live(
             Ok(Converged::Created)
         }
         Some(p) => {
-            let managed = managed_names(store, tenant).await?;
+            let managed = managed_names(store, tenant, site).await?;
             let groups = converge_groups(&p.groups, &managed, &desired);
             let mut update = UserUpdate::default();
             if !same_groups(&p.groups, &groups) {
@@ -1110,11 +1117,18 @@ async fn repair_groups(
 }
 
 /// The lowercased partner names of the tenant's managed groups.
-async fn managed_names(store: &Store, tenant: &Tenant) -> Result<HashSet<String>, StoreError> {
+async fn managed_names(
+    store: &Store,
+    tenant: &Tenant,
+    site: &Site,
+) -> Result<HashSet<String>, StoreError> {
     Ok(store
         .managed_group_names(tenant.name())
         .await?
         .into_iter()
+        // A site that does not let SCIM grant admin rights leaves its privileged group to
+        // the site's own administrators: neither granted nor removed.
+        .filter(|g| site.allow_admin_grant || !is_privileged_group(g))
         .map(|g| g.to_lowercase())
         .collect())
 }
@@ -1162,7 +1176,7 @@ async fn remove_account(
     let Some(p) = site.client.get_user(email).await? else {
         return Ok(Converged::Unchanged);
     };
-    let managed = managed_names(store, tenant).await?;
+    let managed = managed_names(store, tenant, site).await?;
     let groups = converge_groups(&p.groups, &managed, &[]);
     if same_groups(&p.groups, &groups) {
         return Ok(Converged::Unchanged);

@@ -18,7 +18,9 @@ use crate::partner::client::{GroupUpdate, NewGroup};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
 use crate::partner::record::note;
 use crate::partner::wire::message_says_builtin;
-use crate::partner::{is_builtin_group, Access};
+use crate::partner::{
+    is_builtin_group, is_privileged_group, Access, ADMINISTRATORS_GROUP, ALL_USERS_GROUP,
+};
 use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::patch::{apply_patch, PatchOpKind, PatchRequest};
 use crate::scim::path::Path;
@@ -255,6 +257,7 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
     let resource = canonicalize(&GROUP_RESOURCE, body, InputMode::Create)?;
     let view = GroupView::from_resource(&resource)?;
     validate_group_name(&view.display_name)?;
+    check_grantable(tenant, &view.display_name)?;
     let store = &bridge.store;
     if !store
         .find_groups(
@@ -621,6 +624,27 @@ async fn replace_once(
     pending.settle(bridge).await
 }
 
+/// Refuses a SCIM group that would map to a partner group SCIM must not manage: `All Users`
+/// (every user's, always), and the privileged `Administrators` at any site that does not set
+/// `allow_admin_grant` (its members are site administrators).
+fn check_grantable(tenant: &Tenant, name: &str) -> Result<(), ScimError> {
+    if name.trim().eq_ignore_ascii_case(ALL_USERS_GROUP) {
+        return Err(ScimError::invalid_value(format!(
+            "'{ALL_USERS_GROUP}' is the partner's group of every user; it cannot be managed through SCIM"
+        )));
+    }
+    if is_privileged_group(name) {
+        if let Some(site) = tenant.sites.iter().find(|s| !s.allow_admin_grant) {
+            return Err(ScimError::invalid_value(format!(
+                "'{ADMINISTRATORS_GROUP}' makes its members administrators of site '{}'; a SCIM \
+                 group may map to it only where the site sets allow_admin_grant = true",
+                site.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The shared tail of PUT and PATCH: rename at the partner, then group row and memberships in
 /// one transaction, then wait for the workers.
 async fn write(
@@ -636,6 +660,7 @@ async fn write(
     validate_group_name(&view.display_name)?;
     let renamed = view.display_name != old.display_name;
     if renamed {
+        check_grantable(tenant, &view.display_name)?;
         if !view.display_name.eq_ignore_ascii_case(&old.display_name)
             && bridge
                 .store

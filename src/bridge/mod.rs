@@ -119,6 +119,8 @@ impl Default for BridgeOptions {
 pub struct Site {
     pub name: String,
     pub client: PartnerClient,
+    /// `allow_admin_grant`: whether SCIM groups may map to the site's privileged group.
+    pub allow_admin_grant: bool,
 }
 
 /// A tenant at run time: its configuration and a client per site.
@@ -145,6 +147,7 @@ impl Tenant {
             sites.push(Site {
                 name: s.site_name.clone(),
                 client,
+                allow_admin_grant: s.allow_admin_grant,
             });
         }
         Ok(Tenant {
@@ -167,6 +170,12 @@ impl Tenant {
 
     pub fn dry_run(&self) -> bool {
         self.config.dry_run
+    }
+
+    /// Whether SCIM must leave this partner account's names and email as they are at the
+    /// partner: a protected account, unless the tenant sets `allow_protected_changes`.
+    pub fn keeps_profile(&self, email: &str) -> bool {
+        self.protects(email) && !self.config.allow_protected_changes
     }
 
     /// Whether SCIM must never delete this partner account: the tenant's inviting user and its

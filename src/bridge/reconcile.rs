@@ -18,6 +18,7 @@ use super::{now_ms, Bridge, Site, Tenant};
 use crate::config::DeprovisionPolicy;
 use crate::partner::client::NewGroup;
 use crate::partner::error::PartnerError;
+use crate::partner::is_privileged_group;
 use crate::scim::resource::UserView;
 use crate::store::{AuditEntry, StoreError};
 
@@ -263,6 +264,11 @@ async fn reconcile_site(
             report.groups_missing.push(g.partner_name.clone());
         }
     }
+    let site_managed: HashSet<String> = managed
+        .iter()
+        .filter(|g| site.allow_admin_grant || !is_privileged_group(g))
+        .cloned()
+        .collect();
     let mut known = HashSet::new();
     let mut to_mark = Vec::new();
     for u in users {
@@ -285,18 +291,22 @@ async fn reconcile_site(
                 to_mark.push(u.id.clone());
             }
             (true, _, Some(p)) => {
-                let want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
+                let mut want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
                     desired.get(&u.id).cloned().unwrap_or_default()
                 } else {
                     Vec::new()
                 };
+                // The site's privileged group is not SCIM's unless the site allows it (as
+                // the engine converges it).
+                want.retain(|g| site.allow_admin_grant || !is_privileged_group(g));
                 let mut drifted = false;
-                if let Some(d) = group_drift(&u.partner_email, &want, &p.groups, managed) {
+                if let Some(d) = group_drift(&u.partner_email, &want, &p.groups, &site_managed) {
                     report.memberships_drifted.push(d);
                     drifted = true;
                 }
                 let (first, last) = wanted_names(u);
-                if p.first_name != first || p.last_name != last {
+                let keeps_profile = tenant.keeps_profile(&u.partner_email);
+                if !keeps_profile && (p.first_name != first || p.last_name != last) {
                     report.names_drifted.push(NameDrift {
                         email: u.partner_email.clone(),
                         first_name: p.first_name.clone(),
@@ -324,7 +334,7 @@ async fn reconcile_site(
             continue;
         };
         if tenant.protects(email) {
-            if let Some(d) = group_drift(email, &[], &p.groups, managed) {
+            if let Some(d) = group_drift(email, &[], &p.groups, &site_managed) {
                 report.memberships_drifted.push(d);
                 to_mark.push(id.clone());
             }

@@ -4,13 +4,14 @@
 //! and nothing is stored, and its retry is safe: a create whose email already exists at the
 //! partner adopts that user.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::mapping::{partner_email, partner_names};
 use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
 use crate::config::{DeprovisionPolicy, EmailChangePolicy};
 use crate::partner::client::{NewUser, UserUpdate};
 use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::partner::record::note;
 use crate::scim::patch::{apply_patch, PatchRequest};
 use crate::scim::resource::{canonicalize, InputMode, Meta, UserView};
 use crate::scim::schema::USER_RESOURCE;
@@ -253,6 +254,9 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
         );
     }
     let present = view.active || tenant.config.deprovision != DeprovisionPolicy::Remove;
+    if let Some(email) = &email {
+        note_protected(tenant, email, true, !present);
+    }
     let mut mark = Vec::new();
     if let (true, Some(email)) = (present, &email) {
         let (first_name, last_name) = partner_names(&view, email);
@@ -411,6 +415,12 @@ async fn update(
     let names_changed = first != old_first || last != old_last;
     let active_changed = old.active != new_view.active;
     let dry = tenant.dry_run();
+    note_protected(
+        tenant,
+        &old.partner_email,
+        names_changed || email_changed,
+        old_present && !new_present,
+    );
 
     let plan = SitePlan {
         tenant,
@@ -571,6 +581,34 @@ async fn release_claim(bridge: &Bridge, tenant: &Tenant, id: &str, email: Option
     }
 }
 
+/// Notes in the request's audit entry what SCIM does not do to a protected account
+/// ([`Tenant::protects`]): a change of its names or email left undone at the partner (unless
+/// `allow_protected_changes`), a deprovisioning that keeps the account and strips its managed
+/// groups.
+fn note_protected(tenant: &Tenant, email: &str, profile_changed: bool, deprovisioned: bool) {
+    if !tenant.protects(email) {
+        return;
+    }
+    if profile_changed && tenant.keeps_profile(email) {
+        tracing::info!(
+            "a change of a protected account's names or email is not made at the partner"
+        );
+        note(
+            "protected_account",
+            json!({"email": email, "skipped": "names and email stay as they are at the partner (allow_protected_changes = false)"}),
+        );
+    }
+    if deprovisioned {
+        tracing::info!(
+            "a protected account left SCIM: kept at the partner, its managed groups removed"
+        );
+        note(
+            "protected_account",
+            json!({"email": email, "kept": "the account stays at the partner; its managed groups are removed"}),
+        );
+    }
+}
+
 /// What one user update means at each site.
 struct SitePlan<'a> {
     tenant: &'a Tenant,
@@ -599,6 +637,11 @@ impl SitePlan<'_> {
             return Ok(SiteOutcome::Done);
         }
         if self.email_changed {
+            // A protected account is not renamed at the partner: the new email gets an
+            // account of its own, the protected one stays as it is.
+            if self.tenant.keeps_profile(self.old_email) {
+                return self.recreate(site).await;
+            }
             return match self.tenant.config.email_change {
                 EmailChangePolicy::Recreate => self.recreate(site).await,
                 _ => {
@@ -680,7 +723,12 @@ pub async fn delete(
     };
     let sites = tenant.site_names();
     let marks = match store.delete_user(tenant.name(), id, expected, &sites).await {
-        Ok((_, marks)) => marks,
+        Ok((_, marks)) => {
+            if let Some(email) = store.user_tombstone(tenant.name(), id).await? {
+                note_protected(tenant, &email, false, true);
+            }
+            marks
+        }
         Err(crate::store::StoreError::VersionMismatch) => {
             return Err(ScimError::precondition_failed(
                 "The resource has changed since the version given in If-Match.",

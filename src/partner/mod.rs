@@ -155,6 +155,12 @@ pub fn is_builtin_group(name: &str) -> bool {
         .any(|b| b.eq_ignore_ascii_case(name))
 }
 
+/// True when membership of the group named `name` grants site administrator rights
+/// (`Administrators`): SCIM manages it only where a site sets `allow_admin_grant`.
+pub fn is_privileged_group(name: &str) -> bool {
+    ADMINISTRATORS_GROUP.eq_ignore_ascii_case(name.trim())
+}
+
 /// A partner user as the bridge sees it, independent of the wire shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartnerUser {

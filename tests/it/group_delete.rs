@@ -96,7 +96,11 @@ async fn a_refused_group_delete_keeps_the_group_and_succeeds_once_the_partner_ac
 
 #[tokio::test]
 async fn deleting_a_builtin_group_empties_it_and_keeps_it_at_the_partner() {
-    let h = Harness::start(Options::default()).await;
+    let h = Harness::start(Options {
+        allow_admin_grant: true,
+        ..Options::default()
+    })
+    .await;
     let jane = create_user(&h, JANE, "Jane", "Doe").await;
     // The name exists at the partner: the SCIM group adopts the built-in one.
     let group = create_group(&h, "Administrators", &[&jane]).await;

@@ -21,6 +21,7 @@ mod membership;
 mod metrics;
 mod openapi;
 mod partner_client;
+mod privileged;
 mod protocol;
 mod reconcile;
 mod renames;

@@ -133,6 +133,10 @@ pub struct Options {
     pub dry_run: bool,
     /// Accounts SCIM must never delete, besides the inviting user (`protected_emails`).
     pub protected_emails: Vec<String>,
+    /// `allow_protected_changes` of the tenant.
+    pub allow_protected_changes: bool,
+    /// `allow_admin_grant` of every site.
+    pub allow_admin_grant: bool,
     /// Per-group access overrides (`group_access`).
     pub group_access: Vec<(String, scim_bridge::partner::Access)>,
     /// `None`: a fresh SQLite file.
@@ -170,6 +174,8 @@ impl Default for Options {
             unknown_members: UnknownMembersPolicy::Skip,
             dry_run: false,
             protected_emails: Vec::new(),
+            allow_protected_changes: false,
+            allow_admin_grant: false,
             group_access: Vec::new(),
             store_url: None,
             bridge,
@@ -230,9 +236,11 @@ pub fn tenant_config(opts: &Options, partner_base: &str) -> TenantConfig {
                 site_name: (*s).to_owned(),
                 api_key: Some(Secret::new(format!("key-{s}"))),
                 api_key_file: None,
+                allow_admin_grant: opts.allow_admin_grant,
             })
             .collect(),
         invited_by_email: OWNER.into(),
+        allow_protected_changes: opts.allow_protected_changes,
         deprovision: opts.deprovision,
         email_change: opts.email_change,
         unknown_members: opts.unknown_members,
@@ -294,6 +302,7 @@ impl Harness {
                                 site_name: name.clone(),
                                 api_key: Some(Secret::new(format!("key-{name}"))),
                                 api_key_file: None,
+                                allow_admin_grant: false,
                             }],
                             invited_by_email: OWNER.into(),
                             ..TenantConfig::default()
