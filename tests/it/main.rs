@@ -15,6 +15,7 @@ mod hostile;
 mod http_discovery;
 mod idp_entra;
 mod idp_okta;
+mod input_validation;
 mod leavers;
 mod logs;
 mod membership;
