@@ -26,6 +26,7 @@ mod protocol;
 mod reconcile;
 mod renames;
 mod replicas;
+mod sandbox_start;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;
 mod secrets;
