@@ -1510,6 +1510,94 @@ mod tests {
         assert!(v.get("favouriteColour").is_none());
     }
 
+    /// Every string and object key in `v`.
+    fn texts(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|i| texts(i, out)),
+            Value::Object(o) => {
+                for (k, child) in o {
+                    out.push(k.clone());
+                    texts(child, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A JSON value built from known and unknown names and strings that may hold controls.
+    fn body_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = "[a-z@.\r\n\t\u{0}\u{1b}\u{7f}\u{85}\u{2028} éש]{0,8}";
+        let key = prop_oneof![
+            Just("value".to_owned()),
+            Just("type".to_owned()),
+            Just("givenName".to_owned()),
+            Just("primary".to_owned()),
+            Just("department".to_owned()),
+            Just("manager".to_owned()),
+            text.prop_map(|s| s),
+        ];
+        let leaf = prop_oneof![
+            text.prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+        ];
+        leaf.prop_recursive(3, 24, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::vec((key.clone(), inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever is accepted holds no control character, in any value or name.
+        #[test]
+        fn an_accepted_body_holds_no_control_character(
+            fields in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("userName"),
+                        proptest::strategy::Just("displayName"),
+                        proptest::strategy::Just("externalId"),
+                        proptest::strategy::Just("name"),
+                        proptest::strategy::Just("emails"),
+                        proptest::strategy::Just("addresses"),
+                        proptest::strategy::Just("members"),
+                        proptest::strategy::Just("active"),
+                        proptest::strategy::Just(ENTERPRISE_USER_SCHEMA),
+                        proptest::strategy::Just("urn:example:ext:2.0:User"),
+                        proptest::strategy::Just("nick"),
+                    ],
+                    body_value(),
+                ),
+                0..6,
+            )
+        ) {
+            let mut body = Map::new();
+            body.insert("userName".into(), json!("a@x.io"));
+            body.insert("displayName".into(), json!("G"));
+            for (k, v) in fields {
+                body.insert(k.to_owned(), v);
+            }
+            for rt in [&USER_RESOURCE, &GROUP_RESOURCE] {
+                if let Ok(v) = canonicalize(rt, Value::Object(body.clone()), InputMode::Create) {
+                    let mut all = Vec::new();
+                    texts(&v, &mut all);
+                    for t in all {
+                        proptest::prop_assert!(
+                            !t.chars().any(crate::scim::schema::is_forbidden_char),
+                            "{:?} kept in {}", t, v
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn user_view_defaults_and_primary_email_choice() {
         let v = UserView::from_resource(&json!({"userName": "a"})).unwrap();

@@ -980,3 +980,31 @@ fn a_wrong_type_is_refused_in_every_form_of_write() {
     .unwrap_err();
     assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
 }
+
+#[test]
+fn a_stored_value_with_a_control_character_does_not_block_other_writes() {
+    // A user stored before values were checked may hold one; deactivating it (Entra, Okta)
+    // and other writes must still work: only the values an operation writes are checked.
+    let mut u = user();
+    u["displayName"] = json!("Alex\r\nWu");
+    u["emails"][1]["value"] = json!("alex\n@home.example");
+    let o = apply_patch(
+        &USER_RESOURCE,
+        &u,
+        &req(
+            json!([{"op": "Replace", "path": "active", "value": "False"},
+                     {"op": "replace", "path": "name.givenName", "value": "Al"}]),
+        ),
+    )
+    .unwrap();
+    assert_eq!(o.resource["active"], false);
+    assert_eq!(o.resource["name"]["givenName"], "Al");
+    // Replacing the bad value with a clean one is how it gets fixed.
+    let o = apply_patch(
+        &USER_RESOURCE,
+        &u,
+        &req(json!([{"op": "replace", "path": "displayName", "value": "Alex Wu"}])),
+    )
+    .unwrap();
+    assert_eq!(o.resource["displayName"], "Alex Wu");
+}
