@@ -332,11 +332,12 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
-            let mut out = std::io::stdout().lock();
+            // `serve` would refuse settings without a tenant; say so the same way.
             if !config.nothing_configured() && config.is_unconfigured() {
                 eprintln!("error: {}", no_tenant_error(&config));
                 return ExitCode::from(2);
             }
+            let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "# effective configuration (secrets shown as ***)");
             if config.nothing_configured() {
                 let _ = writeln!(
