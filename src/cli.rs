@@ -858,7 +858,10 @@ pub struct Sandbox {
 /// Starts the partner emulator and describes one tenant bound to it.
 async fn start_sandbox(config: &mut Config, args: &ServeArgs) -> anyhow::Result<Sandbox> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        anyhow::anyhow!("data_dir: cannot create {}: {e}", config.data_dir.display())
+        anyhow::anyhow!(
+            "--data-dir: cannot create the sandbox folder {}: {e}",
+            config.data_dir.display()
+        )
     })?;
     let api_key = Secret::new(random_token());
     let owner = "owner@sandbox.example.com".to_owned();
