@@ -72,15 +72,24 @@ fn serve(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
         }
         while let Ok(line) = stderr.try_recv() {
             if line.contains("\"serving\"") {
+                // A sandbox prints its banner before it logs `serving`: the banner is in the
+                // pipe by now, if there is one.
+                while let Ok(line) = stdout.recv_timeout(Duration::from_secs(1)) {
+                    if let Some(rest) = line.trim().strip_prefix("Data") {
+                        return Outcome::Sandbox {
+                            data: rest.trim().to_owned(),
+                            child,
+                        };
+                    }
+                }
                 return Outcome::Serving { child };
             }
             err_text.push_str(&line);
             err_text.push('\n');
         }
         if let Some(status) = child.try_wait().unwrap() {
-            // The rest of stderr, now that the pipe is closed.
-            std::thread::sleep(Duration::from_millis(50));
-            while let Ok(line) = stderr.try_recv() {
+            // The rest of stderr, to its end: the reader stops (and the channel closes) at EOF.
+            while let Ok(line) = stderr.recv_timeout(Duration::from_secs(10)) {
                 err_text.push_str(&line);
                 err_text.push('\n');
             }
