@@ -29,8 +29,8 @@ use crate::telemetry::metrics::Exporter;
 ///
 /// Identity providers (Okta, Microsoft Entra ID, OneLogin, JumpCloud, Ping) provision users and
 /// groups over SCIM; the bridge carries every change onto the partner API of one or more sites.
-/// Run without a subcommand (or with `serve`) and without configuration to start a sandbox with
-/// an emulated partner.
+/// Run without a subcommand (or with `serve`) and without any configuration (or with
+/// `--sandbox`) to start a sandbox with an emulated partner.
 #[derive(Debug, Parser)]
 #[command(name = "scim-bridge", version, propagate_version = true)]
 pub struct Cli {
@@ -63,8 +63,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the SCIM API (the default). Without any configuration, starts the sandbox: an
-    /// in-process partner emulator, a SQLite file under --data-dir and one tenant at /scim/v2.
+    /// Serve the SCIM API (the default). With no configuration at all (no --config file, no
+    /// SCIM_BRIDGE_* variable besides logging ones and SCIM_BRIDGE_SANDBOX_TOKEN), or with
+    /// --sandbox, starts the sandbox: an in-process partner emulator, its own SQLite file under
+    /// --data-dir (default ./sandbox-data) and one tenant at /scim/v2. Settings without a tenant
+    /// stop the start with an error naming them.
     Serve(ServeArgs),
     #[command(about = emulator::cli::ABOUT, long_about = emulator::cli::LONG_ABOUT)]
     PartnerEmulator(emulator::cli::EmulatorArgs),
@@ -143,10 +146,13 @@ pub struct ServeArgs {
     /// Address to listen on (overrides `listen`); default 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Folder for the SQLite store (overrides `data_dir`); default ./data.
+    /// Folder for the SQLite store (overrides `data_dir`); default ./data. The sandbox's
+    /// folder: default ./sandbox-data, never the production one.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Start the sandbox even when a configuration is present.
+    /// Start the sandbox (an emulated partner, one tenant, its own store) even when a
+    /// configuration is present; the configured tenants, data_dir and store.url are not used.
+    /// Without this flag the sandbox starts only when nothing at all is configured.
     #[arg(long)]
     pub sandbox: bool,
     /// Sandbox only: address of the in-process partner emulator; default a free port on
@@ -326,12 +332,17 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
+            // `serve` would refuse settings without a tenant; say so the same way.
+            if !config.nothing_configured() && config.is_unconfigured() {
+                eprintln!("error: {}", no_tenant_error(&config));
+                return ExitCode::from(2);
+            }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "# effective configuration (secrets shown as ***)");
-            if config.is_unconfigured() {
+            if config.nothing_configured() {
                 let _ = writeln!(
                     out,
-                    "# no tenant is configured: `scim-bridge serve` would start the sandbox"
+                    "# nothing is configured: `scim-bridge serve` would start the sandbox"
                 );
             }
             let _ = write!(out, "{}", config.redacted_toml());
@@ -516,15 +527,104 @@ fn token_new(name: &str) {
     println!("    sha256 = \"{hash}\"");
 }
 
+/// The default folder of the sandbox's SQLite store: apart from the production default
+/// `./data`, so a sandbox never writes into a production store and a later production start
+/// never finds the sandbox's tenant in its own.
+pub const SANDBOX_DATA_DIR: &str = "./sandbox-data";
+
+/// Whether `serve` runs the sandbox: with `--sandbox`, or when nothing at all is configured.
+/// Settings without a tenant are an error (`Err` is its message): they mean a configuration
+/// that did not load completely, and a production host must not quietly become a sandbox.
+fn wants_sandbox(config: &Config, args: &ServeArgs) -> Result<bool, String> {
+    if args.sandbox || config.nothing_configured() {
+        Ok(true)
+    } else if config.is_unconfigured() {
+        Err(no_tenant_error(config))
+    } else {
+        Ok(false)
+    }
+}
+
+/// What was found and what is missing, when settings come without a tenant. Names only: no
+/// value is printed.
+fn no_tenant_error(config: &Config) -> String {
+    format!(
+        "no tenant is configured, but configuration was given: {}.\n\
+         \x20 Missing: a tenant. For one tenant from the environment set SCIM_BRIDGE_SITE_NAME, \
+         SCIM_BRIDGE_API_KEY (or SCIM_BRIDGE_API_KEY_FILE), SCIM_BRIDGE_INVITED_BY_EMAIL and a \
+         credential (SCIM_BRIDGE_BEARER_TOKEN_SHA256, ...); or add [[tenants]] to the \
+         configuration file (deploy/scim-bridge.example.toml).\n\
+         \x20 Settings without a tenant usually mean the configuration did not load completely \
+         (an environment file that was not read), so the bridge does not fall back to the \
+         sandbox.\n\
+         \x20 To run the sandbox (an emulated partner with its own store) anyway: \
+         scim-bridge serve --sandbox",
+        config.settings_given.join(", ")
+    )
+}
+
+/// Points the configuration at the sandbox's own store: `--data-dir` or
+/// [`SANDBOX_DATA_DIR`], never the production folder or SQLite file, and never `store.url`.
+fn use_sandbox_store(config: &mut Config, data_dir: Option<&PathBuf>) -> Result<(), String> {
+    let dir = data_dir
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(SANDBOX_DATA_DIR));
+    let production_file = sqlite_file(config.store_url().expose());
+    let sandbox_file = dir.join("scim-bridge.db");
+    if same_path(&dir, &config.data_dir)
+        || production_file.is_some_and(|f| same_path(&f, &sandbox_file))
+    {
+        return Err(format!(
+            "--data-dir {}: the sandbox keeps its store apart from the production store ({}); \
+             choose another folder (the default is {SANDBOX_DATA_DIR})",
+            dir.display(),
+            config.data_dir.display()
+        ));
+    }
+    config.data_dir = dir;
+    config.store.url = None;
+    Ok(())
+}
+
+/// The file of a `sqlite:` store URL.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// True when two paths name the same place (resolved when they exist, else made absolute).
+fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let norm = |p: &std::path::Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    norm(a) == norm(b)
+}
+
 async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: ServeArgs) -> ExitCode {
     let mut config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let sandbox_wanted = match wants_sandbox(&config, &args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(l) = args.listen {
         config.listen = l;
     }
-    if let Some(d) = &args.data_dir {
+    if sandbox_wanted {
+        if let Err(e) = use_sandbox_store(&mut config, args.data_dir.as_ref()) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    } else if let Some(d) = &args.data_dir {
         config.data_dir = d.clone();
     }
     init_logging(log_format, Some(&config));
@@ -535,7 +635,7 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
         }
     }
 
-    let sandbox = if config.is_unconfigured() || args.sandbox {
+    let sandbox = if sandbox_wanted {
         match start_sandbox(&mut config, &args).await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -751,12 +851,17 @@ pub struct Sandbox {
     pub emulator_url: String,
     pub token: Secret,
     pub token_from_env: bool,
+    /// Started by `--sandbox` (rather than because nothing is configured).
+    pub by_flag: bool,
 }
 
 /// Starts the partner emulator and describes one tenant bound to it.
 async fn start_sandbox(config: &mut Config, args: &ServeArgs) -> anyhow::Result<Sandbox> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        anyhow::anyhow!("data_dir: cannot create {}: {e}", config.data_dir.display())
+        anyhow::anyhow!(
+            "--data-dir: cannot create the sandbox folder {}: {e}",
+            config.data_dir.display()
+        )
     })?;
     let api_key = Secret::new(random_token());
     let owner = "owner@sandbox.example.com".to_owned();
@@ -810,6 +915,7 @@ async fn start_sandbox(config: &mut Config, args: &ServeArgs) -> anyhow::Result<
         emulator_url,
         token,
         token_from_env,
+        by_flag: args.sandbox,
     })
 }
 
@@ -823,9 +929,14 @@ fn print_sandbox_banner(config: &Config, sandbox: &Sandbox) {
     let emu = &sandbox.emulator_url;
     // Printed on stdout for the person who started the sandbox; never logged. A closed
     // stdout is no reason to stop serving.
+    let why = if sandbox.by_flag {
+        "--sandbox was given"
+    } else {
+        "no configuration was found"
+    };
     let _ = writeln!(
         std::io::stdout().lock(),
-        "\nscim-bridge sandbox: no configuration was found, so this runs against an emulated partner.\n\
+        "\nscim-bridge sandbox: {why}, so this runs against an emulated partner.\n\
          \n  SCIM base URL     {base}\n  Bearer token      {token_shown}{}\n  Partner emulator  {emu}  (site \"sandbox\"; see its state at {emu}/_emulator/sites/sandbox)\n  Data              {}\n\
          \nTry it: create a user, then see it at the emulated partner:\n  curl -s -X POST -H \"Authorization: Bearer {token_shown}\" -H 'Content-Type: application/scim+json' \\\n       -d '{{\"userName\":\"jane.doe@example.com\",\"name\":{{\"givenName\":\"Jane\",\"familyName\":\"Doe\"}}}}' {base}/Users\n  curl -s {emu}/_emulator/sites/sandbox\n",
         if sandbox.token_from_env {

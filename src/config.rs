@@ -45,6 +45,17 @@ const NON_CONFIG_ENV: &[&str] = &[
 /// The name of the environment provider in error messages.
 const ENV_SOURCE: &str = "environment";
 
+/// Variables (after the prefix, lowercased) that do not count as configuration when `serve`
+/// decides whether nothing is configured: logging, the sandbox's own token, the test suite's.
+const NOT_PRODUCTION_ENV: &[&str] = &[
+    "log__level",
+    "log__format",
+    "log_format",
+    "sandbox_token",
+    "test_postgres_url",
+    "test_postgres_required",
+];
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -109,6 +120,12 @@ pub struct Config {
     pub jwt: Option<JwtConfig>,
     /// OAuth token endpoint of the single tenant (`SCIM_BRIDGE_OAUTH__SIGNING_KEY`, ...).
     pub oauth: Option<OAuthShorthand>,
+
+    /// What configured this besides the defaults: `--config <path>` and the names of the
+    /// `SCIM_BRIDGE_*` variables set, in order (logging variables, `SCIM_BRIDGE_SANDBOX_TOKEN`
+    /// and the test suite's left out). Not a setting; filled by [`Config::load`].
+    #[serde(skip)]
+    pub settings_given: Vec<String>,
 }
 
 /// The single tenant's OAuth token endpoint with one client, for environment-only deployments.
@@ -160,6 +177,7 @@ impl Default for Config {
             basic: None,
             jwt: None,
             oauth: None,
+            settings_given: Vec::new(),
         }
     }
 }
@@ -440,15 +458,24 @@ impl Config {
         };
         fig = fig.merge(env_provider(&env));
         let mut config: Config = fig.extract().map_err(figment_errors)?;
+        config.settings_given = settings_given(sources.file.as_deref(), &env);
         config.resolve_files()?;
         config.fold_shorthand();
         config.validate()?;
         Ok(config)
     }
 
-    /// True when no tenant is configured: `serve` then starts the sandbox.
+    /// True when no tenant is configured.
     pub fn is_unconfigured(&self) -> bool {
         self.tenants.is_empty()
+    }
+
+    /// True when nothing at all is configured: no tenant, no file, no `SCIM_BRIDGE_*` variable
+    /// but logging ones and the sandbox's token. Only then does `serve` start the sandbox by
+    /// itself: a production setting without a tenant means a configuration that did not load
+    /// completely (an environment file that was not read), not a newcomer trying the bridge.
+    pub fn nothing_configured(&self) -> bool {
+        self.tenants.is_empty() && self.settings_given.is_empty()
     }
 
     /// The store URL (secret: may hold a password).
@@ -849,6 +876,21 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// `--config <path>` and the names of the configuring variables of `env`; see
+/// [`Config::settings_given`].
+fn settings_given(file: Option<&Path>, env: &[(String, String)]) -> Vec<String> {
+    let file = file.map(|f| format!("--config {}", f.display()));
+    let vars = env.iter().filter_map(|(k, _)| {
+        let key = k.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+        (!key.is_empty() && key != "config" && !NOT_PRODUCTION_ENV.contains(&key.as_str()))
+            .then(|| k.clone())
+    });
+    let mut out: Vec<String> = file.into_iter().chain(vars).collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `SCIM_BRIDGE_A__B` becomes key `a.b`.
@@ -1365,6 +1407,59 @@ mod tests {
     fn nothing_configured_means_sandbox() {
         let c = Config::load(&env(&[])).unwrap();
         assert!(c.is_unconfigured());
+        assert!(c.nothing_configured());
+        // Logging, the sandbox's token and the test suite's variables configure nothing.
+        let c = Config::load(&env(&[
+            ("SCIM_BRIDGE_LOG__LEVEL", "debug"),
+            ("SCIM_BRIDGE_LOG__FORMAT", "json"),
+            ("SCIM_BRIDGE_LOG_FORMAT", "text"),
+            (
+                "SCIM_BRIDGE_SANDBOX_TOKEN",
+                "a-sandbox-token-of-some-length",
+            ),
+            ("SCIM_BRIDGE_TEST_POSTGRES_URL", "postgres://x"),
+            ("SCIM_BRIDGE_TEST_POSTGRES_REQUIRED", "1"),
+            ("HOME", "/root"),
+        ]))
+        .unwrap();
+        assert!(c.nothing_configured(), "{:?}", c.settings_given);
+    }
+
+    #[test]
+    fn a_production_setting_without_a_tenant_is_not_nothing() {
+        for vars in [
+            vec![("SCIM_BRIDGE_PUBLIC_BASE_URL", "https://scim.example.com")],
+            vec![("SCIM_BRIDGE_LISTEN", "0.0.0.0:8080")],
+            vec![("SCIM_BRIDGE_LISTEN", "127.0.0.1:8080")],
+            vec![
+                ("SCIM_BRIDGE_DATA_DIR", "/data"),
+                ("SCIM_BRIDGE_LOG__LEVEL", "info"),
+            ],
+            vec![("SCIM_BRIDGE_STORE__URL", "postgres://db/scim")],
+            vec![("SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND", "0")],
+            vec![("SCIM_BRIDGE_DEPROVISION", "strip")],
+        ] {
+            let c = Config::load(&env(&vars)).unwrap();
+            assert!(c.is_unconfigured(), "{vars:?}");
+            assert!(!c.nothing_configured(), "{vars:?}");
+            let named: Vec<&str> = vars
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| !k.starts_with("SCIM_BRIDGE_LOG"))
+                .collect();
+            assert_eq!(c.settings_given, named, "{vars:?}");
+        }
+        // A file is a setting too, even one without a tenant.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n").unwrap();
+        let c = Config::load(&Sources {
+            file: Some(path.clone()),
+            env: Some(Vec::new()),
+        })
+        .unwrap();
+        assert!(!c.nothing_configured());
+        assert_eq!(c.settings_given, [format!("--config {}", path.display())]);
     }
 
     #[test]

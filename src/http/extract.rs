@@ -6,8 +6,10 @@
 //! plain-text rejections: a body over the configured `DefaultBodyLimit` is 413, a media type
 //! that is not JSON is 415, and a body that is not a JSON object is 400 `invalidSyntax` with
 //! serde_json's line and column. serde_json's recursion limit (128) keeps deeply nested input
-//! from exhausting the stack. A NUL character (U+0000) in the body, or `%00` in the URL, is 400
-//! `invalidValue`: PostgreSQL text cannot hold one.
+//! from exhausting the stack. A NUL character (U+0000) in the body (the detail names the
+//! attribute path it is at), or `%00` in the URL, is 400 `invalidValue`: PostgreSQL text cannot
+//! hold one. (The other control characters are refused in resource values by `scim::schema`,
+//! which knows which strings are values.)
 
 use std::convert::Infallible;
 
@@ -85,19 +87,36 @@ pub fn parse_object(bytes: &[u8]) -> Result<Value, ScimError> {
             crate::scim::schema::kind(&value)
         )));
     }
-    if holds_nul(&value) {
-        return Err(nul_refused("The request body"));
+    if let Some(at) = nul_at(&value, "") {
+        let place = if at.is_empty() {
+            "The request body".to_owned()
+        } else {
+            format!("The request body's '{at}'")
+        };
+        return Err(nul_refused(&place));
     }
     Ok(value)
 }
 
-/// True when a string or a member name anywhere in `v` holds U+0000.
-fn holds_nul(v: &Value) -> bool {
+/// Where a string or a member name in `v` holds U+0000: the member names leading to it joined
+/// with `.` (array positions left out, as in SCIM attribute paths: `emails.value`); a member
+/// name that holds one is named by the object around it. `None` when there is none.
+fn nul_at(v: &Value, at: &str) -> Option<String> {
     match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(holds_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
-        _ => false,
+        Value::String(s) => s.contains('\0').then(|| at.to_owned()),
+        Value::Array(items) => items.iter().find_map(|i| nul_at(i, at)),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(at.to_owned());
+            }
+            let inner = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            nul_at(v, &inner)
+        }),
+        _ => None,
     }
 }
 
@@ -235,15 +254,24 @@ mod tests {
 
     #[tokio::test]
     async fn nul_characters_anywhere_in_the_body_are_invalid_values() {
-        for body in [
-            r#"{"userName":"a\u0000b"}"#,
-            r#"{"emails":[{"value":"x@y.z","type":"\u0000"}]}"#,
-            r#"{"a\u0000":1}"#,
-            r#"{"Operations":[{"op":"add","value":{"title":["\u0000"]}}]}"#,
+        for (body, at) in [
+            (r#"{"userName":"a\u0000b"}"#, "'userName'"),
+            (
+                r#"{"emails":[{"value":"x@y.z","type":"\u0000"}]}"#,
+                "'emails.type'",
+            ),
+            (r#"{"a\u0000":1}"#, "The request body contains"),
+            (r#"{"name":{"given\u0000":1}}"#, "'name'"),
+            (
+                r#"{"Operations":[{"op":"add","value":{"title":["\u0000"]}}]}"#,
+                "'Operations.value.title'",
+            ),
         ] {
             let e = extract(None, body).await.unwrap_err();
             assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{body}");
             assert!(e.detail.contains("NUL"), "{}", e.detail);
+            assert!(e.detail.contains(at), "{body}: {}", e.detail);
+            assert!(!e.detail.contains('\0'), "{}", e.detail);
         }
         assert!(extract(None, r#"{"userName":"a\\u0000b"}"#).await.is_ok());
     }

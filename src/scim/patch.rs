@@ -3,8 +3,11 @@
 //!
 //! Operations apply in order to a copy of the resource; the first failure returns the error
 //! and the caller's resource is untouched (atomicity). Every value written goes through
-//! [`schema::coerce`](super::schema::coerce), so booleans sent as strings, single values for
-//! multi-valued attributes and bare `manager` ids take their canonical shape.
+//! [`schema::coerce_at`](super::schema::coerce_at), in every form an operation takes (a path
+//! value, a no-path object, a value-filtered element, the `type` a `type eq` filter creates):
+//! its type is checked (a number for a string attribute is `invalidValue`), no string in it may
+//! hold a control character, and booleans sent as strings, single values for multi-valued
+//! attributes and bare `manager` ids take their canonical shape. Errors name the attribute.
 //!
 //! Choices where the RFC is silent or the IdPs depart from it:
 //! - a `replace`/`add` whose value filter is a simple `type eq "..."` matching nothing creates
@@ -29,7 +32,7 @@ use super::error::ScimError;
 use super::filter::{as_bool, as_text, get_ci, matches_element, CompareOp, Filter};
 use super::path::Path;
 use super::schema::{
-    coerce, coerce_single, AttrType, AttributeDef, Mutability, ResourceType, PATCH_OP_SCHEMA,
+    coerce_at, coerce_single_at, AttrType, AttributeDef, Mutability, ResourceType, PATCH_OP_SCHEMA,
 };
 
 /// The `op` of a PATCH operation, case-insensitive on input.
@@ -255,10 +258,24 @@ pub fn apply_patch(
 }
 
 fn in_operation(e: ScimError, i: usize, op: &PatchOperation) -> ScimError {
+    // The path is echoed; a control character in it (a filter's string may hold one) is
+    // written as an escape, so the detail never carries one into a log line.
     let path = op
         .path
         .as_deref()
-        .map(|p| format!(" '{p}'"))
+        .map(|p| {
+            let shown: String = p
+                .chars()
+                .map(|c| {
+                    if super::schema::is_forbidden_char(c) {
+                        format!("\\u{{{:04x}}}", u32::from(c))
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+            format!(" '{shown}'")
+        })
         .unwrap_or_default();
     ScimError {
         detail: format!(
@@ -355,13 +372,27 @@ fn write_path(
         };
     }
     let r = path.resolve(rt)?;
+    let at = attr_path(r.extension, r.attr);
     let container = container_mut(work, r.extension)?;
     canonicalize_key(container, r.attr.name);
     match (r.filter, r.sub) {
-        (None, None) => write_attr(container, r.attr, kind, value),
-        (None, Some(sd)) => write_sub_everywhere(container, r.attr, sd, kind, value),
-        (Some(f), sub) => write_filtered(container, r.attr, f, sub, kind, value),
+        (None, None) => write_attr(container, r.attr, kind, value, &at),
+        (None, Some(sd)) => write_sub_everywhere(container, r.attr, sd, kind, value, &at),
+        (Some(f), sub) => write_filtered(container, r.attr, f, sub, kind, value, &at),
     }
+}
+
+/// An attribute's path for error details: `emails`, `urn:...:enterprise:2.0:User:manager`.
+fn attr_path(extension: Option<&str>, def: &AttributeDef) -> String {
+    match extension {
+        Some(urn) => format!("{urn}:{}", def.name),
+        None => def.name.to_owned(),
+    }
+}
+
+/// A sub-attribute's path for error details: `emails.value`.
+fn sub_path(at: &str, sd: &AttributeDef) -> String {
+    format!("{at}.{}", sd.name)
 }
 
 /// The object holding an attribute: the resource, or its extension object (created empty;
@@ -394,17 +425,23 @@ fn canonicalize_key(obj: &mut Obj, name: &str) {
     }
 }
 
-/// Coerces a value for writing and drops read-only sub-attributes from complex values.
-fn coerce_write(def: &'static AttributeDef, value: Value) -> Result<Option<Value>, ScimError> {
-    let v = coerce(def, value)?;
+/// Coerces a value for writing (type and text checked; errors name `at`) and drops read-only
+/// sub-attributes from complex values.
+fn coerce_write(
+    def: &'static AttributeDef,
+    value: Value,
+    at: &str,
+) -> Result<Option<Value>, ScimError> {
+    let v = coerce_at(def, value, at)?;
     Ok(v.and_then(|v| strip_read_only(def, v)))
 }
 
 fn coerce_write_element(
     def: &'static AttributeDef,
     value: Value,
+    at: &str,
 ) -> Result<Option<Value>, ScimError> {
-    let v = coerce_single(def, value)?;
+    let v = coerce_single_at(def, value, at)?;
     Ok(v.and_then(|v| strip_read_only_element(def, v)))
 }
 
@@ -469,16 +506,17 @@ fn write_attr(
     def: &'static AttributeDef,
     kind: PatchOpKind,
     value: Value,
+    at: &str,
 ) -> Result<(), ScimError> {
     if def.mutability == Mutability::ReadOnly {
         // Okta echoes the group's own `id` in a rename: accept a value equal to the current.
-        let new = coerce(def, value)?;
+        let new = coerce_at(def, value, at)?;
         if new.as_ref() == container.get(def.name) || (new.is_none() && kind == PatchOpKind::Add) {
             return Ok(());
         }
         return Err(mutability_error(def, "it cannot be changed"));
     }
-    let new = coerce_write(def, value)?;
+    let new = coerce_write(def, value, at)?;
     if def.mutability == Mutability::Immutable {
         if let Some(cur) = container.get(def.name) {
             if new.as_ref() != Some(cur) {
@@ -654,11 +692,12 @@ fn write_sub_everywhere(
     sd: &AttributeDef,
     kind: PatchOpKind,
     value: Value,
+    at: &str,
 ) -> Result<(), ScimError> {
     if def.mutability == Mutability::ReadOnly {
         return Err(mutability_error(def, "it cannot be changed"));
     }
-    let new = coerce(sd, value)?;
+    let new = coerce_at(sd, value, &sub_path(at, sd))?;
     if def.multi_valued {
         let list = match container.get_mut(def.name).and_then(Value::as_array_mut) {
             Some(l) if !l.is_empty() => l,
@@ -715,6 +754,7 @@ fn write_filtered(
     sub: Option<&AttributeDef>,
     kind: PatchOpKind,
     value: Value,
+    at: &str,
 ) -> Result<(), ScimError> {
     if def.mutability == Mutability::ReadOnly {
         return Err(mutability_error(def, "it cannot be changed"));
@@ -724,7 +764,7 @@ fn write_filtered(
         Some(Value::Null) | None => Vec::new(),
         Some(other) => vec![other],
     };
-    let result = write_filtered_list(&mut list, def, filter, sub, kind, value);
+    let result = write_filtered_list(&mut list, def, filter, sub, kind, value, at);
     if !list.is_empty() {
         container.insert(def.name.to_owned(), Value::Array(list));
     }
@@ -738,6 +778,7 @@ fn write_filtered_list(
     sub: Option<&AttributeDef>,
     kind: PatchOpKind,
     value: Value,
+    at: &str,
 ) -> Result<(), ScimError> {
     let matched: Vec<usize> = list
         .iter()
@@ -752,20 +793,27 @@ fn write_filtered_list(
                 def.name
             )));
         };
-        // Entra: a `type eq` filter that matches nothing creates the element.
+        // Entra: a `type eq` filter that matches nothing creates the element. The filter's
+        // value becomes a stored value, so it is checked as one.
         let mut el = Map::new();
-        el.insert(type_def.name.to_owned(), Value::String(t.to_owned()));
+        let type_value = coerce_at(
+            type_def,
+            Value::String(t.to_owned()),
+            &sub_path(at, type_def),
+        )?
+        .unwrap_or_else(|| Value::String(t.to_owned()));
+        el.insert(type_def.name.to_owned(), type_value);
         match sub {
             Some(sd) => {
                 check_sub_write(sd, None, Some(&value))?;
-                match coerce(sd, value)? {
+                match coerce_at(sd, value, &sub_path(at, sd))? {
                     Some(v) => {
                         el.insert(sd.name.to_owned(), v);
                     }
                     None => return Ok(()),
                 }
             }
-            None => match coerce_write_element(def, value)? {
+            None => match coerce_write_element(def, value, at)? {
                 Some(Value::Object(o)) => {
                     for (k, v) in o {
                         el.insert(k, v);
@@ -787,7 +835,7 @@ fn write_filtered_list(
     }
     match sub {
         Some(sd) => {
-            let new = coerce(sd, value)?;
+            let new = coerce_at(sd, value, &sub_path(at, sd))?;
             for &i in &matched {
                 if let Some(el) = list.get_mut(i) {
                     set_sub(el, sd, new.clone(), kind)?;
@@ -796,7 +844,7 @@ fn write_filtered_list(
             list.retain(|el| el.as_object().is_none_or(|o| !o.is_empty()));
         }
         None => {
-            let new = coerce_write_element(def, value)?;
+            let new = coerce_write_element(def, value, at)?;
             match (kind, new) {
                 (_, Some(Value::Object(new_obj))) => {
                     for &i in &matched {
@@ -892,7 +940,8 @@ fn remove(
         (None, None) => {
             if let (true, Some(v)) = (def.multi_valued, value) {
                 if !v.is_null() {
-                    return remove_listed(container, def, v.clone());
+                    let at = attr_path(r.extension, def);
+                    return remove_listed(container, def, v.clone(), &at);
                 }
             }
             unassign(container, def)
@@ -979,11 +1028,12 @@ fn remove_listed(
     container: &mut Obj,
     def: &'static AttributeDef,
     v: Value,
+    at: &str,
 ) -> Result<(), ScimError> {
     if def.mutability == Mutability::ReadOnly {
         return Err(mutability_error(def, "it cannot be changed"));
     }
-    let Some(Value::Array(items)) = coerce(def, v)? else {
+    let Some(Value::Array(items)) = coerce_at(def, v, at)? else {
         return Ok(());
     };
     let mut keys = HashSet::new();

@@ -15,8 +15,8 @@ use time::{OffsetDateTime, UtcOffset};
 
 use super::error::ScimError;
 use super::schema::{
-    coerce, kind, AttrRef, AttrType, AttributeDef, Mutability, ResourceType, SchemaDef,
-    ENTERPRISE_USER_SCHEMA,
+    check_key, check_text_deep, coerce_at, kind, AttrRef, AttrType, AttributeDef, Mutability,
+    ResourceType, SchemaDef, ENTERPRISE_USER_SCHEMA,
 };
 use super::version::etag;
 
@@ -45,8 +45,13 @@ pub fn canonicalize(rt: &ResourceType, body: Value, mode: InputMode) -> Result<V
 /// Canonicalizes a POST or PUT body:
 /// - attribute names take their schema spelling (matched case-insensitively), including
 ///   URN-qualified top-level keys (`urn:...:core:2.0:User:userName`, `urn:...:enterprise:2.0:User:manager`);
-/// - every value goes through [`coerce`] (boolean strings, `null`/`[]` unassigned, single values
-///   for multi-valued attributes, bare `manager` ids);
+/// - every value goes through [`coerce_at`](super::schema::coerce_at): checked against its
+///   attribute's type (a number for a string attribute is 400 `invalidValue`), with the IdPs'
+///   shapes (boolean strings, `null`/`[]` unassigned, single values for multi-valued
+///   attributes, bare `manager` ids);
+/// - no string anywhere in what is kept, and no attribute name, may hold a control character
+///   ([`is_forbidden_char`](super::schema::is_forbidden_char)): 400 `invalidValue` naming the
+///   attribute;
 /// - read-only input (`id`, `meta`, `groups`) is dropped silently; `password` is dropped and
 ///   reported in `password_given`;
 /// - unknown URIs in `schemas` are tolerated; objects under unknown URN keys are kept as sent
@@ -113,6 +118,8 @@ pub fn canonicalize_input(
                 // extension: kept as sent. Anything else there (a qualified attribute of an
                 // unknown schema) is an unknown attribute: ignored.
                 if matches!(&value, Value::Object(m) if !m.is_empty()) {
+                    check_key("the resource", &key)?;
+                    check_text_deep(&key, &value)?;
                     out.unknown.insert(key, value);
                 }
             }
@@ -159,8 +166,11 @@ impl Canonicalizer<'_> {
         };
         let Some(def) = def else {
             return match schema {
-                // Unknown attributes inside a known extension object are kept as sent.
+                // Unknown attributes inside a known extension object are kept as sent (their
+                // text is checked; the schema says nothing of their type).
                 Some(s) if !is_unassigned(&value) => {
+                    check_key(s.id, name)?;
+                    check_text_deep(&format!("{}:{name}", s.id), &value)?;
                     self.extension_map(s).insert(name.to_owned(), value);
                     Ok(())
                 }
@@ -170,7 +180,11 @@ impl Canonicalizer<'_> {
         if def.mutability == Mutability::ReadOnly {
             return Ok(());
         }
-        let Some(value) = coerce(def, value)? else {
+        let at = match schema {
+            None => def.name.to_owned(),
+            Some(s) => format!("{}:{}", s.id, def.name),
+        };
+        let Some(value) = coerce_at(def, value, &at)? else {
             return Ok(());
         };
         if def.mutability == Mutability::WriteOnly {
@@ -1192,10 +1206,30 @@ mod tests {
         );
     }
 
+    /// The RFC example with its two `addresses.formatted` on one line: the bridge refuses the
+    /// example's newlines (see `rfc_full_user_with_newlines_in_formatted_addresses_is_refused`).
+    fn one_line_addresses(mut u: Value) -> Value {
+        for a in u["addresses"].as_array_mut().unwrap() {
+            let f = a["formatted"].as_str().unwrap().replace('\n', ", ");
+            a["formatted"] = json!(f);
+        }
+        u
+    }
+
+    #[test]
+    fn rfc_full_user_with_newlines_in_formatted_addresses_is_refused() {
+        // RFC 7643 lets `addresses.formatted` hold newlines; the bridge refuses control
+        // characters in every value (schema::is_forbidden_char), this one included.
+        let e = user_err(examples::full_user());
+        assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
+        assert!(e.detail.contains("'addresses.formatted'"), "{}", e.detail);
+        assert!(e.detail.contains("U+000A"), "{}", e.detail);
+    }
+
     #[test]
     fn rfc_full_user_canonicalizes_without_read_only_or_password() {
-        let v = user(examples::full_user());
-        let mut want = examples::full_user();
+        let v = user(one_line_addresses(examples::full_user()));
+        let mut want = one_line_addresses(examples::full_user());
         let o = want.as_object_mut().unwrap();
         for k in ["id", "meta", "groups", "password"] {
             o.remove(k);
@@ -1226,7 +1260,7 @@ mod tests {
         let mut want = examples::enterprise_user();
         want.as_object_mut().unwrap().remove("password");
         assert_eq!(serde_json::to_value(&typed).unwrap(), want);
-        let v = user(examples::enterprise_user());
+        let v = user(one_line_addresses(examples::enterprise_user()));
         let view = UserView::from_resource(&v).unwrap();
         assert_eq!(
             view.manager_id.as_deref(),
@@ -1308,6 +1342,260 @@ mod tests {
                 "version": "W/\"3\"",
             })
         );
+    }
+
+    /// For every attribute and sub-attribute of `rt` whose type is text (string, reference,
+    /// binary) and that a client may write: its path and a valid body holding `bad` there.
+    fn text_leaves(rt: &ResourceType, bad: &Value) -> Vec<(String, Value)> {
+        use crate::scim::schema::COMMON_ATTRIBUTES;
+        let base = if rt.name == "User" {
+            json!({"userName": "base@x.io"})
+        } else {
+            json!({"displayName": "G"})
+        };
+        let is_text =
+            |t: AttrType| matches!(t, AttrType::String | AttrType::Reference | AttrType::Binary);
+        let mut groups: Vec<(Option<&SchemaDef>, &[AttributeDef])> =
+            vec![(None, rt.schema.attributes), (None, COMMON_ATTRIBUTES)];
+        groups.extend(rt.extensions.iter().map(|e| (Some(*e), e.attributes)));
+        let mut out = Vec::new();
+        for (ext, attrs) in groups {
+            for def in attrs
+                .iter()
+                .filter(|d| d.mutability != Mutability::ReadOnly)
+            {
+                let at = ext.map_or(def.name.to_owned(), |e| format!("{}:{}", e.id, def.name));
+                let place = |v: Value| {
+                    let mut b = base.clone();
+                    match ext {
+                        None => b[def.name] = v,
+                        Some(e) => b[e.id] = json!({def.name: v}),
+                    }
+                    b
+                };
+                if def.ty == AttrType::Complex {
+                    for sd in def.sub_attributes.iter().filter(|sd| is_text(sd.ty)) {
+                        let el = json!({sd.name: bad});
+                        let v = if def.multi_valued { json!([el]) } else { el };
+                        out.push((format!("{at}.{}", sd.name), place(v)));
+                    }
+                } else if is_text(def.ty) {
+                    out.push((at, place(bad.clone())));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_control_character_in_any_text_attribute_is_refused_naming_it() {
+        for (rt, least) in [(&USER_RESOURCE, 40), (&GROUP_RESOURCE, 5)] {
+            for (what, bad) in crate::scim::schema::tests::FORBIDDEN {
+                let cases = text_leaves(rt, &json!(bad));
+                assert!(
+                    cases.len() >= least,
+                    "{} cases for {}",
+                    cases.len(),
+                    rt.name
+                );
+                for (at, body) in cases {
+                    for mode in [InputMode::Create, InputMode::Replace] {
+                        let e = canonicalize(rt, body.clone(), mode).unwrap_err();
+                        assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{what} at {at}");
+                        assert!(
+                            e.detail.contains(&format!("'{at}'")),
+                            "{what} at {at}: {}",
+                            e.detail
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_number_boolean_or_object_for_any_text_attribute_is_refused_naming_it() {
+        for rt in [&USER_RESOURCE, &GROUP_RESOURCE] {
+            for wrong in [json!(1e40), json!(7), json!(false), json!({"k": "v"})] {
+                for (at, body) in text_leaves(rt, &wrong) {
+                    let e = canonicalize(rt, body, InputMode::Create).unwrap_err();
+                    assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{wrong} at {at}");
+                    assert!(
+                        e.detail.contains(&format!("'{at}' must be a string")),
+                        "{wrong} at {at}: {}",
+                        e.detail
+                    );
+                }
+            }
+        }
+        // The two cases of the issue.
+        let e = user_err(json!({"userName": "a", "externalId": 1e40}));
+        assert!(e.detail.contains("'externalId'"), "{}", e.detail);
+        let e = user_err(json!({"userName": "a", "emails": [{"value": 42}]}));
+        assert!(e.detail.contains("'emails.value'"), "{}", e.detail);
+    }
+
+    #[test]
+    fn the_idp_dialects_still_canonicalize() {
+        // Entra: string booleans, nulls, an empty array, the Microsoft schema URI, `$ref: null`.
+        let v = user(json!({
+            "userName": "a@x.io",
+            "active": "False",
+            "emails": [{"value": "a@x.io", "primary": "True", "type": "work"}],
+            "addresses": null,
+            "roles": [],
+            ENTERPRISE_USER_SCHEMA: {"manager": "m1", "employeeNumber": "20481"},
+        }));
+        assert_eq!(v["active"], json!(false));
+        assert_eq!(v["emails"][0]["primary"], json!(true));
+        assert_eq!(v[ENTERPRISE_USER_SCHEMA]["manager"], json!({"value": "m1"}));
+        let g = canonicalize(
+            &GROUP_RESOURCE,
+            json!({"displayName": "G", "members": [{"$ref": null, "value": "u1"}]}),
+            InputMode::Create,
+        )
+        .unwrap();
+        assert_eq!(g["members"], json!([{"value": "u1"}]));
+    }
+
+    #[test]
+    fn unknown_attributes_keep_their_types_but_not_control_characters() {
+        // Types: unknown attributes are not checked (the schema says nothing of them), as before.
+        let v = user(json!({
+            "userName": "a",
+            "favouriteNumber": 7,
+            ENTERPRISE_USER_SCHEMA: {"badge": 7, "tags": ["a", 1]},
+            "urn:example:ext:2.0:User": {"tier": 3},
+            "emails": [{"value": "a@x.io", "verified": 1}],
+        }));
+        assert!(v.get("favouriteNumber").is_none());
+        assert_eq!(v[ENTERPRISE_USER_SCHEMA]["badge"], 7);
+        assert_eq!(v["urn:example:ext:2.0:User"]["tier"], 3);
+        assert_eq!(v["emails"][0]["verified"], 1);
+        // Text: what is kept must hold no control character, in values or names.
+        for (body, at) in [
+            (
+                json!({ENTERPRISE_USER_SCHEMA: {"badge": "a\r\nb"}}),
+                format!("'{ENTERPRISE_USER_SCHEMA}:badge'"),
+            ),
+            (
+                json!({ENTERPRISE_USER_SCHEMA: {"tags": ["ok", "a\u{0}"]}}),
+                format!("'{ENTERPRISE_USER_SCHEMA}:tags'"),
+            ),
+            (
+                json!({"urn:example:ext:2.0:User": {"tier": {"name": "x\ny"}}}),
+                "'urn:example:ext:2.0:User.tier.name'".to_owned(),
+            ),
+            (
+                json!({"urn:example:ext:2.0:User": {"ti\ner": "gold"}}),
+                "'urn:example:ext:2.0:User'".to_owned(),
+            ),
+            (
+                json!({"urn:example:ext\n:2.0:User": {"tier": "gold"}}),
+                "'the resource'".to_owned(),
+            ),
+            (
+                json!({"emails": [{"value": "a@x.io", "note": "x\ty"}]}),
+                "'emails.note'".to_owned(),
+            ),
+        ] {
+            let mut body = body;
+            body["userName"] = json!("a");
+            let e = user_err(body.clone());
+            assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{body}");
+            assert!(e.detail.contains(&at), "{body}: {}", e.detail);
+        }
+        // An unknown plain attribute is dropped, as before, whatever it holds.
+        let v = user(json!({"userName": "a", "favouriteColour": "blue\r\n"}));
+        assert!(v.get("favouriteColour").is_none());
+    }
+
+    /// Every string and object key in `v`.
+    fn texts(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|i| texts(i, out)),
+            Value::Object(o) => {
+                for (k, child) in o {
+                    out.push(k.clone());
+                    texts(child, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A JSON value built from known and unknown names and strings that may hold controls.
+    fn body_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = "[a-z@.\r\n\t\u{0}\u{1b}\u{7f}\u{85}\u{2028} éש]{0,8}";
+        let key = prop_oneof![
+            Just("value".to_owned()),
+            Just("type".to_owned()),
+            Just("givenName".to_owned()),
+            Just("primary".to_owned()),
+            Just("department".to_owned()),
+            Just("manager".to_owned()),
+            text.prop_map(|s| s),
+        ];
+        let leaf = prop_oneof![
+            text.prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+        ];
+        leaf.prop_recursive(3, 24, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::vec((key.clone(), inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever is accepted holds no control character, in any value or name.
+        #[test]
+        fn an_accepted_body_holds_no_control_character(
+            fields in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("userName"),
+                        proptest::strategy::Just("displayName"),
+                        proptest::strategy::Just("externalId"),
+                        proptest::strategy::Just("name"),
+                        proptest::strategy::Just("emails"),
+                        proptest::strategy::Just("addresses"),
+                        proptest::strategy::Just("members"),
+                        proptest::strategy::Just("active"),
+                        proptest::strategy::Just(ENTERPRISE_USER_SCHEMA),
+                        proptest::strategy::Just("urn:example:ext:2.0:User"),
+                        proptest::strategy::Just("nick"),
+                    ],
+                    body_value(),
+                ),
+                0..6,
+            )
+        ) {
+            let mut body = Map::new();
+            body.insert("userName".into(), json!("a@x.io"));
+            body.insert("displayName".into(), json!("G"));
+            for (k, v) in fields {
+                body.insert(k.to_owned(), v);
+            }
+            for rt in [&USER_RESOURCE, &GROUP_RESOURCE] {
+                if let Ok(v) = canonicalize(rt, Value::Object(body.clone()), InputMode::Create) {
+                    let mut all = Vec::new();
+                    texts(&v, &mut all);
+                    for t in all {
+                        proptest::prop_assert!(
+                            !t.chars().any(crate::scim::schema::is_forbidden_char),
+                            "{:?} kept in {}", t, v
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

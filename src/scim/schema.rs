@@ -1,9 +1,10 @@
 //! The schema model (RFC 7643 sections 2, 4, 7 and 8.7): attribute definitions with every
 //! characteristic, for core User, core Group and the enterprise User extension; the common
 //! attributes `id`, `externalId`, `meta`; resource types; attribute references
-//! (`[urn:]name[.sub]`) resolved case-insensitively; and value coercion by attribute type
-//! (booleans sent as strings, `null` and `[]` as unassigned, single values for multi-valued
-//! attributes, `manager` as a bare id).
+//! (`[urn:]name[.sub]`) resolved case-insensitively; and value checks by attribute type, with
+//! the shapes and dialects the IdPs send (booleans as strings, `null` and `[]` as unassigned,
+//! single values for multi-valued attributes, `manager` as a bare id) and no control characters
+//! in any string.
 
 use serde_json::{Map, Value};
 
@@ -705,18 +706,102 @@ impl Resolved {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Coercion
+// Coercion and value checks
 
-/// Brings a value sent by a client into the canonical shape for `def`:
-/// - `null`, `[]`, `{}` (after cleaning) mean unassigned: `Ok(None)`;
-/// - booleans accept `"True"`, `"false"` and the like;
-/// - numbers and booleans sent for a string become strings; integers and decimals accept strings;
-/// - dateTime must parse as RFC 3339;
-/// - a multi-valued attribute accepts a single value (wrapped into an array);
-/// - a single-valued complex attribute with a `value` sub-attribute accepts a bare value or a
-///   one-element array (`manager` as Entra and Okta send it);
-/// - sub-attribute names of complex values take their canonical spelling; unknown ones are kept.
+/// True for a character no SCIM value may hold: every Unicode control character (C0
+/// U+0000-U+001F, which includes TAB, LF, CR and NUL; DEL U+007F; C1 U+0080-U+009F) and the
+/// line and paragraph separators U+2028 and U+2029.
+///
+/// Why all of them, everywhere, TAB included: a value the bridge accepts is stored, echoed to
+/// every client that reads it, written to logs and the audit log, and parts of it travel to the
+/// partner in HTTP headers and bodies. Line breaks split log lines and headers, NUL truncates
+/// strings in C libraries and PostgreSQL text, ESC and C1 drive terminals, TAB is a field
+/// separator in every export, and U+2028/2029 end lines in JavaScript and some log viewers. No
+/// attribute of User, Group or the enterprise extension needs any of them: names, emails and
+/// ids are one line, and the IdPs send addresses as structured sub-attributes. (RFC 7643 lets
+/// `addresses.formatted` hold newlines; the bridge refuses them there too, so one rule holds for
+/// every value.) Other invisible characters (bidirectional marks and overrides, zero-width
+/// joiners) are part of real names in right-to-left scripts and emoji, and are kept.
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// Refuses a string that holds a [forbidden character](is_forbidden_char): 400
+/// `invalidValue` naming `at` (the attribute path) and the code point, never the value.
+pub fn check_text(at: &str, s: &str) -> Result<(), ScimError> {
+    match s.chars().find(|&c| is_forbidden_char(c)) {
+        None => Ok(()),
+        Some(c) => Err(forbidden_char_error(at, c)),
+    }
+}
+
+fn forbidden_char_error(at: &str, c: char) -> ScimError {
+    ScimError::invalid_value(format!(
+        "'{at}' contains the control character U+{:04X}; no SCIM value may contain control \
+         characters (U+0000-U+001F such as TAB, LF, CR and NUL, U+007F-U+009F) or the line \
+         separators U+2028 and U+2029",
+        u32::from(c)
+    ))
+}
+
+/// [`check_text`] for every string and every object key inside `v`, at any depth: for values
+/// kept as sent without a schema (unknown sub-attributes, unknown attributes of an extension,
+/// objects under unknown extension URNs). Their types are not checked: the schema says nothing
+/// about them.
+pub fn check_text_deep(at: &str, v: &Value) -> Result<(), ScimError> {
+    match v {
+        Value::String(s) => check_text(at, s),
+        Value::Array(items) => items.iter().try_for_each(|i| check_text_deep(at, i)),
+        Value::Object(o) => {
+            for (k, child) in o {
+                check_key(at, k)?;
+                check_text_deep(&format!("{at}.{k}"), child)?;
+            }
+            Ok(())
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
+/// Refuses an attribute name (an object key) with a forbidden character; the detail names the
+/// object it is in, not the key, which would carry the character into the error.
+pub fn check_key(within: &str, key: &str) -> Result<(), ScimError> {
+    match key.chars().find(|&c| is_forbidden_char(c)) {
+        None => Ok(()),
+        Some(c) => Err(ScimError::invalid_value(format!(
+            "an attribute name in '{within}' contains the control character U+{:04X}",
+            u32::from(c)
+        ))),
+    }
+}
+
+/// Brings a value sent by a client into the canonical shape for `def`, checking it against the
+/// attribute's type; see [`coerce_at`]. Errors name `def.name`.
 pub fn coerce(def: &AttributeDef, value: Value) -> Result<Option<Value>, ScimError> {
+    coerce_at(def, value, def.name)
+}
+
+/// Brings a value sent by a client into the canonical shape for `def`; `at` is the attribute's
+/// path (`emails`, `name.givenName`, `urn:...:User:manager`), which errors name.
+///
+/// Shapes (what RFC 7643 leaves open and the IdPs use):
+/// - `null`, `[]`, `{}` (after cleaning) mean unassigned: `Ok(None)`;
+/// - a multi-valued attribute accepts one value for a one-element array;
+/// - a single-valued complex attribute with a `value` sub-attribute accepts a bare string or a
+///   one-element array (`manager` as Entra and Okta send it);
+/// - sub-attribute names of complex values take their canonical spelling; unknown ones are kept
+///   as sent (their text is checked, not their type).
+///
+/// Types are checked, not converted (RFC 7643 section 2.3), with one exception the IdPs need:
+/// - a boolean accepts `true`/`false` in any case as a string (Entra sends `"False"`);
+/// - a string, reference or binary takes only a JSON string: a number or boolean is 400
+///   `invalidValue` (`"externalId": 1e40` would otherwise be stored as `"1e+40"`);
+/// - an integer takes only a JSON integer, a decimal only a JSON number;
+/// - a dateTime takes only an RFC 3339 string;
+/// - a complex value takes only an object (apart from the bare `manager` id above): a string
+///   or number inside `emails` or `members` is 400;
+/// - no string anywhere may hold a [forbidden character](is_forbidden_char).
+pub fn coerce_at(def: &AttributeDef, value: Value, at: &str) -> Result<Option<Value>, ScimError> {
     if def.multi_valued {
         let items = match value {
             Value::Null => return Ok(None),
@@ -725,7 +810,7 @@ pub fn coerce(def: &AttributeDef, value: Value) -> Result<Option<Value>, ScimErr
         };
         let mut out = Vec::with_capacity(items.len());
         for item in items {
-            if let Some(v) = coerce_single(def, item)? {
+            if let Some(v) = coerce_single_at(def, item, at)? {
                 out.push(v);
             }
         }
@@ -742,8 +827,7 @@ pub fn coerce(def: &AttributeDef, value: Value) -> Result<Option<Value>, ScimErr
                 1 => items.pop().unwrap_or(Value::Null),
                 _ => {
                     return Err(ScimError::invalid_value(format!(
-                        "'{}' is single-valued but an array of {} values was given",
-                        def.name,
+                        "'{at}' is single-valued but an array of {} values was given",
                         items.len()
                     )))
                 }
@@ -751,46 +835,62 @@ pub fn coerce(def: &AttributeDef, value: Value) -> Result<Option<Value>, ScimErr
         }
         Value::Array(_) => {
             return Err(ScimError::invalid_value(format!(
-                "'{}' is single-valued but an array was given",
-                def.name
+                "'{at}' is single-valued but an array was given"
             )))
         }
         other => other,
     };
-    coerce_single(def, value)
+    coerce_single_at(def, value, at)
 }
 
-/// Coerces one value (an element, for multi-valued attributes).
+/// Coerces one value (an element, for multi-valued attributes); errors name `def.name`.
 pub fn coerce_single(def: &AttributeDef, value: Value) -> Result<Option<Value>, ScimError> {
+    coerce_single_at(def, value, def.name)
+}
+
+/// Coerces one value (an element, for multi-valued attributes) at path `at`; see [`coerce_at`].
+pub fn coerce_single_at(
+    def: &AttributeDef,
+    value: Value,
+    at: &str,
+) -> Result<Option<Value>, ScimError> {
     if value.is_null() {
         return Ok(None);
     }
+    let wrong_type = |what: &str, v: &Value| {
+        ScimError::invalid_value(format!("'{at}' must be {what}, not {}", kind(v)))
+    };
     match def.ty {
         AttrType::Complex => {
             let obj = match value {
                 Value::Object(o) => o,
-                scalar if def.sub("value").is_some() => {
+                // `manager` as a bare id (Entra, Okta): the only scalar a complex attribute
+                // takes, and only where one value is meant.
+                Value::String(s) if !def.multi_valued && def.sub("value").is_some() => {
                     let mut o = Map::new();
-                    o.insert("value".into(), scalar);
+                    o.insert("value".into(), Value::String(s));
                     o
                 }
                 other => {
-                    return Err(ScimError::invalid_value(format!(
-                        "'{}' must be an object, not {}",
-                        def.name,
-                        kind(&other)
-                    )))
+                    let what = if def.multi_valued {
+                        "an array of objects (or one object)"
+                    } else {
+                        "an object"
+                    };
+                    return Err(wrong_type(what, &other));
                 }
             };
             let mut out = Map::new();
             for (k, v) in obj {
                 match def.sub(&k) {
                     Some(sd) => {
-                        if let Some(cv) = coerce(sd, v)? {
+                        if let Some(cv) = coerce_at(sd, v, &format!("{at}.{}", sd.name))? {
                             out.insert(sd.name.to_owned(), cv);
                         }
                     }
                     None => {
+                        check_key(at, &k)?;
+                        check_text_deep(&format!("{at}.{k}"), &v)?;
                         if !v.is_null() {
                             out.insert(k, v);
                         }
@@ -805,47 +905,25 @@ pub fn coerce_single(def: &AttributeDef, value: Value) -> Result<Option<Value>, 
         }
         AttrType::Boolean => match value {
             Value::Bool(b) => Ok(Some(Value::Bool(b))),
+            // Entra's dialect: booleans as strings ("True", "False").
             Value::String(s) if s.trim().eq_ignore_ascii_case("true") => {
                 Ok(Some(Value::Bool(true)))
             }
             Value::String(s) if s.trim().eq_ignore_ascii_case("false") => {
                 Ok(Some(Value::Bool(false)))
             }
-            other => Err(ScimError::invalid_value(format!(
-                "'{}' must be a boolean, not {}",
-                def.name,
-                kind(&other)
+            Value::String(_) => Err(ScimError::invalid_value(format!(
+                "'{at}' must be a boolean (true or false)"
             ))),
+            other => Err(wrong_type("a boolean", &other)),
         },
         AttrType::Integer => match &value {
             Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Some(value)),
-            Value::String(s) => s
-                .trim()
-                .parse::<i64>()
-                .map(|i| Some(Value::from(i)))
-                .map_err(|_| {
-                    ScimError::invalid_value(format!("'{}' must be an integer", def.name))
-                }),
-            other => Err(ScimError::invalid_value(format!(
-                "'{}' must be an integer, not {}",
-                def.name,
-                kind(other)
-            ))),
+            other => Err(wrong_type("an integer", other)),
         },
         AttrType::Decimal => match &value {
             Value::Number(_) => Ok(Some(value)),
-            Value::String(s) => match s.trim().parse::<f64>() {
-                Ok(f) if f.is_finite() => Ok(serde_json::Number::from_f64(f).map(Value::Number)),
-                _ => Err(ScimError::invalid_value(format!(
-                    "'{}' must be a decimal number",
-                    def.name
-                ))),
-            },
-            other => Err(ScimError::invalid_value(format!(
-                "'{}' must be a decimal number, not {}",
-                def.name,
-                kind(other)
-            ))),
+            other => Err(wrong_type("a decimal number", other)),
         },
         AttrType::DateTime => match value {
             Value::String(s) => {
@@ -855,26 +933,18 @@ pub fn coerce_single(def: &AttributeDef, value: Value) -> Result<Option<Value>, 
                     Ok(Some(Value::String(s)))
                 } else {
                     Err(ScimError::invalid_value(format!(
-                        "'{}' must be an RFC 3339 dateTime",
-                        def.name
+                        "'{at}' must be an RFC 3339 dateTime"
                     )))
                 }
             }
-            other => Err(ScimError::invalid_value(format!(
-                "'{}' must be a dateTime string, not {}",
-                def.name,
-                kind(&other)
-            ))),
+            other => Err(wrong_type("a dateTime string", &other)),
         },
         AttrType::String | AttrType::Reference | AttrType::Binary => match value {
-            Value::String(s) => Ok(Some(Value::String(s))),
-            Value::Number(n) => Ok(Some(Value::String(n.to_string()))),
-            Value::Bool(b) => Ok(Some(Value::String(b.to_string()))),
-            other => Err(ScimError::invalid_value(format!(
-                "'{}' must be a string, not {}",
-                def.name,
-                kind(&other)
-            ))),
+            Value::String(s) => {
+                check_text(at, &s)?;
+                Ok(Some(Value::String(s)))
+            }
+            other => Err(wrong_type("a string", &other)),
         },
     }
 }
@@ -892,8 +962,9 @@ pub fn kind(v: &Value) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::scim::ScimType;
     use serde_json::json;
 
     #[test]
@@ -953,5 +1024,188 @@ mod tests {
             coerce(m, json!({"VALUE": "42", "$ref": null})).unwrap(),
             want
         );
+    }
+
+    /// Control characters of every kind this module refuses, with a name for messages.
+    pub(crate) const FORBIDDEN: &[(&str, &str)] = &[
+        ("CR LF", "a\r\nb"),
+        ("LF", "a\nb"),
+        ("CR", "a\rb"),
+        ("NUL", "a\u{0}b"),
+        ("TAB", "a\tb"),
+        ("ESC", "a\u{1b}[31mb"),
+        ("DEL", "a\u{7f}b"),
+        ("NEL (C1)", "a\u{85}b"),
+        ("CSI (C1)", "a\u{9b}b"),
+        ("LINE SEPARATOR", "a\u{2028}b"),
+        ("PARAGRAPH SEPARATOR", "a\u{2029}b"),
+        ("a trailing LF", "a@x.io\n"),
+    ];
+
+    #[test]
+    fn forbidden_characters_are_the_controls_and_the_unicode_line_separators() {
+        for c in (0u32..0x20).chain(0x7f..0xa0).chain([0x2028, 0x2029]) {
+            let c = char::from_u32(c).unwrap();
+            assert!(is_forbidden_char(c), "U+{:04X}", u32::from(c));
+        }
+        // Text of real names stays: accents, emoji with joiners, right-to-left marks and
+        // overrides, non-breaking and ideographic spaces.
+        for ok in [
+            "Zoë",
+            "🦀👩🏽‍💻",
+            "שלום \u{202E}עולם",
+            "\u{200F}RTL\u{200E}",
+            "a\u{a0}b",
+            "a\u{3000}b",
+        ] {
+            assert!(check_text("x", ok).is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn a_control_character_in_a_string_attribute_is_invalid_value_naming_the_path() {
+        let emails = USER.attribute("emails").unwrap();
+        let external_id = COMMON_ATTRIBUTES
+            .iter()
+            .find(|a| a.name == "externalId")
+            .unwrap();
+        for (what, bad) in FORBIDDEN {
+            let e = coerce(emails, json!([{"value": bad, "type": "work"}])).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{what}");
+            assert!(e.detail.contains("'emails.value'"), "{what}: {}", e.detail);
+            // The detail names the code point, never the value.
+            assert!(!e.detail.contains(bad), "{what}: {}", e.detail);
+            let e = coerce_at(external_id, json!(bad), "externalId").unwrap_err();
+            assert!(e.detail.contains("'externalId'"), "{what}: {}", e.detail);
+            // Unknown sub-attributes are kept as sent, but not with control characters, in
+            // their values or their names.
+            let e = coerce(
+                emails,
+                json!([{"value": "a@x.io", "note": {"deep": [bad]}}]),
+            )
+            .unwrap_err();
+            assert!(
+                e.detail.contains("'emails.note.deep'"),
+                "{what}: {}",
+                e.detail
+            );
+            let e = coerce(emails, json!([{"value": "a@x.io", (*bad): 1}])).unwrap_err();
+            assert!(e.detail.contains("'emails'"), "{what}: {}", e.detail);
+        }
+        // The manager's bare id is checked like the object form.
+        let m = ENTERPRISE_USER.attribute("manager").unwrap();
+        let e = coerce_at(m, json!("4\r\n2"), "manager").unwrap_err();
+        assert!(e.detail.contains("'manager.value'"), "{}", e.detail);
+    }
+
+    #[test]
+    fn string_attributes_take_only_strings() {
+        let display = USER.attribute("displayName").unwrap();
+        let emails = USER.attribute("emails").unwrap();
+        let external_id = COMMON_ATTRIBUTES
+            .iter()
+            .find(|a| a.name == "externalId")
+            .unwrap();
+        for wrong in [
+            json!(1e40),
+            json!(42),
+            json!(-1.5),
+            json!(true),
+            json!({"a": "b"}),
+        ] {
+            let e = coerce(external_id, wrong.clone()).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{wrong}");
+            assert!(
+                e.detail.contains("'externalId' must be a string"),
+                "{}",
+                e.detail
+            );
+            assert!(coerce(display, wrong.clone()).is_err(), "{wrong}");
+            let e = coerce(emails, json!([{"value": wrong.clone()}])).unwrap_err();
+            assert!(
+                e.detail.contains("'emails.value' must be a string"),
+                "{}",
+                e.detail
+            );
+        }
+        // An array for a single-valued string stays refused (apart from one element, a shape
+        // the IdPs use for any single value).
+        assert!(coerce(display, json!(["a", "b"])).is_err());
+        assert!(coerce(display, json!([7])).is_err());
+        assert_eq!(coerce(display, json!(["a"])).unwrap(), Some(json!("a")));
+    }
+
+    #[test]
+    fn booleans_take_booleans_and_entra_strings_only() {
+        let active = USER.attribute("active").unwrap();
+        for ok in [json!(true), json!("True"), json!("false"), json!(" FALSE ")] {
+            assert!(coerce(active, ok.clone()).is_ok(), "{ok}");
+        }
+        for wrong in [
+            json!(1),
+            json!(0),
+            json!("1"),
+            json!("yes"),
+            json!({"v": true}),
+        ] {
+            let e = coerce(active, wrong.clone()).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{wrong}");
+            assert!(
+                e.detail.contains("'active' must be a boolean"),
+                "{}",
+                e.detail
+            );
+        }
+        let emails = USER.attribute("emails").unwrap();
+        let e = coerce(emails, json!([{"value": "a@x.io", "primary": 1}])).unwrap_err();
+        assert!(e.detail.contains("'emails.primary'"), "{}", e.detail);
+    }
+
+    #[test]
+    fn complex_attributes_refuse_scalars_except_the_bare_manager_id() {
+        let emails = USER.attribute("emails").unwrap();
+        let members = GROUP.attribute("members").unwrap();
+        let name = USER.attribute("name").unwrap();
+        for (def, wrong) in [
+            (emails, json!("a@x.io")),
+            (emails, json!(["a@x.io"])),
+            (emails, json!([7])),
+            (emails, json!([{"value": "a@x.io"}, "b@x.io"])),
+            (members, json!(["2819c223"])),
+            (members, json!(42)),
+            (name, json!("Barbara Jensen")),
+            (name, json!(true)),
+        ] {
+            let e = coerce(def, wrong.clone()).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{wrong}");
+            assert!(
+                e.detail.contains(&format!("'{}'", def.name)),
+                "{}",
+                e.detail
+            );
+        }
+        // One object for a multi-valued attribute is still the one-element array.
+        assert_eq!(
+            coerce(emails, json!({"value": "a@x.io"})).unwrap(),
+            Some(json!([{"value": "a@x.io"}]))
+        );
+        // The manager as a bare id is the IdPs' dialect; as a bare number it is not an id.
+        let m = ENTERPRISE_USER.attribute("manager").unwrap();
+        assert_eq!(
+            coerce(m, json!("42")).unwrap(),
+            Some(json!({"value": "42"}))
+        );
+        assert!(coerce(m, json!(42)).is_err());
+    }
+
+    #[test]
+    fn numbers_are_not_coerced_from_strings() {
+        const COUNT: AttributeDef = AttributeDef::new("count", AttrType::Integer, "");
+        const RATIO: AttributeDef = AttributeDef::new("ratio", AttrType::Decimal, "");
+        assert_eq!(coerce(&COUNT, json!(3)).unwrap(), Some(json!(3)));
+        assert!(coerce(&COUNT, json!("3")).is_err());
+        assert!(coerce(&COUNT, json!(3.5)).is_err());
+        assert_eq!(coerce(&RATIO, json!(1e40)).unwrap(), Some(json!(1e40)));
+        assert!(coerce(&RATIO, json!("0.5")).is_err());
     }
 }

@@ -372,11 +372,12 @@ impl Sandbox {
         Self::start_with(&[])
     }
 
-    /// The sandbox with more configuration in `env`.
+    /// The sandbox with more configuration in `env` (so `--sandbox`: settings without a tenant
+    /// do not start it by themselves).
     fn start_with(env: &[(&str, &str)]) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let mut child = crate::cli::bridge()
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--sandbox", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .envs(env.iter().copied())
             .env("SCIM_BRIDGE_METRICS_LISTEN", "127.0.0.1:0")

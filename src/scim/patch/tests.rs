@@ -680,7 +680,8 @@ fn patch_rfc_3_5_2_3_replace_examples() {
     assert_eq!(member_values(&o.resource), ["2819c223", "08e1d05d"]);
     let mut u = user();
     u["addresses"] = json!([{"type": "work", "streetAddress": "old", "locality": "Hollywood"}]);
-    let o = apply_patch(&USER_RESOURCE, &u, &req(json!([{"op": "replace", "path": "addresses[type eq \"work\"]", "value": {"type": "work", "streetAddress": "911 Universal City Plaza", "locality": "Hollywood", "region": "CA", "postalCode": "91608", "country": "US", "formatted": "911 Universal City Plaza\nHollywood, CA 91608 US", "primary": true}}]))).unwrap();
+    // The RFC's `formatted` has a newline, which the bridge refuses in every value; one line here.
+    let o = apply_patch(&USER_RESOURCE, &u, &req(json!([{"op": "replace", "path": "addresses[type eq \"work\"]", "value": {"type": "work", "streetAddress": "911 Universal City Plaza", "locality": "Hollywood", "region": "CA", "postalCode": "91608", "country": "US", "formatted": "911 Universal City Plaza, Hollywood, CA 91608 US", "primary": true}}]))).unwrap();
     assert_eq!(
         o.resource["addresses"][0]["streetAddress"],
         "911 Universal City Plaza"
@@ -762,4 +763,248 @@ fn patch_extension_object_value_may_carry_its_own_schemas() {
     assert!(out.resource[ENTERPRISE_USER_SCHEMA]
         .get("schemas")
         .is_none());
+}
+
+// ---- Values are checked, in every form an operation takes ---------------------------------
+
+/// Every form a PATCH can write a text value in, for `bad`, with the attribute path the
+/// refusal must name.
+fn text_write_forms(bad: &Value) -> Vec<(&'static str, Value)> {
+    let ext = ENTERPRISE_USER_SCHEMA;
+    vec![
+        (
+            "displayName",
+            json!([{"op": "replace", "path": "displayName", "value": bad}]),
+        ),
+        (
+            "displayName",
+            json!([{"op": "add", "path": "displayName", "value": bad}]),
+        ),
+        (
+            "externalId",
+            json!([{"op": "replace", "path": "externalId", "value": bad}]),
+        ),
+        (
+            "userName",
+            json!([{"op": "replace", "path": "userName", "value": bad}]),
+        ),
+        (
+            "name.givenName",
+            json!([{"op": "replace", "path": "name.givenName", "value": bad}]),
+        ),
+        (
+            "name.familyName",
+            json!([{"op": "add", "path": "name", "value": {"familyName": bad}}]),
+        ),
+        (
+            "emails.value",
+            json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": bad}]),
+        ),
+        (
+            "emails.value",
+            json!([{"op": "replace", "path": "emails.value", "value": bad}]),
+        ),
+        (
+            "emails.value",
+            json!([{"op": "add", "path": "emails", "value": [{"value": bad, "type": "other"}]}]),
+        ),
+        (
+            "emails.value",
+            json!([{"op": "replace", "path": "emails", "value": [{"value": bad}]}]),
+        ),
+        (
+            "emails.value",
+            json!([{"op": "replace", "path": "emails[type eq \"work\"]", "value": {"value": bad, "type": "work"}}]),
+        ),
+        (
+            "emails.value",
+            json!([{"op": "add", "path": "emails[type eq \"work\"]", "value": {"value": bad}}]),
+        ),
+        // A `type eq` filter that matches nothing creates the element (Entra).
+        (
+            "phoneNumbers.value",
+            json!([{"op": "replace", "path": "phoneNumbers[type eq \"work\"].value", "value": bad}]),
+        ),
+        (
+            "addresses.streetAddress",
+            json!([{"op": "add", "path": "addresses[type eq \"work\"].streetAddress", "value": bad}]),
+        ),
+        (
+            "displayName",
+            json!([{"op": "replace", "value": {"displayName": bad}}]),
+        ),
+        (
+            "name.givenName",
+            json!([{"op": "replace", "value": {"name.givenName": bad}}]),
+        ),
+        (
+            "name.givenName",
+            json!([{"op": "add", "value": {"name": {"givenName": bad}}}]),
+        ),
+        (
+            "emails.value",
+            json!([{"op": "add", "value": {"emails": [{"value": bad}]}}]),
+        ),
+        (
+            "title",
+            json!([{"op": "replace", "value": {"urn:ietf:params:scim:schemas:core:2.0:User:title": bad}}]),
+        ),
+        (
+            "department",
+            json!([{"op": "replace", "path": format!("{ext}:department"), "value": bad}]),
+        ),
+        (
+            "department",
+            json!([{"op": "replace", "value": {format!("{ext}:department"): bad}}]),
+        ),
+        (
+            "department",
+            json!([{"op": "add", "path": ext, "value": {"department": bad}}]),
+        ),
+        (
+            "department",
+            json!([{"op": "replace", "value": {ext: {"department": bad}}}]),
+        ),
+        (
+            "manager.value",
+            json!([{"op": "add", "path": "manager", "value": bad}]),
+        ),
+        (
+            "manager.value",
+            json!([{"op": "add", "path": "manager", "value": [{"value": bad}]}]),
+        ),
+        (
+            "manager.value",
+            json!([{"op": "replace", "path": "manager.value", "value": bad}]),
+        ),
+        // The second operation fails: the first is not applied either.
+        (
+            "nickName",
+            json!([
+                {"op": "replace", "path": "title", "value": "ok"},
+                {"op": "replace", "path": "nickName", "value": bad}
+            ]),
+        ),
+    ]
+}
+
+#[test]
+fn a_control_character_is_refused_in_every_form_of_write() {
+    for (what, bad) in crate::scim::schema::tests::FORBIDDEN {
+        for (at, ops) in text_write_forms(&json!(bad)) {
+            let e = err_user(ops.clone());
+            assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{what}: {ops}");
+            assert!(e.detail.contains(at), "{what}: {ops}: {}", e.detail);
+            assert!(
+                e.detail.contains("control character"),
+                "{what}: {ops}: {}",
+                e.detail
+            );
+        }
+    }
+    // Groups: members and the group's name, with and without a path.
+    let g = group(&["a"]);
+    for ops in [
+        json!([{"op": "add", "path": "members", "value": [{"value": "b\r\n"}]}]),
+        json!([{"op": "replace", "path": "members", "value": [{"value": "b", "display": "B\nB"}]}]),
+        json!([{"op": "replace", "path": "displayName", "value": "G\u{0}"}]),
+        json!([{"op": "replace", "value": {"displayName": "G\r\nX-Injected: 1"}}]),
+    ] {
+        let e = apply_patch(&GROUP_RESOURCE, &g, &req(ops.clone())).unwrap_err();
+        assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{ops}");
+    }
+}
+
+#[test]
+fn the_type_a_value_filter_creates_is_checked_like_a_value() {
+    // Filters tolerate raw control characters in their strings; the element Entra's `type eq`
+    // form creates would store the filter's value as `type`.
+    let e = err_user(
+        json!([{"op": "replace", "path": "phoneNumbers[type eq \"wo\r\nrk\"].value", "value": "+1 555"}]),
+    );
+    assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
+    assert!(e.detail.contains("'phoneNumbers.type'"), "{}", e.detail);
+    // The detail echoes the path with its control characters escaped.
+    assert!(!e.detail.chars().any(char::is_control), "{:?}", e.detail);
+    assert!(e.detail.contains("wo\\u{000d}\\u{000a}rk"), "{}", e.detail);
+    // A clean one still creates the element.
+    let o = ok_user(
+        json!([{"op": "replace", "path": "phoneNumbers[type eq \"work\"].value", "value": "+1 555"}]),
+    );
+    assert_eq!(
+        o.resource["phoneNumbers"],
+        json!([{"type": "work", "value": "+1 555"}])
+    );
+}
+
+#[test]
+fn a_wrong_type_is_refused_in_every_form_of_write() {
+    for wrong in [json!(1e40), json!(42), json!(true), json!({"k": "v"})] {
+        for (at, ops) in text_write_forms(&wrong) {
+            // `"path": "manager"` with an object is the manager's object form, not a wrong type.
+            if at.starts_with("manager") && wrong.is_object() {
+                continue;
+            }
+            let e = err_user(ops.clone());
+            assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{wrong}: {ops}");
+            // A bare number for `manager` is refused as the attribute (an id must be a string).
+            let named = at.split('.').next().unwrap_or(at);
+            assert!(e.detail.contains(named), "{wrong}: {ops}: {}", e.detail);
+        }
+    }
+    // Booleans: Entra's strings are accepted, numbers are not.
+    assert_eq!(
+        ok_user(json!([{"op": "Replace", "path": "active", "value": "False"}])).resource["active"],
+        false
+    );
+    for wrong in [json!(0), json!(1), json!("no")] {
+        let e = err_user(json!([{"op": "replace", "value": {"active": wrong}}]));
+        assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{wrong}");
+        assert!(e.detail.contains("'active'"), "{}", e.detail);
+    }
+    // Multi-valued complex attributes take objects, not scalars.
+    for ops in [
+        json!([{"op": "add", "path": "emails", "value": "b@x.io"}]),
+        json!([{"op": "add", "path": "emails", "value": ["b@x.io"]}]),
+        json!([{"op": "replace", "path": "emails[type eq \"work\"]", "value": "b@x.io"}]),
+    ] {
+        let e = err_user(ops.clone());
+        assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{ops}");
+        assert!(e.detail.contains("'emails'"), "{ops}: {}", e.detail);
+    }
+    let e = apply_patch(
+        &GROUP_RESOURCE,
+        &group(&["a"]),
+        &req(json!([{"op": "add", "path": "members", "value": ["b"]}])),
+    )
+    .unwrap_err();
+    assert_eq!(e.scim_type, Some(ScimType::InvalidValue));
+}
+
+#[test]
+fn a_stored_value_with_a_control_character_does_not_block_other_writes() {
+    // A user stored before values were checked may hold one; deactivating it (Entra, Okta)
+    // and other writes must still work: only the values an operation writes are checked.
+    let mut u = user();
+    u["displayName"] = json!("Alex\r\nWu");
+    u["emails"][1]["value"] = json!("alex\n@home.example");
+    let o = apply_patch(
+        &USER_RESOURCE,
+        &u,
+        &req(
+            json!([{"op": "Replace", "path": "active", "value": "False"},
+                     {"op": "replace", "path": "name.givenName", "value": "Al"}]),
+        ),
+    )
+    .unwrap();
+    assert_eq!(o.resource["active"], false);
+    assert_eq!(o.resource["name"]["givenName"], "Al");
+    // Replacing the bad value with a clean one is how it gets fixed.
+    let o = apply_patch(
+        &USER_RESOURCE,
+        &u,
+        &req(json!([{"op": "replace", "path": "displayName", "value": "Alex Wu"}])),
+    )
+    .unwrap();
+    assert_eq!(o.resource["displayName"], "Alex Wu");
 }
