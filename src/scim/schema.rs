@@ -718,9 +718,9 @@ impl Resolved {
 /// strings in C libraries and PostgreSQL text, ESC and C1 drive terminals, TAB is a field
 /// separator in every export, and U+2028/2029 end lines in JavaScript and some log viewers. No
 /// attribute of User, Group or the enterprise extension needs any of them: names, emails and
-/// ids are one line, and the IdPs send addresses as structured sub-attributes. (RFC 7643 lets
-/// `addresses.formatted` hold newlines; the bridge refuses them there too, so one rule holds for
-/// every value.) Other invisible characters (bidirectional marks and overrides, zero-width
+/// ids are one line. The one exception is the postal address's free text
+/// (`addresses.formatted`, `addresses.streetAddress`), which RFC 7643's example user and
+/// directories write over several lines: LF and CR are kept there ([`check_text`]). Other invisible characters (bidirectional marks and overrides, zero-width
 /// joiners) are part of real names in right-to-left scripts and emoji, and are kept.
 pub fn is_forbidden_char(c: char) -> bool {
     c.is_control() || c == '\u{2028}' || c == '\u{2029}'
@@ -729,10 +729,31 @@ pub fn is_forbidden_char(c: char) -> bool {
 /// Refuses a string that holds a [forbidden character](is_forbidden_char): 400
 /// `invalidValue` naming `at` (the attribute path) and the code point, never the value.
 pub fn check_text(at: &str, s: &str) -> Result<(), ScimError> {
-    match s.chars().find(|&c| is_forbidden_char(c)) {
+    let lines = multi_line(at);
+    match s
+        .chars()
+        .find(|&c| is_forbidden_char(c) && !(lines && (c == '\n' || c == '\r')))
+    {
         None => Ok(()),
         Some(c) => Err(forbidden_char_error(at, c)),
     }
+}
+
+/// Whether `s` is refused nowhere but outside the postal address's free text (its only
+/// forbidden characters are line breaks).
+#[cfg(test)]
+pub(crate) fn only_line_breaks(s: &str) -> bool {
+    s.chars()
+        .filter(|&c| is_forbidden_char(c))
+        .all(|c| c == '\n' || c == '\r')
+}
+
+/// The postal address's free text, which RFC 7643 (section 4.1.2 and its example user in
+/// section 8.2) writes over several lines and directories hold that way: line breaks (LF, CR)
+/// are kept there, and only there. None of it reaches the partner.
+pub(crate) fn multi_line(at: &str) -> bool {
+    let at = at.to_ascii_lowercase();
+    at.ends_with("addresses.formatted") || at.ends_with("addresses.streetaddress")
 }
 
 fn forbidden_char_error(at: &str, c: char) -> ScimError {

@@ -147,12 +147,18 @@ fn bad_bodies() -> Vec<(&'static str, &'static str, Option<&'static str>, Edit)>
             Box::new(|u| u["title"] = json!("Data\tAnalyst")),
         ),
         (
-            "CR in addresses[].streetAddress",
+            "NUL in addresses[].streetAddress (line breaks are kept there)",
             "addresses.streetAddress",
             None,
             Box::new(|u| {
-                u["addresses"] = json!([{"type": "work", "streetAddress": "1 Main St\rSuite 2"}])
+                u["addresses"] = json!([{"type": "work", "streetAddress": "1 Main St\u{0}Suite 2"}])
             }),
+        ),
+        (
+            "CR in addresses[].locality",
+            "addresses.locality",
+            None,
+            Box::new(|u| u["addresses"] = json!([{"type": "work", "locality": "Holly\rwood"}])),
         ),
         (
             "U+2028 in phoneNumbers[].value",

@@ -892,6 +892,12 @@ fn text_write_forms(bad: &Value) -> Vec<(&'static str, Value)> {
 fn a_control_character_is_refused_in_every_form_of_write() {
     for (what, bad) in crate::scim::schema::tests::FORBIDDEN {
         for (at, ops) in text_write_forms(&json!(bad)) {
+            if crate::scim::schema::multi_line(at.trim_matches('\''))
+                && crate::scim::schema::only_line_breaks(bad)
+            {
+                ok_user(ops.clone());
+                continue;
+            }
             let e = err_user(ops.clone());
             assert_eq!(e.scim_type, Some(ScimType::InvalidValue), "{what}: {ops}");
             assert!(e.detail.contains(at), "{what}: {ops}: {}", e.detail);
