@@ -1766,11 +1766,18 @@ fn expected(m: &Model, plan: &Plan) -> Expected {
         if s.protected {
             groups.insert("Administrators".into());
         }
+        // A protected account keeps the names it has at the partner (the tenant does not set
+        // `allow_protected_changes`): its names are not part of the intent.
+        let (first, last) = if s.protected {
+            (String::new(), String::new())
+        } else {
+            (s.given.clone(), s.family.clone())
+        };
         users.insert(
             s.email.to_lowercase(),
             Want {
-                first: s.given.clone(),
-                last: s.family.clone(),
+                first,
+                last,
                 groups: Some(groups),
             },
         );

@@ -20,7 +20,8 @@
 //!    when the lease nears its end unrenewed ([`Fence`]). So never two partner writes are in
 //!    flight for one (site, user). A killed replica's rows are taken over in seconds: on
 //!    PostgreSQL each worker holds a liveness lock that dies with its connection, and claims
-//!    unrenewed for three renewal periods whose worker's lock is free are released
+//!    unrenewed for two renewal periods plus the fence margin (so no write the dead worker
+//!    started can still be in flight) whose worker's lock is free are released
 //!    (`store::liveness`); a worker that loses its own lock gives up its claims first. On
 //!    SQLite (one process) a start releases every claim.
 //! 5. A deleted user is a tombstone (its partner email) until every site has converged: the
@@ -62,6 +63,10 @@ pub enum ConvergeError {
     /// this one writes nothing more and records no outcome.
     #[error("the claim on the outbox row was lost")]
     ClaimLost,
+    /// Something in flight elsewhere decides first (an email change holding the user's new
+    /// email): the row is looked at again later.
+    #[error("{0}")]
+    Waiting(&'static str),
 }
 
 /// The fence of one claim: until when its lease runs, renewed by the engine while the claim is
@@ -613,6 +618,10 @@ impl Engine {
             self.inner.options.partner.request_timeout_ms,
         );
         let mut claims = self.inner.claims.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the claims lock, which `keep_alive` takes after it clears `live` to
+        // lose every fence: a claim made while the liveness lock was being lost is never
+        // given a valid fence.
+        let until = if self.live() { until } else { 0 };
         items
             .into_iter()
             .map(|item| {
@@ -747,10 +756,14 @@ impl Engine {
         }
     }
 
-    /// Releases the claims of workers that are gone (PostgreSQL; see `store::liveness`): not
-    /// renewed for three renewal periods and their liveness lock free.
+    /// Releases the claims of workers that are gone (PostgreSQL; see `store::liveness`): their
+    /// liveness lock free, and not renewed for two renewal periods plus the fence margin, the
+    /// longest a write the dead worker started may still be in flight.
     async fn take_over_dead(&self, lease: u64, every: Duration) {
-        let stale = i64::try_from(every.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
+        let margin = fence_margin_ms(lease, self.inner.options.partner.request_timeout_ms);
+        let stale = i64::try_from(every.as_millis().saturating_mul(2))
+            .unwrap_or(i64::MAX)
+            .saturating_add(margin);
         match self
             .inner
             .store
@@ -914,17 +927,33 @@ pub async fn converge_user(
     // at this site: a change that half-happened, or was cut short, leaves nothing behind. Only
     // once the current account is in line (a site that refuses the new email keeps the user's
     // old account rather than none), or when the user must not be at the partner at all.
+    let mut waiting = false;
     if current.is_ok() || !present {
         for (email, kind, since) in store.pending_tombstones(tenant.name(), user_id).await? {
             if email.eq_ignore_ascii_case(&user.partner_email) {
                 continue;
             }
-            if kind == "claimed" && now_ms() - since < rename_settle_ms {
-                // An email change in flight is taking it: its own flow decides.
-                continue;
+            if kind == "claimed" {
+                if now_ms() - since < rename_settle_ms {
+                    // An email change in flight is taking it: its own flow decides. The row
+                    // is looked at again (not completed, which would drop the account the
+                    // change may leave behind if it never ends).
+                    waiting = true;
+                    continue;
+                }
+                // The change is surely over without committing (its process died): the
+                // email is retired, and its account removed like any former email's.
+                store
+                    .release_claimed_email(tenant.name(), user_id, &email, &tenant.site_names())
+                    .await?;
             }
             remove_account(store, tenant, site, &email, writes, fence).await?;
         }
+    }
+    if waiting && current.is_ok() {
+        return Err(ConvergeError::Waiting(
+            "an email change in flight claims a former email of the user; looking again later",
+        ));
     }
     current
 }
@@ -990,7 +1019,16 @@ async fn converge_live(
             };
             let mut created = fence.guard(site.client.create_user(&new, dry_run)).await;
             if refused_groups(&created, &new.groups)
-                && repair_groups(store, tenant, site, &new.groups, fence, rename_settle_ms).await?
+                && repair_groups(
+                    store,
+                    tenant,
+                    site,
+                    user_id,
+                    &new.groups,
+                    fence,
+                    rename_settle_ms,
+                )
+                .await?
             {
                 created = fence.guard(site.client.create_user(&new, dry_run)).await;
             }
@@ -1030,7 +1068,16 @@ async fn converge_live(
                 .guard(site.client.update_user(&email, &update, dry_run))
                 .await;
             if refused_groups(&updated, &desired)
-                && repair_groups(store, tenant, site, &desired, fence, rename_settle_ms).await?
+                && repair_groups(
+                    store,
+                    tenant,
+                    site,
+                    user_id,
+                    &desired,
+                    fence,
+                    rename_settle_ms,
+                )
+                .await?
             {
                 updated = fence
                     .guard(site.client.update_user(&email, &update, dry_run))
@@ -1062,6 +1109,7 @@ async fn repair_groups(
     store: &Store,
     tenant: &Tenant,
     site: &Site,
+    user_id: &str,
     groups: &[String],
     fence: &Fence,
     rename_settle_ms: i64,
@@ -1071,10 +1119,12 @@ async fn repair_groups(
         if site.client.get_group(name).await?.is_some() {
             continue;
         }
-        // Re-read: a rename may have committed since this convergence read the user's groups;
-        // a name no group carries any more is not made again (the next try reads the new one).
+        // Re-read: a rename may have committed since this convergence read the user's groups,
+        // or a group DELETE (which takes the members out first) may be under way; a group is
+        // made again only while the store still has this user in a group of that name (the
+        // next try reads what is current).
         if store
-            .find_groups(tenant.name(), &[])
+            .groups_of_user(tenant.name(), user_id)
             .await?
             .iter()
             .all(|g| !g.partner_name.eq_ignore_ascii_case(name))

@@ -847,6 +847,18 @@ pub async fn delete(
     let name = old.partner_name.clone();
     let dry = tenant.dry_run();
     let named_builtin = is_builtin_group(&name);
+    // The members leave the group in the store first, each marked: a member's convergence
+    // running meanwhile no longer wants the group (and never makes it again at a site that
+    // has already deleted it), and if a site refuses the delete, the convergences still take
+    // the group off every member there.
+    let members = bridge.store.group_member_ids(tenant.name(), id).await?;
+    let marks = if members.is_empty() {
+        Vec::new()
+    } else {
+        change(bridge, tenant, id, None, &[], &members, Pace::Now)
+            .await?
+            .0
+    };
     let results = for_each_site(tenant, |site| {
         let name = name.clone();
         async move {
@@ -879,23 +891,19 @@ pub async fn delete(
             }
         }
     }
-    if builtin {
-        let members = bridge.store.group_member_ids(tenant.name(), id).await?;
-        if !members.is_empty() {
-            // The group goes only once its members are out of it: due at once, and waited for.
-            let (marks, _) = change(bridge, tenant, id, None, &[], &members, Pace::Now).await?;
-            if !bridge.engine.settle(&marks, bridge.wait_deadline()).await? {
-                return Err(BridgeError {
-                    error: ScimError::new(
-                        503,
-                        None,
-                        "The group's members are still being removed at the partner; retry.",
-                    ),
-                    retry_after: Some(5),
-                });
-            }
-        }
+    // A built-in group goes only once its members are out of it at the partner, waited for.
+    if builtin && !marks.is_empty() && !bridge.engine.settle(&marks, bridge.wait_deadline()).await?
+    {
+        return Err(BridgeError {
+            error: ScimError::new(
+                503,
+                None,
+                "The group's members are still being removed at the partner; retry.",
+            ),
+            retry_after: Some(5),
+        });
     }
+    bridge.engine.kick();
     bridge.store.delete_group(tenant.name(), id).await?;
     Ok(())
 }

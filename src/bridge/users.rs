@@ -799,6 +799,16 @@ pub async fn import_on_lookup(
     {
         return Ok(None);
     }
+    // A removal of that account is under way (a user the IdP deleted, a former email): the
+    // account is a leaver's, not one to import (that would make it live again and stop its
+    // removal).
+    if bridge
+        .store
+        .email_tombstoned(tenant.name(), user_name, None)
+        .await?
+    {
+        return Ok(None);
+    }
     let Some(site) = tenant.sites.first() else {
         return Ok(None);
     };

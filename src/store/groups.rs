@@ -7,6 +7,7 @@ use super::outbox::mark_rows;
 use super::types::{group_columns, lc, resource_text, rows, GroupRecord, MemberGroupRecord};
 use super::{dedup, placeholders, retrying, to_i64, to_u64, Store, StoreError, CHUNK};
 use super::{GroupRow, IndexTerm, MembershipChange, OutboxMark};
+use std::collections::HashSet;
 
 const INSERT_GROUP: &str = "INSERT INTO groups (tenant, id, display_name, display_name_lc, \
     external_id, partner_name, access, resource, created_ms, last_modified_ms, version) \
@@ -353,21 +354,46 @@ impl Store {
         tenant: &str,
         partner_name: &str,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let name_lc = &lc(partner_name);
-        retrying(move || async move {
-            let names: Vec<(String, i64)> = with_pool!(self, pool => {
+        let name_lc = lc(partner_name);
+        // Compared in Rust (`lc`), not with SQL `LOWER()`: SQLite's folds ASCII only, so a
+        // non-ASCII name would find no former name, or another group's current one.
+        let rows: Vec<(String, String, i64)> = retrying(move || async move {
+            let rows = with_pool!(self, pool => {
                 sqlx::query_as(
-                    "SELECT k.name, k.since_ms FROM group_known_names k JOIN groups g \
-                     ON g.tenant = k.tenant AND g.id = k.group_id \
-                     WHERE g.tenant = $1 AND LOWER(g.partner_name) = $2 AND k.name_lc <> $2 \
-                     AND NOT EXISTS (SELECT 1 FROM groups o WHERE o.tenant = k.tenant \
-                       AND LOWER(o.partner_name) = k.name_lc) \
-                     ORDER BY k.name_lc",
+                    "SELECT g.partner_name, k.name, k.since_ms FROM group_known_names k \
+                     JOIN groups g ON g.tenant = k.tenant AND g.id = k.group_id \
+                     WHERE g.tenant = $1 ORDER BY k.name_lc",
                 )
                 .bind(tenant)
-                .bind(name_lc.as_str())
                 .fetch_all(pool)
                 .await
+            })?;
+            Ok(rows)
+        })
+        .await?;
+        let current: HashSet<String> = self
+            .managed_current_names(tenant)
+            .await?
+            .iter()
+            .map(|n| lc(n))
+            .collect();
+        Ok(rows
+            .into_iter()
+            .filter(|(group_name, name, _)| {
+                lc(group_name) == name_lc && lc(name) != name_lc && !current.contains(&lc(name))
+            })
+            .map(|(_, name, since)| (name, since))
+            .collect())
+    }
+
+    /// The partner name of every group of the tenant (current names only).
+    async fn managed_current_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        retrying(move || async move {
+            let names: Vec<String> = with_pool!(self, pool => {
+                sqlx::query_scalar("SELECT partner_name FROM groups WHERE tenant = $1")
+                    .bind(tenant)
+                    .fetch_all(pool)
+                    .await
             })?;
             Ok(names)
         })

@@ -368,10 +368,12 @@ impl Store {
                 .rows_affected();
                 let done = if deleted > 0 {
                     // A deleted user's tombstone is converged with its last row: every site
-                    // has carried out the deletion (its partner account is gone).
+                    // has carried out the deletion (its partner account is gone). Not an email
+                    // an email change in flight claims: that change's commit or release
+                    // decides it (the convergence retires it once the change is surely over).
                     sqlx::query(
                         "UPDATE user_tombstones SET converged_ms = $3 WHERE tenant = $1 \
-                         AND id = $2 AND converged_ms IS NULL \
+                         AND id = $2 AND converged_ms IS NULL AND kind <> 'claimed' \
                          AND NOT EXISTS (SELECT 1 FROM outbox WHERE tenant = $1 AND user_id = $2)",
                     )
                     .bind(item.tenant.as_str())

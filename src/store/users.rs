@@ -556,8 +556,8 @@ impl Store {
             let marks = with_pool!(self, pool => {
                 let mut tx = pool.begin_with(begin).await?;
                 sqlx::query(
-                    "UPDATE user_tombstones SET kind = 'retired' WHERE tenant = $1 AND id = $2 \
-                     AND partner_email_lc = $3 AND kind = 'claimed'",
+                    "UPDATE user_tombstones SET kind = 'retired', converged_ms = NULL \
+                     WHERE tenant = $1 AND id = $2 AND partner_email_lc = $3 AND kind = 'claimed'",
                 )
                 .bind(tenant)
                 .bind(id)
