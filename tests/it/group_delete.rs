@@ -73,7 +73,10 @@ async fn a_refused_group_delete_keeps_the_group_and_succeeds_once_the_partner_ac
         // partner although the partner kept the group itself.
         let (s, body) = h.get(&format!("/Groups/{group}")).await;
         assert_eq!(s, StatusCode::OK, "partner {status}: {body}");
-        assert!(body["members"].as_array().is_none_or(|m| m.is_empty()), "{body}");
+        assert!(
+            body["members"].as_array().is_none_or(|m| m.is_empty()),
+            "{body}"
+        );
         h.settle(Duration::from_secs(10)).await;
         assert!(partner_has_group(&h, "Analysts"), "partner {status}");
         assert!(h.partner_groups("acme", JANE).is_empty());

@@ -27,7 +27,7 @@ mod protocol;
 mod reconcile;
 mod renames;
 mod replicas;
-mod review14;
+mod review_findings;
 mod sandbox_start;
 mod scim_fixtures_patch;
 mod scim_fixtures_resources;

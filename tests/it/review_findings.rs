@@ -1,5 +1,5 @@
-//! Review of issue 14 (branch review-14): tests that prove findings. Each one is expected to
-//! FAIL on the reviewed code (f98afca); the assertion message says what went wrong.
+//! Regression tests from the skeptical review of issue 14: each failed on f98afca (before the
+//! fixes in the commit after it); the assertion messages say what went wrong then.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ fn delete_fails() -> Faults {
 /// tombstone's removal then skips the email ("a live user holds it"), converges, and the
 /// IdP's retried DELETE is answered 204 while the account, with its groups, stays.
 #[tokio::test]
-async fn review14_a_lookup_during_a_pending_deletion_keeps_the_leavers_account() {
+async fn a_lookup_during_a_pending_deletion_does_not_revive_the_leaver() {
     let h = Harness::start(options()).await;
     let email = "leaver@acme.example.com";
     let id = create_user(&h, email, "Lea", "Ver").await;
@@ -82,7 +82,7 @@ async fn review14_a_lookup_during_a_pending_deletion_keeps_the_leavers_account()
 /// tombstone of the user converged, the skipped one included. The account the change made is
 /// never removed: it outlives even the user's DELETE.
 #[tokio::test]
-async fn review14_a_crash_mid_email_change_leaves_the_new_account_behind() {
+async fn a_crash_mid_email_change_leaves_no_account_behind() {
     let mut o = options();
     o.bridge.rename_settle_ms = 2_000;
     let h = Harness::start(o).await;
@@ -141,7 +141,7 @@ async fn review14_a_crash_mid_email_change_leaves_the_new_account_behind() {
 /// and `repair_groups` re-creates it (the store still has it) and puts the member back in.
 /// Once the store row goes the name is unmanaged: the group and the membership stay for ever.
 #[tokio::test]
-async fn review14_a_group_delete_racing_a_member_convergence_leaves_the_group_behind() {
+async fn a_group_delete_racing_a_member_convergence_leaves_no_group_behind() {
     let mut o = options();
     o.sites = vec!["acme", "beta"];
     o.bridge.partner.request_timeout_ms = 6_000;
@@ -214,7 +214,7 @@ fn group(id: &str, name: &str) -> GroupRow {
 /// the `rename_settle_ms` guard), and it offers a name another group carries now (the repair
 /// would rename that group's partner group), which df862f6 meant to exclude.
 #[tokio::test]
-async fn review14_former_names_of_non_ascii_names_agree_on_both_backends() {
+async fn former_names_of_non_ascii_names_agree_on_both_backends() {
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     for_each_backend_url(|url| {
         let failures = failures.clone();
@@ -555,6 +555,6 @@ async fn takeover_while_a_write_is_in_flight(store_url: String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review14_a_dead_replicas_write_in_flight_lands_after_the_takeover() {
+async fn a_dead_replicas_write_in_flight_lands_before_the_takeover() {
     crate::support::with_postgres_url(takeover_while_a_write_is_in_flight).await;
 }
