@@ -671,4 +671,42 @@ mod tests {
             assert!(p[2].1.contains("between 1 and 3600 seconds"), "{p:?}");
         }
     }
+
+    #[test]
+    fn connection_limits_come_from_the_environment_and_errors_name_them() {
+        let load = |pairs: &[(&str, &str)]| {
+            crate::config::Config::load(&crate::config::Sources {
+                file: None,
+                env: Some(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+            })
+        };
+        let c = load(&[
+            ("SCIM_BRIDGE_HTTP__MAX_CONNECTIONS", "64"),
+            ("SCIM_BRIDGE_HTTP__HEADER_READ_TIMEOUT_S", "5"),
+            ("SCIM_BRIDGE_HTTP__IDLE_TIMEOUT_S", "30"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.http.max_connections,
+                c.http.header_read_timeout_s,
+                c.http.idle_timeout_s
+            ),
+            (64, 5, 30)
+        );
+        let err = load(&[
+            ("SCIM_BRIDGE_HTTP__MAX_CONNECTIONS", "0"),
+            ("SCIM_BRIDGE_HTTP__IDLE_TIMEOUT_S", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in ["MAX_CONNECTIONS", "IDLE_TIMEOUT_S"] {
+            assert!(err.to_ascii_uppercase().contains(name), "{name}: {err}");
+        }
+    }
 }

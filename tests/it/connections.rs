@@ -792,3 +792,33 @@ async fn the_binary_keeps_answering_with_more_idle_connections_than_open_files()
     assert_eq!(lowered, 1);
     assert_eq!(accept_failures, 0);
 }
+
+// ---- the deployment files ----
+
+/// The systemd unit and compose give the bridge the open files its default cap needs.
+#[test]
+fn the_deploy_files_give_the_bridge_room_for_its_connections() {
+    let needed = HttpConfig::default().max_connections as u64 + server::RESERVED_FILES;
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+
+    let unit = std::fs::read_to_string(deploy.join("systemd/scim-bridge.service")).unwrap();
+    let limit: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .expect("the unit sets LimitNOFILE")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(limit >= needed, "LimitNOFILE={limit}, needed {needed}");
+
+    let compose: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(deploy.join("compose.yaml")).unwrap())
+            .unwrap();
+    let nofile = &compose["x-bridge"]["ulimits"]["nofile"];
+    for end in ["soft", "hard"] {
+        let v = nofile[end]
+            .as_u64()
+            .unwrap_or_else(|| panic!("compose: no nofile.{end}"));
+        assert!(v >= needed, "compose nofile.{end}={v}, needed {needed}");
+    }
+}
