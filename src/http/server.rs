@@ -19,9 +19,11 @@
 //! connection is safe from that for its first second in a phase ([`EVICTION_GRACE`]), time
 //! for a real client to send its request; a new one waits meanwhile, so a client that
 //! reconnects as fast as it is closed cannot churn a real client's connection away.
-//! Failed accepts (out of open files) close such a connection too, then wait a moment, and are
-//! logged at most every few seconds. Shutdown stops accepting, closes connections without a
-//! request in flight, and returns once the requests in flight are answered.
+//! A failed accept (out of open files) closes the oldest connection without a request in
+//! flight, grace or not, then waits a moment; such failures are logged at most every 10 s.
+//! Shutdown stops accepting, closes connections without a request in flight, and returns once
+//! the requests in flight are answered. (The metrics listener is not served here: it belongs
+//! on an internal network.)
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -925,6 +927,111 @@ fn fit_files(soft: Option<u64>, hard: Option<u64>, max_connections: usize) -> Fi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listener(max_connections: usize) -> Shared {
+        Shared {
+            label: "plain",
+            metrics: Metrics::off(),
+            max_connections,
+            clocks: Clocks {
+                handshake: Duration::from_secs(10),
+                head: Duration::from_secs(10),
+                idle: Duration::from_secs(75),
+            },
+            conns: Mutex::new(HashMap::new()),
+            freed: Notify::new(),
+        }
+    }
+
+    fn admitted(a: Admission) -> Arc<Conn> {
+        match a {
+            Admission::Admitted(c) => c,
+            _ => panic!("not admitted at once"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_the_oldest_idle_connection_past_its_grace_makes_room_never_a_busy_one() {
+        let step = Duration::from_millis(100);
+        let l = listener(3);
+        let first = admitted(l.admit(1, Phase::Head));
+        tokio::time::advance(step).await;
+        let second = admitted(l.admit(2, Phase::Head));
+        tokio::time::advance(step).await;
+        let third = admitted(l.admit(3, Phase::Handshake));
+        // The oldest has a request in flight: the second is next, once a second into its phase.
+        let busy = first.begin_request().unwrap();
+        let at = match l.admit(4, Phase::Head) {
+            Admission::WaitUntil(at) => at,
+            _ => panic!("made room inside the grace period"),
+        };
+        assert_eq!(at, second.state().since + EVICTION_GRACE);
+        tokio::time::advance(at - Instant::now()).await;
+        let fourth = match l.admit(4, Phase::Head) {
+            Admission::Evicted(c) => c,
+            _ => panic!("no room made past the grace period"),
+        };
+        assert_eq!(second.state().phase, Phase::Closing);
+        assert!(
+            second.begin_request().is_none(),
+            "a request on a closing connection"
+        );
+        assert_eq!(first.state().phase, Phase::Busy);
+        assert_eq!(l.conns().len(), 3);
+
+        // Every connection busy: refused, whatever their age.
+        let _busy3 = third.begin_request().unwrap();
+        let _busy4 = fourth.begin_request().unwrap();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(matches!(l.admit(5, Phase::Head), Admission::Refused));
+        // An answered request leaves its connection idle, with a fresh grace period.
+        drop(busy);
+        assert_eq!(first.state().phase, Phase::Idle);
+        assert!(matches!(l.admit(5, Phase::Head), Admission::WaitUntil(_)));
+        // Out of files: the idle one is closed at once, grace or not.
+        assert!(l.evict_oldest());
+        assert_eq!(first.state().phase, Phase::Closing);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_phase_has_its_clock_and_bytes_on_an_idle_connection_start_the_head_clock() {
+        let clocks = Clocks {
+            handshake: Duration::from_secs(3),
+            head: Duration::from_secs(10),
+            idle: Duration::from_secs(75),
+        };
+        let conn = Arc::new(Conn::new(1, Phase::Handshake));
+        let began = Instant::now();
+        assert_eq!(conn.watchdog(clocks).await, Dropped::HandshakeTimeout);
+        assert_eq!(began.elapsed(), clocks.handshake);
+
+        conn.handshake_done();
+        let began = Instant::now();
+        assert_eq!(conn.watchdog(clocks).await, Dropped::HeaderTimeout);
+        assert_eq!(began.elapsed(), clocks.head);
+
+        // Busy: no clock; idle after the answer: the idle clock, until a byte arrives.
+        let in_flight = conn.begin_request().unwrap();
+        let watch = {
+            let conn = conn.clone();
+            tokio::spawn(async move { (conn.watchdog(clocks).await, Instant::now()) })
+        };
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!watch.is_finished());
+        drop(in_flight);
+        let idle_since = Instant::now();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        conn.bytes_read();
+        let head_since = Instant::now();
+        let (why, at) = watch.await.unwrap();
+        assert_eq!(why, Dropped::HeaderTimeout);
+        assert_eq!(at, head_since + clocks.head);
+        assert!(at < idle_since + clocks.idle);
+
+        // Closed for room: at once.
+        assert!(conn.close());
+        assert_eq!(conn.watchdog(clocks).await, Dropped::Evicted);
+    }
 
     #[test]
     fn the_open_file_limit_is_raised_to_what_the_cap_needs_or_the_cap_lowered() {
