@@ -685,13 +685,16 @@ async fn serve(path: Option<PathBuf>, log_format: Option<LogFormat>, args: Serve
             return ExitCode::FAILURE;
         }
     };
-    let state = match AppState::from_config(&config) {
+    let mut state = match AppState::from_config(&config) {
         Ok(s) => s.with_bridge(bridge.clone()).with_metrics(metrics),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // Every connection is an open file: make room for http.max_connections of them.
+    state.connections.max_connections =
+        http::server::fit_open_file_limit(state.connections.max_connections);
     let reconciler = bridge.start_reconciler();
     let audit_pruner = bridge.start_audit_pruner(config.audit.retention_days);
     let exporter =

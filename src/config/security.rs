@@ -40,6 +40,16 @@ pub struct HttpConfig {
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed. From
     /// any other peer the header is ignored and the peer address is the client address.
     pub trusted_proxies: Vec<String>,
+    /// Most connections open at once. At the cap a new connection closes the oldest one that
+    /// has no request in flight (idle, or still sending its request head); when every one has
+    /// a request in flight, the new one is closed at once. `serve` may lower it to fit the
+    /// open-file limit (see the README).
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head (request line and headers), counted from
+    /// the connection's start, or on a kept-alive connection from the first byte of the head.
+    pub header_read_timeout_s: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout_s: u64,
     /// Serve HTTPS directly (deployments without a proxy).
     pub tls: Option<TlsConfig>,
 }
@@ -65,6 +75,9 @@ impl Default for HttpConfig {
                 burst: 20,
             },
             trusted_proxies: Vec::new(),
+            max_connections: 1024,
+            header_read_timeout_s: 10,
+            idle_timeout_s: 75,
             tls: None,
         }
     }
@@ -95,11 +108,26 @@ pub struct TlsConfig {
     /// How often the files are checked for changes (0: on SIGHUP only).
     #[serde(default = "default_tls_poll")]
     pub reload_check_s: u64,
+    /// Time a client has to complete the TLS handshake, counted from the connection's start.
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub handshake_timeout_s: u64,
 }
 
 fn default_tls_poll() -> u64 {
     30
 }
+
+fn default_tls_handshake_timeout() -> u64 {
+    10
+}
+
+/// Largest accepted `http.max_connections`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+/// Largest accepted `http.header_read_timeout_s` and `http.tls.handshake_timeout_s`: a client
+/// that needs longer is indistinguishable from one holding the connection on purpose.
+pub const MAX_HEAD_TIMEOUT_S: u64 = 300;
+/// Largest accepted `http.idle_timeout_s`.
+pub const MAX_IDLE_TIMEOUT_S: u64 = 3600;
 
 /// The credential of the admin endpoints (`/admin/...`); they are off when none is set.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -501,6 +529,32 @@ pub(super) fn validate_http(h: &HttpConfig, err: &mut impl FnMut(String, &str)) 
     if h.request_timeout_s == 0 {
         err("http.request_timeout_s".into(), "must be greater than 0");
     }
+    if h.max_connections == 0 || h.max_connections > MAX_CONNECTIONS_LIMIT {
+        err(
+            "http.max_connections".into(),
+            &format!("must be between 1 and {MAX_CONNECTIONS_LIMIT}"),
+        );
+    }
+    let mut seconds = vec![
+        (
+            "http.header_read_timeout_s",
+            h.header_read_timeout_s,
+            MAX_HEAD_TIMEOUT_S,
+        ),
+        ("http.idle_timeout_s", h.idle_timeout_s, MAX_IDLE_TIMEOUT_S),
+    ];
+    if let Some(t) = &h.tls {
+        seconds.push((
+            "http.tls.handshake_timeout_s",
+            t.handshake_timeout_s,
+            MAX_HEAD_TIMEOUT_S,
+        ));
+    }
+    for (name, v, max) in seconds {
+        if v == 0 || v > max {
+            err(name.into(), &format!("must be between 1 and {max} seconds"));
+        }
+    }
     if h.default_count > h.max_results {
         err(
             "http.default_count".into(),
@@ -549,4 +603,110 @@ pub fn parse_proxy(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>()
         .ok()
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(h: &HttpConfig) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        validate_http(h, &mut |name, why| out.push((name, why.to_owned())));
+        out
+    }
+
+    #[test]
+    fn connection_limits_default_to_safe_values_and_refuse_zero_and_absurd_ones() {
+        let d = HttpConfig::default();
+        assert_eq!(
+            (d.max_connections, d.header_read_timeout_s, d.idle_timeout_s),
+            (1024, 10, 75)
+        );
+        assert!(problems(&d).is_empty(), "{:?}", problems(&d));
+
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, "").unwrap();
+        std::fs::write(&key, "").unwrap();
+        let tls: TlsConfig = toml::from_str(&format!(
+            "cert_file = {:?}\nkey_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ))
+        .unwrap();
+        assert_eq!(tls.handshake_timeout_s, 10);
+
+        // Zero, then one past the largest accepted value: every setting is named.
+        for (connections, head, idle) in [
+            (0, 0, 0),
+            (
+                MAX_CONNECTIONS_LIMIT + 1,
+                MAX_HEAD_TIMEOUT_S + 1,
+                MAX_IDLE_TIMEOUT_S + 1,
+            ),
+        ] {
+            let h = HttpConfig {
+                max_connections: connections,
+                header_read_timeout_s: head,
+                idle_timeout_s: idle,
+                tls: Some(TlsConfig {
+                    handshake_timeout_s: head,
+                    ..tls.clone()
+                }),
+                ..HttpConfig::default()
+            };
+            let p = problems(&h);
+            let names: Vec<&str> = p.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "http.max_connections",
+                    "http.header_read_timeout_s",
+                    "http.idle_timeout_s",
+                    "http.tls.handshake_timeout_s",
+                ],
+            );
+            assert!(p[0].1.contains("between 1 and 1000000"), "{p:?}");
+            assert!(p[1].1.contains("between 1 and 300 seconds"), "{p:?}");
+            assert!(p[2].1.contains("between 1 and 3600 seconds"), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_environment_and_errors_name_them() {
+        let load = |pairs: &[(&str, &str)]| {
+            crate::config::Config::load(&crate::config::Sources {
+                file: None,
+                env: Some(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+            })
+        };
+        let c = load(&[
+            ("SCIM_BRIDGE_HTTP__MAX_CONNECTIONS", "64"),
+            ("SCIM_BRIDGE_HTTP__HEADER_READ_TIMEOUT_S", "5"),
+            ("SCIM_BRIDGE_HTTP__IDLE_TIMEOUT_S", "30"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.http.max_connections,
+                c.http.header_read_timeout_s,
+                c.http.idle_timeout_s
+            ),
+            (64, 5, 30)
+        );
+        let err = load(&[
+            ("SCIM_BRIDGE_HTTP__MAX_CONNECTIONS", "0"),
+            ("SCIM_BRIDGE_HTTP__IDLE_TIMEOUT_S", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in ["MAX_CONNECTIONS", "IDLE_TIMEOUT_S"] {
+            assert!(err.to_ascii_uppercase().contains(name), "{name}: {err}");
+        }
+    }
 }

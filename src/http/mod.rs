@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod query;
 pub mod resources;
 pub mod search;
+pub mod server;
 pub mod tls;
 
 use std::future::Future;
@@ -184,6 +185,8 @@ pub struct AppState {
     pub bridge: Option<crate::bridge::Bridge>,
     /// Request metrics (off unless `metrics_listen`).
     pub metrics: Metrics,
+    /// Connection limits and timeouts of the listener ([`run`] and TLS).
+    pub connections: server::ConnectionLimits,
 }
 
 impl AppState {
@@ -204,6 +207,7 @@ impl AppState {
             admin_tokens: crate::config::token_hashes(&config.admin.bearer_tokens).into(),
             bridge: None,
             metrics: Metrics::off(),
+            connections: server::ConnectionLimits::from_config(&config.http),
         })
     }
 
@@ -221,6 +225,7 @@ impl AppState {
             admin_tokens: Arc::from(Vec::new()),
             bridge: None,
             metrics: Metrics::off(),
+            connections: server::ConnectionLimits::default(),
         }
     }
 
@@ -428,16 +433,22 @@ async fn method_not_allowed() -> ApiError {
     .into()
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves `app(state)` on `listener` under `state.connections` until `shutdown` completes,
+/// then drains in-flight requests ([`server::serve`]).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    let limits = state.connections;
+    let metrics = state.metrics.clone();
+    server::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app(state),
+        server::Transport::Plain,
+        limits,
+        metrics,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
 }

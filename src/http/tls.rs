@@ -1,33 +1,33 @@
 //! The bridge's own HTTPS listener (rustls), for deployments without a reverse proxy.
 //!
-//! axum-server accepts, handshakes and drains connections; what lives here is ours: reading
-//! and checking the certificate and key, and swapping them in when they change (SIGHUP, or
-//! a changed modification time or size seen by a poll) while a broken new pair leaves the
-//! previous one serving. The crypto provider is rustls's `ring`, chosen here for each
+//! [`super::server`] accepts, handshakes (within `http.tls.handshake_timeout_s`) and drains
+//! connections; what lives here is reading and checking the certificate and key, and swapping
+//! them in when they change (SIGHUP, or a changed modification time or size seen by a poll)
+//! while a broken new pair leaves the previous one serving. The crypto provider is rustls's `ring`, chosen here for each
 //! configuration rather than installed as a process-wide default, so nothing depends on
 //! which crate happened to install one first.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-use axum_server::Handle;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use super::server::{self, ConnectionLimits, Transport};
 use crate::config::TlsConfig;
 use crate::http::AppState;
+use crate::telemetry::metrics::Metrics;
 
 /// Serves `app(state)` on `listener`: over HTTPS when `tls` is given ([`serve_tls`]), in plain
 /// HTTP otherwise ([`crate::http::run`]). Either way it stops accepting when `shutdown`
@@ -40,12 +40,16 @@ pub async fn run_maybe_tls(
 ) -> io::Result<()> {
     match tls {
         None => super::run(listener, state, shutdown).await,
-        Some(tls) => serve_tls(listener, super::app(state), tls, shutdown).await,
+        Some(tls) => {
+            let (limits, metrics) = (state.connections, state.metrics.clone());
+            serve_tls(listener, super::app(state), tls, limits, metrics, shutdown).await
+        }
     }
 }
 
-/// Serves `app` over HTTPS (HTTP/1.1) on `listener` until `shutdown` completes, then drains
-/// in-flight requests. Handlers get `ConnectInfo<SocketAddr>` as with [`crate::http::run`].
+/// Serves `app` over HTTPS (HTTP/1.1) on `listener` under `limits` until `shutdown` completes,
+/// then drains in-flight requests ([`server::serve`]). Handlers get `ConnectInfo<SocketAddr>`
+/// as with [`crate::http::run`].
 ///
 /// The certificate and key are read before the first connection is accepted: an unusable pair
 /// is an `InvalidData` error naming the file. From then on they are read again on SIGHUP and
@@ -57,36 +61,28 @@ pub async fn serve_tls(
     listener: TcpListener,
     app: Router,
     config: &TlsConfig,
+    limits: ConnectionLimits,
+    metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let hangups = Hangups::install()?;
     let provider = ring_provider();
     let seen = Fingerprint::of(config).await;
-    let key = load_off_thread(config)
+    let first = load_off_thread(config)
         .await
         .and_then(|key| server_config(&provider, key))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let rustls = RustlsConfig::from_config(key);
-
-    let handle: Handle<SocketAddr> = Handle::new();
-    let serve = axum_server::Server::<SocketAddr>::from_listener(listener)
-        .acceptor(RustlsAcceptor::new(rustls.clone()))
-        .handle(handle.clone())
-        .http1_only()
-        .accept_error_handler(|peer, error| {
-            // Failed handshakes (plain HTTP on this port, scanners, distrusting clients).
-            tracing::debug!(peer = ?peer, error = %error, "TLS connection not accepted");
-        })
-        .serve(app.into_make_service_with_connect_info::<SocketAddr>());
-    let reload = reload_loop(config.clone(), rustls, provider, seen, hangups);
-    tokio::pin!(serve, reload, shutdown);
+    let (current, serving) = watch::channel(first);
+    let transport = Transport::Tls {
+        config: serving,
+        handshake_timeout: Duration::from_secs(config.handshake_timeout_s),
+    };
+    let serve = server::serve(listener, app, transport, limits, metrics, shutdown);
+    let reload = reload_loop(config.clone(), current, provider, seen, hangups);
     tokio::select! {
-        served = &mut serve => return served,
-        () = &mut shutdown => handle.graceful_shutdown(None),
-        never = &mut reload => match never {},
+        served = serve => served,
+        never = reload => match never {},
     }
-    // Accepting has stopped; connections finish their current request and close.
-    serve.await
 }
 
 /// Reads the certificate chain and private key of `config` (PEM; the key PKCS#8, PKCS#1 RSA or
@@ -201,7 +197,7 @@ impl Fingerprint {
 /// Reloads on SIGHUP and on a changed [`Fingerprint`]; never returns.
 async fn reload_loop(
     config: TlsConfig,
-    rustls: RustlsConfig,
+    current: watch::Sender<Arc<ServerConfig>>,
     provider: Arc<CryptoProvider>,
     mut seen: Fingerprint,
     mut hangups: Hangups,
@@ -234,7 +230,7 @@ async fn reload_loop(
             .and_then(|key| server_config(&provider, key))
         {
             Ok(new) => {
-                rustls.reload_from_config(new);
+                current.send_replace(new);
                 tracing::info!(
                     trigger,
                     cert_file = %config.cert_file.display(),

@@ -35,6 +35,15 @@ use crate::store::{
 pub const HTTP_REQUESTS: &str = "scim_bridge_http_requests_total";
 /// Latency of SCIM requests by `tenant`, `resource`, `operation`.
 pub const HTTP_DURATION: &str = "scim_bridge_http_request_duration_seconds";
+/// Connections open on the SCIM listener, by `listener` (`plain`, `tls`).
+pub const HTTP_OPEN_CONNECTIONS: &str = "scim_bridge_http_open_connections";
+/// Connections the SCIM listener closed before a request was answered, by `listener` and
+/// `reason`: `refused` (at `http.max_connections` with every connection busy), `evicted` (the
+/// oldest connection without a request in flight, closed to make room), `header_timeout`,
+/// `idle_timeout`, `handshake_timeout`.
+pub const HTTP_CONNECTIONS_DROPPED: &str = "scim_bridge_http_connections_dropped_total";
+/// Failed accepts on the SCIM listener (out of open files, say), by `listener`.
+pub const HTTP_ACCEPT_ERRORS: &str = "scim_bridge_http_accept_errors_total";
 /// Failed authentications by `tenant`, `endpoint` (`scim`, `token`, `admin`), `reason`.
 pub const AUTH_FAILURES: &str = "scim_bridge_auth_failures_total";
 /// Requests answered 429 by `tenant`, `endpoint`, `limit` (`tenant`: the tenant's request
@@ -159,6 +168,15 @@ impl Metrics {
                 Unit::Seconds,
                 "Time to answer SCIM requests."
             );
+            describe_gauge!(
+                HTTP_OPEN_CONNECTIONS,
+                "Connections open on the SCIM listener."
+            );
+            describe_counter!(
+                HTTP_CONNECTIONS_DROPPED,
+                "Connections the SCIM listener closed early, by reason."
+            );
+            describe_counter!(HTTP_ACCEPT_ERRORS, "Failed accepts on the SCIM listener.");
             describe_counter!(AUTH_FAILURES, "Failed authentications, by reason.");
             describe_counter!(RATE_LIMITED, "Requests refused with 429 by a local limit.");
             describe_counter!(PARTNER_REQUESTS, "Partner API attempts, by outcome.");
@@ -233,6 +251,31 @@ impl Metrics {
                 "operation" => operation,
             )
             .record(latency.as_secs_f64());
+        });
+    }
+
+    /// The number of connections open on `listener` (`plain`, `tls`).
+    pub fn open_connections(&self, listener: &'static str, open: usize) {
+        self.record(|| {
+            ::metrics::gauge!(HTTP_OPEN_CONNECTIONS, "listener" => listener).set(open as f64);
+        });
+    }
+
+    /// A connection `listener` closed early; `reason` is a fixed label such as `evicted`.
+    pub fn connection_dropped(&self, listener: &'static str, reason: &'static str) {
+        self.record(|| {
+            ::metrics::counter!(HTTP_CONNECTIONS_DROPPED,
+                "listener" => listener,
+                "reason" => reason,
+            )
+            .increment(1);
+        });
+    }
+
+    /// A failed accept on `listener`.
+    pub fn accept_error(&self, listener: &'static str) {
+        self.record(|| {
+            ::metrics::counter!(HTTP_ACCEPT_ERRORS, "listener" => listener).increment(1);
         });
     }
 

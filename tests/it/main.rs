@@ -5,6 +5,7 @@ mod admin_cli;
 mod bench;
 mod bridge_smoke;
 mod cli;
+mod connections;
 mod crash;
 mod deploy;
 mod emulator;

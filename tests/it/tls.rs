@@ -18,8 +18,10 @@ use axum::Router;
 use base64::Engine;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use scim_bridge::config::TlsConfig;
+use scim_bridge::http::server::ConnectionLimits;
 use scim_bridge::http::tls::{load_certified_key, run_maybe_tls, serve_tls};
 use scim_bridge::http::AppState;
+use scim_bridge::telemetry::metrics::Metrics;
 use tokio::sync::{oneshot, Notify, RwLock};
 use tokio::task::JoinHandle;
 
@@ -33,15 +35,15 @@ static SIGNALS: RwLock<()> = RwLock::const_new(());
 const RELOAD_DEADLINE: Duration = Duration::from_secs(20);
 
 /// A certificate for `localhost` and `127.0.0.1`, signed by its own CA.
-struct Issued {
-    ca_pem: String,
-    cert_pem: String,
+pub(crate) struct Issued {
+    pub(crate) ca_pem: String,
+    pub(crate) cert_pem: String,
     cert_der: Vec<u8>,
-    key_pem: String,
+    pub(crate) key_pem: String,
     key_pkcs8_der: Vec<u8>,
 }
 
-fn issue(cn: &str) -> Issued {
+pub(crate) fn issue(cn: &str) -> Issued {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
@@ -61,7 +63,7 @@ fn issue(cn: &str) -> Issued {
 }
 
 /// Writes the pair where `config` points, key first (a poll in between sees a mismatch).
-fn install(config: &TlsConfig, pair: &Issued) {
+pub(crate) fn install(config: &TlsConfig, pair: &Issued) {
     std::fs::write(&config.key_file, &pair.key_pem).unwrap();
     std::fs::write(&config.cert_file, &pair.cert_pem).unwrap();
 }
@@ -88,6 +90,7 @@ async fn start(first: &Issued, reload_check_s: u64, app: Router) -> Server {
         cert_file: dir.path().join("cert.pem"),
         key_file: dir.path().join("key.pem"),
         reload_check_s,
+        handshake_timeout_s: 10,
     };
     install(&config, first);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -95,10 +98,11 @@ async fn start(first: &Issued, reload_check_s: u64, app: Router) -> Server {
     let (stop, stopped) = oneshot::channel::<()>();
     let served = config.clone();
     let task = tokio::spawn(async move {
-        serve_tls(listener, app, &served, async move {
+        let shutdown = async move {
             let _ = stopped.await;
-        })
-        .await
+        };
+        let limits = ConnectionLimits::default();
+        serve_tls(listener, app, &served, limits, Metrics::off(), shutdown).await
     });
     Server {
         addr,
@@ -357,6 +361,7 @@ async fn run_maybe_tls_serves_the_app_over_https_with_tls_and_plain_http_without
         cert_file: dir.path().join("cert.pem"),
         key_file: dir.path().join("key.pem"),
         reload_check_s: 3600,
+        handshake_timeout_s: 10,
     };
     install(&tls, &a);
     let state = AppState::from_config(&scim_bridge::config::Config::default()).unwrap();
@@ -399,6 +404,7 @@ fn load_errors_name_the_file_and_quote_none_of_it() {
         cert_file: cert.clone(),
         key_file: key.clone(),
         reload_check_s: 30,
+        handshake_timeout_s: 10,
     };
     let write = |c: &str, k: &str| {
         std::fs::write(&cert, c).unwrap();

@@ -1,0 +1,1055 @@
+//! The SCIM listener's accept loop, plain or TLS: HTTP/1.1 connections served by hyper under
+//! limits that keep clients who send nothing, or trickle their request, from holding the
+//! process (a connection is a file descriptor, and the process has a limited number).
+//!
+//! Every connection is in one phase, each with its own clock:
+//! - *handshake* (TLS): `http.tls.handshake_timeout_s` from the connection's start;
+//! - *head*: waiting for a request head, or reading one, `http.header_read_timeout_s` from the
+//!   connection's start (after the handshake), or on a kept-alive connection from the first
+//!   byte of the next head, however slowly the rest trickles in;
+//! - *idle*: kept alive after an answer, `http.idle_timeout_s` until the first byte of the
+//!   next request;
+//! - *busy*: a request in flight, from its head to the last byte of its answer; no clock here
+//!   (`http.request_timeout_s` bounds the handler, the body limits bound the body).
+//!
+//! A connection whose clock runs out is closed (for TCP a FIN: the client reads EOF). At most
+//! `http.max_connections` are open: a new one closes the connection that has waited longest
+//! in a phase other than busy, so a client holding the cap with idle connections cannot keep
+//! a real client out; only when every connection is busy is the new one closed at once. A
+//! connection is safe from that for its first second in a phase ([`EVICTION_GRACE`]), time
+//! for a real client to send its request; a new one waits meanwhile, so a client that
+//! reconnects as fast as it is closed cannot churn a real client's connection away.
+//! A failed accept (out of open files) closes the oldest connection without a request in
+//! flight, grace or not, then waits a moment; such failures are logged at most every 10 s.
+//! Shutdown stops accepting, closes connections without a request in flight, and returns once
+//! the requests in flight are answered. (The metrics listener is not served here: it belongs
+//! on an internal network.)
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, Request, Response};
+use axum::response::IntoResponse;
+use axum::Router;
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::config::HttpConfig;
+use crate::http::ApiError;
+use crate::scim::ScimError;
+use crate::telemetry::metrics::Metrics;
+
+/// The connection limits of `[http]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Most connections open at once (`http.max_connections`).
+    pub max_connections: usize,
+    /// Time to send a request head (`http.header_read_timeout_s`).
+    pub header_read_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request (`http.idle_timeout_s`).
+    pub idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    pub fn from_config(c: &HttpConfig) -> Self {
+        Self {
+            max_connections: c.max_connections,
+            header_read_timeout: Duration::from_secs(c.header_read_timeout_s),
+            idle_timeout: Duration::from_secs(c.idle_timeout_s),
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self::from_config(&HttpConfig::default())
+    }
+}
+
+/// What a connection speaks below HTTP.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    /// TLS with the configuration current when the connection arrives (the sender swaps in a
+    /// reloaded certificate).
+    Tls {
+        config: watch::Receiver<Arc<ServerConfig>>,
+        handshake_timeout: Duration,
+    },
+}
+
+impl Transport {
+    /// The `listener` label of the connection metrics.
+    fn label(&self) -> &'static str {
+        match self {
+            Transport::Plain => "plain",
+            Transport::Tls { .. } => "tls",
+        }
+    }
+}
+
+/// How long a failed accept waits before the next one, after closing a connection to free
+/// its file, and when there was none to close.
+const ACCEPT_RETRY_AFTER_EVICTION: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a connection is safe from being closed for room, from the start of its phase: time
+/// for a real client, even one far away, to finish its TLS handshake and send its request. It
+/// also bounds how fast a client that reconnects at once can churn the table: at most
+/// `max_connections` closes per grace period, and a new connection waits meanwhile (in the
+/// listen queue, in arrival order).
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
+/// Fewest seconds between two log lines about failed accepts, and about the connection cap.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+const CAP_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting (the listener is
+/// closed), closes the connections without a request in flight and returns once the requests
+/// in flight are answered. Handlers get `ConnectInfo<SocketAddr>`, the peer's address.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    transport: Transport,
+    limits: ConnectionLimits,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let label = transport.label();
+    let handshake_timeout = match &transport {
+        Transport::Plain => Duration::ZERO,
+        Transport::Tls {
+            handshake_timeout, ..
+        } => *handshake_timeout,
+    };
+    let shared = Arc::new(Shared {
+        label,
+        metrics,
+        max_connections: limits.max_connections.max(1),
+        clocks: Clocks {
+            handshake: handshake_timeout,
+            head: limits.header_read_timeout,
+            idle: limits.idle_timeout,
+        },
+        conns: Mutex::new(HashMap::new()),
+        freed: Notify::new(),
+    });
+    shared.metrics.open_connections(label, 0);
+    // Each connection task holds a receiver; `closed()` tells when the last one has ended.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut accept_log = Every::new(ACCEPT_LOG_EVERY);
+    let mut cap_log = Every::new(CAP_LOG_EVERY);
+    let mut next_id: u64 = 0;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    shared.metrics.accept_error(label);
+                    // Out of files: closing an idle connection frees one for the next accept.
+                    let freed = out_of_files(&e) && shared.evict_oldest();
+                    if let Some(suppressed) = accept_log.due() {
+                        tracing::warn!(
+                            listener = label,
+                            error = %e,
+                            closed_an_idle_connection = freed,
+                            more_errors_since_last_line = suppressed,
+                            "accept failed; waiting a moment (logged at most every {} s)",
+                            ACCEPT_LOG_EVERY.as_secs()
+                        );
+                    }
+                    let pause = if freed { ACCEPT_RETRY_AFTER_EVICTION } else { ACCEPT_BACKOFF };
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            },
+        };
+        next_id += 1;
+        let phase = match transport {
+            Transport::Plain => Phase::Head,
+            Transport::Tls { .. } => Phase::Handshake,
+        };
+        let mut stopping = false;
+        let admitted = loop {
+            match shared.admit(next_id, phase) {
+                Admission::Admitted(conn) => break Some(conn),
+                Admission::Evicted(conn) => {
+                    if let Some(more) = cap_log.due() {
+                        tracing::warn!(
+                            listener = label,
+                            max_connections = shared.max_connections,
+                            more_since_last_line = more,
+                            "http.max_connections reached: closing the oldest connection \
+                             without a request in flight to admit a new one"
+                        );
+                    }
+                    break Some(conn);
+                }
+                Admission::Refused => {
+                    if let Some(more) = cap_log.due() {
+                        tracing::warn!(
+                            listener = label,
+                            max_connections = shared.max_connections,
+                            more_since_last_line = more,
+                            "http.max_connections reached and every connection has a request \
+                             in flight: new connections are closed"
+                        );
+                    }
+                    break None;
+                }
+                // The connections that could make room are all in their grace period: this
+                // one waits (and the ones behind it in the listen queue) until one is not.
+                Admission::WaitUntil(at) => tokio::select! {
+                    () = &mut shutdown => {
+                        stopping = true;
+                        break None;
+                    }
+                    () = tokio::time::sleep_until(at) => {}
+                    () = shared.freed.notified() => {}
+                },
+            }
+        };
+        let Some(conn) = admitted else {
+            drop(stream);
+            if stopping {
+                break;
+            }
+            continue;
+        };
+        tokio::spawn(connection(
+            stream,
+            peer,
+            conn,
+            shared.clone(),
+            transport.clone(),
+            app.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(listener);
+    drop(stop_rx);
+    stop_tx.send_replace(true);
+    stop_tx.closed().await;
+    Ok(())
+}
+
+/// Errors of one connection that came and went before it was accepted.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Whether a failed accept ran out of open files or socket memory.
+fn out_of_files(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        use rustix::io::Errno;
+        matches!(
+            Errno::from_io_error(e),
+            Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        true
+    }
+}
+
+/// Lets one log line through per period, counting the ones held back.
+struct Every {
+    period: Duration,
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Every {
+    fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may be logged now.
+    fn due(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last {
+            Some(at) if now.duration_since(at) < self.period => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
+    }
+}
+
+/// The clocks of the phases.
+#[derive(Debug, Clone, Copy)]
+struct Clocks {
+    handshake: Duration,
+    head: Duration,
+    idle: Duration,
+}
+
+/// What one listener shares with its connection tasks.
+struct Shared {
+    label: &'static str,
+    metrics: Metrics,
+    max_connections: usize,
+    clocks: Clocks,
+    /// The open connections by id (ids grow with accept order).
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Notified when a connection ends (there may be room).
+    freed: Notify,
+}
+
+enum Admission {
+    Admitted(Arc<Conn>),
+    /// Admitted after closing another connection.
+    Evicted(Arc<Conn>),
+    /// At the cap, and the connection that could make room is in its grace period until then.
+    WaitUntil(Instant),
+    /// At the cap with every connection busy.
+    Refused,
+}
+
+impl Shared {
+    fn conns(&self) -> MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a new connection, making room at the cap.
+    fn admit(&self, id: u64, phase: Phase) -> Admission {
+        let mut conns = self.conns();
+        let mut evicted = false;
+        if conns.len() >= self.max_connections {
+            match self.evict_oldest_of(&mut conns, Some(EVICTION_GRACE)) {
+                Eviction::Closed => evicted = true,
+                Eviction::NotBefore(at) => return Admission::WaitUntil(at),
+                Eviction::NoneIdle => {
+                    drop(conns);
+                    self.metrics.connection_dropped(self.label, "refused");
+                    return Admission::Refused;
+                }
+            }
+        }
+        let conn = Arc::new(Conn::new(id, phase));
+        conns.insert(id, conn.clone());
+        let open = conns.len();
+        drop(conns);
+        self.metrics.open_connections(self.label, open);
+        if evicted {
+            Admission::Evicted(conn)
+        } else {
+            Admission::Admitted(conn)
+        }
+    }
+
+    /// Closes the connection that has waited longest without a request in flight, grace
+    /// period or not (the process is out of files); false when every connection is busy.
+    fn evict_oldest(&self) -> bool {
+        let mut conns = self.conns();
+        let evicted = self.evict_oldest_of(&mut conns, None) == Eviction::Closed;
+        let open = conns.len();
+        drop(conns);
+        if evicted {
+            self.metrics.open_connections(self.label, open);
+        }
+        evicted
+    }
+
+    /// Closes the connection that has waited longest in a phase other than busy, if it has
+    /// waited at least `grace`.
+    fn evict_oldest_of(
+        &self,
+        conns: &mut HashMap<u64, Arc<Conn>>,
+        grace: Option<Duration>,
+    ) -> Eviction {
+        // A candidate can turn busy between the scan and the close; then the next one is taken.
+        for _ in 0..8 {
+            let Some((since, id)) = conns
+                .iter()
+                .filter_map(|(id, c)| c.evictable_since().map(|since| (since, *id)))
+                .min()
+            else {
+                return Eviction::NoneIdle;
+            };
+            if let Some(grace) = grace {
+                let at = since + grace;
+                if at > Instant::now() {
+                    return Eviction::NotBefore(at);
+                }
+            }
+            let closed = conns.get(&id).is_some_and(|c| c.close());
+            if closed {
+                conns.remove(&id);
+                self.metrics.connection_dropped(self.label, "evicted");
+                return Eviction::Closed;
+            }
+        }
+        Eviction::NoneIdle
+    }
+
+    fn remove(&self, id: u64) {
+        let mut conns = self.conns();
+        if conns.remove(&id).is_some() {
+            let open = conns.len();
+            drop(conns);
+            self.metrics.open_connections(self.label, open);
+            self.freed.notify_one();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Eviction {
+    Closed,
+    /// The oldest candidate is in its grace period until then.
+    NotBefore(Instant),
+    /// Every connection has a request in flight.
+    NoneIdle,
+}
+
+/// Takes a connection out of the listener's table when its task ends, however it ends.
+struct Registered {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shared.remove(self.id);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    Head,
+    Idle,
+    Busy,
+    /// Chosen to make room; its task closes it.
+    Closing,
+}
+
+/// Why a connection was closed before it was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dropped {
+    HandshakeTimeout,
+    HeaderTimeout,
+    IdleTimeout,
+    Evicted,
+}
+
+impl Dropped {
+    fn label(self) -> &'static str {
+        match self {
+            Dropped::HandshakeTimeout => "handshake_timeout",
+            Dropped::HeaderTimeout => "header_timeout",
+            Dropped::IdleTimeout => "idle_timeout",
+            Dropped::Evicted => "evicted",
+        }
+    }
+}
+
+/// One connection's phase, shared by its task, its I/O, its requests and the accept loop.
+struct Conn {
+    id: u64,
+    state: Mutex<ConnState>,
+    /// Set while idle: the next bytes read begin a request head.
+    awaiting_head: AtomicBool,
+    /// Wakes the watchdog when the phase changes.
+    changed: Notify,
+}
+
+struct ConnState {
+    phase: Phase,
+    /// When the phase began.
+    since: Instant,
+    /// Counts phase changes, so that a watchdog waking at a deadline knows whether the
+    /// phase it timed is still the current one.
+    generation: u64,
+    in_flight: usize,
+}
+
+impl Conn {
+    fn new(id: u64, phase: Phase) -> Self {
+        Self {
+            id,
+            state: Mutex::new(ConnState {
+                phase,
+                since: Instant::now(),
+                generation: 0,
+                in_flight: 0,
+            }),
+            awaiting_head: AtomicBool::new(false),
+            changed: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, ConnState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves to `phase` (the caller holds the state), then wakes the watchdog.
+    fn enter(&self, s: &mut ConnState, phase: Phase) {
+        s.phase = phase;
+        s.since = Instant::now();
+        s.generation += 1;
+        self.changed.notify_one();
+    }
+
+    fn handshake_done(&self) {
+        let mut s = self.state();
+        if s.phase == Phase::Handshake {
+            self.enter(&mut s, Phase::Head);
+        }
+    }
+
+    /// Bytes arrived: on an idle connection they begin the next request head.
+    fn bytes_read(&self) {
+        if self.awaiting_head.swap(false, Ordering::AcqRel) {
+            let mut s = self.state();
+            if s.phase == Phase::Idle {
+                self.enter(&mut s, Phase::Head);
+            }
+        }
+    }
+
+    /// A request head was read; `None` when the connection is being closed.
+    fn begin_request(self: &Arc<Self>) -> Option<InFlight> {
+        let mut s = self.state();
+        if s.phase == Phase::Closing {
+            return None;
+        }
+        s.in_flight += 1;
+        self.awaiting_head.store(false, Ordering::Release);
+        if s.phase != Phase::Busy {
+            self.enter(&mut s, Phase::Busy);
+        }
+        Some(InFlight(self.clone()))
+    }
+
+    fn end_request(&self) {
+        let mut s = self.state();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.in_flight == 0 && s.phase == Phase::Busy {
+            self.enter(&mut s, Phase::Idle);
+            self.awaiting_head.store(true, Ordering::Release);
+        }
+    }
+
+    /// When the current phase began, if the connection may be closed to make room.
+    fn evictable_since(&self) -> Option<Instant> {
+        let s = self.state();
+        match s.phase {
+            Phase::Handshake | Phase::Head | Phase::Idle => Some(s.since),
+            Phase::Busy | Phase::Closing => None,
+        }
+    }
+
+    /// Marks the connection for closing unless a request is in flight.
+    fn close(&self) -> bool {
+        let mut s = self.state();
+        match s.phase {
+            Phase::Busy | Phase::Closing => false,
+            _ => {
+                self.enter(&mut s, Phase::Closing);
+                true
+            }
+        }
+    }
+
+    /// Completes when the connection must be closed: its phase's clock ran out, or it was
+    /// chosen to make room.
+    async fn watchdog(&self, clocks: Clocks) -> Dropped {
+        loop {
+            let (deadline, generation) = {
+                let s = self.state();
+                let timed = match s.phase {
+                    Phase::Closing => return Dropped::Evicted,
+                    Phase::Busy => None,
+                    Phase::Handshake => Some((clocks.handshake, Dropped::HandshakeTimeout)),
+                    Phase::Head => Some((clocks.head, Dropped::HeaderTimeout)),
+                    Phase::Idle => Some((clocks.idle, Dropped::IdleTimeout)),
+                };
+                (timed.map(|(d, why)| (s.since + d, why)), s.generation)
+            };
+            match deadline {
+                None => self.changed.notified().await,
+                Some((at, why)) => tokio::select! {
+                    () = tokio::time::sleep_until(at) => {
+                        if self.state().generation == generation {
+                            return why;
+                        }
+                    }
+                    () = self.changed.notified() => {}
+                },
+            }
+        }
+    }
+}
+
+/// A request in flight on its connection, from its head until its answer's body is dropped
+/// (sent, or abandoned).
+struct InFlight(Arc<Conn>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end_request();
+    }
+}
+
+/// One connection's task: the TLS handshake if any, then HTTP/1.1 until the client leaves, a
+/// clock runs out, the connection is chosen to make room, or shutdown.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: Arc<Conn>,
+    shared: Arc<Shared>,
+    transport: Transport,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _registered = Registered {
+        shared: shared.clone(),
+        id: conn.id,
+    };
+    let clocks = shared.clocks;
+    let dropped = match transport {
+        Transport::Plain => serve_http(stream, peer, &conn, clocks, app, stop).await,
+        Transport::Tls { config, .. } => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.borrow().clone());
+            let handshake = tokio::select! {
+                done = acceptor.accept(stream) => Ok(done),
+                why = conn.watchdog(clocks) => Err(why),
+                () = stopped(&mut stop) => return,
+            };
+            match handshake {
+                Err(why) => Some(why),
+                Ok(Err(e)) => {
+                    // Plain HTTP on this port, scanners, clients that distrust the certificate.
+                    tracing::debug!(%peer, error = %e, "TLS connection not accepted");
+                    None
+                }
+                Ok(Ok(tls)) => {
+                    conn.handshake_done();
+                    serve_http(tls, peer, &conn, clocks, app, stop).await
+                }
+            }
+        }
+    };
+    if let Some(why) = dropped {
+        tracing::debug!(%peer, listener = shared.label, reason = why.label(), "connection closed");
+        // Evictions are counted where they are decided.
+        if why != Dropped::Evicted {
+            shared.metrics.connection_dropped(shared.label, why.label());
+        }
+    }
+}
+
+/// Completes once shutdown has begun.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: shutdown as well.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// HTTP/1.1 on one connection; `Some` when the connection was cut short.
+async fn serve_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    conn: &Arc<Conn>,
+    clocks: Clocks,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Dropped>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let requests = {
+        let conn = conn.clone();
+        service_fn(move |mut req: Request<Incoming>| {
+            let in_flight = conn.begin_request();
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let app = app.clone();
+            async move {
+                let Some(in_flight) = in_flight else {
+                    return Ok::<_, Infallible>(closing().map(|body| Tracked {
+                        body,
+                        _in_flight: None,
+                    }));
+                };
+                let res = match app.oneshot(req).await {
+                    Ok(res) => res,
+                    Err(never) => match never {},
+                };
+                Ok(res.map(|body| Tracked {
+                    body,
+                    _in_flight: Some(in_flight),
+                }))
+            }
+        })
+    };
+    let io = TokioIo::new(Watched {
+        io,
+        conn: conn.clone(),
+    });
+    let mut builder = http1::Builder::new();
+    // hyper's own header timer would run while a kept-alive connection idles too; the
+    // watchdog times heads and idleness apart.
+    builder.header_read_timeout(None);
+    let http = builder.serve_connection(io, requests);
+    tokio::pin!(http);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            served = http.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return None;
+            }
+            () = stopped(&mut stop), if !draining => {
+                draining = true;
+                // Idle connections close now; a request in flight is answered first.
+                http.as_mut().graceful_shutdown();
+            }
+            why = conn.watchdog(clocks) => return Some(why),
+        }
+    }
+}
+
+/// The answer to a request that arrived on a connection chosen to make room.
+fn closing() -> Response<Body> {
+    let mut res = ApiError {
+        error: ScimError::new(
+            503,
+            None,
+            "The server is at its connection limit; retry on a new connection.",
+        ),
+        retry_after: Some(1),
+    }
+    .into_response();
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+/// An answer's body that marks its request done when dropped.
+struct Tracked {
+    body: Body,
+    _in_flight: Option<InFlight>,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A connection's byte stream, telling the connection when bytes arrive.
+struct Watched<IO> {
+    io: IO,
+    conn: Arc<Conn>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.conn.bytes_read();
+        }
+        read
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Open files the process keeps besides its client connections: the store's files or
+/// connections, partner connections, listeners, the runtime.
+pub const RESERVED_FILES: u64 = 256;
+
+/// Makes room in the process's open-file limit (`RLIMIT_NOFILE`) for `max_connections` client
+/// connections plus [`RESERVED_FILES`]: raises the soft limit as far as needed and the hard
+/// limit allows. Returns the cap that fits: `max_connections`, or less (with a warning) when
+/// the limit cannot be raised far enough, so that a full listener never starves the store
+/// and the partner client of files.
+pub fn fit_open_file_limit(max_connections: usize) -> usize {
+    #[cfg(unix)]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let before = getrlimit(Resource::Nofile);
+        let mut fit = fit_files(before.current, before.maximum, max_connections);
+        if let Some(soft) = fit.raise_soft_to {
+            let raised = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(soft),
+                    maximum: before.maximum,
+                },
+            );
+            match raised {
+                Ok(()) => tracing::info!(
+                    from = before.current,
+                    to = soft,
+                    "raised the open-file limit for http.max_connections"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot raise the open-file limit");
+                    fit = fit_files(before.current, before.current, max_connections);
+                }
+            }
+        }
+        if fit.max_connections < max_connections {
+            tracing::warn!(
+                max_connections = fit.max_connections,
+                configured = max_connections,
+                open_file_limit = ?getrlimit(Resource::Nofile).current,
+                reserved = RESERVED_FILES,
+                "http.max_connections lowered to fit the open-file limit; raise the limit \
+                 (systemd LimitNOFILE=, docker --ulimit nofile=) to serve more"
+            );
+        }
+        fit.max_connections
+    }
+    #[cfg(not(unix))]
+    {
+        max_connections
+    }
+}
+
+/// What [`fit_open_file_limit`] does with a soft and a hard limit (`None`: unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileFit {
+    raise_soft_to: Option<u64>,
+    max_connections: usize,
+}
+
+fn fit_files(soft: Option<u64>, hard: Option<u64>, max_connections: usize) -> FileFit {
+    let wanted = max_connections as u64;
+    let need = wanted.saturating_add(RESERVED_FILES);
+    let Some(soft) = soft.filter(|soft| *soft < need) else {
+        return FileFit {
+            raise_soft_to: None,
+            max_connections,
+        };
+    };
+    let limit = hard.map_or(need, |hard| hard.min(need)).max(soft);
+    let cap = if limit >= need {
+        wanted
+    } else {
+        // Half of a small limit, at least one connection.
+        limit.saturating_sub(RESERVED_FILES).max(limit / 2).max(1)
+    };
+    FileFit {
+        raise_soft_to: (limit > soft).then_some(limit),
+        max_connections: usize::try_from(cap).unwrap_or(max_connections),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(max_connections: usize) -> Shared {
+        Shared {
+            label: "plain",
+            metrics: Metrics::off(),
+            max_connections,
+            clocks: Clocks {
+                handshake: Duration::from_secs(10),
+                head: Duration::from_secs(10),
+                idle: Duration::from_secs(75),
+            },
+            conns: Mutex::new(HashMap::new()),
+            freed: Notify::new(),
+        }
+    }
+
+    fn admitted(a: Admission) -> Arc<Conn> {
+        match a {
+            Admission::Admitted(c) => c,
+            _ => panic!("not admitted at once"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_the_oldest_idle_connection_past_its_grace_makes_room_never_a_busy_one() {
+        let step = Duration::from_millis(100);
+        let l = listener(3);
+        let first = admitted(l.admit(1, Phase::Head));
+        tokio::time::advance(step).await;
+        let second = admitted(l.admit(2, Phase::Head));
+        tokio::time::advance(step).await;
+        let third = admitted(l.admit(3, Phase::Handshake));
+        // The oldest has a request in flight: the second is next, once a second into its phase.
+        let busy = first.begin_request().unwrap();
+        let at = match l.admit(4, Phase::Head) {
+            Admission::WaitUntil(at) => at,
+            _ => panic!("made room inside the grace period"),
+        };
+        assert_eq!(at, second.state().since + EVICTION_GRACE);
+        tokio::time::advance(at - Instant::now()).await;
+        let fourth = match l.admit(4, Phase::Head) {
+            Admission::Evicted(c) => c,
+            _ => panic!("no room made past the grace period"),
+        };
+        assert_eq!(second.state().phase, Phase::Closing);
+        assert!(
+            second.begin_request().is_none(),
+            "a request on a closing connection"
+        );
+        assert_eq!(first.state().phase, Phase::Busy);
+        assert_eq!(l.conns().len(), 3);
+
+        // Every connection busy: refused, whatever their age.
+        let _busy3 = third.begin_request().unwrap();
+        let _busy4 = fourth.begin_request().unwrap();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(matches!(l.admit(5, Phase::Head), Admission::Refused));
+        // An answered request leaves its connection idle, with a fresh grace period.
+        drop(busy);
+        assert_eq!(first.state().phase, Phase::Idle);
+        assert!(matches!(l.admit(5, Phase::Head), Admission::WaitUntil(_)));
+        // Out of files: the idle one is closed at once, grace or not.
+        assert!(l.evict_oldest());
+        assert_eq!(first.state().phase, Phase::Closing);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_phase_has_its_clock_and_bytes_on_an_idle_connection_start_the_head_clock() {
+        let clocks = Clocks {
+            handshake: Duration::from_secs(3),
+            head: Duration::from_secs(10),
+            idle: Duration::from_secs(75),
+        };
+        let conn = Arc::new(Conn::new(1, Phase::Handshake));
+        let began = Instant::now();
+        assert_eq!(conn.watchdog(clocks).await, Dropped::HandshakeTimeout);
+        assert_eq!(began.elapsed(), clocks.handshake);
+
+        conn.handshake_done();
+        let began = Instant::now();
+        assert_eq!(conn.watchdog(clocks).await, Dropped::HeaderTimeout);
+        assert_eq!(began.elapsed(), clocks.head);
+
+        // Busy: no clock; idle after the answer: the idle clock, until a byte arrives.
+        let in_flight = conn.begin_request().unwrap();
+        let watch = {
+            let conn = conn.clone();
+            tokio::spawn(async move { (conn.watchdog(clocks).await, Instant::now()) })
+        };
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!watch.is_finished());
+        drop(in_flight);
+        let idle_since = Instant::now();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        conn.bytes_read();
+        let head_since = Instant::now();
+        let (why, at) = watch.await.unwrap();
+        assert_eq!(why, Dropped::HeaderTimeout);
+        assert_eq!(at, head_since + clocks.head);
+        assert!(at < idle_since + clocks.idle);
+
+        // Closed for room: at once.
+        assert!(conn.close());
+        assert_eq!(conn.watchdog(clocks).await, Dropped::Evicted);
+    }
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_what_the_cap_needs_or_the_cap_lowered() {
+        let fit = |soft, hard, max| {
+            let f = fit_files(soft, hard, max);
+            (f.raise_soft_to, f.max_connections)
+        };
+        // Enough already, or unlimited.
+        assert_eq!(fit(Some(65536), Some(65536), 1024), (None, 1024));
+        assert_eq!(fit(None, None, 1024), (None, 1024));
+        // systemd's default for services (1024 soft, 512 Ki hard): raised to what is needed.
+        assert_eq!(fit(Some(1024), Some(524_288), 1024), (Some(1280), 1024));
+        assert_eq!(fit(Some(1024), None, 4096), (Some(4352), 4096));
+        // The hard limit is too low: raised to it, the cap lowered to leave the reserve.
+        assert_eq!(fit(Some(1024), Some(1024), 1024), (None, 768));
+        assert_eq!(fit(Some(512), Some(1000), 1024), (Some(1000), 744));
+        // A tiny limit: half of it.
+        assert_eq!(fit(Some(100), Some(100), 1024), (None, 50));
+        assert_eq!(fit(Some(1), Some(1), 1024), (None, 1));
+    }
+}
