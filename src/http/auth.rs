@@ -116,7 +116,7 @@ impl Authenticator {
         let issued = t.credentials.oauth.as_ref().and_then(|o| {
             let key = o.signing_key.as_ref()?;
             Some(IssuedTokens {
-                validator: jwt::JwtValidator::hs256("oauth", base_url, base_url, key, 30),
+                validator: jwt::JwtValidator::issued("oauth", base_url, key),
                 clients: o
                     .clients
                     .iter()
