@@ -319,7 +319,7 @@ pub fn app(state: AppState) -> Router {
             }))
             // 4. The client address (X-Forwarded-For from trusted proxies only).
             .layer(axum::middleware::from_fn_with_state(
-                state.guard.proxies.clone(),
+                (state.guard.proxies.clone(), state.metrics.clone()),
                 forwarded::record_client,
             ))
             // 5. Oversized headers are refused before anything reads them.

@@ -75,6 +75,9 @@ pub const RECONCILE_RUNS: &str = "scim_bridge_reconcile_runs_total";
 /// Group member ids skipped because they are not users of the tenant
 /// (`unknown_members = "skip"`), by `tenant`.
 pub const UNKNOWN_MEMBERS_SKIPPED: &str = "scim_bridge_unknown_members_skipped_total";
+/// Requests carrying a forwarding header (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) from a
+/// peer that is not in `http.trusted_proxies` (the header is ignored).
+pub const UNTRUSTED_FORWARDED: &str = "scim_bridge_untrusted_forwarded_requests_total";
 
 /// Histogram buckets of every `*_seconds` histogram: 5 ms to a minute.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -206,6 +209,10 @@ impl Metrics {
             describe_counter!(
                 UNKNOWN_MEMBERS_SKIPPED,
                 "Group member ids skipped because they are not users of the tenant."
+            );
+            describe_counter!(
+                UNTRUSTED_FORWARDED,
+                "Requests with forwarding headers from peers not in http.trusted_proxies."
             );
         });
     }
@@ -414,6 +421,13 @@ impl Metrics {
         self.record(|| {
             ::metrics::counter!(UNKNOWN_MEMBERS_SKIPPED, "tenant" => tenant.to_owned())
                 .increment(count as u64);
+        });
+    }
+
+    /// A request with a forwarding header from a peer that is not a trusted proxy.
+    pub fn untrusted_forwarded(&self) {
+        self.record(|| {
+            ::metrics::counter!(UNTRUSTED_FORWARDED).increment(1);
         });
     }
 
