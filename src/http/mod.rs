@@ -91,8 +91,11 @@ impl Default for HttpLimits {
 /// Protections shared by every tenant of one server.
 #[derive(Debug)]
 pub struct Guard {
-    /// Failed authentications per client address (tenant endpoints, token endpoints, admin).
+    /// Failed authentications per (client address, tenant) (tenant endpoints and token
+    /// endpoints; the admin endpoints are a scope of their own).
     pub auth_failures: Arc<auth::throttle::AuthFailureThrottle>,
+    /// Bounds the Argon2 checks of Basic passwords of every tenant.
+    pub hash_lane: Arc<auth::basic::HashLane>,
     /// Whose `X-Forwarded-For` is believed.
     pub proxies: forwarded::TrustedProxies,
 }
@@ -103,6 +106,7 @@ impl Guard {
             auth_failures: Arc::new(auth::throttle::AuthFailureThrottle::new(
                 &http.auth_failure_limit,
             )),
+            hash_lane: Arc::new(auth::basic::HashLane::new(http.basic_auth_max_concurrent)),
             proxies: forwarded::TrustedProxies::new(&http.trusted_proxies),
         }
     }
@@ -150,7 +154,11 @@ impl TenantState {
         Ok(Self {
             name: config.name.clone(),
             base_path: config.base_path.clone(),
-            auth: Arc::new(auth::Authenticator::from_config(config, &base_url)?),
+            auth: Arc::new(auth::Authenticator::from_config(
+                config,
+                &base_url,
+                guard.hash_lane.clone(),
+            )?),
             rate: auth::throttle::TenantLimiter::new(&http.rate_limit).map(Arc::new),
             token: auth::token::TokenEndpoint::new(
                 &config.name,

@@ -37,8 +37,10 @@ pub const HTTP_REQUESTS: &str = "scim_bridge_http_requests_total";
 pub const HTTP_DURATION: &str = "scim_bridge_http_request_duration_seconds";
 /// Failed authentications by `tenant`, `endpoint` (`scim`, `token`, `admin`), `reason`.
 pub const AUTH_FAILURES: &str = "scim_bridge_auth_failures_total";
-/// Requests answered 429 by `tenant`, `endpoint`, `limit` (`tenant`: the tenant's request
-/// budget; `auth_failures`: the client address failed to authenticate too often).
+/// Requests refused by a limit, by `tenant`, `endpoint`, `limit` (`tenant`: the tenant's
+/// request budget, 429; `auth_failures`: a wrong credential from a client address that failed
+/// to authenticate too often at that tenant, 429; `basic_auth`: the server's Argon2 checks of
+/// Basic passwords were saturated and the credential was not checked, 503).
 pub const RATE_LIMITED: &str = "scim_bridge_rate_limited_total";
 /// Partner HTTP attempts by `tenant`, `site`, `call`, `outcome` (`ok`, a failure class such as
 /// `transient` or `not_found`, or `rejected`: not sent, the circuit was open or no slot came).
@@ -255,7 +257,7 @@ impl Metrics {
         });
     }
 
-    /// A request refused with 429 by `limit` (`tenant` or `auth_failures`).
+    /// A request refused by `limit` (`tenant`, `auth_failures` or `basic_auth`).
     pub fn rate_limited(&self, tenant: &str, endpoint: &'static str, limit: &'static str) {
         self.record(|| {
             ::metrics::counter!(RATE_LIMITED,

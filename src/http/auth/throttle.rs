@@ -1,10 +1,11 @@
-//! Inbound limits: the per-tenant request rate, and failed authentications per client address.
-//! Both are token buckets (governor) answered with 429 and `Retry-After`.
+//! Inbound limits: the per-tenant request rate, and failed authentications per (client address,
+//! tenant). Both are token buckets (governor); their refusals are 429 with `Retry-After`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -12,7 +13,8 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 
 use crate::config::RateLimitConfig;
 
-/// Most addresses remembered as blocked before expired ones are swept.
+/// Failures between two sweeps of refilled buckets, and the most (address, scope) pairs
+/// remembered as over budget before expired ones are swept.
 const SWEEP_AT: usize = 4096;
 
 fn quota(c: &RateLimitConfig) -> Option<Quota> {
@@ -48,59 +50,74 @@ impl TenantLimiter {
     }
 }
 
-/// Failed authentications per client address. Each failure takes a token; an address whose
-/// bucket is empty is blocked until a token is back, and every request from it (whatever its
-/// credentials) is answered 429 meanwhile, so guessing costs time without costing the server
-/// a password hash per guess.
+/// Failed authentications per (client address, scope), where the scope is the tenant a request
+/// is for (its SCIM routes and its token endpoint share one budget) or [`ADMIN_SCOPE`]. Each
+/// failure takes a token; an (address, scope) whose bucket is empty is *over budget* until a
+/// token is back.
+///
+/// Being over budget never refuses a request by itself: the caller still checks the
+/// credential, lets a valid one through and answers a wrong one 429 instead of 401 (see
+/// `http/auth.rs` for why). So failures of one tenant never touch another tenant's budget,
+/// and nobody who does not hold a credential can make the bridge refuse one that is valid.
 #[derive(Debug)]
 pub struct AuthFailureThrottle {
-    buckets: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    buckets: Option<DefaultKeyedRateLimiter<Key>>,
+    blocked: Mutex<HashMap<Key, Instant>>,
+    failures: AtomicU64,
     clock: DefaultClock,
 }
+
+/// The scope of the admin endpoints' budget (no tenant is named with an empty string).
+pub const ADMIN_SCOPE: &str = "";
+
+type Key = (IpAddr, Arc<str>);
 
 impl AuthFailureThrottle {
     pub fn new(c: &RateLimitConfig) -> Self {
         Self {
             buckets: quota(c).map(RateLimiter::keyed),
             blocked: Mutex::new(HashMap::new()),
+            failures: AtomicU64::new(0),
             clock: DefaultClock::default(),
         }
     }
 
-    /// `Err(wait)` while `addr` is blocked.
-    pub fn check(&self, addr: IpAddr) -> Result<(), Duration> {
-        let Ok(mut blocked) = self.blocked.lock() else {
-            return Ok(());
-        };
-        match blocked.get(&addr) {
-            Some(until) => {
-                let now = Instant::now();
-                if *until > now {
-                    Err(*until - now)
-                } else {
-                    blocked.remove(&addr);
-                    Ok(())
-                }
-            }
-            None => Ok(()),
+    /// `Some(wait)` while `(addr, scope)` is over budget: how long until it is not.
+    pub fn over_budget(&self, addr: IpAddr, scope: &str) -> Option<Duration> {
+        let mut blocked = self.blocked.lock().ok()?;
+        let key: Key = (addr, Arc::from(scope));
+        let until = *blocked.get(&key)?;
+        let now = Instant::now();
+        if until > now {
+            Some(until - now)
+        } else {
+            blocked.remove(&key);
+            None
         }
     }
 
-    /// Records a failure from `addr`; blocks it when its budget is spent.
-    pub fn failed(&self, addr: IpAddr) {
+    /// Records a failure from `addr` at `scope`; puts the pair over budget when its budget is
+    /// spent.
+    pub fn failed(&self, addr: IpAddr, scope: &str) {
         let Some(buckets) = &self.buckets else {
             return;
         };
-        if let Err(not_until) = buckets.check_key(&addr) {
+        let key: Key = (addr, Arc::from(scope));
+        let sweep = self.failures.fetch_add(1, Ordering::Relaxed) % SWEEP_AT as u64 == 0;
+        if sweep {
+            // Buckets that refilled hold nothing worth keeping; a flood from many addresses
+            // must not grow the map without bound.
+            buckets.retain_recent();
+            buckets.shrink_to_fit();
+        }
+        if let Err(not_until) = buckets.check_key(&key) {
             let wait = not_until.wait_time_from(self.clock.now());
             if let Ok(mut blocked) = self.blocked.lock() {
                 let now = Instant::now();
-                if blocked.len() >= SWEEP_AT {
+                if sweep || blocked.len() >= SWEEP_AT {
                     blocked.retain(|_, until| *until > now);
-                    buckets.retain_recent();
                 }
-                blocked.insert(addr, now + wait);
+                blocked.insert(key, now + wait);
             }
         }
     }
@@ -133,32 +150,63 @@ mod tests {
     }
 
     #[test]
-    fn failures_block_one_address_only() {
+    fn failures_count_per_address_and_tenant() {
         let t = AuthFailureThrottle::new(&RateLimitConfig {
             per_second: 0.1,
             burst: 2,
         });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        t.failed(a);
-        t.failed(a);
-        assert!(t.check(a).is_ok(), "the burst is not spent yet");
-        t.failed(a);
-        let wait = t.check(a).unwrap_err();
+        t.failed(a, "acme");
+        t.failed(a, "acme");
+        assert!(
+            t.over_budget(a, "acme").is_none(),
+            "the burst is not spent yet"
+        );
+        t.failed(a, "acme");
+        let wait = t.over_budget(a, "acme").unwrap();
         assert!(wait > Duration::from_secs(5), "{wait:?}");
-        assert!(t.check(b).is_ok());
+        // Another address, another tenant, the admin endpoints: untouched.
+        assert!(t.over_budget(b, "acme").is_none());
+        assert!(t.over_budget(a, "beta").is_none());
+        assert!(t.over_budget(a, ADMIN_SCOPE).is_none());
+        // Failures at another tenant spend that tenant's budget only.
+        for _ in 0..3 {
+            t.failed(a, "beta");
+        }
+        assert!(t.over_budget(a, "beta").is_some());
+        assert!(t.over_budget(b, "beta").is_none());
     }
 
     #[test]
-    fn off_means_never_blocked() {
+    fn off_means_never_over_budget() {
         let t = AuthFailureThrottle::new(&RateLimitConfig {
             per_second: 0.0,
             burst: 1,
         });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..100 {
-            t.failed(a);
+            t.failed(a, "acme");
         }
-        assert!(t.check(a).is_ok());
+        assert!(t.over_budget(a, "acme").is_none());
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_is_swept() {
+        // Buckets refill within a millisecond, so each sweep drops all but the newest.
+        let t = AuthFailureThrottle::new(&RateLimitConfig {
+            per_second: 1000.0,
+            burst: 1,
+        });
+        for i in 0..(3 * SWEEP_AT as u32) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            t.failed(ip, "acme");
+            t.failed(ip, "acme");
+        }
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        t.failed(a, "acme");
+        let buckets = t.buckets.as_ref().unwrap();
+        assert!(buckets.len() <= 2 * SWEEP_AT, "{}", buckets.len());
+        assert!(t.blocked.lock().unwrap().len() <= 2 * SWEEP_AT);
     }
 }
