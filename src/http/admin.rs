@@ -50,12 +50,13 @@ async fn require_admin(
 ) -> Response {
     let client = ClientAddr::of(&request);
     // As for tenants: over the failure budget a valid token still passes, a wrong one is 429.
-    let over_budget = guard.auth_failures.over_budget(client, ADMIN_SCOPE);
+    let standing = guard.auth_failures.standing(client, ADMIN_SCOPE);
+    let over_budget = standing.over_budget();
     let header = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match admin.authenticate(header, over_budget.is_some()).await {
+    match admin.authenticate(header, standing).await {
         Ok(_) => next.run(request).await,
         Err(reason) => {
             guard.auth_failures.failed(client, ADMIN_SCOPE);

@@ -35,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
+use self::throttle::Standing;
 use super::forwarded::ClientAddr;
 use super::metrics::Refusal;
 use super::{ApiError, TenantState};
@@ -173,12 +174,12 @@ impl Authenticator {
         !self.jwt.is_empty() || self.issued.is_some()
     }
 
-    /// Checks an `Authorization` header value. `over_budget`: the client is over its failure
-    /// budget (see the module documentation).
+    /// Checks an `Authorization` header value from a client of this `standing` (see the
+    /// module documentation).
     pub async fn authenticate(
         &self,
         authorization: Option<&str>,
-        over_budget: bool,
+        standing: Standing,
     ) -> Result<Principal, Failure> {
         let header = authorization.ok_or(Failure::Missing)?.trim();
         let (scheme, credentials) = header.split_once(' ').ok_or(Failure::Malformed)?;
@@ -188,7 +189,7 @@ impl Authenticator {
         } else if scheme.eq_ignore_ascii_case("basic") && !self.basic.is_empty() {
             let (user, password) = decode_basic(credentials).ok_or(Failure::Malformed)?;
             self.basic
-                .verify(&user, &password, over_budget)
+                .verify(&user, &password, standing)
                 .await
                 .map_err(|basic::Busy(wait)| Failure::Busy(wait))?
                 .ok_or(Failure::BadPassword)?
@@ -290,16 +291,13 @@ pub async fn require_auth(
 ) -> Response {
     let client = ClientAddr::of(&request);
     let throttle = &tenant.guard.auth_failures;
-    let over_budget = throttle.over_budget(client, &tenant.name);
+    let standing = throttle.standing(client, &tenant.name);
+    let over_budget = standing.over_budget();
     let header = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match tenant
-        .auth
-        .authenticate(header, over_budget.is_some())
-        .await
-    {
+    match tenant.auth.authenticate(header, standing).await {
         Ok(principal) => {
             if let Some(limiter) = &tenant.rate {
                 if let Err(wait) = limiter.check() {
@@ -420,27 +418,30 @@ mod tests {
             ],
         );
         let p = auth
-            .authenticate(Some("Bearer new-token-0123456789"), false)
+            .authenticate(Some("Bearer new-token-0123456789"), Standing::Clean)
             .await
             .unwrap();
         assert_eq!(p.credential, "new");
         let p = auth
-            .authenticate(Some("bearer   old-token-0123456789 "), true)
+            .authenticate(
+                Some("bearer   old-token-0123456789 "),
+                Standing::OverBudget(std::time::Duration::from_secs(5)),
+            )
             .await
             .unwrap();
         assert_eq!(p.credential, "old");
         assert_eq!(
-            auth.authenticate(Some("Bearer nope"), false)
+            auth.authenticate(Some("Bearer nope"), Standing::Clean)
                 .await
                 .unwrap_err(),
             Failure::UnknownToken
         );
         assert_eq!(
-            auth.authenticate(None, false).await.unwrap_err(),
+            auth.authenticate(None, Standing::Clean).await.unwrap_err(),
             Failure::Missing
         );
         assert_eq!(
-            auth.authenticate(Some("Basic b2s6b2s="), false)
+            auth.authenticate(Some("Basic b2s6b2s="), Standing::Clean)
                 .await
                 .unwrap_err(),
             Failure::Malformed

@@ -4,9 +4,11 @@
 //! verification of the server runs through one [`HashLane`]: at most a few at a time on the
 //! blocking pool (by default half the CPUs, at least one, so guessing cannot take every core
 //! from the requests of the IdPs), a short bounded queue, and past it an immediate refusal
-//! with `Retry-After` instead of a pile of waiting requests. Verifications for a client that
-//! is over its failure budget share one further slot, so such guessers hold at most one hash
-//! at a time between them.
+//! with `Retry-After` instead of a pile of waiting requests. The queue has two classes, by
+//! the client's [`Standing`] at the tenant: clients without a recent failure (the IdPs) wait
+//! behind at most one client with recent failures (the guessers), who pass one at a time and
+//! have a queue of their own; clients over their failure budget also share one slot between
+//! them, taken at once or not at all.
 //!
 //! A successful check is remembered for [`CACHE_TTL`] under an HMAC of `user:password` keyed
 //! with a random per-process key (memory holds no fast hash of a password): an IdP sending the
@@ -27,6 +29,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::throttle::Standing;
 use crate::config::{credential_name, BasicCredentialConfig};
 
 /// How long a verified credential is remembered.
@@ -35,7 +38,8 @@ pub const CACHE_TTL: Duration = Duration::from_secs(300);
 const CACHE_CAP: usize = 1024;
 /// Longest a verification waits for a slot of the lane before it is refused.
 pub const LANE_MAX_WAIT: Duration = Duration::from_secs(1);
-/// Most verifications waiting for a slot, per slot; more are refused at once.
+/// Most verifications waiting for a slot, per slot and per class (clean, recently failed);
+/// more are refused at once.
 const LANE_QUEUE_PER_SLOT: usize = 32;
 /// `Retry-After` of a verification the lane refused.
 pub const LANE_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -50,15 +54,19 @@ const STRONG_MIN_DISTINCT: usize = 10;
 pub struct Busy(pub Duration);
 
 /// Bounds the password hashing of the whole server: at most `slots` Argon2 verifications run
-/// at once, at most `LANE_QUEUE_PER_SLOT * slots` wait, none waits longer than
-/// [`LANE_MAX_WAIT`].
+/// at once, at most `LANE_QUEUE_PER_SLOT * slots` wait per class, none waits longer than
+/// [`LANE_MAX_WAIT`]; clients with recent failures queue for the slots one at a time, so a
+/// clean client waits behind at most one of them.
 #[derive(Debug)]
 pub struct HashLane {
     slots: usize,
     permits: Arc<Semaphore>,
+    /// Clients with recent failures pass here, one at a time, before they queue for a slot.
+    failed_gate: Arc<Semaphore>,
     /// The one slot that verifications for clients over their failure budget share.
     over_budget: Arc<Semaphore>,
-    waiting: AtomicUsize,
+    clean_waiting: AtomicUsize,
+    failed_waiting: AtomicUsize,
     max_waiting: usize,
     max_wait: Duration,
     /// Verifications started since the lane was made.
@@ -83,8 +91,10 @@ impl HashLane {
         Self {
             slots,
             permits: Arc::new(Semaphore::new(slots)),
+            failed_gate: Arc::new(Semaphore::new(1)),
             over_budget: Arc::new(Semaphore::new(1)),
-            waiting: AtomicUsize::new(0),
+            clean_waiting: AtomicUsize::new(0),
+            failed_waiting: AtomicUsize::new(0),
             max_waiting: slots.saturating_mul(LANE_QUEUE_PER_SLOT),
             max_wait,
             started: AtomicU64::new(0),
@@ -101,31 +111,43 @@ impl HashLane {
         self.started.load(Ordering::Relaxed)
     }
 
-    /// Runs `work` on the blocking pool once a slot is free. `over_budget`: the client is over
-    /// its failure budget, and the work must also take the shared over-budget slot, at once.
-    pub async fn run<T, F>(&self, over_budget: bool, work: F) -> Result<T, Busy>
+    /// Runs `work` on the blocking pool once a slot is free, for a client of this standing.
+    pub async fn run<T, F>(&self, standing: Standing, work: F) -> Result<T, Busy>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
         let busy = Busy(LANE_RETRY_AFTER);
-        let penalty: Option<OwnedSemaphorePermit> = if over_budget {
-            Some(
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        let penalty: Option<OwnedSemaphorePermit> = match standing {
+            Standing::OverBudget(_) => Some(
                 self.over_budget
                     .clone()
                     .try_acquire_owned()
                     .map_err(|_| busy)?,
-            )
-        } else {
-            None
+            ),
+            _ => None,
         };
         let permit = {
-            let queued = Queued::enter(&self.waiting, self.max_waiting).ok_or(busy)?;
-            let permit = tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned())
+            let (queue, gate) = match standing {
+                Standing::Clean => (&self.clean_waiting, None),
+                _ => (&self.failed_waiting, Some(&self.failed_gate)),
+            };
+            let queued = Queued::enter(queue, self.max_waiting).ok_or(busy)?;
+            let gate = match gate {
+                Some(g) => Some(
+                    tokio::time::timeout_at(deadline, g.clone().acquire_owned())
+                        .await
+                        .map_err(|_| busy)?
+                        .map_err(|_| busy)?,
+                ),
+                None => None,
+            };
+            let permit = tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
                 .await
                 .map_err(|_| busy)?
                 .map_err(|_| busy)?;
-            drop(queued);
+            drop((gate, queued));
             permit
         };
         self.started.fetch_add(1, Ordering::Relaxed);
@@ -218,20 +240,21 @@ impl BasicVerifier {
     /// `Ok(Some(credential name))` when `user` and `password` are right, `Ok(None)` when not,
     /// `Err` when the lane had no slot (nothing was checked).
     ///
-    /// `over_budget`: the client is over its failure budget. Its check still runs (a valid
-    /// credential is never refused for someone else's failures), but a remembered success is
-    /// looked up only for a password that could be a strong one (at least 16 characters, 10 of
-    /// them different): a cache hit costs nothing, so over budget it would let a guesser try
-    /// weak passwords as fast as it can send them. Any other password takes the Argon2 path
-    /// through the shared over-budget slot, so such guessing runs at one hash at a time.
+    /// `standing`: the client's at this tenant. Over its failure budget the check still runs
+    /// (a valid credential is never refused for someone else's failures), but a remembered
+    /// success is looked up only for a password that could be a strong one (at least 16
+    /// characters, 10 of them different): a cache hit costs nothing, so over budget it would
+    /// let a guesser try weak passwords as fast as it can send them. Any other password takes
+    /// the Argon2 path through the shared over-budget slot, so such guessing runs at one hash
+    /// at a time.
     pub async fn verify(
         &self,
         user: &str,
         password: &str,
-        over_budget: bool,
+        standing: Standing,
     ) -> Result<Option<String>, Busy> {
         let key = self.cache_key(user, password);
-        if !over_budget || strong(password) {
+        if standing.over_budget().is_none() || strong(password) {
             if let Some(i) = self.cached(&key) {
                 return Ok(self.entries.get(i).map(|e| e.name.clone()));
             }
@@ -247,7 +270,7 @@ impl BasicVerifier {
         let password = password.to_owned();
         let ok = self
             .lane
-            .run(over_budget, move || verify_password(&hash, &password))
+            .run(standing, move || verify_password(&hash, &password))
             .await?;
         let Some(i) = index.filter(|_| ok) else {
             return Ok(None);
@@ -332,6 +355,9 @@ mod tests {
     use crate::secret::Secret;
 
     const STRONG: &str = "correct horse battery staple";
+    const CLEAN: Standing = Standing::Clean;
+    const FAILED: Standing = Standing::Failed;
+    const OVER: Standing = Standing::OverBudget(Duration::from_secs(5));
 
     fn verifier(user: &str, password: &str, lane: Arc<HashLane>) -> BasicVerifier {
         BasicVerifier::from_config(
@@ -350,14 +376,14 @@ mod tests {
         let lane = Arc::new(HashLane::new(1));
         let v = verifier("okta-scim", STRONG, lane.clone());
         assert_eq!(
-            v.verify("okta-scim", STRONG, false).await,
+            v.verify("okta-scim", STRONG, CLEAN).await,
             Ok(Some("okta".into()))
         );
         assert_eq!(lane.started(), 1);
         // Remembered: checked again without hashing, also for a client over its budget.
-        for over_budget in [false, true] {
+        for standing in [CLEAN, FAILED, OVER] {
             assert_eq!(
-                v.verify("okta-scim", STRONG, over_budget).await,
+                v.verify("okta-scim", STRONG, standing).await,
                 Ok(Some("okta".into()))
             );
         }
@@ -371,14 +397,14 @@ mod tests {
     async fn wrong_password_or_user_fails_and_is_not_remembered() {
         let lane = Arc::new(HashLane::new(1));
         let v = verifier("okta-scim", STRONG, lane.clone());
-        assert_eq!(v.verify("okta-scim", "wrong", false).await, Ok(None));
-        assert_eq!(v.verify("someone", STRONG, false).await, Ok(None));
-        assert_eq!(v.verify("", "", false).await, Ok(None));
+        assert_eq!(v.verify("okta-scim", "wrong", CLEAN).await, Ok(None));
+        assert_eq!(v.verify("someone", STRONG, CLEAN).await, Ok(None));
+        assert_eq!(v.verify("", "", CLEAN).await, Ok(None));
         assert!(v.cache.lock().unwrap().is_empty());
         // Every one of them was hashed (an unknown user against the dummy hash).
         assert_eq!(lane.started(), 3);
         // A verifier built anew (a configuration loaded again) remembers nothing.
-        v.verify("okta-scim", STRONG, false).await.unwrap();
+        v.verify("okta-scim", STRONG, CLEAN).await.unwrap();
         let again = verifier("okta-scim", STRONG, lane.clone());
         assert!(again.cache.lock().unwrap().is_empty());
     }
@@ -388,15 +414,15 @@ mod tests {
         let lane = Arc::new(HashLane::new(1));
         let v = verifier("okta-scim", "hunter2", lane.clone());
         assert_eq!(
-            v.verify("okta-scim", "hunter2", false).await,
+            v.verify("okta-scim", "hunter2", CLEAN).await,
             Ok(Some("okta".into()))
         );
         // Within the budget the success is remembered...
-        v.verify("okta-scim", "hunter2", false).await.unwrap();
+        v.verify("okta-scim", "hunter2", CLEAN).await.unwrap();
         assert_eq!(lane.started(), 1);
         // ... but a client over its budget cannot look weak passwords up for free.
         assert_eq!(
-            v.verify("okta-scim", "hunter2", true).await,
+            v.verify("okta-scim", "hunter2", OVER).await,
             Ok(Some("okta".into()))
         );
         assert_eq!(lane.started(), 2);
@@ -422,7 +448,7 @@ mod tests {
         let jobs: Vec<_> = (0..12)
             .map(|_| {
                 let (lane, work) = (lane.clone(), tracked(&running, &most));
-                tokio::spawn(async move { lane.run(false, work).await })
+                tokio::spawn(async move { lane.run(CLEAN, work).await })
             })
             .collect();
         for j in jobs {
@@ -440,7 +466,7 @@ mod tests {
         let jobs: Vec<_> = (0..(LANE_QUEUE_PER_SLOT + 20))
             .map(|_| {
                 let (lane, work) = (lane.clone(), tracked(&running, &most));
-                tokio::spawn(async move { lane.run(false, work).await })
+                tokio::spawn(async move { lane.run(CLEAN, work).await })
             })
             .collect();
         let mut refused = 0;
@@ -461,7 +487,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(lane.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(lane.clean_waiting.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,7 +497,7 @@ mod tests {
         let jobs: Vec<_> = (0..8)
             .map(|_| {
                 let (lane, work) = (lane.clone(), tracked(&running, &most));
-                tokio::spawn(async move { lane.run(true, work).await })
+                tokio::spawn(async move { lane.run(OVER, work).await })
             })
             .collect();
         let outcomes: Vec<_> = futures::future::join_all(jobs).await;
@@ -483,7 +509,7 @@ mod tests {
         let jobs: Vec<_> = (0..8)
             .map(|_| {
                 let (lane, work) = (lane.clone(), tracked(&running, &most));
-                tokio::spawn(async move { lane.run(false, work).await })
+                tokio::spawn(async move { lane.run(CLEAN, work).await })
             })
             .collect();
         for j in jobs {
@@ -491,6 +517,34 @@ mod tests {
         }
         let most = most.load(Ordering::SeqCst);
         assert!((2..=4).contains(&most), "{most}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clean_client_waits_behind_at_most_one_client_with_failures() {
+        let lane = Arc::new(HashLane::with_wait(1, Duration::from_secs(30)));
+        let (running, most) = (Arc::default(), Arc::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let job = |standing: Standing, name: &'static str| {
+            let (lane, work, order) = (lane.clone(), tracked(&running, &most), order.clone());
+            tokio::spawn(async move {
+                lane.run(standing, work).await.unwrap();
+                order.lock().unwrap().push(name);
+            })
+        };
+        // Ten guessers' verifications queue up, then an IdP's.
+        let mut jobs: Vec<_> = (0..10).map(|_| job(FAILED, "guesser")).collect();
+        while lane.failed_waiting.load(Ordering::SeqCst) < 9 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        jobs.push(job(CLEAN, "idp"));
+        for j in jobs {
+            j.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        let idp = order.iter().position(|n| *n == "idp").unwrap();
+        // Behind the one running and at most one queued for the slot: never behind ten.
+        assert!(idp <= 2, "{order:?}");
+        assert_eq!(most.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -59,10 +59,14 @@ impl TenantLimiter {
 /// credential, lets a valid one through and answers a wrong one 429 instead of 401 (see
 /// `http/auth.rs` for why). So failures of one tenant never touch another tenant's budget,
 /// and nobody who does not hold a credential can make the bridge refuse one that is valid.
+/// What the [`Standing`] decides besides the answer is the priority of the request's password
+/// hashing (`basic::HashLane`).
 #[derive(Debug)]
 pub struct AuthFailureThrottle {
     buckets: Option<DefaultKeyedRateLimiter<Key>>,
-    blocked: Mutex<HashMap<Key, Instant>>,
+    /// Per (address, scope) with a failure in the last [`RECENT`]: the last failure, and when
+    /// an over-budget pair is back within its budget.
+    seen: Mutex<HashMap<Key, Seen>>,
     failures: AtomicU64,
     clock: DefaultClock,
 }
@@ -70,55 +74,118 @@ pub struct AuthFailureThrottle {
 /// The scope of the admin endpoints' budget (no tenant is named with an empty string).
 pub const ADMIN_SCOPE: &str = "";
 
+/// How long a failure counts as recent (see [`Standing::Failed`]).
+pub const RECENT: Duration = Duration::from_secs(60);
+
+/// Most (address, scope) pairs remembered; past it (a flood from more addresses than that
+/// within [`RECENT`]), the memory is cleared and the pairs count as clean again.
+const MAX_SEEN: usize = 16 * SWEEP_AT;
+
 type Key = (IpAddr, Arc<str>);
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    last_failure: Instant,
+    over_budget_until: Option<Instant>,
+}
+
+/// Where an (address, scope) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// No failure in the last [`RECENT`].
+    Clean,
+    /// A failure in the last [`RECENT`], the budget not spent.
+    Failed,
+    /// The budget is spent, for this long yet.
+    OverBudget(Duration),
+}
+
+impl Standing {
+    /// How long the budget stays spent, when it is.
+    pub fn over_budget(self) -> Option<Duration> {
+        match self {
+            Standing::OverBudget(wait) => Some(wait),
+            _ => None,
+        }
+    }
+}
 
 impl AuthFailureThrottle {
     pub fn new(c: &RateLimitConfig) -> Self {
         Self {
             buckets: quota(c).map(RateLimiter::keyed),
-            blocked: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             failures: AtomicU64::new(0),
             clock: DefaultClock::default(),
         }
     }
 
+    /// Where `(addr, scope)` stands now.
+    pub fn standing(&self, addr: IpAddr, scope: &str) -> Standing {
+        let Ok(mut seen) = self.seen.lock() else {
+            return Standing::Clean;
+        };
+        let key: Key = (addr, Arc::from(scope));
+        let Some(s) = seen.get_mut(&key) else {
+            return Standing::Clean;
+        };
+        let now = Instant::now();
+        match s.over_budget_until {
+            Some(until) if until > now => return Standing::OverBudget(until - now),
+            Some(_) => s.over_budget_until = None,
+            None => {}
+        }
+        if now.duration_since(s.last_failure) < RECENT {
+            Standing::Failed
+        } else {
+            seen.remove(&key);
+            Standing::Clean
+        }
+    }
+
     /// `Some(wait)` while `(addr, scope)` is over budget: how long until it is not.
     pub fn over_budget(&self, addr: IpAddr, scope: &str) -> Option<Duration> {
-        let mut blocked = self.blocked.lock().ok()?;
-        let key: Key = (addr, Arc::from(scope));
-        let until = *blocked.get(&key)?;
-        let now = Instant::now();
-        if until > now {
-            Some(until - now)
-        } else {
-            blocked.remove(&key);
-            None
-        }
+        self.standing(addr, scope).over_budget()
     }
 
     /// Records a failure from `addr` at `scope`; puts the pair over budget when its budget is
     /// spent.
     pub fn failed(&self, addr: IpAddr, scope: &str) {
-        let Some(buckets) = &self.buckets else {
-            return;
-        };
         let key: Key = (addr, Arc::from(scope));
         let sweep = self.failures.fetch_add(1, Ordering::Relaxed) % SWEEP_AT as u64 == 0;
-        if sweep {
-            // Buckets that refilled hold nothing worth keeping; a flood from many addresses
-            // must not grow the map without bound.
-            buckets.retain_recent();
-            buckets.shrink_to_fit();
-        }
-        if let Err(not_until) = buckets.check_key(&key) {
-            let wait = not_until.wait_time_from(self.clock.now());
-            if let Ok(mut blocked) = self.blocked.lock() {
-                let now = Instant::now();
-                if sweep || blocked.len() >= SWEEP_AT {
-                    blocked.retain(|_, until| *until > now);
-                }
-                blocked.insert(key, now + wait);
+        let mut over_budget_until = None;
+        if let Some(buckets) = &self.buckets {
+            if sweep {
+                // Buckets that refilled hold nothing worth keeping; a flood from many
+                // addresses must not grow the map without bound.
+                buckets.retain_recent();
+                buckets.shrink_to_fit();
             }
+            if let Err(not_until) = buckets.check_key(&key) {
+                over_budget_until =
+                    Some(Instant::now() + not_until.wait_time_from(self.clock.now()));
+            }
+        }
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if sweep || seen.len() >= MAX_SEEN {
+            seen.retain(|_, s| {
+                now.duration_since(s.last_failure) < RECENT
+                    || s.over_budget_until.is_some_and(|until| until > now)
+            });
+            if seen.len() >= MAX_SEEN {
+                seen.clear();
+            }
+        }
+        let entry = seen.entry(key).or_insert(Seen {
+            last_failure: now,
+            over_budget_until: None,
+        });
+        entry.last_failure = now;
+        if over_budget_until.is_some() {
+            entry.over_budget_until = over_budget_until;
         }
     }
 }
@@ -167,9 +234,9 @@ mod tests {
         let wait = t.over_budget(a, "acme").unwrap();
         assert!(wait > Duration::from_secs(5), "{wait:?}");
         // Another address, another tenant, the admin endpoints: untouched.
-        assert!(t.over_budget(b, "acme").is_none());
-        assert!(t.over_budget(a, "beta").is_none());
-        assert!(t.over_budget(a, ADMIN_SCOPE).is_none());
+        assert_eq!(t.standing(b, "acme"), Standing::Clean);
+        assert_eq!(t.standing(a, "beta"), Standing::Clean);
+        assert_eq!(t.standing(a, ADMIN_SCOPE), Standing::Clean);
         // Failures at another tenant spend that tenant's budget only.
         for _ in 0..3 {
             t.failed(a, "beta");
@@ -179,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn off_means_never_over_budget() {
+    fn off_means_never_over_budget_but_failures_are_still_recent() {
         let t = AuthFailureThrottle::new(&RateLimitConfig {
             per_second: 0.0,
             burst: 1,
@@ -189,6 +256,7 @@ mod tests {
             t.failed(a, "acme");
         }
         assert!(t.over_budget(a, "acme").is_none());
+        assert_eq!(t.standing(a, "acme"), Standing::Failed);
     }
 
     #[test]
@@ -207,6 +275,6 @@ mod tests {
         t.failed(a, "acme");
         let buckets = t.buckets.as_ref().unwrap();
         assert!(buckets.len() <= 2 * SWEEP_AT, "{}", buckets.len());
-        assert!(t.blocked.lock().unwrap().len() <= 2 * SWEEP_AT);
+        assert!(t.seen.lock().unwrap().len() <= MAX_SEEN);
     }
 }
