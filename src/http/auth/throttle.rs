@@ -50,7 +50,8 @@ impl TenantLimiter {
     }
 }
 
-/// Failed authentications per (client address, scope), where the scope is the tenant a request
+/// Failed authentications per (client address, scope) (an IPv6 address counts as its /64),
+/// where the scope is the tenant a request
 /// is for (its SCIM routes and its token endpoint share one budget) or [`ADMIN_SCOPE`]. Each
 /// failure takes a token; an (address, scope) whose bucket is empty is *over budget* until a
 /// token is back.
@@ -82,6 +83,21 @@ pub const RECENT: Duration = Duration::from_secs(60);
 const MAX_SEEN: usize = 16 * SWEEP_AT;
 
 type Key = (IpAddr, Arc<str>);
+
+/// The key of a client at a scope. An IPv6 client counts as its /64: one site or one host
+/// usually holds a whole /64, so per-address budgets would let it guess without end.
+fn key(addr: IpAddr, scope: &str) -> Key {
+    let addr = match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+        v4 => v4,
+    };
+    (addr, Arc::from(scope))
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -125,7 +141,7 @@ impl AuthFailureThrottle {
         let Ok(mut seen) = self.seen.lock() else {
             return Standing::Clean;
         };
-        let key: Key = (addr, Arc::from(scope));
+        let key = key(addr, scope);
         let Some(s) = seen.get_mut(&key) else {
             return Standing::Clean;
         };
@@ -151,7 +167,7 @@ impl AuthFailureThrottle {
     /// Records a failure from `addr` at `scope`; puts the pair over budget when its budget is
     /// spent.
     pub fn failed(&self, addr: IpAddr, scope: &str) {
-        let key: Key = (addr, Arc::from(scope));
+        let key = key(addr, scope);
         let sweep = self.failures.fetch_add(1, Ordering::Relaxed) % SWEEP_AT as u64 == 0;
         let mut over_budget_until = None;
         if let Some(buckets) = &self.buckets {
@@ -243,6 +259,29 @@ mod tests {
         }
         assert!(t.over_budget(a, "beta").is_some());
         assert!(t.over_budget(b, "beta").is_none());
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_as_its_64() {
+        let t = AuthFailureThrottle::new(&RateLimitConfig {
+            per_second: 0.1,
+            burst: 2,
+        });
+        for host in 1..=3u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, host]);
+            t.failed(ip, "acme");
+        }
+        let same_64: IpAddr = "2001:db8:0:7:ffff::1".parse().unwrap();
+        let next_64: IpAddr = "2001:db8:0:8::1".parse().unwrap();
+        assert!(t.over_budget(same_64, "acme").is_some());
+        assert_eq!(t.standing(next_64, "acme"), Standing::Clean);
+        // IPv4, also written as IPv4-mapped IPv6, stays per address.
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        t.failed(v4, "acme");
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(t.standing(mapped, "acme"), Standing::Failed);
+        let v4_next: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(t.standing(v4_next, "acme"), Standing::Clean);
     }
 
     #[test]
