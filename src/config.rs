@@ -1296,6 +1296,7 @@ mod tests {
                 "[10.0.0.0/8, 192.168.1.1]",
             ),
             ("SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND", "0"),
+            ("SCIM_BRIDGE_HTTP__BASIC_AUTH_MAX_CONCURRENT", "3"),
         ]))
         .unwrap();
         let cred = &c.tenants[0].credentials;
@@ -1319,6 +1320,7 @@ mod tests {
         assert_eq!(c.admin.bearer_tokens.len(), 1);
         assert_eq!(c.http.trusted_proxies, ["10.0.0.0/8", "192.168.1.1"]);
         assert!(!c.http.rate_limit.enabled());
+        assert_eq!(c.http.basic_auth_max_concurrent, 3);
         let text = c.redacted_toml();
         for secret in [
             hash.as_str(),
@@ -1348,6 +1350,7 @@ mod tests {
             ("SCIM_BRIDGE_HTTP__TRUSTED_PROXIES", "[not-an-address]"),
             ("SCIM_BRIDGE_HTTP__AUTH_FAILURE_LIMIT__BURST", "0"),
             ("SCIM_BRIDGE_HTTP__MAX_BODY_BYTES", "0"),
+            ("SCIM_BRIDGE_HTTP__BASIC_AUTH_MAX_CONCURRENT", "5000"),
         ]))
         .unwrap_err();
         let text = err.to_string();
@@ -1361,6 +1364,7 @@ mod tests {
             "http.trusted_proxies[0]",
             "http.auth_failure_limit.burst",
             "http.max_body_bytes",
+            "http.basic_auth_max_concurrent",
         ] {
             assert!(text.contains(setting), "{setting} not named in:\n{text}");
         }

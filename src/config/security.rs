@@ -34,9 +34,13 @@ pub struct HttpConfig {
     pub filter_max_depth: usize,
     /// Inbound requests per tenant (429 with `Retry-After` above it); 0 turns it off.
     pub rate_limit: RateLimitConfig,
-    /// Failed authentications per client address; once spent, that address gets 429 until
-    /// the budget refills, whatever credentials it sends.
+    /// Failed authentications per (client address, tenant); once spent, a wrong credential
+    /// from that address at that tenant gets 429 instead of 401 until the budget refills. A
+    /// valid credential is still accepted.
     pub auth_failure_limit: RateLimitConfig,
+    /// Most Argon2 verifications of Basic passwords running at once, for the whole server
+    /// (0: half the CPUs, at least one). More wait briefly, then get 503 with `Retry-After`.
+    pub basic_auth_max_concurrent: usize,
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed. From
     /// any other peer the header is ignored and the peer address is the client address.
     pub trusted_proxies: Vec<String>,
@@ -74,6 +78,7 @@ impl Default for HttpConfig {
                 per_second: 0.2,
                 burst: 20,
             },
+            basic_auth_max_concurrent: 0,
             trusted_proxies: Vec::new(),
             max_connections: 1024,
             header_read_timeout_s: 10,
@@ -554,6 +559,12 @@ pub(super) fn validate_http(h: &HttpConfig, err: &mut impl FnMut(String, &str)) 
         if v == 0 || v > max {
             err(name.into(), &format!("must be between 1 and {max} seconds"));
         }
+    }
+    if h.basic_auth_max_concurrent > 1024 {
+        err(
+            "http.basic_auth_max_concurrent".into(),
+            "must be at most 1024 (0: half the CPUs)",
+        );
     }
     if h.default_count > h.max_results {
         err(

@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
+use super::auth::throttle::ADMIN_SCOPE;
 use super::auth::{self, Authenticator};
 use super::forwarded::ClientAddr;
 use super::metrics::Refusal;
@@ -48,21 +49,24 @@ async fn require_admin(
     next: Next,
 ) -> Response {
     let client = ClientAddr::of(&request);
-    if let Err(wait) = guard.auth_failures.check(client) {
-        return Refusal::AuthThrottled.mark(auth::too_many(
-            "Too many failed authentication attempts; retry later.",
-            wait,
-        ));
-    }
+    // As for tenants: over the failure budget a valid token still passes, a wrong one is 429.
+    let standing = guard.auth_failures.standing(client, ADMIN_SCOPE);
+    let over_budget = standing.over_budget();
     let header = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match admin.authenticate(header).await {
+    match admin.authenticate(header, standing).await {
         Ok(_) => next.run(request).await,
         Err(reason) => {
-            guard.auth_failures.failed(client);
+            guard.auth_failures.failed(client, ADMIN_SCOPE);
             tracing::info!(client = %client, reason = reason.as_str(), "admin authentication failed");
+            if let Some(wait) = over_budget {
+                return Refusal::AuthThrottled.mark(auth::too_many(
+                    "Too many failed authentication attempts; retry later.",
+                    wait,
+                ));
+            }
             Refusal::AuthFailed(reason.as_str()).mark(auth::unauthorized(&admin))
         }
     }

@@ -5,9 +5,19 @@
 //! - bearer JWTs from an outside issuer, and the tenant's own OAuth tokens ([`jwt`], [`token`]).
 //!
 //! Failures answer 401 with a SCIM body and `WWW-Authenticate`, and say nothing about which
-//! part of the credential was wrong; the reason goes to the log only. Failed attempts are
-//! counted per client address ([`throttle`]); a spent budget is answered 429 before any
-//! credential is checked. Authenticated requests then pass the tenant's rate limit.
+//! part of the credential was wrong; the reason goes to the log only. Authenticated requests
+//! then pass the tenant's rate limit.
+//!
+//! Failed attempts are counted per (client address, tenant) ([`throttle`]). Past the budget
+//! the credential is still checked: a valid one is let through, a wrong one is answered 429
+//! with `Retry-After`. Refusing every request of a spent budget instead would let anyone who
+//! can reach the bridge lock every IdP out (behind a proxy that is not in
+//! `http.trusted_proxies`, all of them share the proxy's address). What the budget still
+//! bounds is the work guessing costs: bearer tokens, JWTs and the bridge's own tokens are
+//! checked by a hash compare or a signature, cheap and hopeless to guess (the configuration
+//! asks for at least 16 characters; `token new` makes 256-bit ones), while a Basic password
+//! over budget is hashed through one shared slot of the server's Argon2 lane ([`basic`]), so
+//! guessers over their budget hold at most one hash at a time between them.
 
 pub mod basic;
 pub mod jwt;
@@ -25,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
+use self::throttle::Standing;
 use super::forwarded::ClientAddr;
 use super::metrics::Refusal;
 use super::{ApiError, TenantState};
@@ -51,6 +62,8 @@ pub enum Failure {
     BadPassword,
     /// A JWT refused for this reason.
     Jwt(jwt::JwtRejection),
+    /// Not checked: the server's password hashing was saturated (retry after the duration).
+    Busy(std::time::Duration),
 }
 
 impl Failure {
@@ -62,6 +75,7 @@ impl Failure {
             Failure::UnknownToken => "unknown_token",
             Failure::BadPassword => "bad_password",
             Failure::Jwt(r) => r.as_str(),
+            Failure::Busy(_) => "busy",
         }
     }
 }
@@ -97,9 +111,14 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     /// Builds the tenant's credentials; `base_url` is the tenant's public SCIM base URL (the
-    /// issuer and audience of the tokens its endpoint issues). Fails when a key file cannot be
-    /// read; the message names the setting, never key material.
-    pub fn from_config(t: &TenantConfig, base_url: &str) -> Result<Self, String> {
+    /// issuer and audience of the tokens its endpoint issues), `lane` bounds the server's
+    /// password hashing. Fails when a key file cannot be read; the message names the setting,
+    /// never key material.
+    pub fn from_config(
+        t: &TenantConfig,
+        base_url: &str,
+        lane: Arc<basic::HashLane>,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
             .build()
@@ -116,7 +135,7 @@ impl Authenticator {
         let issued = t.credentials.oauth.as_ref().and_then(|o| {
             let key = o.signing_key.as_ref()?;
             Some(IssuedTokens {
-                validator: jwt::JwtValidator::hs256("oauth", base_url, base_url, key, 30),
+                validator: jwt::JwtValidator::issued("oauth", base_url, key),
                 clients: o
                     .clients
                     .iter()
@@ -128,7 +147,7 @@ impl Authenticator {
         Ok(Self {
             tenant: t.name.clone(),
             tokens: t.token_hashes(),
-            basic: basic::BasicVerifier::from_config(&t.credentials.basic),
+            basic: basic::BasicVerifier::from_config(&t.credentials.basic, lane),
             jwt: validators,
             issued,
         })
@@ -155,8 +174,13 @@ impl Authenticator {
         !self.jwt.is_empty() || self.issued.is_some()
     }
 
-    /// Checks an `Authorization` header value.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, Failure> {
+    /// Checks an `Authorization` header value from a client of this `standing` (see the
+    /// module documentation).
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        standing: Standing,
+    ) -> Result<Principal, Failure> {
         let header = authorization.ok_or(Failure::Missing)?.trim();
         let (scheme, credentials) = header.split_once(' ').ok_or(Failure::Malformed)?;
         let credentials = credentials.trim();
@@ -165,8 +189,9 @@ impl Authenticator {
         } else if scheme.eq_ignore_ascii_case("basic") && !self.basic.is_empty() {
             let (user, password) = decode_basic(credentials).ok_or(Failure::Malformed)?;
             self.basic
-                .verify(&user, &password)
+                .verify(&user, &password, standing)
                 .await
+                .map_err(|basic::Busy(wait)| Failure::Busy(wait))?
                 .ok_or(Failure::BadPassword)?
         } else {
             return Err(Failure::Malformed);
@@ -256,26 +281,23 @@ pub fn unauthorized(auth: &Authenticator) -> Response {
     res
 }
 
-/// Middleware: throttles addresses with too many failures, authenticates, applies the
-/// tenant's rate limit, and records the principal for handlers.
+/// Middleware: authenticates (answering a wrong credential 429 while the client's failure
+/// budget at this tenant is spent), applies the tenant's rate limit, and records the principal
+/// for handlers.
 pub async fn require_auth(
     State(tenant): State<TenantState>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let client = ClientAddr::of(&request);
-    if let Err(wait) = tenant.guard.auth_failures.check(client) {
-        tracing::info!(tenant = %tenant.name, client = %client, "too many failed authentications");
-        return Refusal::AuthThrottled.mark(too_many(
-            "Too many failed authentication attempts from this address; retry later.",
-            wait,
-        ));
-    }
+    let throttle = &tenant.guard.auth_failures;
+    let standing = throttle.standing(client, &tenant.name);
+    let over_budget = standing.over_budget();
     let header = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match tenant.auth.authenticate(header).await {
+    match tenant.auth.authenticate(header, standing).await {
         Ok(principal) => {
             if let Some(limiter) = &tenant.rate {
                 if let Err(wait) = limiter.check() {
@@ -290,8 +312,22 @@ pub async fn require_auth(
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
+        Err(Failure::Busy(retry)) => match over_budget {
+            Some(wait) => throttled(&tenant.name, client, "busy", wait),
+            None => {
+                tracing::info!(
+                    tenant = %tenant.name,
+                    client = %client,
+                    "password checks saturated; the Basic credential was not checked"
+                );
+                Refusal::HashingBusy.mark(busy(retry))
+            }
+        },
         Err(reason) => {
-            tenant.guard.auth_failures.failed(client);
+            throttle.failed(client, &tenant.name);
+            if let Some(wait) = over_budget {
+                return throttled(&tenant.name, client, reason.as_str(), wait);
+            }
             tracing::info!(
                 tenant = %tenant.name,
                 client = %client,
@@ -301,6 +337,39 @@ pub async fn require_auth(
             Refusal::AuthFailed(reason.as_str()).mark(unauthorized(&tenant.auth))
         }
     }
+}
+
+/// The 429 of a wrong credential from a client over its failure budget.
+fn throttled(
+    tenant: &str,
+    client: std::net::IpAddr,
+    reason: &'static str,
+    wait: std::time::Duration,
+) -> Response {
+    tracing::info!(
+        tenant = %tenant,
+        client = %client,
+        reason,
+        "too many failed authentications"
+    );
+    Refusal::AuthThrottled.mark(too_many(
+        "Too many failed authentication attempts from this address; retry later.",
+        wait,
+    ))
+}
+
+/// 503 with a SCIM body and `Retry-After`: the server's password hashing is saturated and the
+/// credential was not checked.
+pub fn busy(retry: std::time::Duration) -> Response {
+    ApiError {
+        error: ScimError::new(
+            503,
+            None,
+            "The server is busy checking passwords; retry shortly.",
+        ),
+        retry_after: Some(retry.as_secs_f64().ceil().max(1.0) as u64),
+    }
+    .into_response()
 }
 
 /// 429 with a SCIM body and `Retry-After` (whole seconds, at least 1).
@@ -349,22 +418,32 @@ mod tests {
             ],
         );
         let p = auth
-            .authenticate(Some("Bearer new-token-0123456789"))
+            .authenticate(Some("Bearer new-token-0123456789"), Standing::Clean)
             .await
             .unwrap();
         assert_eq!(p.credential, "new");
         let p = auth
-            .authenticate(Some("bearer   old-token-0123456789 "))
+            .authenticate(
+                Some("bearer   old-token-0123456789 "),
+                Standing::OverBudget(std::time::Duration::from_secs(5)),
+            )
             .await
             .unwrap();
         assert_eq!(p.credential, "old");
         assert_eq!(
-            auth.authenticate(Some("Bearer nope")).await.unwrap_err(),
+            auth.authenticate(Some("Bearer nope"), Standing::Clean)
+                .await
+                .unwrap_err(),
             Failure::UnknownToken
         );
-        assert_eq!(auth.authenticate(None).await.unwrap_err(), Failure::Missing);
         assert_eq!(
-            auth.authenticate(Some("Basic b2s6b2s=")).await.unwrap_err(),
+            auth.authenticate(None, Standing::Clean).await.unwrap_err(),
+            Failure::Missing
+        );
+        assert_eq!(
+            auth.authenticate(Some("Basic b2s6b2s="), Standing::Clean)
+                .await
+                .unwrap_err(),
             Failure::Malformed
         );
     }

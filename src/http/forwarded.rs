@@ -4,15 +4,31 @@
 //! header is ignored, so a client cannot choose its own address (for the audit log and the
 //! failed-authentication throttle). `X-Forwarded-Proto` and `X-Forwarded-Host` are never used:
 //! `Location` and `meta.location` come from the configured `public_base_url` only.
+//!
+//! A forwarding header from a peer that is not trusted usually means a reverse proxy missing
+//! from `http.trusted_proxies`: every client behind it then shares its address (in the audit
+//! log and in the failure budget). The first such request of each peer logs a warning naming
+//! the peer and the setting; every one is counted
+//! (`scim_bridge_untrusted_forwarded_requests_total`).
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
+
+use crate::telemetry::metrics::Metrics;
+
+/// Headers by which a proxy names the client. Only `X-Forwarded-For` is read (from trusted
+/// proxies); all of them are noticed from untrusted peers.
+const FORWARDING_HEADERS: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-ip"];
+
+/// Most peers remembered as warned about; past that, new peers are counted, not logged.
+const MAX_WARNED_PEERS: usize = 1024;
 
 /// The address a request came from, as far as the bridge can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,22 +49,48 @@ impl ClientAddr {
     }
 }
 
-/// The configured trusted proxies.
+/// The configured trusted proxies, and the untrusted peers already warned about.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Arc<[IpNet]>);
+pub struct TrustedProxies {
+    nets: Arc<[IpNet]>,
+    warned: Arc<Mutex<HashSet<IpAddr>>>,
+}
 
 impl TrustedProxies {
     pub fn new(list: &[String]) -> Self {
-        Self(
-            list.iter()
+        Self {
+            nets: list
+                .iter()
                 .filter_map(|s| crate::config::parse_proxy(s))
                 .collect(),
-        )
+            warned: Arc::default(),
+        }
     }
 
     fn contains(&self, ip: &IpAddr) -> bool {
         let ip = canonical(*ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The forwarding header a request from `peer` carries in vain (`peer` is not trusted),
+    /// and whether this is the first such request of `peer` (the one to warn about).
+    fn ignored_forwarding(
+        &self,
+        peer: IpAddr,
+        headers: &HeaderMap,
+    ) -> Option<(&'static str, bool)> {
+        let header = FORWARDING_HEADERS
+            .into_iter()
+            .find(|h| headers.contains_key(*h))?;
+        let peer = canonical(peer);
+        if self.contains(&peer) {
+            return None;
+        }
+        let first = match self.warned.lock() {
+            Ok(mut warned) if warned.len() < MAX_WARNED_PEERS => warned.insert(peer),
+            _ => false,
+        };
+        Some((header, first))
     }
 
     /// The client address of a request from `peer` with these headers.
@@ -101,14 +143,32 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Middleware: records the [`ClientAddr`] for everything below.
+/// Middleware: records the [`ClientAddr`] for everything below, and notices forwarding
+/// headers from peers that are not trusted proxies.
 pub async fn record_client(
-    axum::extract::State(proxies): axum::extract::State<TrustedProxies>,
+    axum::extract::State((proxies, metrics)): axum::extract::State<(TrustedProxies, Metrics)>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let addr = match request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(peer)) => ClientAddr(proxies.client(peer.ip(), request.headers())),
+        Some(ConnectInfo(peer)) => {
+            let peer = canonical(peer.ip());
+            if let Some((header, first)) = proxies.ignored_forwarding(peer, request.headers()) {
+                metrics.untrusted_forwarded();
+                if first {
+                    tracing::warn!(
+                        peer = %peer,
+                        header,
+                        "a request from {peer} carries {header}, but {peer} is not in \
+                         http.trusted_proxies: the header is ignored and {peer} is taken as the \
+                         client address, so every client behind it shares one failure budget \
+                         and one address in the audit log; if {peer} is your reverse proxy, \
+                         add it to http.trusted_proxies (logged once per peer)"
+                    );
+                }
+            }
+            ClientAddr(proxies.client(peer, request.headers()))
+        }
         None => ClientAddr::UNKNOWN,
     };
     request.extensions_mut().insert(addr);
@@ -144,6 +204,42 @@ mod tests {
             none.client(ip("10.0.0.1"), &headers(&["1.2.3.4"])),
             ip("10.0.0.1")
         );
+    }
+
+    #[test]
+    fn forwarding_from_an_untrusted_peer_is_noticed_once_per_peer() {
+        let p = TrustedProxies::new(&["10.0.0.0/8".into()]);
+        let a = ip("203.0.113.9");
+        let b = ip("::ffff:203.0.113.10");
+        assert_eq!(
+            p.ignored_forwarding(a, &headers(&["1.2.3.4"])),
+            Some(("x-forwarded-for", true))
+        );
+        assert_eq!(
+            p.ignored_forwarding(a, &headers(&["1.2.3.4"])),
+            Some(("x-forwarded-for", false))
+        );
+        let mut forwarded = HeaderMap::new();
+        forwarded.insert("forwarded", HeaderValue::from_static("for=192.0.2.60"));
+        assert_eq!(
+            p.ignored_forwarding(b, &forwarded),
+            Some(("forwarded", true))
+        );
+        // No header, or a trusted proxy: nothing to say.
+        assert_eq!(
+            p.ignored_forwarding(ip("198.51.100.1"), &headers(&[])),
+            None
+        );
+        assert_eq!(
+            p.ignored_forwarding(ip("10.1.2.3"), &headers(&["1.2.3.4"])),
+            None
+        );
+        // The memory of warned peers is bounded.
+        for i in 0..(MAX_WARNED_PEERS as u32 + 10) {
+            let peer = IpAddr::from(std::net::Ipv4Addr::from(0xc000_0000 + i));
+            p.ignored_forwarding(peer, &headers(&["1.2.3.4"]));
+        }
+        assert_eq!(p.warned.lock().unwrap().len(), MAX_WARNED_PEERS);
     }
 
     #[test]

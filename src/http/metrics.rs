@@ -1,7 +1,7 @@
 //! Request metrics: a layer around each tenant's routes (and the admin routes) that counts and
 //! times requests by tenant, resource, operation and status, and counts the refusals the
 //! authentication middlewares mark on their answers ([`Refusal`]): failed authentications by
-//! reason and 429s by limit.
+//! reason and refusals by limit.
 //!
 //! The resource and operation come from the matched route (`/Users/{id}`), never from the raw
 //! path, so a label takes one of a few fixed values whatever clients send.
@@ -27,6 +27,9 @@ pub enum Refusal {
     AuthThrottled,
     /// The tenant's request budget is spent (429).
     RateLimited,
+    /// The server's password hashing was saturated; the Basic credential was not checked
+    /// (503).
+    HashingBusy,
 }
 
 impl Refusal {
@@ -115,6 +118,7 @@ async fn record(State(scope): State<Scope>, request: Request, next: Next) -> Res
         Some(Refusal::AuthFailed(reason)) => m.auth_failure(&scope.tenant, endpoint, reason),
         Some(Refusal::AuthThrottled) => m.rate_limited(&scope.tenant, endpoint, "auth_failures"),
         Some(Refusal::RateLimited) => m.rate_limited(&scope.tenant, endpoint, "tenant"),
+        Some(Refusal::HashingBusy) => m.rate_limited(&scope.tenant, endpoint, "basic_auth"),
         None => {}
     }
     response

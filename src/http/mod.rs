@@ -92,8 +92,11 @@ impl Default for HttpLimits {
 /// Protections shared by every tenant of one server.
 #[derive(Debug)]
 pub struct Guard {
-    /// Failed authentications per client address (tenant endpoints, token endpoints, admin).
+    /// Failed authentications per (client address, tenant) (tenant endpoints and token
+    /// endpoints; the admin endpoints are a scope of their own).
     pub auth_failures: Arc<auth::throttle::AuthFailureThrottle>,
+    /// Bounds the Argon2 checks of Basic passwords of every tenant.
+    pub hash_lane: Arc<auth::basic::HashLane>,
     /// Whose `X-Forwarded-For` is believed.
     pub proxies: forwarded::TrustedProxies,
 }
@@ -104,6 +107,7 @@ impl Guard {
             auth_failures: Arc::new(auth::throttle::AuthFailureThrottle::new(
                 &http.auth_failure_limit,
             )),
+            hash_lane: Arc::new(auth::basic::HashLane::new(http.basic_auth_max_concurrent)),
             proxies: forwarded::TrustedProxies::new(&http.trusted_proxies),
         }
     }
@@ -151,7 +155,11 @@ impl TenantState {
         Ok(Self {
             name: config.name.clone(),
             base_path: config.base_path.clone(),
-            auth: Arc::new(auth::Authenticator::from_config(config, &base_url)?),
+            auth: Arc::new(auth::Authenticator::from_config(
+                config,
+                &base_url,
+                guard.hash_lane.clone(),
+            )?),
             rate: auth::throttle::TenantLimiter::new(&http.rate_limit).map(Arc::new),
             token: auth::token::TokenEndpoint::new(
                 &config.name,
@@ -324,7 +332,7 @@ pub fn app(state: AppState) -> Router {
             }))
             // 4. The client address (X-Forwarded-For from trusted proxies only).
             .layer(axum::middleware::from_fn_with_state(
-                state.guard.proxies.clone(),
+                (state.guard.proxies.clone(), state.metrics.clone()),
                 forwarded::record_client,
             ))
             // 5. Oversized headers are refused before anything reads them.

@@ -46,8 +46,10 @@ pub const HTTP_CONNECTIONS_DROPPED: &str = "scim_bridge_http_connections_dropped
 pub const HTTP_ACCEPT_ERRORS: &str = "scim_bridge_http_accept_errors_total";
 /// Failed authentications by `tenant`, `endpoint` (`scim`, `token`, `admin`), `reason`.
 pub const AUTH_FAILURES: &str = "scim_bridge_auth_failures_total";
-/// Requests answered 429 by `tenant`, `endpoint`, `limit` (`tenant`: the tenant's request
-/// budget; `auth_failures`: the client address failed to authenticate too often).
+/// Requests refused by a limit, by `tenant`, `endpoint`, `limit` (`tenant`: the tenant's
+/// request budget, 429; `auth_failures`: a wrong credential from a client address that failed
+/// to authenticate too often at that tenant, 429; `basic_auth`: the server's Argon2 checks of
+/// Basic passwords were saturated and the credential was not checked, 503).
 pub const RATE_LIMITED: &str = "scim_bridge_rate_limited_total";
 /// Partner HTTP attempts by `tenant`, `site`, `call`, `outcome` (`ok`, a failure class such as
 /// `transient` or `not_found`, or `rejected`: not sent, the circuit was open or no slot came).
@@ -84,6 +86,9 @@ pub const RECONCILE_RUNS: &str = "scim_bridge_reconcile_runs_total";
 /// Group member ids skipped because they are not users of the tenant
 /// (`unknown_members = "skip"`), by `tenant`.
 pub const UNKNOWN_MEMBERS_SKIPPED: &str = "scim_bridge_unknown_members_skipped_total";
+/// Requests carrying a forwarding header (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) from a
+/// peer that is not in `http.trusted_proxies` (the header is ignored).
+pub const UNTRUSTED_FORWARDED: &str = "scim_bridge_untrusted_forwarded_requests_total";
 
 /// Histogram buckets of every `*_seconds` histogram: 5 ms to a minute.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -225,6 +230,10 @@ impl Metrics {
                 UNKNOWN_MEMBERS_SKIPPED,
                 "Group member ids skipped because they are not users of the tenant."
             );
+            describe_counter!(
+                UNTRUSTED_FORWARDED,
+                "Requests with forwarding headers from peers not in http.trusted_proxies."
+            );
         });
     }
 
@@ -291,7 +300,7 @@ impl Metrics {
         });
     }
 
-    /// A request refused with 429 by `limit` (`tenant` or `auth_failures`).
+    /// A request refused by `limit` (`tenant`, `auth_failures` or `basic_auth`).
     pub fn rate_limited(&self, tenant: &str, endpoint: &'static str, limit: &'static str) {
         self.record(|| {
             ::metrics::counter!(RATE_LIMITED,
@@ -457,6 +466,13 @@ impl Metrics {
         self.record(|| {
             ::metrics::counter!(UNKNOWN_MEMBERS_SKIPPED, "tenant" => tenant.to_owned())
                 .increment(count as u64);
+        });
+    }
+
+    /// A request with a forwarding header from a peer that is not a trusted proxy.
+    pub fn untrusted_forwarded(&self) {
+        self.record(|| {
+            ::metrics::counter!(UNTRUSTED_FORWARDED).increment(1);
         });
     }
 

@@ -882,7 +882,7 @@ async fn tenant_rate_limit_answers_429_with_retry_after_and_recovers() {
 }
 
 #[tokio::test]
-async fn failed_authentications_block_the_address_not_its_neighbours() {
+async fn failed_authentications_slow_the_address_without_locking_out_valid_credentials() {
     let mut opts = options();
     opts.http.auth_failure_limit = RateLimitConfig {
         per_second: 0.01,
@@ -909,28 +909,37 @@ async fn failed_authentications_block_the_address_not_its_neighbours() {
     };
     let bad = || format!("Bearer {}x", static_token("acme"));
     let good = || format!("Bearer {}", static_token("acme"));
-    // A budget of 3 failures; the 4th failure is still a 401, and blocks the address.
+    // A budget of 3 failures; the 4th failure is still a 401, and spends it.
     for _ in 0..4 {
         assert_eq!(
             from("198.51.100.1", bad()).await.0,
             StatusCode::UNAUTHORIZED
         );
     }
-    // The budget is spent: even the right token gets 429 from that address, with no
-    // credential checked.
-    let (s, retry, body) = from("198.51.100.1", good()).await;
+    // The budget is spent: guesses from that address get 429 with Retry-After...
+    let (s, retry, body) = from("198.51.100.1", bad()).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["status"], "429");
     assert!(retry.is_some());
-    // Basic guesses from there are refused the same way, without a password hash.
+    let (s, _, _) = from(
+        "198.51.100.1",
+        basic_header(&basic_user("acme"), "not-the-password"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    // ... but valid credentials from there still pass: failures lock nobody out.
+    assert_eq!(from("198.51.100.1", good()).await.0, StatusCode::OK);
     let (s, _, _) = from(
         "198.51.100.1",
         basic_header(&basic_user("acme"), &basic_password("acme")),
     )
     .await;
-    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
-    // Another client behind the same proxy is not affected.
-    assert_eq!(from("198.51.100.2", good()).await.0, StatusCode::OK);
+    assert_eq!(s, StatusCode::OK);
+    // Another client behind the same proxy keeps its own budget.
+    assert_eq!(
+        from("198.51.100.2", bad()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

@@ -40,6 +40,10 @@ const MAX_JWKS_BYTES: usize = 512 * 1024;
 /// time without checking, so an absurd setting must not reach it.
 const MAX_LEEWAY_S: u64 = 86_400;
 
+/// Clock skew allowed on the `nbf` of the bridge's own tokens (replicas' clocks differ a
+/// little); their `exp` gets none.
+pub const ISSUED_NBF_LEEWAY_S: u64 = 30;
+
 /// Why a JWT was refused: for logs and metrics only, never told to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtRejection {
@@ -113,7 +117,11 @@ struct Inner {
     issuer: String,
     audience: Vec<String>,
     algorithms: Vec<Algorithm>,
+    /// Clock skew allowed on `nbf`.
     leeway_s: u64,
+    /// Clock skew allowed on `exp`: `leeway_s` for outside issuers, 0 for the bridge's own
+    /// tokens (they must not outlive the `expires_in` the token endpoint announced).
+    exp_leeway_s: u64,
     keys: KeySource,
 }
 
@@ -274,14 +282,35 @@ impl JwtValidator {
                 audience: audiences(config.audience.iter().map(String::as_str)),
                 algorithms,
                 leeway_s: config.leeway_s.min(MAX_LEEWAY_S),
+                exp_leeway_s: config.leeway_s.min(MAX_LEEWAY_S),
                 keys,
             }),
         })
     }
 
-    /// An HS256 validator for tokens issued by the tenant's own token endpoint. With an empty
-    /// secret (which anyone could sign with) it accepts no token at all.
+    /// An HS256 validator with `leeway_s` on both `exp` and `nbf`. With an empty secret (which
+    /// anyone could sign with) it accepts no token at all.
     pub fn hs256(name: &str, issuer: &str, audience: &str, secret: &Secret, leeway_s: u64) -> Self {
+        Self::hmac(name, issuer, audience, secret, leeway_s, leeway_s)
+    }
+
+    /// The validator of the tokens the tenant's own token endpoint issues (HS256, `issuer` as
+    /// issuer and audience): no leeway on `exp`, so a token is refused from the second its
+    /// `expires_in` ends, on every replica whose clock is not behind; [`ISSUED_NBF_LEEWAY_S`]
+    /// on `nbf`, so a replica whose clock is a little behind the issuing one still accepts a
+    /// fresh token (that adds nothing to its lifetime).
+    pub fn issued(name: &str, issuer: &str, secret: &Secret) -> Self {
+        Self::hmac(name, issuer, issuer, secret, ISSUED_NBF_LEEWAY_S, 0)
+    }
+
+    fn hmac(
+        name: &str,
+        issuer: &str,
+        audience: &str,
+        secret: &Secret,
+        nbf_leeway_s: u64,
+        exp_leeway_s: u64,
+    ) -> Self {
         let algorithms = if secret.is_empty() {
             Vec::new()
         } else {
@@ -293,7 +322,8 @@ impl JwtValidator {
                 issuer: issuer.to_owned(),
                 audience: audiences([audience]),
                 algorithms,
-                leeway_s: leeway_s.min(MAX_LEEWAY_S),
+                leeway_s: nbf_leeway_s.min(MAX_LEEWAY_S),
+                exp_leeway_s: exp_leeway_s.min(MAX_LEEWAY_S),
                 keys: KeySource::Static {
                     family: Family::Hmac,
                     key: Arc::new(DecodingKey::from_secret(secret.expose().as_bytes())),
@@ -350,7 +380,8 @@ impl JwtValidator {
 
         let mut validation = Validation::new(alg);
         validation.leeway = inner.leeway_s;
-        validation.validate_exp = true;
+        // `exp` is checked below, with its own leeway: `jsonwebtoken` has one for both.
+        validation.validate_exp = false;
         validation.validate_nbf = true;
         validation.validate_aud = true;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
@@ -359,7 +390,16 @@ impl JwtValidator {
 
         let data = jsonwebtoken::decode::<RawClaims>(token, &key, &validation)
             .map_err(|e| rejection(e.kind()))?;
-        data.claims.into_claims(&inner.issuer)
+        let claims = data.claims.into_claims(&inner.issuer)?;
+        // RFC 7519 section 4.1.4: not accepted on or after `exp` (plus the leeway).
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+        let deadline = claims
+            .expires_at
+            .saturating_add(i64::try_from(inner.exp_leeway_s).unwrap_or(i64::MAX));
+        if now >= deadline {
+            return Err(JwtRejection::Expired);
+        }
+        Ok(claims)
     }
 }
 
@@ -1524,6 +1564,43 @@ mod tests {
         assert_ne!(
             json_part(split(&again).unwrap().1).unwrap()["jti"],
             payload["jti"]
+        );
+    }
+
+    #[tokio::test]
+    async fn issued_token_gets_no_leeway_on_exp() {
+        let secret = Secret::new(SECRET);
+        let issuer = "https://bridge.example.test/tenants/acme";
+        let v = JwtValidator::issued("oauth", issuer, &secret);
+        let signed = |exp: i64, nbf: i64| {
+            sign(
+                Algorithm::HS256,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+                None,
+                &json!({"iss": issuer, "aud": issuer, "client_id": "okta-client",
+                        "iat": nbf, "nbf": nbf, "exp": exp}),
+            )
+        };
+        v.validate(&signed(now() + 5, now())).await.unwrap();
+        // Expired a second ago, or this very second: refused (an outside issuer's token would
+        // get its configured leeway).
+        for exp in [now() - 1, now()] {
+            assert_eq!(
+                v.validate(&signed(exp, now() - 60)).await.unwrap_err(),
+                JwtRejection::Expired,
+                "exp {exp}"
+            );
+        }
+        // A token issued with a lifetime of 0 s never passes.
+        let token = issue_hs256(&secret, issuer, issuer, "okta-client", 0).unwrap();
+        assert_eq!(v.validate(&token).await.unwrap_err(), JwtRejection::Expired);
+        // A replica whose clock is a few seconds behind the issuer's accepts a fresh token.
+        v.validate(&signed(now() + 600, now() + 10)).await.unwrap();
+        assert_eq!(
+            v.validate(&signed(now() + 600, now() + 120))
+                .await
+                .unwrap_err(),
+            JwtRejection::NotYetValid
         );
     }
 

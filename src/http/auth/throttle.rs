@@ -1,10 +1,11 @@
-//! Inbound limits: the per-tenant request rate, and failed authentications per client address.
-//! Both are token buckets (governor) answered with 429 and `Retry-After`.
+//! Inbound limits: the per-tenant request rate, and failed authentications per (client address,
+//! tenant). Both are token buckets (governor); their refusals are 429 with `Retry-After`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -12,7 +13,8 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 
 use crate::config::RateLimitConfig;
 
-/// Most addresses remembered as blocked before expired ones are swept.
+/// Failures between two sweeps of refilled buckets, and the most (address, scope) pairs
+/// remembered as over budget before expired ones are swept.
 const SWEEP_AT: usize = 4096;
 
 fn quota(c: &RateLimitConfig) -> Option<Quota> {
@@ -48,60 +50,158 @@ impl TenantLimiter {
     }
 }
 
-/// Failed authentications per client address. Each failure takes a token; an address whose
-/// bucket is empty is blocked until a token is back, and every request from it (whatever its
-/// credentials) is answered 429 meanwhile, so guessing costs time without costing the server
-/// a password hash per guess.
+/// Failed authentications per (client address, scope) (an IPv6 address counts as its /64),
+/// where the scope is the tenant a request
+/// is for (its SCIM routes and its token endpoint share one budget) or [`ADMIN_SCOPE`]. Each
+/// failure takes a token; an (address, scope) whose bucket is empty is *over budget* until a
+/// token is back.
+///
+/// Being over budget never refuses a request by itself: the caller still checks the
+/// credential, lets a valid one through and answers a wrong one 429 instead of 401 (see
+/// `http/auth.rs` for why). So failures of one tenant never touch another tenant's budget,
+/// and nobody who does not hold a credential can make the bridge refuse one that is valid.
+/// What the [`Standing`] decides besides the answer is the priority of the request's password
+/// hashing (`basic::HashLane`).
 #[derive(Debug)]
 pub struct AuthFailureThrottle {
-    buckets: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    buckets: Option<DefaultKeyedRateLimiter<Key>>,
+    /// Per (address, scope) with a failure in the last [`RECENT`]: the last failure, and when
+    /// an over-budget pair is back within its budget.
+    seen: Mutex<HashMap<Key, Seen>>,
+    failures: AtomicU64,
     clock: DefaultClock,
+}
+
+/// The scope of the admin endpoints' budget (no tenant is named with an empty string).
+pub const ADMIN_SCOPE: &str = "";
+
+/// How long a failure counts as recent (see [`Standing::Failed`]).
+pub const RECENT: Duration = Duration::from_secs(60);
+
+/// Most (address, scope) pairs remembered; past it (a flood from more addresses than that
+/// within [`RECENT`]), the memory is cleared and the pairs count as clean again.
+const MAX_SEEN: usize = 16 * SWEEP_AT;
+
+type Key = (IpAddr, Arc<str>);
+
+/// The key of a client at a scope. An IPv6 client counts as its /64: one site or one host
+/// usually holds a whole /64, so per-address budgets would let it guess without end.
+fn key(addr: IpAddr, scope: &str) -> Key {
+    let addr = match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+        v4 => v4,
+    };
+    (addr, Arc::from(scope))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    last_failure: Instant,
+    over_budget_until: Option<Instant>,
+}
+
+/// Where an (address, scope) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// No failure in the last [`RECENT`].
+    Clean,
+    /// A failure in the last [`RECENT`], the budget not spent.
+    Failed,
+    /// The budget is spent, for this long yet.
+    OverBudget(Duration),
+}
+
+impl Standing {
+    /// How long the budget stays spent, when it is.
+    pub fn over_budget(self) -> Option<Duration> {
+        match self {
+            Standing::OverBudget(wait) => Some(wait),
+            _ => None,
+        }
+    }
 }
 
 impl AuthFailureThrottle {
     pub fn new(c: &RateLimitConfig) -> Self {
         Self {
             buckets: quota(c).map(RateLimiter::keyed),
-            blocked: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            failures: AtomicU64::new(0),
             clock: DefaultClock::default(),
         }
     }
 
-    /// `Err(wait)` while `addr` is blocked.
-    pub fn check(&self, addr: IpAddr) -> Result<(), Duration> {
-        let Ok(mut blocked) = self.blocked.lock() else {
-            return Ok(());
+    /// Where `(addr, scope)` stands now.
+    pub fn standing(&self, addr: IpAddr, scope: &str) -> Standing {
+        let Ok(mut seen) = self.seen.lock() else {
+            return Standing::Clean;
         };
-        match blocked.get(&addr) {
-            Some(until) => {
-                let now = Instant::now();
-                if *until > now {
-                    Err(*until - now)
-                } else {
-                    blocked.remove(&addr);
-                    Ok(())
-                }
-            }
-            None => Ok(()),
+        let key = key(addr, scope);
+        let Some(s) = seen.get_mut(&key) else {
+            return Standing::Clean;
+        };
+        let now = Instant::now();
+        match s.over_budget_until {
+            Some(until) if until > now => return Standing::OverBudget(until - now),
+            Some(_) => s.over_budget_until = None,
+            None => {}
+        }
+        if now.duration_since(s.last_failure) < RECENT {
+            Standing::Failed
+        } else {
+            seen.remove(&key);
+            Standing::Clean
         }
     }
 
-    /// Records a failure from `addr`; blocks it when its budget is spent.
-    pub fn failed(&self, addr: IpAddr) {
-        let Some(buckets) = &self.buckets else {
+    /// `Some(wait)` while `(addr, scope)` is over budget: how long until it is not.
+    pub fn over_budget(&self, addr: IpAddr, scope: &str) -> Option<Duration> {
+        self.standing(addr, scope).over_budget()
+    }
+
+    /// Records a failure from `addr` at `scope`; puts the pair over budget when its budget is
+    /// spent.
+    pub fn failed(&self, addr: IpAddr, scope: &str) {
+        let key = key(addr, scope);
+        let sweep = self.failures.fetch_add(1, Ordering::Relaxed) % SWEEP_AT as u64 == 0;
+        let mut over_budget_until = None;
+        if let Some(buckets) = &self.buckets {
+            if sweep {
+                // Buckets that refilled hold nothing worth keeping; a flood from many
+                // addresses must not grow the map without bound.
+                buckets.retain_recent();
+                buckets.shrink_to_fit();
+            }
+            if let Err(not_until) = buckets.check_key(&key) {
+                over_budget_until =
+                    Some(Instant::now() + not_until.wait_time_from(self.clock.now()));
+            }
+        }
+        let Ok(mut seen) = self.seen.lock() else {
             return;
         };
-        if let Err(not_until) = buckets.check_key(&addr) {
-            let wait = not_until.wait_time_from(self.clock.now());
-            if let Ok(mut blocked) = self.blocked.lock() {
-                let now = Instant::now();
-                if blocked.len() >= SWEEP_AT {
-                    blocked.retain(|_, until| *until > now);
-                    buckets.retain_recent();
-                }
-                blocked.insert(addr, now + wait);
+        let now = Instant::now();
+        if sweep || seen.len() >= MAX_SEEN {
+            seen.retain(|_, s| {
+                now.duration_since(s.last_failure) < RECENT
+                    || s.over_budget_until.is_some_and(|until| until > now)
+            });
+            if seen.len() >= MAX_SEEN {
+                seen.clear();
             }
+        }
+        let entry = seen.entry(key).or_insert(Seen {
+            last_failure: now,
+            over_budget_until: None,
+        });
+        entry.last_failure = now;
+        if over_budget_until.is_some() {
+            entry.over_budget_until = over_budget_until;
         }
     }
 }
@@ -133,32 +233,87 @@ mod tests {
     }
 
     #[test]
-    fn failures_block_one_address_only() {
+    fn failures_count_per_address_and_tenant() {
         let t = AuthFailureThrottle::new(&RateLimitConfig {
             per_second: 0.1,
             burst: 2,
         });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        t.failed(a);
-        t.failed(a);
-        assert!(t.check(a).is_ok(), "the burst is not spent yet");
-        t.failed(a);
-        let wait = t.check(a).unwrap_err();
+        t.failed(a, "acme");
+        t.failed(a, "acme");
+        assert!(
+            t.over_budget(a, "acme").is_none(),
+            "the burst is not spent yet"
+        );
+        t.failed(a, "acme");
+        let wait = t.over_budget(a, "acme").unwrap();
         assert!(wait > Duration::from_secs(5), "{wait:?}");
-        assert!(t.check(b).is_ok());
+        // Another address, another tenant, the admin endpoints: untouched.
+        assert_eq!(t.standing(b, "acme"), Standing::Clean);
+        assert_eq!(t.standing(a, "beta"), Standing::Clean);
+        assert_eq!(t.standing(a, ADMIN_SCOPE), Standing::Clean);
+        // Failures at another tenant spend that tenant's budget only.
+        for _ in 0..3 {
+            t.failed(a, "beta");
+        }
+        assert!(t.over_budget(a, "beta").is_some());
+        assert!(t.over_budget(b, "beta").is_none());
     }
 
     #[test]
-    fn off_means_never_blocked() {
+    fn an_ipv6_client_counts_as_its_64() {
+        let t = AuthFailureThrottle::new(&RateLimitConfig {
+            per_second: 0.1,
+            burst: 2,
+        });
+        for host in 1..=3u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, host]);
+            t.failed(ip, "acme");
+        }
+        let same_64: IpAddr = "2001:db8:0:7:ffff::1".parse().unwrap();
+        let next_64: IpAddr = "2001:db8:0:8::1".parse().unwrap();
+        assert!(t.over_budget(same_64, "acme").is_some());
+        assert_eq!(t.standing(next_64, "acme"), Standing::Clean);
+        // IPv4, also written as IPv4-mapped IPv6, stays per address.
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        t.failed(v4, "acme");
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(t.standing(mapped, "acme"), Standing::Failed);
+        let v4_next: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(t.standing(v4_next, "acme"), Standing::Clean);
+    }
+
+    #[test]
+    fn off_means_never_over_budget_but_failures_are_still_recent() {
         let t = AuthFailureThrottle::new(&RateLimitConfig {
             per_second: 0.0,
             burst: 1,
         });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..100 {
-            t.failed(a);
+            t.failed(a, "acme");
         }
-        assert!(t.check(a).is_ok());
+        assert!(t.over_budget(a, "acme").is_none());
+        assert_eq!(t.standing(a, "acme"), Standing::Failed);
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_is_swept() {
+        // Buckets refill within a millisecond, so each sweep drops all but the newest.
+        let t = AuthFailureThrottle::new(&RateLimitConfig {
+            per_second: 1000.0,
+            burst: 1,
+        });
+        for i in 0..(3 * SWEEP_AT as u32) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            t.failed(ip, "acme");
+            t.failed(ip, "acme");
+        }
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        t.failed(a, "acme");
+        let buckets = t.buckets.as_ref().unwrap();
+        assert!(buckets.len() <= 2 * SWEEP_AT, "{}", buckets.len());
+        assert!(t.seen.lock().unwrap().len() <= MAX_SEEN);
     }
 }

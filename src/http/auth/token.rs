@@ -118,17 +118,9 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 async fn issue(State(ep): State<TokenEndpoint>, request: Request) -> Response {
     let client = ClientAddr::of(&request);
-    if let Err(wait) = ep.throttle.check(client) {
-        let mut res = oauth_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "slow_down",
-            "Too many failed attempts from this address; retry later.",
-        );
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        res.headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
-        return Refusal::AuthThrottled.mark(res);
-    }
+    // Over the failure budget the client credentials are still checked (a valid client is
+    // never locked out by someone else's failures); a wrong one is answered 429.
+    let over_budget = ep.throttle.over_budget(client, &ep.tenant);
     let form_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -208,7 +200,19 @@ async fn issue(State(ep): State<TokenEndpoint>, request: Request) -> Response {
         }
     };
     let Some(client_id) = ep.check(&id, &secret) else {
-        ep.throttle.failed(client);
+        ep.throttle.failed(client, &ep.tenant);
+        if let Some(wait) = over_budget {
+            tracing::info!(tenant = %ep.tenant, client = %client, reason = "invalid_client", "too many failed authentications");
+            let mut res = oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "Too many failed attempts from this address; retry later.",
+            );
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+            return Refusal::AuthThrottled.mark(res);
+        }
         tracing::info!(tenant = %ep.tenant, client = %client, "token request with wrong client credentials");
         return Refusal::AuthFailed("invalid_client").mark(oauth_error(
             StatusCode::UNAUTHORIZED,
