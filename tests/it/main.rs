@@ -29,6 +29,7 @@ mod protocol;
 mod reconcile;
 mod renames;
 mod replicas;
+mod review15;
 mod review_findings;
 mod sandbox_start;
 mod scim_fixtures_patch;
