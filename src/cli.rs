@@ -536,6 +536,20 @@ pub const SANDBOX_DATA_DIR: &str = "./sandbox-data";
 /// Settings without a tenant are an error (`Err` is its message): they mean a configuration
 /// that did not load completely, and a production host must not quietly become a sandbox.
 fn wants_sandbox(config: &Config, args: &ServeArgs) -> Result<bool, String> {
+    // Listening beyond this machine is a production setting too (the sandbox serves a
+    // printed token and an emulated partner: never on a public address unless asked for).
+    if let Some(listen) = args
+        .listen
+        .filter(|l| !args.sandbox && !l.ip().is_loopback())
+    {
+        if config.is_unconfigured() {
+            return Err(format!(
+                "no tenant is configured, but --listen {listen} is not a loopback address: \
+                 configure a tenant, or run the sandbox there on purpose with \
+                 scim-bridge serve --sandbox"
+            ));
+        }
+    }
     if args.sandbox || config.nothing_configured() {
         Ok(true)
     } else if config.is_unconfigured() {
@@ -571,7 +585,11 @@ fn use_sandbox_store(config: &mut Config, data_dir: Option<&PathBuf>) -> Result<
         .unwrap_or_else(|| PathBuf::from(SANDBOX_DATA_DIR));
     let production_file = sqlite_file(config.store_url().expose());
     let sandbox_file = dir.join("scim-bridge.db");
-    if same_path(&dir, &config.data_dir)
+    // A folder that holds a store the sandbox did not make (no marker) is someone's data:
+    // a production folder given by --data-dir while the configuration failed to load.
+    let foreign = sandbox_file.exists() && !dir.join(SANDBOX_MARKER).exists();
+    if foreign
+        || same_path(&dir, &config.data_dir)
         || production_file.is_some_and(|f| same_path(&f, &sandbox_file))
     {
         return Err(format!(
@@ -581,10 +599,21 @@ fn use_sandbox_store(config: &mut Config, data_dir: Option<&PathBuf>) -> Result<
             config.data_dir.display()
         ));
     }
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(SANDBOX_MARKER), b"a scim-bridge sandbox store\n"))
+        .map_err(|e| {
+            format!(
+                "--data-dir {}: cannot mark it as the sandbox's: {e}",
+                dir.display()
+            )
+        })?;
     config.data_dir = dir;
     config.store.url = None;
     Ok(())
 }
+
+/// Marks a folder as the sandbox's: the sandbox uses a folder holding a store only with it.
+const SANDBOX_MARKER: &str = ".scim-bridge-sandbox";
 
 /// The file of a `sqlite:` store URL.
 fn sqlite_file(url: &str) -> Option<PathBuf> {

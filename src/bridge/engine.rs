@@ -992,7 +992,6 @@ async fn converge_live(
             .await?
             .into_iter()
             .map(|g| g.partner_name)
-            .filter(|g| site.allow_admin_grant || !is_privileged_group(g))
             .collect()
     } else {
         Vec::new()
@@ -1048,7 +1047,11 @@ async fn converge_live(
             Ok(Converged::Created)
         }
         Some(p) => {
-            let managed = managed_names(store, tenant, site).await?;
+            let mut managed = managed_names(store, tenant, site).await?;
+            if tenant.keeps_profile(&email) {
+                // The site's owner and protected accounts keep their administrator rights.
+                managed.retain(|g| !is_privileged_group(g));
+            }
             let groups = converge_groups(&p.groups, &managed, &desired);
             let mut update = UserUpdate::default();
             if !same_groups(&p.groups, &groups) {
@@ -1172,13 +1175,21 @@ async fn managed_names(
     tenant: &Tenant,
     site: &Site,
 ) -> Result<HashSet<String>, StoreError> {
+    // A site that does not let SCIM grant admin rights leaves its privileged group to the
+    // site's own administrators, neither granted nor removed, unless a SCIM group still maps
+    // to it from before (such groups can no longer be made): that one stays managed, so the
+    // IdP can take the rights it gave away again.
+    let legacy = site.allow_admin_grant
+        || store
+            .current_group_names(tenant.name())
+            .await?
+            .iter()
+            .any(|g| is_privileged_group(g));
     Ok(store
         .managed_group_names(tenant.name())
         .await?
         .into_iter()
-        // A site that does not let SCIM grant admin rights leaves its privileged group to
-        // the site's own administrators: neither granted nor removed.
-        .filter(|g| site.allow_admin_grant || !is_privileged_group(g))
+        .filter(|g| legacy || !is_privileged_group(g))
         .map(|g| g.to_lowercase())
         .collect())
 }
@@ -1226,7 +1237,10 @@ async fn remove_account(
     let Some(p) = site.client.get_user(email).await? else {
         return Ok(Converged::Unchanged);
     };
-    let managed = managed_names(store, tenant, site).await?;
+    let mut managed = managed_names(store, tenant, site).await?;
+    if tenant.keeps_profile(email) {
+        managed.retain(|g| !is_privileged_group(g));
+    }
     let groups = converge_groups(&p.groups, &managed, &[]);
     if same_groups(&p.groups, &groups) {
         return Ok(Converged::Unchanged);

@@ -264,9 +264,13 @@ async fn reconcile_site(
             report.groups_missing.push(g.partner_name.clone());
         }
     }
+    // The site's privileged group is SCIM's only where the site allows it, or while a SCIM
+    // group still maps to it from before (as the engine converges it).
+    let legacy =
+        site.allow_admin_grant || groups.iter().any(|g| is_privileged_group(&g.partner_name));
     let site_managed: HashSet<String> = managed
         .iter()
-        .filter(|g| site.allow_admin_grant || !is_privileged_group(g))
+        .filter(|g| legacy || !is_privileged_group(g))
         .cloned()
         .collect();
     let mut known = HashSet::new();
@@ -291,14 +295,11 @@ async fn reconcile_site(
                 to_mark.push(u.id.clone());
             }
             (true, _, Some(p)) => {
-                let mut want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
+                let want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
                     desired.get(&u.id).cloned().unwrap_or_default()
                 } else {
                     Vec::new()
                 };
-                // The site's privileged group is not SCIM's unless the site allows it (as
-                // the engine converges it).
-                want.retain(|g| site.allow_admin_grant || !is_privileged_group(g));
                 let mut drifted = false;
                 if let Some(d) = group_drift(&u.partner_email, &want, &p.groups, &site_managed) {
                     report.memberships_drifted.push(d);

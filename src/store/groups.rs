@@ -372,7 +372,7 @@ impl Store {
         })
         .await?;
         let current: HashSet<String> = self
-            .managed_current_names(tenant)
+            .current_group_names(tenant)
             .await?
             .iter()
             .map(|n| lc(n))
@@ -387,7 +387,7 @@ impl Store {
     }
 
     /// The partner name of every group of the tenant (current names only).
-    async fn managed_current_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn current_group_names(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
         retrying(move || async move {
             let names: Vec<String> = with_pool!(self, pool => {
                 sqlx::query_scalar("SELECT partner_name FROM groups WHERE tenant = $1")

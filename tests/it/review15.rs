@@ -1,6 +1,6 @@
-//! Review of issue 15's hardening (review-15). Each test proves a finding: it fails on the
-//! reviewed code (8ed1d34) and states what should hold instead; the one named `sound_...`
-//! guards a property the review checked and found to hold.
+//! Regression tests from the skeptical review of issue 15's hardening: each failed on 8ed1d34
+//! and states what should hold; the ignored ones are findings still open (their reason says
+//! what is missing); the one named `sound_...` guards a property the review found to hold.
 
 use std::io;
 use std::net::SocketAddr;
@@ -143,6 +143,7 @@ async fn sound_a_client_that_never_reads_its_answers_is_closed_by_the_idle_clock
 /// the connection busy (no clock, never closed for room) until `request_timeout_s` (55 s by
 /// default). Clients that do so on every connection refuse every real client meanwhile, and
 /// start again when cut off.
+#[ignore = "open (issue 15 review, high): busy connections reading an unauthenticated body are never evicted; needs a per-address connection cap or a body clock"]
 #[tokio::test]
 async fn trickled_token_request_bodies_hold_the_listener() {
     let credentials = CredentialsConfig {
@@ -257,6 +258,7 @@ async fn keep_alive_requests_under_a_second_apart_keep_every_connection_in_its_g
 /// or distant IdP) is still being written while its connection is idle, so it is closed for
 /// room a second later, and the IdP gets a truncated answer. The module documentation says
 /// busy lasts "to the last byte of its answer".
+#[ignore = "open (issue 15 review, medium): a connection counts as idle once its answer is handed to hyper, not once it is written"]
 #[tokio::test]
 async fn an_answer_still_being_written_is_cut_off_to_make_room() {
     use axum::routing::get;
@@ -430,6 +432,7 @@ async fn a_guesser_over_budget_locks_a_valid_basic_credential_out() {
 /// guess at each tenant) keeps that queue full, and an IdP whose password is not remembered
 /// (its first request, or every five minutes: a remembered success is not renewed by use) is
 /// answered 503, again and again while it honours Retry-After.
+#[ignore = "open (issue 15 review, medium): clean-queue priority for credentials seen before is not built; the cache now slides, which narrows it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guesses_from_fresh_addresses_starve_an_idp_whose_password_is_not_remembered() {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -119,13 +119,19 @@ impl HashLane {
     {
         let busy = Busy(LANE_RETRY_AFTER);
         let deadline = tokio::time::Instant::now() + self.max_wait;
+        // Over budget, clients share one slot and wait for it in turn (the semaphore is fair)
+        // within the lane's wait, so a valid credential behind a few guessers from its own
+        // address still gets checked instead of being turned away at once.
         let penalty: Option<OwnedSemaphorePermit> = match standing {
-            Standing::OverBudget(_) => Some(
-                self.over_budget
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| busy)?,
-            ),
+            Standing::OverBudget(_) => {
+                let _queued = Queued::enter(&self.failed_waiting, self.max_waiting).ok_or(busy)?;
+                Some(
+                    tokio::time::timeout_at(deadline, self.over_budget.clone().acquire_owned())
+                        .await
+                        .map_err(|_| busy)?
+                        .map_err(|_| busy)?,
+                )
+            }
             _ => None,
         };
         let permit = {
@@ -286,8 +292,13 @@ impl BasicVerifier {
 
     fn cached(&self, key: &[u8; 32]) -> Option<usize> {
         let mut cache = self.cache.lock().ok()?;
-        match cache.get(key) {
-            Some((i, at)) if at.elapsed() < CACHE_TTL => Some(*i),
+        match cache.get_mut(key) {
+            // Sliding: an IdP that keeps using its credential keeps it remembered, so it is not
+            // sent back into the Argon2 lane (and behind guessers) every few minutes.
+            Some((i, at)) if at.elapsed() < CACHE_TTL => {
+                *at = Instant::now();
+                Some(*i)
+            }
             Some(_) => {
                 cache.remove(key);
                 None
