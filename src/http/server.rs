@@ -920,8 +920,9 @@ fn fit_files(soft: Option<u64>, hard: Option<u64>, max_connections: usize) -> Fi
     let cap = if limit >= need {
         wanted
     } else {
-        // Half of a small limit, at least one connection.
-        limit.saturating_sub(RESERVED_FILES).max(limit / 2).max(1)
+        // A quarter of a small limit, at least one connection: the rest stays for the store,
+        // the partner connections (and, in the sandbox, the emulator's own sockets).
+        limit.saturating_sub(RESERVED_FILES).max(limit / 4).max(1)
     };
     FileFit {
         raise_soft_to: (limit > soft).then_some(limit),
@@ -1052,8 +1053,8 @@ mod tests {
         // The hard limit is too low: raised to it, the cap lowered to leave the reserve.
         assert_eq!(fit(Some(1024), Some(1024), 1024), (None, 768));
         assert_eq!(fit(Some(512), Some(1000), 1024), (Some(1000), 744));
-        // A tiny limit: half of it.
-        assert_eq!(fit(Some(100), Some(100), 1024), (None, 50));
+        // A tiny limit: a quarter of it.
+        assert_eq!(fit(Some(100), Some(100), 1024), (None, 25));
         assert_eq!(fit(Some(1), Some(1), 1024), (None, 1));
     }
 }
