@@ -1175,23 +1175,14 @@ async fn managed_names(
     tenant: &Tenant,
     site: &Site,
 ) -> Result<HashSet<String>, StoreError> {
-    // A site that does not let SCIM grant admin rights leaves its privileged group to the
-    // site's own administrators, neither granted nor removed, unless a SCIM group still maps
-    // to it from before (such groups can no longer be made): that one stays managed, so the
-    // IdP can take the rights it gave away again.
-    let legacy = site.allow_admin_grant
-        || store
-            .current_group_names(tenant.name())
-            .await?
-            .iter()
-            .any(|g| is_privileged_group(g));
-    Ok(store
-        .managed_group_names(tenant.name())
-        .await?
-        .into_iter()
-        .filter(|g| legacy || !is_privileged_group(g))
-        .map(|g| g.to_lowercase())
-        .collect())
+    let managed = store.managed_group_names(tenant.name()).await?;
+    // Only when a privileged name is among them (rare) is a second look needed.
+    let current = if !site.allow_admin_grant && managed.iter().any(|g| is_privileged_group(g)) {
+        store.current_group_names(tenant.name()).await?
+    } else {
+        Vec::new()
+    };
+    Ok(site.managed_here(managed, current.iter().map(String::as_str)))
 }
 
 /// Converges a (site, user) whose user row is gone: each pending tombstone's partner account

@@ -123,6 +123,27 @@ pub struct Site {
     pub allow_admin_grant: bool,
 }
 
+impl Site {
+    /// The lowercased names of `managed` (every name the bridge gives the tenant's groups)
+    /// that SCIM manages at this site, given the tenant's groups' current names. A site that
+    /// does not let SCIM grant admin rights leaves its privileged group to its own
+    /// administrators, neither granted nor removed, unless a SCIM group still maps to it from
+    /// before (such groups can no longer be made): that one stays managed, so the IdP can take
+    /// the rights it gave away again.
+    pub fn managed_here<'a>(
+        &self,
+        managed: impl IntoIterator<Item = String>,
+        mut current: impl Iterator<Item = &'a str>,
+    ) -> std::collections::HashSet<String> {
+        let legacy = self.allow_admin_grant || current.any(crate::partner::is_privileged_group);
+        managed
+            .into_iter()
+            .filter(|g| legacy || !crate::partner::is_privileged_group(g))
+            .map(|g| g.to_lowercase())
+            .collect()
+    }
+}
+
 /// A tenant at run time: its configuration and a client per site.
 pub struct Tenant {
     pub config: TenantConfig,

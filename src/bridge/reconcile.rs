@@ -18,7 +18,6 @@ use super::{now_ms, Bridge, Site, Tenant};
 use crate::config::DeprovisionPolicy;
 use crate::partner::client::NewGroup;
 use crate::partner::error::PartnerError;
-use crate::partner::is_privileged_group;
 use crate::scim::resource::UserView;
 use crate::store::{AuditEntry, StoreError};
 
@@ -264,15 +263,11 @@ async fn reconcile_site(
             report.groups_missing.push(g.partner_name.clone());
         }
     }
-    // The site's privileged group is SCIM's only where the site allows it, or while a SCIM
-    // group still maps to it from before (as the engine converges it).
-    let legacy =
-        site.allow_admin_grant || groups.iter().any(|g| is_privileged_group(&g.partner_name));
-    let site_managed: HashSet<String> = managed
-        .iter()
-        .filter(|g| legacy || !is_privileged_group(g))
-        .cloned()
-        .collect();
+    // As the engine converges the site.
+    let site_managed = site.managed_here(
+        managed.iter().cloned(),
+        groups.iter().map(|g| g.partner_name.as_str()),
+    );
     let mut known = HashSet::new();
     let mut to_mark = Vec::new();
     for u in users {

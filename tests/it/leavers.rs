@@ -398,14 +398,10 @@ async fn a_deleted_user_is_a_tombstone_until_every_site_converged() {
     assert!(!store.email_tombstoned("a", "u1@x.com", None).await.unwrap());
 }
 
-/// A request the client gives up on (its timeout, a disconnect) still runs to its end: the
-/// partner write and the store commit both happen, never one without the other.
-#[tokio::test]
-async fn a_write_the_client_abandons_runs_to_completion() {
-    let h = Harness::start(options()).await;
-    let email = "patient@acme.example.com";
-    let moved = "moved.patient@acme.example.com";
-    let id = create_user(&h, email, "Pat", "Ient").await;
+/// Slows the partner to 400 ms a call and sends an email change of user `id` to `moved` from
+/// a client that gives up after 100 ms (the change is written to the partner by the request
+/// itself, before the commit); returns that impatient client.
+async fn abandon_email_change(h: &Harness, id: &str, moved: &str) -> reqwest::Client {
     h.emulator.set_faults(
         "acme",
         Faults {
@@ -421,13 +417,24 @@ async fn a_write_the_client_abandons_runs_to_completion() {
         .patch(format!("{}/Users/{id}", h.base))
         .bearer_auth(crate::support::TOKEN)
         .header("content-type", "application/scim+json")
-        // An email change: written to the partner by the request itself, before the commit.
         .json(&json!({"schemas": [PATCH_OP], "Operations": [
             {"op": "replace", "path": "userName", "value": moved},
             {"op": "replace", "path": "emails[type eq \"work\"].value", "value": moved}]}))
         .send()
         .await;
     assert!(sent.is_err(), "the client gave up: {sent:?}");
+    impatient
+}
+
+/// A request the client gives up on (its timeout, a disconnect) still runs to its end: the
+/// partner write and the store commit both happen, never one without the other.
+#[tokio::test]
+async fn a_write_the_client_abandons_runs_to_completion() {
+    let h = Harness::start(options()).await;
+    let email = "patient@acme.example.com";
+    let moved = "moved.patient@acme.example.com";
+    let id = create_user(&h, email, "Pat", "Ient").await;
+    let impatient = abandon_email_change(&h, &id, moved).await;
     let end = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let (_, body) = h.get(&format!("/Users/{id}")).await;
@@ -476,27 +483,7 @@ async fn a_shutdown_waits_for_abandoned_writes() {
     let email = "leaving@acme.example.com";
     let moved = "moved.leaving@acme.example.com";
     let id = create_user(&h, email, "Lea", "Ving").await;
-    h.emulator.set_faults(
-        "acme",
-        Faults {
-            latency: Some(Latency::FixedMs(400)),
-            ..Faults::default()
-        },
-    );
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let sent = impatient
-        .patch(format!("{}/Users/{id}", h.base))
-        .bearer_auth(crate::support::TOKEN)
-        .header("content-type", "application/scim+json")
-        .json(&json!({"schemas": [PATCH_OP], "Operations": [
-            {"op": "replace", "path": "userName", "value": moved},
-            {"op": "replace", "path": "emails[type eq \"work\"].value", "value": moved}]}))
-        .send()
-        .await;
-    assert!(sent.is_err(), "the client gave up: {sent:?}");
+    abandon_email_change(&h, &id, moved).await;
     h.bridge.shutdown().await;
     let row = h.bridge.store.get_user("acme", &id).await.unwrap().unwrap();
     assert_eq!(

@@ -105,31 +105,73 @@ async fn kill_holding_claims(
     held
 }
 
+/// Two replicas of the binary on one store, behind an emulator whose calls take `latency`
+/// (min, max ms), and the IdP connections that spread requests over both.
+struct Pair {
+    dir: tempfile::TempDir,
+    emu: scim_bridge::partner::emulator::Emulator,
+    _running: scim_bridge::partner::emulator::RunningEmulator,
+    configs: [std::path::PathBuf; 2],
+    a: BridgeProc,
+    b: BridgeProc,
+    targets: Arc<Targets>,
+    idps: Vec<Arc<Idp>>,
+}
+
+impl Pair {
+    async fn start(store_url: &str, seed: u64, latency: (u64, u64), lease_ms: u64) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let (emu, running) = emulator(seed, latency.0, latency.1).await;
+        let child = ChildConfig {
+            store_url: store_url.to_owned(),
+            partner: running.base_url.clone(),
+            lease_ms,
+        };
+        let configs = [
+            write_config(dir.path(), "replica-a", &child),
+            write_config(dir.path(), "replica-b", &child),
+        ];
+        let log = |name: &str| dir.path().join(format!("{name}.log"));
+        // The engine's worker id starts with HOSTNAME: the claims of each replica are told
+        // apart.
+        let a =
+            BridgeProc::start_with(&configs[0], &log("a-0"), &[("HOSTNAME", "replica-a")]).await;
+        let b =
+            BridgeProc::start_with(&configs[1], &log("b-0"), &[("HOSTNAME", "replica-b")]).await;
+        let targets = Targets::new(2);
+        targets.set(0, Some(a.base.clone()));
+        targets.set(1, Some(b.base.clone()));
+        let idps = (0..WORKLOAD.connections)
+            .map(|_| Arc::new(Idp::new(targets.clone())))
+            .collect();
+        Pair {
+            dir,
+            emu,
+            _running: running,
+            configs,
+            a,
+            b,
+            targets,
+            idps,
+        }
+    }
+}
+
 async fn two_replicas(store_url: String) {
     let started = Instant::now();
     let seed = seed(0x2e91_1ca5);
-    let dir = tempfile::tempdir().unwrap();
     // Slow enough partner calls that a replica often holds claims on rows it is working.
-    let (emu, running) = emulator(seed, 20, 60).await;
-    let child = ChildConfig {
-        store_url: store_url.clone(),
-        partner: running.base_url.clone(),
-        lease_ms: LEASE_MS,
-    };
-    let configs = [
-        write_config(dir.path(), "replica-a", &child),
-        write_config(dir.path(), "replica-b", &child),
-    ];
+    let Pair {
+        dir,
+        emu,
+        _running,
+        configs,
+        a,
+        b,
+        targets,
+        idps,
+    } = Pair::start(&store_url, seed, (20, 60), LEASE_MS).await;
     let log = |name: &str| dir.path().join(format!("{name}.log"));
-    // The engine's worker id starts with HOSTNAME: the claims of each replica are told apart.
-    let a = BridgeProc::start_with(&configs[0], &log("a-0"), &[("HOSTNAME", "replica-a")]).await;
-    let b = BridgeProc::start_with(&configs[1], &log("b-0"), &[("HOSTNAME", "replica-b")]).await;
-    let targets = Targets::new(2);
-    targets.set(0, Some(a.base.clone()));
-    targets.set(1, Some(b.base.clone()));
-    let idps: Vec<Arc<Idp>> = (0..WORKLOAD.connections)
-        .map(|_| Arc::new(Idp::new(targets.clone())))
-        .collect();
 
     // Kill A while it holds claims, leave it down past the lease (B must take those rows over),
     // bring it back, then kill B the same way for good (A must take over).
@@ -186,32 +228,23 @@ async fn two_replicas_lose_no_membership_and_never_write_one_user_twice_at_once(
 
 /// A killed replica's claims are taken over in seconds, not after its lease (issue 14, item
 /// 12): with a 60 s lease, the survivor releases the dead replica's claims once they went
-/// unrenewed for three renewal periods and its liveness lock is free, then works the rows.
+/// unrenewed for two renewal periods plus the fence margin and its liveness lock is free, then
+/// works the rows.
 async fn takeover_before_the_lease(store_url: String) {
     const LONG_LEASE_MS: u64 = 60_000;
     const LIMIT: Duration = Duration::from_secs(25);
     let seed = seed(0x7a4e_0c12);
-    let dir = tempfile::tempdir().unwrap();
     // Slow partner calls: the replica holds claims on rows it is working when it dies.
-    let (emu, running) = emulator(seed, 150, 300).await;
-    let child = ChildConfig {
-        store_url: store_url.clone(),
-        partner: running.base_url.clone(),
-        lease_ms: LONG_LEASE_MS,
-    };
-    let configs = [
-        write_config(dir.path(), "replica-a", &child),
-        write_config(dir.path(), "replica-b", &child),
-    ];
-    let log = |name: &str| dir.path().join(format!("{name}.log"));
-    let a = BridgeProc::start_with(&configs[0], &log("a"), &[("HOSTNAME", "replica-a")]).await;
-    let b = BridgeProc::start_with(&configs[1], &log("b"), &[("HOSTNAME", "replica-b")]).await;
-    let targets = Targets::new(2);
-    targets.set(0, Some(a.base.clone()));
-    targets.set(1, Some(b.base.clone()));
-    let idps: Vec<Arc<Idp>> = (0..WORKLOAD.connections)
-        .map(|_| Arc::new(Idp::new(targets.clone())))
-        .collect();
+    let Pair {
+        dir: _dir,
+        emu,
+        _running,
+        configs,
+        a,
+        b,
+        targets,
+        idps,
+    } = Pair::start(&store_url, seed, (150, 300), LONG_LEASE_MS).await;
     let keep_going = Arc::new(AtomicBool::new(true));
     let chaos = {
         let (targets, keep_going, url) = (targets.clone(), keep_going.clone(), store_url.clone());
