@@ -432,7 +432,6 @@ async fn a_guesser_over_budget_locks_a_valid_basic_credential_out() {
 /// guess at each tenant) keeps that queue full, and an IdP whose password is not remembered
 /// (its first request, or every five minutes: a remembered success is not renewed by use) is
 /// answered 503, again and again while it honours Retry-After.
-#[ignore = "open (issue 15 review, medium): clean-queue priority for credentials seen before is not built; the cache now slides, which narrows it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guesses_from_fresh_addresses_starve_an_idp_whose_password_is_not_remembered() {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

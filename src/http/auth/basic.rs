@@ -5,9 +5,10 @@
 //! blocking pool (by default half the CPUs, at least one, so guessing cannot take every core
 //! from the requests of the IdPs), a short bounded queue, and past it an immediate refusal
 //! with `Retry-After` instead of a pile of waiting requests. The queue has two classes, by
-//! the client's [`Standing`] at the tenant: clients without a recent failure (the IdPs) wait
-//! behind at most one client with recent failures (the guessers), who pass one at a time and
-//! have a queue of their own; clients over their failure budget also share one slot between
+//! the client's [`Standing`] at the tenant: clients from a network without a recent failure (the
+//! IdPs) wait behind at most one client from a network with recent failures (the guessers, who
+//! pass one at a time and have a queue of their own), so guesses from ever new addresses do
+//! not crowd out an IdP once each of their networks has failed once; clients over their failure budget also share one slot between
 //! them, taken at once or not at all.
 //!
 //! A successful check is remembered for [`CACHE_TTL`] under an HMAC of `user:password` keyed

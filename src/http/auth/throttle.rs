@@ -61,13 +61,17 @@ impl TenantLimiter {
 /// `http/auth.rs` for why). So failures of one tenant never touch another tenant's budget,
 /// and nobody who does not hold a credential can make the bridge refuse one that is valid.
 /// What the [`Standing`] decides besides the answer is the priority of the request's password
-/// hashing (`basic::HashLane`).
+/// hashing (`basic::HashLane`): clients of a network (an IPv4 /24, an IPv6 /48: what one party
+/// usually holds) in which any address failed recently queue behind the clean ones, so an
+/// attacker who guesses from a new address each time still queues as a guesser after the
+/// first guess from each network, and an IdP from a network without failures waits behind at
+/// most one guess.
 #[derive(Debug)]
 pub struct AuthFailureThrottle {
     buckets: Option<DefaultKeyedRateLimiter<Key>>,
     /// Per (address, scope) with a failure in the last [`RECENT`]: the last failure, and when
     /// an over-budget pair is back within its budget.
-    seen: Mutex<HashMap<Key, Seen>>,
+    seen: Mutex<Memory>,
     failures: AtomicU64,
     clock: DefaultClock,
 }
@@ -83,6 +87,25 @@ pub const RECENT: Duration = Duration::from_secs(60);
 const MAX_SEEN: usize = 16 * SWEEP_AT;
 
 type Key = (IpAddr, Arc<str>);
+
+/// The recent failures: per (address, scope), and the last one per (network, scope).
+#[derive(Debug, Default)]
+struct Memory {
+    addresses: HashMap<Key, Seen>,
+    networks: HashMap<Key, Instant>,
+}
+
+/// The network of a client at a scope: an IPv4 /24, an IPv6 /48.
+fn network_key(addr: IpAddr, scope: &str) -> Key {
+    let (addr, scope) = key(addr, scope);
+    let net = match addr {
+        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & !0xff)),
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !((1u128 << 80) - 1),
+        )),
+    };
+    (net, scope)
+}
 
 /// The key of a client at a scope. An IPv6 client counts as its /64: one site or one host
 /// usually holds a whole /64, so per-address budgets would let it guess without end.
@@ -130,7 +153,7 @@ impl AuthFailureThrottle {
     pub fn new(c: &RateLimitConfig) -> Self {
         Self {
             buckets: quota(c).map(RateLimiter::keyed),
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Memory::default()),
             failures: AtomicU64::new(0),
             clock: DefaultClock::default(),
         }
@@ -141,21 +164,27 @@ impl AuthFailureThrottle {
         let Ok(mut seen) = self.seen.lock() else {
             return Standing::Clean;
         };
-        let key = key(addr, scope);
-        let Some(s) = seen.get_mut(&key) else {
-            return Standing::Clean;
-        };
         let now = Instant::now();
-        match s.over_budget_until {
-            Some(until) if until > now => return Standing::OverBudget(until - now),
-            Some(_) => s.over_budget_until = None,
-            None => {}
+        let key = key(addr, scope);
+        if let Some(s) = seen.addresses.get_mut(&key) {
+            match s.over_budget_until {
+                Some(until) if until > now => return Standing::OverBudget(until - now),
+                Some(_) => s.over_budget_until = None,
+                None => {}
+            }
+            if now.duration_since(s.last_failure) < RECENT {
+                return Standing::Failed;
+            }
+            seen.addresses.remove(&key);
         }
-        if now.duration_since(s.last_failure) < RECENT {
-            Standing::Failed
-        } else {
-            seen.remove(&key);
-            Standing::Clean
+        let net = network_key(addr, scope);
+        match seen.networks.get(&net) {
+            Some(last) if now.duration_since(*last) < RECENT => Standing::Failed,
+            Some(_) => {
+                seen.networks.remove(&net);
+                Standing::Clean
+            }
+            None => Standing::Clean,
         }
     }
 
@@ -186,16 +215,22 @@ impl AuthFailureThrottle {
             return;
         };
         let now = Instant::now();
-        if sweep || seen.len() >= MAX_SEEN {
-            seen.retain(|_, s| {
+        if sweep || seen.addresses.len() >= MAX_SEEN || seen.networks.len() >= MAX_SEEN {
+            seen.addresses.retain(|_, s| {
                 now.duration_since(s.last_failure) < RECENT
                     || s.over_budget_until.is_some_and(|until| until > now)
             });
-            if seen.len() >= MAX_SEEN {
-                seen.clear();
+            seen.networks
+                .retain(|_, last| now.duration_since(*last) < RECENT);
+            if seen.addresses.len() >= MAX_SEEN {
+                seen.addresses.clear();
+            }
+            if seen.networks.len() >= MAX_SEEN {
+                seen.networks.clear();
             }
         }
-        let entry = seen.entry(key).or_insert(Seen {
+        seen.networks.insert(network_key(addr, scope), now);
+        let entry = seen.addresses.entry(key).or_insert(Seen {
             last_failure: now,
             over_budget_until: None,
         });
@@ -249,8 +284,8 @@ mod tests {
         t.failed(a, "acme");
         let wait = t.over_budget(a, "acme").unwrap();
         assert!(wait > Duration::from_secs(5), "{wait:?}");
-        // Another address, another tenant, the admin endpoints: untouched.
-        assert_eq!(t.standing(b, "acme"), Standing::Clean);
+        // Another address (its budget; the /24 queues as a guesser), another tenant, the admin endpoints: untouched.
+        assert!(t.over_budget(b, "acme").is_none());
         assert_eq!(t.standing(a, "beta"), Standing::Clean);
         assert_eq!(t.standing(a, ADMIN_SCOPE), Standing::Clean);
         // Failures at another tenant spend that tenant's budget only.
@@ -274,14 +309,40 @@ mod tests {
         let same_64: IpAddr = "2001:db8:0:7:ffff::1".parse().unwrap();
         let next_64: IpAddr = "2001:db8:0:8::1".parse().unwrap();
         assert!(t.over_budget(same_64, "acme").is_some());
-        assert_eq!(t.standing(next_64, "acme"), Standing::Clean);
+        assert!(t.over_budget(next_64, "acme").is_none());
         // IPv4, also written as IPv4-mapped IPv6, stays per address.
         let v4: IpAddr = "192.0.2.1".parse().unwrap();
         t.failed(v4, "acme");
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(t.standing(mapped, "acme"), Standing::Failed);
         let v4_next: IpAddr = "192.0.2.2".parse().unwrap();
-        assert_eq!(t.standing(v4_next, "acme"), Standing::Clean);
+        assert!(t.over_budget(v4_next, "acme").is_none());
+    }
+
+    #[test]
+    fn a_failure_makes_its_network_a_guesser_but_spends_only_its_own_budget() {
+        let t = AuthFailureThrottle::new(&RateLimitConfig {
+            per_second: 0.1,
+            burst: 1,
+        });
+        let a: IpAddr = "198.51.100.7".parse().unwrap();
+        t.failed(a, "acme");
+        t.failed(a, "acme");
+        assert!(t.over_budget(a, "acme").is_some());
+        // The rest of the /24 queues as a guesser, within its own budget.
+        let same_24: IpAddr = "198.51.100.200".parse().unwrap();
+        assert_eq!(t.standing(same_24, "acme"), Standing::Failed);
+        // Another /24, another tenant: clean.
+        let next_24: IpAddr = "198.51.101.7".parse().unwrap();
+        assert_eq!(t.standing(next_24, "acme"), Standing::Clean);
+        assert_eq!(t.standing(same_24, "beta"), Standing::Clean);
+        // IPv6: the /48.
+        let v6: IpAddr = "2001:db8:5:1::1".parse().unwrap();
+        t.failed(v6, "acme");
+        let same_48: IpAddr = "2001:db8:5:ffff::9".parse().unwrap();
+        let next_48: IpAddr = "2001:db8:6::1".parse().unwrap();
+        assert_eq!(t.standing(same_48, "acme"), Standing::Failed);
+        assert_eq!(t.standing(next_48, "acme"), Standing::Clean);
     }
 
     #[test]
@@ -314,6 +375,8 @@ mod tests {
         t.failed(a, "acme");
         let buckets = t.buckets.as_ref().unwrap();
         assert!(buckets.len() <= 2 * SWEEP_AT, "{}", buckets.len());
-        assert!(t.seen.lock().unwrap().len() <= MAX_SEEN);
+        let seen = t.seen.lock().unwrap();
+        assert!(seen.addresses.len() <= MAX_SEEN);
+        assert!(seen.networks.len() <= MAX_SEEN);
     }
 }
