@@ -57,7 +57,10 @@ async fn require_admin(
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match admin.authenticate(header, standing).await {
-        Ok(_) => next.run(request).await,
+        Ok(_) => {
+            crate::http::server::Hold::authenticated_request(&request);
+            next.run(request).await
+        }
         Err(reason) => {
             guard.auth_failures.failed(client, ADMIN_SCOPE);
             tracing::info!(client = %client, reason = reason.as_str(), "admin authentication failed");

@@ -309,6 +309,7 @@ pub async fn require_auth(
                 }
             }
             tracing::Span::current().record("credential", principal.credential.as_str());
+            crate::http::server::Hold::authenticated_request(&request);
             request.extensions_mut().insert(principal);
             next.run(request).await
         }

@@ -9,18 +9,27 @@
 //!   byte of the next head, however slowly the rest trickles in;
 //! - *idle*: kept alive after an answer, `http.idle_timeout_s` until the first byte of the
 //!   next request;
-//! - *busy*: a request in flight, from its head to the last byte of its answer; no clock here
-//!   (`http.request_timeout_s` bounds the handler, the body limits bound the body).
+//! - *busy*: a request in flight, from its head until its answer is handed over; no clock
+//!   here (`http.request_timeout_s` bounds the handler, the body limits bound the body);
+//! - *writing*: the answer is handed over and hyper is still writing it to the socket (a large
+//!   page to a slow or distant client), until the last byte is flushed; closed when the
+//!   writing makes no progress for `http.idle_timeout_s` (a client that stops reading).
 //!
 //! A connection whose clock runs out is closed (for TCP a FIN: the client reads EOF). At most
-//! `http.max_connections` are open: a new one closes the connection that has waited longest
-//! in a phase other than busy, so a client holding the cap with idle connections cannot keep
-//! a real client out; only when every connection is busy is the new one closed at once. A
-//! connection is safe from that for its first second in a phase ([`EVICTION_GRACE`]), time
-//! for a real client to send its request; a new one waits meanwhile, so a client that
-//! reconnects as fast as it is closed cannot churn a real client's connection away.
-//! A failed accept (out of open files) closes the oldest connection without a request in
-//! flight, grace or not, then waits a moment; such failures are logged at most every 10 s.
+//! `http.max_connections` are open: a new one closes the connection opened longest ago that
+//! is not *held*, so a client holding the cap cannot keep a real client out; only when every
+//! connection is held is the new one closed at once. A connection is held while it is busy or
+//! writing for a request whose credential was verified ([`Hold::authenticated`], called by the
+//! authentication middleware): an IdP's request, and its answer to the last byte, is never
+//! cut off for room. A request without a verified credential (a health probe, a token
+//! request whose form body is still arriving, a guess) holds nothing: a client that trickles
+//! unauthenticated bodies, or pipelines requests and reads the answers slowly, is closed for
+//! room like an idle one. A connection is safe from that for its first second
+//! ([`EVICTION_GRACE`]), time for a real client to send its request; a new one waits
+//! meanwhile, so a client that reconnects as fast as it is closed cannot churn a real
+//! client's connection away.
+//! A failed accept (out of open files) closes the oldest connection that is not held, grace
+//! or not, then waits a moment; such failures are logged at most every 10 s.
 //! Shutdown stops accepting, closes connections without a request in flight, and returns once
 //! the requests in flight are answered. (The metrics listener is not served here: it belongs
 //! on an internal network.)
@@ -457,6 +466,8 @@ enum Phase {
     Head,
     Idle,
     Busy,
+    /// The last answer is handed to hyper and not yet flushed to the socket.
+    Writing,
     /// Chosen to make room; its task closes it.
     Closing,
 }
@@ -467,6 +478,7 @@ enum Dropped {
     HandshakeTimeout,
     HeaderTimeout,
     IdleTimeout,
+    SendTimeout,
     Evicted,
 }
 
@@ -476,6 +488,7 @@ impl Dropped {
             Dropped::HandshakeTimeout => "handshake_timeout",
             Dropped::HeaderTimeout => "header_timeout",
             Dropped::IdleTimeout => "idle_timeout",
+            Dropped::SendTimeout => "send_timeout",
             Dropped::Evicted => "evicted",
         }
     }
@@ -487,6 +500,8 @@ struct Conn {
     state: Mutex<ConnState>,
     /// Set while idle: the next bytes read begin a request head.
     awaiting_head: AtomicBool,
+    /// Set while writing: bytes written restart the clock, a flush ends the phase.
+    writing: AtomicBool,
     /// Wakes the watchdog when the phase changes.
     changed: Notify,
 }
@@ -503,6 +518,9 @@ struct ConnState {
     /// phase it timed is still the current one.
     generation: u64,
     in_flight: usize,
+    /// A request in flight (or its answer being written) had its credential verified: the
+    /// connection is not closed for room until it is idle again.
+    held: bool,
 }
 
 impl Conn {
@@ -515,8 +533,10 @@ impl Conn {
                 opened: Instant::now(),
                 generation: 0,
                 in_flight: 0,
+                held: false,
             }),
             awaiting_head: AtomicBool::new(false),
+            writing: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -558,18 +578,50 @@ impl Conn {
         }
         s.in_flight += 1;
         self.awaiting_head.store(false, Ordering::Release);
+        self.writing.store(false, Ordering::Release);
         if s.phase != Phase::Busy {
             self.enter(&mut s, Phase::Busy);
         }
         Some(InFlight(self.clone()))
     }
 
+    /// A request's answer is handed to hyper: the connection writes it out.
     fn end_request(&self) {
         let mut s = self.state();
         s.in_flight = s.in_flight.saturating_sub(1);
         if s.in_flight == 0 && s.phase == Phase::Busy {
-            self.enter(&mut s, Phase::Idle);
-            self.awaiting_head.store(true, Ordering::Release);
+            self.enter(&mut s, Phase::Writing);
+            self.writing.store(true, Ordering::Release);
+        }
+    }
+
+    /// Bytes were written: while writing, the clock starts again.
+    fn bytes_written(&self) {
+        if self.writing.load(Ordering::Acquire) {
+            let mut s = self.state();
+            if s.phase == Phase::Writing {
+                self.enter(&mut s, Phase::Writing);
+            }
+        }
+    }
+
+    /// Everything hyper had to write is flushed: a writing connection is idle.
+    fn flushed(&self) {
+        if self.writing.swap(false, Ordering::AcqRel) {
+            let mut s = self.state();
+            if s.phase == Phase::Writing {
+                s.held = false;
+                self.enter(&mut s, Phase::Idle);
+                self.awaiting_head.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// The request in flight had its credential verified.
+    fn hold(&self) {
+        let mut s = self.state();
+        if matches!(s.phase, Phase::Busy | Phase::Writing) {
+            s.held = true;
         }
     }
 
@@ -578,15 +630,17 @@ impl Conn {
         let s = self.state();
         match s.phase {
             Phase::Handshake | Phase::Head | Phase::Idle => Some(s.opened),
-            Phase::Busy | Phase::Closing => None,
+            Phase::Busy | Phase::Writing if !s.held => Some(s.opened),
+            Phase::Busy | Phase::Writing | Phase::Closing => None,
         }
     }
 
-    /// Marks the connection for closing unless a request is in flight.
+    /// Marks the connection for closing unless it is held (or already closing).
     fn close(&self) -> bool {
         let mut s = self.state();
         match s.phase {
-            Phase::Busy | Phase::Closing => false,
+            Phase::Closing => false,
+            Phase::Busy | Phase::Writing if s.held => false,
             _ => {
                 self.enter(&mut s, Phase::Closing);
                 true
@@ -606,6 +660,7 @@ impl Conn {
                     Phase::Handshake => Some((clocks.handshake, Dropped::HandshakeTimeout)),
                     Phase::Head => Some((clocks.head, Dropped::HeaderTimeout)),
                     Phase::Idle => Some((clocks.idle, Dropped::IdleTimeout)),
+                    Phase::Writing => Some((clocks.idle, Dropped::SendTimeout)),
                 };
                 (timed.map(|(d, why)| (s.since + d, why)), s.generation)
             };
@@ -624,8 +679,28 @@ impl Conn {
     }
 }
 
+/// A request's handle on its connection, in its extensions when the request came through
+/// [`serve`].
+#[derive(Clone)]
+pub struct Hold(Arc<Conn>);
+
+impl Hold {
+    /// The request's credential is verified: its connection is not closed to make room for
+    /// others until the answer is written.
+    pub fn authenticated(&self) {
+        self.0.hold();
+    }
+
+    /// Calls [`Hold::authenticated`] on the request's connection, if it has one.
+    pub fn authenticated_request<B>(request: &Request<B>) {
+        if let Some(hold) = request.extensions().get::<Hold>() {
+            hold.authenticated();
+        }
+    }
+}
+
 /// A request in flight on its connection, from its head until its answer's body is dropped
-/// (sent, or abandoned).
+/// (handed to hyper to write, or abandoned).
 struct InFlight(Arc<Conn>);
 
 impl Drop for InFlight {
@@ -705,6 +780,7 @@ where
         service_fn(move |mut req: Request<Incoming>| {
             let in_flight = conn.begin_request();
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(Hold(conn.clone()));
             let app = app.clone();
             async move {
                 let Some(in_flight) = in_flight else {
@@ -823,7 +899,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.conn.bytes_written();
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -831,15 +912,27 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.conn.bytes_written();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
 
+    /// hyper flushes its stream once it has written all it holds, so a completed flush after
+    /// an answer was handed over means the answer is out.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.io).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            this.conn.flushed();
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -965,8 +1058,10 @@ mod tests {
         let second = admitted(l.admit(2, Phase::Head));
         tokio::time::advance(step).await;
         let third = admitted(l.admit(3, Phase::Handshake));
-        // The oldest has a request in flight: the second is next, once a second into its phase.
+        // The oldest has an authenticated request in flight: the second is next, once a
+        // second after its opening.
         let busy = first.begin_request().unwrap();
+        first.hold();
         let at = match l.admit(4, Phase::Head) {
             Admission::WaitUntil(at) => at,
             _ => panic!("made room inside the grace period"),
@@ -985,17 +1080,48 @@ mod tests {
         assert_eq!(first.state().phase, Phase::Busy);
         assert_eq!(l.conns().len(), 3);
 
-        // Every connection busy: refused, whatever their age.
+        // Every connection held: refused, whatever their age.
         let _busy3 = third.begin_request().unwrap();
+        third.hold();
         let _busy4 = fourth.begin_request().unwrap();
+        fourth.hold();
         tokio::time::advance(Duration::from_secs(60)).await;
         assert!(matches!(l.admit(5, Phase::Head), Admission::Refused));
-        // An answered request leaves its connection idle; its grace counted from its opening,
-        // long past, so it makes room at once (no fresh grace per request).
+        // An answer handed over but not yet written out still holds its connection.
         drop(busy);
+        assert_eq!(first.state().phase, Phase::Writing);
+        assert!(matches!(l.admit(5, Phase::Head), Admission::Refused));
+        // Written out, the connection is idle; its grace counted from its opening, long past,
+        // so it makes room at once (no fresh grace per request).
+        first.flushed();
         assert_eq!(first.state().phase, Phase::Idle);
         assert!(matches!(l.admit(5, Phase::Head), Admission::Evicted(_)));
         assert_eq!(first.state().phase, Phase::Closing);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_without_a_verified_credential_holds_nothing() {
+        let l = listener(1);
+        let conn = admitted(l.admit(1, Phase::Head));
+        // A token request whose form body trickles in, a guess, a probe: busy, not held.
+        let _request = conn.begin_request().unwrap();
+        assert!(matches!(l.admit(2, Phase::Head), Admission::WaitUntil(_)));
+        tokio::time::advance(EVICTION_GRACE).await;
+        assert!(matches!(l.admit(2, Phase::Head), Admission::Evicted(_)));
+        assert_eq!(conn.state().phase, Phase::Closing);
+        // An authenticated one is held until its answer is out.
+        let l = listener(1);
+        let conn = admitted(l.admit(1, Phase::Head));
+        let request = conn.begin_request().unwrap();
+        conn.hold();
+        tokio::time::advance(EVICTION_GRACE).await;
+        assert!(matches!(l.admit(2, Phase::Head), Admission::Refused));
+        drop(request);
+        conn.bytes_written();
+        assert!(matches!(l.admit(2, Phase::Head), Admission::Refused));
+        conn.flushed();
+        assert!(!conn.state().held, "held past its answer");
+        assert!(matches!(l.admit(2, Phase::Head), Admission::Evicted(_)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1015,7 +1141,8 @@ mod tests {
         assert_eq!(conn.watchdog(clocks).await, Dropped::HeaderTimeout);
         assert_eq!(began.elapsed(), clocks.head);
 
-        // Busy: no clock; idle after the answer: the idle clock, until a byte arrives.
+        // Busy: no clock; writing the answer: the idle clock, restarted by every write; idle
+        // once written out: the idle clock, until a byte arrives.
         let in_flight = conn.begin_request().unwrap();
         let watch = {
             let conn = conn.clone();
@@ -1024,6 +1151,12 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert!(!watch.is_finished());
         drop(in_flight);
+        for _ in 0..3 {
+            tokio::time::sleep(clocks.idle - Duration::from_secs(1)).await;
+            conn.bytes_written();
+        }
+        assert!(!watch.is_finished());
+        conn.flushed();
         let idle_since = Instant::now();
         tokio::time::sleep(Duration::from_secs(30)).await;
         conn.bytes_read();
@@ -1032,6 +1165,13 @@ mod tests {
         assert_eq!(why, Dropped::HeaderTimeout);
         assert_eq!(at, head_since + clocks.head);
         assert!(at < idle_since + clocks.idle);
+
+        // An answer whose writing stalls: the idle clock after the last write.
+        drop(conn.begin_request().unwrap());
+        conn.bytes_written();
+        let began = Instant::now();
+        assert_eq!(conn.watchdog(clocks).await, Dropped::SendTimeout);
+        assert_eq!(began.elapsed(), clocks.idle);
 
         // Closed for room: at once.
         assert!(conn.close());

@@ -38,9 +38,9 @@ pub const HTTP_DURATION: &str = "scim_bridge_http_request_duration_seconds";
 /// Connections open on the SCIM listener, by `listener` (`plain`, `tls`).
 pub const HTTP_OPEN_CONNECTIONS: &str = "scim_bridge_http_open_connections";
 /// Connections the SCIM listener closed before a request was answered, by `listener` and
-/// `reason`: `refused` (at `http.max_connections` with every connection busy), `evicted` (the
-/// oldest connection without a request in flight, closed to make room), `header_timeout`,
-/// `idle_timeout`, `handshake_timeout`.
+/// `reason`: `refused` (at `http.max_connections` with every connection held), `evicted` (the
+/// oldest connection not serving an authenticated request, closed to make room), `header_timeout`,
+/// `idle_timeout`, `send_timeout`, `handshake_timeout`.
 pub const HTTP_CONNECTIONS_DROPPED: &str = "scim_bridge_http_connections_dropped_total";
 /// Failed accepts on the SCIM listener (out of open files, say), by `listener`.
 pub const HTTP_ACCEPT_ERRORS: &str = "scim_bridge_http_accept_errors_total";

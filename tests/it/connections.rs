@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use scim_bridge::config::{Config, HttpConfig, TlsConfig};
-use scim_bridge::http::server::{self, ConnectionLimits, Transport};
+use scim_bridge::http::server::{self, ConnectionLimits, Hold, Transport};
 use scim_bridge::http::tls::run_maybe_tls;
 use scim_bridge::http::AppState;
 use scim_bridge::telemetry::metrics::{self, Metrics};
@@ -501,7 +501,9 @@ fn slow_app(entered: Arc<Semaphore>, release: Arc<Semaphore>) -> Router {
         .route("/fast", get(|| async { "fast" }))
         .route(
             "/slow",
-            get(move || async move {
+            // As the authentication middleware does for a verified credential.
+            get(move |Extension(hold): Extension<Hold>| async move {
+                hold.authenticated();
                 entered.add_permits(1);
                 release.acquire().await.unwrap().forget();
                 "done"
@@ -555,7 +557,7 @@ fn get_on_new_connection(addr: SocketAddr, path: &str) -> JoinHandle<reqwest::Re
 }
 
 #[tokio::test]
-async fn a_request_in_flight_is_never_closed_for_room_and_with_all_busy_new_connections_are_refused(
+async fn an_authenticated_request_in_flight_is_never_closed_for_room_and_with_all_held_new_connections_are_refused(
 ) {
     let (entered, release) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
     let limits = ConnectionLimits {

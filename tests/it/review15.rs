@@ -143,7 +143,8 @@ async fn sound_a_client_that_never_reads_its_answers_is_closed_by_the_idle_clock
 /// the connection busy (no clock, never closed for room) until `request_timeout_s` (55 s by
 /// default). Clients that do so on every connection refuse every real client meanwhile, and
 /// start again when cut off.
-#[ignore = "open (issue 15 review, high): busy connections reading an unauthenticated body are never evicted; needs a per-address connection cap or a body clock"]
+/// Fixed: a request without a verified credential does not hold its connection; at the cap
+/// it is closed for room like an idle one.
 #[tokio::test]
 async fn trickled_token_request_bodies_hold_the_listener() {
     let credentials = CredentialsConfig {
@@ -196,6 +197,59 @@ async fn trickled_token_request_bodies_hold_the_listener() {
         Ok(StatusCode::OK),
         "two unauthenticated trickled token bodies held a listener of two connections"
     );
+}
+
+/// The other side of the fix above: the authentication middleware holds the connection of a
+/// request whose credential it verified, so an IdP's request whose body is still arriving is
+/// not closed for room (a new connection is refused instead).
+#[tokio::test]
+async fn an_authenticated_request_whose_body_is_arriving_is_not_closed_for_room() {
+    let http = HttpConfig {
+        max_connections: 1,
+        header_read_timeout_s: 1,
+        idle_timeout_s: 2,
+        ..HttpConfig::default()
+    };
+    let h = Harness::start(Options {
+        http,
+        ..Options::default()
+    })
+    .await;
+    let addr = h.root.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 4000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let idp = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if s.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    // Past the head and idle clocks and the eviction grace.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let other = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(format!("{}/ServiceProviderConfig", h.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .map(|r| r.status());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cut = idp.is_finished();
+    idp.abort();
+    assert!(
+        other.is_err(),
+        "a connection over the cap was answered: {other:?}"
+    );
+    assert!(!cut, "the IdP's request was closed to make room");
 }
 
 /// The eviction grace restarts with every phase: a connection that sends a cheap request
@@ -258,14 +312,23 @@ async fn keep_alive_requests_under_a_second_apart_keep_every_connection_in_its_g
 /// or distant IdP) is still being written while its connection is idle, so it is closed for
 /// room a second later, and the IdP gets a truncated answer. The module documentation says
 /// busy lasts "to the last byte of its answer".
-#[ignore = "open (issue 15 review, medium): a connection counts as idle once its answer is handed to hyper, not once it is written"]
+///
+/// Fixed: a request whose credential was verified holds its connection until its answer is
+/// flushed (the handler here marks it as the authentication middleware does).
 #[tokio::test]
 async fn an_answer_still_being_written_is_cut_off_to_make_room() {
     use axum::routing::get;
-    use scim_bridge::http::server::{self, ConnectionLimits, Transport};
+    use axum::Extension;
+    use scim_bridge::http::server::{self, ConnectionLimits, Hold, Transport};
     use tokio::io::AsyncReadExt;
     const SIZE: usize = 4 << 20;
-    let app = axum::Router::new().route("/big", get(|| async { vec![b'x'; SIZE] }));
+    let app = axum::Router::new().route(
+        "/big",
+        get(|Extension(hold): Extension<Hold>| async move {
+            hold.authenticated();
+            vec![b'x'; SIZE]
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = ConnectionLimits {
