@@ -11,10 +11,13 @@
 //! - [`mapping`]: SCIM -> partner field mapping and group-name arithmetic.
 //! - [`reconcile`]: drift between the store and the partner, found and repaired.
 //! - [`retention`]: the periodic pruning of the audit log (`audit.retention_days`).
+//! - [`operator`]: what the HTTP layer needs besides resources: readiness checks, the audit
+//!   log, recording an IdP's partner calls.
 
 pub mod engine;
 pub mod groups;
 pub mod mapping;
+pub mod operator;
 pub mod reads;
 pub mod reconcile;
 pub mod retention;

@@ -6,8 +6,6 @@
 //! while answering (`detail.skipped_members`: group members that were not users). Each entry is also one
 //! structured log line (target `audit`).
 
-use std::time::Duration;
-
 use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
@@ -19,9 +17,7 @@ use super::forwarded::ClientAddr;
 use super::resources::ResourceState;
 use super::REQUEST_ID;
 use crate::bridge::now_ms;
-use crate::partner::patience::impatient;
-use crate::partner::record::{recording, CallRecorder};
-use crate::store::AuditEntry;
+use crate::bridge::operator::{AuditEntry, CallRecorder};
 
 /// Middleware: records writes; reads pass through untouched.
 ///
@@ -68,8 +64,10 @@ async fn record_write(s: ResourceState, request: Request, next: Next) -> Respons
         .to_owned();
     let recorder = CallRecorder::default();
     // An IdP's write waits for partner limits only so long (503 + Retry-After after that).
-    let patience = Duration::from_millis(s.bridge.options.request_partner_wait_ms);
-    let response = recording(recorder.clone(), impatient(patience, next.run(request))).await;
+    let response = s
+        .bridge
+        .answering(recorder.clone(), next.run(request))
+        .await;
     // The resource: the path's id, or the Location of a created one.
     let mut segments = path.rsplit('/');
     let last = segments.next().unwrap_or_default().to_owned();
@@ -97,6 +95,6 @@ async fn record_write(s: ResourceState, request: Request, next: Next) -> Respons
         status: response.status().as_u16(),
         detail: recorder.detail(),
     };
-    s.bridge.store.record_audit(&entry).await;
+    s.bridge.record_audit(&entry).await;
     response
 }

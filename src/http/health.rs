@@ -28,16 +28,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use crate::store::{OutboxHealth, Store};
+use crate::bridge::operator::OutboxHealth;
+use crate::bridge::Bridge;
 use crate::telemetry::metrics::Metrics;
 
 /// How long each readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What `/readyz` checks.
-#[derive(Debug)]
 pub struct Readiness {
-    store: Store,
+    bridge: Bridge,
     /// `None`: the outbox is never reported stuck.
     outbox_stuck_after: Option<Duration>,
     /// Where the degraded state is reported as a gauge.
@@ -67,11 +67,11 @@ enum OutboxCheck {
 }
 
 impl Readiness {
-    /// Checks `store`; the outbox counts as stuck after `outbox_stuck_after_s` seconds of
+    /// Checks the bridge's store; the outbox counts as stuck after `outbox_stuck_after_s` seconds of
     /// failures (0: never). The degraded state goes to `metrics` on every check.
-    pub fn new(store: Store, outbox_stuck_after_s: u64, metrics: Metrics) -> Self {
+    pub fn new(bridge: Bridge, outbox_stuck_after_s: u64, metrics: Metrics) -> Self {
         Self {
-            store,
+            bridge,
             outbox_stuck_after: (outbox_stuck_after_s > 0)
                 .then(|| Duration::from_secs(outbox_stuck_after_s)),
             metrics,
@@ -185,7 +185,7 @@ impl Readiness {
     }
 
     async fn check_store(&self) -> Check {
-        match tokio::time::timeout(CHECK_TIMEOUT, self.store.ping()).await {
+        match tokio::time::timeout(CHECK_TIMEOUT, self.bridge.ping_store()).await {
             Ok(Ok(())) => Check::Ok,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "readiness: the store is unreachable");
@@ -205,7 +205,7 @@ impl Readiness {
     }
 
     async fn check_migrations(&self) -> Check {
-        match tokio::time::timeout(CHECK_TIMEOUT, self.store.migrations_applied()).await {
+        match tokio::time::timeout(CHECK_TIMEOUT, self.bridge.migrations_applied()).await {
             Ok(Ok(true)) => Check::Ok,
             Ok(Ok(false)) => Check::Failed(
                 "pending",
@@ -224,7 +224,7 @@ impl Readiness {
         if self.outbox_stuck_after.is_none() {
             return OutboxCheck::Ok;
         }
-        let read = self.store.outbox_health(now_ms, self.outbox_stuck_after);
+        let read = self.bridge.outbox_health(now_ms, self.outbox_stuck_after);
         match tokio::time::timeout(CHECK_TIMEOUT, read).await {
             Ok(Ok(health)) if health.stuck => OutboxCheck::Stuck(health),
             Ok(Ok(_)) => OutboxCheck::Ok,

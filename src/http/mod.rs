@@ -256,7 +256,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let readiness = state.bridge.as_ref().map(|b| {
         Arc::new(health::Readiness::new(
-            b.store.clone(),
+            b.clone(),
             b.options.outbox_stuck_after_s,
             b.metrics.clone(),
         ))
@@ -292,7 +292,7 @@ pub fn app(state: AppState) -> Router {
             let routes = admin::routes(admin::AdminState {
                 tokens: state.admin_tokens.clone(),
                 guard: state.guard.clone(),
-                store: bridge.store.clone(),
+                bridge: bridge.clone(),
             });
             router = router.nest(
                 "/admin",

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin_cli;
+mod architecture;
 mod auth_lockout;
 mod bench;
 mod bridge_smoke;
