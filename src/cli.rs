@@ -11,9 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use base64::Engine;
 use clap::{Args, Parser, Subcommand};
-use rand::RngCore;
 
 use crate::bridge::Bridge;
 use crate::config::{
@@ -352,12 +350,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// A random 256-bit token, URL-safe base64.
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
+pub use crate::secret::random_token;
 
 fn basic_new(name: &str, user: &str) -> ExitCode {
     if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {

@@ -17,14 +17,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::lenient;
 use crate::partner::Access;
 use crate::secret::Secret;
 
 mod security;
+mod tuning;
 pub use security::{
     credential_name, parse_proxy, AdminConfig, BasicCredentialConfig, HttpConfig, JwtConfig,
     OAuthClientConfig, OAuthConfig, RateLimitConfig, TlsConfig, MIN_HMAC_SECRET,
 };
+pub use tuning::BridgeOptions;
 
 /// The prefix of every environment variable the bridge reads.
 pub const ENV_PREFIX: &str = "SCIM_BRIDGE_";
@@ -78,7 +81,7 @@ pub struct Config {
     /// How long the audit log keeps its entries.
     pub audit: AuditConfig,
     /// Membership engine, request waits, partner client tunables.
-    pub bridge: crate::bridge::BridgeOptions,
+    pub bridge: BridgeOptions,
     /// Tenants; when empty, the single-tenant shorthand below describes one.
     pub tenants: Vec<TenantConfig>,
 
@@ -155,7 +158,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             admin: AdminConfig::default(),
             audit: AuditConfig::default(),
-            bridge: crate::bridge::BridgeOptions::default(),
+            bridge: BridgeOptions::default(),
             tenants: Vec::new(),
             partner_base_url: None,
             site_name: None,
@@ -1055,122 +1058,6 @@ fn value_kind(actual: &figment::error::Actual) -> &'static str {
         Actual::Other(_) => "another type",
     }
 }
-
-/// Strings that also accept numbers and booleans: an environment variable `SITE_NAME=1234`
-/// parses as a number, but the setting is a string.
-mod lenient {
-    use serde::de::{self, Deserializer, Visitor};
-
-    struct StringVisitor;
-
-    impl<'de> Visitor<'de> for StringVisitor {
-        type Value = String;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
-            Ok(v)
-        }
-        fn visit_char<E: de::Error>(self, v: char) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_i128<E: de::Error>(self, v: i128) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_u128<E: de::Error>(self, v: u128) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-    }
-
-    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        d.deserialize_any(StringVisitor)
-    }
-
-    struct OptVisitor;
-
-    impl<'de> Visitor<'de> for OptVisitor {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Option<String>, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
-            d.deserialize_any(StringVisitor).map(Some)
-        }
-    }
-
-    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        d.deserialize_option(OptVisitor)
-    }
-
-    /// Used by [`crate::secret::Secret`]'s `Deserialize`.
-    pub fn any_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        d.deserialize_any(StringVisitor)
-    }
-
-    struct ListVisitor;
-
-    impl<'de> Visitor<'de> for ListVisitor {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string or a list of strings")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
-            Ok(vec![v.to_owned()])
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Vec<String>, E> {
-            Ok(vec![v])
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Vec<String>, E> {
-            Ok(vec![v.to_string()])
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<String>, E> {
-            Ok(vec![v.to_string()])
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(s) = seq.next_element::<Lenient>()? {
-                out.push(s.0);
-            }
-            Ok(out)
-        }
-    }
-
-    struct Lenient(String);
-
-    impl<'de> serde::Deserialize<'de> for Lenient {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(StringVisitor).map(Lenient)
-        }
-    }
-
-    /// A list of strings, or one string standing for a list of one.
-    pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        d.deserialize_any(ListVisitor)
-    }
-}
-
-pub(crate) use lenient::any_string as lenient_string;
 
 #[cfg(test)]
 mod tests {

@@ -29,8 +29,10 @@
 pub mod bench;
 pub mod bridge;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod http;
+mod lenient;
 pub mod partner;
 pub mod scim;
 pub mod secret;

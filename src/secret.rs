@@ -53,7 +53,7 @@ impl From<&str> for Secret {
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Accepts numbers too: `SCIM_BRIDGE_API_KEY=12345` parses as a number.
-        crate::config::lenient_string(deserializer).map(Secret)
+        crate::lenient::any_string(deserializer).map(Secret)
     }
 }
 
@@ -62,6 +62,15 @@ impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str("***")
     }
+}
+
+/// A random 256-bit token, URL-safe base64.
+pub fn random_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]

@@ -946,7 +946,7 @@ async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
     std::fs::create_dir_all(&dir)?;
     let dir_guard = RemoveDir(dir.clone());
 
-    let key = crate::cli::random_token();
+    let key = crate::secret::random_token();
     // A short call log: the soak never reads it, and a long one would grow for 30 minutes.
     let emulator = Emulator::with_call_log_capacity(
         vec![SiteSpec {
@@ -964,7 +964,7 @@ async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
             (u, "sqlite (temporary file)".to_owned(), true)
         }
     };
-    let token = crate::cli::random_token();
+    let token = crate::secret::random_token();
     let tenant = format!("soak-{tag}");
     let config = write_config(&dir, &store_url, &tenant, &token, &running.base_url, &key)?;
     let (mut child, root) = start_bridge(&config, &dir).await?;

@@ -72,7 +72,7 @@ impl Drop for Env {
 
 impl Env {
     async fn start(args: &BenchArgs, connections: usize) -> anyhow::Result<Env> {
-        let key = crate::cli::random_token();
+        let key = crate::secret::random_token();
         let emulator = Emulator::with_call_log_capacity(
             vec![SiteSpec {
                 name: SITE.into(),
@@ -116,7 +116,7 @@ impl Env {
             .map_err(|e| anyhow::anyhow!("migrate: {e}"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let token = crate::cli::random_token();
+        let token = crate::secret::random_token();
         let config = Config {
             listen: addr,
             public_base_url: Some(url::Url::parse(&format!("http://{addr}"))?),

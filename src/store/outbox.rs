@@ -663,8 +663,4 @@ impl Store {
     }
 }
 
-/// Wall-clock unix milliseconds.
-pub(super) fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
+pub(super) use crate::clock::now_ms;

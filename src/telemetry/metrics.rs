@@ -431,7 +431,7 @@ impl Metrics {
         };
         match tokio::time::timeout(OUTBOX_QUERY_TIMEOUT, read).await {
             Ok(Ok((stats, ages, sites, deletions))) => {
-                let now = crate::bridge::now_ms();
+                let now = crate::clock::now_ms();
                 self.outbox(&stats, &ages, now);
                 self.outbox_attention(&sites, &deletions, now);
                 self.degraded(OutboxHealth::assess(&stats, &ages, now, stuck_after).stuck);
