@@ -31,6 +31,7 @@ mod reconcile;
 mod renames;
 mod replicas;
 mod review15;
+mod review15b;
 mod review_findings;
 mod sandbox_start;
 mod scim_fixtures_patch;
