@@ -518,9 +518,22 @@ struct ConnState {
     /// phase it timed is still the current one.
     generation: u64,
     in_flight: usize,
-    /// A request in flight (or its answer being written) had its credential verified: the
-    /// connection is not closed for room until it is idle again.
-    held: bool,
+    /// The request in flight had its credential verified.
+    held_request: bool,
+    /// An answer not yet flushed belongs to such a request.
+    held_answer: bool,
+    /// While an answer is handed over and not yet flushed: when it last made progress. Its
+    /// clock runs in any phase: hyper may dispatch a pipelined request (busy) while an earlier
+    /// answer still waits in its buffer for a client that stopped reading.
+    unflushed_since: Option<Instant>,
+}
+
+impl ConnState {
+    /// Not to be closed for room: a request with a verified credential is in flight, or its
+    /// answer is still being written.
+    fn held(&self) -> bool {
+        self.held_request || self.held_answer
+    }
 }
 
 impl Conn {
@@ -533,7 +546,9 @@ impl Conn {
                 opened: Instant::now(),
                 generation: 0,
                 in_flight: 0,
-                held: false,
+                held_request: false,
+                held_answer: false,
+                unflushed_since: None,
             }),
             awaiting_head: AtomicBool::new(false),
             writing: AtomicBool::new(false),
@@ -549,6 +564,11 @@ impl Conn {
     fn enter(&self, s: &mut ConnState, phase: Phase) {
         s.phase = phase;
         s.since = Instant::now();
+        self.touch(s);
+    }
+
+    /// A clock changed: the watchdog looks again.
+    fn touch(&self, s: &mut ConnState) {
         s.generation += 1;
         self.changed.notify_one();
     }
@@ -577,8 +597,9 @@ impl Conn {
             return None;
         }
         s.in_flight += 1;
+        // Each request earns its own hold.
+        s.held_request = false;
         self.awaiting_head.store(false, Ordering::Release);
-        self.writing.store(false, Ordering::Release);
         if s.phase != Phase::Busy {
             self.enter(&mut s, Phase::Busy);
         }
@@ -589,30 +610,40 @@ impl Conn {
     fn end_request(&self) {
         let mut s = self.state();
         s.in_flight = s.in_flight.saturating_sub(1);
+        s.held_answer |= s.held_request;
+        s.held_request = false;
+        s.unflushed_since = Some(Instant::now());
+        self.writing.store(true, Ordering::Release);
         if s.in_flight == 0 && s.phase == Phase::Busy {
             self.enter(&mut s, Phase::Writing);
-            self.writing.store(true, Ordering::Release);
+        } else {
+            self.touch(&mut s);
         }
     }
 
-    /// Bytes were written: while writing, the clock starts again.
+    /// Bytes were written: an unflushed answer's clock starts again.
     fn bytes_written(&self) {
         if self.writing.load(Ordering::Acquire) {
             let mut s = self.state();
-            if s.phase == Phase::Writing {
-                self.enter(&mut s, Phase::Writing);
+            if s.unflushed_since.is_some() {
+                s.unflushed_since = Some(Instant::now());
+                self.touch(&mut s);
             }
         }
     }
 
-    /// Everything hyper had to write is flushed: a writing connection is idle.
+    /// Everything hyper had to write is flushed: the answers are out, and a writing
+    /// connection is idle.
     fn flushed(&self) {
         if self.writing.swap(false, Ordering::AcqRel) {
             let mut s = self.state();
+            s.unflushed_since = None;
+            s.held_answer = false;
             if s.phase == Phase::Writing {
-                s.held = false;
                 self.enter(&mut s, Phase::Idle);
                 self.awaiting_head.store(true, Ordering::Release);
+            } else {
+                self.touch(&mut s);
             }
         }
     }
@@ -620,9 +651,14 @@ impl Conn {
     /// The request in flight had its credential verified.
     fn hold(&self) {
         let mut s = self.state();
-        if matches!(s.phase, Phase::Busy | Phase::Writing) {
-            s.held = true;
+        if s.phase == Phase::Busy {
+            s.held_request = true;
         }
+    }
+
+    /// Whether the connection is held (see [`ConnState::held`]).
+    fn held(&self) -> bool {
+        self.state().held()
     }
 
     /// When the connection was opened, if it may be closed to make room now.
@@ -630,7 +666,7 @@ impl Conn {
         let s = self.state();
         match s.phase {
             Phase::Handshake | Phase::Head | Phase::Idle => Some(s.opened),
-            Phase::Busy | Phase::Writing if !s.held => Some(s.opened),
+            Phase::Busy | Phase::Writing if !s.held() => Some(s.opened),
             Phase::Busy | Phase::Writing | Phase::Closing => None,
         }
     }
@@ -640,7 +676,7 @@ impl Conn {
         let mut s = self.state();
         match s.phase {
             Phase::Closing => false,
-            Phase::Busy | Phase::Writing if s.held => false,
+            Phase::Busy | Phase::Writing if s.held() => false,
             _ => {
                 self.enter(&mut s, Phase::Closing);
                 true
@@ -654,15 +690,24 @@ impl Conn {
         loop {
             let (deadline, generation) = {
                 let s = self.state();
-                let timed = match s.phase {
+                let phase = match s.phase {
                     Phase::Closing => return Dropped::Evicted,
-                    Phase::Busy => None,
-                    Phase::Handshake => Some((clocks.handshake, Dropped::HandshakeTimeout)),
-                    Phase::Head => Some((clocks.head, Dropped::HeaderTimeout)),
-                    Phase::Idle => Some((clocks.idle, Dropped::IdleTimeout)),
-                    Phase::Writing => Some((clocks.idle, Dropped::SendTimeout)),
+                    Phase::Busy | Phase::Writing => None,
+                    Phase::Handshake => {
+                        Some((s.since + clocks.handshake, Dropped::HandshakeTimeout))
+                    }
+                    Phase::Head => Some((s.since + clocks.head, Dropped::HeaderTimeout)),
+                    Phase::Idle => Some((s.since + clocks.idle, Dropped::IdleTimeout)),
                 };
-                (timed.map(|(d, why)| (s.since + d, why)), s.generation)
+                // An answer that makes no progress: in any phase (see `unflushed_since`).
+                let stalled = s
+                    .unflushed_since
+                    .map(|at| (at + clocks.idle, Dropped::SendTimeout));
+                let deadline = match (phase, stalled) {
+                    (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+                    (a, b) => a.or(b),
+                };
+                (deadline, s.generation)
             };
             match deadline {
                 None => self.changed.notified().await,
@@ -820,8 +865,13 @@ where
                 return None;
             }
             () = stopped(&mut stop), if !draining => {
+                // Only a held connection is waited for: a request with a verified credential
+                // is answered first; anything else (idle, a probe, a client that stopped
+                // reading) closes now, so shutdown never waits on a stranger.
+                if !conn.held() {
+                    return None;
+                }
                 draining = true;
-                // Idle connections close now; a request in flight is answered first.
                 http.as_mut().graceful_shutdown();
             }
             why = conn.watchdog(clocks) => return Some(why),
@@ -1120,7 +1170,7 @@ mod tests {
         conn.bytes_written();
         assert!(matches!(l.admit(2, Phase::Head), Admission::Refused));
         conn.flushed();
-        assert!(!conn.state().held, "held past its answer");
+        assert!(!conn.state().held(), "held past its answer");
         assert!(matches!(l.admit(2, Phase::Head), Admission::Evicted(_)));
     }
 
