@@ -4,12 +4,14 @@
 //! verification of the server runs through one [`HashLane`]: at most a few at a time on the
 //! blocking pool (by default half the CPUs, at least one, so guessing cannot take every core
 //! from the requests of the IdPs), a short bounded queue, and past it an immediate refusal
-//! with `Retry-After` instead of a pile of waiting requests. The queue has two classes, by
-//! the client's [`Standing`] at the tenant: clients from a network without a recent failure (the
-//! IdPs) wait behind at most one client from a network with recent failures (the guessers, who
-//! pass one at a time and have a queue of their own), so guesses from ever new addresses do
-//! not crowd out an IdP once each of their networks has failed once; clients over their failure budget also share one slot between
-//! them, taken at once or not at all.
+//! with `Retry-After` instead of a pile of waiting requests. The queue has three classes, by
+//! the client's [`Standing`] at the tenant: clients without a recent failure of their address
+//! or network (the IdPs) wait behind at most one client of each other class; clients whose
+//! address failed (the guessers) and clients whose network did (their neighbours, and guesses
+//! from fresh addresses) pass one at a time per class, each class with a queue of its own. So
+//! guesses from ever new addresses do not crowd out an IdP, and a guesser in the IdP's /24
+//! delays it by its fresh addresses at most. Clients over their failure budget also share one
+//! slot between them, waiting their turn within the lane's wait.
 //!
 //! A successful check is remembered for [`CACHE_TTL`] under an HMAC of `user:password` keyed
 //! with a random per-process key (memory holds no fast hash of a password): an IdP sending the
@@ -56,17 +58,20 @@ pub struct Busy(pub Duration);
 
 /// Bounds the password hashing of the whole server: at most `slots` Argon2 verifications run
 /// at once, at most `LANE_QUEUE_PER_SLOT * slots` wait per class, none waits longer than
-/// [`LANE_MAX_WAIT`]; clients with recent failures queue for the slots one at a time, so a
-/// clean client waits behind at most one of them.
+/// [`LANE_MAX_WAIT`]; clients with recent failures (of their address, of their network) queue
+/// for the slots one at a time per class, so a clean client waits behind at most one of each.
 #[derive(Debug)]
 pub struct HashLane {
     slots: usize,
     permits: Arc<Semaphore>,
     /// Clients with recent failures pass here, one at a time, before they queue for a slot.
     failed_gate: Arc<Semaphore>,
+    /// Clients whose network (not address) failed recently: the same, apart.
+    neighbour_gate: Arc<Semaphore>,
     /// The one slot that verifications for clients over their failure budget share.
     over_budget: Arc<Semaphore>,
     clean_waiting: AtomicUsize,
+    neighbour_waiting: AtomicUsize,
     failed_waiting: AtomicUsize,
     max_waiting: usize,
     max_wait: Duration,
@@ -93,8 +98,10 @@ impl HashLane {
             slots,
             permits: Arc::new(Semaphore::new(slots)),
             failed_gate: Arc::new(Semaphore::new(1)),
+            neighbour_gate: Arc::new(Semaphore::new(1)),
             over_budget: Arc::new(Semaphore::new(1)),
             clean_waiting: AtomicUsize::new(0),
+            neighbour_waiting: AtomicUsize::new(0),
             failed_waiting: AtomicUsize::new(0),
             max_waiting: slots.saturating_mul(LANE_QUEUE_PER_SLOT),
             max_wait,
@@ -138,6 +145,7 @@ impl HashLane {
         let permit = {
             let (queue, gate) = match standing {
                 Standing::Clean => (&self.clean_waiting, None),
+                Standing::Neighbour => (&self.neighbour_waiting, Some(&self.neighbour_gate)),
                 _ => (&self.failed_waiting, Some(&self.failed_gate)),
             };
             let queued = Queued::enter(queue, self.max_waiting).ok_or(busy)?;

@@ -61,11 +61,13 @@ impl TenantLimiter {
 /// `http/auth.rs` for why). So failures of one tenant never touch another tenant's budget,
 /// and nobody who does not hold a credential can make the bridge refuse one that is valid.
 /// What the [`Standing`] decides besides the answer is the priority of the request's password
-/// hashing (`basic::HashLane`): clients of a network (an IPv4 /24, an IPv6 /48: what one party
-/// usually holds) in which any address failed recently queue behind the clean ones, so an
-/// attacker who guesses from a new address each time still queues as a guesser after the
-/// first guess from each network, and an IdP from a network without failures waits behind at
-/// most one guess.
+/// hashing (`basic::HashLane`): clients whose address failed recently queue as guessers;
+/// clients of a network (an IPv4 /24, an IPv6 /48: what one party usually holds) in which
+/// another address failed recently queue as neighbours, apart from both the guessers and the
+/// clean. So an attacker who guesses from a new address each time competes only with other
+/// neighbours after the first guess from each network, an IdP from a clean network waits
+/// behind at most one guesser and one neighbour, and an IdP beside a guesser in its /24 waits
+/// behind the guesser's fresh addresses at most (an IPv4 /24 has 254).
 #[derive(Debug)]
 pub struct AuthFailureThrottle {
     buckets: Option<DefaultKeyedRateLimiter<Key>>,
@@ -131,8 +133,12 @@ struct Seen {
 /// Where an (address, scope) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
-    /// No failure in the last [`RECENT`].
+    /// No failure in the last [`RECENT`], from the address or its network.
     Clean,
+    /// No failure from the address, but one from another address of its network (an IPv4
+    /// /24, an IPv6 /48) in the last [`RECENT`]: a neighbour of a guesser, or a guesser on a
+    /// fresh address.
+    Neighbour,
     /// A failure in the last [`RECENT`], the budget not spent.
     Failed,
     /// The budget is spent, for this long yet.
@@ -179,7 +185,7 @@ impl AuthFailureThrottle {
         }
         let net = network_key(addr, scope);
         match seen.networks.get(&net) {
-            Some(last) if now.duration_since(*last) < RECENT => Standing::Failed,
+            Some(last) if now.duration_since(*last) < RECENT => Standing::Neighbour,
             Some(_) => {
                 seen.networks.remove(&net);
                 Standing::Clean
@@ -331,7 +337,7 @@ mod tests {
         assert!(t.over_budget(a, "acme").is_some());
         // The rest of the /24 queues as a guesser, within its own budget.
         let same_24: IpAddr = "198.51.100.200".parse().unwrap();
-        assert_eq!(t.standing(same_24, "acme"), Standing::Failed);
+        assert_eq!(t.standing(same_24, "acme"), Standing::Neighbour);
         // Another /24, another tenant: clean.
         let next_24: IpAddr = "198.51.101.7".parse().unwrap();
         assert_eq!(t.standing(next_24, "acme"), Standing::Clean);
@@ -341,7 +347,7 @@ mod tests {
         t.failed(v6, "acme");
         let same_48: IpAddr = "2001:db8:5:ffff::9".parse().unwrap();
         let next_48: IpAddr = "2001:db8:6::1".parse().unwrap();
-        assert_eq!(t.standing(same_48, "acme"), Standing::Failed);
+        assert_eq!(t.standing(same_48, "acme"), Standing::Neighbour);
         assert_eq!(t.standing(next_48, "acme"), Standing::Clean);
     }
 
