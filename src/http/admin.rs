@@ -57,6 +57,7 @@ async fn require_admin(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    crate::http::server::Hold::verifying_request(&request);
     match admin.authenticate(header, standing).await {
         Ok(_) => {
             crate::http::server::Hold::authenticated_request(&request);

@@ -297,6 +297,7 @@ pub async fn require_auth(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    crate::http::server::Hold::verifying_request(&request);
     match tenant.auth.authenticate(header, standing).await {
         Ok(principal) => {
             if let Some(limiter) = &tenant.rate {

@@ -405,9 +405,9 @@ impl Shared {
     ) -> Eviction {
         // A candidate can turn busy between the scan and the close; then the next one is taken.
         for _ in 0..8 {
-            let Some((since, id)) = conns
+            let Some(((_, since), id)) = conns
                 .iter()
-                .filter_map(|(id, c)| c.evictable_since().map(|since| (since, *id)))
+                .filter_map(|(id, c)| c.evictable_since().map(|rank| (rank, *id)))
                 .min()
             else {
                 return Eviction::NoneIdle;
@@ -520,6 +520,9 @@ struct ConnState {
     in_flight: usize,
     /// The request in flight had its credential verified.
     held_request: bool,
+    /// The request in flight is having its credential verified (a JWKS fetch, a password
+    /// hash): closed for room only when nothing else can be.
+    verifying: bool,
     /// An answer not yet flushed belongs to such a request.
     held_answer: bool,
     /// While an answer is handed over and not yet flushed: when it last made progress. Its
@@ -547,6 +550,7 @@ impl Conn {
                 generation: 0,
                 in_flight: 0,
                 held_request: false,
+                verifying: false,
                 held_answer: false,
                 unflushed_since: None,
             }),
@@ -599,6 +603,7 @@ impl Conn {
         s.in_flight += 1;
         // Each request earns its own hold.
         s.held_request = false;
+        s.verifying = false;
         self.awaiting_head.store(false, Ordering::Release);
         if s.phase != Phase::Busy {
             self.enter(&mut s, Phase::Busy);
@@ -612,6 +617,7 @@ impl Conn {
         s.in_flight = s.in_flight.saturating_sub(1);
         s.held_answer |= s.held_request;
         s.held_request = false;
+        s.verifying = false;
         s.unflushed_since = Some(Instant::now());
         self.writing.store(true, Ordering::Release);
         if s.in_flight == 0 && s.phase == Phase::Busy {
@@ -653,6 +659,15 @@ impl Conn {
         let mut s = self.state();
         if s.phase == Phase::Busy {
             s.held_request = true;
+            s.verifying = false;
+        }
+    }
+
+    /// The request in flight is having its credential verified.
+    fn verifying(&self) {
+        let mut s = self.state();
+        if s.phase == Phase::Busy && !s.held_request {
+            s.verifying = true;
         }
     }
 
@@ -661,12 +676,13 @@ impl Conn {
         self.state().held()
     }
 
-    /// When the connection was opened, if it may be closed to make room now.
-    fn evictable_since(&self) -> Option<Instant> {
+    /// If the connection may be closed to make room now: whether its request's credential
+    /// is being verified (such connections go last), and when it was opened.
+    fn evictable_since(&self) -> Option<(bool, Instant)> {
         let s = self.state();
         match s.phase {
-            Phase::Handshake | Phase::Head | Phase::Idle => Some(s.opened),
-            Phase::Busy | Phase::Writing if !s.held() => Some(s.opened),
+            Phase::Handshake | Phase::Head | Phase::Idle => Some((false, s.opened)),
+            Phase::Busy | Phase::Writing if !s.held() => Some((s.verifying, s.opened)),
             Phase::Busy | Phase::Writing | Phase::Closing => None,
         }
     }
@@ -734,6 +750,14 @@ impl Hold {
     /// others until the answer is written.
     pub fn authenticated(&self) {
         self.0.hold();
+    }
+
+    /// The request's credential is being checked: its connection goes last when one must be
+    /// closed for room (an IdP's request waiting for a JWKS fetch or a password hash).
+    pub fn verifying_request<B>(request: &Request<B>) {
+        if let Some(hold) = request.extensions().get::<Hold>() {
+            hold.0.verifying();
+        }
     }
 
     /// Calls [`Hold::authenticated`] on the request's connection, if it has one.
