@@ -167,9 +167,11 @@ impl AuthFailureThrottle {
 
     /// Where `(addr, scope)` stands now.
     pub fn standing(&self, addr: IpAddr, scope: &str) -> Standing {
-        let Ok(mut seen) = self.seen.lock() else {
-            return Standing::Clean;
-        };
+        // A panic elsewhere while holding the lock must not switch the throttle off.
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let key = key(addr, scope);
         if let Some(s) = seen.addresses.get_mut(&key) {
@@ -217,9 +219,10 @@ impl AuthFailureThrottle {
                     Some(Instant::now() + not_until.wait_time_from(self.clock.now()));
             }
         }
-        let Ok(mut seen) = self.seen.lock() else {
-            return;
-        };
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         if sweep || seen.addresses.len() >= MAX_SEEN || seen.networks.len() >= MAX_SEEN {
             seen.addresses.retain(|_, s| {
