@@ -671,9 +671,11 @@ impl Conn {
         }
     }
 
-    /// Whether the connection is held (see [`ConnState::held`]).
-    fn held(&self) -> bool {
-        self.state().held()
+    /// Whether shutdown waits for this connection: a request is in a handler, or a held
+    /// answer is still being written.
+    fn draining_at_shutdown(&self) -> bool {
+        let s = self.state();
+        s.phase == Phase::Busy || s.held()
     }
 
     /// If the connection may be closed to make room now: whether its request's credential
@@ -889,10 +891,12 @@ where
                 return None;
             }
             () = stopped(&mut stop), if !draining => {
-                // Only a held connection is waited for: a request with a verified credential
-                // is answered first; anything else (idle, a probe, a client that stopped
-                // reading) closes now, so shutdown never waits on a stranger.
-                if !conn.held() {
+                // A request being worked on is answered first (its handler is bounded by the
+                // request deadline), and so is a verified credential's answer still being
+                // written; anything else (idle, a head still arriving, a stranger's answer to
+                // a client that stopped reading) closes now, so shutdown never waits on a
+                // stranger.
+                if !conn.draining_at_shutdown() {
                     return None;
                 }
                 draining = true;
