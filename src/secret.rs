@@ -5,9 +5,19 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A secret string. Printing it in any way yields `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// A secret string. Printing it in any way yields `***`; comparing two takes the same time
+/// wherever they differ. (Kept over the `secrecy` crate: the configuration needs `Clone`,
+/// `Default`, lenient `Deserialize` and a `***` `Serialize`, which `SecretString` does not give.)
+#[derive(Clone, Default, Eq)]
 pub struct Secret(String);
+
+/// Constant time in the contents (a length difference shows).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
 
 impl Secret {
     /// Wraps a value.
@@ -84,5 +94,8 @@ mod tests {
         assert_eq!(format!("{s:?}"), "***");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
         assert_eq!(s.expose(), "hunter2");
+        assert_eq!(s, Secret::new("hunter2"));
+        assert_ne!(s, Secret::new("hunter3"));
+        assert_ne!(s, Secret::new("hunter"));
     }
 }

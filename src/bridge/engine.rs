@@ -37,8 +37,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::mapping::{converge_groups, partner_names, same_groups};
 use super::{now_ms, BridgeOptions, Site, Tenant};
@@ -193,8 +194,9 @@ struct Inner {
     stop: watch::Sender<bool>,
     /// Stops the renewer, after the workers: claims are renewed until their work ends.
     keeper_stop: watch::Sender<bool>,
-    handles: Mutex<Vec<JoinHandle<()>>>,
-    keeper: Mutex<Option<JoinHandle<()>>>,
+    /// The workers and the claim renewer, set once at start, taken by `shutdown`.
+    handles: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    keeper: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Whether this worker may claim rows: always on SQLite; on PostgreSQL while it holds its
     /// liveness lock (see `store::liveness`).
     live: AtomicBool,
@@ -275,8 +277,8 @@ impl Engine {
                 done,
                 stop,
                 keeper_stop,
-                handles: Mutex::new(Vec::new()),
-                keeper: Mutex::new(None),
+                handles: std::sync::Mutex::new(Vec::new()),
+                keeper: std::sync::Mutex::new(None),
                 live: AtomicBool::new(live),
                 writes: AtomicU64::new(0),
                 claims: std::sync::Mutex::new(HashMap::new()),
@@ -293,12 +295,8 @@ impl Engine {
         }
         let e = engine.clone();
         let keeper = tokio::spawn(async move { e.renewer().await });
-        if let Ok(mut h) = engine.inner.handles.try_lock() {
-            *h = handles;
-        }
-        if let Ok(mut k) = engine.inner.keeper.try_lock() {
-            *k = Some(keeper);
-        }
+        *lock(&engine.inner.handles) = handles;
+        *lock(&engine.inner.keeper) = Some(keeper);
         engine
     }
 
@@ -526,12 +524,13 @@ impl Engine {
         // (a worker spawned but not yet polled), and such a worker would then never stop.
         self.inner.stop.send_replace(true);
         self.inner.work.notify_waiters();
-        let handles = std::mem::take(&mut *self.inner.handles.lock().await);
+        let handles = std::mem::take(&mut *lock(&self.inner.handles));
         for h in handles {
             let _ = h.await;
         }
         self.inner.keeper_stop.send_replace(true);
-        if let Some(k) = self.inner.keeper.lock().await.take() {
+        let keeper = lock(&self.inner.keeper).take();
+        if let Some(k) = keeper {
             let _ = k.await;
         }
     }
@@ -807,10 +806,10 @@ impl Engine {
             user = %item.user_id,
             generation = item.generation,
         );
-        let _enter = span.enter();
-        drop(_enter);
         let recorder = CallRecorder::default();
-        let result = recording(recorder.clone(), self.converge(item, fence)).await;
+        let result = recording(recorder.clone(), self.converge(item, fence))
+            .instrument(span.clone())
+            .await;
         let store = &self.inner.store;
         let calls = recorder.calls();
         if !calls.is_empty() {
@@ -1292,6 +1291,12 @@ fn backoff(attempts: i32, base_ms: u64, max_ms: u64) -> Duration {
 
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-bridge".into())
+}
+
+
+/// Locks a std mutex whose holder never panics while holding it (a poisoned one is used as is).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Retry timing for partner calls: exponential backoff with full jitter (a random wait between 0
-//! and `min(max, base * 2^n)` before retry `n`), plugged into `backon`, and the per-call time
-//! budget that keeps every wait inside the call's deadline.
+//! and `min(max, base * 2^n)` before retry `n`), driven by the client's own retry loop, and the
+//! per-call time budget that keeps every wait inside the call's deadline.
 //!
 //! The budget counts the time attempts really took plus the waits the sleeper was *asked* for,
 //! so a test's recording sleeper (which returns at once) sees the same deadline decisions as the
