@@ -1293,7 +1293,6 @@ fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-bridge".into())
 }
 
-
 /// Locks a std mutex whose holder never panics while holding it (a poisoned one is used as is).
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
