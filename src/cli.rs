@@ -180,7 +180,7 @@ pub enum TokenCommand {
     /// Print a fresh random bearer token, its SHA-256, and the lines to put in the
     /// configuration (only the hash needs to be stored).
     ///
-    /// With --basic USER: a random password for HTTP Basic and its Argon2 hash. With
+    /// With --basic USER: a random password for HTTP Basic and its SHA-256. With
     /// --oauth-client ID: a client secret for the OAuth token endpoint and a signing key. With
     /// --admin: a token for the admin endpoints.
     New {
@@ -360,25 +360,21 @@ fn basic_new(name: &str, user: &str) -> ExitCode {
         return ExitCode::from(2);
     }
     let password = random_token();
-    let hash = match crate::http::auth::basic::hash_password(&password) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let hash = hex::encode(crate::config::sha256(&password));
     println!("username: {user}");
     println!("password: {password}");
-    println!("argon2:   {hash}");
+    println!("sha256:   {hash}");
     println!();
-    println!("Give the user name and password to the identity provider; store only the hash:");
+    println!("Give the user name and password to the identity provider; store only the hash");
+    println!("(the password is 256 random bits, so its SHA-256 is checked at once and never");
+    println!("waits behind anyone's guesses):");
     println!("  environment (single tenant): SCIM_BRIDGE_BASIC__USERNAME={user}");
-    println!("                               SCIM_BRIDGE_BASIC__PASSWORD_HASH='{hash}'");
+    println!("                               SCIM_BRIDGE_BASIC__PASSWORD_SHA256={hash}");
     println!("  configuration file:");
     println!("    [[tenants.credentials.basic]]");
     println!("    name = \"{name}\"");
     println!("    username = \"{user}\"");
-    println!("    password_hash = \"{hash}\"");
+    println!("    password_sha256 = \"{hash}\"");
     ExitCode::SUCCESS
 }
 

@@ -1152,6 +1152,50 @@ mod tests {
     }
 
     #[test]
+    fn a_basic_password_by_its_sha256_from_the_environment_and_its_mistakes_named() {
+        fn with(extra: &[(&str, &str)]) -> String {
+            let mut vars = vec![
+                ("SCIM_BRIDGE_SITE_NAME", "acme"),
+                ("SCIM_BRIDGE_API_KEY", "1234567890"),
+                ("SCIM_BRIDGE_INVITED_BY_EMAIL", "owner@acme.example"),
+                ("SCIM_BRIDGE_BASIC__USERNAME", "okta-scim"),
+            ];
+            vars.extend_from_slice(extra);
+            match Config::load(&env(&vars)) {
+                Ok(c) => format!("{:?}", c.tenants[0].credentials.basic[0].password_sha256),
+                Err(e) => format!("error: {e}"),
+            }
+        }
+        let digest = hex::encode(sha256("generated"));
+        assert_eq!(
+            with(&[("SCIM_BRIDGE_BASIC__PASSWORD_SHA256", &digest)]),
+            format!("{:?}", Some(&digest))
+        );
+        let setting = "tenants[0].credentials.basic[0].password_sha256";
+        let hash = crate::http::auth::basic::hash_password("pw").unwrap();
+        for wrong in [
+            vec![("SCIM_BRIDGE_BASIC__PASSWORD_SHA256", "not-hex")],
+            vec![
+                ("SCIM_BRIDGE_BASIC__PASSWORD_SHA256", digest.as_str()),
+                ("SCIM_BRIDGE_BASIC__PASSWORD_HASH", hash.as_str()),
+            ],
+            vec![],
+        ] {
+            let err = with(&wrong);
+            assert!(
+                err.starts_with("error: ") && err.contains(setting),
+                "{wrong:?}: {err}"
+            );
+        }
+        // A SHA-256 pasted where the Argon2 hash goes says where it belongs.
+        let err = with(&[("SCIM_BRIDGE_BASIC__PASSWORD_HASH", &digest)]);
+        assert!(
+            err.starts_with("error: ") && err.contains("password_sha256"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn every_credential_type_from_environment_alone() {
         let hash = crate::http::auth::basic::hash_password("pw").unwrap();
         let c = Config::load(&env(&[

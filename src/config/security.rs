@@ -148,8 +148,9 @@ pub struct AdminConfig {
     pub token_sha256: Option<String>,
 }
 
-/// HTTP Basic credentials (Okta offers them): a user name and an Argon2 hash of the password
-/// (`scim-bridge token new --basic USER` prints both the password and the hash).
+/// HTTP Basic credentials (Okta offers them): a user name and the password's SHA-256 (for a
+/// generated password: `scim-bridge token new --basic USER` prints the password and its
+/// hash) or an Argon2 hash (for a password somebody chose).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BasicCredentialConfig {
@@ -158,7 +159,10 @@ pub struct BasicCredentialConfig {
     pub name: String,
     #[serde(deserialize_with = "lenient::string")]
     pub username: String,
-    /// PHC string of an Argon2 hash (`$argon2id$v=19$...`).
+    /// Hex SHA-256 of a generated password (256 random bits, as `token new --basic` makes):
+    /// checked at once, never behind anyone's guesses. Not for a chosen password.
+    pub password_sha256: Option<String>,
+    /// PHC string of an Argon2 hash (`$argon2id$v=19$...`), for a chosen password.
     pub password_hash: Option<Secret>,
     pub password_hash_file: Option<PathBuf>,
 }
@@ -379,19 +383,28 @@ pub(super) fn validate_credentials(
                 "another Basic credential has the same user name",
             );
         }
-        match &b.password_hash {
-            None => err(
-                bat("password_hash"),
-                "set password_hash or password_hash_file (scim-bridge token new --basic USER prints one)",
+        match (&b.password_sha256, &b.password_hash) {
+            (Some(_), Some(_)) => err(
+                bat("password_sha256"),
+                "set password_sha256 or password_hash, not both",
             ),
-            Some(h) if !h.expose().starts_with("$argon2") => err(
-                bat("password_hash"),
-                "must be an Argon2 hash in PHC form ($argon2id$...); scim-bridge token new --basic USER prints one",
+            (Some(h), None) if parse_sha256_hex(h).is_none() => err(
+                bat("password_sha256"),
+                "must be 64 hex digits (scim-bridge token new --basic USER prints it)",
             ),
-            Some(h) if argon2::PasswordHash::new(h.expose()).is_err() => {
+            (Some(_), None) => {}
+            (None, None) => err(
+                bat("password_sha256"),
+                "set password_sha256 (scim-bridge token new --basic USER prints it), or password_hash or password_hash_file for a chosen password",
+            ),
+            (None, Some(h)) if !h.expose().starts_with("$argon2") => err(
+                bat("password_hash"),
+                "must be an Argon2 hash in PHC form ($argon2id$...); a generated password's SHA-256 goes in password_sha256",
+            ),
+            (None, Some(h)) if argon2::PasswordHash::new(h.expose()).is_err() => {
                 err(bat("password_hash"), "is not a valid PHC hash string")
             }
-            _ => {}
+            (None, Some(_)) => {}
         }
     }
     for (i, j) in c.jwt.iter().enumerate() {

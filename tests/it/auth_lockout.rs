@@ -59,6 +59,7 @@ fn credentials(t: &str, token_ttl_s: u64) -> CredentialsConfig {
             username: basic_user(t),
             password_hash: Some(Secret::new(hash_password(&basic_password(t)).unwrap())),
             password_hash_file: None,
+            password_sha256: None,
         }],
         oauth: Some(OAuthConfig {
             clients: vec![OAuthClientConfig {

@@ -65,6 +65,7 @@ fn credentials(t: &str) -> CredentialsConfig {
             username: basic_user(t),
             password_hash: Some(Secret::new(hash_password(&basic_password(t)).unwrap())),
             password_hash_file: None,
+            password_sha256: None,
         }],
         jwt: vec![JwtConfig {
             name: "jwt".into(),

@@ -1,4 +1,12 @@
-//! HTTP Basic credentials (Okta offers them): user names with Argon2 password hashes.
+//! HTTP Basic credentials (Okta offers them): user names with a password's SHA-256 or its
+//! Argon2 hash.
+//!
+//! A password `scim-bridge token new --basic` generated holds 256 random bits: no guessing can
+//! find it, so its SHA-256 (`password_sha256`) is as safe to store as a bearer token's and
+//! is checked at once, in constant time, without the lane below. Such a credential never waits
+//! behind anyone's guesses, whatever address they share with the IdP. A password somebody
+//! chose (`password_hash`, Argon2) needs the slow hash, because a fast one would let whoever
+//! reads the configuration try a dictionary against it.
 //!
 //! Argon2 is slow on purpose (tens of milliseconds of CPU and 19 MiB per check), so every
 //! verification of the server runs through one [`HashLane`]: at most a few at a time on the
@@ -17,8 +25,8 @@
 //! with a random per-process key (memory holds no fast hash of a password): an IdP sending the
 //! same credentials on every request pays the hash once and never waits behind guessers. The
 //! cache belongs to the verifier built from the configuration, so a configuration built anew
-//! starts empty. A user name that does not exist is checked against a dummy hash, so timing
-//! does not tell which user names exist.
+//! starts empty. A user name that does not exist is checked against a dummy hash while the
+//! tenant has any Argon2 password, so timing does not tell which of those user names exist.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,7 +41,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::throttle::Standing;
-use crate::config::{credential_name, BasicCredentialConfig};
+use crate::config::{credential_name, parse_sha256_hex, sha256, BasicCredentialConfig};
 
 /// How long a verified credential is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -201,7 +209,15 @@ fn default_slots() -> usize {
 struct Entry {
     name: String,
     username: String,
-    hash: String,
+    check: Check,
+}
+
+/// How an entry's password is checked.
+enum Check {
+    /// A PHC string of an Argon2 hash: through the lane.
+    Argon2(String),
+    /// The SHA-256 of a generated password: at once.
+    Sha256([u8; 32]),
 }
 
 /// HMAC of `user \0 password` -> (entry index, verified at).
@@ -231,10 +247,16 @@ impl BasicVerifier {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, b)| {
+                    // The configuration's validation refuses an entry with neither or both.
+                    let check = match (&b.password_sha256, &b.password_hash) {
+                        (Some(hex), _) => Check::Sha256(parse_sha256_hex(hex)?),
+                        (None, Some(phc)) => Check::Argon2(phc.expose().to_owned()),
+                        (None, None) => return None,
+                    };
                     Some(Entry {
                         name: credential_name(&b.name, "basic", i),
                         username: b.username.clone(),
-                        hash: b.password_hash.as_ref()?.expose().to_owned(),
+                        check,
                     })
                 })
                 .collect(),
@@ -253,7 +275,8 @@ impl BasicVerifier {
     }
 
     /// `Ok(Some(credential name))` when `user` and `password` are right, `Ok(None)` when not,
-    /// `Err` when the lane had no slot (nothing was checked).
+    /// `Err` when the lane had no slot (nothing was checked). A generated password (its
+    /// SHA-256 configured) is checked at once, whatever the standing.
     ///
     /// `standing`: the client's at this tenant. Over its failure budget the check still runs
     /// (a valid credential is never refused for someone else's failures), but a remembered
@@ -268,19 +291,33 @@ impl BasicVerifier {
         password: &str,
         standing: Standing,
     ) -> Result<Option<String>, Busy> {
+        let index = self
+            .entries
+            .iter()
+            .position(|e| bool::from(e.username.as_bytes().ct_eq(user.as_bytes())));
+        let entry = index.and_then(|i| self.entries.get(i));
+        if let Some(Entry {
+            name,
+            check: Check::Sha256(digest),
+            ..
+        }) = entry
+        {
+            let ok = bool::from(sha256(password).ct_eq(digest));
+            return Ok(ok.then(|| name.clone()));
+        }
         let key = self.cache_key(user, password);
         if standing.over_budget().is_none() || strong(password) {
             if let Some(i) = self.cached(&key) {
                 return Ok(self.entries.get(i).map(|e| e.name.clone()));
             }
         }
-        let index = self
-            .entries
-            .iter()
-            .position(|e| bool::from(e.username.as_bytes().ct_eq(user.as_bytes())));
-        let hash = match index.and_then(|i| self.entries.get(i)) {
-            Some(e) => e.hash.clone(),
-            None => dummy_hash().to_owned(),
+        let hash = match entry.map(|e| &e.check) {
+            Some(Check::Argon2(phc)) => phc.clone(),
+            // An unknown user name: hashed all the same when some password of the tenant is
+            // (timing does not tell which names exist); with only generated passwords, no
+            // check costs anything, so answer at once.
+            _ if self.has_argon2() => dummy_hash().to_owned(),
+            _ => return Ok(None),
         };
         let password = password.to_owned();
         let ok = self
@@ -297,6 +334,12 @@ impl BasicVerifier {
             cache.insert(key, (i, Instant::now()));
         }
         Ok(self.entries.get(i).map(|e| e.name.clone()))
+    }
+
+    fn has_argon2(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e.check, Check::Argon2(_)))
     }
 
     fn cached(&self, key: &[u8; 32]) -> Option<usize> {
@@ -386,6 +429,7 @@ mod tests {
                 username: user.into(),
                 password_hash: Some(Secret::new(hash_password(password).unwrap())),
                 password_hash_file: None,
+                password_sha256: None,
             }],
             lane,
         )
@@ -411,6 +455,57 @@ mod tests {
         // The cache holds no plain SHA-256 of the credentials.
         let plain = crate::config::sha256(&format!("okta-scim\0{STRONG}"));
         assert!(!v.cache.lock().unwrap().contains_key(&plain));
+    }
+
+    fn generated(user: &str, password: &str) -> BasicCredentialConfig {
+        BasicCredentialConfig {
+            name: "okta".into(),
+            username: user.into(),
+            password_sha256: Some(hex::encode(crate::config::sha256(password))),
+            ..BasicCredentialConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_generated_password_is_checked_at_once_without_the_lane() {
+        // A lane with no room at all: anything that needed it would be refused.
+        let lane = Arc::new(HashLane::with_wait(1, Duration::ZERO));
+        let _taken = lane.permits.clone().acquire_owned().await.unwrap();
+        let v = BasicVerifier::from_config(&[generated("okta-scim", STRONG)], lane.clone());
+        for standing in [CLEAN, FAILED, OVER] {
+            assert_eq!(
+                v.verify("okta-scim", STRONG, standing).await,
+                Ok(Some("okta".into()))
+            );
+            assert_eq!(v.verify("okta-scim", "wrong", standing).await, Ok(None));
+            // Only generated passwords: an unknown user costs no hash either.
+            assert_eq!(v.verify("someone", STRONG, standing).await, Ok(None));
+        }
+        assert_eq!(lane.started(), 0);
+        assert!(v.cache.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn beside_an_argon2_password_an_unknown_user_is_still_hashed() {
+        let lane = Arc::new(HashLane::new(1));
+        let argon2 = BasicCredentialConfig {
+            name: "chosen".into(),
+            username: "people".into(),
+            password_hash: Some(Secret::new(hash_password("hunter2").unwrap())),
+            ..BasicCredentialConfig::default()
+        };
+        let v = BasicVerifier::from_config(&[generated("okta-scim", STRONG), argon2], lane.clone());
+        assert_eq!(v.verify("someone", STRONG, CLEAN).await, Ok(None));
+        assert_eq!(lane.started(), 1);
+        assert_eq!(
+            v.verify("okta-scim", STRONG, CLEAN).await,
+            Ok(Some("okta".into()))
+        );
+        assert_eq!(
+            v.verify("people", "hunter2", CLEAN).await,
+            Ok(Some("chosen".into()))
+        );
+        assert_eq!(lane.started(), 2);
     }
 
     #[tokio::test]
