@@ -1125,21 +1125,39 @@ async fn repair_groups(
         // or a group DELETE (which takes the members out first) may be under way; a group is
         // made again only while the store still has this user in a group of that name (the
         // next try reads what is current).
-        if store
+        let Some(group_id) = store
             .groups_of_user(tenant.name(), user_id)
             .await?
-            .iter()
-            .all(|g| !g.partner_name.eq_ignore_ascii_case(name))
-        {
+            .into_iter()
+            .find(|g| g.partner_name.eq_ignore_ascii_case(name))
+            .map(|g| g.id)
+        else {
             continue;
-        }
+        };
+        // One writer at a time changes the group's names (a rename's request, its retry,
+        // another replica's repair): without the lock, a rename retried while this repair
+        // puts the group back under the store's name leaves it under both.
+        let lease =
+            super::groups::names_lease_ms(u64::try_from(rename_settle_ms).unwrap_or(0), site);
+        let Some(lock) =
+            super::groups::NamesLock::take(store, tenant.name(), &group_id, lease).await?
+        else {
+            return Ok(false);
+        };
         let formers = store.former_names_of(tenant.name(), name).await?;
         if formers
             .iter()
             .any(|(_, since)| now_ms() - since < rename_settle_ms)
+            || !store
+                .groups_of_user(tenant.name(), user_id)
+                .await?
+                .iter()
+                .any(|g| g.id == group_id && g.partner_name.eq_ignore_ascii_case(name))
         {
             // A rename of this group may still be under way (its request, or the flow the
-            // request left running): repairing now would race it. The write is retried later.
+            // request left running), or committed since the first look: repairing now would
+            // race it or undo it. The write is retried later.
+            lock.release().await;
             return Ok(false);
         }
         let mut renamed = false;
@@ -1163,6 +1181,7 @@ async fn repair_groups(
                 .guard(super::groups::create_or_adopt_group(tenant, site, name))
                 .await?;
         }
+        lock.release().await;
         repaired = true;
     }
     Ok(repaired)

@@ -29,6 +29,93 @@ use crate::scim::schema::GROUP_RESOURCE;
 use crate::scim::ScimError;
 use crate::store::{GroupRow, IndexTerm, MembershipChange, OutboxMark, StoreError};
 
+/// The lock on the names a group carries at the partner ([`Store::lock_group_names`]): one
+/// writer at a time renames, finishes or undoes a rename of a group, across every replica.
+/// Let go by [`NamesLock::release`], or when dropped (a request cancelled midway); a holder
+/// that died lets go when the lease (`bridge.rename_settle_ms`) ends.
+///
+/// [`Store::lock_group_names`]: crate::store::Store::lock_group_names
+pub(super) struct NamesLock {
+    store: crate::store::Store,
+    tenant: String,
+    group_id: String,
+    holder: String,
+    held: bool,
+}
+
+impl NamesLock {
+    /// The lock of the group, when no other holder has it.
+    pub(super) async fn take(
+        store: &crate::store::Store,
+        tenant: &str,
+        group_id: &str,
+        lease_ms: u64,
+    ) -> Result<Option<Self>, StoreError> {
+        let holder = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let until = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
+        let taken = store
+            .lock_group_names(tenant, group_id, &holder, now, until)
+            .await?;
+        Ok(taken.then(|| Self {
+            store: store.clone(),
+            tenant: tenant.to_owned(),
+            group_id: group_id.to_owned(),
+            holder,
+            held: true,
+        }))
+    }
+
+    pub(super) async fn release(mut self) {
+        self.held = false;
+        if let Err(e) = self
+            .store
+            .unlock_group_names(&self.tenant, &self.group_id, &self.holder)
+            .await
+        {
+            tracing::warn!(error = %e, "letting go of a group's name lock failed; it ends with its lease");
+        }
+    }
+}
+
+impl Drop for NamesLock {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, tenant, group_id, holder) = (
+            self.store.clone(),
+            std::mem::take(&mut self.tenant),
+            std::mem::take(&mut self.group_id),
+            std::mem::take(&mut self.holder),
+        );
+        runtime.spawn(async move {
+            let _ = store.unlock_group_names(&tenant, &group_id, &holder).await;
+        });
+    }
+}
+
+/// How long a [`NamesLock`] lasts unless let go: the time a rename may still be under way
+/// (`rename_settle_ms`), and at least the few partner calls its holder makes at `site`.
+pub(super) fn names_lease_ms(rename_settle_ms: u64, site: &Site) -> u64 {
+    rename_settle_ms.max(site.client.options().call_deadline_ms.saturating_mul(4))
+}
+
+/// The answer to a rename while another writer changes the group's names.
+fn names_busy() -> BridgeError {
+    BridgeError {
+        error: ScimError::new(
+            503,
+            None,
+            "Another change of this group's name is being finished; retry shortly.",
+        ),
+        retry_after: Some(1),
+    }
+}
+
 /// What a group write returns: the stored group and whether the membership work finished
 /// before the answer. Its members are read only when the answer shows them
 /// ([`GroupWrite::members`]): a PATCH of a large group answered 204 never reads them.
@@ -659,31 +746,63 @@ async fn write(
     let tenant = scope.tenant;
     validate_group_name(&view.display_name)?;
     let renamed = view.display_name != old.display_name;
+    if !renamed {
+        return rename_then_commit(bridge, scope, old, resource, view, (add, remove), pace).await;
+    }
+    check_grantable(tenant, &view.display_name)?;
+    if !view.display_name.eq_ignore_ascii_case(&old.display_name)
+        && bridge
+            .store
+            .find_groups(
+                tenant.name(),
+                &[IndexTerm::DisplayName(view.display_name.clone())],
+            )
+            .await?
+            .iter()
+            .any(|g| g.id != old.id)
+    {
+        return Err(ScimError::uniqueness(format!(
+            "displayName '{}' is already taken in this tenant",
+            view.display_name
+        ))
+        .into());
+    }
+    // Held from before the partner calls until the new name is committed or undone, and let
+    // go before the answer (an IdP that retries at once finds it free).
+    let lease = tenant
+        .sites
+        .iter()
+        .map(|site| names_lease_ms(bridge.options.rename_settle_ms, site))
+        .max()
+        .unwrap_or(bridge.options.rename_settle_ms);
+    let lock = NamesLock::take(&bridge.store, tenant.name(), &old.id, lease)
+        .await?
+        .ok_or_else(names_busy)?;
+    let result = rename_then_commit(bridge, scope, old, resource, view, (add, remove), pace).await;
+    lock.release().await;
+    result
+}
+
+/// The rest of [`write`], under the group's [`NamesLock`] for a rename: rename at the
+/// partner, then group row and memberships in one transaction.
+async fn rename_then_commit(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    old: GroupRow,
+    resource: Value,
+    view: &GroupView,
+    (add, remove): (&[String], &[String]),
+    pace: Pace,
+) -> BridgeResult<Pending> {
+    let tenant = scope.tenant;
+    let renamed = view.display_name != old.display_name;
     if renamed {
-        check_grantable(tenant, &view.display_name)?;
-        if !view.display_name.eq_ignore_ascii_case(&old.display_name)
-            && bridge
-                .store
-                .find_groups(
-                    tenant.name(),
-                    &[IndexTerm::DisplayName(view.display_name.clone())],
-                )
-                .await?
-                .iter()
-                .any(|g| g.id != old.id)
-        {
-            return Err(ScimError::uniqueness(format!(
-                "displayName '{}' is already taken in this tenant",
-                view.display_name
-            ))
-            .into());
-        }
         let from = old.partner_name.clone();
         let to = view.display_name.clone();
         // Both names count as managed from now on, whatever happens at the partner (a rename
         // applied whose answer is lost, an undo that fails, the process killed before the
         // commit): a convergence never takes either for an unmanaged group and keeps it on a
-        // user who left. No lock against convergences is needed, in this process or another.
+        // user who left.
         bridge
             .store
             .add_group_known_names(

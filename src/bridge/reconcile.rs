@@ -350,6 +350,25 @@ async fn reconcile_site(
         .collect();
     if apply {
         'missing: for g in &report.groups_missing {
+            let row = groups
+                .iter()
+                .find(|row| row.partner_name.eq_ignore_ascii_case(g));
+            // One writer at a time changes a group's names (see `groups::NamesLock`); a
+            // group another writer is renaming is left to it (and to the next reconcile).
+            let _lock = match row {
+                Some(row) => match super::groups::NamesLock::take(
+                    store,
+                    name,
+                    &row.id,
+                    super::groups::names_lease_ms(bridge.options.rename_settle_ms, site),
+                )
+                .await?
+                {
+                    Some(lock) => Some(lock),
+                    None => continue,
+                },
+                None => None,
+            };
             // A rename that half-happened left the group at the site under a name it had
             // before: finish the rename (members and all) rather than make a second group.
             let formers = store.former_names_of(name, g).await?;
@@ -372,9 +391,6 @@ async fn reconcile_site(
                     continue 'missing;
                 }
             }
-            let row = groups
-                .iter()
-                .find(|row| row.partner_name.eq_ignore_ascii_case(g));
             let new = NewGroup {
                 name: g.clone(),
                 access: row.map_or(tenant.config.default_access, |row| {

@@ -232,3 +232,108 @@ async fn reconcile_renames_a_group_left_under_a_former_name() {
         ["Analysts"]
     );
 }
+
+fn group_names(h: &Harness) -> Vec<String> {
+    let mut n: Vec<String> = h
+        .emulator
+        .groups("acme")
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    n.sort();
+    n
+}
+
+/// One writer at a time changes a group's names. A rename that arrives while another writer
+/// holds them (a convergence putting a half-done rename back under the store's name, another
+/// replica's rename) is answered 503 and changes nothing; once they are let go it goes
+/// through. Before the lock, the IdP's retry of a rename could run beside such a repair and
+/// leave the group under both names at a site (the simulation's seed 12 in CI).
+#[tokio::test]
+async fn a_rename_waits_while_another_writer_holds_the_groups_names() {
+    let h = Harness::start(options()).await;
+    let first = create_user(&h, "first@acme.example.com", "Fi", "Rst").await;
+    let group = create_group(&h, "Analysts", &[&first]).await;
+    h.settle(Duration::from_secs(5)).await;
+    let store = &h.bridge.store;
+    let now = scim_bridge::clock::now_ms();
+    assert!(store
+        .lock_group_names("acme", &group, "a repair", now, now + 60_000)
+        .await
+        .unwrap());
+    let (status, body) = h
+        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(group_names(&h), ["Administrators", "All Users", "Analysts"]);
+    let (status, body) = h.get(&format!("/Groups/{group}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["displayName"], "Analysts");
+    store
+        .unlock_group_names("acme", &group, "a repair")
+        .await
+        .unwrap();
+    let (status, body) = h
+        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(
+        group_names(&h),
+        ["Administrators", "All Users", "Analysts EU"]
+    );
+    // And the rename let go of them: the next writer gets them at once.
+    assert!(store
+        .lock_group_names("acme", &group, "next", now, now + 60_000)
+        .await
+        .unwrap());
+}
+
+/// The other side: a convergence that would finish or undo a half-done rename leaves the
+/// group alone while a rename holds its names, and repairs it once they are let go.
+#[tokio::test]
+async fn the_convergence_leaves_a_group_alone_while_a_rename_holds_its_names() {
+    let h = Harness::start(options()).await;
+    let first = create_user(&h, "first@acme.example.com", "Fi", "Rst").await;
+    let later = create_user(&h, "later@acme.example.com", "La", "Ter").await;
+    let group = create_group(&h, "Analysts", &[&first]).await;
+    h.settle(Duration::from_secs(5)).await;
+    applied_then_503(&h);
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    h.emulator.set_faults("acme", Faults::default());
+    // The partner carries the new name, the store the old one; a rename holds the names.
+    assert!(group_names(&h).contains(&"Analysts EU".to_owned()));
+    let store = &h.bridge.store;
+    let now = scim_bridge::clock::now_ms();
+    assert!(store
+        .lock_group_names("acme", &group, "a rename", now, now + 60_000)
+        .await
+        .unwrap());
+    // A membership change makes a convergence that needs the group under its store name.
+    let (status, body) = h
+        .patch(
+            &format!("/Groups/{group}"),
+            json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": later}]}]}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        group_names(&h),
+        ["Administrators", "All Users", "Analysts EU"],
+        "the convergence changed the group's names while a rename held them"
+    );
+    store
+        .unlock_group_names("acme", &group, "a rename")
+        .await
+        .unwrap();
+    h.settle(Duration::from_secs(10)).await;
+    assert_eq!(group_names(&h), ["Administrators", "All Users", "Analysts"]);
+    assert_eq!(
+        h.partner_groups("acme", "later@acme.example.com"),
+        ["Analysts"]
+    );
+}

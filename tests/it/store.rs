@@ -1615,3 +1615,40 @@ async fn store_former_names_exclude_names_another_group_carries() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn store_group_name_locks_have_one_holder_until_let_go_or_lapsed() {
+    for_each_backend(|store| async move {
+        let lock = |holder: &'static str, now: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .lock_group_names("a", "g1", holder, now, now + 1_000)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(lock("rename", 0).await);
+        // Another writer waits; the holder itself may take it again (renewing it).
+        assert!(!lock("repair", 500).await);
+        assert!(lock("rename", 500).await);
+        // Another group, another tenant: not locked.
+        assert!(store
+            .lock_group_names("a", "g2", "repair", 500, 1_500)
+            .await
+            .unwrap());
+        assert!(store
+            .lock_group_names("b", "g1", "repair", 500, 1_500)
+            .await
+            .unwrap());
+        // Letting go is the holder's alone.
+        store.unlock_group_names("a", "g1", "repair").await.unwrap();
+        assert!(!lock("repair", 1_000).await);
+        store.unlock_group_names("a", "g1", "rename").await.unwrap();
+        assert!(lock("repair", 1_000).await);
+        // A holder that died lets go when its lease ends.
+        assert!(!lock("rename", 1_999).await);
+        assert!(lock("rename", 2_000).await);
+    })
+    .await;
+}
