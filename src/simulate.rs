@@ -318,8 +318,14 @@ impl Plan {
             } else {
                 2_000
             },
+            // A fence stops a claim's partner writes half a lease before it ends at the
+            // latest, and the guarantee that no two writers overlap holds while a write sent
+            // before that reaches the partner within that half. With leases from 300 ms, a
+            // loaded CI machine's scheduling stalls (the emulator runs in this process) broke
+            // it: a create sent by a worker whose claim then lapsed landed after the next
+            // worker's delete (seed 11, a 441 ms lease).
             lease_ms: if short {
-                rng.random_range(300..=1_200)
+                rng.random_range(1_200..=2_000)
             } else {
                 2_500
             },
