@@ -60,7 +60,9 @@ async fn require_admin(
     crate::http::server::Hold::verifying_request(&request);
     match admin.authenticate(header, standing).await {
         Ok(_) => {
-            crate::http::server::Hold::authenticated_request(&request);
+            if !crate::http::server::Hold::authenticated_request(&request) {
+                return crate::http::server::closing();
+            }
             next.run(request).await
         }
         Err(reason) => {

@@ -236,6 +236,11 @@ impl Authenticator {
 
     /// The name of the static token equal to `token`, comparing against every hash.
     fn static_token(&self, token: &str) -> Option<String> {
+        // A configured token has at least 16 characters (the configuration refuses shorter
+        // ones); a shorter one presented against a configured SHA-256 is refused the same.
+        if token.chars().count() < 16 {
+            return None;
+        }
         let presented = sha256(token);
         let mut found: Option<&str> = None;
         for (name, hash) in &self.tokens {
@@ -310,7 +315,11 @@ pub async fn require_auth(
                 }
             }
             tracing::Span::current().record("credential", principal.credential.as_str());
-            crate::http::server::Hold::authenticated_request(&request);
+            if !crate::http::server::Hold::authenticated_request(&request) {
+                // The connection was chosen to close for room while the credential was
+                // checked: answer so, rather than start work the client will never hear of.
+                return crate::http::server::closing();
+            }
             request.extensions_mut().insert(principal);
             next.run(request).await
         }

@@ -531,6 +531,15 @@ struct ConnState {
     unflushed_since: Option<Instant>,
 }
 
+/// Which connection is closed first for room (the least): any not being verified, oldest
+/// first; then those whose credential is being verified, newest first (an IdP's kept-alive
+/// connection is usually the oldest, and a flood of requests waiting on a JWKS fetch is new).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    Open(Instant),
+    Verifying(std::cmp::Reverse<Instant>),
+}
+
 impl ConnState {
     /// Not to be closed for room: a request with a verified credential is in flight, or its
     /// answer is still being written.
@@ -655,12 +664,15 @@ impl Conn {
     }
 
     /// The request in flight had its credential verified.
-    fn hold(&self) {
+    /// False when the connection was chosen to close meanwhile (its request will not be
+    /// answered on it).
+    fn hold(&self) -> bool {
         let mut s = self.state();
         if s.phase == Phase::Busy {
             s.held_request = true;
             s.verifying = false;
         }
+        s.phase != Phase::Closing
     }
 
     /// The request in flight is having its credential verified.
@@ -671,20 +683,29 @@ impl Conn {
         }
     }
 
-    /// Whether shutdown waits for this connection: a request is in a handler, or a held
-    /// answer is still being written.
+    /// Whether shutdown waits for this connection: a request is in a handler and no answer
+    /// waits unflushed before it (hyper runs a pipelined request only once the answers before
+    /// it are written, so behind a client that stopped reading it would wait out the writing
+    /// clock), or a held answer is still being written.
     fn draining_at_shutdown(&self) -> bool {
         let s = self.state();
-        s.phase == Phase::Busy || s.held()
+        (s.phase == Phase::Busy && s.unflushed_since.is_none()) || s.held()
     }
 
     /// If the connection may be closed to make room now: whether its request's credential
     /// is being verified (such connections go last), and when it was opened.
-    fn evictable_since(&self) -> Option<(bool, Instant)> {
+    fn evictable_since(&self) -> Option<(Rank, Instant)> {
         let s = self.state();
         match s.phase {
-            Phase::Handshake | Phase::Head | Phase::Idle => Some((false, s.opened)),
-            Phase::Busy | Phase::Writing if !s.held() => Some((s.verifying, s.opened)),
+            Phase::Handshake | Phase::Head | Phase::Idle => Some((Rank::Open(s.opened), s.opened)),
+            Phase::Busy | Phase::Writing if !s.held() => {
+                let rank = if s.verifying {
+                    Rank::Verifying(std::cmp::Reverse(s.opened))
+                } else {
+                    Rank::Open(s.opened)
+                };
+                Some((rank, s.opened))
+            }
             Phase::Busy | Phase::Writing | Phase::Closing => None,
         }
     }
@@ -750,8 +771,10 @@ pub struct Hold(Arc<Conn>);
 impl Hold {
     /// The request's credential is verified: its connection is not closed to make room for
     /// others until the answer is written.
-    pub fn authenticated(&self) {
-        self.0.hold();
+    /// False when the connection was chosen to close before: the request should not start
+    /// work it cannot answer.
+    pub fn authenticated(&self) -> bool {
+        self.0.hold()
     }
 
     /// The request's credential is being checked: its connection goes last when one must be
@@ -762,11 +785,13 @@ impl Hold {
         }
     }
 
-    /// Calls [`Hold::authenticated`] on the request's connection, if it has one.
-    pub fn authenticated_request<B>(request: &Request<B>) {
-        if let Some(hold) = request.extensions().get::<Hold>() {
-            hold.authenticated();
-        }
+    /// Calls [`Hold::authenticated`] on the request's connection, if it has one; false when
+    /// that connection is closing (answer [`closing`] and do nothing).
+    pub fn authenticated_request<B>(request: &Request<B>) -> bool {
+        request
+            .extensions()
+            .get::<Hold>()
+            .is_none_or(Hold::authenticated)
     }
 }
 
@@ -908,7 +933,7 @@ where
 }
 
 /// The answer to a request that arrived on a connection chosen to make room.
-fn closing() -> Response<Body> {
+pub fn closing() -> Response<Body> {
     let mut res = ApiError {
         error: ScimError::new(
             503,
@@ -1125,6 +1150,32 @@ mod tests {
             Admission::Admitted(c) => c,
             _ => panic!("not admitted at once"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn among_requests_being_verified_the_newest_makes_room_and_a_late_hold_is_refused() {
+        let l = listener(3);
+        let idp = admitted(l.admit(1, Phase::Head));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let flood = admitted(l.admit(2, Phase::Head));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let last = admitted(l.admit(3, Phase::Head));
+        let _idp = idp.begin_request().unwrap();
+        idp.verifying();
+        let _flood = flood.begin_request().unwrap();
+        flood.verifying();
+        let _last = last.begin_request().unwrap();
+        last.verifying();
+        tokio::time::advance(EVICTION_GRACE * 2).await;
+        assert!(matches!(l.admit(4, Phase::Head), Admission::Evicted(_)));
+        // The newest goes first, not the IdP's kept-alive connection opened first.
+        assert_eq!(last.state().phase, Phase::Closing);
+        assert_eq!(idp.state().phase, Phase::Busy);
+        assert_eq!(flood.state().phase, Phase::Busy);
+        // A credential found valid on a connection already closing is not held: the request
+        // is answered "closing" instead of starting work nobody will hear of.
+        assert!(!last.hold());
+        assert!(idp.hold());
     }
 
     #[tokio::test(start_paused = true)]

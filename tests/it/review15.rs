@@ -490,12 +490,14 @@ async fn a_guesser_over_budget_locks_a_valid_basic_credential_out() {
     );
 }
 
-/// Guesses from addresses that have not failed yet are "clean", the IdPs' own class: they
-/// share the IdPs' queue for the Argon2 lane (32 waiting per slot, 1 s at most). An attacker
-/// with many addresses (an IPv6 /48 holds 65 536 /64s; each counts clean for its first
-/// guess at each tenant) keeps that queue full, and an IdP whose password is not remembered
-/// (its first request, or every five minutes: a remembered success is not renewed by use) is
-/// answered 503, again and again while it honours Retry-After.
+/// Guesses from addresses that have not failed yet were "clean", the IdPs' own class: they
+/// shared the IdPs' queue for the Argon2 lane (32 waiting per slot, 1 s at most). An attacker
+/// with many addresses of one network (consecutive IPv4 addresses here; an IPv6 /48 holds
+/// 65 536 /64s) kept that queue full, and an IdP whose Argon2 password was not remembered
+/// (its first request, or after five idle minutes) was answered 503 again and again while it
+/// honoured Retry-After. Fixed by the neighbour class (a network with a recent failure queues
+/// apart); guesses from ever new networks (a botnet) remain the README's stated limit, and
+/// generated passwords (`password_sha256`) never queue at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guesses_from_fresh_addresses_starve_an_idp_whose_password_is_not_remembered() {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -26,7 +26,9 @@
 //! same credentials on every request pays the hash once and never waits behind guessers. The
 //! cache belongs to the verifier built from the configuration, so a configuration built anew
 //! starts empty. A user name that does not exist is checked against a dummy hash while the
-//! tenant has any Argon2 password, so timing does not tell which of those user names exist.
+//! tenant has any Argon2 password, so timing does not tell which of those user names exist;
+//! a user name with a generated password answers at once, which tells it exists (harmless:
+//! its password holds 256 random bits).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +47,9 @@ use crate::config::{credential_name, parse_sha256_hex, sha256, BasicCredentialCo
 
 /// How long a verified credential is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Fewest characters of a password checked by its SHA-256 (`token new --basic` makes 43): a
+/// shorter one was chosen by someone, and is refused however it was configured.
+pub const GENERATED_MIN_CHARS: usize = 32;
 /// Most remembered credentials (the cache is emptied when full; only successes enter it).
 const CACHE_CAP: usize = 1024;
 /// Longest a verification waits for a slot of the lane before it is refused.
@@ -302,7 +307,10 @@ impl BasicVerifier {
             ..
         }) = entry
         {
-            let ok = bool::from(sha256(password).ct_eq(digest));
+            // Only a password as long as a generated one can match: a digest of a chosen
+            // (short) password configured here would otherwise be guessable at full speed.
+            let matches = bool::from(sha256(password).ct_eq(digest));
+            let ok = matches && password.chars().count() >= GENERATED_MIN_CHARS;
             return Ok(ok.then(|| name.clone()));
         }
         let key = self.cache_key(user, password);
@@ -471,18 +479,34 @@ mod tests {
         // A lane with no room at all: anything that needed it would be refused.
         let lane = Arc::new(HashLane::with_wait(1, Duration::ZERO));
         let _taken = lane.permits.clone().acquire_owned().await.unwrap();
-        let v = BasicVerifier::from_config(&[generated("okta-scim", STRONG)], lane.clone());
+        let password = crate::secret::random_token();
+        let v = BasicVerifier::from_config(&[generated("okta-scim", &password)], lane.clone());
         for standing in [CLEAN, FAILED, OVER] {
             assert_eq!(
-                v.verify("okta-scim", STRONG, standing).await,
+                v.verify("okta-scim", &password, standing).await,
                 Ok(Some("okta".into()))
             );
             assert_eq!(v.verify("okta-scim", "wrong", standing).await, Ok(None));
             // Only generated passwords: an unknown user costs no hash either.
-            assert_eq!(v.verify("someone", STRONG, standing).await, Ok(None));
+            assert_eq!(v.verify("someone", &password, standing).await, Ok(None));
         }
         assert_eq!(lane.started(), 0);
         assert!(v.cache.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_short_password_never_matches_a_configured_sha256() {
+        let lane = Arc::new(HashLane::new(1));
+        let v = BasicVerifier::from_config(&[generated("okta-scim", "Summer2024")], lane);
+        assert_eq!(v.verify("okta-scim", "Summer2024", CLEAN).await, Ok(None));
+        let v = BasicVerifier::from_config(&[generated("okta-scim", "")], Arc::default());
+        assert_eq!(v.verify("okta-scim", "", CLEAN).await, Ok(None));
+        let long = crate::secret::random_token();
+        let v = BasicVerifier::from_config(&[generated("okta-scim", &long)], Arc::default());
+        assert_eq!(
+            v.verify("okta-scim", &long, CLEAN).await,
+            Ok(Some("okta".into()))
+        );
     }
 
     #[tokio::test]
@@ -494,11 +518,13 @@ mod tests {
             password_hash: Some(Secret::new(hash_password("hunter2").unwrap())),
             ..BasicCredentialConfig::default()
         };
-        let v = BasicVerifier::from_config(&[generated("okta-scim", STRONG), argon2], lane.clone());
-        assert_eq!(v.verify("someone", STRONG, CLEAN).await, Ok(None));
+        let password = crate::secret::random_token();
+        let v =
+            BasicVerifier::from_config(&[generated("okta-scim", &password), argon2], lane.clone());
+        assert_eq!(v.verify("someone", &password, CLEAN).await, Ok(None));
         assert_eq!(lane.started(), 1);
         assert_eq!(
-            v.verify("okta-scim", STRONG, CLEAN).await,
+            v.verify("okta-scim", &password, CLEAN).await,
             Ok(Some("okta".into()))
         );
         assert_eq!(

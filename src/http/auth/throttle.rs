@@ -375,7 +375,10 @@ mod tests {
             per_second: 1000.0,
             burst: 1,
         });
-        for i in 0..(3 * SWEEP_AT as u32) {
+        // More addresses than the memory holds, all within RECENT: past MAX_SEEN it is
+        // cleared (and counts up again from there), never grows past it.
+        let most = MAX_SEEN as u32 + 100;
+        for i in 0..most {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             t.failed(ip, "acme");
             t.failed(ip, "acme");
@@ -385,7 +388,31 @@ mod tests {
         let buckets = t.buckets.as_ref().unwrap();
         assert!(buckets.len() <= 2 * SWEEP_AT, "{}", buckets.len());
         let seen = t.seen.lock().unwrap();
-        assert!(seen.addresses.len() <= MAX_SEEN);
+        assert!(
+            seen.addresses.len() < SWEEP_AT,
+            "the memory was not cleared past MAX_SEEN: {}",
+            seen.addresses.len()
+        );
         assert!(seen.networks.len() <= MAX_SEEN);
+    }
+
+    #[test]
+    fn a_poisoned_lock_keeps_counting_failures() {
+        let t = std::sync::Arc::new(AuthFailureThrottle::new(&RateLimitConfig {
+            per_second: 0.001,
+            burst: 1,
+        }));
+        let poisoner = t.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = poisoner.seen.lock().unwrap();
+            panic!("poisoning the throttle's lock on purpose");
+        })
+        .join();
+        assert!(t.seen.is_poisoned());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        t.failed(a, "acme");
+        assert_eq!(t.standing(a, "acme"), Standing::Failed);
+        t.failed(a, "acme");
+        assert!(t.over_budget(a, "acme").is_some());
     }
 }
