@@ -45,12 +45,12 @@ use super::mapping::{converge_groups, partner_names, same_groups};
 use super::{now_ms, BridgeOptions, Site, Tenant};
 use crate::config::DeprovisionPolicy;
 use crate::partner::client::{NewUser, UserUpdate};
-use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::partner::error::{OrGone, PartnerError, PartnerErrorKind};
 use crate::partner::is_privileged_group;
 use crate::partner::record::{calls_detail, recording, CallRecorder};
 use crate::scim::resource::UserView;
 use crate::store::{
-    AuditEntry, Backend, OutboxItem, OutboxMark, Settling, Store, StoreError, WorkerLock,
+    AuditEntry, Backend, OutboxItem, OutboxMark, Quiet, Store, StoreError, WorkerLock,
 };
 
 /// Why converging one (site, user) failed; the row is retried with backoff.
@@ -582,12 +582,12 @@ impl Engine {
         let items = self
             .inner
             .store
-            .claim_settled_outbox(
+            .claim_quiet_outbox(
                 &self.inner.worker_id,
                 self.inner.options.claim_batch.max(1),
                 lease,
                 now,
-                &Settling {
+                &Quiet {
                     quiet: Duration::from_millis(self.inner.options.coalesce_ms),
                     max_delay: Duration::from_millis(self.inner.options.coalesce_max_ms),
                     busy: &busy,
@@ -1274,11 +1274,9 @@ async fn delete_at(
     writes: &AtomicU64,
     fence: &Fence,
 ) -> Result<Converged, ConvergeError> {
-    match fence.guard(site.client.delete_user(email, dry_run)).await {
-        Ok(()) => {}
-        Err(ConvergeError::Partner(e)) if e.kind == PartnerErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+    fence
+        .guard(async { site.client.delete_user(email, dry_run).await.or_gone() })
+        .await?;
     writes.fetch_add(1, Ordering::Relaxed);
     Ok(Converged::Deleted)
 }

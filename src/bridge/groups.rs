@@ -15,7 +15,7 @@ use super::users::{check_if_match, from_ms, Scope};
 use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
 use crate::config::UnknownMembersPolicy;
 use crate::partner::client::{GroupUpdate, NewGroup};
-use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::partner::error::{OrGone, PartnerError, PartnerErrorKind};
 use crate::partner::record::note;
 use crate::partner::wire::message_says_builtin;
 use crate::partner::{
@@ -106,14 +106,7 @@ pub(super) fn names_lease_ms(rename_settle_ms: u64, site: &Site) -> u64 {
 
 /// The answer to a rename while another writer changes the group's names.
 fn names_busy() -> BridgeError {
-    BridgeError {
-        error: ScimError::new(
-            503,
-            None,
-            "Another change of this group's name is being finished; retry shortly.",
-        ),
-        retry_after: Some(1),
-    }
+    BridgeError::contended("Another change of this group's name is being finished; retry shortly.")
 }
 
 /// What a group write returns: the stored group and whether the membership work finished
@@ -910,15 +903,11 @@ async fn undo_rename(
         name: Some(to.to_owned()),
         access: None,
     };
-    match site
-        .client
+    site.client
         .update_group(from, &update, tenant.dry_run())
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+        .or_gone()
+        .map(drop)
 }
 
 /// Renames a partner group; a missing one is created under the new name.
@@ -938,12 +927,10 @@ async fn rename_at(tenant: &Tenant, site: &Site, from: &str, to: &str) -> Result
         .client
         .update_group(from, &update, tenant.dry_run())
         .await
+        .or_gone()?
     {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind == PartnerErrorKind::NotFound => {
-            create_or_adopt_group(tenant, site, to).await
-        }
-        Err(e) => Err(e),
+        Some(_) => Ok(()),
+        None => create_or_adopt_group(tenant, site, to).await,
     }
 }
 
@@ -984,9 +971,8 @@ pub async fn delete(
             if named_builtin {
                 return Ok(true);
             }
-            match site.client.delete_group(&name, dry).await {
-                Ok(()) => Ok(false),
-                Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(false),
+            match site.client.delete_group(&name, dry).await.or_gone() {
+                Ok(_) => Ok(false),
                 Err(e)
                     if e.kind == PartnerErrorKind::Auth
                         && e.status == Some(403)

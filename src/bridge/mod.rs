@@ -387,11 +387,41 @@ where
     join_all(futs).await
 }
 
+/// The one `Retry-After` policy, in seconds, for every 503 and 429 the bridge answers without a
+/// wait of its own to pass on (a partner's own `Retry-After`, a rate limit's or failure
+/// budget's refill time are passed on as they are).
+pub mod retry_after {
+    /// Contention that clears in moments: a lock another writer holds, the password-hashing
+    /// lane, the connection cap, a store briefly unreachable.
+    pub const CONTENDED: u64 = 1;
+    /// Work that goes on after the answer and takes a while: a request past its deadline, a
+    /// deletion still being carried out, a partner that is unavailable and said nothing.
+    pub const IN_PROGRESS: u64 = 5;
+}
+
 /// A SCIM error plus the `Retry-After` the HTTP layer should send.
 #[derive(Debug, Clone)]
 pub struct BridgeError {
     pub error: ScimError,
     pub retry_after: Option<u64>,
+}
+
+impl BridgeError {
+    /// 503: contention that clears in moments ([`retry_after::CONTENDED`]).
+    pub fn contended(detail: impl Into<String>) -> Self {
+        Self {
+            error: ScimError::new(503, None, detail),
+            retry_after: Some(retry_after::CONTENDED),
+        }
+    }
+
+    /// 503: the work goes on after this answer ([`retry_after::IN_PROGRESS`]).
+    pub fn in_progress(detail: impl Into<String>) -> Self {
+        Self {
+            error: ScimError::new(503, None, detail),
+            retry_after: Some(retry_after::IN_PROGRESS),
+        }
+    }
 }
 
 impl From<ScimError> for BridgeError {
@@ -405,7 +435,7 @@ impl From<ScimError> for BridgeError {
 
 impl From<StoreError> for BridgeError {
     fn from(e: StoreError) -> Self {
-        let retry = matches!(e, StoreError::Unavailable(_)).then_some(1);
+        let retry = matches!(e, StoreError::Unavailable(_)).then_some(retry_after::CONTENDED);
         Self {
             error: store_error(e),
             retry_after: retry,
@@ -417,7 +447,7 @@ impl From<&PartnerError> for BridgeError {
     fn from(e: &PartnerError) -> Self {
         let error = partner_error(e);
         let retry_after = if error.status == 503 {
-            Some(retry_after(e).unwrap_or(5))
+            Some(retry_after(e).unwrap_or(retry_after::IN_PROGRESS))
         } else {
             None
         };

@@ -10,7 +10,7 @@ use super::mapping::{partner_email, partner_names};
 use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
 use crate::config::{DeprovisionPolicy, EmailChangePolicy};
 use crate::partner::client::{NewUser, UserUpdate};
-use crate::partner::error::{PartnerError, PartnerErrorKind};
+use crate::partner::error::{OrGone, PartnerError, PartnerErrorKind};
 use crate::partner::record::note;
 use crate::scim::patch::{apply_patch, PatchRequest};
 use crate::scim::resource::{canonicalize, InputMode, Meta, UserView};
@@ -142,7 +142,9 @@ pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimEr
 /// committed. Some sites applied it: the change is committed and every site that failed,
 /// transiently or not, is marked, so the engine converges it (retried with capped backoff,
 /// failing rows visible in `status` and metrics) instead of leaving it behind the others.
-fn settle(results: Vec<(&Site, Result<SiteOutcome, PartnerError>)>) -> BridgeResult<Vec<String>> {
+fn fold_sites(
+    results: Vec<(&Site, Result<SiteOutcome, PartnerError>)>,
+) -> BridgeResult<Vec<String>> {
     let mut mark = Vec::new();
     let mut applied = 0;
     let mut refused: Option<PartnerError> = None;
@@ -189,14 +191,9 @@ async fn refuse_while_deleting(
         .email_tombstoned(tenant.name(), email, except_id)
         .await?
     {
-        return Err(BridgeError {
-            error: ScimError::new(
-                503,
-                None,
-                format!("the deletion of the partner account '{email}' is still being carried out; retry later"),
-            ),
-            retry_after: Some(5),
-        });
+        return Err(BridgeError::in_progress(format!(
+            "the deletion of the partner account '{email}' is still being carried out; retry later"
+        )));
     }
     Ok(())
 }
@@ -268,7 +265,7 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
             invited_by_email: tenant.config.invited_by_email.clone(),
         };
         let results = for_each_site(tenant, |site| create_or_adopt(tenant, site, &new)).await;
-        mark = settle(results)?;
+        mark = fold_sites(results)?;
     }
     let now = now_ms();
     let row = UserRow {
@@ -453,14 +450,9 @@ async fn update(
             Some(held) => held,
             None => {
                 release_claim(bridge, tenant, &old.id, claimed.as_deref()).await;
-                return Err(BridgeError {
-                    error: ScimError::new(
-                        503,
-                        None,
-                        "The user is being brought in line at the partner; retry the change.",
-                    ),
-                    retry_after: Some(1),
-                });
+                return Err(BridgeError::contended(
+                    "The user is being brought in line at the partner; retry the change.",
+                ));
             }
         }
     } else {
@@ -489,7 +481,7 @@ async fn update(
         }
     })
     .await;
-    let mut mark = match settle(results) {
+    let mut mark = match fold_sites(results) {
         Ok(mark) => mark,
         Err(e) => {
             bridge.engine.release_claims(held).await;
@@ -651,11 +643,14 @@ impl SitePlan<'_> {
                         last_name: Some(self.last.to_owned()),
                         groups: None,
                     };
-                    match client.update_user(self.old_email, &update, self.dry).await {
-                        Ok(_) => Ok(SiteOutcome::Done),
+                    match client
+                        .update_user(self.old_email, &update, self.dry)
+                        .await
+                        .or_gone()?
+                    {
+                        Some(_) => Ok(SiteOutcome::Done),
                         // Not at the partner (yet): the engine creates it under the new email.
-                        Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(SiteOutcome::Mark),
-                        Err(e) => Err(e),
+                        None => Ok(SiteOutcome::Mark),
                     }
                 }
             };
@@ -689,11 +684,10 @@ impl SitePlan<'_> {
             // A protected account is never deleted by SCIM: it stays, the new one is created.
             return Ok(outcome);
         }
-        match client.delete_user(self.old_email, self.dry).await {
-            Ok(()) => {}
-            Err(e) if e.kind == PartnerErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        client
+            .delete_user(self.old_email, self.dry)
+            .await
+            .or_gone()?;
         Ok(outcome)
     }
 }
@@ -762,17 +756,10 @@ pub async fn delete(
             error = error.as_deref().unwrap_or("not done by the deadline"),
             "the user is deleted in SCIM; removing the partner account is not done yet and goes on"
         );
-        return Err(BridgeError {
-            error: ScimError::new(
-                503,
-                None,
-                format!(
-                    "The user is deleted; removing it at the partner site '{}' is not done yet and goes on. Retry the request to follow it.",
-                    mark.site
-                ),
-            ),
-            retry_after: Some(5),
-        });
+        return Err(BridgeError::in_progress(format!(
+            "The user is deleted; removing it at the partner site '{}' is not done yet and goes on. Retry the request to follow it.",
+            mark.site
+        )));
     }
     store.answer_user_deletion(tenant.name(), id).await?;
     Ok(())

@@ -43,6 +43,15 @@ impl From<ScimError> for ApiError {
     }
 }
 
+impl From<crate::bridge::BridgeError> for ApiError {
+    fn from(e: crate::bridge::BridgeError) -> Self {
+        ApiError {
+            error: e.error,
+            retry_after: e.retry_after,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = self.error;
@@ -65,7 +74,9 @@ impl IntoResponse for ApiError {
             );
         }
         let retry = self.retry_after.or(match status {
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                Some(crate::bridge::retry_after::CONTENDED)
+            }
             _ => None,
         });
         if let Some(secs) = retry {

@@ -390,17 +390,10 @@ async fn deadline(
 ) -> axum::response::Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => ApiError {
-            error: ScimError::new(
-                503,
-                None,
-                format!(
-                    "The request did not finish within {} s; retry it.",
-                    limit.as_secs()
-                ),
-            ),
-            retry_after: Some(5),
-        }
+        Err(_) => ApiError::from(crate::bridge::BridgeError::in_progress(format!(
+            "The request did not finish within {} s; retry it.",
+            limit.as_secs()
+        )))
         .into_response(),
     }
 }

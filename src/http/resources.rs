@@ -18,7 +18,7 @@ use super::query::{ListQuery, ProjectionQuery};
 use super::TenantState;
 use crate::bridge::reads::{self, ListRequest};
 use crate::bridge::users::Scope;
-use crate::bridge::{groups, users, Bridge, BridgeError, Tenant};
+use crate::bridge::{groups, users, Bridge, Tenant};
 use crate::scim::patch::PatchRequest;
 use crate::scim::projection::Projection;
 use crate::scim::schema::{ResourceType, GROUP_RESOURCE, USER_RESOURCE};
@@ -43,15 +43,6 @@ impl ResourceState {
         Scope {
             tenant: &self.tenant,
             base_url: &self.http.base_url,
-        }
-    }
-}
-
-impl From<BridgeError> for ApiError {
-    fn from(e: BridgeError) -> Self {
-        ApiError {
-            error: e.error,
-            retry_after: e.retry_after,
         }
     }
 }

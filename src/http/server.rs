@@ -64,7 +64,6 @@ use tower::ServiceExt;
 
 use crate::config::HttpConfig;
 use crate::http::ApiError;
-use crate::scim::ScimError;
 use crate::telemetry::metrics::Metrics;
 
 /// The connection limits of `[http]`.
@@ -934,14 +933,9 @@ where
 
 /// The answer to a request that arrived on a connection chosen to make room.
 pub fn closing() -> Response<Body> {
-    let mut res = ApiError {
-        error: ScimError::new(
-            503,
-            None,
-            "The server is at its connection limit; retry on a new connection.",
-        ),
-        retry_after: Some(1),
-    }
+    let mut res = ApiError::from(crate::bridge::BridgeError::contended(
+        "The server is at its connection limit; retry on a new connection.",
+    ))
     .into_response();
     res.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

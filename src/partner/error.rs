@@ -123,6 +123,23 @@ impl PartnerError {
     }
 }
 
+/// A partner answer in which "not found" is an outcome, not a failure.
+pub trait OrGone<T> {
+    /// `Ok(None)` for a [`PartnerErrorKind::NotFound`]: the thing is not there (a delete's
+    /// goal is reached; a rename or update has nothing to change).
+    fn or_gone(self) -> Result<Option<T>, PartnerError>;
+}
+
+impl<T> OrGone<T> for Result<T, PartnerError> {
+    fn or_gone(self) -> Result<Option<T>, PartnerError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind == PartnerErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ pub use client::{
     CallEvent, CallObserver, CallOutcome, ClientOptions, GroupUpdate, NewGroup, NewUser,
     PartnerClient, SiteConnection, Sleeper, TokioSleeper, UserUpdate,
 };
-pub use error::{PartnerError, PartnerErrorKind};
+pub use error::{OrGone, PartnerError, PartnerErrorKind};
 
 use serde::{Deserialize, Serialize};
 

@@ -92,7 +92,8 @@ impl Store {
         .await
     }
 
-    /// The tenant's latest `limit` audit entries, newest first.
+    /// Test support: the tenant's latest `limit` audit entries, newest first.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn audit_entries(
         &self,
         tenant: &str,

@@ -118,9 +118,10 @@ impl Store {
         Ok(found.into_iter().next())
     }
 
-    /// Replaces a group row (not its members). Same version rules as
+    /// Test support: replaces a group row (not its members). Same version rules as
     /// [`Store::update_user`]: the stored version must be `expected_version` and becomes
     /// `expected_version + 1`.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn update_group(
         &self,
         row: &GroupRow,
@@ -140,15 +141,28 @@ impl Store {
     }
 
     /// Deletes a group and its memberships; returns the former member ids. `NotFound` when
-    /// there is no such group. See [`Store::delete_group_marking`] to mark the members too.
+    /// there is no such group.
     pub async fn delete_group(&self, tenant: &str, id: &str) -> Result<Vec<String>, StoreError> {
-        let (members, _) = self.delete_group_marking(tenant, id, &[], 0).await?;
+        let (members, _) = self.delete_group_in(tenant, id, &[], 0).await?;
         Ok(members)
     }
 
-    /// Deletes a group and its memberships and, in the same transaction, marks every former
+    /// Test support: deletes a group and its memberships and, in the same transaction, marks every former
     /// member for every site, so the workers take the group off them at the partner.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn delete_group_marking(
+        &self,
+        tenant: &str,
+        id: &str,
+        sites: &[String],
+        now_ms: i64,
+    ) -> Result<(Vec<String>, Vec<OutboxMark>), StoreError> {
+        self.delete_group_in(tenant, id, sites, now_ms).await
+    }
+
+    /// Deletes a group and its memberships; marks every former member for every one of
+    /// `sites` in the same transaction.
+    async fn delete_group_in(
         &self,
         tenant: &str,
         id: &str,
@@ -520,7 +534,8 @@ impl Store {
         Ok(out)
     }
 
-    /// How many members a group has.
+    /// Test support: how many members a group has.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn member_count(&self, tenant: &str, group_id: &str) -> Result<u64, StoreError> {
         retrying(move || async move {
             let n: i64 = with_pool!(self, pool => {

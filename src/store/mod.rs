@@ -43,7 +43,7 @@ mod users;
 use error::Fail;
 pub use error::StoreError;
 pub use liveness::WorkerLock;
-pub use outbox::Settling;
+pub use outbox::Quiet;
 pub use outbox_view::{OutboxFailure, OutboxHealth, OutboxSiteStats, PendingDeletions};
 pub use types::{
     audit_entry_json, AuditEntry, AuditQuery, GroupRow, IndexTerm, MembershipChange, OutboxAges,

@@ -78,12 +78,12 @@ macro_rules! mark_rows {
 }
 pub(super) use mark_rows;
 
-/// Which due rows count as settled. A row is claimed once it has had no mark for `quiet` (more
+/// Which due rows are quiet enough to claim. A row is claimed once it has had no mark for `quiet` (more
 /// marks for the same user are likely to follow, and one write will cover them all) and its
 /// tenant is not in `busy` (tenants in the middle of a burst of changes), unless it fell due
 /// `max_delay` ago. The default claims every due row.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Settling<'a> {
+pub struct Quiet<'a> {
     pub quiet: Duration,
     pub max_delay: Duration,
     pub busy: &'a [String],
@@ -162,9 +162,10 @@ impl Store {
         .await
     }
 
-    /// Claims up to `limit` rows that are due (`due_ms <= now_ms`) and not under a live lease,
+    /// Test support: claims up to `limit` rows that are due (`due_ms <= now_ms`) and not under a live lease,
     /// for `lease` from `now_ms`, in due order. On PostgreSQL rows locked by another claimer
     /// are skipped, so concurrent claimers (also in other replicas) never get the same row.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn claim_outbox(
         &self,
         worker: &str,
@@ -172,25 +173,25 @@ impl Store {
         lease: Duration,
         now_ms: i64,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        self.claim_settled_outbox(worker, limit, lease, now_ms, &Settling::default())
+        self.claim_quiet_outbox(worker, limit, lease, now_ms, &Quiet::default())
             .await
     }
 
-    /// [`Store::claim_outbox`] for rows that have settled (see [`Settling`]).
-    pub async fn claim_settled_outbox(
+    /// [`Store::claim_outbox`] for rows that are quiet (see [`Quiet`]).
+    pub async fn claim_quiet_outbox(
         &self,
         worker: &str,
         limit: u32,
         lease: Duration,
         now_ms: i64,
-        settling: &Settling<'_>,
+        quiet_rows: &Quiet<'_>,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let Settling {
+        let Quiet {
             quiet,
             max_delay,
             busy,
             served,
-        } = *settling;
+        } = *quiet_rows;
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -229,7 +230,7 @@ impl Store {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let until = now_ms.saturating_add(lease_ms);
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let settled_before = now_ms.saturating_sub(ms(quiet));
+        let quiet_before = now_ms.saturating_sub(ms(quiet));
         let overdue_before = now_ms.saturating_sub(ms(max_delay));
         retrying(move || async move {
             let records: Vec<ItemRecord> = with_pool!(self, pool => {
@@ -238,7 +239,7 @@ impl Store {
                     .bind(until)
                     .bind(now_ms)
                     .bind(i64::from(limit))
-                    .bind(settled_before)
+                    .bind(quiet_before)
                     .bind(overdue_before);
                 for tenant in busy.iter().chain(served) {
                     query = query.bind(tenant.as_str());

@@ -110,7 +110,8 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts many new users in one transaction (seeding, imports, benchmarks); all or none.
+    /// Test support: inserts many new users in one transaction; all or none.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn insert_users(&self, rows: &[UserRow]) -> Result<(), StoreError> {
         let values = &rows
             .iter()

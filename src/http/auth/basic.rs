@@ -58,7 +58,7 @@ pub const LANE_MAX_WAIT: Duration = Duration::from_secs(1);
 /// more are refused at once.
 const LANE_QUEUE_PER_SLOT: usize = 32;
 /// `Retry-After` of a verification the lane refused.
-pub const LANE_RETRY_AFTER: Duration = Duration::from_secs(1);
+pub const LANE_RETRY_AFTER: Duration = Duration::from_secs(crate::bridge::retry_after::CONTENDED);
 /// Shortest password, and fewest different characters in it, that a remembered success may
 /// be looked up with while the client is over its failure budget (see [`BasicVerifier::verify`]).
 const STRONG_MIN_CHARS: usize = 16;
