@@ -1,0 +1,480 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Sources {
+    Sources {
+        file: None,
+        env: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+    }
+}
+
+const SINGLE: &[(&str, &str)] = &[
+    ("SCIM_BRIDGE_SITE_NAME", "acme"),
+    ("SCIM_BRIDGE_API_KEY", "1234567890"),
+    ("SCIM_BRIDGE_BEARER_TOKEN", "a-long-enough-token-value"),
+    ("SCIM_BRIDGE_INVITED_BY_EMAIL", "admin@acme.example"),
+    ("SCIM_BRIDGE_DRY_RUN", "true"),
+    ("SCIM_BRIDGE_DEFAULT_ACCESS", "discovery"),
+    ("SCIM_BRIDGE_LISTEN", "0.0.0.0:9000"),
+    ("SCIM_BRIDGE_SANDBOX_TOKEN", "ignored"),
+    ("UNRELATED", "x"),
+];
+
+#[test]
+fn audit_retention_days_defaults_to_90_parses_and_refuses_invalid_values() {
+    assert_eq!(Config::load(&env(&[])).unwrap().audit.retention_days, 90);
+    let c = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "30")])).unwrap();
+    assert_eq!(c.audit.retention_days, 30);
+    // 0 keeps entries forever.
+    let c = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "0")])).unwrap();
+    assert_eq!(c.audit.retention_days, 0);
+    assert!(c.redacted_toml().contains("[audit]\nretention_days = 0"));
+    // From a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[audit]\nretention_days = 400\n").unwrap();
+    let c = Config::load(&Sources {
+        file: Some(file),
+        env: Some(vec![]),
+    })
+    .unwrap();
+    assert_eq!(c.audit.retention_days, 400);
+    // Negative, not a number, or absurdly long: refused, naming the variable or setting.
+    for bad in ["-1", "ninety", "1.5"] {
+        let err = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", bad)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SCIM_BRIDGE_AUDIT__RETENTION_DAYS"),
+            "{bad}: {err}"
+        );
+    }
+    let err = Config::load(&env(&[("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "36501")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("audit.retention_days: must be at most 36500"),
+        "{err}"
+    );
+}
+
+#[test]
+fn default_partner_url_parses() {
+    assert_eq!(
+        default_partner_url().as_str(),
+        "https://api.periscopedata.com/"
+    );
+}
+
+#[test]
+fn single_tenant_from_environment_alone() {
+    let c = Config::load(&env(SINGLE)).unwrap();
+    assert_eq!(c.tenants.len(), 1);
+    let t = &c.tenants[0];
+    assert_eq!(t.base_path, "/scim/v2");
+    assert_eq!(t.sites[0].site_name, "acme");
+    assert_eq!(t.sites[0].api_key.as_ref().unwrap().expose(), "1234567890");
+    assert_eq!(
+        t.sites[0].base_url.as_str(),
+        "https://api.periscopedata.com/"
+    );
+    assert!(t.dry_run);
+    assert_eq!(t.default_access, Access::Discovery);
+    assert_eq!(c.listen.port(), 9000);
+    assert_eq!(t.token_hashes().len(), 1);
+}
+
+#[test]
+fn a_basic_password_by_its_sha256_from_the_environment_and_its_mistakes_named() {
+    fn with(extra: &[(&str, &str)]) -> String {
+        let mut vars = vec![
+            ("SCIM_BRIDGE_SITE_NAME", "acme"),
+            ("SCIM_BRIDGE_API_KEY", "1234567890"),
+            ("SCIM_BRIDGE_INVITED_BY_EMAIL", "owner@acme.example"),
+            ("SCIM_BRIDGE_BASIC__USERNAME", "okta-scim"),
+        ];
+        vars.extend_from_slice(extra);
+        match Config::load(&env(&vars)) {
+            Ok(c) => format!("{:?}", c.tenants[0].credentials.basic[0].password_sha256),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+    let digest = hex::encode(sha256("generated"));
+    assert_eq!(
+        with(&[("SCIM_BRIDGE_BASIC__PASSWORD_SHA256", &digest)]),
+        format!("{:?}", Some(&digest))
+    );
+    let setting = "tenants[0].credentials.basic[0].password_sha256";
+    let hash = crate::http::auth::basic::hash_password("pw").unwrap();
+    for wrong in [
+        vec![("SCIM_BRIDGE_BASIC__PASSWORD_SHA256", "not-hex")],
+        vec![
+            ("SCIM_BRIDGE_BASIC__PASSWORD_SHA256", digest.as_str()),
+            ("SCIM_BRIDGE_BASIC__PASSWORD_HASH", hash.as_str()),
+        ],
+        vec![],
+    ] {
+        let err = with(&wrong);
+        assert!(
+            err.starts_with("error: ") && err.contains(setting),
+            "{wrong:?}: {err}"
+        );
+    }
+    // A SHA-256 pasted where the Argon2 hash goes says where it belongs.
+    let err = with(&[("SCIM_BRIDGE_BASIC__PASSWORD_HASH", &digest)]);
+    assert!(
+        err.starts_with("error: ") && err.contains("password_sha256"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_credential_type_from_environment_alone() {
+    let hash = crate::http::auth::basic::hash_password("pw").unwrap();
+    let c = Config::load(&env(&[
+        ("SCIM_BRIDGE_SITE_NAME", "acme"),
+        ("SCIM_BRIDGE_API_KEY", "1234567890"),
+        ("SCIM_BRIDGE_INVITED_BY_EMAIL", "owner@acme.example"),
+        ("SCIM_BRIDGE_BASIC__USERNAME", "okta-scim"),
+        ("SCIM_BRIDGE_BASIC__PASSWORD_HASH", &hash),
+        (
+            "SCIM_BRIDGE_JWT__ENTRA_TENANT_ID",
+            "0b7e3d4c-1f2a-4e5b-9c8d-7a6b5c4d3e2f",
+        ),
+        (
+            "SCIM_BRIDGE_JWT__AUDIENCE",
+            "8adf8e6e-67b2-4cf2-a259-e3dc5476c621",
+        ),
+        ("SCIM_BRIDGE_OAUTH__CLIENT_ID", "okta"),
+        (
+            "SCIM_BRIDGE_OAUTH__CLIENT_SECRET",
+            "client-secret-0123456789",
+        ),
+        (
+            "SCIM_BRIDGE_OAUTH__SIGNING_KEY",
+            "signing-key-0123456789abcdef0123456789",
+        ),
+        ("SCIM_BRIDGE_ADMIN__TOKEN_SHA256", &"a".repeat(64)),
+        (
+            "SCIM_BRIDGE_HTTP__TRUSTED_PROXIES",
+            "[10.0.0.0/8, 192.168.1.1]",
+        ),
+        ("SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND", "0"),
+        ("SCIM_BRIDGE_HTTP__BASIC_AUTH_MAX_CONCURRENT", "3"),
+    ]))
+    .unwrap();
+    let cred = &c.tenants[0].credentials;
+    assert!(cred.bearer_tokens.is_empty());
+    assert_eq!(cred.basic[0].username, "okta-scim");
+    assert_eq!(
+        cred.jwt[0].issuer,
+        "https://sts.windows.net/0b7e3d4c-1f2a-4e5b-9c8d-7a6b5c4d3e2f/"
+    );
+    assert_eq!(
+            cred.jwt[0].jwks_url.as_ref().unwrap().as_str(),
+            "https://login.microsoftonline.com/0b7e3d4c-1f2a-4e5b-9c8d-7a6b5c4d3e2f/discovery/v2.0/keys"
+        );
+    assert_eq!(
+        cred.jwt[0].audience,
+        ["8adf8e6e-67b2-4cf2-a259-e3dc5476c621"]
+    );
+    let oauth = cred.oauth.as_ref().unwrap();
+    assert_eq!(oauth.clients[0].client_id, "okta");
+    assert_eq!(oauth.token_ttl_s, 3600);
+    assert_eq!(c.admin.bearer_tokens.len(), 1);
+    assert_eq!(c.http.trusted_proxies, ["10.0.0.0/8", "192.168.1.1"]);
+    assert!(!c.http.rate_limit.enabled());
+    assert_eq!(c.http.basic_auth_max_concurrent, 3);
+    let text = c.redacted_toml();
+    for secret in [
+        hash.as_str(),
+        "client-secret-0123456789",
+        "signing-key-0123456789",
+    ] {
+        assert!(!text.contains(secret), "{text}");
+    }
+}
+
+#[test]
+fn wrong_security_settings_are_named() {
+    let err = Config::load(&env(&[
+        ("SCIM_BRIDGE_SITE_NAME", "acme"),
+        ("SCIM_BRIDGE_API_KEY", "1234567890"),
+        ("SCIM_BRIDGE_INVITED_BY_EMAIL", "owner@acme.example"),
+        ("SCIM_BRIDGE_BASIC__USERNAME", "okta:scim"),
+        ("SCIM_BRIDGE_BASIC__PASSWORD_HASH", "plain-password"),
+        ("SCIM_BRIDGE_JWT__ISSUER", "https://idp.example/"),
+        ("SCIM_BRIDGE_JWT__HS256_SECRET", "short-secret"),
+        ("SCIM_BRIDGE_JWT__ALGORITHMS", "[HS256, RS256, none]"),
+        ("SCIM_BRIDGE_OAUTH__CLIENT_ID", "okta"),
+        (
+            "SCIM_BRIDGE_OAUTH__CLIENT_SECRET",
+            "client-secret-0123456789",
+        ),
+        ("SCIM_BRIDGE_HTTP__TRUSTED_PROXIES", "[not-an-address]"),
+        ("SCIM_BRIDGE_HTTP__AUTH_FAILURE_LIMIT__BURST", "0"),
+        ("SCIM_BRIDGE_HTTP__MAX_BODY_BYTES", "0"),
+        ("SCIM_BRIDGE_HTTP__BASIC_AUTH_MAX_CONCURRENT", "5000"),
+    ]))
+    .unwrap_err();
+    let text = err.to_string();
+    for setting in [
+        "tenants[0].credentials.basic[0].username",
+        "tenants[0].credentials.basic[0].password_hash",
+        "tenants[0].credentials.jwt[0].audience",
+        "tenants[0].credentials.jwt[0].hs256_secret",
+        "tenants[0].credentials.jwt[0].algorithms",
+        "tenants[0].credentials.oauth.signing_key",
+        "http.trusted_proxies[0]",
+        "http.auth_failure_limit.burst",
+        "http.max_body_bytes",
+        "http.basic_auth_max_concurrent",
+    ] {
+        assert!(text.contains(setting), "{setting} not named in:\n{text}");
+    }
+    for secret in ["plain-password", "short-secret", "client-secret-0123456789"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+}
+
+#[test]
+fn digits_keep_their_leading_zeros_and_length() {
+    let long = "123456789012345678901234567890";
+    let c = Config::load(&env(&[
+        ("SCIM_BRIDGE_SITE_NAME", "007"),
+        ("SCIM_BRIDGE_API_KEY", long),
+        ("SCIM_BRIDGE_BEARER_TOKEN", "0123456789012345"),
+        ("SCIM_BRIDGE_INVITED_BY_EMAIL", "owner@acme.example"),
+        ("SCIM_BRIDGE_LISTEN", "127.0.0.1:9000"),
+        ("SCIM_BRIDGE_BRIDGE__WORKERS", "8"),
+    ]))
+    .unwrap();
+    let t = &c.tenants[0];
+    assert_eq!(t.sites[0].site_name, "007");
+    assert_eq!(t.sites[0].api_key.as_ref().unwrap().expose(), long);
+    assert_eq!(
+        t.credentials.bearer_tokens[0]
+            .token
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "0123456789012345"
+    );
+    assert_eq!(c.bridge.workers, 8);
+}
+
+#[test]
+fn an_unknown_variable_is_named_once() {
+    let err = Config::load(&env(&[("SCIM_BRIDGE_METRIC_LISTEN", "1")])).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("SCIM_BRIDGE_METRIC_LISTEN:"), "{text}");
+    assert!(!text.contains("METRIC_LISTEN__"), "{text}");
+}
+
+#[test]
+fn nothing_configured_means_sandbox() {
+    let c = Config::load(&env(&[])).unwrap();
+    assert!(c.is_unconfigured());
+    assert!(c.nothing_configured());
+    // Logging, the sandbox's token and the test suite's variables configure nothing.
+    let c = Config::load(&env(&[
+        ("SCIM_BRIDGE_LOG__LEVEL", "debug"),
+        ("SCIM_BRIDGE_LOG__FORMAT", "json"),
+        ("SCIM_BRIDGE_LOG_FORMAT", "text"),
+        (
+            "SCIM_BRIDGE_SANDBOX_TOKEN",
+            "a-sandbox-token-of-some-length",
+        ),
+        ("SCIM_BRIDGE_TEST_POSTGRES_URL", "postgres://x"),
+        ("SCIM_BRIDGE_TEST_POSTGRES_REQUIRED", "1"),
+        ("HOME", "/root"),
+    ]))
+    .unwrap();
+    assert!(c.nothing_configured(), "{:?}", c.settings_given);
+}
+
+#[test]
+fn a_production_setting_without_a_tenant_is_not_nothing() {
+    for vars in [
+        vec![("SCIM_BRIDGE_PUBLIC_BASE_URL", "https://scim.example.com")],
+        vec![("SCIM_BRIDGE_LISTEN", "0.0.0.0:8080")],
+        vec![("SCIM_BRIDGE_LISTEN", "127.0.0.1:8080")],
+        vec![
+            ("SCIM_BRIDGE_DATA_DIR", "/data"),
+            ("SCIM_BRIDGE_LOG__LEVEL", "info"),
+        ],
+        vec![("SCIM_BRIDGE_STORE__URL", "postgres://db/scim")],
+        vec![("SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND", "0")],
+        vec![("SCIM_BRIDGE_DEPROVISION", "strip")],
+    ] {
+        let c = Config::load(&env(&vars)).unwrap();
+        assert!(c.is_unconfigured(), "{vars:?}");
+        assert!(!c.nothing_configured(), "{vars:?}");
+        let named: Vec<&str> = vars
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| !k.starts_with("SCIM_BRIDGE_LOG"))
+            .collect();
+        assert_eq!(c.settings_given, named, "{vars:?}");
+    }
+    // A file is a setting too, even one without a tenant.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n").unwrap();
+    let c = Config::load(&Sources {
+        file: Some(path.clone()),
+        env: Some(Vec::new()),
+    })
+    .unwrap();
+    assert!(!c.nothing_configured());
+    assert_eq!(c.settings_given, [format!("--config {}", path.display())]);
+}
+
+#[test]
+fn secrets_never_print() {
+    let c = Config::load(&env(SINGLE)).unwrap();
+    for text in [format!("{c:?}"), c.redacted_toml()] {
+        assert!(!text.contains("1234567890"), "{text}");
+        assert!(!text.contains("a-long-enough-token-value"), "{text}");
+        assert!(text.contains("***"));
+    }
+}
+
+#[test]
+fn file_variants_read_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "from-file-key\n").unwrap();
+    let mut vars: Vec<(&str, &str)> = SINGLE
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "SCIM_BRIDGE_API_KEY")
+        .collect();
+    let key_path = key.display().to_string();
+    vars.push(("SCIM_BRIDGE_API_KEY_FILE", &key_path));
+    let c = Config::load(&env(&vars)).unwrap();
+    assert_eq!(
+        c.tenants[0].sites[0].api_key.as_ref().unwrap().expose(),
+        "from-file-key"
+    );
+}
+
+#[test]
+fn missing_settings_are_named() {
+    let err = Config::load(&env(&[("SCIM_BRIDGE_SITE_NAME", "acme")])).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("tenants[0].sites[0].api_key"), "{text}");
+    assert!(text.contains("tenants[0].invited_by_email"), "{text}");
+    assert!(
+        text.contains("tenants[0].credentials: no credential"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_and_mistyped_settings_are_named() {
+    // Errors from the environment name the variable the operator set.
+    let err = Config::load(&env(&[("SCIM_BRIDGE_LISTEN_ADRESS", "x")])).unwrap_err();
+    assert!(
+        err.to_string().contains("SCIM_BRIDGE_LISTEN_ADRESS"),
+        "{err}"
+    );
+    let err = Config::load(&env(&[("SCIM_BRIDGE_LISTEN", "not an address")])).unwrap_err();
+    assert!(err.to_string().contains("SCIM_BRIDGE_LISTEN:"), "{err}");
+    let mut vars = SINGLE.to_vec();
+    vars.push(("SCIM_BRIDGE_DEPROVISION", "shred"));
+    let err = Config::load(&env(&vars)).unwrap_err();
+    assert!(err.to_string().contains("SCIM_BRIDGE_DEPROVISION"), "{err}");
+    let mut vars = SINGLE.to_vec();
+    vars.push(("SCIM_BRIDGE_UNKNOWN_MEMBERS", "ignore"));
+    let err = Config::load(&env(&vars)).unwrap_err();
+    assert!(
+        err.to_string().contains("SCIM_BRIDGE_UNKNOWN_MEMBERS"),
+        "{err}"
+    );
+    let mut vars = SINGLE.to_vec();
+    vars.push(("SCIM_BRIDGE_UNKNOWN_MEMBERS", "reject"));
+    let c = Config::load(&env(&vars)).unwrap();
+    assert_eq!(c.tenants[0].unknown_members, UnknownMembersPolicy::Reject);
+    let c = Config::load(&env(SINGLE)).unwrap();
+    assert_eq!(c.tenants[0].unknown_members, UnknownMembersPolicy::Skip);
+    // The test suite's own variable is not configuration.
+    let ok = Config::load(&env(&[("SCIM_BRIDGE_TEST_POSTGRES_URL", "postgres://x")]));
+    assert!(ok.is_ok());
+    let ok = Config::load(&env(&[("SCIM_BRIDGE_TEST_POSTGRES_REQUIRED", "1")]));
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    // A file's errors name the setting and the file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "listen = 5\n").unwrap();
+    let err = Config::load(&Sources {
+        file: Some(file.clone()),
+        env: Some(vec![]),
+    })
+    .unwrap_err()
+    .to_string();
+    // (figment may print the path relative to the working directory)
+    assert!(err.contains("listen:") && err.contains("c.toml)"), "{err}");
+}
+
+#[test]
+fn toml_file_with_tenants_overlaid_by_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        r#"
+listen = "127.0.0.1:7000"
+[[tenants]]
+name = "acme"
+base_path = "/t/acme/scim/v2"
+invited_by_email = "admin@acme.example"
+deprovision = "strip"
+email_change = "recreate"
+unknown_members = "reject"
+[[tenants.credentials.bearer_tokens]]
+name = "okta"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+[[tenants.sites]]
+base_url = "http://127.0.0.1:9999"
+site_name = "acme"
+api_key = "k"
+[[tenants.sites]]
+site_name = "acme-eu"
+api_key = "k2"
+"#,
+    )
+    .unwrap();
+    let c = Config::load(&Sources {
+        file: Some(file),
+        env: Some(vec![("SCIM_BRIDGE_LISTEN".into(), "127.0.0.1:7001".into())]),
+    })
+    .unwrap();
+    assert_eq!(c.listen.port(), 7001);
+    let t = &c.tenants[0];
+    assert_eq!(t.sites.len(), 2);
+    assert_eq!(t.deprovision, DeprovisionPolicy::Strip);
+    assert_eq!(t.email_change, EmailChangePolicy::Recreate);
+    assert_eq!(t.unknown_members, UnknownMembersPolicy::Reject);
+    assert!(
+        c.redacted_toml().contains("unknown_members = \"reject\""),
+        "check-config shows the policy"
+    );
+    assert_eq!(t.token_hashes()[0].1, sha256("test"));
+}
+
+#[test]
+fn bad_base_path_and_short_token_are_rejected() {
+    let mut vars = SINGLE.to_vec();
+    vars.retain(|(k, _)| *k != "SCIM_BRIDGE_BEARER_TOKEN");
+    vars.push(("SCIM_BRIDGE_BEARER_TOKEN", "short"));
+    vars.push(("SCIM_BRIDGE_BASE_PATH", "scim/../v2/"));
+    let text = Config::load(&env(&vars)).unwrap_err().to_string();
+    assert!(text.contains("base_path"), "{text}");
+    assert!(text.contains("too short"), "{text}");
+    assert!(!text.contains("short\""), "{text}");
+}
