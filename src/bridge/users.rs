@@ -369,40 +369,15 @@ async fn update(
     let has_email = !new_email.is_empty();
     let email_changed =
         had_email && has_email && !new_email.eq_ignore_ascii_case(&old.partner_email);
-    if email_changed && tenant.config.email_change == EmailChangePolicy::Reject {
-        return Err(ScimError::mutability(
-            "this tenant does not allow a user's email (userName) to change",
-        )
-        .into());
-    }
-    if !new_view.user_name.eq_ignore_ascii_case(&old.user_name)
-        && store
-            .get_user_by_user_name(tenant.name(), &new_view.user_name)
-            .await?
-            .is_some_and(|u| u.id != old.id)
-    {
-        return Err(ScimError::uniqueness(format!(
-            "userName '{}' is already taken in this tenant",
-            new_view.user_name
-        ))
-        .into());
-    }
-    if has_email
-        && !new_email.eq_ignore_ascii_case(&old.partner_email)
-        && store
-            .users_by_partner_email(tenant.name(), &new_email)
-            .await?
-            .iter()
-            .any(|u| u.id != old.id)
-    {
-        return Err(ScimError::uniqueness(format!(
-            "another user already maps to the partner email '{new_email}'"
-        ))
-        .into());
-    }
-    if has_email && !new_email.eq_ignore_ascii_case(&old.partner_email) {
-        refuse_while_deleting(bridge, tenant, &new_email, Some(&old.id)).await?;
-    }
+    refuse_conflicts(
+        bridge,
+        tenant,
+        &old,
+        &new_view.user_name,
+        &new_email,
+        email_changed,
+    )
+    .await?;
 
     let policy = tenant.config.deprovision;
     let old_present = had_email && (old.active || policy != DeprovisionPolicy::Remove);
@@ -458,29 +433,7 @@ async fn update(
     } else {
         Vec::new()
     };
-    let results = for_each_site(tenant, |site| {
-        let fence = held
-            .iter()
-            .find(|(i, _)| i.site == site.name)
-            .map(|(_, f)| f.clone());
-        let plan = &plan;
-        async move {
-            match fence {
-                Some(fence) => match fence.guard(plan.apply(site)).await {
-                    Ok(outcome) => Ok(outcome),
-                    Err(super::engine::ConvergeError::Partner(e)) => Err(e),
-                    Err(other) => Err(PartnerError::local(
-                        PartnerErrorKind::Unavailable,
-                        crate::partner::CallKind::UpdateUser,
-                        &site.name,
-                        other.to_string(),
-                    )),
-                },
-                None => plan.apply(site).await,
-            }
-        }
-    })
-    .await;
+    let results = apply_under_claims(tenant, &plan, &held).await;
     let mut mark = match fold_sites(results) {
         Ok(mark) => mark,
         Err(e) => {
@@ -537,6 +490,100 @@ async fn update(
             return Err(e.into());
         }
     };
+    settle_in_time(bridge, &row.id, &marks).await?;
+    render(bridge, scope, &row).await
+}
+
+/// What an update may not do, checked before any partner call: change the email where the
+/// tenant forbids it, take another user's userName or partner email, or take an email whose
+/// account is still being deleted.
+async fn refuse_conflicts(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    old: &UserRow,
+    user_name: &str,
+    new_email: &str,
+    email_changed: bool,
+) -> BridgeResult<()> {
+    let store = &bridge.store;
+    let has_email = !new_email.is_empty();
+    if email_changed && tenant.config.email_change == EmailChangePolicy::Reject {
+        return Err(ScimError::mutability(
+            "this tenant does not allow a user's email (userName) to change",
+        )
+        .into());
+    }
+    if !user_name.eq_ignore_ascii_case(&old.user_name)
+        && store
+            .get_user_by_user_name(tenant.name(), user_name)
+            .await?
+            .is_some_and(|u| u.id != old.id)
+    {
+        return Err(ScimError::uniqueness(format!(
+            "userName '{user_name}' is already taken in this tenant"
+        ))
+        .into());
+    }
+    if has_email
+        && !new_email.eq_ignore_ascii_case(&old.partner_email)
+        && store
+            .users_by_partner_email(tenant.name(), new_email)
+            .await?
+            .iter()
+            .any(|u| u.id != old.id)
+    {
+        return Err(ScimError::uniqueness(format!(
+            "another user already maps to the partner email '{new_email}'"
+        ))
+        .into());
+    }
+    if has_email && !new_email.eq_ignore_ascii_case(&old.partner_email) {
+        refuse_while_deleting(bridge, tenant, new_email, Some(&old.id)).await?;
+    }
+    Ok(())
+}
+
+/// Applies `plan` at every site, each under the user's outbox claim at that site when the
+/// change holds them (`held`: an email change), as a convergence's writes are.
+async fn apply_under_claims<'a>(
+    tenant: &'a Tenant,
+    plan: &SitePlan<'_>,
+    held: &[(
+        crate::store::OutboxItem,
+        std::sync::Arc<super::engine::Fence>,
+    )],
+) -> Vec<(&'a Site, Result<SiteOutcome, PartnerError>)> {
+    for_each_site(tenant, |site| {
+        let fence = held
+            .iter()
+            .find(|(i, _)| i.site == site.name)
+            .map(|(_, f)| f.clone());
+        async move {
+            match fence {
+                Some(fence) => match fence.guard(plan.apply(site)).await {
+                    Ok(outcome) => Ok(outcome),
+                    Err(super::engine::ConvergeError::Partner(e)) => Err(e),
+                    Err(other) => Err(PartnerError::local(
+                        PartnerErrorKind::Unavailable,
+                        crate::partner::CallKind::UpdateUser,
+                        &site.name,
+                        other.to_string(),
+                    )),
+                },
+                None => plan.apply(site).await,
+            }
+        }
+    })
+    .await
+}
+
+/// Waits up to the deadline for the committed change's marks; what is left goes on in the
+/// background (logged).
+async fn settle_in_time(
+    bridge: &Bridge,
+    user: &str,
+    marks: &[crate::store::OutboxMark],
+) -> BridgeResult<()> {
     if !marks.is_empty() {
         // A deactivation is acknowledged once access is gone, when possible in time: worked
         // at once, there is nothing to coalesce with. A site that fails does not hold the
@@ -544,18 +591,18 @@ async fn update(
         // backoff, visible in `status`), and the IdP's retry of it would change nothing.
         let left = bridge
             .engine
-            .settle_outcome(&marks, bridge.wait_deadline())
+            .settle_outcome(marks, bridge.wait_deadline())
             .await?;
         for (mark, error) in &left {
             tracing::warn!(
-                user = %row.id,
+                user = %user,
                 site = %mark.site,
                 error = error.as_deref().unwrap_or("not done by the deadline"),
                 "the user change is stored; bringing the site in line goes on in the background"
             );
         }
     }
-    render(bridge, scope, &row).await
+    Ok(())
 }
 
 /// An email change that did not commit: the email it claimed is retired and marked, so the
