@@ -349,58 +349,15 @@ async fn reconcile_site(
         .map(|p| p.email.clone())
         .collect();
     if apply {
-        'missing: for g in &report.groups_missing {
-            let row = groups
-                .iter()
-                .find(|row| row.partner_name.eq_ignore_ascii_case(g));
-            // One writer at a time changes a group's names (see `groups::NamesLock`); a
-            // group another writer is renaming is left to it (and to the next reconcile).
-            let _lock = match row {
-                Some(row) => match super::groups::NamesLock::take(
-                    store,
-                    name,
-                    &row.id,
-                    super::groups::names_lease_ms(bridge.options.rename_settle_ms, site),
-                )
-                .await?
-                {
-                    Some(lock) => Some(lock),
-                    None => continue,
-                },
-                None => None,
-            };
-            // A rename that half-happened left the group at the site under a name it had
-            // before: finish the rename (members and all) rather than make a second group.
-            let formers = store.former_names_of(name, g).await?;
-            let settle = i64::try_from(bridge.options.rename_settle_ms).unwrap_or(i64::MAX);
-            if formers.iter().any(|(_, since)| now_ms() - since < settle) {
-                // A rename of this group may still be under way: left to it (and to the next
-                // reconcile), as the engine's repair does.
-                continue;
-            }
-            for (former, _) in formers {
-                if partner_group_names.contains(&former.to_lowercase()) {
-                    let update = crate::partner::client::GroupUpdate {
-                        name: Some(g.clone()),
-                        access: None,
-                    };
-                    site.client
-                        .update_group(&former, &update, tenant.dry_run())
-                        .await?;
-                    report.groups_renamed += 1;
-                    continue 'missing;
-                }
-            }
-            let new = NewGroup {
-                name: g.clone(),
-                access: row.map_or(tenant.config.default_access, |row| {
-                    group_access(tenant, row)
-                }),
-                created_by_email: Some(tenant.config.invited_by_email.clone()),
-            };
-            site.client.create_group(&new, tenant.dry_run()).await?;
-            report.groups_created += 1;
-        }
+        repair_missing_groups(
+            bridge,
+            tenant,
+            site,
+            groups,
+            &partner_group_names,
+            &mut report,
+        )
+        .await?;
         if !to_mark.is_empty() {
             let marks = store
                 .mark_outbox_at(name, std::slice::from_ref(&site.name), &to_mark, now_ms())
@@ -410,6 +367,75 @@ async fn reconcile_site(
         }
     }
     Ok(report)
+}
+
+/// `--apply` for the groups missing at the site: each is renamed from a former name the site
+/// still carries (a rename that half-happened, members and all), else created, unless another
+/// writer holds its names or a rename of it may still be under way.
+async fn repair_missing_groups(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    site: &Site,
+    groups: &[crate::store::GroupRow],
+    partner_group_names: &HashSet<String>,
+    report: &mut SiteReport,
+) -> Result<(), ReconcileError> {
+    let store = &bridge.store;
+    let name = tenant.name();
+    let missing = report.groups_missing.clone();
+    'missing: for g in &missing {
+        let row = groups
+            .iter()
+            .find(|row| row.partner_name.eq_ignore_ascii_case(g));
+        // One writer at a time changes a group's names (see `groups::NamesLock`); a
+        // group another writer is renaming is left to it (and to the next reconcile).
+        let _lock = match row {
+            Some(row) => match super::groups::NamesLock::take(
+                store,
+                name,
+                &row.id,
+                super::groups::names_lease_ms(bridge.options.rename_settle_ms, site),
+            )
+            .await?
+            {
+                Some(lock) => Some(lock),
+                None => continue,
+            },
+            None => None,
+        };
+        // A rename that half-happened left the group at the site under a name it had
+        // before: finish the rename (members and all) rather than make a second group.
+        let formers = store.former_names_of(name, g).await?;
+        let settle = i64::try_from(bridge.options.rename_settle_ms).unwrap_or(i64::MAX);
+        if formers.iter().any(|(_, since)| now_ms() - since < settle) {
+            // A rename of this group may still be under way: left to it (and to the next
+            // reconcile), as the engine's repair does.
+            continue;
+        }
+        for (former, _) in formers {
+            if partner_group_names.contains(&former.to_lowercase()) {
+                let update = crate::partner::client::GroupUpdate {
+                    name: Some(g.clone()),
+                    access: None,
+                };
+                site.client
+                    .update_group(&former, &update, tenant.dry_run())
+                    .await?;
+                report.groups_renamed += 1;
+                continue 'missing;
+            }
+        }
+        let new = NewGroup {
+            name: g.clone(),
+            access: row.map_or(tenant.config.default_access, |row| {
+                group_access(tenant, row)
+            }),
+            created_by_email: Some(tenant.config.invited_by_email.clone()),
+        };
+        site.client.create_group(&new, tenant.dry_run()).await?;
+        report.groups_created += 1;
+    }
+    Ok(())
 }
 
 /// The managed groups `email` has at the partner (`have`, every group it has) against those it
