@@ -156,77 +156,78 @@ async fn issue(State(ep): State<TokenEndpoint>, request: Request) -> Response {
             )
         }
     };
-    let form = Form::parse(&body);
-    match form.get("grant_type") {
-        Some("client_credentials") => {}
-        Some(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "Only grant_type=client_credentials is supported.",
-            )
-        }
-        None => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "grant_type is required.",
-            )
-        }
-    }
-    if form.duplicated {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "A parameter is given more than once.",
-        );
-    }
-    let (id, secret) = match (basic, form.get("client_id"), form.get("client_secret")) {
-        (Some(b), None, None) => b,
-        (None, Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
-        (Some(_), _, _) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Use one client authentication method: HTTP Basic or the body, not both.",
-            )
-        }
-        _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "client_id and client_secret are required.",
-            )
-        }
+    let (id, secret) = match client_credentials(basic, &Form::parse(&body)) {
+        Ok(pair) => pair,
+        Err((error, text)) => return oauth_error(StatusCode::BAD_REQUEST, error, text),
     };
     let Some(client_id) = ep.check(&id, &secret) else {
         ep.throttle.failed(client, &ep.tenant);
-        if let Some(wait) = over_budget {
-            tracing::info!(tenant = %ep.tenant, client = %client, reason = "invalid_client", "too many failed authentications");
-            let mut res = oauth_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "slow_down",
-                "Too many failed attempts from this address; retry later.",
-            );
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            res.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
-            return Refusal::AuthThrottled.mark(res);
-        }
-        tracing::info!(tenant = %ep.tenant, client = %client, "token request with wrong client credentials");
-        return Refusal::AuthFailed("invalid_client").mark(oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Client authentication failed.",
-        ));
+        return wrong_client(&ep, client, over_budget);
     };
-    match jwt::issue_hs256(
-        &ep.signing_key,
-        &ep.issuer,
-        &ep.issuer,
-        &client_id,
-        ep.ttl_s,
-    ) {
+    token_answer(&ep, &client_id)
+}
+
+/// The client's id and secret of a `client_credentials` grant, from HTTP Basic or the form,
+/// or the OAuth error (`error`, `error_description`) of the 400 that refuses the request.
+fn client_credentials(
+    basic: Option<(String, String)>,
+    form: &Form,
+) -> Result<(String, String), (&'static str, &'static str)> {
+    const INVALID: &str = "invalid_request";
+    match form.get("grant_type") {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err((
+                "unsupported_grant_type",
+                "Only grant_type=client_credentials is supported.",
+            ))
+        }
+        None => return Err((INVALID, "grant_type is required.")),
+    }
+    if form.duplicated {
+        return Err((INVALID, "A parameter is given more than once."));
+    }
+    match (basic, form.get("client_id"), form.get("client_secret")) {
+        (Some(b), None, None) => Ok(b),
+        (None, Some(id), Some(secret)) => Ok((id.to_owned(), secret.to_owned())),
+        (Some(_), _, _) => Err((
+            INVALID,
+            "Use one client authentication method: HTTP Basic or the body, not both.",
+        )),
+        _ => Err((INVALID, "client_id and client_secret are required.")),
+    }
+}
+
+/// The answer to wrong client credentials: 401, or 429 with `Retry-After` while the client is
+/// over its failure budget.
+fn wrong_client(
+    ep: &TokenEndpoint,
+    client: std::net::IpAddr,
+    over_budget: Option<std::time::Duration>,
+) -> Response {
+    if let Some(wait) = over_budget {
+        tracing::info!(tenant = %ep.tenant, client = %client, reason = "invalid_client", "too many failed authentications");
+        let mut res = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "Too many failed attempts from this address; retry later.",
+        );
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        res.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        return Refusal::AuthThrottled.mark(res);
+    }
+    tracing::info!(tenant = %ep.tenant, client = %client, "token request with wrong client credentials");
+    Refusal::AuthFailed("invalid_client").mark(oauth_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "Client authentication failed.",
+    ))
+}
+
+/// The access token for `client_id`, or 500 when it cannot be signed.
+fn token_answer(ep: &TokenEndpoint, client_id: &str) -> Response {
+    match jwt::issue_hs256(&ep.signing_key, &ep.issuer, &ep.issuer, client_id, ep.ttl_s) {
         Ok(token) => {
             tracing::info!(tenant = %ep.tenant, client_id = %client_id, "issued an access token");
             let mut res = (
