@@ -224,6 +224,11 @@ fn source_operations() -> Operations {
             .unwrap()
             .to_string_lossy()
             .replace('\\', "/");
+        // A test module of its own (`foo/tests.rs`, `mod tests;` behind `#[cfg(test)]`)
+        // builds test servers, not the service's routes.
+        if rel == "tests.rs" || rel.ends_with("/tests.rs") {
+            continue;
+        }
         let code = code_of(&std::fs::read_to_string(&file).unwrap());
         let routes = routes_in(&rel, &code);
         if routes.is_empty() {
