@@ -718,23 +718,16 @@ impl PartnerClient {
         async {
             // A call that may not wait (an opportunistic read) leaves a partner that asked for
             // a pause alone: its capacity goes to the calls that must be made.
-            if super::patience::remaining().is_zero() {
-                let busy = *inner.busy_until.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(until) = busy.filter(|u| *u > Instant::now()) {
-                    let mut e = PartnerError::local(
-                        PartnerErrorKind::Unavailable,
-                        call,
-                        &inner.site,
-                        "the partner asked for a pause; an optional call is not sent",
-                    );
-                    e.retry_after = Some(until - Instant::now());
-                    return Err(e);
-                }
+            if let Some(e) = self.paused_for_optional(call) {
+                return Err(e);
             }
             let ticket = inner.circuit.ticket(Instant::now());
             let admission = ticket.admission();
             if let Admission::Reject { retry_after } = admission {
-                tracing::warn!(retry_after_ms = retry_after.as_millis() as u64, "circuit open, call rejected");
+                tracing::warn!(
+                    retry_after_ms = retry_after.as_millis() as u64,
+                    "circuit open, call rejected"
+                );
                 self.observe(call, 0, None, CallOutcome::Rejected, Duration::ZERO);
                 let mut e = PartnerError::local(
                     PartnerErrorKind::Unavailable,
@@ -750,83 +743,140 @@ impl PartnerClient {
                 Admission::Probe => 1,
                 _ => inner.options.max_attempts,
             };
-            let budget = Budget::new(Duration::from_millis(inner.options.call_deadline_ms));
             let attempts = AtomicU32::new(0);
-            let backoff = FullJitter::new(
-                Duration::from_millis(inner.options.backoff_base_ms),
-                Duration::from_millis(inner.options.backoff_max_ms),
-                max_attempts - 1,
-            );
-            // A plain loop rather than a retry combinator: its closures made rustc unable to
-            // prove the future `Send` inside spawned tasks.
-            let mut backoff = backoff;
-            let result = loop {
-                let started = Instant::now();
-                let r = self.attempt(&req, &attempts, budget.remaining(), parse).await;
-                budget.spend(started.elapsed());
-                let e = match r {
-                    Ok(v) => break Ok(v),
-                    Err(e) if !e.is_retryable() => break Err(e),
-                    Err(e) => e,
-                };
-                if let Some(pause) = e.retry_after.filter(|_| e.status.is_some()) {
-                    *inner.busy_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Instant::now() + pause);
-                }
-                let Some(next) = backoff.next() else { break Err(e) };
-                // `Retry-After` is a floor under the jittered wait; never wait past the deadline,
-                // nor past what an IdP's request may wait (it answers 503 + Retry-After instead).
-                let wait = next.max(e.retry_after.unwrap_or_default());
-                if wait >= super::patience::remaining() {
-                    tracing::debug!(wait_ms = wait.as_millis() as u64, "no retry: the request may not wait that long");
-                    break Err(e);
-                }
-                if !budget.reserve_wait(wait) {
-                    tracing::debug!(wait_ms = wait.as_millis() as u64, "no retry: the wait would pass the call deadline");
-                    break Err(e);
-                }
-                super::patience::spend(wait);
-                tracing::info!(
-                    error = %e.message,
-                    status = e.status,
-                    retry_in_ms = wait.as_millis() as u64,
-                    "transient partner failure, retrying"
-                );
-                self.sleeper.sleep(wait).await;
-            };
-            let sent = attempts.load(Ordering::Relaxed);
-            let outcome = match &result {
-                Ok(_) => Outcome::Answered,
-                Err(e) if e.kind == PartnerErrorKind::Transient => Outcome::Failed,
-                Err(e) if e.kind == PartnerErrorKind::Unavailable => Outcome::Neutral,
-                Err(_) => Outcome::Answered,
-            };
-            ticket.record(outcome, Instant::now());
-            super::record::record(super::record::CallRecord {
-                site: inner.site.clone(),
-                call: call.as_str(),
-                outcome: match &result {
-                    Ok(_) => "ok".to_owned(),
-                    Err(e) => e.kind.to_string(),
-                },
-                status: result.as_ref().err().and_then(|e| e.status),
-                attempts: sent,
-            });
-            result.map_err(|mut e| {
-                e.attempts = sent;
-                if e.kind == PartnerErrorKind::Auth {
-                    tracing::error!(status = e.status, error = %e.message, "partner refused the site's credentials or the change");
-                } else if e.kind == PartnerErrorKind::NotFound {
-                    // An answer, not a failure: lookups before creates expect it.
-                    tracing::debug!(status = e.status, attempts = sent, error = %e.message, "partner: not found");
-                } else {
-                    tracing::warn!(kind = %e.kind, status = e.status, attempts = sent, error = %e.message, "partner call failed");
-                }
-                e
-            })
+            let result = self
+                .with_retries(&req, parse, max_attempts, &attempts)
+                .await;
+            self.finish(call, ticket, result, attempts.load(Ordering::Relaxed))
         }
         .instrument(span)
         .await
+    }
+
+    /// For a call that may not wait (an opportunistic read) while the partner asked for a
+    /// pause: the error that leaves the partner alone.
+    fn paused_for_optional(&self, call: CallKind) -> Option<PartnerError> {
+        if !super::patience::remaining().is_zero() {
+            return None;
+        }
+        let busy = *self
+            .inner
+            .busy_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let until = busy.filter(|u| *u > Instant::now())?;
+        let mut e = PartnerError::local(
+            PartnerErrorKind::Unavailable,
+            call,
+            &self.inner.site,
+            "the partner asked for a pause; an optional call is not sent",
+        );
+        e.retry_after = Some(until - Instant::now());
+        Some(e)
+    }
+
+    /// Up to `max_attempts` attempts with jittered backoff, within the call deadline and what
+    /// the request may wait; counts the attempts sent in `attempts`.
+    async fn with_retries<T: Send>(
+        &self,
+        req: &Prepared,
+        parse: &ParseFn<'_, T>,
+        max_attempts: u32,
+        attempts: &AtomicU32,
+    ) -> Result<Parsed<T>, PartnerError> {
+        let inner = &self.inner;
+        let budget = Budget::new(Duration::from_millis(inner.options.call_deadline_ms));
+        let backoff = FullJitter::new(
+            Duration::from_millis(inner.options.backoff_base_ms),
+            Duration::from_millis(inner.options.backoff_max_ms),
+            max_attempts - 1,
+        );
+        // A plain loop rather than a retry combinator: its closures made rustc unable to
+        // prove the future `Send` inside spawned tasks.
+        let mut backoff = backoff;
+        loop {
+            let started = Instant::now();
+            let r = self.attempt(req, attempts, budget.remaining(), parse).await;
+            budget.spend(started.elapsed());
+            let e = match r {
+                Ok(v) => break Ok(v),
+                Err(e) if !e.is_retryable() => break Err(e),
+                Err(e) => e,
+            };
+            if let Some(pause) = e.retry_after.filter(|_| e.status.is_some()) {
+                *inner.busy_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Instant::now() + pause);
+            }
+            let Some(next) = backoff.next() else {
+                break Err(e);
+            };
+            // `Retry-After` is a floor under the jittered wait; never wait past the deadline,
+            // nor past what an IdP's request may wait (it answers 503 + Retry-After instead).
+            let wait = next.max(e.retry_after.unwrap_or_default());
+            if wait >= super::patience::remaining() {
+                tracing::debug!(
+                    wait_ms = wait.as_millis() as u64,
+                    "no retry: the request may not wait that long"
+                );
+                break Err(e);
+            }
+            if !budget.reserve_wait(wait) {
+                tracing::debug!(
+                    wait_ms = wait.as_millis() as u64,
+                    "no retry: the wait would pass the call deadline"
+                );
+                break Err(e);
+            }
+            super::patience::spend(wait);
+            tracing::info!(
+                error = %e.message,
+                status = e.status,
+                retry_in_ms = wait.as_millis() as u64,
+                "transient partner failure, retrying"
+            );
+            self.sleeper.sleep(wait).await;
+        }
+    }
+
+    /// Records a finished call (circuit, call record, log) and returns its result with the
+    /// attempts it sent.
+    fn finish<T>(
+        &self,
+        call: CallKind,
+        ticket: circuit::Ticket,
+        result: Result<T, PartnerError>,
+        sent: u32,
+    ) -> Result<T, PartnerError> {
+        let inner = &self.inner;
+        let outcome = match &result {
+            Ok(_) => Outcome::Answered,
+            Err(e) if e.kind == PartnerErrorKind::Transient => Outcome::Failed,
+            Err(e) if e.kind == PartnerErrorKind::Unavailable => Outcome::Neutral,
+            Err(_) => Outcome::Answered,
+        };
+        ticket.record(outcome, Instant::now());
+        super::record::record(super::record::CallRecord {
+            site: inner.site.clone(),
+            call: call.as_str(),
+            outcome: match &result {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.kind.to_string(),
+            },
+            status: result.as_ref().err().and_then(|e| e.status),
+            attempts: sent,
+        });
+        result.map_err(|mut e| {
+            e.attempts = sent;
+            if e.kind == PartnerErrorKind::Auth {
+                tracing::error!(status = e.status, error = %e.message, "partner refused the site's credentials or the change");
+            } else if e.kind == PartnerErrorKind::NotFound {
+                // An answer, not a failure: lookups before creates expect it.
+                tracing::debug!(status = e.status, attempts = sent, error = %e.message, "partner: not found");
+            } else {
+                tracing::warn!(kind = %e.kind, status = e.status, attempts = sent, error = %e.message, "partner call failed");
+            }
+            e
+        })
     }
 
     /// One HTTP attempt.
