@@ -1004,6 +1004,15 @@ async fn converge_live(
         Some(p) if tenant.keeps_profile(&email) => (p.first_name.clone(), p.last_name.clone()),
         _ => (first, last),
     };
+    let at = AtSite {
+        store,
+        tenant,
+        site,
+        user_id,
+        writes,
+        fence,
+        rename_settle_ms,
+    };
     match partner {
         // A deactivated protected account that is not at the site is not created there.
         None if !present => Ok(Converged::Unchanged),
@@ -1015,84 +1024,136 @@ async fn converge_live(
                 groups: desired,
                 invited_by_email: tenant.config.invited_by_email.clone(),
             };
-            let mut created = fence.guard(site.client.create_user(&new, dry_run)).await;
-            if refused_groups(&created, &new.groups)
-                && repair_groups(
-                    store,
-                    tenant,
-                    site,
-                    user_id,
-                    &new.groups,
-                    fence,
-                    rename_settle_ms,
-                )
-                .await?
-            {
-                created = fence.guard(site.client.create_user(&new, dry_run)).await;
-            }
-            if matches!(created, Err(ConvergeError::ClaimLost)) {
-                return created.map(|_| Converged::Created);
-            }
-            // A DELETE or deactivation committed while this convergence ran (after it read the
-            // store) would leave the user at the partner: look at the store again, and undo
-            // the create (which may have landed even when its answer was lost).
-            let still = store.get_user(tenant.name(), user_id).await?;
-            if !protected && !still.is_some_and(|u| u.active || policy != DeprovisionPolicy::Remove)
-            {
-                return delete_at(site, &email, dry_run, writes, fence).await;
-            }
-            created?;
-            writes.fetch_add(1, Ordering::Relaxed);
-            Ok(Converged::Created)
+            at.create(&new, protected).await
         }
         Some(p) => {
-            let mut managed = managed_names(store, tenant, site).await?;
-            if tenant.keeps_profile(&email) {
-                // The site's owner and protected accounts keep their administrator rights.
-                managed.retain(|g| !is_privileged_group(g));
-            }
-            let groups = converge_groups(&p.groups, &managed, &desired);
-            let mut update = UserUpdate::default();
-            if !same_groups(&p.groups, &groups) {
-                update.groups = Some(groups);
-            }
-            if p.first_name != first {
-                update.first_name = Some(first);
-            }
-            if p.last_name != last {
-                update.last_name = Some(last);
-            }
-            if update.groups.is_none() && update.first_name.is_none() && update.last_name.is_none()
-            {
-                return Ok(Converged::Unchanged);
-            }
-            let mut updated = fence
-                .guard(site.client.update_user(&email, &update, dry_run))
-                .await;
-            if refused_groups(&updated, &desired)
-                && repair_groups(
-                    store,
-                    tenant,
-                    site,
-                    user_id,
-                    &desired,
-                    fence,
-                    rename_settle_ms,
-                )
-                .await?
-            {
-                updated = fence
-                    .guard(site.client.update_user(&email, &update, dry_run))
-                    .await;
-            }
-            updated?;
-            writes.fetch_add(1, Ordering::Relaxed);
-            Ok(if present {
-                Converged::Updated
-            } else {
-                Converged::Stripped
-            })
+            at.update(&email, &p, (first, last), &desired, present)
+                .await
         }
+    }
+}
+
+/// One (site, user) a convergence works on, with what its writes need.
+struct AtSite<'a> {
+    store: &'a Store,
+    tenant: &'a Tenant,
+    site: &'a Site,
+    user_id: &'a str,
+    writes: &'a AtomicU64,
+    fence: &'a Fence,
+    rename_settle_ms: i64,
+}
+
+impl AtSite<'_> {
+    /// Creates the user at the site (repairing a group the create names that the site lacks),
+    /// and undoes the create if a deletion or deactivation committed meanwhile.
+    async fn create(&self, new: &NewUser, protected: bool) -> Result<Converged, ConvergeError> {
+        let AtSite {
+            store,
+            tenant,
+            site,
+            user_id,
+            writes,
+            fence,
+            rename_settle_ms,
+        } = *self;
+        let (email, dry_run) = (&new.email, tenant.dry_run());
+        let policy = tenant.config.deprovision;
+        let mut created = fence.guard(site.client.create_user(new, dry_run)).await;
+        if refused_groups(&created, &new.groups)
+            && repair_groups(
+                store,
+                tenant,
+                site,
+                user_id,
+                &new.groups,
+                fence,
+                rename_settle_ms,
+            )
+            .await?
+        {
+            created = fence.guard(site.client.create_user(new, dry_run)).await;
+        }
+        if matches!(created, Err(ConvergeError::ClaimLost)) {
+            return created.map(|_| Converged::Created);
+        }
+        // A DELETE or deactivation committed while this convergence ran (after it read the
+        // store) would leave the user at the partner: look at the store again, and undo
+        // the create (which may have landed even when its answer was lost).
+        let still = store.get_user(tenant.name(), user_id).await?;
+        if !protected && !still.is_some_and(|u| u.active || policy != DeprovisionPolicy::Remove) {
+            return delete_at(site, email, dry_run, writes, fence).await;
+        }
+        created?;
+        writes.fetch_add(1, Ordering::Relaxed);
+        Ok(Converged::Created)
+    }
+
+    /// Brings the partner user `p` (of the store's `email`) in line: its managed groups to `desired` (its unmanaged
+    /// ones kept), its names to `names`; `present` false strips a protected account.
+    async fn update(
+        &self,
+        email: &str,
+        p: &crate::partner::PartnerUser,
+        (first, last): (String, String),
+        desired: &[String],
+        present: bool,
+    ) -> Result<Converged, ConvergeError> {
+        let AtSite {
+            store,
+            tenant,
+            site,
+            user_id,
+            writes,
+            fence,
+            rename_settle_ms,
+        } = *self;
+        let dry_run = tenant.dry_run();
+        let mut managed = managed_names(store, tenant, site).await?;
+        if tenant.keeps_profile(email) {
+            // The site's owner and protected accounts keep their administrator rights.
+            managed.retain(|g| !is_privileged_group(g));
+        }
+        let groups = converge_groups(&p.groups, &managed, desired);
+        let mut update = UserUpdate::default();
+        if !same_groups(&p.groups, &groups) {
+            update.groups = Some(groups);
+        }
+        if p.first_name != first {
+            update.first_name = Some(first);
+        }
+        if p.last_name != last {
+            update.last_name = Some(last);
+        }
+        if update.groups.is_none() && update.first_name.is_none() && update.last_name.is_none() {
+            return Ok(Converged::Unchanged);
+        }
+        let mut updated = fence
+            .guard(site.client.update_user(email, &update, dry_run))
+            .await;
+        if refused_groups(&updated, desired)
+            && repair_groups(
+                store,
+                tenant,
+                site,
+                user_id,
+                desired,
+                fence,
+                rename_settle_ms,
+            )
+            .await?
+        {
+            updated = fence
+                .guard(site.client.update_user(email, &update, dry_run))
+                .await;
+        }
+        updated?;
+        writes.fetch_add(1, Ordering::Relaxed);
+        Ok(if present {
+            Converged::Updated
+        } else {
+            Converged::Stripped
+        })
     }
 }
 
