@@ -1045,6 +1045,21 @@ struct AtSite<'a> {
 }
 
 impl AtSite<'_> {
+    /// [`repair_groups`] for a write naming `groups` that the site refused: true when it
+    /// changed something (the write is worth another try).
+    async fn repair(&self, groups: &[String]) -> Result<bool, ConvergeError> {
+        repair_groups(
+            self.store,
+            self.tenant,
+            self.site,
+            self.user_id,
+            groups,
+            self.fence,
+            self.rename_settle_ms,
+        )
+        .await
+    }
+
     /// Creates the user at the site (repairing a group the create names that the site lacks),
     /// and undoes the create if a deletion or deactivation committed meanwhile.
     async fn create(&self, new: &NewUser, protected: bool) -> Result<Converged, ConvergeError> {
@@ -1055,23 +1070,12 @@ impl AtSite<'_> {
             user_id,
             writes,
             fence,
-            rename_settle_ms,
+            ..
         } = *self;
         let (email, dry_run) = (&new.email, tenant.dry_run());
         let policy = tenant.config.deprovision;
         let mut created = fence.guard(site.client.create_user(new, dry_run)).await;
-        if refused_groups(&created, &new.groups)
-            && repair_groups(
-                store,
-                tenant,
-                site,
-                user_id,
-                &new.groups,
-                fence,
-                rename_settle_ms,
-            )
-            .await?
-        {
+        if refused_groups(&created, &new.groups) && self.repair(&new.groups).await? {
             created = fence.guard(site.client.create_user(new, dry_run)).await;
         }
         if matches!(created, Err(ConvergeError::ClaimLost)) {
@@ -1103,10 +1107,9 @@ impl AtSite<'_> {
             store,
             tenant,
             site,
-            user_id,
             writes,
             fence,
-            rename_settle_ms,
+            ..
         } = *self;
         let dry_run = tenant.dry_run();
         let mut managed = managed_names(store, tenant, site).await?;
@@ -1131,18 +1134,7 @@ impl AtSite<'_> {
         let mut updated = fence
             .guard(site.client.update_user(email, &update, dry_run))
             .await;
-        if refused_groups(&updated, desired)
-            && repair_groups(
-                store,
-                tenant,
-                site,
-                user_id,
-                desired,
-                fence,
-                rename_settle_ms,
-            )
-            .await?
-        {
+        if refused_groups(&updated, desired) && self.repair(desired).await? {
             updated = fence
                 .guard(site.client.update_user(email, &update, dry_run))
                 .await;

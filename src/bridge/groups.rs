@@ -486,12 +486,31 @@ pub async fn patch(
     if_match: Option<&str>,
 ) -> BridgeResult<GroupWrite> {
     let writing = bridge.engine.writing(scope.tenant.name());
+    again_if_changed(id, if_match, "PATCH", || {
+        patch_once(bridge, scope, id, request, if_match, &writing)
+    })
+    .await
+}
+
+/// Runs a group write again while another replica's write to the group commits first (a
+/// version mismatch), at most [`VERSION_RETRIES`] times, unless the client named a version
+/// with `If-Match` (then the mismatch is its answer).
+async fn again_if_changed<F, Fut>(
+    id: &str,
+    if_match: Option<&str>,
+    what: &str,
+    mut write: F,
+) -> BridgeResult<GroupWrite>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = BridgeResult<GroupWrite>>,
+{
     let mut tries = 0;
     loop {
-        match patch_once(bridge, scope, id, request, if_match, &writing).await {
+        match write().await {
             Err(e) if if_match.is_none() && version_mismatch(&e) && tries < VERSION_RETRIES => {
                 tries += 1;
-                tracing::debug!(group = %id, tries, "group changed meanwhile; re-applying PATCH");
+                tracing::debug!(group = %id, tries, "group changed meanwhile; re-applying {what}");
             }
             other => return other,
         }
@@ -629,16 +648,10 @@ pub async fn replace(
     if_match: Option<&str>,
 ) -> BridgeResult<GroupWrite> {
     let writing = bridge.engine.writing(scope.tenant.name());
-    let mut tries = 0;
-    loop {
-        match replace_once(bridge, scope, id, body.clone(), if_match, &writing).await {
-            Err(e) if if_match.is_none() && version_mismatch(&e) && tries < VERSION_RETRIES => {
-                tries += 1;
-                tracing::debug!(group = %id, tries, "group changed meanwhile; re-applying PUT");
-            }
-            other => return other,
-        }
-    }
+    again_if_changed(id, if_match, "PUT", || {
+        replace_once(bridge, scope, id, body.clone(), if_match, &writing)
+    })
+    .await
 }
 
 async fn replace_once(
