@@ -831,11 +831,7 @@ async fn rename_then_commit(
         if renamed_at.len() < results.len() {
             // Put the sites that did rename back, so partner and store agree until the
             // client's retry (unless that retry, or another replica, committed meanwhile).
-            let still_old = bridge
-                .store
-                .get_group(tenant.name(), &old.id)
-                .await?
-                .is_some_and(|g| g.partner_name == old.partner_name);
+            let still_old = still_named(bridge, &old).await?;
             if still_old {
                 join_all(
                     renamed_at
@@ -880,11 +876,7 @@ async fn rename_then_commit(
             // Undo the partner rename so partner and store agree again, unless another write
             // of the group committed meanwhile (another replica's, or the IdP's retry of this
             // very rename): its name is the store's now, and undoing would take it away.
-            let still_old = bridge
-                .store
-                .get_group(tenant.name(), &old.id)
-                .await?
-                .is_some_and(|g| g.partner_name == old.partner_name);
+            let still_old = still_named(bridge, &old).await?;
             if renamed && still_old {
                 let (from, to) = (row.display_name.clone(), old.partner_name.clone());
                 let results = for_each_site(tenant, |site| {
@@ -902,6 +894,16 @@ async fn rename_then_commit(
         }
     };
     Ok(Pending { row, marks, pace })
+}
+
+/// Whether the store still gives the group the partner name it had in `old` (no other write
+/// of it, another replica's or the IdP's retry of the same rename, committed meanwhile).
+async fn still_named(bridge: &Bridge, old: &GroupRow) -> BridgeResult<bool> {
+    Ok(bridge
+        .store
+        .get_group(&old.tenant, &old.id)
+        .await?
+        .is_some_and(|g| g.partner_name == old.partner_name))
 }
 
 /// Renames a partner group back after a rename that did not commit; a site that does not
