@@ -1213,31 +1213,47 @@ async fn repair_groups(
             lock.release().await;
             return Ok(false);
         }
-        let mut renamed = false;
-        for (former, _) in formers {
-            if site.client.get_group(&former).await?.is_some() {
-                tracing::info!(site = %site.name, "finishing a group rename that half-happened");
-                let update = crate::partner::client::GroupUpdate {
-                    name: Some(name.clone()),
-                    access: None,
-                };
-                fence
-                    .guard(site.client.update_group(&former, &update, tenant.dry_run()))
-                    .await?;
-                renamed = true;
-                break;
-            }
+        let done = put_under_name(tenant, site, name, formers, fence).await;
+        // A write the fence abandoned may still land: the lock lingers (dropped) for the
+        // time it takes; any other outcome has ended every call, so it is let go.
+        if matches!(done, Err(ConvergeError::ClaimLost)) {
+            drop(lock);
+        } else {
+            lock.release().await;
         }
-        if !renamed {
-            tracing::info!(site = %site.name, "a managed group is missing at the site; creating it");
-            fence
-                .guard(super::groups::create_or_adopt_group(tenant, site, name))
-                .await?;
-        }
-        lock.release().await;
+        done?;
         repaired = true;
     }
     Ok(repaired)
+}
+
+/// Gives the site a group under `name`: renamed from the first of `formers` the site still
+/// carries (finishing a rename that half-happened), else created (or adopted).
+async fn put_under_name(
+    tenant: &Tenant,
+    site: &Site,
+    name: &str,
+    formers: Vec<(String, i64)>,
+    fence: &Fence,
+) -> Result<(), ConvergeError> {
+    for (former, _) in formers {
+        if site.client.get_group(&former).await?.is_some() {
+            tracing::info!(site = %site.name, "finishing a group rename that half-happened");
+            let update = crate::partner::client::GroupUpdate {
+                name: Some(name.to_owned()),
+                access: None,
+            };
+            fence
+                .guard(site.client.update_group(&former, &update, tenant.dry_run()))
+                .await?;
+            return Ok(());
+        }
+    }
+    tracing::info!(site = %site.name, "a managed group is missing at the site; creating it");
+    fence
+        .guard(super::groups::create_or_adopt_group(tenant, site, name))
+        .await?;
+    Ok(())
 }
 
 /// The lowercased partner names of the tenant's managed groups.

@@ -31,8 +31,9 @@ use crate::store::{GroupRow, IndexTerm, MembershipChange, OutboxMark, StoreError
 
 /// The lock on the names a group carries at the partner ([`Store::lock_group_names`]): one
 /// writer at a time renames, finishes or undoes a rename of a group, across every replica.
-/// Let go by [`NamesLock::release`], or when dropped (a request cancelled midway); a holder
-/// that died lets go when the lease (`bridge.rename_settle_ms`) ends.
+/// Let go by [`NamesLock::release`]; when dropped without it (a request cancelled midway, an
+/// error), it lingers for the time a write already sent takes to land; a holder that died
+/// lets go when the lease ends (see [`names_lease_ms`]).
 ///
 /// [`Store::lock_group_names`]: crate::store::Store::lock_group_names
 pub(super) struct NamesLock {
@@ -41,6 +42,7 @@ pub(super) struct NamesLock {
     group_id: String,
     holder: String,
     held: bool,
+    linger_ms: i64,
 }
 
 impl NamesLock {
@@ -49,7 +51,7 @@ impl NamesLock {
         store: &crate::store::Store,
         tenant: &str,
         group_id: &str,
-        lease_ms: u64,
+        (lease_ms, linger_ms): (u64, u64),
     ) -> Result<Option<Self>, StoreError> {
         let holder = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
@@ -63,6 +65,7 @@ impl NamesLock {
             group_id: group_id.to_owned(),
             holder,
             held: true,
+            linger_ms: i64::try_from(linger_ms).unwrap_or(i64::MAX),
         }))
     }
 
@@ -92,16 +95,45 @@ impl Drop for NamesLock {
             std::mem::take(&mut self.group_id),
             std::mem::take(&mut self.holder),
         );
+        // Cut off midway: a partner write it sent may still land, so the lock is not let go
+        // but shortened to the time such a write takes.
+        let linger = self.linger_ms;
         runtime.spawn(async move {
-            let _ = store.unlock_group_names(&tenant, &group_id, &holder).await;
+            let now = now_ms();
+            let until = now.saturating_add(linger);
+            let _ = store
+                .lock_group_names(&tenant, &group_id, &holder, now, until)
+                .await;
         });
     }
 }
 
 /// How long a [`NamesLock`] lasts unless let go: the time a rename may still be under way
-/// (`rename_settle_ms`), and at least the few partner calls its holder makes at `site`.
-pub(super) fn names_lease_ms(rename_settle_ms: u64, site: &Site) -> u64 {
-    rename_settle_ms.max(site.client.options().call_deadline_ms.saturating_mul(4))
+/// (`rename_settle_ms`), and at least the few partner calls its holder makes at `site`; and
+/// how long it lingers after a holder is cut off (a cancelled request, a lapsing claim): one
+/// HTTP attempt's timeout plus 2 s of clock skew, so a write it had sent has landed before
+/// another writer takes the lock.
+pub(super) fn names_lease_ms(rename_settle_ms: u64, site: &Site) -> (u64, u64) {
+    let options = site.client.options();
+    (
+        rename_settle_ms.max(options.call_deadline_ms.saturating_mul(4)),
+        options.request_timeout_ms.saturating_add(2_000),
+    )
+}
+
+/// The [`NamesLock`] of a group for a request (a rename, a delete), or the 503 that says
+/// another writer holds it.
+async fn take_names(bridge: &Bridge, tenant: &Tenant, group_id: &str) -> BridgeResult<NamesLock> {
+    let lease = tenant
+        .sites
+        .iter()
+        .map(|site| names_lease_ms(bridge.options.rename_settle_ms, site))
+        .fold((bridge.options.rename_settle_ms, 0), |(a, b), (c, d)| {
+            (a.max(c), b.max(d))
+        });
+    NamesLock::take(&bridge.store, tenant.name(), group_id, lease)
+        .await?
+        .ok_or_else(names_busy)
 }
 
 /// The answer to a rename while another writer changes the group's names.
@@ -775,15 +807,7 @@ async fn write(
     }
     // Held from before the partner calls until the new name is committed or undone, and let
     // go before the answer (an IdP that retries at once finds it free).
-    let lease = tenant
-        .sites
-        .iter()
-        .map(|site| names_lease_ms(bridge.options.rename_settle_ms, site))
-        .max()
-        .unwrap_or(bridge.options.rename_settle_ms);
-    let lock = NamesLock::take(&bridge.store, tenant.name(), &old.id, lease)
-        .await?
-        .ok_or_else(names_busy)?;
+    let lock = take_names(bridge, tenant, &old.id).await?;
     let result = rename_then_commit(bridge, scope, old, resource, view, (add, remove), pace).await;
     lock.release().await;
     result
@@ -965,7 +989,31 @@ pub async fn delete(
     let tenant = scope.tenant;
     let old = get_row(bridge, scope, id).await?;
     check_if_match(if_match, old.version)?;
+    // No rename (another replica's, a repair) runs while the group goes: it could make the
+    // group again under a name this delete has already taken away. Let go whatever the
+    // outcome (its partner calls have all ended then); only a cancelled delete leaves it to
+    // linger.
+    let names = take_names(bridge, tenant, id).await?;
+    let result = delete_locked(bridge, tenant, &old).await;
+    names.release().await;
+    result
+}
+
+/// The rest of [`delete`], under the group's [`NamesLock`].
+async fn delete_locked(bridge: &Bridge, tenant: &Tenant, old: &GroupRow) -> BridgeResult<()> {
+    let id = old.id.as_str();
     let name = old.partner_name.clone();
+    // Names the bridge gave the group before, no other group's now: a rename that
+    // half-happened (and never committed) may have left the group under one at a site where
+    // it is not under its current name.
+    let formers: Vec<String> = bridge
+        .store
+        .former_names_of(tenant.name(), &name)
+        .await?
+        .into_iter()
+        .map(|(former, _)| former)
+        .filter(|former| !is_builtin_group(former))
+        .collect();
     let dry = tenant.dry_run();
     let named_builtin = is_builtin_group(&name);
     // The members leave the group in the store first, each marked: a member's convergence
@@ -981,13 +1029,21 @@ pub async fn delete(
             .0
     };
     let results = for_each_site(tenant, |site| {
-        let name = name.clone();
+        let (name, formers) = (name.clone(), &formers);
         async move {
             if named_builtin {
                 return Ok(true);
             }
             match site.client.delete_group(&name, dry).await.or_gone() {
-                Ok(_) => Ok(false),
+                Ok(Some(())) => Ok(false),
+                // Not under its name here: a rename that half-happened may have left it under
+                // a former one.
+                Ok(None) => {
+                    for former in formers {
+                        site.client.delete_group(former, dry).await.or_gone()?;
+                    }
+                    Ok(false)
+                }
                 Err(e)
                     if e.kind == PartnerErrorKind::Auth
                         && e.status == Some(403)
@@ -1014,14 +1070,9 @@ pub async fn delete(
     // A built-in group goes only once its members are out of it at the partner, waited for.
     if builtin && !marks.is_empty() && !bridge.engine.settle(&marks, bridge.wait_deadline()).await?
     {
-        return Err(BridgeError {
-            error: ScimError::new(
-                503,
-                None,
-                "The group's members are still being removed at the partner; retry.",
-            ),
-            retry_after: Some(5),
-        });
+        return Err(BridgeError::in_progress(
+            "The group's members are still being removed at the partner; retry.",
+        ));
     }
     bridge.engine.kick();
     bridge.store.delete_group(tenant.name(), id).await?;

@@ -383,13 +383,13 @@ async fn repair_missing_groups(
     let store = &bridge.store;
     let name = tenant.name();
     let missing = report.groups_missing.clone();
-    'missing: for g in &missing {
+    for g in &missing {
         let row = groups
             .iter()
             .find(|row| row.partner_name.eq_ignore_ascii_case(g));
         // One writer at a time changes a group's names (see `groups::NamesLock`); a
         // group another writer is renaming is left to it (and to the next reconcile).
-        let _lock = match row {
+        let lock = match row {
             Some(row) => match super::groups::NamesLock::take(
                 store,
                 name,
@@ -403,39 +403,80 @@ async fn repair_missing_groups(
             },
             None => None,
         };
-        // A rename that half-happened left the group at the site under a name it had
-        // before: finish the rename (members and all) rather than make a second group.
-        let formers = store.former_names_of(name, g).await?;
-        let settle = i64::try_from(bridge.options.rename_settle_ms).unwrap_or(i64::MAX);
-        if formers.iter().any(|(_, since)| now_ms() - since < settle) {
-            // A rename of this group may still be under way: left to it (and to the next
-            // reconcile), as the engine's repair does.
-            continue;
+        let repaired =
+            repair_missing_group(bridge, tenant, site, g, row, partner_group_names).await;
+        if let Some(lock) = lock {
+            lock.release().await;
         }
-        for (former, _) in formers {
-            if partner_group_names.contains(&former.to_lowercase()) {
-                let update = crate::partner::client::GroupUpdate {
-                    name: Some(g.clone()),
-                    access: None,
-                };
-                site.client
-                    .update_group(&former, &update, tenant.dry_run())
-                    .await?;
-                report.groups_renamed += 1;
-                continue 'missing;
-            }
+        match repaired? {
+            Some(Repair::Renamed) => report.groups_renamed += 1,
+            Some(Repair::Created) => report.groups_created += 1,
+            None => {}
         }
-        let new = NewGroup {
-            name: g.clone(),
-            access: row.map_or(tenant.config.default_access, |row| {
-                group_access(tenant, row)
-            }),
-            created_by_email: Some(tenant.config.invited_by_email.clone()),
-        };
-        site.client.create_group(&new, tenant.dry_run()).await?;
-        report.groups_created += 1;
     }
     Ok(())
+}
+
+/// What [`repair_missing_group`] did.
+enum Repair {
+    Renamed,
+    Created,
+}
+
+/// One group missing at the site, under its names lock: renamed from a former name the site
+/// still carries, else created; nothing when what was read before the lock is stale or a
+/// rename of it may still be under way.
+async fn repair_missing_group(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    site: &Site,
+    g: &str,
+    row: Option<&crate::store::GroupRow>,
+    partner_group_names: &HashSet<String>,
+) -> Result<Option<Repair>, ReconcileError> {
+    let store = &bridge.store;
+    let name = tenant.name();
+    // What this reconcile read before it held the lock may be stale: a rename may have
+    // committed, or made the group at the site, since. Only a group still under this name
+    // in the store and still missing at the site is repaired.
+    if let Some(row) = row {
+        let current = store.get_group(name, &row.id).await?;
+        if !current.is_some_and(|c| c.partner_name.eq_ignore_ascii_case(g))
+            || site.client.get_group(g).await?.is_some()
+        {
+            return Ok(None);
+        }
+    }
+    // A rename that half-happened left the group at the site under a name it had before:
+    // finish the rename (members and all) rather than make a second group.
+    let formers = store.former_names_of(name, g).await?;
+    let settle = i64::try_from(bridge.options.rename_settle_ms).unwrap_or(i64::MAX);
+    if formers.iter().any(|(_, since)| now_ms() - since < settle) {
+        // A rename of this group may still be under way: left to it (and to the next
+        // reconcile), as the engine's repair does.
+        return Ok(None);
+    }
+    for (former, _) in formers {
+        if partner_group_names.contains(&former.to_lowercase()) {
+            let update = crate::partner::client::GroupUpdate {
+                name: Some(g.to_owned()),
+                access: None,
+            };
+            site.client
+                .update_group(&former, &update, tenant.dry_run())
+                .await?;
+            return Ok(Some(Repair::Renamed));
+        }
+    }
+    let new = NewGroup {
+        name: g.to_owned(),
+        access: row.map_or(tenant.config.default_access, |row| {
+            group_access(tenant, row)
+        }),
+        created_by_email: Some(tenant.config.invited_by_email.clone()),
+    };
+    site.client.create_group(&new, tenant.dry_run()).await?;
+    Ok(Some(Repair::Created))
 }
 
 /// The managed groups `email` has at the partner (`have`, every group it has) against those it

@@ -320,7 +320,16 @@ async fn the_convergence_leaves_a_group_alone_while_a_rename_holds_its_names() {
         )
         .await;
     assert!(status.is_success(), "{body}");
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // The convergence has run (and failed: the site lacks the group it would write) at least
+    // once while the names were held, so the check below is not vacuous.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while store.outbox_stats().await.unwrap().failing == 0 {
+        assert!(
+            std::time::Instant::now() < end,
+            "no convergence ran while the names were held"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         group_names(&h),
         ["Administrators", "All Users", "Analysts EU"],
@@ -335,5 +344,111 @@ async fn the_convergence_leaves_a_group_alone_while_a_rename_holds_its_names() {
     assert_eq!(
         h.partner_groups("acme", "later@acme.example.com"),
         ["Analysts"]
+    );
+}
+
+/// A group DELETE takes the group's names too (review of the lock: without it, another
+/// replica's rename could make the group again under a name the delete already took away),
+/// and deletes the group under a former name a half-done rename left at the site: once the
+/// store row is gone, nothing would ever take that group (and what it grants) away.
+#[tokio::test]
+async fn a_delete_waits_for_the_groups_names_and_takes_a_former_name_left_behind() {
+    let h = Harness::start(options()).await;
+    let first = create_user(&h, "first@acme.example.com", "Fi", "Rst").await;
+    let group = create_group(&h, "Analysts", &[&first]).await;
+    h.settle(Duration::from_secs(5)).await;
+    applied_then_503(&h);
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    h.emulator.set_faults("acme", Faults::default());
+    // The site carries the new name, the store the old one.
+    assert_eq!(
+        group_names(&h),
+        ["Administrators", "All Users", "Analysts EU"]
+    );
+    let store = &h.bridge.store;
+    let now = scim_bridge::clock::now_ms();
+    assert!(store
+        .lock_group_names("acme", &group, "a rename", now, now + 60_000)
+        .await
+        .unwrap());
+    let (status, body) = h.delete(&format!("/Groups/{group}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, _) = h.get(&format!("/Groups/{group}")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the refused delete changed the store"
+    );
+    store
+        .unlock_group_names("acme", &group, "a rename")
+        .await
+        .unwrap();
+    let (status, body) = h.delete(&format!("/Groups/{group}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    h.settle(Duration::from_secs(10)).await;
+    assert_eq!(group_names(&h), ["Administrators", "All Users"]);
+    assert!(h
+        .partner_groups("acme", "first@acme.example.com")
+        .is_empty());
+}
+
+/// A rename holds the group's names across its partner calls, not only around its commit:
+/// while its call hangs at the partner, no other writer (another replica's rename, the
+/// engine's repair, reconcile) can take them. (In one process a second rename of the group
+/// waits for the first anyway: the in-process lock serializes them.)
+#[tokio::test]
+async fn a_rename_holds_the_groups_names_while_its_partner_call_is_in_flight() {
+    let h = Harness::start(options()).await;
+    let first = create_user(&h, "first@acme.example.com", "Fi", "Rst").await;
+    let group = create_group(&h, "Analysts", &[&first]).await;
+    h.settle(Duration::from_secs(5)).await;
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            hang_for_ms: Some(1_500),
+            script: vec![ScriptedFault {
+                call: Some(scim_bridge::partner::CallKind::UpdateGroup),
+                count: 1,
+                action: FaultAction::Hang,
+            }],
+            ..Faults::default()
+        },
+    );
+    let slow = {
+        let (http, url, token) = (
+            h.http.clone(),
+            format!("{}/Groups/{group}", h.base),
+            crate::support::TOKEN,
+        );
+        tokio::spawn(async move {
+            http.patch(url)
+                .bearer_auth(token)
+                .json(&rename("Analysts EU"))
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !slow.is_finished(),
+        "the rename did not hang: {:?}",
+        slow.await
+    );
+    let now = scim_bridge::clock::now_ms();
+    let taken = h
+        .bridge
+        .store
+        .lock_group_names("acme", &group, "another writer", now, now + 60_000)
+        .await
+        .unwrap();
+    let first = slow.await;
+    assert!(
+        !taken,
+        "another writer took the group's names while the rename's partner call was in flight \
+         (the rename: {first:?})"
     );
 }
