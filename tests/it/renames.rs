@@ -43,6 +43,15 @@ fn applied_then_503(h: &Harness) {
     );
 }
 
+/// A rename the partner carries out while the bridge hears only 503s (its tries and its undo
+/// all fail): the IdP is answered 503, the site has the new name, the store the old one.
+async fn half_done_rename(h: &Harness, group: &str, to: &str) {
+    applied_then_503(h);
+    let (status, body) = h.patch(&format!("/Groups/{group}"), rename(to)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    h.emulator.set_faults("acme", Faults::default());
+}
+
 fn rename(name: &str) -> serde_json::Value {
     json!({"schemas": [PATCH_OP],
            "Operations": [{"op": "replace", "path": "displayName", "value": name}]})
@@ -58,10 +67,7 @@ async fn a_rename_whose_answer_was_lost_never_keeps_a_removed_member() {
     // The partner carries out the rename, then answers 503 (and so on for every group call:
     // the bridge's retries find the old name gone and fail the same way); the IdP hears 503
     // while the partner has the new name.
-    applied_then_503(&h);
-    let (status, body) = h.patch(&format!("/Groups/{group}"), rename("Crew")).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    h.emulator.set_faults("acme", Faults::default());
+    half_done_rename(&h, &group, "Crew").await;
     assert!(
         h.partner_groups("acme", "leaves@acme.example.com")
             .contains(&"Crew".to_owned()),
@@ -118,12 +124,7 @@ async fn a_reactivation_during_a_half_done_rename_is_not_refused() {
     let (status, body) = h.patch(&format!("/Users/{user}"), active(false)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(h.partner_user("acme", email).is_none());
-    applied_then_503(&h);
-    let (status, _) = h
-        .patch(&format!("/Groups/{group}"), rename("Chaos Crew"))
-        .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    h.emulator.set_faults("acme", Faults::default());
+    half_done_rename(&h, &group, "Chaos Crew").await;
     let (status, body) = h.patch(&format!("/Users/{user}"), active(true)).await;
     assert_eq!(
         status,
@@ -149,12 +150,7 @@ async fn the_convergence_undoes_a_half_done_rename_instead_of_failing() {
     let later = create_user(&h, "later@acme.example.com", "La", "Ter").await;
     let group = create_group(&h, "Analysts", &[&first]).await;
     h.settle(Duration::from_secs(5)).await;
-    applied_then_503(&h);
-    let (status, _) = h
-        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
-        .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    h.emulator.set_faults("acme", Faults::default());
+    half_done_rename(&h, &group, "Analysts EU").await;
     let (status, body) = h
         .patch(
             &format!("/Groups/{group}"),
@@ -189,22 +185,8 @@ async fn reconcile_renames_a_group_left_under_a_former_name() {
     let first = create_user(&h, "first@acme.example.com", "Fi", "Rst").await;
     let group = create_group(&h, "Analysts", &[&first]).await;
     h.settle(Duration::from_secs(5)).await;
-    applied_then_503(&h);
-    let (status, _) = h
-        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
-        .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    h.emulator.set_faults("acme", Faults::default());
-    let names = |h: &Harness| -> Vec<String> {
-        let mut n: Vec<String> = h
-            .emulator
-            .groups("acme")
-            .into_iter()
-            .map(|g| g.name)
-            .collect();
-        n.sort();
-        n
-    };
+    half_done_rename(&h, &group, "Analysts EU").await;
+    let names = group_names;
     assert!(
         names(&h).contains(&"Analysts EU".to_owned()),
         "{:?}",
@@ -297,12 +279,7 @@ async fn the_convergence_leaves_a_group_alone_while_a_rename_holds_its_names() {
     let later = create_user(&h, "later@acme.example.com", "La", "Ter").await;
     let group = create_group(&h, "Analysts", &[&first]).await;
     h.settle(Duration::from_secs(5)).await;
-    applied_then_503(&h);
-    let (status, _) = h
-        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
-        .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    h.emulator.set_faults("acme", Faults::default());
+    half_done_rename(&h, &group, "Analysts EU").await;
     // The partner carries the new name, the store the old one; a rename holds the names.
     assert!(group_names(&h).contains(&"Analysts EU".to_owned()));
     let store = &h.bridge.store;
@@ -357,12 +334,7 @@ async fn a_delete_waits_for_the_groups_names_and_takes_a_former_name_left_behind
     let first = create_user(&h, "first@acme.example.com", "Fi", "Rst").await;
     let group = create_group(&h, "Analysts", &[&first]).await;
     h.settle(Duration::from_secs(5)).await;
-    applied_then_503(&h);
-    let (status, _) = h
-        .patch(&format!("/Groups/{group}"), rename("Analysts EU"))
-        .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    h.emulator.set_faults("acme", Faults::default());
+    half_done_rename(&h, &group, "Analysts EU").await;
     // The site carries the new name, the store the old one.
     assert_eq!(
         group_names(&h),
