@@ -27,7 +27,7 @@ mod tuning;
 mod validate;
 pub use security::{
     credential_name, parse_proxy, AdminConfig, BasicCredentialConfig, HttpConfig, JwtConfig,
-    OAuthClientConfig, OAuthConfig, RateLimitConfig, TlsConfig, MIN_HMAC_SECRET,
+    OAuthClientConfig, OAuthConfig, RateLimitConfig, TlsConfig, MIN_HMAC_SECRET, MIN_TOKEN_CHARS,
 };
 use sources::{env_provider, figment_errors, settings_given};
 pub use tuning::BridgeOptions;

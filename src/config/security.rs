@@ -286,6 +286,10 @@ pub struct OAuthClientConfig {
 /// Smallest shared secret for HMAC signatures.
 pub const MIN_HMAC_SECRET: usize = 32;
 
+/// Fewest characters of a configured bearer token or client secret; a presented token
+/// shorter than this never matches a configured SHA-256 either (`http/auth.rs`).
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 /// The name of entry `i` of a credential list: its own, or `<kind>-<i>`.
 pub fn credential_name(name: &str, kind: &str, i: usize) -> String {
     if name.trim().is_empty() {
@@ -348,7 +352,7 @@ pub(super) fn validate_tokens(
         match (&k.token, &k.sha256) {
             (None, None) => err(kat("token"), "set token, token_file or sha256"),
             (Some(_), Some(_)) => err(kat("token"), "set either token or sha256, not both"),
-            (Some(tok), None) if tok.expose().len() < 16 => err(
+            (Some(tok), None) if tok.expose().len() < MIN_TOKEN_CHARS => err(
                 kat("token"),
                 "too short: use at least 16 characters (scim-bridge token new)",
             ),
@@ -513,7 +517,7 @@ pub(super) fn validate_credentials(
                     kat("client_secret"),
                     "set either client_secret or client_secret_sha256, not both",
                 ),
-                (Some(s), None) if s.expose().len() < 16 => err(
+                (Some(s), None) if s.expose().len() < MIN_TOKEN_CHARS => err(
                     kat("client_secret"),
                     "too short: use at least 16 characters",
                 ),

@@ -236,9 +236,10 @@ impl Authenticator {
 
     /// The name of the static token equal to `token`, comparing against every hash.
     fn static_token(&self, token: &str) -> Option<String> {
-        // A configured token has at least 16 characters (the configuration refuses shorter
-        // ones); a shorter one presented against a configured SHA-256 is refused the same.
-        if token.chars().count() < 16 {
+        // A configured token has at least MIN_TOKEN_CHARS characters (the configuration
+        // refuses shorter ones); a shorter one presented against a configured SHA-256 is
+        // refused the same.
+        if token.chars().count() < crate::config::MIN_TOKEN_CHARS {
             return None;
         }
         let presented = sha256(token);
