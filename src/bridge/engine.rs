@@ -1190,10 +1190,8 @@ async fn repair_groups(
         // One writer at a time changes the group's names (a rename's request, its retry,
         // another replica's repair): without the lock, a rename retried while this repair
         // puts the group back under the store's name leaves it under both.
-        let lease =
-            super::groups::names_lease_ms(u64::try_from(rename_settle_ms).unwrap_or(0), site);
-        let Some(lock) =
-            super::groups::NamesLock::take(store, tenant.name(), &group_id, lease).await?
+        let lease = super::write_lock::lease_ms(u64::try_from(rename_settle_ms).unwrap_or(0), site);
+        let Some(lock) = super::groups::names_lock(store, tenant.name(), &group_id, lease).await?
         else {
             return Ok(false);
         };

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::engine::{Pace, Writing};
 use super::mapping::validate_group_name;
 use super::users::{check_if_match, from_ms, Scope};
+use super::write_lock::{tenant_lease_ms, WriteLock};
 use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
 use crate::config::UnknownMembersPolicy;
 use crate::partner::client::{GroupUpdate, NewGroup};
@@ -29,111 +30,30 @@ use crate::scim::schema::GROUP_RESOURCE;
 use crate::scim::ScimError;
 use crate::store::{GroupRow, IndexTerm, MembershipChange, OutboxMark, StoreError};
 
-/// The lock on the names a group carries at the partner ([`Store::lock_group_names`]): one
-/// writer at a time renames, finishes or undoes a rename of a group, across every replica.
-/// Let go by [`NamesLock::release`]; when dropped without it (a request cancelled midway, an
-/// error), it lingers for the time a write already sent takes to land; a holder that died
-/// lets go when the lease ends (see [`names_lease_ms`]).
-///
-/// [`Store::lock_group_names`]: crate::store::Store::lock_group_names
-pub(super) struct NamesLock {
-    store: crate::store::Store,
-    tenant: String,
-    group_id: String,
-    holder: String,
-    held: bool,
-    linger_ms: i64,
-}
-
-impl NamesLock {
-    /// The lock of the group, when no other holder has it.
-    pub(super) async fn take(
-        store: &crate::store::Store,
-        tenant: &str,
-        group_id: &str,
-        (lease_ms, linger_ms): (u64, u64),
-    ) -> Result<Option<Self>, StoreError> {
-        let holder = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
-        let until = now.saturating_add(i64::try_from(lease_ms).unwrap_or(i64::MAX));
-        let taken = store
-            .lock_group_names(tenant, group_id, &holder, now, until)
-            .await?;
-        Ok(taken.then(|| Self {
-            store: store.clone(),
-            tenant: tenant.to_owned(),
-            group_id: group_id.to_owned(),
-            holder,
-            held: true,
-            linger_ms: i64::try_from(linger_ms).unwrap_or(i64::MAX),
-        }))
-    }
-
-    pub(super) async fn release(mut self) {
-        self.held = false;
-        if let Err(e) = self
-            .store
-            .unlock_group_names(&self.tenant, &self.group_id, &self.holder)
-            .await
-        {
-            tracing::warn!(error = %e, "letting go of a group's name lock failed; it ends with its lease");
-        }
-    }
-}
-
-impl Drop for NamesLock {
-    fn drop(&mut self) {
-        if !self.held {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (store, tenant, group_id, holder) = (
-            self.store.clone(),
-            std::mem::take(&mut self.tenant),
-            std::mem::take(&mut self.group_id),
-            std::mem::take(&mut self.holder),
-        );
-        // Cut off midway: a partner write it sent may still land, so the lock is not let go
-        // but shortened to the time such a write takes.
-        let linger = self.linger_ms;
-        runtime.spawn(async move {
-            let now = now_ms();
-            let until = now.saturating_add(linger);
-            let _ = store
-                .lock_group_names(&tenant, &group_id, &holder, now, until)
-                .await;
-        });
-    }
-}
-
-/// How long a [`NamesLock`] lasts unless let go: the time a rename may still be under way
-/// (`rename_settle_ms`), and at least the few partner calls its holder makes at `site`; and
-/// how long it lingers after a holder is cut off (a cancelled request, a lapsing claim): one
-/// HTTP attempt's timeout plus 2 s of clock skew, so a write it had sent has landed before
-/// another writer takes the lock.
-pub(super) fn names_lease_ms(rename_settle_ms: u64, site: &Site) -> (u64, u64) {
-    let options = site.client.options();
-    (
-        rename_settle_ms.max(options.call_deadline_ms.saturating_mul(4)),
-        options.request_timeout_ms.saturating_add(2_000),
-    )
-}
-
-/// The [`NamesLock`] of a group for a request (a rename, a delete), or the 503 that says
-/// another writer holds it.
-async fn take_names(bridge: &Bridge, tenant: &Tenant, group_id: &str) -> BridgeResult<NamesLock> {
-    let lease = tenant
-        .sites
-        .iter()
-        .map(|site| names_lease_ms(bridge.options.rename_settle_ms, site))
-        .fold((bridge.options.rename_settle_ms, 0), |(a, b), (c, d)| {
-            (a.max(c), b.max(d))
-        });
-    NamesLock::take(&bridge.store, tenant.name(), group_id, lease)
+/// The lock on a group's partner names for a request (a rename, a delete), or the 503 that
+/// says another writer holds it.
+async fn take_names(bridge: &Bridge, tenant: &Tenant, group_id: &str) -> BridgeResult<WriteLock> {
+    let lease = tenant_lease_ms(bridge.options.rename_settle_ms, tenant);
+    names_lock(&bridge.store, tenant.name(), group_id, lease)
         .await?
         .ok_or_else(names_busy)
+}
+
+/// The lock on the names group `group_id` carries at the partner: one writer at a time
+/// renames, finishes or undoes a rename of a group, or deletes it, across every replica.
+pub(super) async fn names_lock(
+    store: &crate::store::Store,
+    tenant: &str,
+    group_id: &str,
+    lease: (u64, u64),
+) -> Result<Option<WriteLock>, StoreError> {
+    WriteLock::take(
+        store,
+        tenant,
+        vec![crate::store::group_names_key(group_id)],
+        lease,
+    )
+    .await
 }
 
 /// The answer to a rename while another writer changes the group's names.
@@ -813,7 +733,7 @@ async fn write(
     result
 }
 
-/// The rest of [`write`], under the group's [`NamesLock`] for a rename: rename at the
+/// The rest of [`write`], under the group's names lock for a rename: rename at the
 /// partner, then group row and memberships in one transaction.
 async fn rename_then_commit(
     bridge: &Bridge,
@@ -999,7 +919,7 @@ pub async fn delete(
     result
 }
 
-/// The rest of [`delete`], under the group's [`NamesLock`].
+/// The rest of [`delete`], under the group's names lock.
 async fn delete_locked(bridge: &Bridge, tenant: &Tenant, old: &GroupRow) -> BridgeResult<()> {
     let id = old.id.as_str();
     let name = old.partner_name.clone();

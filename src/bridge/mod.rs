@@ -22,6 +22,7 @@ pub mod reads;
 pub mod reconcile;
 pub mod retention;
 pub mod users;
+pub mod write_lock;
 
 use std::collections::HashMap;
 use std::sync::Arc;

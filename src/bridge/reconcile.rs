@@ -387,14 +387,14 @@ async fn repair_missing_groups(
         let row = groups
             .iter()
             .find(|row| row.partner_name.eq_ignore_ascii_case(g));
-        // One writer at a time changes a group's names (see `groups::NamesLock`); a
+        // One writer at a time changes a group's names (see `groups::names_lock`); a
         // group another writer is renaming is left to it (and to the next reconcile).
         let lock = match row {
-            Some(row) => match super::groups::NamesLock::take(
+            Some(row) => match super::groups::names_lock(
                 store,
                 name,
                 &row.id,
-                super::groups::names_lease_ms(bridge.options.rename_settle_ms, site),
+                super::write_lock::lease_ms(bridge.options.rename_settle_ms, site),
             )
             .await?
             {

@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 
 use super::mapping::{partner_email, partner_names};
+use super::write_lock::{tenant_lease_ms, WriteLock};
 use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
 use crate::config::{DeprovisionPolicy, EmailChangePolicy};
 use crate::partner::client::{NewUser, UserUpdate};
@@ -217,10 +218,51 @@ async fn create_or_adopt(
 
 /// `POST /Users`.
 pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeResult<Value> {
-    let tenant = scope.tenant;
     let resource = canonicalize(&USER_RESOURCE, body, InputMode::Create)?;
     let view = UserView::from_resource(&resource)?;
     let email = partner_email(&view)?;
+    let mut keys = vec![crate::store::user_name_key(&view.user_name)];
+    keys.extend(email.as_deref().map(crate::store::user_email_key));
+    let lock = take_identity(bridge, scope.tenant, keys).await?;
+    let result = create_locked(bridge, scope, resource, &view, email).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    result
+}
+
+/// The locks on the userName and partner email a user takes (a create, a change of either),
+/// held from before the checks and partner calls until its row commits, then let go (all its
+/// partner calls have ended). Another writer taking one of them meanwhile (the IdP's retry of
+/// a POST it gave up on, which goes on; a second IdP) is answered 503 and sees the committed
+/// user on its retry: one person is never committed twice, and a deletion of the user the
+/// IdP got is never followed by a create still in flight.
+async fn take_identity(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    keys: Vec<String>,
+) -> BridgeResult<Option<WriteLock>> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let lease = tenant_lease_ms(0, tenant);
+    match WriteLock::take(&bridge.store, tenant.name(), keys, lease).await? {
+        Some(lock) => Ok(Some(lock)),
+        None => Err(BridgeError::contended(
+            "Another request is creating or changing a user with this userName or email; retry shortly.",
+        )),
+    }
+}
+
+/// The rest of [`create`], holding the user's userName and email.
+async fn create_locked(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    resource: Value,
+    view: &UserView,
+    email: Option<String>,
+) -> BridgeResult<Value> {
+    let tenant = scope.tenant;
     let store = &bridge.store;
     if store
         .get_user_by_user_name(tenant.name(), &view.user_name)
@@ -256,7 +298,7 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
     }
     let mut mark = Vec::new();
     if let (true, Some(email)) = (present, &email) {
-        let (first_name, last_name) = partner_names(&view, email);
+        let (first_name, last_name) = partner_names(view, email);
         let new = NewUser {
             email: email.clone(),
             first_name,
@@ -275,7 +317,7 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
         external_id: view.external_id.clone(),
         active: view.active,
         partner_email: email.unwrap_or_default(),
-        emails: emails_of(&view),
+        emails: emails_of(view),
         resource: storable(resource),
         created_ms: now,
         last_modified_ms: now,
@@ -347,8 +389,34 @@ fn keep_write_only(resource: &mut Value) {
     }
 }
 
-/// The shared tail of PUT and PATCH: partner calls for what changed, then the store.
+/// The shared tail of PUT and PATCH: partner calls for what changed, then the store, holding
+/// a new userName or email the change takes (see [`take_identity`]).
 async fn update(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    old: UserRow,
+    resource: Value,
+) -> BridgeResult<Value> {
+    let view = UserView::from_resource(&resource)?;
+    let mut keys = Vec::new();
+    if !view.user_name.eq_ignore_ascii_case(&old.user_name) {
+        keys.push(crate::store::user_name_key(&view.user_name));
+    }
+    if let Some(email) = partner_email(&view)? {
+        if !email.eq_ignore_ascii_case(&old.partner_email) {
+            keys.push(crate::store::user_email_key(&email));
+        }
+    }
+    let lock = take_identity(bridge, scope.tenant, keys).await?;
+    let result = update_locked(bridge, scope, old, resource).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    result
+}
+
+/// The rest of [`update`].
+async fn update_locked(
     bridge: &Bridge,
     scope: Scope<'_>,
     old: UserRow,

@@ -312,69 +312,6 @@ impl Store {
         .await
     }
 
-    /// Takes the lock on the partner names of group `group_id` for `holder` until `until_ms`,
-    /// unless another holder's lock is still live at `now_ms` (see the migration
-    /// `0003_group_rename_locks.sql`). True when `holder` has it now.
-    pub async fn lock_group_names(
-        &self,
-        tenant: &str,
-        group_id: &str,
-        holder: &str,
-        now_ms: i64,
-        until_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let begin = self.begin_write();
-        retrying(move || async move {
-            let taken = with_pool!(self, pool => {
-                let mut tx = pool.begin_with(begin).await?;
-                let n = sqlx::query(
-                    "INSERT INTO group_rename_locks (tenant, group_id, holder, until_ms) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, group_id) DO UPDATE \
-                     SET holder = excluded.holder, until_ms = excluded.until_ms \
-                     WHERE group_rename_locks.until_ms <= $5 \
-                     OR group_rename_locks.holder = excluded.holder",
-                )
-                .bind(tenant)
-                .bind(group_id)
-                .bind(holder)
-                .bind(until_ms)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                n
-            });
-            Ok(taken == 1)
-        })
-        .await
-    }
-
-    /// Lets go of a lock [`Store::lock_group_names`] gave `holder` (nothing if it has
-    /// passed to another holder meanwhile).
-    pub async fn unlock_group_names(
-        &self,
-        tenant: &str,
-        group_id: &str,
-        holder: &str,
-    ) -> Result<(), StoreError> {
-        retrying(move || async move {
-            with_pool!(self, pool => {
-                sqlx::query(
-                    "DELETE FROM group_rename_locks WHERE tenant = $1 AND group_id = $2 \
-                     AND holder = $3",
-                )
-                .bind(tenant)
-                .bind(group_id)
-                .bind(holder)
-                .execute(pool)
-                .await?;
-            });
-            Ok(())
-        })
-        .await
-    }
-
     /// Records partner names the bridge is about to give a group (a rename's old and new
     /// name), committed before the partner calls: from then on they count as managed
     /// ([`Store::managed_group_names`]) for as long as the group exists.

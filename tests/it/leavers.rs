@@ -593,3 +593,80 @@ async fn a_removal_parked_at_an_unserved_site_does_not_hold_the_email() {
     assert!(store.user_tombstone("a", "u1").await.unwrap().is_some());
     assert!(!store.email_tombstoned("a", "u1@x.com", None).await.unwrap());
 }
+
+/// An IdP gives up on a slow POST /Users (its answer never arrives, the bridge carries the
+/// write on), sends it again, gets the user, and deletes it: the first POST, still creating
+/// the account at the partner, must neither leave that account behind nor a SCIM user the
+/// IdP never heard of. Found by the simulation (seed 14): a create in flight past a deletion.
+#[tokio::test]
+async fn a_create_the_idp_gave_up_on_leaves_nothing_behind_a_deletion() {
+    let mut o = options();
+    o.bridge.partner.call_deadline_ms = 4_000;
+    o.bridge.partner.request_timeout_ms = 4_000;
+    let h = Harness::start(o).await;
+    let email = "given-up@acme.example.com";
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": email,
+        "name": {"givenName": "Given", "familyName": "Up"},
+        "emails": [{"value": email, "type": "work", "primary": true}],
+        "active": true,
+    });
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            hang_for_ms: Some(1_500),
+            script: vec![ScriptedFault {
+                call: Some(CallKind::CreateUser),
+                count: 1,
+                action: FaultAction::Hang,
+            }],
+            ..Faults::default()
+        },
+    );
+    // The first POST: the IdP stops waiting after 300 ms.
+    let first = h
+        .http
+        .post(format!("{}/Users", h.base))
+        .bearer_auth(crate::support::TOKEN)
+        .timeout(Duration::from_millis(300))
+        .json(&body)
+        .send()
+        .await;
+    assert!(first.is_err(), "the first POST was answered: {first:?}");
+    // The IdP sends it again until it is answered (a 503 says retry; a 409 says the user
+    // exists: it finds it by userName, as Okta and Entra do).
+    let filter = format!("/Users?filter=userName%20eq%20%22{email}%22");
+    let mut id = None;
+    for _ in 0..100 {
+        let (status, body) = h.post("/Users", body.clone()).await;
+        match status {
+            StatusCode::CREATED => id = body["id"].as_str().map(str::to_owned),
+            StatusCode::CONFLICT => {
+                let (_, found) = h.get(&filter).await;
+                id = found["Resources"][0]["id"].as_str().map(str::to_owned);
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("POST answered {other}: {body}"),
+        }
+        if id.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = id.expect("the IdP got its user");
+    let (status, body) = h.delete(&format!("/Users/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // The first POST has long finished its partner call (1.5 s) and its commit.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    h.settle(Duration::from_secs(10)).await;
+    let (_, found) = h.get(&filter).await;
+    assert_eq!(
+        found["totalResults"], 0,
+        "a SCIM user the IdP never heard of was left: {found}"
+    );
+    assert!(
+        h.partner_user("acme", email).is_none(),
+        "the deleted user kept its account at the partner"
+    );
+}
