@@ -747,45 +747,7 @@ async fn rename_then_commit(
     let tenant = scope.tenant;
     let renamed = view.display_name != old.display_name;
     if renamed {
-        let from = old.partner_name.clone();
-        let to = view.display_name.clone();
-        // Both names count as managed from now on, whatever happens at the partner (a rename
-        // applied whose answer is lost, an undo that fails, the process killed before the
-        // commit): a convergence never takes either for an unmanaged group and keeps it on a
-        // user who left.
-        bridge
-            .store
-            .add_group_known_names(
-                tenant.name(),
-                &old.id,
-                &[from.clone(), to.clone()],
-                now_ms(),
-            )
-            .await?;
-        let results = for_each_site(tenant, |site| {
-            let (from, to) = (from.clone(), to.clone());
-            async move { rename_at(tenant, site, &from, &to).await }
-        })
-        .await;
-        let renamed_at: Vec<&Site> = results
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(site, _)| *site)
-            .collect();
-        if renamed_at.len() < results.len() {
-            // Put the sites that did rename back, so partner and store agree until the
-            // client's retry (unless that retry, or another replica, committed meanwhile).
-            let still_old = still_named(bridge, &old).await?;
-            if still_old {
-                join_all(
-                    renamed_at
-                        .iter()
-                        .map(|site| undo_rename(tenant, site, &to, &from)),
-                )
-                .await;
-            }
-        }
-        all_sites(results)?;
+        rename_at_sites(bridge, tenant, &old, &view.display_name).await?;
     }
     let now = now_ms();
     let row = GroupRow {
@@ -820,24 +782,73 @@ async fn rename_then_commit(
             // Undo the partner rename so partner and store agree again, unless another write
             // of the group committed meanwhile (another replica's, or the IdP's retry of this
             // very rename): its name is the store's now, and undoing would take it away.
-            let still_old = still_named(bridge, &old).await?;
-            if renamed && still_old {
-                let (from, to) = (row.display_name.clone(), old.partner_name.clone());
-                let results = for_each_site(tenant, |site| {
-                    let (from, to) = (from.clone(), to.clone());
-                    async move { undo_rename(tenant, site, &from, &to).await }
-                })
-                .await;
-                for (site, r) in results {
-                    if let Err(e) = r {
-                        tracing::warn!(site = %site.name, error = %e, "undoing a group rename failed; the engine finishes or undoes it later");
-                    }
-                }
+            if renamed && still_named(bridge, &old).await? {
+                undo_at_sites(tenant, &row.display_name, &old.partner_name).await;
             }
             return Err(e);
         }
     };
     Ok(Pending { row, marks, pace })
+}
+
+/// Renames the group from its partner name in `old` to `to` at every site, both names
+/// recorded as managed first. When some site fails, the sites that did rename are put back
+/// (unless another write of the group committed meanwhile), and the failure is the answer.
+async fn rename_at_sites(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    old: &GroupRow,
+    to: &str,
+) -> BridgeResult<()> {
+    let (from, to) = (old.partner_name.clone(), to.to_owned());
+    // Both names count as managed from now on, whatever happens at the partner (a rename
+    // applied whose answer is lost, an undo that fails, the process killed before the
+    // commit): a convergence never takes either for an unmanaged group and keeps it on a
+    // user who left.
+    bridge
+        .store
+        .add_group_known_names(
+            tenant.name(),
+            &old.id,
+            &[from.clone(), to.clone()],
+            now_ms(),
+        )
+        .await?;
+    let results = for_each_site(tenant, |site| {
+        let (from, to) = (from.clone(), to.clone());
+        async move { rename_at(tenant, site, &from, &to).await }
+    })
+    .await;
+    let renamed_at: Vec<&Site> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(site, _)| *site)
+        .collect();
+    // Put the sites that did rename back, so partner and store agree until the client's
+    // retry (unless that retry, or another replica, committed meanwhile).
+    if renamed_at.len() < results.len() && still_named(bridge, old).await? {
+        join_all(
+            renamed_at
+                .iter()
+                .map(|site| undo_rename(tenant, site, &to, &from)),
+        )
+        .await;
+    }
+    all_sites(results)
+}
+
+/// Undoes a rename from `from` back to `to` at every site, after its commit failed; a site
+/// that fails is left to the engine, which finishes or undoes the rename later.
+async fn undo_at_sites(tenant: &Tenant, from: &str, to: &str) {
+    let results = for_each_site(tenant, |site| async move {
+        undo_rename(tenant, site, from, to).await
+    })
+    .await;
+    for (site, r) in results {
+        if let Err(e) = r {
+            tracing::warn!(site = %site.name, error = %e, "undoing a group rename failed; the engine finishes or undoes it later");
+        }
+    }
 }
 
 /// Whether the store still gives the group the partner name it had in `old` (no other write

@@ -235,7 +235,6 @@ async fn reconcile_site(
 ) -> Result<SiteReport, ReconcileError> {
     let store = &bridge.store;
     let name = tenant.name();
-    let policy = tenant.config.deprovision;
     let Wanted {
         users,
         groups,
@@ -268,55 +267,21 @@ async fn reconcile_site(
         managed.iter().cloned(),
         groups.iter().map(|g| g.partner_name.as_str()),
     );
+    let compare = Compare {
+        tenant,
+        at_partner: &at_partner,
+        site_managed: &site_managed,
+        desired,
+    };
     let mut known = HashSet::new();
     let mut to_mark = Vec::new();
     for u in users {
         if u.partner_email.is_empty() {
             continue;
         }
-        let email_lc = u.partner_email.to_lowercase();
-        known.insert(email_lc.clone());
-        let present = u.active || policy != DeprovisionPolicy::Remove;
-        // A protected account deprovisioned under `remove` is kept on purpose, without its
-        // managed groups, as the engine converges it.
-        let kept = present || tenant.protects(&u.partner_email);
-        match (kept, present, at_partner.get(&email_lc)) {
-            (_, true, None) => {
-                report.users_missing.push(u.partner_email.clone());
-                to_mark.push(u.id.clone());
-            }
-            (false, _, Some(_)) => {
-                report.users_not_removed.push(u.partner_email.clone());
-                to_mark.push(u.id.clone());
-            }
-            (true, _, Some(p)) => {
-                let want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
-                    desired.get(&u.id).cloned().unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                let mut drifted = false;
-                if let Some(d) = group_drift(&u.partner_email, &want, &p.groups, &site_managed) {
-                    report.memberships_drifted.push(d);
-                    drifted = true;
-                }
-                let (first, last) = wanted_names(u);
-                let keeps_profile = tenant.keeps_profile(&u.partner_email);
-                if !keeps_profile && (p.first_name != first || p.last_name != last) {
-                    report.names_drifted.push(NameDrift {
-                        email: u.partner_email.clone(),
-                        first_name: p.first_name.clone(),
-                        last_name: p.last_name.clone(),
-                        want_first_name: first,
-                        want_last_name: last,
-                    });
-                    drifted = true;
-                }
-                if drifted {
-                    to_mark.push(u.id.clone());
-                }
-            }
-            (_, false, None) => {}
+        known.insert(u.partner_email.to_lowercase());
+        if compare.user(u, &mut report) {
+            to_mark.push(u.id.clone());
         }
     }
     // Deleted users whose deletion is pending somewhere. One whose email a live user holds
@@ -326,19 +291,7 @@ async fn reconcile_site(
         if email.is_empty() || known.contains(&email_lc) {
             continue;
         }
-        let Some(p) = at_partner.get(&email_lc) else {
-            continue;
-        };
-        if tenant.protects(email) {
-            if let Some(d) = group_drift(email, &[], &p.groups, &site_managed) {
-                report.memberships_drifted.push(d);
-                to_mark.push(id.clone());
-            }
-        } else {
-            report.deleted_users_present.push(DeletedUser {
-                id: id.clone(),
-                email: email.clone(),
-            });
+        if compare.deleted_user(id, email, &mut report) {
             to_mark.push(id.clone());
         }
         known.insert(email_lc);
@@ -367,6 +320,93 @@ async fn reconcile_site(
         }
     }
     Ok(report)
+}
+
+/// One site's partner state, compared with what the store wants of each user.
+struct Compare<'a> {
+    tenant: &'a Tenant,
+    /// The site's users by lowercased email.
+    at_partner: &'a HashMap<String, &'a crate::partner::PartnerUser>,
+    /// The lowercased names of the groups the bridge manages at the site.
+    site_managed: &'a HashSet<String>,
+    /// User id -> managed partner group names.
+    desired: &'a HashMap<String, Vec<String>>,
+}
+
+impl Compare<'_> {
+    /// Reports how the site differs from live user `u` (missing, not removed, groups or names
+    /// drifted); true when it does (the user is worth a convergence).
+    fn user(&self, u: &crate::store::UserRow, report: &mut SiteReport) -> bool {
+        let policy = self.tenant.config.deprovision;
+        let present = u.active || policy != DeprovisionPolicy::Remove;
+        // A protected account deprovisioned under `remove` is kept on purpose, without its
+        // managed groups, as the engine converges it.
+        let kept = present || self.tenant.protects(&u.partner_email);
+        match (
+            kept,
+            present,
+            self.at_partner.get(&u.partner_email.to_lowercase()),
+        ) {
+            (_, true, None) => {
+                report.users_missing.push(u.partner_email.clone());
+                true
+            }
+            (false, _, Some(_)) => {
+                report.users_not_removed.push(u.partner_email.clone());
+                true
+            }
+            (true, _, Some(p)) => {
+                let want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
+                    self.desired.get(&u.id).cloned().unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let mut drifted = false;
+                if let Some(d) = group_drift(&u.partner_email, &want, &p.groups, self.site_managed)
+                {
+                    report.memberships_drifted.push(d);
+                    drifted = true;
+                }
+                let (first, last) = wanted_names(u);
+                let keeps_profile = self.tenant.keeps_profile(&u.partner_email);
+                if !keeps_profile && (p.first_name != first || p.last_name != last) {
+                    report.names_drifted.push(NameDrift {
+                        email: u.partner_email.clone(),
+                        first_name: p.first_name.clone(),
+                        last_name: p.last_name.clone(),
+                        want_first_name: first,
+                        want_last_name: last,
+                    });
+                    drifted = true;
+                }
+                drifted
+            }
+            (_, false, None) => false,
+        }
+    }
+
+    /// Reports a deleted user (`id`, `email`) whose account is still at the site (or, when
+    /// protected, still has managed groups); true when it is (worth a convergence).
+    fn deleted_user(&self, id: &str, email: &str, report: &mut SiteReport) -> bool {
+        let Some(p) = self.at_partner.get(&email.to_lowercase()) else {
+            return false;
+        };
+        if self.tenant.protects(email) {
+            match group_drift(email, &[], &p.groups, self.site_managed) {
+                Some(d) => {
+                    report.memberships_drifted.push(d);
+                    true
+                }
+                None => false,
+            }
+        } else {
+            report.deleted_users_present.push(DeletedUser {
+                id: id.to_owned(),
+                email: email.to_owned(),
+            });
+            true
+        }
+    }
 }
 
 /// `--apply` for the groups missing at the site: each is renamed from a former name the site

@@ -415,7 +415,15 @@ async fn update(
     result
 }
 
-/// The rest of [`update`].
+/// The rest of [`update`]: partner calls for what changed at every site, then the row and
+/// its marks in one transaction. Every site is marked (not only those whose call failed)
+/// when the change is membership work (stripping or restoring groups, which the engine
+/// does), when the user appears or disappears at the partner (a worker converging the user
+/// now read the store before this commit and may undo the partner write: a mark after the
+/// commit makes it look again, and the request waits for that, so a deactivation is
+/// answered once the account is gone for good), and when a former email is retired (each
+/// site's convergence removes that account wherever the change did not: a site that refused
+/// it, a deactivation that changed the email too, an email removed).
 async fn update_locked(
     bridge: &Bridge,
     scope: Scope<'_>,
@@ -477,74 +485,21 @@ async fn update_locked(
     // The new email is claimed before any partner call: if the change does not commit, the
     // account it may have made (a partner that applied it and answered 5xx) is removed.
     let claimed = (email_changed || (!had_email && has_email)).then(|| new_email.clone());
-    if let Some(email) = &claimed {
-        store.claim_new_email(tenant.name(), &old.id, email).await?;
-    }
-    // One writer per (site, user): the email change's partner writes are made under the
-    // user's outbox claims, as a convergence's are, and the claims are given back after the
-    // commit (the rows stay marked: a worker converges them with what was committed).
-    let held = if email_changed {
-        let wait = std::time::Duration::from_millis(bridge.options.request_partner_wait_ms);
-        match bridge
-            .engine
-            .claim_user(tenant.name(), &old.id, &tenant.site_names(), wait)
-            .await?
-        {
-            Some(held) => held,
-            None => {
-                release_claim(bridge, tenant, &old.id, claimed.as_deref()).await;
-                return Err(BridgeError::contended(
-                    "The user is being brought in line at the partner; retry the change.",
-                ));
-            }
-        }
-    } else {
-        Vec::new()
-    };
-    let results = apply_under_claims(tenant, &plan, &held).await;
-    let mut mark = match fold_sites(results) {
-        Ok(mark) => mark,
-        Err(e) => {
-            bridge.engine.release_claims(held).await;
-            release_claim(bridge, tenant, &old.id, claimed.as_deref()).await;
-            return Err(e);
-        }
-    };
-    // Stripping and restoring groups is membership work: the engine does it.
-    if active_changed && policy == DeprovisionPolicy::Strip && has_email {
-        mark = tenant.site_names();
-    }
-    // The user appears or disappears at the partner, racing the engine: a worker converging
-    // this user right now read the store before this commit and may undo the partner write
-    // (re-create a user just deleted, or delete one just re-created). A mark after the commit
-    // makes a worker look again with the committed state, and the request waits for that, so
-    // a deactivation is answered once the user is gone for good.
-    if old_present != new_present {
-        mark = tenant.site_names();
-    }
-    // The former email becomes a `retired` tombstone with the commit: the convergence of each
-    // site removes that account wherever the change did not (a site that refused the change,
-    // a deactivation that changed the email too, an email removed).
+    let (applied, held) =
+        apply_at_sites(bridge, tenant, &old.id, &plan, claimed.as_deref()).await?;
+    // The former email becomes a `retired` tombstone with the commit.
     let retired = (had_email && !new_email.eq_ignore_ascii_case(&old.partner_email))
         .then(|| old.partner_email.clone());
-    if retired.is_some() {
-        mark = tenant.site_names();
-    }
-
-    let now = now_ms();
-    let row = UserRow {
-        tenant: old.tenant.clone(),
-        id: old.id.clone(),
-        user_name: new_view.user_name.clone(),
-        external_id: new_view.external_id.clone(),
-        active: new_view.active,
-        partner_email: new_email,
-        emails: emails_of(&new_view),
-        resource,
-        created_ms: old.created_ms,
-        last_modified_ms: now.max(old.last_modified_ms + 1),
-        version: old.version + 1,
+    let mark = if (active_changed && policy == DeprovisionPolicy::Strip && has_email)
+        || old_present != new_present
+        || retired.is_some()
+    {
+        tenant.site_names()
+    } else {
+        applied
     };
+
+    let row = next_version(&old, &new_view, new_email, resource);
     // The change and its marks commit together: a crash between them cannot leave a
     // deactivation unmarked (the IdP's retry would see no change and the account stay).
     let committed = store
@@ -561,6 +516,77 @@ async fn update_locked(
     settle_in_time(bridge, &row.id, &marks).await?;
     render(bridge, scope, &row).await
 }
+
+/// The row after an update of `old` to `resource` (whose view is `view`): one version up,
+/// modified now (and after the version before, whatever the clock says).
+fn next_version(old: &UserRow, view: &UserView, partner_email: String, resource: Value) -> UserRow {
+    UserRow {
+        tenant: old.tenant.clone(),
+        id: old.id.clone(),
+        user_name: view.user_name.clone(),
+        external_id: view.external_id.clone(),
+        active: view.active,
+        partner_email,
+        emails: emails_of(view),
+        resource,
+        created_ms: old.created_ms,
+        last_modified_ms: now_ms().max(old.last_modified_ms + 1),
+        version: old.version + 1,
+    }
+}
+
+/// Applies `plan` at every site: under the user's outbox claims for an email change (one
+/// writer per (site, user), as a convergence's writes are), `claimed` (a new email) recorded
+/// first. Returns the sites to mark and the claims, given back by the caller after its
+/// commit (the rows stay marked: a worker converges them with what was committed). When no
+/// site applied the change, the claims and the claimed email are let go and the IdP hears why.
+async fn apply_at_sites(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    id: &str,
+    plan: &SitePlan<'_>,
+    claimed: Option<&str>,
+) -> BridgeResult<(Vec<String>, Vec<HeldClaim>)> {
+    if let Some(email) = claimed {
+        bridge
+            .store
+            .claim_new_email(tenant.name(), id, email)
+            .await?;
+    }
+    let held = if plan.email_changed {
+        let wait = std::time::Duration::from_millis(bridge.options.request_partner_wait_ms);
+        match bridge
+            .engine
+            .claim_user(tenant.name(), id, &tenant.site_names(), wait)
+            .await?
+        {
+            Some(held) => held,
+            None => {
+                release_claim(bridge, tenant, id, claimed).await;
+                return Err(BridgeError::contended(
+                    "The user is being brought in line at the partner; retry the change.",
+                ));
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let results = apply_under_claims(tenant, plan, &held).await;
+    match fold_sites(results) {
+        Ok(mark) => Ok((mark, held)),
+        Err(e) => {
+            bridge.engine.release_claims(held).await;
+            release_claim(bridge, tenant, id, claimed).await;
+            Err(e)
+        }
+    }
+}
+
+/// An outbox claim an email change holds, with its fence.
+type HeldClaim = (
+    crate::store::OutboxItem,
+    std::sync::Arc<super::engine::Fence>,
+);
 
 /// What an update may not do, checked before any partner call: change the email where the
 /// tenant forbids it, take another user's userName or partner email, or take an email whose
@@ -616,10 +642,7 @@ async fn refuse_conflicts(
 async fn apply_under_claims<'a>(
     tenant: &'a Tenant,
     plan: &SitePlan<'_>,
-    held: &[(
-        crate::store::OutboxItem,
-        std::sync::Arc<super::engine::Fence>,
-    )],
+    held: &[HeldClaim],
 ) -> Vec<(&'a Site, Result<SiteOutcome, PartnerError>)> {
     for_each_site(tenant, |site| {
         let fence = held
