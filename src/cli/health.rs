@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::partner::error::error_chain;
+
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckArgs {
     /// URL to probe; default `/readyz` on the configured `listen` address (loopback when it
@@ -106,22 +108,6 @@ pub fn default_url(listen: SocketAddr, tls: bool) -> Result<url::Url, url::Parse
         "{scheme}://{}/readyz",
         SocketAddr::new(ip, listen.port())
     ))
-}
-
-/// An error and its sources on one line (reqwest's own text is often just "error sending
-/// request").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

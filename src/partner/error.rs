@@ -140,6 +140,22 @@ impl<T> OrGone<T> for Result<T, PartnerError> {
     }
 }
 
+/// An error and its sources on one line (reqwest's own message is often just "error sending
+/// request"). Never contains header values: reqwest errors carry the URL at most.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

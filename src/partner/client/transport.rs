@@ -3,6 +3,7 @@
 //! timeout, the classification of answers, and what is observed of each call.
 
 use super::*;
+use crate::partner::error::error_chain;
 
 impl PartnerClient {
     pub(super) fn invalid(&self, call: CallKind, message: impl Into<String>) -> PartnerError {
@@ -444,20 +445,4 @@ impl PartnerClient {
             text
         }
     }
-}
-
-/// An error and its sources on one line (reqwest's own message is often just "error sending
-/// request"). Never contains header values: reqwest errors carry the URL at most.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
