@@ -5,7 +5,7 @@
 use super::error::Fail;
 use super::outbox::mark_rows;
 use super::types::{group_columns, lc, resource_text, rows, GroupRecord, MemberGroupRecord};
-use super::{dedup, placeholders, retrying, to_i64, to_u64, Store, StoreError, CHUNK};
+use super::{dedup, placeholders, retrying, Store, StoreError, CHUNK};
 use super::{GroupRow, IndexTerm, MembershipChange, OutboxMark};
 use std::collections::HashSet;
 
@@ -212,62 +212,39 @@ impl Store {
         tenant: &str,
         terms: &[IndexTerm],
     ) -> Result<Vec<GroupRow>, StoreError> {
-        let mut sql = String::from(concat!(
+        let select = concat!(
             "SELECT ",
             group_columns!(),
             " FROM groups g WHERE g.tenant = $1"
-        ));
-        let mut binds: Vec<String> = vec![tenant.to_owned()];
-        for term in terms {
-            let n = binds.len() + 1;
-            let (condition, value) = match term {
-                IndexTerm::Id(v) => (format!("g.id = ${n}"), v.clone()),
-                IndexTerm::DisplayName(v) => (format!("g.display_name_lc = ${n}"), lc(v)),
-                IndexTerm::ExternalId(v) => (format!("g.external_id = ${n}"), v.clone()),
-                IndexTerm::MemberValue(v) => (
-                    format!(
-                        "EXISTS (SELECT 1 FROM memberships m WHERE m.tenant = g.tenant \
-                         AND m.group_id = g.id AND m.user_id = ${n})"
+        );
+        let order = " ORDER BY g.created_ms, g.id";
+        let records: Vec<GroupRecord> = self
+            .find_where(select, tenant, terms, order, |term, n| {
+                Ok(match term {
+                    IndexTerm::Id(v) => (format!("g.id = ${n}"), v.clone()),
+                    IndexTerm::DisplayName(v) => (format!("g.display_name_lc = ${n}"), lc(v)),
+                    IndexTerm::ExternalId(v) => (format!("g.external_id = ${n}"), v.clone()),
+                    IndexTerm::MemberValue(v) => (
+                        format!(
+                            "EXISTS (SELECT 1 FROM memberships m WHERE m.tenant = g.tenant \
+                     AND m.group_id = g.id AND m.user_id = ${n})"
+                        ),
+                        v.clone(),
                     ),
-                    v.clone(),
-                ),
-                IndexTerm::UserName(_) | IndexTerm::EmailValue(_) => {
-                    return Err(StoreError::Other(format!(
-                        "{term:?} is not an index of groups"
-                    )))
-                }
-            };
-            sql.push_str(" AND ");
-            sql.push_str(&condition);
-            binds.push(value);
-        }
-        sql.push_str(" ORDER BY g.created_ms, g.id");
-        let (sql, binds) = (sql.as_str(), &binds);
-        retrying(move || async move {
-            let records: Vec<GroupRecord> = with_pool!(self, pool => {
-                let mut query = sqlx::query_as(sql);
-                for value in binds {
-                    query = query.bind(value.as_str());
-                }
-                query.fetch_all(pool).await
-            })?;
-            rows(records)
-        })
-        .await
+                    IndexTerm::UserName(_) | IndexTerm::EmailValue(_) => {
+                        return Err(StoreError::Other(format!(
+                            "{term:?} is not an index of groups"
+                        )))
+                    }
+                })
+            })
+            .await?;
+        Ok(rows(records)?)
     }
 
     /// How many groups the tenant has.
     pub async fn count_groups(&self, tenant: &str) -> Result<u64, StoreError> {
-        retrying(move || async move {
-            let n: i64 = with_pool!(self, pool => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE tenant = $1")
-                    .bind(tenant)
-                    .fetch_one(pool)
-                    .await
-            })?;
-            Ok(to_u64(n))
-        })
-        .await
+        self.count_of("groups", tenant).await
     }
 
     /// One page of the tenant's groups in a stable order: (created, id).
@@ -277,21 +254,14 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<GroupRow>, StoreError> {
-        retrying(move || async move {
-            let records: Vec<GroupRecord> = with_pool!(self, pool => {
-                sqlx::query_as(concat!(
-                    "SELECT ", group_columns!(), " FROM groups WHERE tenant = $1 ",
-                    "ORDER BY created_ms, id LIMIT $2 OFFSET $3"
-                ))
-                .bind(tenant)
-                .bind(to_i64(limit))
-                .bind(to_i64(offset))
-                .fetch_all(pool)
-                .await
-            })?;
-            rows(records)
-        })
-        .await
+        let sql = concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM groups WHERE tenant = $1 ",
+            "ORDER BY created_ms, id LIMIT $2 OFFSET $3"
+        );
+        let records: Vec<GroupRecord> = self.fetch_page(sql, tenant, offset, limit).await?;
+        Ok(rows(records)?)
     }
 
     /// The partner group name of every group of the tenant: the groups the bridge manages.
@@ -484,7 +454,7 @@ impl Store {
                 .fetch_one(pool)
                 .await
             })?;
-            Ok(to_u64(n))
+            Ok(super::to_u64(n))
         })
         .await
     }

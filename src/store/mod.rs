@@ -358,6 +358,101 @@ where
     }
 }
 
+/// A row type both back ends read (every record of the store is).
+trait Record:
+    Send
+    + Unpin
+    + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+{
+}
+
+impl<R> Record for R where
+    R: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+{
+}
+
+impl Store {
+    /// Every row of `sql` with `binds` bound to its placeholders in order (text values).
+    async fn fetch_bound<R: Record>(
+        &self,
+        sql: &str,
+        binds: &[String],
+    ) -> Result<Vec<R>, StoreError> {
+        retrying(move || async move {
+            let records: Vec<R> = with_pool!(self, pool => {
+                let mut query = sqlx::query_as(sql);
+                for value in binds {
+                    query = query.bind(value.as_str());
+                }
+                query.fetch_all(pool).await
+            })?;
+            Ok(records)
+        })
+        .await
+    }
+
+    /// The rows of `select` (which ends in its tenant condition on `$1`) that match every
+    /// term, in `order`: `condition` gives a term's SQL for placeholder `$n` and the value
+    /// bound to it (an error for a term that is no index of the table).
+    async fn find_where<R: Record>(
+        &self,
+        select: &str,
+        tenant: &str,
+        terms: &[IndexTerm],
+        order: &str,
+        condition: impl Fn(&IndexTerm, usize) -> Result<(String, String), StoreError>,
+    ) -> Result<Vec<R>, StoreError> {
+        let mut sql = String::from(select);
+        let mut binds: Vec<String> = vec![tenant.to_owned()];
+        for term in terms {
+            let (sql_term, value) = condition(term, binds.len() + 1)?;
+            sql.push_str(" AND ");
+            sql.push_str(&sql_term);
+            binds.push(value);
+        }
+        sql.push_str(order);
+        self.fetch_bound(&sql, &binds).await
+    }
+
+    /// How many rows of `table` the tenant has.
+    async fn count_of(&self, table: &'static str, tenant: &str) -> Result<u64, StoreError> {
+        let sql = &format!("SELECT COUNT(*) FROM {table} WHERE tenant = $1");
+        retrying(move || async move {
+            let n: i64 = with_pool!(self, pool => {
+                sqlx::query_scalar(sql).bind(tenant).fetch_one(pool).await
+            })?;
+            Ok(to_u64(n))
+        })
+        .await
+    }
+
+    /// One page of `sql` (which takes the tenant, a limit and an offset, in that order).
+    async fn fetch_page<R: Record>(
+        &self,
+        sql: &'static str,
+        tenant: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<R>, StoreError> {
+        retrying(move || async move {
+            let records: Vec<R> = with_pool!(self, pool => {
+                sqlx::query_as(sql)
+                    .bind(tenant)
+                    .bind(to_i64(limit))
+                    .bind(to_i64(offset))
+                    .fetch_all(pool)
+                    .await
+            })?;
+            Ok(records)
+        })
+        .await
+    }
+}
+
 async fn create_parent_folder(path: &Path) -> Result<(), StoreError> {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => tokio::fs::create_dir_all(parent)

@@ -3,7 +3,7 @@
 
 use super::error::Fail;
 use super::types::{lc, resource_text, rows, user_columns, UserRecord};
-use super::{dedup, placeholders, retrying, to_i64, to_u64, Store, StoreError, CHUNK};
+use super::{dedup, placeholders, retrying, Store, StoreError, CHUNK};
 use super::{IndexTerm, UserRow};
 
 /// How long a converged tombstone is kept (when the deletion of that user converged).
@@ -600,62 +600,39 @@ impl Store {
         tenant: &str,
         terms: &[IndexTerm],
     ) -> Result<Vec<UserRow>, StoreError> {
-        let mut sql = String::from(concat!(
+        let select = concat!(
             "SELECT ",
             user_columns!(),
             " FROM users u WHERE u.tenant = $1"
-        ));
-        let mut binds: Vec<String> = vec![tenant.to_owned()];
-        for term in terms {
-            let n = binds.len() + 1;
-            let (condition, value) = match term {
-                IndexTerm::Id(v) => (format!("u.id = ${n}"), v.clone()),
-                IndexTerm::UserName(v) => (format!("u.user_name_lc = ${n}"), lc(v)),
-                IndexTerm::ExternalId(v) => (format!("u.external_id = ${n}"), v.clone()),
-                IndexTerm::EmailValue(v) => (
-                    format!(
-                        "EXISTS (SELECT 1 FROM user_emails e WHERE e.tenant = u.tenant \
-                         AND e.user_id = u.id AND e.value_lc = ${n})"
+        );
+        let order = " ORDER BY u.created_ms, u.id";
+        let records: Vec<UserRecord> = self
+            .find_where(select, tenant, terms, order, |term, n| {
+                Ok(match term {
+                    IndexTerm::Id(v) => (format!("u.id = ${n}"), v.clone()),
+                    IndexTerm::UserName(v) => (format!("u.user_name_lc = ${n}"), lc(v)),
+                    IndexTerm::ExternalId(v) => (format!("u.external_id = ${n}"), v.clone()),
+                    IndexTerm::EmailValue(v) => (
+                        format!(
+                            "EXISTS (SELECT 1 FROM user_emails e WHERE e.tenant = u.tenant \
+                     AND e.user_id = u.id AND e.value_lc = ${n})"
+                        ),
+                        lc(v),
                     ),
-                    lc(v),
-                ),
-                IndexTerm::DisplayName(_) | IndexTerm::MemberValue(_) => {
-                    return Err(StoreError::Other(format!(
-                        "{term:?} is not an index of users"
-                    )))
-                }
-            };
-            sql.push_str(" AND ");
-            sql.push_str(&condition);
-            binds.push(value);
-        }
-        sql.push_str(" ORDER BY u.created_ms, u.id");
-        let (sql, binds) = (sql.as_str(), &binds);
-        retrying(move || async move {
-            let records: Vec<UserRecord> = with_pool!(self, pool => {
-                let mut query = sqlx::query_as(sql);
-                for value in binds {
-                    query = query.bind(value.as_str());
-                }
-                query.fetch_all(pool).await
-            })?;
-            rows(records)
-        })
-        .await
+                    IndexTerm::DisplayName(_) | IndexTerm::MemberValue(_) => {
+                        return Err(StoreError::Other(format!(
+                            "{term:?} is not an index of users"
+                        )))
+                    }
+                })
+            })
+            .await?;
+        Ok(rows(records)?)
     }
 
     /// How many users the tenant has.
     pub async fn count_users(&self, tenant: &str) -> Result<u64, StoreError> {
-        retrying(move || async move {
-            let n: i64 = with_pool!(self, pool => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant = $1")
-                    .bind(tenant)
-                    .fetch_one(pool)
-                    .await
-            })?;
-            Ok(to_u64(n))
-        })
-        .await
+        self.count_of("users", tenant).await
     }
 
     /// One page of the tenant's users in a stable order: (created, id).
@@ -665,21 +642,14 @@ impl Store {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<UserRow>, StoreError> {
-        retrying(move || async move {
-            let records: Vec<UserRecord> = with_pool!(self, pool => {
-                sqlx::query_as(concat!(
-                    "SELECT ", user_columns!(), " FROM users WHERE tenant = $1 ",
-                    "ORDER BY created_ms, id LIMIT $2 OFFSET $3"
-                ))
-                .bind(tenant)
-                .bind(to_i64(limit))
-                .bind(to_i64(offset))
-                .fetch_all(pool)
-                .await
-            })?;
-            rows(records)
-        })
-        .await
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE tenant = $1 ",
+            "ORDER BY created_ms, id LIMIT $2 OFFSET $3"
+        );
+        let records: Vec<UserRecord> = self.fetch_page(sql, tenant, offset, limit).await?;
+        Ok(rows(records)?)
     }
 
     /// The users of the tenant with these ids (missing ones are left out), ordered by
