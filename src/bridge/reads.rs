@@ -83,6 +83,29 @@ fn needs(
         || sort.is_some_and(|s| s.name.eq_ignore_ascii_case(attr))
 }
 
+/// A list request's filter with its index plan.
+type Parsed = Option<(Filter, IndexPlan)>;
+
+/// What a list request asks of one resource type: its filter with the index plan, its sort,
+/// and whether the answer needs `attr` (a user's groups, a group's members: a read per
+/// resource), asked for or filtered or sorted on.
+fn query(
+    rt: &ResourceType,
+    req: &ListRequest,
+    attr: &str,
+) -> BridgeResult<(Parsed, Option<AttrRef>, bool)> {
+    let parsed = parse(rt, req)?;
+    let sort = sort_ref(rt, req)?;
+    let with = needs(
+        rt,
+        req,
+        parsed.as_ref().map(|(f, _)| f),
+        sort.as_ref(),
+        attr,
+    );
+    Ok((parsed, sort, with))
+}
+
 /// `GET /Users` and `POST /Users/.search`.
 pub async fn list_users(
     bridge: &Bridge,
@@ -91,15 +114,7 @@ pub async fn list_users(
 ) -> BridgeResult<Value> {
     let rt = &USER_RESOURCE;
     let tenant = scope.tenant.name();
-    let parsed = parse(rt, req)?;
-    let sort = sort_ref(rt, req)?;
-    let with_groups = needs(
-        rt,
-        req,
-        parsed.as_ref().map(|(f, _)| f),
-        sort.as_ref(),
-        "groups",
-    );
+    let (parsed, sort, with_groups) = query(rt, req, "groups")?;
 
     // No filter, no sort: page in the database.
     if parsed.is_none() && sort.is_none() {
@@ -191,15 +206,7 @@ pub async fn list_groups(
 ) -> BridgeResult<Value> {
     let rt = &GROUP_RESOURCE;
     let tenant = scope.tenant.name();
-    let parsed = parse(rt, req)?;
-    let sort = sort_ref(rt, req)?;
-    let with_members = needs(
-        rt,
-        req,
-        parsed.as_ref().map(|(f, _)| f),
-        sort.as_ref(),
-        "members",
-    );
+    let (parsed, sort, with_members) = query(rt, req, "members")?;
     let render = |row: GroupRow| async move {
         let members = if with_members {
             Some(bridge.store.group_member_ids(tenant, &row.id).await?)
