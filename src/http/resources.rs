@@ -154,6 +154,11 @@ fn version_of(v: &Value) -> Option<i64> {
 // ---- Users -----------------------------------------------------------------------------------
 
 async fn list_users(State(s): State<ResourceState>, q: ListQuery) -> Result<Response, ApiError> {
+    list_of_users(&s, q).await
+}
+
+/// `GET /Users` and `POST /Users/.search` alike.
+async fn list_of_users(s: &ResourceState, q: ListQuery) -> Result<Response, ApiError> {
     let body = reads::list_users(&s.bridge, s.scope(), &list_request(q, &s.http.limits)).await?;
     Ok(ScimJson(StatusCode::OK, body).into_response())
 }
@@ -163,8 +168,7 @@ async fn search_users(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let q = ListQuery::from_search_body(body, &s.http.limits)?;
-    let body = reads::list_users(&s.bridge, s.scope(), &list_request(q, &s.http.limits)).await?;
-    Ok(ScimJson(StatusCode::OK, body).into_response())
+    list_of_users(&s, q).await
 }
 
 async fn get_user(
@@ -174,11 +178,27 @@ async fn get_user(
     IfNoneMatch(inm): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let (full, version) = reads::get_user(&s.bridge, s.scope(), &id, &p).await?;
-    if inm.is_some_and(|h| if_none_match_hit(&h, version.max(0) as u64)) {
-        return Ok(not_modified(version));
+    Ok(read_answer(&USER_RESOURCE, &p, inm, full, version))
+}
+
+/// A read resource's answer: 304 when `If-None-Match` names its version, else the resource
+/// projected, with its version as `ETag`.
+fn read_answer(
+    rt: &ResourceType,
+    p: &Projection,
+    if_none_match: Option<String>,
+    full: Value,
+    version: i64,
+) -> Response {
+    if if_none_match.is_some_and(|h| if_none_match_hit(&h, version.max(0) as u64)) {
+        return not_modified(version);
     }
-    let body = project_single(&p, &USER_RESOURCE, &full);
-    Ok(resource_response(StatusCode::OK, body, Some(version)))
+    resource_response(StatusCode::OK, project_single(p, rt, &full), Some(version))
+}
+
+/// A written user's answer: projected, with its version as `ETag`.
+fn user_written(status: StatusCode, p: &Projection, v: &Value) -> Response {
+    resource_response(status, project_single(p, &USER_RESOURCE, v), version_of(v))
 }
 
 async fn create_user(
@@ -187,12 +207,7 @@ async fn create_user(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let created = users::create(&s.bridge, s.scope(), body).await?;
-    let version = version_of(&created);
-    Ok(resource_response(
-        StatusCode::CREATED,
-        project_single(&p, &USER_RESOURCE, &created),
-        version,
-    ))
+    Ok(user_written(StatusCode::CREATED, &p, &created))
 }
 
 async fn replace_user(
@@ -203,12 +218,7 @@ async fn replace_user(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let v = users::replace(&s.bridge, s.scope(), &id, body, im.as_deref()).await?;
-    let version = version_of(&v);
-    Ok(resource_response(
-        StatusCode::OK,
-        project_single(&p, &USER_RESOURCE, &v),
-        version,
-    ))
+    Ok(user_written(StatusCode::OK, &p, &v))
 }
 
 async fn patch_user(
@@ -220,12 +230,7 @@ async fn patch_user(
 ) -> Result<Response, ApiError> {
     let request = PatchRequest::from_json(&body)?;
     let v = users::patch(&s.bridge, s.scope(), &id, &request, im.as_deref()).await?;
-    let version = version_of(&v);
-    Ok(resource_response(
-        StatusCode::OK,
-        project_single(&p, &USER_RESOURCE, &v),
-        version,
-    ))
+    Ok(user_written(StatusCode::OK, &p, &v))
 }
 
 async fn delete_user(
@@ -240,6 +245,11 @@ async fn delete_user(
 // ---- Groups ----------------------------------------------------------------------------------
 
 async fn list_groups(State(s): State<ResourceState>, q: ListQuery) -> Result<Response, ApiError> {
+    list_of_groups(&s, q).await
+}
+
+/// `GET /Groups` and `POST /Groups/.search` alike.
+async fn list_of_groups(s: &ResourceState, q: ListQuery) -> Result<Response, ApiError> {
     let body = reads::list_groups(&s.bridge, s.scope(), &list_request(q, &s.http.limits)).await?;
     Ok(ScimJson(StatusCode::OK, body).into_response())
 }
@@ -249,8 +259,7 @@ async fn search_groups(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ApiError> {
     let q = ListQuery::from_search_body(body, &s.http.limits)?;
-    let body = reads::list_groups(&s.bridge, s.scope(), &list_request(q, &s.http.limits)).await?;
-    Ok(ScimJson(StatusCode::OK, body).into_response())
+    list_of_groups(&s, q).await
 }
 
 async fn get_group(
@@ -260,11 +269,7 @@ async fn get_group(
     IfNoneMatch(inm): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let (full, version) = reads::get_group(&s.bridge, s.scope(), &id, &p).await?;
-    if inm.is_some_and(|h| if_none_match_hit(&h, version.max(0) as u64)) {
-        return Ok(not_modified(version));
-    }
-    let body = project_single(&p, &GROUP_RESOURCE, &full);
-    Ok(resource_response(StatusCode::OK, body, Some(version)))
+    Ok(read_answer(&GROUP_RESOURCE, &p, inm, full, version))
 }
 
 /// Renders a group write's result with the projection.
