@@ -23,31 +23,34 @@
 //!
 //! Exit status: 0 when every check passes, 1 when one fails, 2 when the run could not start.
 
+mod background;
 mod child;
 mod client;
 mod process;
 mod report;
+mod settle;
+mod setup;
+mod verdict;
 mod worker;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::json;
 
 use crate::partner::emulator::faults::Faults;
-use crate::partner::emulator::{Emulator, SiteSpec};
-use crate::secret::Secret;
 
-use child::{redact_url, start_bridge, write_config, RemoveDir};
-use client::{call, status_is, Answer, Log, Scim};
-use process::{sample_process, trend, Sample};
-use report::{differences, FaultWindow, OpCounts, SoakReport};
-use worker::{fault_for, worker, Names, Op};
+use background::{FaultSchedule, Sampler, Window};
+use client::Answer;
+use process::Sample;
+use report::{FaultWindow, SoakReport};
+use settle::{converge, drain_outbox};
+use setup::Env;
+use verdict::{classify, failures, trends};
+use worker::{worker, ModelUser, Pace, Shared};
 
 const SITE: &str = "soak";
 const OWNER: &str = "owner@soak.example.com";
@@ -156,342 +159,191 @@ pub async fn run(args: SoakArgs) -> ExitCode {
     }
 }
 
+/// The run's sampling interval and fault period, from the options or the run's length.
+struct Timing {
+    sample_every: Duration,
+    period: Duration,
+}
+
+impl Timing {
+    /// `--sample-every` or the run / 150 (1 s to 5 s); `--fault-period` or the run / 4 (30 s
+    /// to 90 s).
+    fn of(args: &SoakArgs) -> Timing {
+        let run_s = args.duration.as_secs_f64();
+        Timing {
+            sample_every: args
+                .sample_every
+                .unwrap_or_else(|| Duration::from_secs_f64((run_s / 150.0).clamp(1.0, 5.0))),
+            period: args
+                .fault_period
+                .unwrap_or_else(|| Duration::from_secs_f64((run_s / 4.0).clamp(30.0, 90.0))),
+        }
+    }
+}
+
+/// What the run left to judge once the workload stopped, and the facts the report repeats.
+struct Finished {
+    connections: usize,
+    store_label: String,
+    bridge_pid: u32,
+    users: Vec<ModelUser>,
+    work_s: f64,
+    bridge_alive: bool,
+    diffs: Vec<String>,
+    converge_s: f64,
+    outbox_depth: Option<u64>,
+    answers: Vec<Answer>,
+    windows: Vec<FaultWindow>,
+    samples: Vec<Sample>,
+}
+
+/// Starts the bridge and the partner, runs the workload under faults, waits for the end state
+/// and judges the run.
 async fn soak(args: &SoakArgs) -> anyhow::Result<SoakReport> {
-    let run_s = args.duration.as_secs_f64();
-    let sample_every = args
-        .sample_every
-        .unwrap_or_else(|| Duration::from_secs_f64((run_s / 150.0).clamp(1.0, 5.0)));
-    let period = args
-        .fault_period
-        .unwrap_or_else(|| Duration::from_secs_f64((run_s / 4.0).clamp(30.0, 90.0)));
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let names = Names { tag: tag.clone() };
-    let dir = std::env::temp_dir().join(format!("scim-bridge-soak-{tag}"));
-    std::fs::create_dir_all(&dir)?;
-    let dir_guard = RemoveDir(dir.clone());
-
-    let key = crate::secret::random_token();
-    // A short call log: the soak never reads it, and a long one would grow for 30 minutes.
-    let emulator = Emulator::with_call_log_capacity(
-        vec![SiteSpec {
-            name: SITE.into(),
-            api_key: Secret::new(key.clone()),
-            owner_email: OWNER.into(),
-        }],
-        64,
-    );
-    let running = emulator.clone().spawn().await?;
-    let (store_url, store_label, own_sqlite) = match &args.store_url {
-        Some(u) => (u.clone(), redact_url(u), false),
-        None => {
-            let u = format!("sqlite://{}/soak.db?mode=rwc", dir.display());
-            (u, "sqlite (temporary file)".to_owned(), true)
-        }
-    };
-    let token = crate::secret::random_token();
-    let tenant = format!("soak-{tag}");
-    let config = write_config(&dir, &store_url, &tenant, &token, &running.base_url, &key)?;
-    let (mut child, root) = start_bridge(&config, &dir).await?;
-    let pid = child.child.id();
-
-    let connections = args.connections.max(1);
-    let scim = Scim {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(connections)
-            .timeout(Duration::from_secs(60))
-            .no_proxy()
-            .build()?,
-        base: format!("{root}/scim/v2"),
-        auth: format!("Bearer {token}"),
-        epoch: Instant::now(),
-    };
-    let epoch = scim.epoch;
-    let log = Log::default();
-
-    // Wait for readiness, then the groups (before any fault).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = scim
-            .http
-            .get(format!("{root}/readyz"))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false);
-        if ok {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the bridge never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut group_ids = Vec::new();
-    for g in 0..GROUPS {
-        let body = json!({"schemas": [GROUP_SCHEMA], "displayName": names.group(g), "members": []});
-        let reply = call(
-            &scim,
-            &log,
-            Op::Setup,
-            reqwest::Method::POST,
-            "/Groups",
-            Some(&body),
-            status_is(&[201]),
-        )
-        .await
-        .context("a set-up group could not be created")?;
-        group_ids.push(
-            reply.body["id"]
-                .as_str()
-                .context("a created group has no id")?
-                .to_owned(),
-        );
-    }
-    let groups = Arc::new(group_ids);
-
-    // The sampler.
-    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
-    let sampler = {
-        let samples = samples.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(sample_every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Ok((rss_kb, fds)) = sample_process(pid) else {
-                    break;
-                };
-                if let Ok(mut s) = samples.lock() {
-                    s.push(Sample {
-                        t_s: epoch.elapsed().as_secs_f64(),
-                        rss_kb,
-                        fds,
-                    });
-                }
-            }
-        })
-    };
-
-    // The fault schedule: in each period a clean third, a faulty third, a clean third.
-    let windows: Arc<Mutex<Vec<FaultWindow>>> = Arc::default();
+    let timing = Timing::of(args);
+    let mut env = Env::start(args).await?;
+    env.wait_ready().await?;
+    let groups = env.create_groups().await?;
+    let epoch = env.scim.epoch;
+    let sampler = Sampler::spawn(env.pid, timing.sample_every, epoch);
     let work_start = Instant::now();
     let end = work_start + args.duration;
-    let scheduler = {
-        let (emulator, windows, seed) = (emulator.clone(), windows.clone(), args.seed);
-        tokio::spawn(async move {
-            let mut k = 0usize;
-            loop {
-                let on = work_start + period.mul_f64(k as f64 + 1.0 / 3.0);
-                let off = (work_start + period.mul_f64(k as f64 + 2.0 / 3.0)).min(end);
-                if on >= end {
-                    break;
-                }
-                tokio::time::sleep_until(on.into()).await;
-                let (kind, faults) = fault_for(k, seed);
-                emulator.set_faults(SITE, faults);
-                let on_s = epoch.elapsed().as_secs_f64();
-                tokio::time::sleep_until(off.into()).await;
-                emulator.set_faults(SITE, Faults::default());
-                if let Ok(mut w) = windows.lock() {
-                    w.push(FaultWindow {
-                        kind,
-                        on_s,
-                        off_s: epoch.elapsed().as_secs_f64(),
-                    });
-                }
-                k += 1;
-            }
-        })
-    };
-
-    let interval = Duration::from_secs_f64(connections as f64 / args.rate.max(0.1));
-    let mut handles = Vec::new();
-    for w in 0..connections {
-        handles.push(tokio::spawn(worker(
-            w,
-            args.seed,
-            scim.clone(),
-            log.clone(),
-            names.clone(),
-            groups.clone(),
-            args.users_per_connection.max(1),
-            interval,
+    let schedule = FaultSchedule::spawn(
+        env.emulator.clone(),
+        args.seed,
+        Window {
+            work_start,
             end,
-        )));
+            period: timing.period,
+            epoch,
+        },
+    );
+    let users = run_workload(args, &env, groups, end).await?;
+    let work_s = work_start.elapsed().as_secs_f64();
+    // A fault still on (the scheduler ends a window at the end of the run at the latest).
+    let _ = schedule.task.await;
+    env.emulator.set_faults(SITE, Faults::default());
+    sampler.task.abort();
+    let bridge_alive = matches!(env.child.child.try_wait(), Ok(None));
+
+    // Convergence: the outbox drains and the partner agrees with the workload's model.
+    let (diffs, converge_s) = converge(&env.emulator, &env.names, &users, bridge_alive).await;
+    let outbox_depth = if env.store.own_sqlite {
+        // Only this run's tenant uses this file, so the whole outbox is ours.
+        Some(drain_outbox(&env.store.url).await?)
+    } else {
+        None
+    };
+    drop(env.child);
+
+    let finished = Finished {
+        connections: env.connections,
+        store_label: env.store.label.clone(),
+        bridge_pid: env.pid,
+        users,
+        work_s,
+        bridge_alive,
+        diffs,
+        converge_s,
+        outbox_depth,
+        answers: env
+            .log
+            .answers
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default(),
+        windows: schedule
+            .windows
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default(),
+        samples: sampler
+            .samples
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default(),
+    };
+    let report = judge(args, &timing, finished);
+    if report.passed {
+        drop(env.dir_guard);
+    } else {
+        // Keep the bridge's log for a look.
+        eprintln!("soak: the bridge's files are kept in {}", env.dir.display());
+        std::mem::forget(env.dir_guard);
+    }
+    env.running.shutdown().await;
+    Ok(report)
+}
+
+/// Runs one workload connection per `--connections` until `end`; returns the users they
+/// left.
+async fn run_workload(
+    args: &SoakArgs,
+    env: &Env,
+    groups: Arc<Vec<String>>,
+    end: Instant,
+) -> anyhow::Result<Vec<ModelUser>> {
+    let shared = Shared {
+        scim: env.scim.clone(),
+        log: env.log.clone(),
+        names: env.names.clone(),
+        groups,
+    };
+    let pace = Pace {
+        target_users: args.users_per_connection.max(1),
+        interval: Duration::from_secs_f64(env.connections as f64 / args.rate.max(0.1)),
+        end,
+    };
+    let mut handles = Vec::new();
+    for w in 0..env.connections {
+        handles.push(tokio::spawn(worker(w, args.seed, shared.clone(), pace)));
     }
     let mut users = Vec::new();
     for h in handles {
         users.extend(h.await.context("a workload connection failed")?);
     }
-    let work_s = work_start.elapsed().as_secs_f64();
-    // A fault still on (the scheduler ends a window at the end of the run at the latest).
-    let _ = scheduler.await;
-    emulator.set_faults(SITE, Faults::default());
-    sampler.abort();
-    let bridge_alive = matches!(child.child.try_wait(), Ok(None));
+    Ok(users)
+}
 
-    // Convergence: the outbox drains and the partner agrees with the workload's model.
-    let converge_start = Instant::now();
-    let mut diffs;
-    loop {
-        diffs = differences(&emulator, &names, &users);
-        if diffs.is_empty() || converge_start.elapsed() > CONVERGE_LIMIT || !bridge_alive {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let converge_s = converge_start.elapsed().as_secs_f64();
-    let mut outbox_depth = None;
-    if own_sqlite {
-        // Only this run's tenant uses this file, so the whole outbox is ours.
-        let store = crate::store::Store::connect(&store_url)
-            .await
-            .map_err(|e| anyhow::anyhow!("store: {e}"))?;
-        let limit = Instant::now() + Duration::from_secs(60);
-        loop {
-            let depth = store
-                .outbox_stats()
-                .await
-                .map_err(|e| anyhow::anyhow!("outbox: {e}"))?
-                .depth;
-            outbox_depth = Some(depth);
-            if depth == 0 || Instant::now() > limit {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-    drop(child);
-
-    // Classification.
-    let answers = log.answers.lock().map(|v| v.clone()).unwrap_or_default();
-    let windows = windows.lock().map(|v| v.clone()).unwrap_or_default();
-    let grace = GRACE.as_secs_f64();
-    let in_fault = |a: &Answer| {
-        let (s, e) = (a.start.as_secs_f64(), a.end.as_secs_f64());
-        windows.iter().any(|w| s <= w.off_s + grace && e >= w.on_s)
-    };
-    let mut ops: BTreeMap<&'static str, OpCounts> = BTreeMap::new();
-    let mut statuses = BTreeMap::new();
-    let mut errors = 0u64;
-    let mut expected = 0u64;
-    let mut first_errors = Vec::new();
-    for a in &answers {
-        *statuses.entry(a.status).or_insert(0u64) += 1;
-        let counts = ops.entry(a.op.name()).or_default();
-        let why = if let Some(w) = &a.wrong {
-            Some(w.clone())
-        } else if (200..300).contains(&a.status) {
-            counts.ok += 1;
-            None
-        } else if matches!(a.status, 429 | 503) && a.retry_after && in_fault(a) {
-            counts.expected_fault += 1;
-            expected += 1;
-            None
-        } else if a.status == 0 {
-            Some(format!("{}: no answer", a.op.name()))
-        } else if matches!(a.status, 429 | 503) && a.retry_after {
-            Some(format!(
-                "{}: {} outside a fault window",
-                a.op.name(),
-                a.status
-            ))
-        } else {
-            Some(format!(
-                "{}: {}{}",
-                a.op.name(),
-                a.status,
-                if a.retry_after {
-                    ""
-                } else {
-                    " without Retry-After"
-                }
-            ))
-        };
-        if let Some(why) = why {
-            counts.errors += 1;
-            errors += 1;
-            if first_errors.len() < 20 {
-                first_errors.push(format!("at {:.1} s: {why}", a.start.as_secs_f64()));
-            }
-        }
-    }
-
-    // The trend.
-    let samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
-    let warmup = ((samples.len() as f64) * WARMUP_SHARE).ceil() as usize;
-    let kept = &samples[warmup.min(samples.len())..];
-    let ts: Vec<f64> = kept.iter().map(|s| s.t_s).collect();
-    let rss: Vec<f64> = kept.iter().map(|s| s.rss_kb as f64 / 1024.0).collect();
-    let fds: Vec<f64> = kept.iter().map(|s| s.fds as f64).collect();
-    let rss_trend = trend(&ts, &rss, run_s, |mean| {
-        RSS_GROWTH_MB.max(RSS_GROWTH_SHARE * mean)
-    });
-    let fd_trend = trend(&ts, &fds, run_s, |_| FD_GROWTH);
-
-    let mut failures = Vec::new();
-    if !bridge_alive {
-        failures.push("the bridge process exited during the run".to_owned());
-    }
-    if errors > 0 {
-        failures.push(format!("{errors} answers beyond the injected faults"));
-    }
-    if !diffs.is_empty() {
-        failures.push(format!(
-            "the partner differs from the desired state in {} ways after {converge_s:.0} s",
-            diffs.len()
-        ));
-    }
-    if let Some(d) = outbox_depth.filter(|d| *d > 0) {
-        failures.push(format!("{d} outbox rows left after the run"));
-    }
-    for (name, t, unit) in [("RSS", &rss_trend, "MB"), ("open fds", &fd_trend, "")] {
-        if t.samples < 5 {
-            failures.push(format!("{name}: only {} samples after warm-up", t.samples));
-        } else if !t.ok {
-            failures.push(format!(
-                "{name} grows: {:+.1}{unit} projected over the run, above {:.1}{unit}",
-                t.projected_growth, t.threshold
-            ));
-        }
-    }
-    let memberships = users.iter().map(|u| u.groups.len()).sum::<usize>();
-    let requests = answers.len() as u64;
-    let report = SoakReport {
+/// Classifies the answers, fits the trends and lists the failed checks into the report.
+fn judge(args: &SoakArgs, timing: &Timing, f: Finished) -> SoakReport {
+    let run_s = args.duration.as_secs_f64();
+    let classified = classify(&f.answers, &f.windows);
+    let trends = trends(&f.samples, run_s);
+    let memberships = f.users.iter().map(|u| u.groups.len()).sum::<usize>();
+    let requests = f.answers.len() as u64;
+    let differences = f.diffs.len();
+    let mut report = SoakReport {
         duration_s: run_s,
         seed: args.seed,
-        connections,
-        store: store_label,
-        bridge_pid: pid,
+        connections: f.connections,
+        store: f.store_label,
+        bridge_pid: f.bridge_pid,
         requests,
-        per_second: requests as f64 / work_s.max(1e-9),
-        ops,
-        statuses,
-        expected_fault_answers: expected,
-        errors,
-        first_errors,
-        fault_windows: windows,
-        users_at_end: users.len(),
+        per_second: requests as f64 / f.work_s.max(1e-9),
+        ops: classified.ops,
+        statuses: classified.statuses,
+        expected_fault_answers: classified.expected,
+        errors: classified.errors,
+        first_errors: classified.first_errors,
+        fault_windows: f.windows,
+        users_at_end: f.users.len(),
         memberships_at_end: memberships,
-        converge_s,
-        outbox_depth,
-        final_state_ok: diffs.is_empty(),
-        final_state_differences: diffs.into_iter().take(20).collect(),
-        sample_every_s: sample_every.as_secs_f64(),
-        warmup_samples: warmup,
-        samples,
-        rss_mb: rss_trend,
-        fds: fd_trend,
-        passed: failures.is_empty(),
-        failures,
+        converge_s: f.converge_s,
+        outbox_depth: f.outbox_depth,
+        final_state_ok: f.diffs.is_empty(),
+        final_state_differences: f.diffs.into_iter().take(20).collect(),
+        sample_every_s: timing.sample_every.as_secs_f64(),
+        warmup_samples: trends.warmup,
+        samples: f.samples,
+        rss_mb: trends.rss,
+        fds: trends.fds,
+        passed: false,
+        failures: Vec::new(),
     };
-    if report.passed {
-        drop(dir_guard);
-    } else {
-        // Keep the bridge's log for a look.
-        eprintln!("soak: the bridge's files are kept in {}", dir.display());
-        std::mem::forget(dir_guard);
-    }
-    running.shutdown().await;
-    Ok(report)
+    report.failures = failures(&report, f.bridge_alive, differences);
+    report.passed = report.failures.is_empty();
+    report
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::partner::emulator::faults::{Faults, Latency, RateLimit};
 
-use super::client::{call, expect_total, lookup_path, patch_body, status_is, Log, Scim};
+use super::client::{call, expect_total, lookup_path, patch_body, status_is, Log, Reply, Scim};
 use super::USER_SCHEMA;
 
 /// The kinds of IdP request the workload sends.
@@ -82,26 +82,37 @@ impl Names {
     }
 }
 
-/// One connection's loop: its own users, a seeded mix of requests, paced to `interval`.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn worker(
-    w: usize,
-    seed: u64,
-    scim: Scim,
-    log: Log,
-    names: Names,
-    groups: Arc<Vec<String>>,
-    target_users: usize,
-    interval: Duration,
-    end: Instant,
-) -> Vec<ModelUser> {
-    let mut rng = SmallRng::seed_from_u64(seed ^ (w as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut users: Vec<ModelUser> = Vec::new();
-    let mut next_email = 0u64;
-    let mut next_name = 0u64;
+/// What every connection shares: the client, the answer log, the run's names and the groups.
+#[derive(Clone)]
+pub(super) struct Shared {
+    pub(super) scim: Scim,
+    pub(super) log: Log,
+    pub(super) names: Names,
+    pub(super) groups: Arc<Vec<String>>,
+}
+
+/// How one connection paces itself: the users it keeps, the time between its requests, and
+/// when it stops.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pace {
+    pub(super) target_users: usize,
+    pub(super) interval: Duration,
+    pub(super) end: Instant,
+}
+
+/// One connection's loop: its own users, a seeded mix of requests, paced to `pace.interval`.
+pub(super) async fn worker(w: usize, seed: u64, shared: Shared, pace: Pace) -> Vec<ModelUser> {
+    let mut worker = Worker {
+        w,
+        rng: SmallRng::seed_from_u64(seed ^ (w as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        shared,
+        users: Vec::new(),
+        next_email: 0,
+        next_name: 0,
+    };
     let mut due = Instant::now();
-    while Instant::now() < end {
-        due += interval;
+    while Instant::now() < pace.end {
+        due += pace.interval;
         let now = Instant::now();
         if due > now {
             tokio::time::sleep_until(due.into()).await;
@@ -109,214 +120,265 @@ pub(super) async fn worker(
             // Behind (retries, slow answers): do not burst to catch up.
             due = now;
         }
-        let roll = rng.random_range(0..100u32);
+        worker.step(pace.target_users).await;
+    }
+    worker.users
+}
+
+/// One connection's state: its random choices, its users and the counters its names use.
+struct Worker {
+    w: usize,
+    rng: SmallRng,
+    shared: Shared,
+    users: Vec<ModelUser>,
+    next_email: u64,
+    next_name: u64,
+}
+
+impl Worker {
+    /// Picks one request by a roll of 100 (and a user, when it has any) and sends it.
+    async fn step(&mut self, target_users: usize) {
+        let users = &self.users;
+        let roll = self.rng.random_range(0..100u32);
         let pick = if users.is_empty() {
             None
         } else {
-            Some(rng.random_range(0..users.len()))
+            Some(self.rng.random_range(0..users.len()))
         };
         match (roll, pick) {
             // A new user, or one removed once the connection has its share.
-            (0..=11, _) | (_, None) if users.len() < target_users => {
-                let email = names.email(w, next_email);
-                next_email += 1;
-                next_name += 1;
-                let given = format!("Given{next_name}");
-                // Entra's probe first, as it does before every create.
-                call(
-                    &scim,
-                    &log,
-                    Op::LookupMiss,
-                    reqwest::Method::GET,
-                    &lookup_path(&email),
-                    None,
-                    expect_total(0),
-                )
-                .await;
-                let body = json!({
-                    "schemas": [USER_SCHEMA],
-                    "userName": email,
-                    "externalId": format!("ext-{email}"),
-                    "active": true,
-                    "name": {"givenName": given, "familyName": format!("Family{w}")},
-                    "emails": [{"value": email, "type": "work", "primary": true}],
-                });
-                let created = call(
-                    &scim,
-                    &log,
-                    Op::CreateUser,
-                    reqwest::Method::POST,
-                    "/Users",
-                    Some(&body),
-                    status_is(&[201]),
-                )
-                .await;
-                if let Some(id) = created.and_then(|r| r.body["id"].as_str().map(str::to_owned)) {
-                    users.push(ModelUser {
-                        id,
-                        email,
-                        given,
-                        active: true,
-                        groups: BTreeSet::new(),
-                    });
-                }
-            }
-            (0..=11, Some(i)) => {
-                let u = users.swap_remove(i);
-                let ok = call(
-                    &scim,
-                    &log,
-                    Op::DeleteUser,
-                    reqwest::Method::DELETE,
-                    &format!("/Users/{}", u.id),
-                    None,
-                    status_is(&[204]),
-                )
-                .await;
-                if ok.is_none() {
-                    // Unknown outcome: keep it and let the final check judge it as the IdP
-                    // would leave it (the request is already counted as an error).
-                    users.push(u);
-                }
-            }
+            (0..=11, _) | (_, None) if users.len() < target_users => self.create_user().await,
+            (0..=11, Some(i)) => self.delete_user(i).await,
             (_, None) => {}
-            (12..=36, Some(i)) => {
-                call(
-                    &scim,
-                    &log,
-                    Op::LookupHit,
-                    reqwest::Method::GET,
-                    &lookup_path(&users[i].email),
-                    None,
-                    expect_total(1),
-                )
-                .await;
-            }
-            (37..=46, _) => {
-                let email = format!("{}@soak.example.com", uuid::Uuid::new_v4());
-                call(
-                    &scim,
-                    &log,
-                    Op::LookupMiss,
-                    reqwest::Method::GET,
-                    &lookup_path(&email),
-                    None,
-                    expect_total(0),
-                )
-                .await;
-            }
-            (47..=54, _) => {
-                let start = rng.random_range(0..200u32) + 1;
-                call(
-                    &scim,
-                    &log,
-                    Op::ListPage,
-                    reqwest::Method::GET,
-                    &format!("/Users?startIndex={start}&count=50"),
-                    None,
-                    status_is(&[200]),
-                )
-                .await;
-            }
-            (55..=59, _) => {
-                let g = rng.random_range(0..groups.len());
-                call(
-                    &scim,
-                    &log,
-                    Op::GetGroup,
-                    reqwest::Method::GET,
-                    &format!("/Groups/{}?excludedAttributes=members", groups[g]),
-                    None,
-                    status_is(&[200]),
-                )
-                .await;
-            }
-            (60..=69, Some(i)) => {
-                next_name += 1;
-                let given = format!("Given{next_name}");
-                let body = patch_body(json!([{"op": "replace", "path": "name.givenName",
-                    "value": given}]));
-                let ok = call(
-                    &scim,
-                    &log,
-                    Op::PatchName,
-                    reqwest::Method::PATCH,
-                    &format!("/Users/{}", users[i].id),
-                    Some(&body),
-                    status_is(&[200, 204]),
-                )
-                .await;
-                if ok.is_some() {
-                    users[i].given = given;
-                }
-            }
-            (70..=75, Some(i)) => {
-                let (op, active) = if users[i].active {
-                    (Op::Deactivate, false)
-                } else {
-                    (Op::Reactivate, true)
-                };
-                // Okta's shape: replace with an object value.
-                let body = patch_body(json!([{"op": "replace", "value": {"active": active}}]));
-                let ok = call(
-                    &scim,
-                    &log,
-                    op,
-                    reqwest::Method::PATCH,
-                    &format!("/Users/{}", users[i].id),
-                    Some(&body),
-                    status_is(&[200, 204]),
-                )
-                .await;
-                if ok.is_some() {
-                    users[i].active = active;
-                }
-            }
-            (76..=89, Some(i)) => {
-                let g = rng.random_range(0..groups.len());
-                let body = patch_body(json!([{"op": "add", "path": "members",
-                    "value": [{"value": users[i].id}]}]));
-                let ok = call(
-                    &scim,
-                    &log,
-                    Op::GroupAdd,
-                    reqwest::Method::PATCH,
-                    &format!("/Groups/{}", groups[g]),
-                    Some(&body),
-                    status_is(&[200, 204]),
-                )
-                .await;
-                if ok.is_some() {
-                    users[i].groups.insert(g);
-                }
-            }
-            (_, Some(i)) => {
-                let Some(&g) = users[i]
-                    .groups
-                    .iter()
-                    .nth(rng.random_range(0..users[i].groups.len().max(1)))
-                else {
-                    continue;
-                };
-                let body = patch_body(json!([{"op": "remove",
-                    "path": format!("members[value eq \"{}\"]", users[i].id)}]));
-                let ok = call(
-                    &scim,
-                    &log,
-                    Op::GroupRemove,
-                    reqwest::Method::PATCH,
-                    &format!("/Groups/{}", groups[g]),
-                    Some(&body),
-                    status_is(&[200, 204]),
-                )
-                .await;
-                if ok.is_some() {
-                    users[i].groups.remove(&g);
-                }
-            }
+            (12..=36, Some(i)) => self.lookup_hit(i).await,
+            (37..=46, _) => self.lookup_miss().await,
+            (47..=54, _) => self.list_page().await,
+            (55..=59, _) => self.get_group().await,
+            (60..=69, Some(i)) => self.patch_name(i).await,
+            (70..=75, Some(i)) => self.toggle_active(i).await,
+            (76..=89, Some(i)) => self.group_add(i).await,
+            (_, Some(i)) => self.group_remove(i).await,
         }
     }
-    users
+
+    /// Sends one request and logs its answer; `Some` when it passed `check`.
+    async fn call(
+        &self,
+        op: Op,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        check: impl Fn(u16, &serde_json::Value) -> Result<(), String>,
+    ) -> Option<Reply> {
+        let Shared { scim, log, .. } = &self.shared;
+        call(scim, log, op, method, path, body, check).await
+    }
+
+    /// Entra's probe, then a create; the user is kept once the bridge answers 201.
+    async fn create_user(&mut self) {
+        let email = self.shared.names.email(self.w, self.next_email);
+        self.next_email += 1;
+        self.next_name += 1;
+        let given = format!("Given{}", self.next_name);
+        // Entra's probe first, as it does before every create.
+        let probe = lookup_path(&email);
+        self.call(
+            Op::LookupMiss,
+            reqwest::Method::GET,
+            &probe,
+            None,
+            expect_total(0),
+        )
+        .await;
+        let body = json!({
+            "schemas": [USER_SCHEMA],
+            "userName": email,
+            "externalId": format!("ext-{email}"),
+            "active": true,
+            "name": {"givenName": given, "familyName": format!("Family{}", self.w)},
+            "emails": [{"value": email, "type": "work", "primary": true}],
+        });
+        let created = self
+            .call(
+                Op::CreateUser,
+                reqwest::Method::POST,
+                "/Users",
+                Some(&body),
+                status_is(&[201]),
+            )
+            .await;
+        if let Some(id) = created.and_then(|r| r.body["id"].as_str().map(str::to_owned)) {
+            self.users.push(ModelUser {
+                id,
+                email,
+                given,
+                active: true,
+                groups: BTreeSet::new(),
+            });
+        }
+    }
+
+    /// Deletes user `i`; kept when the outcome is unknown.
+    async fn delete_user(&mut self, i: usize) {
+        let u = self.users.swap_remove(i);
+        let ok = self
+            .call(
+                Op::DeleteUser,
+                reqwest::Method::DELETE,
+                &format!("/Users/{}", u.id),
+                None,
+                status_is(&[204]),
+            )
+            .await;
+        if ok.is_none() {
+            // Unknown outcome: keep it and let the final check judge it as the IdP
+            // would leave it (the request is already counted as an error).
+            self.users.push(u);
+        }
+    }
+
+    /// A `userName eq` lookup of user `i`, which must find it.
+    async fn lookup_hit(&mut self, i: usize) {
+        let path = lookup_path(&self.users[i].email);
+        self.call(
+            Op::LookupHit,
+            reqwest::Method::GET,
+            &path,
+            None,
+            expect_total(1),
+        )
+        .await;
+    }
+
+    /// A `userName eq` lookup of an email nobody has, which must find nothing.
+    async fn lookup_miss(&mut self) {
+        let email = format!("{}@soak.example.com", uuid::Uuid::new_v4());
+        let path = lookup_path(&email);
+        self.call(
+            Op::LookupMiss,
+            reqwest::Method::GET,
+            &path,
+            None,
+            expect_total(0),
+        )
+        .await;
+    }
+
+    /// A page of 50 users from a random start.
+    async fn list_page(&mut self) {
+        let start = self.rng.random_range(0..200u32) + 1;
+        self.call(
+            Op::ListPage,
+            reqwest::Method::GET,
+            &format!("/Users?startIndex={start}&count=50"),
+            None,
+            status_is(&[200]),
+        )
+        .await;
+    }
+
+    /// A random group, without its members.
+    async fn get_group(&mut self) {
+        let g = self.rng.random_range(0..self.shared.groups.len());
+        self.call(
+            Op::GetGroup,
+            reqwest::Method::GET,
+            &format!(
+                "/Groups/{}?excludedAttributes=members",
+                self.shared.groups[g]
+            ),
+            None,
+            status_is(&[200]),
+        )
+        .await;
+    }
+
+    /// A new given name for user `i`.
+    async fn patch_name(&mut self, i: usize) {
+        self.next_name += 1;
+        let given = format!("Given{}", self.next_name);
+        let body = patch_body(json!([{"op": "replace", "path": "name.givenName",
+            "value": given}]));
+        let ok = self
+            .call(
+                Op::PatchName,
+                reqwest::Method::PATCH,
+                &format!("/Users/{}", self.users[i].id),
+                Some(&body),
+                status_is(&[200, 204]),
+            )
+            .await;
+        if ok.is_some() {
+            self.users[i].given = given;
+        }
+    }
+
+    /// Deactivates user `i`, or reactivates it when inactive.
+    async fn toggle_active(&mut self, i: usize) {
+        let (op, active) = if self.users[i].active {
+            (Op::Deactivate, false)
+        } else {
+            (Op::Reactivate, true)
+        };
+        // Okta's shape: replace with an object value.
+        let body = patch_body(json!([{"op": "replace", "value": {"active": active}}]));
+        let ok = self
+            .call(
+                op,
+                reqwest::Method::PATCH,
+                &format!("/Users/{}", self.users[i].id),
+                Some(&body),
+                status_is(&[200, 204]),
+            )
+            .await;
+        if ok.is_some() {
+            self.users[i].active = active;
+        }
+    }
+
+    /// Adds user `i` to a random group.
+    async fn group_add(&mut self, i: usize) {
+        let g = self.rng.random_range(0..self.shared.groups.len());
+        let body = patch_body(json!([{"op": "add", "path": "members",
+            "value": [{"value": self.users[i].id}]}]));
+        let ok = self
+            .call(
+                Op::GroupAdd,
+                reqwest::Method::PATCH,
+                &format!("/Groups/{}", self.shared.groups[g]),
+                Some(&body),
+                status_is(&[200, 204]),
+            )
+            .await;
+        if ok.is_some() {
+            self.users[i].groups.insert(g);
+        }
+    }
+
+    /// Removes user `i` from one of its groups (nothing when it has none).
+    async fn group_remove(&mut self, i: usize) {
+        let Some(&g) = self.users[i]
+            .groups
+            .iter()
+            .nth(self.rng.random_range(0..self.users[i].groups.len().max(1)))
+        else {
+            return;
+        };
+        let body = patch_body(json!([{"op": "remove",
+            "path": format!("members[value eq \"{}\"]", self.users[i].id)}]));
+        let ok = self
+            .call(
+                Op::GroupRemove,
+                reqwest::Method::PATCH,
+                &format!("/Groups/{}", self.shared.groups[g]),
+                Some(&body),
+                status_is(&[200, 204]),
+            )
+            .await;
+        if ok.is_some() {
+            self.users[i].groups.remove(&g);
+        }
+    }
 }
 
 /// The faults of window `k`, in rotation. They are harsh enough that the bridge's own retries
