@@ -104,51 +104,78 @@ pub(super) fn differences(emulator: &Emulator, names: &Names, users: &[ModelUser
     diffs
 }
 
+/// The table's text, built a line at a time.
+#[derive(Default)]
+struct Table(String);
+
+impl Table {
+    fn line(&mut self, t: String) {
+        self.0.push_str(&t);
+        self.0.push('\n');
+    }
+}
+
 impl SoakReport {
+    /// The report as the text table `soak` prints without `--json`.
     pub(super) fn table(&self) -> String {
-        let mut s = String::new();
-        let mut line = |t: String| {
-            s.push_str(&t);
-            s.push('\n');
-        };
-        line(format!(
+        let mut t = Table::default();
+        self.requests_section(&mut t);
+        self.faults_section(&mut t);
+        self.end_state_section(&mut t);
+        self.samples_section(&mut t);
+        self.trends_section(&mut t);
+        self.verdict_section(&mut t);
+        t.0
+    }
+
+    /// The run's settings, the request totals and the counts per kind of request.
+    fn requests_section(&self, t: &mut Table) {
+        t.line(format!(
             "soak: {:.0} s, seed {}, {} connections, store {}, bridge pid {}",
             self.duration_s, self.seed, self.connections, self.store, self.bridge_pid
         ));
-        line(format!(
+        t.line(format!(
             "requests: {} ({:.1}/s); statuses {:?}",
             self.requests, self.per_second, self.statuses
         ));
-        line(format!(
+        t.line(format!(
             "{:<26} {:>9} {:>14} {:>7}",
             "request", "2xx ok", "fault 429/503", "errors"
         ));
         for (name, c) in &self.ops {
-            line(format!(
+            t.line(format!(
                 "{name:<26} {:>9} {:>14} {:>7}",
                 c.ok, c.expected_fault, c.errors
             ));
         }
-        line(format!(
+    }
+
+    /// The fault windows, and the errors beyond them.
+    fn faults_section(&self, t: &mut Table) {
+        t.line(format!(
             "fault windows: {} ({} answers 429/503 with Retry-After during or within {} s after one)",
             self.fault_windows.len(),
             self.expected_fault_answers,
             GRACE.as_secs()
         ));
         for w in &self.fault_windows {
-            line(format!(
+            t.line(format!(
                 "  {:>7.1} s - {:>7.1} s  {}",
                 w.on_s, w.off_s, w.kind
             ));
         }
-        line(format!(
+        t.line(format!(
             "errors beyond the injected faults: {}",
             self.errors
         ));
         for e in &self.first_errors {
-            line(format!("  {e}"));
+            t.line(format!("  {e}"));
         }
-        line(format!(
+    }
+
+    /// The users left, whether the partner agrees, and the outbox.
+    fn end_state_section(&self, t: &mut Table) {
+        t.line(format!(
             "end state: {} users, {} memberships; partner {} after {:.1} s; outbox depth {}",
             self.users_at_end,
             self.memberships_at_end,
@@ -163,19 +190,23 @@ impl SoakReport {
                 .unwrap_or_else(|| "(shared store: not read)".into())
         ));
         for d in &self.final_state_differences {
-            line(format!("  {d}"));
+            t.line(format!("  {d}"));
         }
-        line(format!(
+    }
+
+    /// About a dozen of the samples, evenly spread, and the last one.
+    fn samples_section(&self, t: &mut Table) {
+        t.line(format!(
             "samples: {} every {:.1} s; the first {} are warm-up",
             self.samples.len(),
             self.sample_every_s,
             self.warmup_samples
         ));
-        line(format!("{:>9} {:>9} {:>6}", "t (s)", "RSS (MB)", "fds"));
+        t.line(format!("{:>9} {:>9} {:>6}", "t (s)", "RSS (MB)", "fds"));
         let step = (self.samples.len() / 12).max(1);
         for (i, x) in self.samples.iter().enumerate() {
             if i % step == 0 || i + 1 == self.samples.len() {
-                line(format!(
+                t.line(format!(
                     "{:>9.1} {:>9.1} {:>6}",
                     x.t_s,
                     x.rss_kb as f64 / 1024.0,
@@ -183,31 +214,38 @@ impl SoakReport {
                 ));
             }
         }
-        line(format!(
+    }
+
+    /// The memory and descriptor trend lines after warm-up, each with its verdict.
+    fn trends_section(&self, t: &mut Table) {
+        t.line(format!(
             "{:<9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>11} {:>10}  verdict",
             "after w-u", "first", "min", "max", "last", "slope/min", "projected", "threshold"
         ));
-        for (name, t) in [("RSS MB", &self.rss_mb), ("open fds", &self.fds)] {
-            line(format!(
+        for (name, tr) in [("RSS MB", &self.rss_mb), ("open fds", &self.fds)] {
+            t.line(format!(
                 "{name:<9} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>+10.3} {:>+11.2} {:>10.1}  {}",
-                t.first,
-                t.min,
-                t.max,
-                t.last,
-                t.slope_per_min,
-                t.projected_growth,
-                t.threshold,
-                if t.ok { "flat" } else { "GROWS" }
+                tr.first,
+                tr.min,
+                tr.max,
+                tr.last,
+                tr.slope_per_min,
+                tr.projected_growth,
+                tr.threshold,
+                if tr.ok { "flat" } else { "GROWS" }
             ));
         }
+    }
+
+    /// PASS, or FAIL with the failed checks.
+    fn verdict_section(&self, t: &mut Table) {
         if self.passed {
-            line("verdict: PASS".into());
+            t.line("verdict: PASS".into());
         } else {
-            line("verdict: FAIL".into());
+            t.line("verdict: FAIL".into());
             for f in &self.failures {
-                line(format!("  {f}"));
+                t.line(format!("  {f}"));
             }
         }
-        s
     }
 }
