@@ -34,35 +34,36 @@
 //! 3. the emulator's call log shows no two overlapping user writes for one (site, email);
 //! 4. the outbox is drained (rows left failing are reported as a violation).
 
+mod chaos;
 mod checks;
 mod connection;
 mod idp;
 mod instance;
 mod plan;
+mod quiesce;
 mod report;
+mod setup;
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 use crate::partner::emulator::faults::Faults;
-use crate::partner::emulator::{Emulator, SiteSpec};
-use crate::partner::{Access, CallKind, PartnerGroup, PartnerUser};
-use crate::secret::Secret;
+use crate::partner::emulator::{Emulator, RunningEmulator};
 use crate::store::Store;
 
-use checks::{differences, expected, overlapping_user_writes};
+use chaos::Chaos;
+use checks::{expected, overlapping_user_writes};
 use connection::connection;
-use idp::{group_name, slot_email, GroupM, Idp, Model, Slot};
-use instance::{live_claims, tenant_config, Instance, Kill, Notes, RunStore, Targets};
+use idp::Idp;
+use instance::{tenant_config, Instance, Kill, Notes, RunStore, Targets};
 use plan::Plan;
+use quiesce::{converge, histories, outbox_violation};
+use setup::{initial_model, new_idp, start_partner, Launcher};
 
 pub use report::Outcome;
 
@@ -258,6 +259,8 @@ pub async fn run_seed(
     outcome
 }
 
+/// One run on a store: the partner and two bridges start, the IdP's connections work while
+/// instances are killed, then the bridges converge and the invariants are checked.
 async fn run_on(
     seed: u64,
     store_url: &str,
@@ -269,89 +272,20 @@ async fn run_on(
         attribute_updates: workload.attribute_updates,
         ..Plan::new(seed)
     });
-    let emulator = Emulator::new(
-        plan.sites
-            .iter()
-            .map(|s| SiteSpec {
-                name: s.clone(),
-                api_key: Secret::new(format!("key-{s}")),
-                owner_email: OWNER.into(),
-            })
-            .collect(),
-    );
-    let running = emulator.clone().spawn().await?;
-    if plan.vendor_slot {
-        for s in &plan.sites {
-            emulator.insert_group(
-                s,
-                PartnerGroup {
-                    name: VENDOR_GROUP.into(),
-                    access: Access::Sql,
-                },
-            );
-            emulator.insert_user(
-                s,
-                PartnerUser {
-                    email: slot_email(seed, 1, 0),
-                    first_name: "Vendor".into(),
-                    last_name: "Made".into(),
-                    groups: vec![VENDOR_GROUP.into(), ALL_USERS.into()],
-                },
-            );
-        }
-    }
-    let tenant = tenant_config(&plan, &running.base_url)?;
-    let options = plan.bridge_options();
-
-    // The model: users and groups as the IdP starts them.
-    let mut model = Model::default();
-    for u in 0..plan.users {
-        let protected = plan.owner_slot && u == 0;
-        let email = if protected {
-            OWNER.to_owned()
-        } else {
-            slot_email(seed, u, 0)
-        };
-        model.users.push(Slot {
-            id: None,
-            email: email.clone(),
-            given: format!("Given{u}"),
-            family: format!("Family{u}"),
-            active: true,
-            emails_used: BTreeSet::new(),
-            vendor: plan.vendor_slot && u == 1,
-            protected,
-            version: 0,
-            history: Vec::new(),
-        });
-    }
-    for g in 0..plan.groups {
-        model.groups.push(GroupM {
-            name: group_name(g, 0),
-            ..GroupM::default()
-        });
-    }
-
-    let notes: Notes = Arc::default();
-    let first = Instance::start_retrying(store_url, &tenant, &options, &notes).await?;
-    let second = Instance::start_retrying(store_url, &tenant, &options, &notes).await?;
+    let (emulator, running) = start_partner(&plan, seed).await?;
+    let launcher = Launcher {
+        store_url: store_url.to_owned(),
+        tenant: tenant_config(&plan, &running.base_url)?,
+        options: plan.bridge_options(),
+        notes: Notes::default(),
+    };
+    let model = initial_model(&plan, seed);
+    let first = launcher.start().await?;
+    let second = launcher.start().await?;
     let targets = Arc::new(Targets {
         slots: Mutex::new(vec![Some(first.base.clone()), Some(second.base.clone())]),
     });
-    let idp = Arc::new(Idp {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .connect_timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()?,
-        targets: targets.clone(),
-        next: AtomicUsize::new(0),
-        retried: AtomicUsize::new(0),
-        cancelled: AtomicUsize::new(0),
-        cancel_share: plan.cancel_share,
-        model: Mutex::new(model),
-        epoch: Instant::now(),
-    });
+    let idp = Arc::new(new_idp(targets.clone(), &plan, model)?);
     for s in &plan.sites {
         emulator.set_faults(s, plan.faults(seed));
     }
@@ -360,51 +294,53 @@ async fn run_on(
     // (sometimes past its lease, sometimes not) and comes back on the same store.
     set_phase(&phase, "IdP traffic".into());
     let working = Arc::new(AtomicBool::new(true));
-    let chaos = {
-        let (targets, working, plan) = (targets.clone(), working.clone(), plan.clone());
-        let (store_url, tenant, options) = (store_url.to_owned(), tenant.clone(), options.clone());
-        let (notes, phase) = (notes.clone(), phase.clone());
-        tokio::spawn(async move {
-            let mut rng = SmallRng::seed_from_u64(seed ^ 0x0dea_d0ff);
-            let mut instances = [Some(first), Some(second)];
-            let mut kills = 0;
-            let mut claims_at_kills = 0;
-            let mut errors = Vec::new();
-            while kills < plan.kills && working.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(200..900))).await;
-                if !working.load(Ordering::Relaxed) {
-                    break;
-                }
-                let k = rng.random_range(0..2);
-                let mode = if rng.random_bool(0.7) {
-                    Kill::Hard
-                } else {
-                    Kill::Graceful
-                };
-                targets.set(k, None);
-                set_phase(&phase, format!("killing instance {k} ({mode:?})"));
-                if let Kill::Hard = mode {
-                    claims_at_kills += live_claims(&store_url).await.unwrap_or(0);
-                }
-                if let Some(i) = instances[k].take() {
-                    i.stop(mode).await;
-                }
-                set_phase(&phase, "IdP traffic".into());
-                kills += 1;
-                let down = rng.random_range(0..plan.lease_ms + 300);
-                tokio::time::sleep(Duration::from_millis(down)).await;
-                match Instance::start_retrying(&store_url, &tenant, &options, &notes).await {
-                    Ok(i) => {
-                        targets.set(k, Some(i.base.clone()));
-                        instances[k] = Some(i);
-                    }
-                    Err(e) => errors.push(format!("restarting a bridge: {e:#}")),
-                }
-            }
-            (instances, kills, claims_at_kills, errors)
-        })
+    let chaos = Chaos {
+        seed,
+        plan: plan.clone(),
+        targets: targets.clone(),
+        working: working.clone(),
+        launcher: launcher.clone(),
+        phase: phase.clone(),
     };
+    let chaos = tokio::spawn(chaos.run(first, second));
+    drive(&idp, &plan, seed).await;
+    working.store(false, Ordering::Relaxed);
+    set_phase(&phase, "waiting for the kill task".into());
+    let kills = chaos.await.context("the kill task")?;
+    for e in kills.errors {
+        idp.violation(e);
+    }
+    let instances = launcher.restart_down(kills.instances, &targets).await?;
 
+    // Quiescence: faults off, the outbox drained, the partner equal to the intent.
+    set_phase(&phase, "converging".into());
+    let (store, mut checked) = check(&idp, &emulator, &plan, store_url).await?;
+
+    set_phase(&phase, "stopping".into());
+    stop(store, instances, running, &launcher.notes, &mut checked).await;
+    let Checked {
+        violations,
+        details,
+        user_writes,
+    } = checked;
+    let acknowledged = idp.model.lock().map(|m| m.acknowledged).unwrap_or(0);
+    Ok(Outcome {
+        seed,
+        plan: plan.describe(),
+        violations,
+        acknowledged,
+        retried: idp.retried.load(Ordering::Relaxed),
+        cancelled: idp.cancelled.load(Ordering::Relaxed),
+        kills: kills.kills,
+        claims_at_kills: kills.claims_at_kills,
+        user_writes,
+        took: started.elapsed(),
+        details,
+    })
+}
+
+/// Runs the plan's IdP connections to their end; a connection that panicked is a violation.
+async fn drive(idp: &Arc<Idp>, plan: &Arc<Plan>, seed: u64) {
     let conns = (0..plan.connections).map(|c| {
         let (idp, plan) = (idp.clone(), plan.clone());
         tokio::spawn(connection(idp, plan, c, seed))
@@ -414,24 +350,24 @@ async fn run_on(
             idp.violation(format!("an IdP connection panicked: {e}"));
         }
     }
-    working.store(false, Ordering::Relaxed);
-    set_phase(&phase, "waiting for the kill task".into());
-    let (instances, kills, claims_at_kills, errors) = chaos.await.context("the kill task")?;
-    for e in errors {
-        idp.violation(e);
-    }
-    // Restart whatever is down, so both serve while the outbox drains.
-    let mut instances = instances;
-    for (k, slot) in instances.iter_mut().enumerate() {
-        if slot.is_none() {
-            let i = Instance::start_retrying(store_url, &tenant, &options, &notes).await?;
-            targets.set(k, Some(i.base.clone()));
-            *slot = Some(i);
-        }
-    }
+}
 
-    // Quiescence: faults off, the outbox drained, the partner equal to the intent.
-    set_phase(&phase, "converging".into());
+/// What the checks found: the violations, the details a failure's report shows, and the
+/// partner's user writes.
+struct Checked {
+    violations: Vec<String>,
+    details: Vec<String>,
+    user_writes: usize,
+}
+
+/// Switches the faults off, waits for the bridges to converge and checks invariants 1 to 4;
+/// returns the store it opened (the caller closes it) and what it found.
+async fn check(
+    idp: &Idp,
+    emulator: &Emulator,
+    plan: &Plan,
+    store_url: &str,
+) -> anyhow::Result<(Store, Checked)> {
     for s in &plan.sites {
         emulator.set_faults(s, Faults::default());
     }
@@ -441,117 +377,51 @@ async fn run_on(
     };
     let store = Store::connect(store_url).await?;
     let expected = match idp.model.lock() {
-        Ok(m) => expected(&m, &plan),
+        Ok(m) => expected(&m, plan),
         Err(_) => anyhow::bail!("the model's lock was poisoned"),
     };
-    let end = Instant::now() + CONVERGE_LIMIT;
-    let mut drained_since: Option<Instant> = None;
-    let (diff, depth) = loop {
-        let depth = store
-            .outbox_stats()
-            .await
-            .map(|s| s.depth)
-            .unwrap_or(u64::MAX);
-        let diff = differences(&emulator, &plan, &expected);
-        if depth == 0 && diff.is_empty() {
-            break (diff, depth);
-        }
-        if depth == 0 {
-            // Drained but different: give in-flight request waits a moment, then judge.
-            let since = *drained_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > Duration::from_secs(3) {
-                break (diff, depth);
-            }
-        } else {
-            drained_since = None;
-        }
-        if Instant::now() > end {
-            break (diff, depth);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (diff, depth) = converge(&store, emulator, plan, &expected).await;
     violations.extend(diff);
     if depth != 0 {
-        let failures = store
-            .outbox_failures(None, 20)
-            .await
-            .map(|f| {
-                f.iter()
-                    .map(|f| {
-                        format!(
-                            "{}/{} {:?} attempts {} error {:?}",
-                            f.site, f.user_id, f.email, f.attempts, f.last_error
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        violations.push(format!(
-            "invariant 4: the outbox holds {depth} row(s) {CONVERGE_LIMIT:?} after the faults \
-             stopped; failing: {failures:?}"
-        ));
+        violations.push(outbox_violation(&store, depth).await);
     }
     let log = emulator.call_log();
-    let (writes, overlaps) = overlapping_user_writes(&log);
+    let (user_writes, overlaps) = overlapping_user_writes(&log);
     violations.extend(overlaps);
-    let mut details = Vec::new();
-    if let Ok(m) = idp.model.lock() {
-        for s in &m.users {
-            if violations
-                .iter()
-                .any(|v| s.emails_used.iter().any(|e| v.contains(e.as_str())))
-            {
-                details.push(format!("history of {:?}:", s.emails_used));
-                details.extend(s.history.iter().map(|h| format!("  {h}")));
-                for e in &s.emails_used {
-                    details.extend(
-                        log.iter()
-                            .filter(|r| r.email.as_deref() == Some(e.as_str()))
-                            .filter(|r| {
-                                matches!(
-                                    r.call,
-                                    CallKind::CreateUser
-                                        | CallKind::UpdateUser
-                                        | CallKind::DeleteUser
-                                )
-                            })
-                            .map(|r| {
-                                format!(
-                                    "  partner {} {:?} {e} -> {} at {} ms",
-                                    r.site,
-                                    r.call,
-                                    r.status,
-                                    r.finished_us / 1000
-                                )
-                            }),
-                    );
-                }
-            }
-        }
-    }
+    let details = match idp.model.lock() {
+        Ok(m) => histories(&m, &violations, &log),
+        Err(_) => Vec::new(),
+    };
+    Ok((
+        store,
+        Checked {
+            violations,
+            details,
+            user_writes,
+        },
+    ))
+}
 
-    set_phase(&phase, "stopping".into());
+/// Closes the store, stops the instances gracefully and then the partner; the instances'
+/// liveness notes become violations, their other notes details.
+async fn stop(
+    store: Store,
+    instances: [Option<Instance>; 2],
+    running: RunningEmulator,
+    notes: &Notes,
+    checked: &mut Checked,
+) {
     store.close().await;
     for i in instances.into_iter().flatten() {
         i.stop(Kill::Graceful).await;
     }
     running.shutdown().await;
     if let Ok(n) = notes.lock() {
-        violations.extend(n.iter().filter(|n| n.starts_with("liveness:")).cloned());
-        details.extend(n.iter().filter(|n| !n.starts_with("liveness:")).cloned());
+        checked
+            .violations
+            .extend(n.iter().filter(|n| n.starts_with("liveness:")).cloned());
+        checked
+            .details
+            .extend(n.iter().filter(|n| !n.starts_with("liveness:")).cloned());
     }
-    let acknowledged = idp.model.lock().map(|m| m.acknowledged).unwrap_or(0);
-    Ok(Outcome {
-        seed,
-        plan: plan.describe(),
-        violations,
-        acknowledged,
-        retried: idp.retried.load(Ordering::Relaxed),
-        cancelled: idp.cancelled.load(Ordering::Relaxed),
-        kills,
-        claims_at_kills,
-        user_writes: writes,
-        took: started.elapsed(),
-        details,
-    })
 }
