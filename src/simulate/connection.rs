@@ -1,5 +1,6 @@
 //! One IdP connection's operations: set-up, user changes, group renames, membership PATCHes.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
@@ -8,220 +9,314 @@ use serde_json::{json, Value};
 
 use crate::config::DeprovisionPolicy;
 
-use super::idp::{group_name, patch, slot_email, user_body, Idp};
+use super::idp::{group_name, patch, slot_email, user_body, Idp, Slot};
 use super::plan::{Plan, Shape};
 use super::GROUP_SCHEMA;
 
 /// One IdP connection: owns users `u % connections == c`, groups `g % connections == c` and
 /// pairs `(g + u) % connections == c`; sends one request at a time.
 pub(super) async fn connection(idp: Arc<Idp>, plan: Arc<Plan>, c: usize, seed: u64) {
-    let mut rng =
-        SmallRng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(c as u64 + 1)));
     let cn = plan.connections;
-    let entra_of = |rng: &mut SmallRng| match plan.shape {
-        Shape::Okta => false,
-        Shape::Entra => true,
-        Shape::Mixed => rng.random_bool(0.5),
+    let mut conn = Conn {
+        rng: SmallRng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(c as u64 + 1))),
+        my_users: (c..plan.users).step_by(cn).collect(),
+        my_groups: (c..plan.groups).step_by(cn).collect(),
+        idp,
+        plan,
+        c,
+        seed,
     };
-    let my_users: Vec<usize> = (c..plan.users).step_by(cn).collect();
-    let my_groups: Vec<usize> = (c..plan.groups).step_by(cn).collect();
+    conn.set_up().await;
+    for _ in 0..conn.plan.ops_per_connection {
+        if conn.step().await.is_break() {
+            return;
+        }
+    }
+}
 
-    // Set-up: this connection's groups, then its users.
-    for &g in &my_groups {
-        let name = group_name(g, 0);
-        let entra = entra_of(&mut rng);
-        let body = if entra {
-            json!({"schemas": [GROUP_SCHEMA], "displayName": name, "externalId": format!("g{g}")})
-        } else {
-            json!({"schemas": [GROUP_SCHEMA], "displayName": name, "members": []})
+/// One connection's state: its random choices and the users and groups it owns.
+struct Conn {
+    idp: Arc<Idp>,
+    plan: Arc<Plan>,
+    c: usize,
+    seed: u64,
+    rng: SmallRng,
+    my_users: Vec<usize>,
+    my_groups: Vec<usize>,
+}
+
+/// A user change's context: the slot as it was read, its SCIM path, and the IdP's shape.
+struct Target {
+    u: usize,
+    slot: Slot,
+    id: String,
+    path: String,
+    entra: bool,
+}
+
+impl Conn {
+    /// Whether the next request is Entra-shaped (else Okta-shaped), by the plan's shape.
+    fn entra(&mut self) -> bool {
+        match self.plan.shape {
+            Shape::Okta => false,
+            Shape::Entra => true,
+            Shape::Mixed => self.rng.random_bool(0.5),
+        }
+    }
+
+    /// Set-up: this connection's groups, then its users.
+    async fn set_up(&mut self) {
+        for g in self.my_groups.clone() {
+            let name = group_name(g, 0);
+            let entra = self.entra();
+            let body = if entra {
+                json!({"schemas": [GROUP_SCHEMA], "displayName": name, "externalId": format!("g{g}")})
+            } else {
+                json!({"schemas": [GROUP_SCHEMA], "displayName": name, "members": []})
+            };
+            if let Some(id) = self
+                .idp
+                .create(&mut self.rng, "Groups", &body, "displayName", &name)
+                .await
+            {
+                if let Ok(mut m) = self.idp.model.lock() {
+                    m.groups[g].id = Some(id);
+                    m.acknowledged += 1;
+                }
+            }
+        }
+        for u in self.my_users.clone() {
+            let entra = self.entra();
+            create_user(&self.idp, &mut self.rng, u, entra, self.seed).await;
+        }
+    }
+
+    /// One operation: a membership PATCH, a group rename, or a change to one of its users;
+    /// `Break` when the model's lock is poisoned.
+    async fn step(&mut self) -> ControlFlow<()> {
+        let entra = self.entra();
+        let roll = self.rng.random_range(0..100);
+        if roll < 45 {
+            membership(&self.idp, &self.plan, &mut self.rng, self.c, entra).await;
+            return ControlFlow::Continue(());
+        }
+        if roll < 52 && !self.my_groups.is_empty() {
+            let g = self.my_groups[self.rng.random_range(0..self.my_groups.len())];
+            rename_group(&self.idp, &mut self.rng, g, entra).await;
+            return ControlFlow::Continue(());
+        }
+        if self.my_users.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let u = self.my_users[self.rng.random_range(0..self.my_users.len())];
+        let slot = match self.idp.model.lock() {
+            Ok(m) => m.users[u].clone(),
+            Err(_) => return ControlFlow::Break(()),
         };
-        if let Some(id) = idp
-            .create(&mut rng, "Groups", &body, "displayName", &name)
+        let Some(id) = slot.id.clone() else {
+            self.recreate(u, entra).await;
+            return ControlFlow::Continue(());
+        };
+        let t = Target {
+            u,
+            path: format!("/Users/{id}"),
+            slot,
+            id,
+            entra,
+        };
+        // Without attribute updates: deactivations, reactivations and deletes only.
+        let low = if self.plan.attribute_updates { 0 } else { 45 };
+        match self.rng.random_range(low..100) {
+            0..=29 => self.change_names(&t).await,
+            30..=44 if !t.slot.protected => self.change_email(&t).await,
+            45..=79 => self.toggle_active(&t).await,
+            _ => self.delete(&t).await,
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Deleted (or its create failed): create it again, half the time under its old email (a
+    /// rehire; the tombstone must not take the new user with it).
+    async fn recreate(&mut self, u: usize, entra: bool) {
+        let reuse = self.rng.random_bool(0.5);
+        if !reuse {
+            if let Ok(mut m) = self.idp.model.lock() {
+                let s = &mut m.users[u];
+                if !s.protected {
+                    s.version += 1;
+                    s.email = slot_email(self.seed, u, s.version);
+                }
+            }
+        }
+        create_user(&self.idp, &mut self.rng, u, entra, self.seed).await;
+    }
+
+    /// New given and family names: Entra PATCHes them, Okta PUTs the whole user.
+    async fn change_names(&mut self, t: &Target) {
+        let given = format!("Given{}", self.rng.random_range(0..1000));
+        let family = format!("Family{}", self.rng.random_range(0..1000));
+        let (method, body) = if t.entra {
+            (
+                reqwest::Method::PATCH,
+                patch(json!([
+                    {"op": "Replace", "path": "displayName", "value": format!("{given} {family}")},
+                    {"op": "Replace", "path": "name.givenName", "value": given},
+                    {"op": "Replace", "path": "name.familyName", "value": family},
+                ])),
+            )
+        } else {
+            (
+                reqwest::Method::PUT,
+                user_body(&t.slot.email, &given, &family, t.slot.active, false),
+            )
+        };
+        if let Some((st, amb)) = self
+            .idp
+            .change(&mut self.rng, method, &t.path, Some(&body), "name update")
             .await
         {
-            if let Ok(mut m) = idp.model.lock() {
-                m.groups[g].id = Some(id);
+            self.idp.note(
+                t.u,
+                format!(
+                    "c{} names {given} {family} -> {st} retried {amb} ({})",
+                    self.c,
+                    shape_name(t.entra)
+                ),
+            );
+            if let Ok(mut m) = self.idp.model.lock() {
+                m.users[t.u].given = given;
+                m.users[t.u].family = family;
                 m.acknowledged += 1;
             }
         }
     }
-    for &u in &my_users {
-        let entra = entra_of(&mut rng);
-        create_user(&idp, &mut rng, u, entra, seed).await;
+
+    /// An email (userName) change.
+    async fn change_email(&mut self, t: &Target) {
+        let u = t.u;
+        // A fresh email for every attempt, kept even when the change is refused (the
+        // partner may hold it anyway): a later re-create never reuses it by accident.
+        let email = slot_email(self.seed, u, t.slot.version + 1);
+        if let Ok(mut m) = self.idp.model.lock() {
+            m.users[u].version += 1;
+        }
+        let (method, body) = if t.entra {
+            (
+                reqwest::Method::PATCH,
+                patch(json!([
+                    {"op": "Replace", "path": "userName", "value": email},
+                    {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": email},
+                ])),
+            )
+        } else {
+            (
+                reqwest::Method::PUT,
+                user_body(&email, &t.slot.given, &t.slot.family, t.slot.active, false),
+            )
+        };
+        if let Some((st, amb)) = self
+            .idp
+            .change(&mut self.rng, method, &t.path, Some(&body), "email change")
+            .await
+        {
+            self.idp.note(
+                u,
+                format!(
+                    "c{} email {} -> {email} -> {st} retried {amb} ({})",
+                    self.c,
+                    t.slot.email,
+                    shape_name(t.entra)
+                ),
+            );
+            if let Ok(mut m) = self.idp.model.lock() {
+                let s = &mut m.users[u];
+                s.email = email.clone();
+                s.emails_used.insert(email);
+                m.acknowledged += 1;
+            }
+        }
     }
 
-    for _ in 0..plan.ops_per_connection {
-        let entra = entra_of(&mut rng);
-        let roll = rng.random_range(0..100);
-        if roll < 45 {
-            membership(&idp, &plan, &mut rng, c, entra).await;
-            continue;
-        }
-        if roll < 52 && !my_groups.is_empty() {
-            let g = my_groups[rng.random_range(0..my_groups.len())];
-            rename_group(&idp, &mut rng, g, entra).await;
-            continue;
-        }
-        if my_users.is_empty() {
-            continue;
-        }
-        let u = my_users[rng.random_range(0..my_users.len())];
-        let slot = match idp.model.lock() {
-            Ok(m) => m.users[u].clone(),
-            Err(_) => return,
+    /// Deactivates the user, or reactivates it when inactive (Entra's string values, Okta's
+    /// object value).
+    async fn toggle_active(&mut self, t: &Target) {
+        let to = !t.slot.active;
+        let body = if t.entra {
+            patch(json!([{"op": "Replace", "path": "active",
+                          "value": if to { "True" } else { "False" }}]))
+        } else {
+            patch(json!([{"op": "replace", "value": {"active": to}}]))
         };
-        let Some(id) = slot.id.clone() else {
-            // Deleted (or its create failed): create it again, half the time under its old
-            // email (a rehire; the tombstone must not take the new user with it).
-            let reuse = rng.random_bool(0.5);
-            if !reuse {
-                if let Ok(mut m) = idp.model.lock() {
-                    let s = &mut m.users[u];
-                    if !s.protected {
-                        s.version += 1;
-                        s.email = slot_email(seed, u, s.version);
-                    }
+        let what = if to { "reactivation" } else { "deactivation" };
+        if let Some((st, amb)) = self
+            .idp
+            .change(
+                &mut self.rng,
+                reqwest::Method::PATCH,
+                &t.path,
+                Some(&body),
+                what,
+            )
+            .await
+        {
+            self.idp.note(
+                t.u,
+                format!(
+                    "c{} {what} of {} -> {st} retried {amb} ({})",
+                    self.c,
+                    t.slot.email,
+                    shape_name(t.entra)
+                ),
+            );
+            if let Ok(mut m) = self.idp.model.lock() {
+                let s = &mut m.users[t.u];
+                s.active = to;
+                if !to && self.plan.policy == DeprovisionPolicy::Remove && !s.protected {
+                    s.vendor = false;
                 }
-            }
-            create_user(&idp, &mut rng, u, entra, seed).await;
-            continue;
-        };
-        let path = format!("/Users/{id}");
-        // Without attribute updates: deactivations, reactivations and deletes only.
-        let low = if plan.attribute_updates { 0 } else { 45 };
-        match rng.random_range(low..100) {
-            // Names.
-            0..=29 => {
-                let given = format!("Given{}", rng.random_range(0..1000));
-                let family = format!("Family{}", rng.random_range(0..1000));
-                let (method, body) = if entra {
-                    (
-                        reqwest::Method::PATCH,
-                        patch(json!([
-                            {"op": "Replace", "path": "displayName", "value": format!("{given} {family}")},
-                            {"op": "Replace", "path": "name.givenName", "value": given},
-                            {"op": "Replace", "path": "name.familyName", "value": family},
-                        ])),
-                    )
-                } else {
-                    (
-                        reqwest::Method::PUT,
-                        user_body(&slot.email, &given, &family, slot.active, false),
-                    )
-                };
-                if let Some((st, amb)) = idp
-                    .change(&mut rng, method, &path, Some(&body), "name update")
-                    .await
-                {
-                    idp.note(
-                        u,
-                        format!(
-                            "c{c} names {given} {family} -> {st} retried {amb} ({})",
-                            if entra { "entra" } else { "okta" }
-                        ),
-                    );
-                    if let Ok(mut m) = idp.model.lock() {
-                        m.users[u].given = given;
-                        m.users[u].family = family;
-                        m.acknowledged += 1;
-                    }
-                }
-            }
-            // Email (userName) change.
-            30..=44 if !slot.protected => {
-                // A fresh email for every attempt, kept even when the change is refused (the
-                // partner may hold it anyway): a later re-create never reuses it by accident.
-                let email = slot_email(seed, u, slot.version + 1);
-                if let Ok(mut m) = idp.model.lock() {
-                    m.users[u].version += 1;
-                }
-                let (method, body) = if entra {
-                    (
-                        reqwest::Method::PATCH,
-                        patch(json!([
-                            {"op": "Replace", "path": "userName", "value": email},
-                            {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": email},
-                        ])),
-                    )
-                } else {
-                    (
-                        reqwest::Method::PUT,
-                        user_body(&email, &slot.given, &slot.family, slot.active, false),
-                    )
-                };
-                if let Some((st, amb)) = idp
-                    .change(&mut rng, method, &path, Some(&body), "email change")
-                    .await
-                {
-                    idp.note(
-                        u,
-                        format!(
-                            "c{c} email {} -> {email} -> {st} retried {amb} ({})",
-                            slot.email,
-                            if entra { "entra" } else { "okta" }
-                        ),
-                    );
-                    if let Ok(mut m) = idp.model.lock() {
-                        let s = &mut m.users[u];
-                        s.email = email.clone();
-                        s.emails_used.insert(email);
-                        m.acknowledged += 1;
-                    }
-                }
-            }
-            // Deactivate / reactivate.
-            45..=79 => {
-                let to = !slot.active;
-                let body = if entra {
-                    patch(json!([{"op": "Replace", "path": "active",
-                                  "value": if to { "True" } else { "False" }}]))
-                } else {
-                    patch(json!([{"op": "replace", "value": {"active": to}}]))
-                };
-                let what = if to { "reactivation" } else { "deactivation" };
-                if let Some((st, amb)) = idp
-                    .change(&mut rng, reqwest::Method::PATCH, &path, Some(&body), what)
-                    .await
-                {
-                    idp.note(
-                        u,
-                        format!(
-                            "c{c} {what} of {} -> {st} retried {amb} ({})",
-                            slot.email,
-                            if entra { "entra" } else { "okta" }
-                        ),
-                    );
-                    if let Ok(mut m) = idp.model.lock() {
-                        let s = &mut m.users[u];
-                        s.active = to;
-                        if !to && plan.policy == DeprovisionPolicy::Remove && !s.protected {
-                            s.vendor = false;
-                        }
-                        m.acknowledged += 1;
-                    }
-                }
-            }
-            // Delete.
-            _ => {
-                if let Some((st, amb)) = idp
-                    .change(&mut rng, reqwest::Method::DELETE, &path, None, "delete")
-                    .await
-                {
-                    idp.note(
-                        u,
-                        format!("c{c} delete {id} ({}) -> {st} retried {amb}", slot.email),
-                    );
-                    if let Ok(mut m) = idp.model.lock() {
-                        let s = &mut m.users[u];
-                        s.id = None;
-                        if !s.protected {
-                            s.vendor = false;
-                        }
-                        m.acknowledged += 1;
-                    }
-                }
+                m.acknowledged += 1;
             }
         }
+    }
+
+    /// Deletes the user.
+    async fn delete(&mut self, t: &Target) {
+        if let Some((st, amb)) = self
+            .idp
+            .change(
+                &mut self.rng,
+                reqwest::Method::DELETE,
+                &t.path,
+                None,
+                "delete",
+            )
+            .await
+        {
+            self.idp.note(
+                t.u,
+                format!(
+                    "c{} delete {} ({}) -> {st} retried {amb}",
+                    self.c, t.id, t.slot.email
+                ),
+            );
+            if let Ok(mut m) = self.idp.model.lock() {
+                let s = &mut m.users[t.u];
+                s.id = None;
+                if !s.protected {
+                    s.vendor = false;
+                }
+                m.acknowledged += 1;
+            }
+        }
+    }
+}
+
+/// The IdP a request's shape imitates, for the history.
+fn shape_name(entra: bool) -> &'static str {
+    if entra {
+        "entra"
+    } else {
+        "okta"
     }
 }
 
