@@ -2,6 +2,7 @@
 //! request until a definitive answer; the request bodies and names it uses.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -113,49 +114,8 @@ impl Idp {
                 ));
                 return None;
             };
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{base}{path}"))
-                .bearer_auth(TOKEN)
-                .header("Accept", "application/scim+json");
-            if let Some(b) = body {
-                req = req
-                    .header("Content-Type", "application/scim+json")
-                    .body(serde_json::to_vec(b).unwrap_or_default());
-            }
-            let attempt = async move {
-                let res = req.send().await.ok()?;
-                let status = res.status().as_u16();
-                let retry_after = res
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                let bytes = res.bytes().await.ok()?;
-                let body = if bytes.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                        Value::String(String::from_utf8_lossy(&bytes).into_owned())
-                    })
-                };
-                Some((status, retry_after, body))
-            };
-            // Some attempts are cancelled: the future is dropped after a random time, as an
-            // IdP's own timeout does.
-            let result = if rng.random_bool(self.cancel_share) {
-                let after = Duration::from_millis(rng.random_range(1..=150));
-                match tokio::time::timeout(after, attempt).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        self.cancelled.fetch_add(1, Ordering::Relaxed);
-                        None
-                    }
-                }
-            } else {
-                attempt.await
-            };
-            match result {
+            let req = self.request(&base, method.clone(), path, body);
+            match self.maybe_cancelled(rng, attempt(req)).await {
                 Some((status, _, body)) if status != 429 && status < 500 => {
                     return Some(Answer {
                         status,
@@ -173,6 +133,48 @@ impl Idp {
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
             }
+        }
+    }
+
+    /// The request to the bridge at `base`, with the bearer token and a SCIM body if any.
+    fn request(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+            .header("Accept", "application/scim+json");
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/scim+json")
+                .body(serde_json::to_vec(b).unwrap_or_default());
+        }
+        req
+    }
+
+    /// Some attempts are cancelled: the future is dropped after a random time, as an IdP's own
+    /// timeout does; a cancelled attempt is `None`, like one that got no answer.
+    async fn maybe_cancelled(
+        &self,
+        rng: &mut SmallRng,
+        attempt: impl Future<Output = Option<Attempt>>,
+    ) -> Option<Attempt> {
+        if rng.random_bool(self.cancel_share) {
+            let after = Duration::from_millis(rng.random_range(1..=150));
+            match tokio::time::timeout(after, attempt).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.cancelled.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        } else {
+            attempt.await
         }
     }
 
@@ -255,6 +257,29 @@ impl Idp {
         ));
         None
     }
+}
+
+/// One attempt's answer: the status, `Retry-After` in seconds if any, and the body.
+type Attempt = (u16, Option<u64>, Value);
+
+/// Sends one attempt; `None` when no full answer came (a refused connection, a timeout, a
+/// body cut off).
+async fn attempt(req: reqwest::RequestBuilder) -> Option<Attempt> {
+    let res = req.send().await.ok()?;
+    let status = res.status().as_u16();
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let bytes = res.bytes().await.ok()?;
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Some((status, retry_after, body))
 }
 
 pub(super) fn user_body(
