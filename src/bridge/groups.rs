@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::engine::{Pace, Writing};
 use super::mapping::validate_group_name;
 use super::users::{check_if_match, from_ms, Scope};
-use super::write_lock::{tenant_lease_ms, WriteLock};
+use super::write_lock::{tenant_lease_ms, InFlight, WriteLock};
 use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
 use crate::config::UnknownMembersPolicy;
 use crate::partner::client::{GroupUpdate, NewGroup};
@@ -266,27 +266,79 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
     let view = GroupView::from_resource(&resource)?;
     validate_group_name(&view.display_name)?;
     check_grantable(tenant, &view.display_name)?;
-    let store = &bridge.store;
-    if !store
+    // The displayName is held from before the check and partner calls until the group and
+    // its members commit: the IdP's retry of a POST it gave up on (which goes on) waits (503)
+    // and then finds the group, instead of getting one of its own that the IdP may delete
+    // before the first commits a second group, its members holding it at the partner.
+    let keys = vec![crate::store::group_name_key(&view.display_name)];
+    let lease = tenant_lease_ms(0, tenant);
+    let Some(lock) = WriteLock::take(&bridge.store, tenant.name(), keys, lease).await? else {
+        return Err(BridgeError::contended(
+            "Another request is creating or renaming a group of this displayName; retry shortly.",
+        ));
+    };
+    if let Err(e) = check_display_name(bridge, tenant, &view.display_name, None).await {
+        lock.release().await;
+        return Err(e);
+    }
+    let in_flight = InFlight::default();
+    let created = create_checked(bridge, tenant, resource, &view, &writing, &in_flight).await;
+    let (row, members, pending) = super::write_lock::end(Some(lock), created, &in_flight).await?;
+    let settled = match pending {
+        Some(pending) => pending.settle(bridge).await?.settled,
+        None => true,
+    };
+    Ok(GroupWrite {
+        row,
+        known_members: Some(members),
+        settled,
+    })
+}
+
+/// Refuses a displayName another group of the tenant has (any case), `except` the group
+/// being renamed.
+pub(super) async fn check_display_name(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    display_name: &str,
+    except: Option<&str>,
+) -> BridgeResult<()> {
+    if bridge
+        .store
         .find_groups(
             tenant.name(),
-            &[IndexTerm::DisplayName(view.display_name.clone())],
+            &[IndexTerm::DisplayName(display_name.to_owned())],
         )
         .await?
-        .is_empty()
+        .iter()
+        .any(|g| Some(g.id.as_str()) != except)
     {
         return Err(ScimError::uniqueness(format!(
-            "displayName '{}' is already taken in this tenant",
-            view.display_name
+            "displayName '{display_name}' is already taken in this tenant"
         ))
         .into());
     }
+    Ok(())
+}
+
+/// The rest of [`create`], its checks passed under the displayName's lock: the group at
+/// every site, then its row, then its members (their work pending, when it has any).
+async fn create_checked(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    resource: Value,
+    view: &GroupView,
+    writing: &Writing,
+    in_flight: &InFlight,
+) -> BridgeResult<(GroupRow, Vec<String>, Option<Pending>)> {
     let Members {
-        known: members,
+        known: mut members,
         unknown,
     } = resolve_members(bridge, tenant, &dedup(&view.member_ids)).await?;
     let name = view.display_name.clone();
-    all_sites(for_each_site(tenant, |site| create_or_adopt_group(tenant, site, &name)).await)?;
+    let results = for_each_site(tenant, |site| create_or_adopt_group(tenant, site, &name)).await;
+    in_flight.note(&results);
+    all_sites(results)?;
     let now = now_ms();
     let row = GroupRow {
         tenant: tenant.name().to_owned(),
@@ -300,28 +352,20 @@ pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeRes
         last_modified_ms: now,
         version: 1,
     };
-    store.insert_group(&row).await?;
+    bridge.store.insert_group(&row).await?;
     report_skipped(bridge, tenant, &row.id, &unknown);
-    let mut members = members;
-    let mut settled = true;
-    if !members.is_empty() {
-        let pace = writing.pace();
-        let (marks, gone) = change(bridge, tenant, &row.id, None, &members, &[], pace).await?;
-        members.retain(|m| !gone.contains(m));
-        settled = Pending {
-            row: row.clone(),
-            marks,
-            pace,
-        }
-        .settle(bridge)
-        .await?
-        .settled;
+    if members.is_empty() {
+        return Ok((row, members, None));
     }
-    Ok(GroupWrite {
-        row,
-        known_members: Some(members),
-        settled,
-    })
+    let pace = writing.pace();
+    let (marks, gone) = change(bridge, tenant, &row.id, None, &members, &[], pace).await?;
+    members.retain(|m| !gone.contains(m));
+    let pending = Pending {
+        row: row.clone(),
+        marks,
+        pace,
+    };
+    Ok((row, members, Some(pending)))
 }
 
 /// Runs the membership transaction. A member deleted between the caller's check and the

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use super::mapping::{partner_email, partner_names};
-use super::write_lock::{tenant_lease_ms, WriteLock};
+use super::write_lock::{tenant_lease_ms, InFlight, WriteLock};
 use super::{for_each_site, now_ms, Bridge, BridgeError, BridgeResult, Site, Tenant};
 use crate::config::{DeprovisionPolicy, EmailChangePolicy};
 use crate::partner::client::{NewUser, UserUpdate};
@@ -223,22 +223,67 @@ async fn create_or_adopt(
 
 /// `POST /Users`.
 pub async fn create(bridge: &Bridge, scope: Scope<'_>, body: Value) -> BridgeResult<Value> {
+    let tenant = scope.tenant;
     let resource = canonicalize(&USER_RESOURCE, body, InputMode::Create)?;
     let view = UserView::from_resource(&resource)?;
     let email = partner_email(&view)?;
     let mut keys = vec![crate::store::user_name_key(&view.user_name)];
     keys.extend(email.as_deref().map(crate::store::user_email_key));
-    let lock = take_identity(bridge, scope.tenant, keys).await?;
-    let result = create_locked(bridge, scope, resource, &view, email).await;
-    if let Some(lock) = lock {
-        lock.release().await;
+    let lock = take_identity(bridge, tenant, keys).await?;
+    // Refused before any partner call (the user exists, its email is being deleted): let go.
+    if let Err(e) = check_new(bridge, tenant, &view, email.as_deref()).await {
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        return Err(e);
     }
-    result
+    let in_flight = InFlight::default();
+    let result = create_checked(bridge, scope, resource, &view, email, &in_flight).await;
+    super::write_lock::end(lock, result, &in_flight).await
+}
+
+/// What a new user may not be, checked under its locks before any partner call: a userName
+/// or partner email another user has, or an email whose account is still being deleted.
+async fn check_new(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    view: &UserView,
+    email: Option<&str>,
+) -> BridgeResult<()> {
+    let store = &bridge.store;
+    if store
+        .get_user_by_user_name(tenant.name(), &view.user_name)
+        .await?
+        .is_some()
+    {
+        return Err(ScimError::uniqueness(format!(
+            "userName '{}' is already taken in this tenant",
+            view.user_name
+        ))
+        .into());
+    }
+    let Some(email) = email else {
+        tracing::info!(
+            "the user has no email address: kept in SCIM, not provisioned to the partner"
+        );
+        return Ok(());
+    };
+    if !store
+        .users_by_partner_email(tenant.name(), email)
+        .await?
+        .is_empty()
+    {
+        return Err(ScimError::uniqueness(format!(
+            "another user already maps to the partner email '{email}'"
+        ))
+        .into());
+    }
+    refuse_while_deleting(bridge, tenant, email, None).await
 }
 
 /// The locks on the userName and partner email a user takes (a create, a change of either),
 /// held from before the checks and partner calls until its row commits, then let go (all its
-/// partner calls have ended). Another writer taking one of them meanwhile (the IdP's retry of
+/// partner calls have ended; see [`super::write_lock::end`]). Another writer taking one of them meanwhile (the IdP's retry of
 /// a POST it gave up on, which goes on; a second IdP) is answered 503 and sees the committed
 /// user on its retry: one person is never committed twice, and a deletion of the user the
 /// IdP got is never followed by a create still in flight.
@@ -259,44 +304,18 @@ async fn take_identity(
     }
 }
 
-/// The rest of [`create`], holding the user's userName and email.
-async fn create_locked(
+/// The rest of [`create`], holding the user's userName and email, its checks passed: the
+/// account at every site, then the row and its marks.
+async fn create_checked(
     bridge: &Bridge,
     scope: Scope<'_>,
     resource: Value,
     view: &UserView,
     email: Option<String>,
+    in_flight: &InFlight,
 ) -> BridgeResult<Value> {
     let tenant = scope.tenant;
     let store = &bridge.store;
-    if store
-        .get_user_by_user_name(tenant.name(), &view.user_name)
-        .await?
-        .is_some()
-    {
-        return Err(ScimError::uniqueness(format!(
-            "userName '{}' is already taken in this tenant",
-            view.user_name
-        ))
-        .into());
-    }
-    if let Some(email) = &email {
-        if !store
-            .users_by_partner_email(tenant.name(), email)
-            .await?
-            .is_empty()
-        {
-            return Err(ScimError::uniqueness(format!(
-                "another user already maps to the partner email '{email}'"
-            ))
-            .into());
-        }
-        refuse_while_deleting(bridge, tenant, email, None).await?;
-    } else {
-        tracing::info!(
-            "the user has no email address: kept in SCIM, not provisioned to the partner"
-        );
-    }
     let present = view.active || tenant.config.deprovision != DeprovisionPolicy::Remove;
     if let Some(email) = &email {
         note_protected(tenant, email, true, !present);
@@ -312,6 +331,7 @@ async fn create_locked(
             invited_by_email: tenant.config.invited_by_email.clone(),
         };
         let results = for_each_site(tenant, |site| create_or_adopt(tenant, site, &new)).await;
+        in_flight.note(&results);
         mark = fold_sites(results)?;
     }
     let now = now_ms();
@@ -431,6 +451,27 @@ pub async fn import_on_lookup(
     if !bridge.options.import_on_lookup || super::mapping::validate_email(user_name).is_err() {
         return Ok(None);
     }
+    // A create or change taking this userName or email is under way (maybe the IdP's own
+    // POST it gave up on): importing now would commit a second user for one person. The
+    // lookup answers from the store; the IdP finds the user once that write commits.
+    let keys = vec![
+        crate::store::user_name_key(user_name),
+        crate::store::user_email_key(user_name),
+    ];
+    let lease = tenant_lease_ms(bridge.options.import_timeout_ms, tenant);
+    let Some(lock) = WriteLock::take(&bridge.store, tenant.name(), keys, lease).await? else {
+        return Ok(None);
+    };
+    let result = import_locked(bridge, tenant, user_name).await;
+    super::write_lock::end(Some(lock), result, &InFlight::default()).await
+}
+
+/// The rest of [`import_on_lookup`], holding the userName and email.
+async fn import_locked(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    user_name: &str,
+) -> BridgeResult<Option<UserRow>> {
     // The partner account already belongs to another SCIM user (its userName is no email, or
     // another one): importing it again would map one partner account to two SCIM users.
     if !bridge

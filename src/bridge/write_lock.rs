@@ -55,6 +55,44 @@ impl WriteLock {
     }
 }
 
+/// Whether a partner write of a lock's holder may still land after the holder is done: a
+/// call it sent whose last attempt got no answer (timed out, connection lost). A call the
+/// partner answered, even with an error, has ended there.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::atomic::AtomicBool);
+
+impl InFlight {
+    /// Notes the per-site results of the holder's partner calls.
+    pub fn note<T>(&self, results: &[(&Site, Result<T, crate::partner::error::PartnerError>)]) {
+        if results
+            .iter()
+            .any(|(_, r)| matches!(r, Err(e) if e.attempts > 0 && e.status.is_none()))
+        {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn may_land(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Ends a hold with the outcome of the work it guarded: let go, unless the work failed with a
+/// partner write that may still land ([`InFlight`]): then the locks linger for the time that
+/// takes, so nobody acts on the name before it has.
+pub async fn end<T, E>(
+    lock: Option<WriteLock>,
+    result: Result<T, E>,
+    in_flight: &InFlight,
+) -> Result<T, E> {
+    match lock {
+        Some(lock) if result.is_err() && in_flight.may_land() => drop(lock),
+        Some(lock) => lock.release().await,
+        None => {}
+    }
+    result
+}
+
 impl Drop for WriteLock {
     fn drop(&mut self) {
         if !self.held {
@@ -84,13 +122,16 @@ impl Drop for WriteLock {
 
 /// How long a [`WriteLock`] lasts unless let go: `at_least_ms` (for a group's names, the time a
 /// rename may still be under way), and at least the few partner calls its holder makes at
-/// `site`; and how long it lingers after a holder is cut off (a cancelled request, a lapsing
+/// `site`, plus 2 s for the clocks of replicas (another replica decides by its own clock
+/// whether the lease has ended); and how long it lingers after a holder is cut off (a cancelled request, a lapsing
 /// claim): one HTTP attempt's timeout plus 2 s of clock skew, so a write it had sent has
 /// landed before another writer takes the lock.
 pub fn lease_ms(at_least_ms: u64, site: &Site) -> (u64, u64) {
     let options = site.client.options();
     (
-        at_least_ms.max(options.call_deadline_ms.saturating_mul(4)),
+        at_least_ms
+            .max(options.call_deadline_ms.saturating_mul(4))
+            .saturating_add(2_000),
         options.request_timeout_ms.saturating_add(2_000),
     )
 }
@@ -101,5 +142,7 @@ pub fn tenant_lease_ms(at_least_ms: u64, tenant: &Tenant) -> (u64, u64) {
         .sites
         .iter()
         .map(|site| lease_ms(at_least_ms, site))
-        .fold((at_least_ms, 0), |(a, b), (c, d)| (a.max(c), b.max(d)))
+        .fold((at_least_ms.saturating_add(2_000), 0), |(a, b), (c, d)| {
+            (a.max(c), b.max(d))
+        })
 }

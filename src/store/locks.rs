@@ -9,6 +9,12 @@ pub fn group_names_key(group_id: &str) -> String {
     format!("group-names:{group_id}")
 }
 
+/// The key of the lock on a group displayName (any case) while a group takes it (a create,
+/// a rename).
+pub fn group_name_key(display_name: &str) -> String {
+    format!("group-name:{}", super::types::lc(display_name))
+}
+
 /// The key of the lock on a userName (any case) while a user takes it.
 pub fn user_name_key(user_name: &str) -> String {
     format!("user-name:{}", super::types::lc(user_name))

@@ -44,7 +44,7 @@ mod users;
 use error::Fail;
 pub use error::StoreError;
 pub use liveness::WorkerLock;
-pub use locks::{group_names_key, user_email_key, user_name_key};
+pub use locks::{group_name_key, group_names_key, user_email_key, user_name_key};
 pub use outbox::Quiet;
 pub use outbox_view::{OutboxFailure, OutboxHealth, OutboxSiteStats, PendingDeletions};
 pub use types::{

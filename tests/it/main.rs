@@ -45,6 +45,7 @@ mod store_faults;
 pub mod support;
 mod tls;
 mod unknown_members;
+mod write_locks;
 
 /// Installs, once per test process, a global subscriber that records nothing but answers
 /// "sometimes" for every callsite. Without it, tracing may cache "never" for a callsite first

@@ -1652,3 +1652,65 @@ async fn store_group_name_locks_have_one_holder_until_let_go_or_lapsed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn store_write_locks_are_taken_all_or_none() {
+    for_each_backend(|store| async move {
+        let keys = |names: &[&str]| names.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
+        assert!(store
+            .take_write_locks("a", &keys(&["user-email:x"]), "other", 0, 10_000)
+            .await
+            .unwrap());
+        // One key of two is held by another: neither is taken.
+        assert!(!store
+            .take_write_locks(
+                "a",
+                &keys(&["user-name:x", "user-email:x"]),
+                "post",
+                0,
+                10_000
+            )
+            .await
+            .unwrap());
+        assert!(
+            store
+                .take_write_locks("a", &keys(&["user-name:x"]), "third", 0, 10_000)
+                .await
+                .unwrap(),
+            "a refused take left a key behind"
+        );
+        store
+            .release_write_locks("a", &keys(&["user-name:x"]), "third")
+            .await
+            .unwrap();
+        store
+            .release_write_locks("a", &keys(&["user-email:x"]), "other")
+            .await
+            .unwrap();
+        assert!(store
+            .take_write_locks(
+                "a",
+                &keys(&["user-name:x", "user-email:x"]),
+                "post",
+                0,
+                10_000
+            )
+            .await
+            .unwrap());
+        // Letting go of keys one does not hold changes nothing.
+        store
+            .release_write_locks("a", &keys(&["user-name:x", "user-email:x"]), "other")
+            .await
+            .unwrap();
+        assert!(!store
+            .take_write_locks("a", &keys(&["user-email:x"]), "other", 5_000, 10_000)
+            .await
+            .unwrap());
+        // Lapsed at the end of the lease.
+        assert!(store
+            .take_write_locks("a", &keys(&["user-email:x"]), "other", 10_000, 20_000)
+            .await
+            .unwrap());
+    })
+    .await;
+}

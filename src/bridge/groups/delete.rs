@@ -23,7 +23,7 @@ pub async fn delete(
     // group again under a name this delete has already taken away. Let go whatever the
     // outcome (its partner calls have all ended then); only a cancelled delete leaves it to
     // linger.
-    let names = take_names(bridge, tenant, id).await?;
+    let names = take_names(bridge, tenant, id, None).await?;
     let result = delete_locked(bridge, tenant, &old).await;
     names.release().await;
     result

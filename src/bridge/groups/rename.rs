@@ -4,15 +4,19 @@
 
 use super::*;
 
-/// The lock on a group's partner names for a request (a rename, a delete), or the 503 that
-/// says another writer holds it.
+/// The lock on a group's partner names for a request (a rename, a delete), with the lock
+/// on the displayName a rename takes (`new_name`, a `group_name_key`), or the 503 that says
+/// another writer holds one of them.
 pub(super) async fn take_names(
     bridge: &Bridge,
     tenant: &Tenant,
     group_id: &str,
+    new_name: Option<String>,
 ) -> BridgeResult<WriteLock> {
     let lease = tenant_lease_ms(bridge.options.rename_settle_ms, tenant);
-    names_lock(&bridge.store, tenant.name(), group_id, lease)
+    let mut keys = vec![crate::store::group_names_key(group_id)];
+    keys.extend(new_name);
+    WriteLock::take(&bridge.store, tenant.name(), keys, lease)
         .await?
         .ok_or_else(names_busy)
 }
@@ -34,7 +38,8 @@ pub(crate) async fn names_lock(
     .await
 }
 
-/// The answer to a rename while another writer changes the group's names.
+/// The answer to a rename while another writer changes the group's names (or creates or
+/// renames a group of the name it takes).
 fn names_busy() -> BridgeError {
     BridgeError::contended("Another change of this group's name is being finished; retry shortly.")
 }
@@ -57,26 +62,19 @@ pub(super) async fn write(
         return rename_then_commit(bridge, scope, old, resource, view, (add, remove), pace).await;
     }
     check_grantable(tenant, &view.display_name)?;
-    if !view.display_name.eq_ignore_ascii_case(&old.display_name)
-        && bridge
-            .store
-            .find_groups(
-                tenant.name(),
-                &[IndexTerm::DisplayName(view.display_name.clone())],
-            )
-            .await?
-            .iter()
-            .any(|g| g.id != old.id)
-    {
-        return Err(ScimError::uniqueness(format!(
-            "displayName '{}' is already taken in this tenant",
-            view.display_name
-        ))
-        .into());
+    // Held from before the check and the partner calls until the new name is committed or
+    // undone, and let go before the answer (an IdP that retries at once finds it free): the
+    // group's names, and a new displayName (no create of a group of that name meanwhile).
+    let new_name = !view.display_name.eq_ignore_ascii_case(&old.display_name);
+    let taking = new_name.then(|| crate::store::group_name_key(&view.display_name));
+    let lock = take_names(bridge, tenant, &old.id, taking).await?;
+    if new_name {
+        if let Err(e) = check_display_name(bridge, tenant, &view.display_name, Some(&old.id)).await
+        {
+            lock.release().await;
+            return Err(e);
+        }
     }
-    // Held from before the partner calls until the new name is committed or undone, and let
-    // go before the answer (an IdP that retries at once finds it free).
-    let lock = take_names(bridge, tenant, &old.id).await?;
     let result = rename_then_commit(bridge, scope, old, resource, view, (add, remove), pace).await;
     lock.release().await;
     result

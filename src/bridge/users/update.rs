@@ -52,13 +52,18 @@ fn keep_write_only(resource: &mut Value) {
 }
 
 /// The shared tail of PUT and PATCH: partner calls for what changed, then the store, holding
-/// a new userName or email the change takes (see [`take_identity`]).
+/// a new userName or email the change takes (see [`take_identity`]) until it commits.
 async fn update(
     bridge: &Bridge,
     scope: Scope<'_>,
     old: UserRow,
     resource: Value,
 ) -> BridgeResult<Value> {
+    let resource = storable(resource);
+    if resource == old.resource {
+        // Nothing changed: no partner call, no version bump.
+        return render(bridge, scope, &old).await;
+    }
     let view = UserView::from_resource(&resource)?;
     let mut keys = Vec::new();
     if !view.user_name.eq_ignore_ascii_case(&old.user_name) {
@@ -70,15 +75,17 @@ async fn update(
         }
     }
     let lock = take_identity(bridge, scope.tenant, keys).await?;
-    let result = update_locked(bridge, scope, old, resource).await;
-    if let Some(lock) = lock {
-        lock.release().await;
-    }
-    result
+    let in_flight = crate::bridge::write_lock::InFlight::default();
+    let result = update_locked(bridge, scope, old, resource, &in_flight).await;
+    // Let go once committed (the wait for the workers needs no lock); after a failure a
+    // partner write may still land: the lock lingers for it.
+    let (row, marks) = crate::bridge::write_lock::end(lock, result, &in_flight).await?;
+    settle_in_time(bridge, &row.id, &marks).await?;
+    render(bridge, scope, &row).await
 }
 
 /// The rest of [`update`]: partner calls for what changed at every site, then the row and
-/// its marks in one transaction. Every site is marked (not only those whose call failed)
+/// its marks in one transaction (the committed row and marks are returned). Every site is marked (not only those whose call failed)
 /// when the change is membership work (stripping or restoring groups, which the engine
 /// does), when the user appears or disappears at the partner (a worker converging the user
 /// now read the store before this commit and may undo the partner write: a mark after the
@@ -91,14 +98,10 @@ async fn update_locked(
     scope: Scope<'_>,
     old: UserRow,
     resource: Value,
-) -> BridgeResult<Value> {
+    in_flight: &crate::bridge::write_lock::InFlight,
+) -> BridgeResult<(UserRow, Vec<crate::store::OutboxMark>)> {
     let tenant = scope.tenant;
     let store = &bridge.store;
-    let resource = storable(resource);
-    if resource == old.resource {
-        // Nothing changed: no partner call, no version bump.
-        return render(bridge, scope, &old).await;
-    }
     let new_view = UserView::from_resource(&resource)?;
     let old_view = UserView::from_resource(&old.resource)?;
     let new_email = partner_email(&new_view)?.unwrap_or_default();
@@ -147,8 +150,15 @@ async fn update_locked(
     // The new email is claimed before any partner call: if the change does not commit, the
     // account it may have made (a partner that applied it and answered 5xx) is removed.
     let claimed = (email_changed || (!had_email && has_email)).then(|| new_email.clone());
-    let (applied, held) =
-        apply_at_sites(bridge, tenant, &old.id, &plan, claimed.as_deref()).await?;
+    let (applied, held) = apply_at_sites(
+        bridge,
+        tenant,
+        &old.id,
+        &plan,
+        claimed.as_deref(),
+        in_flight,
+    )
+    .await?;
     // The former email becomes a `retired` tombstone with the commit.
     let retired = (had_email && !new_email.eq_ignore_ascii_case(&old.partner_email))
         .then(|| old.partner_email.clone());
@@ -175,8 +185,7 @@ async fn update_locked(
             return Err(e.into());
         }
     };
-    settle_in_time(bridge, &row.id, &marks).await?;
-    render(bridge, scope, &row).await
+    Ok((row, marks))
 }
 
 /// The row after an update of `old` to `resource` (whose view is `view`): one version up,
@@ -208,6 +217,7 @@ async fn apply_at_sites(
     id: &str,
     plan: &SitePlan<'_>,
     claimed: Option<&str>,
+    in_flight: &crate::bridge::write_lock::InFlight,
 ) -> BridgeResult<(Vec<String>, Vec<HeldClaim>)> {
     if let Some(email) = claimed {
         bridge
@@ -234,6 +244,7 @@ async fn apply_at_sites(
         Vec::new()
     };
     let results = apply_under_claims(tenant, plan, &held).await;
+    in_flight.note(&results);
     match fold_sites(results) {
         Ok(mark) => Ok((mark, held)),
         Err(e) => {
