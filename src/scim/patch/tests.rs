@@ -6,6 +6,7 @@ use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_RESOURCE, USER_RESOURCE,
 use crate::scim::ScimType;
 use proptest::prelude::*;
 use serde_json::json;
+use std::collections::BTreeSet;
 
 fn req(ops: Value) -> PatchRequest {
     PatchRequest::from_json(&json!({"schemas": [PATCH_OP_SCHEMA], "Operations": ops})).unwrap()
