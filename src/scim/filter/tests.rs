@@ -1,8 +1,9 @@
 //! Filter tests: one per rule of `scim-interop.md` "Queries", the RFC 7644 section 3.4.2.2
 //! examples, and property tests.
 
+use super::compare::compare_one;
 use super::*;
-use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_RESOURCE, USER_RESOURCE};
+use crate::scim::schema::{AttrType, ENTERPRISE_USER_SCHEMA, GROUP_RESOURCE, USER_RESOURCE};
 use crate::scim::ScimType;
 use proptest::prelude::*;
 use serde_json::json;
