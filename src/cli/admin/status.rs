@@ -178,6 +178,8 @@ pub async fn status(
     ExitCode::from(if report.healthy { EXIT_OK } else { EXIT_FAILED })
 }
 
+/// Gathers the report from the store: every site's outbox, failing items and last reconcile,
+/// every tenant's pending deletions, then the problems and warnings they add up to.
 async fn build(
     store: &Store,
     tenants: &[(String, Vec<String>)],
@@ -191,51 +193,17 @@ async fn build(
     let stats = store.outbox_by_site(only).await?;
     let failures = store.outbox_failures(only, limit.max(1)).await?;
     let deletions = store.pending_deletions(only).await?;
-    // (tenant, site) -> status, configured sites first in configuration order, then any site
-    // the outbox still names.
-    let mut out: Vec<TenantStatus> = Vec::new();
-    let mut index: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
-    let tenant_at = |out: &mut Vec<TenantStatus>, tenant: &str| match out
-        .iter()
-        .position(|t| t.tenant == tenant)
-    {
-        Some(t) => t,
-        None => {
-            out.push(TenantStatus {
-                tenant: tenant.to_owned(),
-                pending_deletions: 0,
-                oldest_pending_deletion: None,
-                oldest_pending_deletion_age_ms: None,
-                sites: Vec::new(),
-            });
-            out.len() - 1
-        }
-    };
-    let mut place = |out: &mut Vec<TenantStatus>, tenant: &str, site: &str, configured: bool| {
-        if let Some(&at) = index.get(&(tenant.to_owned(), site.to_owned())) {
-            return at;
-        }
-        let t = tenant_at(out, tenant);
-        out[t].sites.push(SiteStatus {
-            site: site.to_owned(),
-            configured,
-            outbox: OutboxStatus::default(),
-            failing_items: Vec::new(),
-            last_reconcile: None,
-        });
-        let at = (t, out[t].sites.len() - 1);
-        index.insert((tenant.to_owned(), site.to_owned()), at);
-        at
-    };
+    let mut places = Places::default();
     for (tenant, sites) in tenants {
         for site in sites {
-            let (t, s) = place(&mut out, tenant, site, true);
-            out[t].sites[s].last_reconcile = last_reconcile(store, tenant, site, now).await?;
+            let (t, s) = places.place(tenant, site, true);
+            places.out[t].sites[s].last_reconcile =
+                last_reconcile(store, tenant, site, now).await?;
         }
     }
     for st in stats {
-        let (t, s) = place(&mut out, &st.tenant, &st.site, false);
-        out[t].sites[s].outbox = OutboxStatus {
+        let (t, s) = places.place(&st.tenant, &st.site, false);
+        places.out[t].sites[s].outbox = OutboxStatus {
             depth: st.depth,
             failing: st.failing,
             parked: st.parked,
@@ -245,28 +213,113 @@ async fn build(
         };
     }
     for f in failures {
-        let (t, s) = place(&mut out, &f.tenant, &f.site, false);
-        out[t].sites[s].failing_items.push(failing_item(f, now));
+        let (t, s) = places.place(&f.tenant, &f.site, false);
+        places.out[t].sites[s]
+            .failing_items
+            .push(failing_item(f, now));
     }
     for d in deletions {
-        let t = tenant_at(&mut out, &d.tenant);
+        let t = places.tenant_at(&d.tenant);
+        let out = &mut places.out;
         out[t].pending_deletions = d.count;
         out[t].oldest_pending_deletion = d.oldest_deleted_ms.map(rfc3339);
         out[t].oldest_pending_deletion_age_ms = d.oldest_deleted_ms.map(|at| now - at);
     }
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
+    let out = places.out;
+    let mut findings = Findings::default();
     if outbox.stuck {
-        problems.push(format!("degraded: {}", outbox.describe()));
+        findings
+            .problems
+            .push(format!("degraded: {}", outbox.describe()));
     }
-    let plural = |n: u64| if n == 1 { "" } else { "s" };
     let limit_ms = i64::try_from(deletion_limit.as_millis()).unwrap_or(i64::MAX);
     for t in &out {
+        findings.tenant(t, limit_ms);
+        for s in &t.sites {
+            findings.site(t, s);
+        }
+    }
+    let Findings { problems, warnings } = findings;
+    Ok(Report {
+        healthy: problems.is_empty(),
+        problems,
+        warnings,
+        readiness: if outbox.stuck { "degraded" } else { "ready" },
+        outbox,
+        tenants: out,
+    })
+}
+
+/// The report's tenants and sites as they are placed: configured sites first in
+/// configuration order, then any site the outbox still names.
+#[derive(Default)]
+struct Places {
+    out: Vec<TenantStatus>,
+    /// (tenant, site) -> where its status is in `out`.
+    index: BTreeMap<(String, String), (usize, usize)>,
+}
+
+impl Places {
+    /// Where a tenant's status is, added (without sites) if it is not there yet.
+    fn tenant_at(&mut self, tenant: &str) -> usize {
+        match self.out.iter().position(|t| t.tenant == tenant) {
+            Some(t) => t,
+            None => {
+                self.out.push(TenantStatus {
+                    tenant: tenant.to_owned(),
+                    pending_deletions: 0,
+                    oldest_pending_deletion: None,
+                    oldest_pending_deletion_age_ms: None,
+                    sites: Vec::new(),
+                });
+                self.out.len() - 1
+            }
+        }
+    }
+
+    /// Where a site's status is (tenant, site), added empty if it is not there yet.
+    fn place(&mut self, tenant: &str, site: &str, configured: bool) -> (usize, usize) {
+        if let Some(&at) = self.index.get(&(tenant.to_owned(), site.to_owned())) {
+            return at;
+        }
+        let t = self.tenant_at(tenant);
+        self.out[t].sites.push(SiteStatus {
+            site: site.to_owned(),
+            configured,
+            outbox: OutboxStatus::default(),
+            failing_items: Vec::new(),
+            last_reconcile: None,
+        });
+        let at = (t, self.out[t].sites.len() - 1);
+        self.index.insert((tenant.to_owned(), site.to_owned()), at);
+        at
+    }
+}
+
+/// The report's problems (which make `status` fail) and warnings, one line each.
+#[derive(Default)]
+struct Findings {
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// "s" unless there is one.
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+impl Findings {
+    /// A tenant's problem: a deletion pending longer than `limit_ms`.
+    fn tenant(&mut self, t: &TenantStatus, limit_ms: i64) {
         if let Some(age) = t
             .oldest_pending_deletion_age_ms
             .filter(|age| *age > limit_ms)
         {
-            problems.push(format!(
+            self.problems.push(format!(
                 "tenant {}: {} deletion{} pending, the oldest for {} (limit {}): a leaver may \
                  still have access; see the failing items and the log",
                 t.tenant,
@@ -276,68 +329,63 @@ async fn build(
                 human(limit_ms)
             ));
         }
-        for s in &t.sites {
-            if s.outbox.overdue_claims > 0 {
-                problems.push(format!(
-                    "tenant {} site {}: {} outbox claim{} overdue (a worker died or lost the \
-                     store mid-work; the next claim takes over)",
-                    t.tenant,
-                    s.site,
-                    s.outbox.overdue_claims,
-                    plural(s.outbox.overdue_claims)
-                ));
-            }
-            if s.outbox.parked > 0 {
-                let line = format!(
-                    "tenant {} site {}: {} outbox item{} parked (waiting for a process that \
-                     serves this site{})",
-                    t.tenant,
-                    s.site,
-                    s.outbox.parked,
-                    plural(s.outbox.parked),
-                    if s.configured {
-                        ""
-                    } else {
-                        "; the configuration no longer names it"
-                    }
-                );
+    }
+
+    /// A site's problems and warnings: overdue claims, parked rows (a warning at a
+    /// configured site), failing items, a last reconcile that failed or left drift.
+    fn site(&mut self, t: &TenantStatus, s: &SiteStatus) {
+        if s.outbox.overdue_claims > 0 {
+            self.problems.push(format!(
+                "tenant {} site {}: {} outbox claim{} overdue (a worker died or lost the \
+                 store mid-work; the next claim takes over)",
+                t.tenant,
+                s.site,
+                s.outbox.overdue_claims,
+                plural(s.outbox.overdue_claims)
+            ));
+        }
+        if s.outbox.parked > 0 {
+            let line = format!(
+                "tenant {} site {}: {} outbox item{} parked (waiting for a process that \
+                 serves this site{})",
+                t.tenant,
+                s.site,
+                s.outbox.parked,
+                plural(s.outbox.parked),
                 if s.configured {
-                    warnings.push(line);
+                    ""
                 } else {
-                    problems.push(line);
+                    "; the configuration no longer names it"
                 }
-            }
-            if s.outbox.failing > 0 {
-                problems.push(format!(
-                    "tenant {} site {}: {} outbox item{} failing",
-                    t.tenant,
-                    s.site,
-                    s.outbox.failing,
-                    if s.outbox.failing == 1 { "" } else { "s" }
-                ));
-            }
-            if let Some(r) = s.last_reconcile.as_ref().filter(|r| !r.healthy()) {
-                problems.push(format!(
-                    "tenant {} site {}: the last reconcile {}",
-                    t.tenant,
-                    s.site,
-                    if r.result == "drifted" {
-                        "found drift it did not repair"
-                    } else {
-                        "failed"
-                    }
-                ));
+            );
+            if s.configured {
+                self.warnings.push(line);
+            } else {
+                self.problems.push(line);
             }
         }
+        if s.outbox.failing > 0 {
+            self.problems.push(format!(
+                "tenant {} site {}: {} outbox item{} failing",
+                t.tenant,
+                s.site,
+                s.outbox.failing,
+                if s.outbox.failing == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some(r) = s.last_reconcile.as_ref().filter(|r| !r.healthy()) {
+            self.problems.push(format!(
+                "tenant {} site {}: the last reconcile {}",
+                t.tenant,
+                s.site,
+                if r.result == "drifted" {
+                    "found drift it did not repair"
+                } else {
+                    "failed"
+                }
+            ));
+        }
     }
-    Ok(Report {
-        healthy: problems.is_empty(),
-        problems,
-        warnings,
-        readiness: if outbox.stuck { "degraded" } else { "ready" },
-        outbox,
-        tenants: out,
-    })
 }
 
 fn failing_item(f: OutboxFailure, now: i64) -> FailingItem {
@@ -399,6 +447,7 @@ fn reconcile_of(e: AuditEntry, now: i64) -> LastReconcile {
     }
 }
 
+/// The report as text: per tenant and site, then readiness, warnings and the verdict.
 fn render(report: &Report) -> String {
     let mut out = String::new();
     for t in &report.tenants {
@@ -413,86 +462,7 @@ fn render(report: &Report) -> String {
             );
         }
         for s in &t.sites {
-            let _ = write!(out, "  site {}", s.site);
-            if !s.configured {
-                let _ = write!(out, " (not in the configuration)");
-            }
-            let _ = writeln!(out);
-            let o = &s.outbox;
-            if o.depth == 0 {
-                let _ = writeln!(out, "    outbox: empty");
-            } else {
-                let due = match o.oldest_due_age_ms {
-                    Some(age) if age >= 0 => format!("oldest due for {}", human(age)),
-                    Some(age) => format!("next due in {}", human(-age)),
-                    None => String::new(),
-                };
-                let _ = writeln!(
-                    out,
-                    "    outbox: {} waiting, {} failing, {} parked, {} overdue claims, {due}",
-                    o.depth, o.failing, o.parked, o.overdue_claims
-                );
-            }
-            for f in &s.failing_items {
-                let _ = writeln!(
-                    out,
-                    "      FAILING {} (user {}): {} attempt{}, marked {} ago, next try {}: {}",
-                    f.email.as_deref().unwrap_or("?"),
-                    f.user_id,
-                    f.attempts,
-                    if f.attempts == 1 { "" } else { "s" },
-                    human(f.age_ms),
-                    f.next_try_at,
-                    f.last_error.as_deref().unwrap_or("(no error text)")
-                );
-            }
-            if o.failing > s.failing_items.len() as u64 {
-                let _ = writeln!(
-                    out,
-                    "      ... {} more failing (see --limit)",
-                    o.failing - s.failing_items.len() as u64
-                );
-            }
-            match &s.last_reconcile {
-                None => {
-                    let _ = writeln!(out, "    last reconcile: none recorded");
-                }
-                Some(r) => {
-                    let what = match r.result {
-                        "in_sync" => "in sync".to_owned(),
-                        "repaired" => format!(
-                            "drift found and repaired ({} users marked, {} groups created)",
-                            count(&r.detail, "marked"),
-                            count(&r.detail, "groups_created")
-                        ),
-                        "drifted" => format!(
-                            "DRIFT NOT REPAIRED ({} users missing, {} not removed, {} deleted \
-                             but present, {} with drifted groups, {} with drifted names, {} \
-                             groups missing; run `reconcile --apply`)",
-                            count(&r.detail, "users_missing"),
-                            count(&r.detail, "users_not_removed"),
-                            count(&r.detail, "deleted_users_present"),
-                            count(&r.detail, "memberships_drifted"),
-                            count(&r.detail, "names_drifted"),
-                            count(&r.detail, "groups_missing")
-                        ),
-                        _ => format!(
-                            "FAILED: {}",
-                            r.detail
-                                .as_ref()
-                                .and_then(|d| d["error"].as_str())
-                                .unwrap_or("(no error text)")
-                        ),
-                    };
-                    let _ = writeln!(
-                        out,
-                        "    last reconcile: {} ({} ago, by {}): {what}",
-                        r.at,
-                        human(r.age_ms),
-                        r.by
-                    );
-                }
-            }
+            render_site(&mut out, s);
         }
     }
     let _ = writeln!(
@@ -520,6 +490,95 @@ fn render(report: &Report) -> String {
         }
     }
     out
+}
+
+/// One site's lines: its outbox, its failing items and its last reconcile.
+fn render_site(out: &mut String, s: &SiteStatus) {
+    let _ = write!(out, "  site {}", s.site);
+    if !s.configured {
+        let _ = write!(out, " (not in the configuration)");
+    }
+    let _ = writeln!(out);
+    let o = &s.outbox;
+    if o.depth == 0 {
+        let _ = writeln!(out, "    outbox: empty");
+    } else {
+        let due = match o.oldest_due_age_ms {
+            Some(age) if age >= 0 => format!("oldest due for {}", human(age)),
+            Some(age) => format!("next due in {}", human(-age)),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "    outbox: {} waiting, {} failing, {} parked, {} overdue claims, {due}",
+            o.depth, o.failing, o.parked, o.overdue_claims
+        );
+    }
+    for f in &s.failing_items {
+        let _ = writeln!(
+            out,
+            "      FAILING {} (user {}): {} attempt{}, marked {} ago, next try {}: {}",
+            f.email.as_deref().unwrap_or("?"),
+            f.user_id,
+            f.attempts,
+            if f.attempts == 1 { "" } else { "s" },
+            human(f.age_ms),
+            f.next_try_at,
+            f.last_error.as_deref().unwrap_or("(no error text)")
+        );
+    }
+    if o.failing > s.failing_items.len() as u64 {
+        let _ = writeln!(
+            out,
+            "      ... {} more failing (see --limit)",
+            o.failing - s.failing_items.len() as u64
+        );
+    }
+    match &s.last_reconcile {
+        None => {
+            let _ = writeln!(out, "    last reconcile: none recorded");
+        }
+        Some(r) => {
+            let what = reconcile_outcome(r);
+            let _ = writeln!(
+                out,
+                "    last reconcile: {} ({} ago, by {}): {what}",
+                r.at,
+                human(r.age_ms),
+                r.by
+            );
+        }
+    }
+}
+
+/// What a reconcile found and did, in words (with its counts).
+fn reconcile_outcome(r: &LastReconcile) -> String {
+    match r.result {
+        "in_sync" => "in sync".to_owned(),
+        "repaired" => format!(
+            "drift found and repaired ({} users marked, {} groups created)",
+            count(&r.detail, "marked"),
+            count(&r.detail, "groups_created")
+        ),
+        "drifted" => format!(
+            "DRIFT NOT REPAIRED ({} users missing, {} not removed, {} deleted \
+             but present, {} with drifted groups, {} with drifted names, {} \
+             groups missing; run `reconcile --apply`)",
+            count(&r.detail, "users_missing"),
+            count(&r.detail, "users_not_removed"),
+            count(&r.detail, "deleted_users_present"),
+            count(&r.detail, "memberships_drifted"),
+            count(&r.detail, "names_drifted"),
+            count(&r.detail, "groups_missing")
+        ),
+        _ => format!(
+            "FAILED: {}",
+            r.detail
+                .as_ref()
+                .and_then(|d| d["error"].as_str())
+                .unwrap_or("(no error text)")
+        ),
+    }
 }
 
 fn count(detail: &Option<Value>, key: &str) -> u64 {
