@@ -658,6 +658,19 @@ async fn finish(
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    let per_site = print_summary(ctx, operation, &results);
+    print_problems(&results);
+    let all_ok = results.all_ok();
+    if ctx.apply && !ctx.test_mode {
+        record(ctx, operation, input, resource_id, &per_site, all_ok).await;
+    }
+    ctx.store.close().await;
+    ExitCode::from(if all_ok { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// Prints the summary: per site, every count that matters to the command and any other that is
+/// not zero, then the rows not sent. Returns the counts per site, for the audit log.
+fn print_summary(ctx: &Context, operation: &str, results: &Results) -> Vec<(String, [u64; 6])> {
     println!();
     println!(
         "summary{}:",
@@ -700,6 +713,11 @@ async fn finish(
             results.refused.len()
         );
     }
+    per_site
+}
+
+/// Prints every invalid, refused or failed row, in line order.
+fn print_problems(results: &Results) {
     let mut problems: Vec<(u64, String)> = Vec::new();
     for b in &results.bad {
         problems.push((
@@ -738,12 +756,6 @@ async fn finish(
             println!("  {p}");
         }
     }
-    let all_ok = results.all_ok();
-    if ctx.apply && !ctx.test_mode {
-        record(ctx, operation, input, resource_id, &per_site, all_ok).await;
-    }
-    ctx.store.close().await;
-    ExitCode::from(if all_ok { EXIT_OK } else { EXIT_FAILED })
 }
 
 fn shown(email: &str) -> String {
