@@ -370,8 +370,19 @@ pub(super) fn validate_credentials(
     c: &super::CredentialsConfig,
     err: &mut impl FnMut(String, &str),
 ) {
+    validate_basic(at, &c.basic, err);
+    for (i, j) in c.jwt.iter().enumerate() {
+        validate_jwt(at, i, j, err);
+    }
+    if let Some(o) = &c.oauth {
+        validate_oauth(at, o, err);
+    }
+}
+
+/// Checks the Basic credentials: user names usable and distinct, one password form each.
+fn validate_basic(at: &str, basic: &[BasicCredentialConfig], err: &mut impl FnMut(String, &str)) {
     let mut usernames = std::collections::HashSet::new();
-    for (i, b) in c.basic.iter().enumerate() {
+    for (i, b) in basic.iter().enumerate() {
         let bat = |f: &str| format!("{at}.basic[{i}].{f}");
         if b.username.is_empty()
             || b.username.contains(':')
@@ -411,122 +422,127 @@ pub(super) fn validate_credentials(
             (None, Some(_)) => {}
         }
     }
-    for (i, j) in c.jwt.iter().enumerate() {
-        let jat = |f: &str| format!("{at}.jwt[{i}].{f}");
-        if j.issuer.trim().is_empty() {
-            err(jat("issuer"), "required (or set entra_tenant_id)");
-        }
-        if j.audience.iter().all(|a| a.trim().is_empty()) {
-            err(
-                jat("audience"),
-                "required: the audience value your IdP puts in its tokens",
-            );
-        }
-        let sources = usize::from(j.hs256_secret.is_some())
-            + usize::from(j.public_key_file.is_some())
-            + usize::from(j.jwks_url.is_some());
-        if sources != 1 {
-            err(
-                jat("hs256_secret"),
-                "set exactly one key source: hs256_secret, public_key_file or jwks_url",
-            );
-        }
-        if let Some(s) = &j.hs256_secret {
-            if s.expose().len() < MIN_HMAC_SECRET {
-                err(jat("hs256_secret"), "too short: use at least 32 bytes");
-            }
-        }
-        if let Some(u) = &j.jwks_url {
-            if !matches!(u.scheme(), "http" | "https") {
-                err(jat("jwks_url"), "must be an http:// or https:// URL");
-            }
-        }
-        if let Some(p) = &j.public_key_file {
-            if !p.exists() {
-                err(jat("public_key_file"), "file does not exist");
-            }
-        }
-        let mut hmac = false;
-        let mut public = false;
-        for a in &j.algorithms {
-            match a.as_str() {
-                "HS256" | "HS384" | "HS512" => hmac = true,
-                "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" => {
-                    public = true
-                }
-                _ => err(
-                    jat("algorithms"),
-                    "unknown or unsafe algorithm: use HS256/384/512, RS256/384/512, PS256/384/512, ES256 or ES384",
-                ),
-            }
-        }
-        if hmac && public {
-            err(
-                jat("algorithms"),
-                "HMAC (HS*) and public-key algorithms cannot be allowed together",
-            );
-        }
-        if hmac && j.hs256_secret.is_none() || public && j.hs256_secret.is_some() {
-            err(
-                jat("algorithms"),
-                "the algorithms do not match the key source",
-            );
+}
+
+/// Checks the `i`th JWT credential: issuer, audience, one key source and algorithms that
+/// match it.
+fn validate_jwt(at: &str, i: usize, j: &JwtConfig, err: &mut impl FnMut(String, &str)) {
+    let jat = |f: &str| format!("{at}.jwt[{i}].{f}");
+    if j.issuer.trim().is_empty() {
+        err(jat("issuer"), "required (or set entra_tenant_id)");
+    }
+    if j.audience.iter().all(|a| a.trim().is_empty()) {
+        err(
+            jat("audience"),
+            "required: the audience value your IdP puts in its tokens",
+        );
+    }
+    let sources = usize::from(j.hs256_secret.is_some())
+        + usize::from(j.public_key_file.is_some())
+        + usize::from(j.jwks_url.is_some());
+    if sources != 1 {
+        err(
+            jat("hs256_secret"),
+            "set exactly one key source: hs256_secret, public_key_file or jwks_url",
+        );
+    }
+    if let Some(s) = &j.hs256_secret {
+        if s.expose().len() < MIN_HMAC_SECRET {
+            err(jat("hs256_secret"), "too short: use at least 32 bytes");
         }
     }
-    if let Some(o) = &c.oauth {
-        match &o.signing_key {
-            None => err(
-                format!("{at}.oauth.signing_key"),
-                "required: a random secret of at least 32 bytes shared by all replicas (scim-bridge token new)",
+    if let Some(u) = &j.jwks_url {
+        if !matches!(u.scheme(), "http" | "https") {
+            err(jat("jwks_url"), "must be an http:// or https:// URL");
+        }
+    }
+    if let Some(p) = &j.public_key_file {
+        if !p.exists() {
+            err(jat("public_key_file"), "file does not exist");
+        }
+    }
+    let mut hmac = false;
+    let mut public = false;
+    for a in &j.algorithms {
+        match a.as_str() {
+            "HS256" | "HS384" | "HS512" => hmac = true,
+            "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" => {
+                public = true
+            }
+            _ => err(
+                jat("algorithms"),
+                "unknown or unsafe algorithm: use HS256/384/512, RS256/384/512, PS256/384/512, ES256 or ES384",
             ),
-            Some(k) if k.expose().len() < MIN_HMAC_SECRET => err(
-                format!("{at}.oauth.signing_key"),
-                "too short: use at least 32 bytes",
+        }
+    }
+    if hmac && public {
+        err(
+            jat("algorithms"),
+            "HMAC (HS*) and public-key algorithms cannot be allowed together",
+        );
+    }
+    if hmac && j.hs256_secret.is_none() || public && j.hs256_secret.is_some() {
+        err(
+            jat("algorithms"),
+            "the algorithms do not match the key source",
+        );
+    }
+}
+
+/// Checks `oauth`: the signing key, the token lifetime and the clients.
+fn validate_oauth(at: &str, o: &OAuthConfig, err: &mut impl FnMut(String, &str)) {
+    match &o.signing_key {
+        None => err(
+            format!("{at}.oauth.signing_key"),
+            "required: a random secret of at least 32 bytes shared by all replicas (scim-bridge token new)",
+        ),
+        Some(k) if k.expose().len() < MIN_HMAC_SECRET => err(
+            format!("{at}.oauth.signing_key"),
+            "too short: use at least 32 bytes",
+        ),
+        _ => {}
+    }
+    if o.token_ttl_s == 0 || o.token_ttl_s > 86_400 {
+        err(
+            format!("{at}.oauth.token_ttl_s"),
+            "must be between 1 and 86400 seconds",
+        );
+    }
+    if o.clients.is_empty() {
+        err(
+            format!("{at}.oauth.clients"),
+            "at least one client is required",
+        );
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (i, k) in o.clients.iter().enumerate() {
+        let kat = |f: &str| format!("{at}.oauth.clients[{i}].{f}");
+        if k.client_id.trim().is_empty() || k.client_id.chars().any(char::is_control) {
+            err(
+                kat("client_id"),
+                "must be non-empty, without control characters",
+            );
+        } else if !ids.insert(k.client_id.clone()) {
+            err(kat("client_id"), "another client has the same id");
+        }
+        match (&k.client_secret, &k.client_secret_sha256) {
+            (None, None) => err(
+                kat("client_secret"),
+                "set client_secret, client_secret_file or client_secret_sha256",
+            ),
+            (Some(_), Some(_)) => err(
+                kat("client_secret"),
+                "set either client_secret or client_secret_sha256, not both",
+            ),
+            (Some(s), None) if s.expose().len() < MIN_TOKEN_CHARS => err(
+                kat("client_secret"),
+                "too short: use at least 16 characters",
+            ),
+            (None, Some(h)) if parse_sha256_hex(h).is_none() => err(
+                kat("client_secret_sha256"),
+                "must be 64 hexadecimal characters",
             ),
             _ => {}
-        }
-        if o.token_ttl_s == 0 || o.token_ttl_s > 86_400 {
-            err(
-                format!("{at}.oauth.token_ttl_s"),
-                "must be between 1 and 86400 seconds",
-            );
-        }
-        if o.clients.is_empty() {
-            err(
-                format!("{at}.oauth.clients"),
-                "at least one client is required",
-            );
-        }
-        let mut ids = std::collections::HashSet::new();
-        for (i, k) in o.clients.iter().enumerate() {
-            let kat = |f: &str| format!("{at}.oauth.clients[{i}].{f}");
-            if k.client_id.trim().is_empty() || k.client_id.chars().any(char::is_control) {
-                err(
-                    kat("client_id"),
-                    "must be non-empty, without control characters",
-                );
-            } else if !ids.insert(k.client_id.clone()) {
-                err(kat("client_id"), "another client has the same id");
-            }
-            match (&k.client_secret, &k.client_secret_sha256) {
-                (None, None) => err(
-                    kat("client_secret"),
-                    "set client_secret, client_secret_file or client_secret_sha256",
-                ),
-                (Some(_), Some(_)) => err(
-                    kat("client_secret"),
-                    "set either client_secret or client_secret_sha256, not both",
-                ),
-                (Some(s), None) if s.expose().len() < MIN_TOKEN_CHARS => err(
-                    kat("client_secret"),
-                    "too short: use at least 16 characters",
-                ),
-                (None, Some(h)) if parse_sha256_hex(h).is_none() => err(
-                    kat("client_secret_sha256"),
-                    "must be 64 hexadecimal characters",
-                ),
-                _ => {}
-            }
         }
     }
 }
@@ -589,6 +605,12 @@ pub(super) fn validate_http(h: &HttpConfig, err: &mut impl FnMut(String, &str)) 
             "must not exceed http.max_results",
         );
     }
+    validate_rate_limits(h, err);
+    validate_proxies_and_tls(h, err);
+}
+
+/// Checks `http.rate_limit` and `http.auth_failure_limit`.
+fn validate_rate_limits(h: &HttpConfig, err: &mut impl FnMut(String, &str)) {
     for (name, r) in [
         ("http.rate_limit", h.rate_limit),
         ("http.auth_failure_limit", h.auth_failure_limit),
@@ -605,6 +627,10 @@ pub(super) fn validate_http(h: &HttpConfig, err: &mut impl FnMut(String, &str)) 
             );
         }
     }
+}
+
+/// Checks the trusted proxies (addresses or CIDR ranges) and that the TLS files exist.
+fn validate_proxies_and_tls(h: &HttpConfig, err: &mut impl FnMut(String, &str)) {
     for (i, p) in h.trusted_proxies.iter().enumerate() {
         if parse_proxy(p).is_none() {
             err(
