@@ -42,92 +42,115 @@ impl Config {
         }
         security::validate_http(&self.http, &mut err);
         security::validate_tokens("admin.bearer_tokens", &self.admin.bearer_tokens, &mut err);
-        let mut names = std::collections::HashSet::new();
-        let mut paths = std::collections::HashSet::new();
+        let mut seen = Seen::default();
         for (ti, t) in self.tenants.iter().enumerate() {
-            let at = |field: &str| format!("tenants[{ti}].{field}");
-            if t.name.trim().is_empty() {
-                err(at("name"), "must not be empty");
-            } else if !names.insert(t.name.to_ascii_lowercase()) {
-                err(at("name"), "another tenant has the same name");
-            }
-            if !valid_base_path(&t.base_path) {
-                err(
-                    at("base_path"),
-                    "must start with '/', not end with '/', and hold only letters, digits, '-', '_', '.' and '/'",
-                );
-            } else if !paths.insert(t.base_path.to_ascii_lowercase()) {
-                err(at("base_path"), "another tenant has the same base path");
-            }
-            if t.credentials.is_empty() {
-                err(
-                    at("credentials"),
-                    "no credential configured: set bearer_token (SCIM_BRIDGE_BEARER_TOKEN) or add a token, Basic, JWT or OAuth credential",
-                );
-            }
-            security::validate_tokens(
-                &at("credentials.bearer_tokens"),
-                &t.credentials.bearer_tokens,
-                &mut err,
-            );
-            security::validate_credentials(&at("credentials"), &t.credentials, &mut err);
-            if t.sites.is_empty() {
-                err(at("sites"), "at least one partner site is required");
-            }
-            let mut site_names = std::collections::HashSet::new();
-            for (si, s) in t.sites.iter().enumerate() {
-                let sat = |f: &str| at(&format!("sites[{si}].{f}"));
-                if s.site_name.trim().is_empty() {
-                    err(
-                        sat("site_name"),
-                        "must not be empty (SCIM_BRIDGE_SITE_NAME)",
-                    );
-                } else if s.site_name.contains(':') || s.site_name.chars().any(char::is_control) {
-                    err(
-                        sat("site_name"),
-                        "must not contain ':' or control characters",
-                    );
-                } else if !site_names.insert(s.site_name.to_ascii_lowercase()) {
-                    err(sat("site_name"), "the same site is listed twice");
-                }
-                match &s.api_key {
-                    None => err(
-                        sat("api_key"),
-                        "missing (SCIM_BRIDGE_API_KEY or api_key_file)",
-                    ),
-                    Some(k) if k.is_empty() => err(sat("api_key"), "must not be empty"),
-                    Some(k) if k.expose().chars().any(|c| c.is_control()) => {
-                        err(sat("api_key"), "must not contain control characters")
-                    }
-                    _ => {}
-                }
-                if !matches!(s.base_url.scheme(), "http" | "https") {
-                    err(sat("base_url"), "must be an http:// or https:// URL");
-                }
-            }
-            if t.invited_by_email.trim().is_empty() {
-                err(
-                    at("invited_by_email"),
-                    "required: an existing partner user that invites new users (SCIM_BRIDGE_INVITED_BY_EMAIL)",
-                );
-            } else if !t.invited_by_email.contains('@')
-                || t.invited_by_email.chars().any(char::is_control)
-            {
-                err(at("invited_by_email"), "must be an email address");
-            }
-            for (i, e) in t.protected_emails.iter().enumerate() {
-                if !e.contains('@') || e.trim() != e || e.chars().any(char::is_control) {
-                    err(
-                        at(&format!("protected_emails[{i}]")),
-                        "must be an email address",
-                    );
-                }
-            }
+            validate_tenant(ti, t, &mut seen, &mut err);
         }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// The tenant names and base paths seen so far: each must be unique, whatever its case.
+#[derive(Default)]
+struct Seen {
+    names: std::collections::HashSet<String>,
+    paths: std::collections::HashSet<String>,
+}
+
+/// Checks the `ti`th tenant: its name and base path, credentials, sites, inviting user and
+/// protected emails.
+fn validate_tenant(
+    ti: usize,
+    t: &TenantConfig,
+    seen: &mut Seen,
+    err: &mut impl FnMut(String, &str),
+) {
+    let at = |field: &str| format!("tenants[{ti}].{field}");
+    if t.name.trim().is_empty() {
+        err(at("name"), "must not be empty");
+    } else if !seen.names.insert(t.name.to_ascii_lowercase()) {
+        err(at("name"), "another tenant has the same name");
+    }
+    if !valid_base_path(&t.base_path) {
+        err(
+            at("base_path"),
+            "must start with '/', not end with '/', and hold only letters, digits, '-', '_', '.' and '/'",
+        );
+    } else if !seen.paths.insert(t.base_path.to_ascii_lowercase()) {
+        err(at("base_path"), "another tenant has the same base path");
+    }
+    if t.credentials.is_empty() {
+        err(
+            at("credentials"),
+            "no credential configured: set bearer_token (SCIM_BRIDGE_BEARER_TOKEN) or add a token, Basic, JWT or OAuth credential",
+        );
+    }
+    security::validate_tokens(
+        &at("credentials.bearer_tokens"),
+        &t.credentials.bearer_tokens,
+        err,
+    );
+    security::validate_credentials(&at("credentials"), &t.credentials, err);
+    if t.sites.is_empty() {
+        err(at("sites"), "at least one partner site is required");
+    }
+    validate_sites(ti, &t.sites, err);
+    if t.invited_by_email.trim().is_empty() {
+        err(
+            at("invited_by_email"),
+            "required: an existing partner user that invites new users (SCIM_BRIDGE_INVITED_BY_EMAIL)",
+        );
+    } else if !t.invited_by_email.contains('@') || t.invited_by_email.chars().any(char::is_control)
+    {
+        err(at("invited_by_email"), "must be an email address");
+    }
+    for (i, e) in t.protected_emails.iter().enumerate() {
+        if !e.contains('@') || e.trim() != e || e.chars().any(char::is_control) {
+            err(
+                at(&format!("protected_emails[{i}]")),
+                "must be an email address",
+            );
+        }
+    }
+}
+
+/// Checks the `ti`th tenant's partner sites: distinct usable names, an API key, an http(s)
+/// base URL.
+fn validate_sites(ti: usize, sites: &[SiteConfig], err: &mut impl FnMut(String, &str)) {
+    let at = |field: &str| format!("tenants[{ti}].{field}");
+    let mut site_names = std::collections::HashSet::new();
+    for (si, s) in sites.iter().enumerate() {
+        let sat = |f: &str| at(&format!("sites[{si}].{f}"));
+        if s.site_name.trim().is_empty() {
+            err(
+                sat("site_name"),
+                "must not be empty (SCIM_BRIDGE_SITE_NAME)",
+            );
+        } else if s.site_name.contains(':') || s.site_name.chars().any(char::is_control) {
+            err(
+                sat("site_name"),
+                "must not contain ':' or control characters",
+            );
+        } else if !site_names.insert(s.site_name.to_ascii_lowercase()) {
+            err(sat("site_name"), "the same site is listed twice");
+        }
+        match &s.api_key {
+            None => err(
+                sat("api_key"),
+                "missing (SCIM_BRIDGE_API_KEY or api_key_file)",
+            ),
+            Some(k) if k.is_empty() => err(sat("api_key"), "must not be empty"),
+            Some(k) if k.expose().chars().any(|c| c.is_control()) => {
+                err(sat("api_key"), "must not contain control characters")
+            }
+            _ => {}
+        }
+        if !matches!(s.base_url.scheme(), "http" | "https") {
+            err(sat("base_url"), "must be an http:// or https:// URL");
         }
     }
 }
