@@ -600,39 +600,7 @@ impl Config {
         if let Some(p) = &self.base_path {
             tenant.base_path = p.clone();
         }
-        if self.bearer_token.is_some() || self.bearer_token_sha256.is_some() {
-            tenant.credentials.bearer_tokens.push(BearerTokenConfig {
-                name: "default".into(),
-                token: self.bearer_token.clone(),
-                token_file: None,
-                sha256: self.bearer_token_sha256.clone(),
-            });
-        }
-        if let Some(b) = &self.basic {
-            let mut b = b.clone();
-            b.password_hash_file = None;
-            tenant.credentials.basic.push(b);
-        }
-        if let Some(j) = &self.jwt {
-            let mut j = j.clone();
-            j.hs256_secret_file = None;
-            j.apply_entra_defaults();
-            tenant.credentials.jwt.push(j);
-        }
-        if let Some(o) = &self.oauth {
-            tenant.credentials.oauth = Some(OAuthConfig {
-                clients: vec![OAuthClientConfig {
-                    name: "oauth".into(),
-                    client_id: o.client_id.clone().unwrap_or_default(),
-                    client_secret: o.client_secret.clone(),
-                    client_secret_file: None,
-                    client_secret_sha256: o.client_secret_sha256.clone(),
-                }],
-                signing_key: o.signing_key.clone(),
-                signing_key_file: None,
-                token_ttl_s: o.token_ttl_s.unwrap_or(OAuthConfig::default().token_ttl_s),
-            });
-        }
+        self.fold_shorthand_credentials(&mut tenant.credentials);
         tenant.sites.push(SiteConfig {
             base_url: self
                 .partner_base_url
@@ -662,6 +630,44 @@ impl Config {
             tenant.dry_run = d;
         }
         self.tenants.push(tenant);
+    }
+
+    /// Adds the single-tenant credential keys (bearer token, Basic, JWT, OAuth) to the folded
+    /// tenant's credentials.
+    fn fold_shorthand_credentials(&self, credentials: &mut CredentialsConfig) {
+        if self.bearer_token.is_some() || self.bearer_token_sha256.is_some() {
+            credentials.bearer_tokens.push(BearerTokenConfig {
+                name: "default".into(),
+                token: self.bearer_token.clone(),
+                token_file: None,
+                sha256: self.bearer_token_sha256.clone(),
+            });
+        }
+        if let Some(b) = &self.basic {
+            let mut b = b.clone();
+            b.password_hash_file = None;
+            credentials.basic.push(b);
+        }
+        if let Some(j) = &self.jwt {
+            let mut j = j.clone();
+            j.hs256_secret_file = None;
+            j.apply_entra_defaults();
+            credentials.jwt.push(j);
+        }
+        if let Some(o) = &self.oauth {
+            credentials.oauth = Some(OAuthConfig {
+                clients: vec![OAuthClientConfig {
+                    name: "oauth".into(),
+                    client_id: o.client_id.clone().unwrap_or_default(),
+                    client_secret: o.client_secret.clone(),
+                    client_secret_file: None,
+                    client_secret_sha256: o.client_secret_sha256.clone(),
+                }],
+                signing_key: o.signing_key.clone(),
+                signing_key_file: None,
+                token_ttl_s: o.token_ttl_s.unwrap_or(OAuthConfig::default().token_ttl_s),
+            });
+        }
     }
 }
 
