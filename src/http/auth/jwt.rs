@@ -157,6 +157,126 @@ fn family(alg: Algorithm) -> Family {
     }
 }
 
+/// The configured algorithms, parsed, without repeats.
+fn parse_algorithms(
+    config: &JwtConfig,
+    fail: &impl Fn(String) -> String,
+) -> Result<Vec<Algorithm>, String> {
+    let mut algorithms = Vec::new();
+    for a in &config.algorithms {
+        let alg =
+            Algorithm::from_str(a.trim()).map_err(|_| fail(format!("unknown algorithm `{a}`")))?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    Ok(algorithms)
+}
+
+/// The one configured key source: a shared secret, a public key read from its PEM file now,
+/// or a JWKS URL fetched later.
+fn key_source(
+    config: &JwtConfig,
+    http: reqwest::Client,
+    fail: &impl Fn(String) -> String,
+) -> Result<KeySource, String> {
+    let sources = usize::from(config.hs256_secret.is_some())
+        + usize::from(config.public_key_file.is_some())
+        + usize::from(config.jwks_url.is_some());
+    if sources != 1 {
+        return Err(fail(
+            "set exactly one key source: hs256_secret, public_key_file or jwks_url".into(),
+        ));
+    }
+
+    let keys = if let Some(secret) = &config.hs256_secret {
+        if secret.is_empty() {
+            return Err(fail("hs256_secret is empty".into()));
+        }
+        KeySource::Static {
+            family: Family::Hmac,
+            key: Arc::new(DecodingKey::from_secret(secret.expose().as_bytes())),
+        }
+    } else if let Some(path) = &config.public_key_file {
+        let shown = path.display();
+        let pem = std::fs::read(path)
+            .map_err(|e| fail(format!("cannot read public_key_file {shown}: {e}")))?;
+        if pem.windows(11).any(|w| w == b"PRIVATE KEY") {
+            return Err(fail(format!(
+                "public_key_file {shown} holds a private key: give the public key"
+            )));
+        }
+        if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
+            KeySource::Static {
+                family: Family::Rsa,
+                key: Arc::new(key),
+            }
+        } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
+            KeySource::Static {
+                family: Family::Ec,
+                key: Arc::new(key),
+            }
+        } else {
+            return Err(fail(format!(
+                "public_key_file {shown} is not an RSA or EC public key in PEM form"
+            )));
+        }
+    } else if let Some(url) = &config.jwks_url {
+        KeySource::Jwks(Box::new(Jwks {
+            credential: config.name.clone(),
+            url: url.clone(),
+            http,
+            allowed: Vec::new(),
+            min_refresh: Duration::from_secs(config.jwks_min_refresh_s),
+            max_age: Duration::from_secs(config.jwks_max_age_s),
+            cache: RwLock::new(None),
+            fetch: Mutex::new(None),
+            fetches: AtomicU64::new(0),
+        }))
+    } else {
+        return Err(fail("no key source".into()));
+    };
+    Ok(keys)
+}
+
+/// Fills in the key's default algorithm when none is configured, refuses algorithms the key
+/// cannot verify, and tells a JWKS which algorithms it may serve.
+fn fit_algorithms(
+    keys: &mut KeySource,
+    algorithms: &mut Vec<Algorithm>,
+    fail: &impl Fn(String) -> String,
+) -> Result<(), String> {
+    match keys {
+        KeySource::Static { family: f, .. } => {
+            if algorithms.is_empty() {
+                algorithms.push(match f {
+                    Family::Hmac => Algorithm::HS256,
+                    Family::Rsa => Algorithm::RS256,
+                    Family::Ec => Algorithm::ES256,
+                    Family::Ed => Algorithm::EdDSA,
+                });
+            }
+            if let Some(a) = algorithms.iter().find(|a| family(**a) != *f) {
+                return Err(fail(format!(
+                    "algorithm {a:?} does not fit the key (a {f:?} key)"
+                )));
+            }
+        }
+        KeySource::Jwks(jwks) => {
+            if algorithms.is_empty() {
+                algorithms.push(Algorithm::RS256);
+            }
+            if let Some(a) = algorithms.iter().find(|a| family(**a) == Family::Hmac) {
+                return Err(fail(format!(
+                    "algorithm {a:?} needs a shared secret, not a JWKS URL"
+                )));
+            }
+            jwks.allowed = algorithms.clone();
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Debug for JwtValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
@@ -180,100 +300,9 @@ impl JwtValidator {
         let name = config.name.as_str();
         let fail = |msg: String| format!("jwt credential `{name}`: {msg}");
 
-        let mut algorithms = Vec::new();
-        for a in &config.algorithms {
-            let alg = Algorithm::from_str(a.trim())
-                .map_err(|_| fail(format!("unknown algorithm `{a}`")))?;
-            if !algorithms.contains(&alg) {
-                algorithms.push(alg);
-            }
-        }
-
-        let sources = usize::from(config.hs256_secret.is_some())
-            + usize::from(config.public_key_file.is_some())
-            + usize::from(config.jwks_url.is_some());
-        if sources != 1 {
-            return Err(fail(
-                "set exactly one key source: hs256_secret, public_key_file or jwks_url".into(),
-            ));
-        }
-
-        let mut keys = if let Some(secret) = &config.hs256_secret {
-            if secret.is_empty() {
-                return Err(fail("hs256_secret is empty".into()));
-            }
-            KeySource::Static {
-                family: Family::Hmac,
-                key: Arc::new(DecodingKey::from_secret(secret.expose().as_bytes())),
-            }
-        } else if let Some(path) = &config.public_key_file {
-            let shown = path.display();
-            let pem = std::fs::read(path)
-                .map_err(|e| fail(format!("cannot read public_key_file {shown}: {e}")))?;
-            if pem.windows(11).any(|w| w == b"PRIVATE KEY") {
-                return Err(fail(format!(
-                    "public_key_file {shown} holds a private key: give the public key"
-                )));
-            }
-            if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
-                KeySource::Static {
-                    family: Family::Rsa,
-                    key: Arc::new(key),
-                }
-            } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
-                KeySource::Static {
-                    family: Family::Ec,
-                    key: Arc::new(key),
-                }
-            } else {
-                return Err(fail(format!(
-                    "public_key_file {shown} is not an RSA or EC public key in PEM form"
-                )));
-            }
-        } else if let Some(url) = &config.jwks_url {
-            KeySource::Jwks(Box::new(Jwks {
-                credential: config.name.clone(),
-                url: url.clone(),
-                http,
-                allowed: Vec::new(),
-                min_refresh: Duration::from_secs(config.jwks_min_refresh_s),
-                max_age: Duration::from_secs(config.jwks_max_age_s),
-                cache: RwLock::new(None),
-                fetch: Mutex::new(None),
-                fetches: AtomicU64::new(0),
-            }))
-        } else {
-            return Err(fail("no key source".into()));
-        };
-
-        match &mut keys {
-            KeySource::Static { family: f, .. } => {
-                if algorithms.is_empty() {
-                    algorithms.push(match f {
-                        Family::Hmac => Algorithm::HS256,
-                        Family::Rsa => Algorithm::RS256,
-                        Family::Ec => Algorithm::ES256,
-                        Family::Ed => Algorithm::EdDSA,
-                    });
-                }
-                if let Some(a) = algorithms.iter().find(|a| family(**a) != *f) {
-                    return Err(fail(format!(
-                        "algorithm {a:?} does not fit the key (a {f:?} key)"
-                    )));
-                }
-            }
-            KeySource::Jwks(jwks) => {
-                if algorithms.is_empty() {
-                    algorithms.push(Algorithm::RS256);
-                }
-                if let Some(a) = algorithms.iter().find(|a| family(**a) == Family::Hmac) {
-                    return Err(fail(format!(
-                        "algorithm {a:?} needs a shared secret, not a JWKS URL"
-                    )));
-                }
-                jwks.allowed = algorithms.clone();
-            }
-        }
+        let mut algorithms = parse_algorithms(config, &fail)?;
+        let mut keys = key_source(config, http, &fail)?;
+        fit_algorithms(&mut keys, &mut algorithms, &fail)?;
 
         Ok(Self {
             inner: Arc::new(Inner {
