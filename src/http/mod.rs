@@ -254,6 +254,12 @@ impl AppState {
 /// stack. `state.limits` apply to every tenant (the body limit here, paging and the advertised
 /// capabilities in the tenant's handlers), so what is advertised is what is enforced.
 pub fn app(state: AppState) -> Router {
+    with_middleware(routes(&state), &state)
+}
+
+/// The routes: health endpoints, each tenant's SCIM (and token) endpoints under its base path,
+/// and the admin endpoints when admin tokens and a bridge are configured.
+fn routes(state: &AppState) -> Router {
     let readiness = state.bridge.as_ref().map(|b| {
         Arc::new(health::Readiness::new(
             b.clone(),
@@ -300,6 +306,11 @@ pub fn app(state: AppState) -> Router {
             );
         }
     }
+    router
+}
+
+/// The fallback and the middleware stack around `router`.
+fn with_middleware(router: Router, state: &AppState) -> Router {
     let limits = &state.limits;
     let max_header_bytes = limits.max_header_bytes;
     let request_timeout = limits.request_timeout;
