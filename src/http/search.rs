@@ -17,7 +17,7 @@ use super::query::ListQuery;
 use super::resources::{list_request, ResourceState};
 use super::HttpLimits;
 use crate::bridge::users::Scope;
-use crate::bridge::{groups, reads, users, BridgeError};
+use crate::bridge::{groups, reads, users, Bridge, BridgeError};
 use crate::scim::bulk::{
     bulk_dependency_order, resolve_bulk_id_in_path, resolve_bulk_ids, BulkMethod, BulkOperation,
     BulkOperationResponse, BulkRequest, BulkResponse,
@@ -169,6 +169,8 @@ fn target(path: &str) -> Result<Target, ScimError> {
     }
 }
 
+/// Runs one operation of a Bulk request: resolves its bulkIds, dispatches it, and answers
+/// with its response and the id of the resource it created (for later bulkIds).
 async fn run_operation(
     s: &ResourceState,
     scope: Scope<'_>,
@@ -176,6 +178,17 @@ async fn run_operation(
     ids: &HashMap<String, String>,
 ) -> Result<(BulkOperationResponse, Option<String>), BridgeError> {
     let method = op.check()?;
+    let (path, data) = resolved(op, ids)?;
+    let (status, body, new_id) = dispatch(&s.bridge, scope, method, op, &path, data).await?;
+    Ok((response(method, op, status, body.as_ref()), new_id))
+}
+
+/// The operation's path and data with the bulkIds of earlier operations replaced by the ids
+/// they created (409 for a bulkId no earlier operation created).
+fn resolved(
+    op: &BulkOperation,
+    ids: &HashMap<String, String>,
+) -> Result<(String, Value), ScimError> {
     let path = resolve_bulk_id_in_path(&op.path, ids).map_err(|b| {
         ScimError::new(
             409,
@@ -191,81 +204,98 @@ async fn run_operation(
             format!("bulkId references not resolved: {}", missing.join(", ")),
         )
     })?;
+    Ok((path, data))
+}
+
+/// Runs the operation on its resource: the status, the resource as it is now (if any) and the
+/// id of a created one.
+async fn dispatch(
+    bridge: &Bridge,
+    scope: Scope<'_>,
+    method: BulkMethod,
+    op: &BulkOperation,
+    path: &str,
+    data: Value,
+) -> Result<(u16, Option<Value>, Option<String>), BridgeError> {
     let version = op.version.as_deref();
-    let bridge = &s.bridge;
-    let (status, body, new_id): (u16, Option<Value>, Option<String>) =
-        match (method, target(&path)?) {
-            (BulkMethod::Post, Target::Users(None)) => {
-                let v = users::create(bridge, scope, data).await?;
-                let id = v["id"].as_str().map(str::to_owned);
-                (201, Some(v), id)
-            }
-            (BulkMethod::Post, Target::Groups(None)) => {
-                let w = groups::create(bridge, scope, data).await?;
-                let v = groups::render(scope, &w.row, Some(&w.members(bridge).await?));
-                (201, Some(v), Some(w.row.id))
-            }
-            (BulkMethod::Put, Target::Users(Some(id))) => (
+    let answer = match (method, target(path)?) {
+        (BulkMethod::Post, Target::Users(None)) => {
+            let v = users::create(bridge, scope, data).await?;
+            let id = v["id"].as_str().map(str::to_owned);
+            (201, Some(v), id)
+        }
+        (BulkMethod::Post, Target::Groups(None)) => {
+            let w = groups::create(bridge, scope, data).await?;
+            let v = groups::render(scope, &w.row, Some(&w.members(bridge).await?));
+            (201, Some(v), Some(w.row.id))
+        }
+        (BulkMethod::Put, Target::Users(Some(id))) => (
+            200,
+            Some(users::replace(bridge, scope, &id, data, version).await?),
+            None,
+        ),
+        (BulkMethod::Put, Target::Groups(Some(id))) => {
+            let w = groups::replace(bridge, scope, &id, data, version).await?;
+            let v = groups::render(scope, &w.row, Some(&w.members(bridge).await?));
+            (200, Some(v), None)
+        }
+        (BulkMethod::Patch, Target::Users(Some(id))) => {
+            let req = PatchRequest::from_json(&data)?;
+            (
                 200,
-                Some(users::replace(bridge, scope, &id, data, version).await?),
+                Some(users::patch(bridge, scope, &id, &req, version).await?),
                 None,
-            ),
-            (BulkMethod::Put, Target::Groups(Some(id))) => {
-                let w = groups::replace(bridge, scope, &id, data, version).await?;
-                let v = groups::render(scope, &w.row, Some(&w.members(bridge).await?));
-                (200, Some(v), None)
-            }
-            (BulkMethod::Patch, Target::Users(Some(id))) => {
-                let req = PatchRequest::from_json(&data)?;
-                (
-                    200,
-                    Some(users::patch(bridge, scope, &id, &req, version).await?),
-                    None,
-                )
-            }
-            (BulkMethod::Patch, Target::Groups(Some(id))) => {
-                let req = PatchRequest::from_json(&data)?;
-                let w = groups::patch(bridge, scope, &id, &req, version).await?;
-                let v = groups::render(scope, &w.row, Some(&w.members(bridge).await?));
-                (200, Some(v), None)
-            }
-            (BulkMethod::Delete, Target::Users(Some(id))) => {
-                users::delete(bridge, scope, &id, version).await?;
-                (204, None, None)
-            }
-            (BulkMethod::Delete, Target::Groups(Some(id))) => {
-                groups::delete(bridge, scope, &id, version).await?;
-                (204, None, None)
-            }
-            _ => {
-                return Err(ScimError::invalid_path(format!(
-                    "{} is not allowed on '{}'",
-                    method.as_str(),
-                    op.path
-                ))
-                .into())
-            }
-        };
+            )
+        }
+        (BulkMethod::Patch, Target::Groups(Some(id))) => {
+            let req = PatchRequest::from_json(&data)?;
+            let w = groups::patch(bridge, scope, &id, &req, version).await?;
+            let v = groups::render(scope, &w.row, Some(&w.members(bridge).await?));
+            (200, Some(v), None)
+        }
+        (BulkMethod::Delete, Target::Users(Some(id))) => {
+            users::delete(bridge, scope, &id, version).await?;
+            (204, None, None)
+        }
+        (BulkMethod::Delete, Target::Groups(Some(id))) => {
+            groups::delete(bridge, scope, &id, version).await?;
+            (204, None, None)
+        }
+        _ => {
+            return Err(ScimError::invalid_path(format!(
+                "{} is not allowed on '{}'",
+                method.as_str(),
+                op.path
+            ))
+            .into())
+        }
+    };
+    Ok(answer)
+}
+
+/// The operation's entry in the Bulk response, with the location and version of the resource
+/// when there is one.
+fn response(
+    method: BulkMethod,
+    op: &BulkOperation,
+    status: u16,
+    body: Option<&Value>,
+) -> BulkOperationResponse {
     let location = body
-        .as_ref()
         .and_then(|b| b.pointer("/meta/location"))
         .and_then(Value::as_str)
         .map(str::to_owned);
     let version = body
-        .as_ref()
         .and_then(|b| b.pointer("/meta/version"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    Ok((
-        BulkOperationResponse {
-            method: method.as_str().to_owned(),
-            bulk_id: op.bulk_id.clone(),
-            version,
-            location,
-            status: status.to_string(),
-            // RFC 7644 section 3.7.3: the response body only for errors.
-            response: None,
-        },
-        new_id,
-    ))
+    BulkOperationResponse {
+        method: method.as_str().to_owned(),
+        bulk_id: op.bulk_id.clone(),
+        version,
+        location,
+        status: status.to_string(),
+        // RFC 7644 section 3.7.3: the response body only for errors.
+        response: None,
+    }
 }
