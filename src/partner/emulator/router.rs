@@ -23,7 +23,7 @@ use axum::Router;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
-use super::injector::Action;
+use super::injector::{Action, Plan};
 use super::state::{ApiError, Reply};
 use super::{lock, CallRecord, Emulator, Site, WireShape};
 use crate::partner::{CallKind, PartnerGroup, PartnerUser};
@@ -208,16 +208,16 @@ struct Request {
     body: Result<Value, ApiError>,
 }
 
-impl Emulator {
-    async fn handle(
-        &self,
+impl Request {
+    /// Takes a request apart: the JSON body of the calls that have one, the user's email or
+    /// the group's name the call is about, and `test_mode`.
+    fn new(
         call: CallKind,
         uri: &Uri,
         headers: &HeaderMap,
         body: &Bytes,
         path_group: Option<Result<String, ()>>,
-    ) -> Response {
-        let started_us = self.now_us();
+    ) -> Self {
         let body = if matches!(
             call,
             CallKind::CreateUser
@@ -247,19 +247,25 @@ impl Emulator {
             }
             CallKind::ListUsers | CallKind::ListGroups => (None, None),
         };
-        let request = Request {
+        Request {
             call,
             test_mode: test_mode(uri),
             email,
             group,
             body,
-        };
-        let mut recorder = Recorder {
-            emulator: self,
+        }
+    }
+}
+
+impl<'a> Recorder<'a> {
+    /// A recorder of `request`, started at `started_us`, with no site and no status yet.
+    fn new(emulator: &'a Emulator, request: &Request, started_us: u64) -> Self {
+        Recorder {
+            emulator,
             record: CallRecord {
                 seq: 0,
                 site: String::new(),
-                call,
+                call: request.call,
                 test_mode: request.test_mode.clone().unwrap_or(false),
                 email: request.email.clone().and_then(Result::ok),
                 group: request.group.clone().and_then(Result::ok),
@@ -268,7 +274,33 @@ impl Emulator {
                 finished_us: 0,
             },
             status: None,
-        };
+        }
+    }
+}
+
+/// What an injected fault leaves to do once the call is carried out.
+#[derive(Default)]
+struct AfterCall {
+    /// Close the connection in the middle of the answer.
+    drop_answer: bool,
+    /// Answer with this status as if the call had failed.
+    applied_status: Option<StatusCode>,
+}
+
+impl Emulator {
+    /// Answers one partner call: authenticates it, applies the site's injected faults around
+    /// it, carries it out and records it.
+    async fn handle(
+        &self,
+        call: CallKind,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+        path_group: Option<Result<String, ()>>,
+    ) -> Response {
+        let started_us = self.now_us();
+        let request = Request::new(call, uri, headers, body, path_group);
+        let mut recorder = Recorder::new(self, &request, started_us);
 
         let site = match self.authenticate(headers) {
             Ok(site) => site,
@@ -283,6 +315,34 @@ impl Emulator {
         }
 
         let plan = lock(&site.injector).plan(call, tokio::time::Instant::now());
+        let after = match self.before_call(plan, &mut recorder).await {
+            Ok(after) => after,
+            Err(response) => return response,
+        };
+
+        if let Some(counter) = site.executed_counter(call, recorder.record.test_mode) {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let (status, bytes) = site.execute(request);
+        if let Some(status) = after.applied_status {
+            recorder.status = Some(status.as_u16());
+            return error_response(status, "injected fault after the call was carried out");
+        }
+        if after.drop_answer {
+            recorder.status = Some(0);
+            return dropped_response(status, bytes);
+        }
+        recorder.status = Some(status.as_u16());
+        bytes_response(status, bytes)
+    }
+
+    /// Carries out the part of a fault plan that comes before the call: its latency, an
+    /// injected status, a hang. `Err` is the answer instead of the call (its status recorded).
+    async fn before_call(
+        &self,
+        plan: Plan,
+        recorder: &mut Recorder<'_>,
+    ) -> Result<AfterCall, Response> {
         let shutting_down = || {
             error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -291,10 +351,9 @@ impl Emulator {
         };
         if !plan.latency.is_zero() && !self.sleep_unless_stopping(plan.latency).await {
             recorder.status = Some(503);
-            return shutting_down();
+            return Err(shutting_down());
         }
-        let mut drop_answer = false;
-        let mut applied_status = None;
+        let mut after = AfterCall::default();
         match plan.action {
             None => {}
             Some(Action::Status {
@@ -309,31 +368,17 @@ impl Emulator {
                         .headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
                 }
-                return response;
+                return Err(response);
             }
             Some(Action::Hang(duration)) if !self.sleep_unless_stopping(duration).await => {
                 recorder.status = Some(503);
-                return shutting_down();
+                return Err(shutting_down());
             }
             Some(Action::Hang(_)) => {}
-            Some(Action::Drop) => drop_answer = true,
-            Some(Action::Applied(status)) => applied_status = Some(status),
+            Some(Action::Drop) => after.drop_answer = true,
+            Some(Action::Applied(status)) => after.applied_status = Some(status),
         }
-
-        if let Some(counter) = site.executed_counter(call, recorder.record.test_mode) {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let (status, bytes) = site.execute(request);
-        if let Some(status) = applied_status {
-            recorder.status = Some(status.as_u16());
-            return error_response(status, "injected fault after the call was carried out");
-        }
-        if drop_answer {
-            recorder.status = Some(0);
-            return dropped_response(status, bytes);
-        }
-        recorder.status = Some(status.as_u16());
-        bytes_response(status, bytes)
+        Ok(after)
     }
 
     /// The site named by `HTTP-X-PARTNER-AUTH`, if its key matches; else 401 (the key is never
