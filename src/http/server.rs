@@ -25,9 +25,9 @@
 //! request whose form body is still arriving, a guess) holds nothing: a client that trickles
 //! unauthenticated bodies, or pipelines requests and reads the answers slowly, is closed for
 //! room like an idle one. A connection is safe from that for its first second
-//! ([`EVICTION_GRACE`]), time for a real client to send its request; a new one waits
-//! meanwhile, so a client that reconnects as fast as it is closed cannot churn a real
-//! client's connection away.
+//! ([`EVICTION_GRACE`](table::EVICTION_GRACE)), time for a real client to send its request; a
+//! new one waits meanwhile, so a client that reconnects as fast as it is closed cannot churn a
+//! real client's connection away.
 //! A failed accept (out of open files) closes the oldest connection that is not held, grace
 //! or not, then waits a moment; such failures are logged at most every 10 s.
 //! Shutdown stops accepting, closes connections without a request in flight, and returns once
