@@ -4,8 +4,10 @@
 //!   responses (section 3 of `partner-api.md`). A finding on a live site is a one-place fix there.
 //! - [`client`]: the real HTTP client: pooled, rate-limited per site, retries with backoff and
 //!   jitter honouring `Retry-After`, a circuit per site, explicit `test_mode` on every write.
-//! - [`emulator`]: a faithful fake of the partner (section 2 of `partner-api.md`) with fault
-//!   injection, used by tests, benchmarks, the `partner-emulator` subcommand and sandbox mode.
+//! - [`emulator`]: a faithful fake of the partner (section 2 of `partner-api.md`, and the RBAC
+//!   sites of section 4) with fault injection, used by tests, benchmarks, the `partner-emulator`
+//!   subcommand and sandbox mode.
+//! - [`rbac`]: the model of RBAC sites (users v2 and roles).
 //!
 //! This module knows nothing of SCIM.
 
@@ -13,6 +15,7 @@ pub mod client;
 pub mod emulator;
 pub mod error;
 pub mod patience;
+pub mod rbac;
 pub mod record;
 pub mod wire;
 
@@ -21,10 +24,12 @@ pub use client::{
     PartnerClient, SiteConnection, Sleeper, TokioSleeper, UserUpdate,
 };
 pub use error::{OrGone, PartnerError, PartnerErrorKind};
+pub use rbac::{ObjectPermission, PartnerRole, PartnerUserV2, Privilege};
 
 use serde::{Deserialize, Serialize};
 
-/// The ten calls of the partner API. Used for call logs, counters, fault scripts, spans and metrics.
+/// The calls of the partner API: the ten of a v1 site (users and groups), then the ten of an RBAC
+/// site (users v2 and roles). Used for call logs, counters, fault scripts, spans and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallKind {
@@ -38,11 +43,21 @@ pub enum CallKind {
     CreateGroup,
     UpdateGroup,
     DeleteGroup,
+    ListUsersV2,
+    GetUserV2,
+    CreateUserV2,
+    UpdateUserV2,
+    DeleteUserV2,
+    ListRoles,
+    GetRole,
+    CreateRole,
+    UpdateRole,
+    DeleteRole,
 }
 
 impl CallKind {
     /// Every call, in a fixed order.
-    pub const ALL: [CallKind; 10] = [
+    pub const ALL: [CallKind; 20] = [
         CallKind::ListUsers,
         CallKind::GetUser,
         CallKind::CreateUser,
@@ -53,6 +68,16 @@ impl CallKind {
         CallKind::CreateGroup,
         CallKind::UpdateGroup,
         CallKind::DeleteGroup,
+        CallKind::ListUsersV2,
+        CallKind::GetUserV2,
+        CallKind::CreateUserV2,
+        CallKind::UpdateUserV2,
+        CallKind::DeleteUserV2,
+        CallKind::ListRoles,
+        CallKind::GetRole,
+        CallKind::CreateRole,
+        CallKind::UpdateRole,
+        CallKind::DeleteRole,
     ];
 
     /// The snake_case name used in logs, metrics and the emulator's admin API.
@@ -68,6 +93,16 @@ impl CallKind {
             CallKind::CreateGroup => "create_group",
             CallKind::UpdateGroup => "update_group",
             CallKind::DeleteGroup => "delete_group",
+            CallKind::ListUsersV2 => "list_users_v2",
+            CallKind::GetUserV2 => "get_user_v2",
+            CallKind::CreateUserV2 => "create_user_v2",
+            CallKind::UpdateUserV2 => "update_user_v2",
+            CallKind::DeleteUserV2 => "delete_user_v2",
+            CallKind::ListRoles => "list_roles",
+            CallKind::GetRole => "get_role",
+            CallKind::CreateRole => "create_role",
+            CallKind::UpdateRole => "update_role",
+            CallKind::DeleteRole => "delete_role",
         }
     }
 
@@ -80,7 +115,31 @@ impl CallKind {
     pub fn is_write(self) -> bool {
         !matches!(
             self,
-            CallKind::ListUsers | CallKind::GetUser | CallKind::ListGroups | CallKind::GetGroup
+            CallKind::ListUsers
+                | CallKind::GetUser
+                | CallKind::ListGroups
+                | CallKind::GetGroup
+                | CallKind::ListUsersV2
+                | CallKind::GetUserV2
+                | CallKind::ListRoles
+                | CallKind::GetRole
+        )
+    }
+
+    /// True for the calls of an RBAC site (users v2 and roles, section 4 of `partner-api.md`).
+    pub fn is_rbac(self) -> bool {
+        matches!(
+            self,
+            CallKind::ListUsersV2
+                | CallKind::GetUserV2
+                | CallKind::CreateUserV2
+                | CallKind::UpdateUserV2
+                | CallKind::DeleteUserV2
+                | CallKind::ListRoles
+                | CallKind::GetRole
+                | CallKind::CreateRole
+                | CallKind::UpdateRole
+                | CallKind::DeleteRole
         )
     }
 }

@@ -81,12 +81,10 @@ impl Env {
         let mut writes = 0;
         for kind in CallKind::ALL {
             let n = self.emulator.count_executed(SITE, kind, false);
-            match kind {
-                CallKind::ListUsers
-                | CallKind::GetUser
-                | CallKind::ListGroups
-                | CallKind::GetGroup => reads += n,
-                _ => writes += n,
+            if kind.is_write() {
+                writes += n;
+            } else {
+                reads += n;
             }
         }
         (reads, writes)

@@ -7,7 +7,7 @@
 //! | `DELETE /_emulator/calls` | empties the call log |
 //! | `GET /_emulator/counters` | calls per site, kind and `test_mode` |
 //! | `GET /_emulator/sites` | site names |
-//! | `GET /_emulator/sites/{site}` | users, groups, faults and switches of a site |
+//! | `GET /_emulator/sites/{site}` | users, groups, faults and switches of a site; of an RBAC site: `"kind": "rbac"`, users, roles, faults and switches |
 //! | `GET`/`PUT /_emulator/sites/{site}/faults` | a site's `Faults` (PUT replaces them, resetting the generator, bucket and script) |
 //! | `GET`/`PUT /_emulator/sites/{site}/switches` | a site's `Switches` |
 //!
@@ -73,6 +73,9 @@ async fn get_sites(State(em): State<Emulator>) -> Response {
 }
 
 async fn get_site(State(em): State<Emulator>, Path(site): Path<String>) -> Response {
+    if let Some(body) = super::rbac::admin_site(&em, &site) {
+        return json_response(StatusCode::OK, &body);
+    }
     let (Some(faults), Some(switches)) = (em.faults(&site), em.switches(&site)) else {
         return unknown_site(&site);
     };

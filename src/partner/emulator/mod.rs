@@ -1,7 +1,14 @@
 //! The partner emulator: a faithful fake of the Periscope Data / Sisense for Cloud Data Teams
 //! partner API (section 2 "Contract" of `partner-api.md`) with fault injection.
 //!
-//! - [`state`]: the data of a site and the ten calls as pure operations.
+//! A site is of one [`SiteKind`], chosen at start: a **v1 site** (users and groups, section 2)
+//! or an **RBAC site** (users v2 and roles, the "User and Role Management API" of section 4.2),
+//! built with [`Emulator::builder`] (`rbac_site`) or `partner-emulator --rbac-site`. Each kind
+//! answers the other kind's paths with 404 `{"error": ...}` naming what the site uses. Both kinds
+//! share authentication, `test_mode`, the call log, counters, switches and every fault.
+//!
+//! - [`state`]: the data of a v1 site and its ten calls as pure operations.
+//! - [`rbac`]: the data of an RBAC site, its ten calls, and their routes.
 //! - [`faults`]: the fault data model; [`injector`]: its run-time state (seeded generator, token
 //!   bucket, script).
 //! - [`router`]: the partner API over HTTP; [`admin`]: the unauthenticated `/_emulator/` API.
@@ -11,12 +18,14 @@
 //! and change its faults, so it must only listen where its users are trusted (loopback by default).
 //!
 //! All state sits behind `std::sync::Mutex`es that are never held across an `.await`: one per site
-//! for users and groups, one per site for faults, one for the call log; counters are atomics.
+//! for users and groups (and one for users and roles on an RBAC site, never held together with
+//! the other), one per site for faults, one for the call log; counters are atomics.
 
 pub mod admin;
 pub mod cli;
 pub mod faults;
 pub mod injector;
+pub mod rbac;
 pub mod router;
 pub mod state;
 
@@ -35,6 +44,7 @@ use tokio::time::Instant;
 
 use self::faults::Faults;
 use self::injector::Injector;
+use self::rbac::state::RbacState;
 use self::state::SiteState;
 use crate::partner::{CallKind, PartnerGroup, PartnerUser};
 use crate::secret::Secret;
@@ -91,7 +101,21 @@ impl SiteSpec {
     }
 }
 
-/// Behaviour switches of a site, for the places where the real service may differ.
+/// Which API a site speaks, chosen at start (section 4.2 of `partner-api.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteKind {
+    /// The "User and Group Management API": `/api/v1/users`, `/api/v1/groups`.
+    #[default]
+    V1,
+    /// The "User and Role Management API": `/api/v2/users`, `/api/v1/roles`.
+    Rbac,
+}
+
+/// Behaviour switches of a site, for the places where the real service may differ. On an RBAC
+/// site `groups_merge` applies to a user's `roles`, `refuse_email_change` to a user `PUT`, and
+/// `wire_shape` to lists (`bare`: one unpaged array) and single objects (`wrapped`: under
+/// `user` / `role`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Switches {
@@ -151,6 +175,9 @@ pub struct CallCount {
     pub count: u64,
 }
 
+/// How many call kinds there are (the counters' first dimension).
+const KINDS: usize = CallKind::ALL.len();
+
 fn kind_index(kind: CallKind) -> usize {
     match kind {
         CallKind::ListUsers => 0,
@@ -163,6 +190,16 @@ fn kind_index(kind: CallKind) -> usize {
         CallKind::CreateGroup => 7,
         CallKind::UpdateGroup => 8,
         CallKind::DeleteGroup => 9,
+        CallKind::ListUsersV2 => 10,
+        CallKind::GetUserV2 => 11,
+        CallKind::CreateUserV2 => 12,
+        CallKind::UpdateUserV2 => 13,
+        CallKind::DeleteUserV2 => 14,
+        CallKind::ListRoles => 15,
+        CallKind::GetRole => 16,
+        CallKind::CreateRole => 17,
+        CallKind::UpdateRole => 18,
+        CallKind::DeleteRole => 19,
     }
 }
 
@@ -182,22 +219,46 @@ struct Site {
     name: String,
     /// SHA-256 of the key, compared in constant time (so neither content nor length leaks).
     key_digest: [u8; 32],
+    /// A v1 site's users and groups; on an RBAC site, empty but for the switches.
     state: Mutex<SiteState>,
+    /// An RBAC site's users and roles; `None` on a v1 site.
+    rbac: Option<Mutex<RbacState>>,
     injector: Mutex<Injector>,
-    counters: [[AtomicU64; 2]; 10],
+    counters: [[AtomicU64; 2]; KINDS],
     /// Calls that reached the site's data (not answered by an injected fault).
-    executed: [[AtomicU64; 2]; 10],
+    executed: [[AtomicU64; 2]; KINDS],
 }
 
 impl Site {
+    #[cfg(test)]
     fn new(spec: &SiteSpec) -> Self {
+        Self::of_kind(spec, SiteKind::V1)
+    }
+
+    fn of_kind(spec: &SiteSpec, kind: SiteKind) -> Self {
+        let (state, rbac) = match kind {
+            SiteKind::V1 => (SiteState::new(&spec.owner_email), None),
+            SiteKind::Rbac => (
+                SiteState::empty(),
+                Some(Mutex::new(RbacState::new(&spec.owner_email))),
+            ),
+        };
         Site {
             name: spec.name.clone(),
             key_digest: digest(spec.api_key.expose()),
-            state: Mutex::new(SiteState::new(&spec.owner_email)),
+            state: Mutex::new(state),
+            rbac,
             injector: Mutex::new(Injector::new(Faults::default())),
             counters: Default::default(),
             executed: Default::default(),
+        }
+    }
+
+    fn kind(&self) -> SiteKind {
+        if self.rbac.is_some() {
+            SiteKind::Rbac
+        } else {
+            SiteKind::V1
         }
     }
 
@@ -256,9 +317,25 @@ impl Emulator {
 
     /// Like [`Emulator::new`], keeping at most `capacity` call records (oldest dropped first).
     pub fn with_call_log_capacity(sites: Vec<SiteSpec>, capacity: usize) -> Emulator {
+        sites
+            .into_iter()
+            .fold(Emulator::builder(), EmulatorBuilder::site)
+            .call_log_capacity(capacity)
+            .build()
+    }
+
+    /// An emulator of v1 and RBAC sites: `Emulator::builder().site(a).rbac_site(b).build()`.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder {
+            sites: Vec::new(),
+            capacity: DEFAULT_CALL_LOG_CAPACITY,
+        }
+    }
+
+    fn from_sites(sites: &[(SiteSpec, SiteKind)], capacity: usize) -> Emulator {
         let sites = sites
             .iter()
-            .map(|spec| (spec.name.clone(), Site::new(spec)))
+            .map(|(spec, kind)| (spec.name.clone(), Site::of_kind(spec, *kind)))
             .collect();
         Emulator {
             inner: Arc::new(Inner {
@@ -274,7 +351,7 @@ impl Emulator {
         }
     }
 
-    /// The partner API (`/api/v1/...`) and the admin API (`/_emulator/...`).
+    /// The partner API (`/api/v1/...`, `/api/v2/...`) and the admin API (`/_emulator/...`).
     pub fn router(&self) -> axum::Router {
         router::partner_routes()
             .nest("/_emulator", admin::routes())
@@ -340,9 +417,19 @@ impl Emulator {
         self.inner.sites.get(name)
     }
 
+    /// A v1 site by name (`None` for an unknown or RBAC site).
+    fn v1_site(&self, name: &str) -> Option<&Site> {
+        self.site(name).filter(|site| site.kind() == SiteKind::V1)
+    }
+
     /// The names of all sites.
     pub fn site_names(&self) -> Vec<String> {
         self.inner.sites.keys().cloned().collect()
+    }
+
+    /// A site's kind; `None` for an unknown site.
+    pub fn site_kind(&self, site: &str) -> Option<SiteKind> {
+        self.site(site).map(Site::kind)
     }
 
     /// Replaces a site's faults: a fresh generator from `faults.seed`, a full token bucket and
@@ -427,30 +514,32 @@ impl Emulator {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// A site's users, ordered by email (case-insensitively). Empty for an unknown site.
+    /// A v1 site's users, ordered by email (case-insensitively). Empty for an unknown or RBAC
+    /// site (see [`Emulator::rbac_users`]).
     pub fn users(&self, site: &str) -> Vec<PartnerUser> {
-        self.site(site)
+        self.v1_site(site)
             .map(|site| lock(&site.state).users())
             .unwrap_or_default()
     }
 
-    /// One user, by email matched case-insensitively.
+    /// One user of a v1 site, by email matched case-insensitively.
     pub fn user(&self, site: &str, email: &str) -> Option<PartnerUser> {
-        self.site(site)
+        self.v1_site(site)
             .and_then(|site| lock(&site.state).user(email).cloned())
     }
 
-    /// A site's groups, ordered by name (case-insensitively). Empty for an unknown site.
+    /// A v1 site's groups, ordered by name (case-insensitively). Empty for an unknown or RBAC
+    /// site.
     pub fn groups(&self, site: &str) -> Vec<PartnerGroup> {
-        self.site(site)
+        self.v1_site(site)
             .map(|site| lock(&site.state).groups())
             .unwrap_or_default()
     }
 
     /// Inserts or replaces a user without a call (test seeding); `All Users` is added to its
-    /// groups when missing; group names are not checked. False for an unknown site.
+    /// groups when missing; group names are not checked. False for an unknown or RBAC site.
     pub fn insert_user(&self, site: &str, user: PartnerUser) -> bool {
-        match self.site(site) {
+        match self.v1_site(site) {
             Some(site) => {
                 lock(&site.state).put_user(user);
                 true
@@ -460,9 +549,9 @@ impl Emulator {
     }
 
     /// Inserts or replaces (by name, case-insensitively) a group without a call (test seeding).
-    /// False for an unknown site.
+    /// False for an unknown or RBAC site.
     pub fn insert_group(&self, site: &str, group: PartnerGroup) -> bool {
-        match self.site(site) {
+        match self.v1_site(site) {
             Some(site) => {
                 lock(&site.state).put_group(group);
                 true
@@ -495,6 +584,43 @@ impl Emulator {
             log.records.pop_front();
         }
         log.records.push_back(record);
+    }
+}
+
+/// Builds an [`Emulator`] of v1 and RBAC sites (from [`Emulator::builder`]). A later site with
+/// the same name replaces an earlier one, whatever their kinds.
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    sites: Vec<(SiteSpec, SiteKind)>,
+    capacity: usize,
+}
+
+impl EmulatorBuilder {
+    /// Adds a v1 site (users and groups).
+    pub fn site(self, spec: SiteSpec) -> Self {
+        self.site_of_kind(spec, SiteKind::V1)
+    }
+
+    /// Adds an RBAC site (users v2 and roles).
+    pub fn rbac_site(self, spec: SiteSpec) -> Self {
+        self.site_of_kind(spec, SiteKind::Rbac)
+    }
+
+    /// Adds a site of the given kind.
+    pub fn site_of_kind(mut self, spec: SiteSpec, kind: SiteKind) -> Self {
+        self.sites.push((spec, kind));
+        self
+    }
+
+    /// Keeps at most `capacity` call records (oldest dropped first); default
+    /// [`DEFAULT_CALL_LOG_CAPACITY`].
+    pub fn call_log_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    pub fn build(self) -> Emulator {
+        Emulator::from_sites(&self.sites, self.capacity)
     }
 }
 

@@ -11,6 +11,9 @@
 //! then a scripted / rate-limit / random fault), run it under the site lock, shape the answer.
 //! The group name is taken from the raw path and percent-decoded here, so `%2F` stays part of a
 //! name; an unencoded `/` inside a name is a 404, as it would be on a path-routed server.
+//!
+//! The routes of RBAC sites live in [`super::rbac::router`]; an RBAC site that calls a route
+//! here is answered 404 by [`super::rbac::router::wrong_kind`] before anything else.
 
 use std::time::Duration;
 
@@ -24,8 +27,9 @@ use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
 use super::injector::{Action, Plan};
+use super::rbac::router::wrong_kind;
 use super::state::{ApiError, Reply};
-use super::{lock, CallRecord, Emulator, Site, WireShape};
+use super::{lock, CallRecord, Emulator, Site, SiteKind, WireShape};
 use crate::partner::{CallKind, PartnerGroup, PartnerUser};
 
 /// The authentication header: `<site_name>:<api_key>`.
@@ -46,6 +50,7 @@ pub(crate) fn partner_routes() -> Router<Emulator> {
         .route(USERS_PATH, any(users))
         .route(GROUPS_PATH, any(groups))
         .route("/api/v1/groups/{*name}", any(group))
+        .merge(super::rbac::router::routes())
 }
 
 /// A JSON answer.
@@ -54,7 +59,7 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     bytes_response(status, Bytes::from(bytes))
 }
 
-fn bytes_response(status: StatusCode, bytes: Bytes) -> Response {
+pub(super) fn bytes_response(status: StatusCode, bytes: Bytes) -> Response {
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -74,7 +79,7 @@ pub(crate) async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "not found")
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
+pub(super) fn method_not_allowed(allow: &'static str) -> Response {
     let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     response
         .headers_mut()
@@ -83,7 +88,7 @@ fn method_not_allowed(allow: &'static str) -> Response {
 }
 
 /// A header's value as UTF-8 (`None` when absent, `Some(Err)` when not UTF-8).
-fn header_text(headers: &HeaderMap, name: &str) -> Option<Result<String, ()>> {
+pub(super) fn header_text(headers: &HeaderMap, name: &str) -> Option<Result<String, ()>> {
     headers
         .get(name)
         .map(|v| String::from_utf8(v.as_bytes().to_vec()).map_err(|_| ()))
@@ -96,6 +101,9 @@ async fn users(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(answer) = wrong_kind(&em, &headers, SiteKind::V1) {
+        return answer;
+    }
     let has_email = headers.contains_key(EMAIL_HEADER);
     let call = match method {
         Method::GET if has_email => CallKind::GetUser,
@@ -115,6 +123,9 @@ async fn groups(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(answer) = wrong_kind(&em, &headers, SiteKind::V1) {
+        return answer;
+    }
     let call = match method {
         Method::GET => CallKind::ListGroups,
         Method::POST => CallKind::CreateGroup,
@@ -130,6 +141,9 @@ async fn group(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(answer) = wrong_kind(&em, &headers, SiteKind::V1) {
+        return answer;
+    }
     let raw = uri
         .path()
         .strip_prefix(GROUPS_PATH)
@@ -153,7 +167,7 @@ async fn group(
 
 /// `test_mode` from the query: `true`/`1` (any case) is a dry run, `false`/`0`/absent applies,
 /// anything else is 400 (a typo must not apply a change). The last occurrence wins.
-fn test_mode(uri: &Uri) -> Result<bool, ApiError> {
+pub(super) fn test_mode(uri: &Uri) -> Result<bool, ApiError> {
     let mut value = None;
     for pair in uri.query().unwrap_or_default().split('&') {
         let (key, val) = pair.split_once('=').unwrap_or((pair, ""));
@@ -174,7 +188,7 @@ fn test_mode(uri: &Uri) -> Result<bool, ApiError> {
 }
 
 /// The request body as JSON; an empty body is `{}`.
-fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+pub(super) fn json_body(body: &Bytes) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(serde_json::Map::new()));
     }
@@ -184,10 +198,10 @@ fn json_body(body: &Bytes) -> Result<Value, ApiError> {
 
 /// Logs a call when dropped: with the status set, or 0 when the answer never completed (a
 /// dropped connection, or a client that went away while the call hung).
-struct Recorder<'a> {
-    emulator: &'a Emulator,
-    record: CallRecord,
-    status: Option<u16>,
+pub(super) struct Recorder<'a> {
+    pub(super) emulator: &'a Emulator,
+    pub(super) record: CallRecord,
+    pub(super) status: Option<u16>,
 }
 
 impl Drop for Recorder<'_> {
@@ -246,6 +260,17 @@ impl Request {
                 (None, path_group)
             }
             CallKind::ListUsers | CallKind::ListGroups => (None, None),
+            // Calls of RBAC sites are handled by `rbac::router`, never here.
+            CallKind::ListUsersV2
+            | CallKind::GetUserV2
+            | CallKind::CreateUserV2
+            | CallKind::UpdateUserV2
+            | CallKind::DeleteUserV2
+            | CallKind::ListRoles
+            | CallKind::GetRole
+            | CallKind::CreateRole
+            | CallKind::UpdateRole
+            | CallKind::DeleteRole => (None, None),
         };
         Request {
             call,
@@ -383,7 +408,7 @@ impl Emulator {
 
     /// The site named by `HTTP-X-PARTNER-AUTH`, if its key matches; else 401 (the key is never
     /// echoed).
-    fn authenticate(&self, headers: &HeaderMap) -> Result<&Site, ApiError> {
+    pub(super) fn authenticate(&self, headers: &HeaderMap) -> Result<&Site, ApiError> {
         let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
         let value = match header_text(headers, AUTH_HEADER) {
             None => return Err(unauthorized("missing HTTP-X-PARTNER-AUTH header")),
@@ -461,6 +486,19 @@ fn run(state: &mut super::state::SiteState, request: Request) -> Result<Reply, A
             state.update_group(&path_name(request.group)?, &body, test_mode)
         }
         CallKind::DeleteGroup => state.delete_group(&path_name(request.group)?, test_mode),
+        CallKind::ListUsersV2
+        | CallKind::GetUserV2
+        | CallKind::CreateUserV2
+        | CallKind::UpdateUserV2
+        | CallKind::DeleteUserV2
+        | CallKind::ListRoles
+        | CallKind::GetRole
+        | CallKind::CreateRole
+        | CallKind::UpdateRole
+        | CallKind::DeleteRole => Err(ApiError::not_found(format!(
+            "`{}` is a call of RBAC sites",
+            request.call
+        ))),
     }
 }
 
@@ -509,7 +547,7 @@ fn render(reply: Reply, shape: WireShape) -> Value {
 }
 
 /// An answer whose headers promise the whole body but whose connection closes after part of it.
-fn dropped_response(status: StatusCode, bytes: Bytes) -> Response {
+pub(super) fn dropped_response(status: StatusCode, bytes: Bytes) -> Response {
     let full_len = bytes.len();
     let sent = bytes.slice(..full_len.div_ceil(2).min(full_len));
     let stream = futures::stream::unfold(0u8, move |step| {

@@ -31,15 +31,15 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
-    fn conflict(message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, message)
     }
 
-    fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, message)
     }
 }
@@ -117,13 +117,16 @@ fn is_builtin(name: &str) -> bool {
 }
 
 /// The body as a JSON object, or 400.
-fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+pub(super) fn object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     body.as_object()
         .ok_or_else(|| ApiError::bad_request("request body must be a JSON object"))
 }
 
 /// An optional string field: absent or `null` is `None`, another type is 400.
-fn opt_str<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
+pub(super) fn opt_str<'a>(
+    body: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -132,7 +135,7 @@ fn opt_str<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a s
 }
 
 /// An optional string field that, when present, must not be blank.
-fn opt_nonblank<'a>(
+pub(super) fn opt_nonblank<'a>(
     body: &'a Map<String, Value>,
     field: &str,
 ) -> Result<Option<&'a str>, ApiError> {
@@ -145,7 +148,7 @@ fn opt_nonblank<'a>(
 }
 
 /// A required, non-blank string field.
-fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
+pub(super) fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
     opt_nonblank(body, field)?
         .ok_or_else(|| ApiError::bad_request(format!("missing required field `{field}`")))
 }
@@ -184,7 +187,7 @@ fn opt_group_names(body: &Map<String, Value>) -> Result<Option<Vec<String>>, Api
     Ok(Some(names))
 }
 
-fn checked_email(email: &str) -> Result<&str, ApiError> {
+pub(super) fn checked_email(email: &str) -> Result<&str, ApiError> {
     if valid_email(email) {
         Ok(email)
     } else {
@@ -242,6 +245,15 @@ impl SiteState {
             groups: vec![ADMINISTRATORS_GROUP.to_owned(), ALL_USERS_GROUP.to_owned()],
         });
         state
+    }
+
+    /// A site without users or groups: what an RBAC site keeps of this state (its switches).
+    pub fn empty() -> Self {
+        SiteState {
+            users: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            switches: Switches::default(),
+        }
     }
 
     /// Inserts or replaces a user (test seeding); `All Users` is added if missing.
