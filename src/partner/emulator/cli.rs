@@ -5,14 +5,14 @@
 use anyhow::Context;
 
 use super::faults::{Faults, Latency, RateLimit};
-use super::{Emulator, SiteSpec, Switches, WireShape};
+use super::{Emulator, SiteKind, SiteSpec, Switches, WireShape};
 
 /// The site served when no `--site` is given. Its key is not a secret.
 pub const DEFAULT_SITE: &str = "sandbox:sandbox-key";
 
 /// One line for the subcommand's `about`.
 pub const ABOUT: &str =
-    "Run a fake partner API (Periscope Data / Sisense for Cloud Data Teams users and groups) with fault injection";
+    "Run a fake partner API (Periscope Data / Sisense for Cloud Data Teams users and groups, or users and roles) with fault injection";
 
 /// The subcommand's `long_about`: use `#[command(about = ABOUT, long_about = LONG_ABOUT)]`.
 pub const LONG_ABOUT: &str = "\
@@ -20,8 +20,10 @@ Run a fake Periscope Data / Sisense for Cloud Data Teams partner API (users and 
 fault injection, for tests and trials.
 
 Each site starts with its owner (an administrator, usable as `invited_by_email`) and the \
-built-in groups `Administrators` and `All Users`. State lives in memory only. Writes take \
-`?test_mode=true` for a dry run.
+built-in groups `Administrators` and `All Users`. A site given with --rbac-site speaks the \
+\"User and Role Management API\" instead (users under /api/v2/users, roles under /api/v1/roles) \
+and starts with its owner and the roles `Admin`, `Everyone`, `Analyst`, `Business User` and \
+`Read`. State lives in memory only. Writes take `?test_mode=true` for a dry run.
 
 The admin API under /_emulator/ (calls, counters, sites/<site>, sites/<site>/faults, \
 sites/<site>/switches) reads the call log and site state and changes faults at run time. It has \
@@ -40,6 +42,11 @@ pub struct EmulatorArgs {
     /// served.
     #[arg(long = "site", value_name = "NAME:KEY[:OWNER]", value_parser = SiteSpec::parse)]
     pub sites: Vec<SiteSpec>,
+
+    /// An RBAC site to serve (users under /api/v2/users with role ids, roles under
+    /// /api/v1/roles), given as --site is. Repeat for several; may be mixed with --site.
+    #[arg(long = "rbac-site", value_name = "NAME:KEY[:OWNER]", value_parser = SiteSpec::parse)]
+    pub rbac_sites: Vec<SiteSpec>,
 
     /// Seed of the random generator behind every random fault, so a run can be repeated exactly.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -172,9 +179,10 @@ impl EmulatorArgs {
         }
     }
 
-    /// The sites to serve (the default site when none is given).
+    /// The v1 sites to serve (the default site when neither `--site` nor `--rbac-site` is
+    /// given).
     pub fn site_specs(&self) -> anyhow::Result<Vec<SiteSpec>> {
-        if self.sites.is_empty() {
+        if self.sites.is_empty() && self.rbac_sites.is_empty() {
             Ok(vec![
                 SiteSpec::parse(DEFAULT_SITE).map_err(anyhow::Error::msg)?
             ])
@@ -183,9 +191,23 @@ impl EmulatorArgs {
         }
     }
 
+    /// Every site to serve with its kind: the v1 sites, then the RBAC sites.
+    pub fn sites_with_kinds(&self) -> anyhow::Result<Vec<(SiteSpec, SiteKind)>> {
+        let v1 = self.site_specs()?.into_iter().map(|s| (s, SiteKind::V1));
+        let rbac = self.rbac_sites.iter().map(|s| (s.clone(), SiteKind::Rbac));
+        Ok(v1.chain(rbac).collect())
+    }
+
     /// A ready emulator with the faults and switches of the flags on every site.
     pub fn build(&self) -> anyhow::Result<Emulator> {
-        let emulator = Emulator::with_call_log_capacity(self.site_specs()?, self.call_log_capacity);
+        let emulator = self
+            .sites_with_kinds()?
+            .into_iter()
+            .fold(Emulator::builder(), |builder, (spec, kind)| {
+                builder.site_of_kind(spec, kind)
+            })
+            .call_log_capacity(self.call_log_capacity)
+            .build();
         let faults = self.faults();
         faults.validate().map_err(anyhow::Error::msg)?;
         for site in emulator.site_names() {
@@ -209,19 +231,28 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         );
     }
     let base_url = format!("http://{addr}");
-    let site = if args.sites.is_empty() {
+    let first = emulator.site_names().into_iter().next().unwrap_or_default();
+    let site = if args.sites.is_empty() && args.rbac_sites.is_empty() {
         DEFAULT_SITE.to_owned()
     } else {
-        emulator
-            .site_names()
-            .first()
-            .map(|name| format!("{name}:<KEY>"))
-            .unwrap_or_default()
+        format!("{first}:<KEY>")
+    };
+    let users_path = match emulator.site_kind(&first) {
+        Some(SiteKind::Rbac) => "/api/v2/users",
+        _ => "/api/v1/users",
     };
     println!("partner emulator listening on {base_url}");
     println!("sites: {}", emulator.site_names().join(", "));
+    let rbac: Vec<String> = emulator
+        .site_names()
+        .into_iter()
+        .filter(|name| emulator.site_kind(name) == Some(SiteKind::Rbac))
+        .collect();
+    if !rbac.is_empty() {
+        println!("RBAC sites (users and roles): {}", rbac.join(", "));
+    }
     println!(
-        "try: curl -s -H 'HTTP-X-PARTNER-AUTH: {site}' -H 'Content-Type: application/json' {base_url}/api/v1/users"
+        "try: curl -s -H 'HTTP-X-PARTNER-AUTH: {site}' -H 'Content-Type: application/json' {base_url}{users_path}"
     );
     println!("admin: {base_url}/_emulator/calls, /_emulator/counters, /_emulator/sites/<site>");
     tracing::info!(%addr, "partner emulator started");
@@ -323,6 +354,36 @@ mod tests {
         ] {
             assert!(help.contains(flag), "{flag}");
         }
+    }
+
+    #[test]
+    fn rbac_sites_beside_v1_sites() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--rbac-site",
+            "r:k1:boss@r.io",
+            "--site",
+            "a:k2",
+            "--rbac-site",
+            "s:k:3",
+            "--groups-merge",
+        ])
+        .unwrap();
+        let em = cli.args.build().unwrap();
+        assert_eq!(em.site_names(), vec!["a", "r", "s"]);
+        assert_eq!(em.site_kind("a"), Some(SiteKind::V1));
+        assert_eq!(em.site_kind("r"), Some(SiteKind::Rbac));
+        assert!(em.rbac_user_by_email("r", "BOSS@r.io").is_some());
+        assert_eq!(em.roles("s").len(), 5);
+        assert!(em.switches("s").unwrap().groups_merge);
+        // only RBAC sites: no default v1 site
+        let cli = Cli::try_parse_from(["x", "--rbac-site", "r:k"]).unwrap();
+        assert_eq!(cli.args.build().unwrap().site_names(), vec!["r"]);
+        assert!(Cli::try_parse_from(["x", "--rbac-site", "nokey"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--rbac-site", ":key"]).is_err());
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--rbac-site"), "{help}");
     }
 
     #[test]
