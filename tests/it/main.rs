@@ -11,6 +11,7 @@ mod connections;
 mod crash;
 mod deploy;
 mod emulator;
+mod emulator_rbac;
 mod faults;
 mod group_delete;
 mod health;
