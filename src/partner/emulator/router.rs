@@ -305,11 +305,35 @@ impl<'a> Recorder<'a> {
 
 /// What an injected fault leaves to do once the call is carried out.
 #[derive(Default)]
-struct AfterCall {
+pub(super) struct AfterCall {
     /// Close the connection in the middle of the answer.
     drop_answer: bool,
     /// Answer with this status as if the call had failed.
     applied_status: Option<StatusCode>,
+}
+
+/// Carries out a call its fault plan let through (`execute`), counted as executed, then the
+/// part of the plan that comes after: the answer cut off, or replaced by an injected status.
+pub(super) fn carry_out(
+    site: &Site,
+    after: AfterCall,
+    recorder: &mut Recorder<'_>,
+    execute: impl FnOnce() -> (StatusCode, Bytes),
+) -> Response {
+    if let Some(counter) = site.executed_counter(recorder.record.call, recorder.record.test_mode) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let (status, bytes) = execute();
+    if let Some(status) = after.applied_status {
+        recorder.status = Some(status.as_u16());
+        return error_response(status, "injected fault after the call was carried out");
+    }
+    if after.drop_answer {
+        recorder.status = Some(0);
+        return dropped_response(status, bytes);
+    }
+    recorder.status = Some(status.as_u16());
+    bytes_response(status, bytes)
 }
 
 impl Emulator {
@@ -345,25 +369,12 @@ impl Emulator {
             Err(response) => return response,
         };
 
-        if let Some(counter) = site.executed_counter(call, recorder.record.test_mode) {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let (status, bytes) = site.execute(request);
-        if let Some(status) = after.applied_status {
-            recorder.status = Some(status.as_u16());
-            return error_response(status, "injected fault after the call was carried out");
-        }
-        if after.drop_answer {
-            recorder.status = Some(0);
-            return dropped_response(status, bytes);
-        }
-        recorder.status = Some(status.as_u16());
-        bytes_response(status, bytes)
+        carry_out(site, after, &mut recorder, || site.execute(request))
     }
 
     /// Carries out the part of a fault plan that comes before the call: its latency, an
     /// injected status, a hang. `Err` is the answer instead of the call (its status recorded).
-    async fn before_call(
+    pub(super) async fn before_call(
         &self,
         plan: Plan,
         recorder: &mut Recorder<'_>,

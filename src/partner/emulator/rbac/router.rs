@@ -16,17 +16,15 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
-use super::super::injector::Action;
 use super::super::router::{
-    bytes_response, dropped_response, error_response, json_body, method_not_allowed, not_found,
-    test_mode, Recorder,
+    carry_out, error_response, json_body, method_not_allowed, not_found, test_mode, Recorder,
 };
 use super::super::state::ApiError;
 use super::super::{lock, CallRecord, Emulator, Site, SiteKind, Switches, WireShape};
@@ -281,57 +279,11 @@ impl Emulator {
         }
 
         let plan = lock(&site.injector).plan(call, tokio::time::Instant::now());
-        let shutting_down = || {
-            error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the emulator is shutting down",
-            )
+        let after = match self.before_call(plan, &mut recorder).await {
+            Ok(after) => after,
+            Err(response) => return response,
         };
-        if !plan.latency.is_zero() && !self.sleep_unless_stopping(plan.latency).await {
-            recorder.status = Some(503);
-            return shutting_down();
-        }
-        let mut drop_answer = false;
-        let mut applied_status = None;
-        match plan.action {
-            None => {}
-            Some(Action::Status {
-                status,
-                retry_after_secs,
-                message,
-            }) => {
-                recorder.status = Some(status.as_u16());
-                let mut response = error_response(status, &message);
-                if let Some(secs) = retry_after_secs {
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-                }
-                return response;
-            }
-            Some(Action::Hang(duration)) if !self.sleep_unless_stopping(duration).await => {
-                recorder.status = Some(503);
-                return shutting_down();
-            }
-            Some(Action::Hang(_)) => {}
-            Some(Action::Drop) => drop_answer = true,
-            Some(Action::Applied(status)) => applied_status = Some(status),
-        }
-
-        if let Some(counter) = site.executed_counter(call, recorder.record.test_mode) {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let (status, bytes) = site.execute_rbac(request);
-        if let Some(status) = applied_status {
-            recorder.status = Some(status.as_u16());
-            return error_response(status, "injected fault after the call was carried out");
-        }
-        if drop_answer {
-            recorder.status = Some(0);
-            return dropped_response(status, bytes);
-        }
-        recorder.status = Some(status.as_u16());
-        bytes_response(status, bytes)
+        carry_out(site, after, &mut recorder, || site.execute_rbac(request))
     }
 }
 
