@@ -451,6 +451,12 @@ pub async fn import_on_lookup(
     if !bridge.options.import_on_lookup || super::mapping::validate_email(user_name).is_err() {
         return Ok(None);
     }
+    if !importable(bridge, tenant, user_name).await? {
+        return Ok(None);
+    }
+    let Some(p) = partner_user(bridge, tenant, user_name).await else {
+        return Ok(None);
+    };
     // A create or change taking this userName or email is under way (maybe the IdP's own
     // POST it gave up on): importing now would commit a second user for one person. The
     // lookup answers from the store; the IdP finds the user once that write commits.
@@ -458,66 +464,78 @@ pub async fn import_on_lookup(
         crate::store::user_name_key(user_name),
         crate::store::user_email_key(user_name),
     ];
-    let lease = tenant_lease_ms(bridge.options.import_timeout_ms, tenant);
+    let lease = tenant_lease_ms(0, tenant);
     let Some(lock) = WriteLock::take(&bridge.store, tenant.name(), keys, lease).await? else {
         return Ok(None);
     };
-    let result = import_locked(bridge, tenant, user_name).await;
+    // Looked at again under the locks: a create or a deletion may have committed since.
+    let result = match importable(bridge, tenant, user_name).await {
+        Ok(true) => insert_imported(bridge, tenant, user_name, &p).await,
+        other => other.map(|_| None),
+    };
     super::write_lock::end(Some(lock), result, &InFlight::default()).await
 }
 
-/// The rest of [`import_on_lookup`], holding the userName and email.
-async fn import_locked(
-    bridge: &Bridge,
-    tenant: &Tenant,
-    user_name: &str,
-) -> BridgeResult<Option<UserRow>> {
+/// Whether the partner account of `email` may be imported as a new SCIM user: no SCIM user
+/// maps to it, and no removal of it is under way.
+async fn importable(bridge: &Bridge, tenant: &Tenant, email: &str) -> BridgeResult<bool> {
     // The partner account already belongs to another SCIM user (its userName is no email, or
     // another one): importing it again would map one partner account to two SCIM users.
     if !bridge
         .store
-        .users_by_partner_email(tenant.name(), user_name)
+        .users_by_partner_email(tenant.name(), email)
         .await?
         .is_empty()
     {
-        return Ok(None);
+        return Ok(false);
     }
     // A removal of that account is under way (a user the IdP deleted, a former email): the
     // account is a leaver's, not one to import (that would make it live again and stop its
     // removal).
-    if bridge
+    Ok(!bridge
         .store
-        .email_tombstoned(tenant.name(), user_name, None)
-        .await?
-    {
-        return Ok(None);
-    }
-    let Some(site) = tenant.sites.first() else {
-        return Ok(None);
-    };
+        .email_tombstoned(tenant.name(), email, None)
+        .await?)
+}
+
+/// The partner user of `email` at the tenant's first site, read opportunistically: `None`
+/// when there is none, or the partner is slow, busy or failing (the lookup answers from the
+/// store then).
+async fn partner_user(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    email: &str,
+) -> Option<crate::partner::PartnerUser> {
+    let site = tenant.sites.first()?;
     let limit = std::time::Duration::from_millis(bridge.options.import_timeout_ms);
     // Opportunistic: no waiting for the partner's rate limits or retry pauses (a saturated
     // partner's capacity belongs to writes; a later POST adopts the partner user anyway).
-    let read = crate::partner::patience::impatient(
-        std::time::Duration::ZERO,
-        site.client.get_user(user_name),
-    );
-    let found = match tokio::time::timeout(limit, read).await {
+    let read =
+        crate::partner::patience::impatient(std::time::Duration::ZERO, site.client.get_user(email));
+    match tokio::time::timeout(limit, read).await {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => {
             // A lookup must not fail because the partner is slow or busy: answer from the store.
             tracing::info!(error = %e, "import on lookup: partner lookup failed");
-            return Ok(None);
+            None
         }
         Err(_) => {
             tracing::info!(
                 timeout_ms = limit.as_millis() as u64,
                 "import on lookup: the partner did not answer in time; answering from the store"
             );
-            return Ok(None);
+            None
         }
-    };
-    let Some(p) = found else { return Ok(None) };
+    }
+}
+
+/// Commits partner user `p` as an active SCIM user of userName `user_name`.
+async fn insert_imported(
+    bridge: &Bridge,
+    tenant: &Tenant,
+    user_name: &str,
+    p: &crate::partner::PartnerUser,
+) -> BridgeResult<Option<UserRow>> {
     let resource = serde_json::json!({
         "schemas": [crate::scim::schema::USER_SCHEMA],
         "userName": user_name,
