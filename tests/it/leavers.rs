@@ -637,24 +637,7 @@ async fn a_create_the_idp_gave_up_on_leaves_nothing_behind_a_deletion() {
     // The IdP sends it again until it is answered (a 503 says retry; a 409 says the user
     // exists: it finds it by userName, as Okta and Entra do).
     let filter = format!("/Users?filter=userName%20eq%20%22{email}%22");
-    let mut id = None;
-    for _ in 0..100 {
-        let (status, body) = h.post("/Users", body.clone()).await;
-        match status {
-            StatusCode::CREATED => id = body["id"].as_str().map(str::to_owned),
-            StatusCode::CONFLICT => {
-                let (_, found) = h.get(&filter).await;
-                id = found["Resources"][0]["id"].as_str().map(str::to_owned);
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {}
-            other => panic!("POST answered {other}: {body}"),
-        }
-        if id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let id = id.expect("the IdP got its user");
+    let id = crate::support::post_until_answered(&h, "/Users", &body, &filter).await;
     let (status, body) = h.delete(&format!("/Users/{id}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     // The first POST has long finished its partner call (1.5 s) and its commit.

@@ -440,6 +440,29 @@ pub async fn create_user(h: &Harness, email: &str, given: &str, family: &str) ->
     body["id"].as_str().unwrap().to_owned()
 }
 
+/// POSTs `body` to `path` as an IdP that lost the answer to an earlier attempt does: again
+/// on 503 until answered; on 409 it finds the resource with `lookup` (a filtered GET), as
+/// Okta and Entra do. Returns the resource's id.
+pub async fn post_until_answered(h: &Harness, path: &str, body: &Value, lookup: &str) -> String {
+    for _ in 0..100 {
+        let (status, answer) = h.post(path, body.clone()).await;
+        let id = match status {
+            StatusCode::CREATED => answer["id"].as_str().map(str::to_owned),
+            StatusCode::CONFLICT => {
+                let (_, found) = h.get(lookup).await;
+                found["Resources"][0]["id"].as_str().map(str::to_owned)
+            }
+            StatusCode::SERVICE_UNAVAILABLE => None,
+            other => panic!("POST {path} answered {other}: {answer}"),
+        };
+        if let Some(id) = id {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("POST {path} was never answered");
+}
+
 /// Creates a group by POST and returns its id.
 pub async fn create_group(h: &Harness, name: &str, members: &[&str]) -> String {
     let members: Vec<Value> = members

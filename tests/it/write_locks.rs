@@ -190,24 +190,7 @@ async fn a_group_create_the_idp_gave_up_on_leaves_nothing_behind_a_deletion() {
         .await;
     assert!(first.is_err(), "the first POST was answered: {first:?}");
     let lookup = format!("/Groups?filter={}", filter("displayName", "Given Up"));
-    let mut id = None;
-    for _ in 0..100 {
-        let (status, answer) = h.post("/Groups", body.clone()).await;
-        match status {
-            StatusCode::CREATED => id = answer["id"].as_str().map(str::to_owned),
-            StatusCode::CONFLICT => {
-                let (_, found) = h.get(&lookup).await;
-                id = found["Resources"][0]["id"].as_str().map(str::to_owned);
-            }
-            StatusCode::SERVICE_UNAVAILABLE => {}
-            other => panic!("POST answered {other}: {answer}"),
-        }
-        if id.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let id = id.expect("the IdP got its group");
+    let id = crate::support::post_until_answered(&h, "/Groups", &body, &lookup).await;
     let (status, answer) = h.delete(&format!("/Groups/{id}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
     tokio::time::sleep(Duration::from_millis(2_500)).await;
