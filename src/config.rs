@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::lenient;
+use crate::partner::rbac::{RoleTemplate, SiteApi};
 use crate::partner::Access;
 use crate::secret::Secret;
 
@@ -112,6 +113,10 @@ pub struct Config {
     pub allow_protected_changes: Option<bool>,
     /// `allow_admin_grant` of the single site.
     pub allow_admin_grant: Option<bool>,
+    /// `api` of the single site (`SCIM_BRIDGE_SITE_API=roles` for an RBAC site).
+    pub site_api: Option<SiteApi>,
+    /// `create_roles` of the single site (`SCIM_BRIDGE_SITE_CREATE_ROLES`).
+    pub site_create_roles: Option<bool>,
     /// SCIM base path of the single tenant.
     #[serde(deserialize_with = "lenient::opt_string")]
     pub base_path: Option<String>,
@@ -174,6 +179,8 @@ impl Default for Config {
             protected_emails: None,
             allow_protected_changes: None,
             allow_admin_grant: None,
+            site_api: None,
+            site_create_roles: None,
             base_path: None,
             default_access: None,
             deprovision: None,
@@ -387,8 +394,18 @@ pub struct SiteConfig {
     pub api_key_file: Option<PathBuf>,
     /// Whether a SCIM group may map to the site's privileged group (`Administrators`, whose
     /// members are site administrators). Off by default: such a group is refused with a 400
-    /// that names this setting, and the bridge neither grants nor removes that group.
+    /// that names this setting, and the bridge neither grants nor removes that group. On an
+    /// RBAC site the same holds of the `Admin` role.
     pub allow_admin_grant: bool,
+    /// `groups` (v1 sites, the default) or `roles` (RBAC sites: SCIM groups become roles).
+    pub api: SiteApi,
+    /// RBAC sites: SCIM displayName -> the role it maps to (adopted, never renamed or deleted).
+    pub role_map: std::collections::BTreeMap<String, String>,
+    /// RBAC sites: what a role the bridge creates grants (nothing by default).
+    pub role_template: RoleTemplate,
+    /// RBAC sites: false leaves a group with no role of its name unmapped instead of creating
+    /// a role for it.
+    pub create_roles: bool,
 }
 
 impl Default for SiteConfig {
@@ -399,6 +416,10 @@ impl Default for SiteConfig {
             api_key: None,
             api_key_file: None,
             allow_admin_grant: false,
+            api: SiteApi::Groups,
+            role_map: std::collections::BTreeMap::new(),
+            role_template: RoleTemplate::default(),
+            create_roles: true,
         }
     }
 }
@@ -610,6 +631,9 @@ impl Config {
             api_key: self.api_key.clone(),
             api_key_file: None,
             allow_admin_grant: self.allow_admin_grant.unwrap_or(false),
+            api: self.site_api.unwrap_or_default(),
+            create_roles: self.site_create_roles.unwrap_or(true),
+            ..SiteConfig::default()
         });
         tenant.invited_by_email = self.invited_by_email.clone().unwrap_or_default();
         tenant.protected_emails = self.protected_emails.clone().unwrap_or_default();

@@ -19,9 +19,7 @@ use crate::partner::client::{GroupUpdate, NewGroup};
 use crate::partner::error::{OrGone, PartnerError, PartnerErrorKind};
 use crate::partner::record::note;
 use crate::partner::wire::message_says_builtin;
-use crate::partner::{
-    is_builtin_group, is_privileged_group, Access, ADMINISTRATORS_GROUP, ALL_USERS_GROUP,
-};
+use crate::partner::{is_builtin_group, Access, ADMINISTRATORS_GROUP, ALL_USERS_GROUP};
 use crate::scim::filter::{CompareOp, Filter};
 use crate::scim::patch::{apply_patch, PatchOpKind, PatchRequest};
 use crate::scim::path::Path;
@@ -690,22 +688,37 @@ async fn replace_once(
 }
 
 /// Refuses a SCIM group that would map to a partner group SCIM must not manage: `All Users`
-/// (every user's, always), and the privileged `Administrators` at any site that does not set
-/// `allow_admin_grant` (its members are site administrators).
+/// (every user's, always; `Everyone` on an RBAC site), and the privileged `Administrators`
+/// (the `Admin` role on an RBAC site) at any site that does not set `allow_admin_grant` (its
+/// members are site administrators).
 fn check_grantable(tenant: &Tenant, name: &str) -> Result<(), ScimError> {
+    if let Some(site) = tenant.sites.iter().find(|s| s.is_everyones(name)) {
+        return Err(ScimError::invalid_value(format!(
+            "'{}' is the group of every user of site '{}'; it cannot be managed through SCIM",
+            site.everyones_group(),
+            site.name
+        )));
+    }
     if name.trim().eq_ignore_ascii_case(ALL_USERS_GROUP) {
         return Err(ScimError::invalid_value(format!(
             "'{ALL_USERS_GROUP}' is the partner's group of every user; it cannot be managed through SCIM"
         )));
     }
-    if is_privileged_group(name) {
-        if let Some(site) = tenant.sites.iter().find(|s| !s.allow_admin_grant) {
-            return Err(ScimError::invalid_value(format!(
-                "'{ADMINISTRATORS_GROUP}' makes its members administrators of site '{}'; a SCIM \
-                 group may map to it only where the site sets allow_admin_grant = true",
-                site.name
-            )));
-        }
+    if let Some(site) = tenant
+        .sites
+        .iter()
+        .find(|s| !s.allow_admin_grant && s.privileged(name))
+    {
+        let what = if site.client.role_site().is_some() {
+            format!("the role '{}'", crate::partner::rbac::ADMIN_ROLE)
+        } else {
+            format!("'{ADMINISTRATORS_GROUP}'")
+        };
+        return Err(ScimError::invalid_value(format!(
+            "{what} makes its members administrators of site '{}'; a SCIM group may map to it \
+             only where the site sets allow_admin_grant = true",
+            site.name
+        )));
     }
     Ok(())
 }

@@ -51,6 +51,36 @@ pub struct Site {
 }
 
 impl Site {
+    /// True when membership of the group `name` makes its members administrators of this
+    /// site: `Administrators` on a v1 site, the `Admin` role (after `role_map`) on an RBAC one.
+    pub fn privileged(&self, name: &str) -> bool {
+        match self.client.role_site() {
+            Some(rs) => rs
+                .settings
+                .role_name(name)
+                .trim()
+                .eq_ignore_ascii_case(crate::partner::rbac::ADMIN_ROLE),
+            None => crate::partner::is_privileged_group(name),
+        }
+    }
+
+    /// The partner name of the group every user holds, which SCIM cannot manage.
+    pub fn everyones_group(&self) -> &'static str {
+        match self.client.role_site() {
+            Some(_) => crate::partner::rbac::EVERYONE_ROLE,
+            None => crate::partner::ALL_USERS_GROUP,
+        }
+    }
+
+    /// True when the group `name` maps to the group (or role) every user holds.
+    pub fn is_everyones(&self, name: &str) -> bool {
+        let partner = match self.client.role_site() {
+            Some(rs) => rs.settings.role_name(name),
+            None => name,
+        };
+        partner.trim().eq_ignore_ascii_case(self.everyones_group())
+    }
+
     /// The lowercased names of `managed` (every name the bridge gives the tenant's groups)
     /// that SCIM manages at this site, given the tenant's groups' current names. A site that
     /// does not let SCIM grant admin rights leaves its privileged group to its own
@@ -62,10 +92,10 @@ impl Site {
         managed: impl IntoIterator<Item = String>,
         mut current: impl Iterator<Item = &'a str>,
     ) -> std::collections::HashSet<String> {
-        let legacy = self.allow_admin_grant || current.any(crate::partner::is_privileged_group);
+        let legacy = self.allow_admin_grant || current.any(|g| self.privileged(g));
         managed
             .into_iter()
-            .filter(|g| legacy || !crate::partner::is_privileged_group(g))
+            .filter(|g| legacy || !self.privileged(g))
             .map(|g| g.to_lowercase())
             .collect()
     }
@@ -92,6 +122,19 @@ impl Tenant {
                 options.clone(),
             )
             .map_err(|e| format!("tenant {} site {}: {e}", config.name, s.site_name))?;
+            let client = match s.api {
+                crate::partner::rbac::SiteApi::Groups => client,
+                crate::partner::rbac::SiteApi::Roles => {
+                    client.with_roles(crate::partner::client::RoleSite::new(
+                        crate::partner::rbac::RoleSettings {
+                            role_map: s.role_map.clone(),
+                            template: s.role_template.clone(),
+                            create_roles: s.create_roles,
+                        },
+                        Some(config.invited_by_email.clone()).filter(|e| !e.is_empty()),
+                    ))
+                }
+            };
             sites.push(Site {
                 name: s.site_name.clone(),
                 client,

@@ -183,6 +183,7 @@ pub(super) async fn start_sandbox(
             api_key: Some(api_key),
             api_key_file: None,
             allow_admin_grant: false,
+            ..SiteConfig::default()
         }],
         invited_by_email: owner,
         ..TenantConfig::default()

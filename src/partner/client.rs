@@ -16,7 +16,9 @@
 mod calls;
 mod circuit;
 mod limiter;
+mod rbac_calls;
 mod retry;
+mod roles;
 mod transport;
 
 use std::future::Future;
@@ -35,7 +37,9 @@ use url::Url;
 
 pub use self::circuit::{Admission, Circuit, Outcome};
 pub use self::limiter::{Limiter, Saturated};
+pub use self::rbac_calls::{NewRole, NewUserV2, UserUpdateV2};
 pub use self::retry::{Budget, FullJitter};
+pub use self::roles::RoleSite;
 use crate::partner::error::{PartnerError, PartnerErrorKind};
 use crate::partner::wire::{self, ParseError};
 use crate::partner::{Access, CallKind, PartnerGroup, PartnerUser};
@@ -211,6 +215,8 @@ pub struct PartnerClient {
     inner: Arc<Inner>,
     sleeper: Arc<dyn Sleeper>,
     observer: Arc<dyn CallObserver>,
+    /// Set for an RBAC site: its calls go to the v2 user and role API.
+    roles: Option<Arc<RoleSite>>,
 }
 
 struct Inner {
@@ -298,7 +304,15 @@ impl PartnerClient {
             }),
             sleeper: Arc::new(TokioSleeper),
             observer: Arc::new(NoopObserver),
+            roles: None,
         })
+    }
+
+    /// Makes this the client of an RBAC site (`partner-api.md` section 4): the user and group
+    /// calls go to `/api/v2/users` and `/api/v1/roles`, SCIM groups mapped onto roles.
+    pub fn with_roles(mut self, site: RoleSite) -> Self {
+        self.roles = Some(Arc::new(site));
+        self
     }
 
     /// Sends retry and backoff waits to `sleeper` instead of tokio's timer.

@@ -60,3 +60,81 @@ pub struct ObjectPermission {
     pub object_id: String,
     pub permissions: Vec<String>,
 }
+
+/// Which API a site speaks: v1 groups (the default) or roles (RBAC sites, section 4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteApi {
+    #[default]
+    Groups,
+    Roles,
+}
+
+impl SiteApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteApi::Groups => "groups",
+            SiteApi::Roles => "roles",
+        }
+    }
+}
+
+/// What a role the bridge creates for a SCIM group grants: nothing by default, so a new group
+/// never grants access by accident; the site's administrator gives the role its rights (in the
+/// UI, or here for every new role).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleTemplate {
+    /// Put before [`MANAGED_ROLE_MARK`] in the role's description.
+    pub description: String,
+    pub privileges: Vec<Privilege>,
+}
+
+/// The text in the description of every role the bridge creates. The bridge renames and
+/// deletes only roles that carry it: removing it from a role's description in the UI makes the
+/// bridge treat the role as adopted (linked, never renamed or deleted).
+pub const MANAGED_ROLE_MARK: &str = "(managed by scim-bridge)";
+
+/// How an RBAC site maps SCIM groups onto roles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleSettings {
+    /// SCIM displayName (any case) -> role name, for groups whose role has another name.
+    pub role_map: std::collections::BTreeMap<String, String>,
+    pub template: RoleTemplate,
+    /// False: a group with no role of its name stays in SCIM without partner effect
+    /// (unmapped) instead of getting a new role.
+    pub create_roles: bool,
+}
+
+impl RoleSettings {
+    /// The role a SCIM group (or a v1-style group name) maps to.
+    pub fn role_name<'a>(&'a self, group: &'a str) -> &'a str {
+        self.role_map
+            .iter()
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(group.trim()))
+            .map_or(group, |(_, v)| v.as_str())
+    }
+
+    /// The group name the bridge knows a role by: the displayName `role_map` maps onto it,
+    /// else the role's own name.
+    pub fn group_name<'a>(&'a self, role: &'a str) -> &'a str {
+        self.role_map
+            .iter()
+            .find(|(_, v)| v.trim().eq_ignore_ascii_case(role.trim()))
+            .map_or(role, |(k, _)| k.as_str())
+    }
+
+    /// True when `role` is a role `role_map` names (adopted by configuration).
+    pub fn is_mapped_role(&self, role: &str) -> bool {
+        self.role_map
+            .values()
+            .any(|v| v.trim().eq_ignore_ascii_case(role.trim()))
+    }
+}
+
+/// True for the five default roles, which cannot be renamed or deleted.
+pub fn is_builtin_role(name: &str) -> bool {
+    DEFAULT_ROLES
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name.trim()))
+}

@@ -15,6 +15,8 @@ use url::Url;
 
 use crate::partner::{Access, PartnerGroup, PartnerUser};
 
+pub mod rbac;
+
 /// The API's path prefix (v1, "User and Group Management API").
 pub const API_PREFIX: &str = "/api/v1";
 /// The users collection; a single user is addressed on it with [`EMAIL_HEADER`].

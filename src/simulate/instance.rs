@@ -224,6 +224,7 @@ pub(super) fn tenant_config(plan: &Plan, partner: &str) -> anyhow::Result<Tenant
                 api_key: Some(Secret::new(format!("key-{s}"))),
                 api_key_file: None,
                 allow_admin_grant: false,
+                ..SiteConfig::default()
             })
             .collect(),
         invited_by_email: OWNER.into(),

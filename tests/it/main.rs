@@ -28,6 +28,7 @@ mod openapi;
 mod partner_client;
 mod privileged;
 mod protocol;
+mod rbac_sites;
 mod reconcile;
 mod renames;
 mod replicas;

@@ -16,6 +16,7 @@ use scim_bridge::config::{
 use scim_bridge::http::{self, AppState};
 use scim_bridge::partner::client::ClientOptions;
 use scim_bridge::partner::emulator::{Emulator, RunningEmulator, SiteSpec};
+use scim_bridge::partner::rbac::SiteApi;
 use scim_bridge::partner::PartnerUser;
 use scim_bridge::secret::Secret;
 use scim_bridge::store::Store;
@@ -151,6 +152,36 @@ pub struct Options {
     /// More tenants `(name, base path, credentials)`, each on an emulated site of its own
     /// name with the key `key-<name>`.
     pub extra_tenants: Vec<(String, String, CredentialsConfig)>,
+    /// The API of the sites in `sites`: v1 groups by default, RBAC roles when the test says
+    /// so or `SCIM_BRIDGE_TEST_SITE_API=roles` is set (the CI's second pass runs the IdP,
+    /// membership, fault, crash and replica tests against RBAC sites that way).
+    pub api: SiteApi,
+    /// Sites among `sites` of the other API than `api` (a tenant fanning out to both).
+    pub other_api_sites: Vec<&'static str>,
+    /// `role_map` of RBAC sites.
+    pub role_map: Vec<(String, String)>,
+    /// `create_roles` of RBAC sites.
+    pub create_roles: bool,
+}
+
+/// The site API the tests run against by default: `SCIM_BRIDGE_TEST_SITE_API=roles` runs them
+/// against RBAC sites.
+pub fn default_api() -> SiteApi {
+    match std::env::var("SCIM_BRIDGE_TEST_SITE_API").as_deref() {
+        Ok("roles") => SiteApi::Roles,
+        _ => SiteApi::Groups,
+    }
+}
+
+impl Options {
+    /// The API of site `site`.
+    pub fn api_of(&self, site: &str) -> SiteApi {
+        match (self.api, self.other_api_sites.contains(&site)) {
+            (a, false) => a,
+            (SiteApi::Groups, true) => SiteApi::Roles,
+            (SiteApi::Roles, true) => SiteApi::Groups,
+        }
+    }
 }
 
 impl Default for Options {
@@ -183,6 +214,10 @@ impl Default for Options {
             credentials: CredentialsConfig::default(),
             admin: scim_bridge::config::AdminConfig::default(),
             extra_tenants: Vec::new(),
+            api: default_api(),
+            other_api_sites: Vec::new(),
+            role_map: Vec::new(),
+            create_roles: true,
         }
     }
 }
@@ -208,6 +243,47 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.server.abort();
     }
+}
+
+/// The emulator a harness of `opts` runs against: each of its sites of the API `api_of` says,
+/// plus a v1 site per extra tenant.
+pub fn emulator_for(opts: &Options) -> Emulator {
+    let spec = |s: &str| SiteSpec {
+        api_key: Secret::new(format!("key-{s}")),
+        name: s.to_owned(),
+        owner_email: OWNER.into(),
+    };
+    let mut builder = Emulator::builder();
+    for s in &opts.sites {
+        builder = match opts.api_of(s) {
+            SiteApi::Groups => builder.site(spec(s)),
+            SiteApi::Roles => builder.rbac_site(spec(s)),
+        };
+    }
+    for (t, _, _) in &opts.extra_tenants {
+        builder = builder.site(spec(t));
+    }
+    builder.build()
+}
+
+/// A user of a v1 or RBAC site of `emulator`, seen as a v1 user (role names as groups).
+pub fn partner_user_of(emulator: &Emulator, site: &str, email: &str) -> Option<PartnerUser> {
+    if let Some(u) = emulator.user(site, email) {
+        return Some(u);
+    }
+    let u = emulator.rbac_user_by_email(site, email)?;
+    let roles = emulator.roles(site);
+    Some(PartnerUser {
+        email: u.email,
+        first_name: u.first_name,
+        last_name: u.last_name,
+        groups: u
+            .roles
+            .iter()
+            .filter_map(|id| roles.iter().find(|r| &r.id == id))
+            .map(|r| r.name.clone())
+            .collect(),
+    })
 }
 
 /// The configuration of the harness's one tenant.
@@ -237,6 +313,10 @@ pub fn tenant_config(opts: &Options, partner_base: &str) -> TenantConfig {
                 api_key: Some(Secret::new(format!("key-{s}"))),
                 api_key_file: None,
                 allow_admin_grant: opts.allow_admin_grant,
+                api: opts.api_of(s),
+                role_map: opts.role_map.iter().cloned().collect(),
+                create_roles: opts.create_roles,
+                ..SiteConfig::default()
             })
             .collect(),
         invited_by_email: OWNER.into(),
@@ -253,18 +333,7 @@ pub fn tenant_config(opts: &Options, partner_base: &str) -> TenantConfig {
 
 impl Harness {
     pub async fn start(opts: Options) -> Harness {
-        let emulator = Emulator::new(
-            opts.sites
-                .iter()
-                .map(|s| (*s).to_owned())
-                .chain(opts.extra_tenants.iter().map(|t| t.0.clone()))
-                .map(|s| SiteSpec {
-                    api_key: Secret::new(format!("key-{s}")),
-                    name: s,
-                    owner_email: OWNER.into(),
-                })
-                .collect(),
-        );
+        let emulator = emulator_for(&opts);
         let running = emulator.clone().spawn().await.unwrap();
         Self::start_with(opts, emulator, running).await
     }
@@ -303,6 +372,7 @@ impl Harness {
                                 api_key: Some(Secret::new(format!("key-{name}"))),
                                 api_key_file: None,
                                 allow_admin_grant: false,
+                                ..SiteConfig::default()
                             }],
                             invited_by_email: OWNER.into(),
                             ..TenantConfig::default()
@@ -390,9 +460,10 @@ impl Harness {
         &self.partner_base
     }
 
-    /// A user at a site of the emulator.
+    /// A user at a site of the emulator; on an RBAC site its roles are given by name as its
+    /// groups.
     pub fn partner_user(&self, site: &str, email: &str) -> Option<PartnerUser> {
-        self.emulator.user(site, email)
+        partner_user_of(&self.emulator, site, email)
     }
 
     /// A partner user's groups, sorted, without `All Users`.
@@ -402,7 +473,7 @@ impl Harness {
             .map(|u| u.groups)
             .unwrap_or_default()
             .into_iter()
-            .filter(|g| g != "All Users")
+            .filter(|g| g != "All Users" && g != "Everyone")
             .collect();
         g.sort();
         g

@@ -238,6 +238,7 @@ fn config(addr: SocketAddr, token: &str, partner: &str, key: String) -> anyhow::
                 api_key: Some(Secret::new(key)),
                 api_key_file: None,
                 allow_admin_grant: false,
+                ..SiteConfig::default()
             }],
             invited_by_email: OWNER.into(),
             ..TenantConfig::default()

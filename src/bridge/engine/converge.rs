@@ -11,7 +11,6 @@ use crate::bridge::{now_ms, Site, Tenant};
 use crate::config::DeprovisionPolicy;
 use crate::partner::client::{NewUser, UserUpdate};
 use crate::partner::error::{OrGone, PartnerErrorKind};
-use crate::partner::is_privileged_group;
 use crate::scim::resource::UserView;
 use crate::store::{Store, StoreError};
 
@@ -224,7 +223,7 @@ impl AtSite<'_> {
         let mut managed = managed_names(store, tenant, site).await?;
         if tenant.keeps_profile(email) {
             // The site's owner and protected accounts keep their administrator rights.
-            managed.retain(|g| !is_privileged_group(g));
+            managed.retain(|g| !site.privileged(g));
         }
         let groups = converge_groups(&p.groups, &managed, desired);
         let mut update = UserUpdate::default();
@@ -375,7 +374,7 @@ async fn managed_names(
 ) -> Result<HashSet<String>, StoreError> {
     let managed = store.managed_group_names(tenant.name()).await?;
     // Only when a privileged name is among them (rare) is a second look needed.
-    let current = if !site.allow_admin_grant && managed.iter().any(|g| is_privileged_group(g)) {
+    let current = if !site.allow_admin_grant && managed.iter().any(|g| site.privileged(g)) {
         store.current_group_names(tenant.name()).await?
     } else {
         Vec::new()
@@ -428,7 +427,7 @@ async fn remove_account(
     };
     let mut managed = managed_names(store, tenant, site).await?;
     if tenant.keeps_profile(email) {
-        managed.retain(|g| !is_privileged_group(g));
+        managed.retain(|g| !site.privileged(g));
     }
     let groups = converge_groups(&p.groups, &managed, &[]);
     if same_groups(&p.groups, &groups) {

@@ -64,6 +64,11 @@ async fn delete_locked(bridge: &Bridge, tenant: &Tenant, old: &GroupRow) -> Brid
             if named_builtin {
                 return Ok(true);
             }
+            // An RBAC site's adopted role stays: like a built-in group, it is emptied.
+            if site.client.keeps_group_role(&name).await? {
+                tracing::info!(site = %site.name, "the group's role was adopted, not created by the bridge: emptying it, the role stays");
+                return Ok(true);
+            }
             match site.client.delete_group(&name, dry).await.or_gone() {
                 Ok(Some(())) => Ok(false),
                 // Not under its name here: a rename that half-happened may have left it under

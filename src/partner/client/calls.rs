@@ -1,11 +1,15 @@
 //! The partner calls of a v1 site (`partner-api.md`): users by email, groups by name. Each
-//! builds and validates its request (before any traffic) and hands it to the transport.
+//! builds and validates its request (before any traffic) and hands it to the transport. On an
+//! RBAC site each is answered through the v2 user and role calls instead (`roles.rs`).
 
 use super::*;
 
 impl PartnerClient {
     /// `GET /api/v1/users`.
     pub async fn list_users(&self) -> Result<Vec<PartnerUser>, PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_list_users(rs).await;
+        }
         let call = CallKind::ListUsers;
         let req = self.prepare(
             call,
@@ -21,6 +25,9 @@ impl PartnerClient {
 
     /// `GET /api/v1/users` + `HTTP-X-EMAIL`; `Ok(None)` on 404.
     pub async fn get_user(&self, email: &str) -> Result<Option<PartnerUser>, PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_get_user(rs, email).await;
+        }
         let call = CallKind::GetUser;
         let mut req = self.prepare(
             call,
@@ -49,6 +56,9 @@ impl PartnerClient {
         user: &NewUser,
         test_mode: bool,
     ) -> Result<PartnerUser, PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_create_user(rs, user, test_mode).await;
+        }
         let call = CallKind::CreateUser;
         self.check_email(call, &user.email)?;
         self.check_email(call, &user.invited_by_email)?;
@@ -89,6 +99,9 @@ impl PartnerClient {
         update: &UserUpdate,
         test_mode: bool,
     ) -> Result<PartnerUser, PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_update_user(rs, email, update, test_mode).await;
+        }
         let call = CallKind::UpdateUser;
         let header = self.email_header(call, email)?;
         if let Some(new_email) = &update.email {
@@ -146,6 +159,9 @@ impl PartnerClient {
 
     /// `DELETE /api/v1/users?test_mode=...` + `HTTP-X-EMAIL`. Any 2xx is success, body or not.
     pub async fn delete_user(&self, email: &str, test_mode: bool) -> Result<(), PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_delete_user(rs, email, test_mode).await;
+        }
         let call = CallKind::DeleteUser;
         let header = self.email_header(call, email)?;
         let mut req = self.prepare_write::<()>(
@@ -161,6 +177,9 @@ impl PartnerClient {
 
     /// `GET /api/v1/groups`.
     pub async fn list_groups(&self) -> Result<Vec<PartnerGroup>, PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_list_groups(rs).await;
+        }
         let call = CallKind::ListGroups;
         let req = self.prepare(
             call,
@@ -176,6 +195,9 @@ impl PartnerClient {
 
     /// `GET /api/v1/groups/<name>`; `Ok(None)` on 404.
     pub async fn get_group(&self, name: &str) -> Result<Option<PartnerGroup>, PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_get_group(rs, name).await;
+        }
         let call = CallKind::GetGroup;
         let req = self.prepare(
             call,
@@ -200,6 +222,9 @@ impl PartnerClient {
         group: &NewGroup,
         test_mode: bool,
     ) -> Result<PartnerGroup, PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_create_group(rs, group, test_mode).await;
+        }
         let call = CallKind::CreateGroup;
         wire::validate_group_name(&group.name).map_err(|m| self.invalid(call, m))?;
         if let Some(by) = &group.created_by_email {
@@ -237,6 +262,9 @@ impl PartnerClient {
         update: &GroupUpdate,
         test_mode: bool,
     ) -> Result<PartnerGroup, PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_update_group(rs, name, update, test_mode).await;
+        }
         let call = CallKind::UpdateGroup;
         if let Some(new_name) = &update.name {
             wire::validate_group_name(new_name).map_err(|m| self.invalid(call, m))?;
@@ -283,6 +311,9 @@ impl PartnerClient {
 
     /// `DELETE /api/v1/groups/<name>?test_mode=...`. Any 2xx is success, body or not.
     pub async fn delete_group(&self, name: &str, test_mode: bool) -> Result<(), PartnerError> {
+        if let Some(rs) = self.roles.as_deref() {
+            return self.rbac_delete_group(rs, name, test_mode).await;
+        }
         let call = CallKind::DeleteGroup;
         let req = self.prepare_write::<()>(
             call,
@@ -295,7 +326,7 @@ impl PartnerClient {
     }
 }
 
-fn parse_nonblank<T>(
+pub(super) fn parse_nonblank<T>(
     body: &[u8],
     parse: impl Fn(&[u8]) -> Result<T, ParseError>,
 ) -> Result<Parsed<T>, ParseError> {

@@ -1,0 +1,374 @@
+//! The bridge on RBAC sites (issue 17, `partner-api.md` section 4): SCIM users become v2 users
+//! holding `Everyone`, SCIM groups become roles (created from the template, or adopted by name
+//! or `role_map`), membership goes through the engine onto each user's role list, and roles the
+//! bridge does not manage survive. Every check reads the emulator's RBAC state directly.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use scim_bridge::partner::rbac::{PartnerRole, PartnerUserV2, SiteApi, MANAGED_ROLE_MARK};
+use serde_json::json;
+
+use crate::support::{create_group, create_user, Harness, Options};
+
+const SITE: &str = "acme";
+const JANE: &str = "jane@example.com";
+const SETTLE: Duration = Duration::from_secs(10);
+
+fn rbac() -> Options {
+    Options {
+        api: SiteApi::Roles,
+        ..Options::default()
+    }
+}
+
+fn role_named(h: &Harness, site: &str, name: &str) -> Option<PartnerRole> {
+    h.emulator
+        .roles(site)
+        .into_iter()
+        .find(|r| r.name.eq_ignore_ascii_case(name))
+}
+
+fn user_v2(h: &Harness, email: &str) -> Option<PartnerUserV2> {
+    h.emulator.rbac_user_by_email(SITE, email)
+}
+
+fn patch_members(op: &str, ids: &[&str]) -> serde_json::Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": op, "path": "members",
+            "value": ids.iter().map(|i| json!({"value": i})).collect::<Vec<_>>()}]
+    })
+}
+
+fn set_active(active: bool) -> serde_json::Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": active}}]
+    })
+}
+
+fn rename(name: &str) -> serde_json::Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"displayName": name}}]
+    })
+}
+
+#[tokio::test]
+async fn a_created_user_lands_with_its_names_and_everyone() {
+    let h = Harness::start(rbac()).await;
+    create_user(&h, JANE, "Jane", "Doe").await;
+    h.settle(SETTLE).await;
+    let u = user_v2(&h, JANE).expect("the user is at the RBAC site");
+    assert_eq!(
+        (u.first_name.as_str(), u.last_name.as_str()),
+        ("Jane", "Doe")
+    );
+    let everyone = role_named(&h, SITE, "Everyone").unwrap();
+    assert_eq!(u.roles, vec![everyone.id]);
+    // Nothing went to the v1 API of the site.
+    let log = h.emulator.call_log();
+    assert!(log.iter().all(|c| c.call.is_rbac()), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_group_lands_as_a_role_granting_nothing_and_its_members_hold_it() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    create_group(&h, "BI Analysts", &[&jane]).await;
+    h.settle(SETTLE).await;
+    let role = role_named(&h, SITE, "BI Analysts").expect("the group is a role");
+    assert!(role.privileges.is_empty() && role.permissions.is_empty());
+    assert!(role.description.contains(MANAGED_ROLE_MARK));
+    assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts"]);
+    let u = user_v2(&h, JANE).unwrap();
+    assert!(u.roles.contains(&role.id));
+}
+
+#[tokio::test]
+async fn an_existing_role_is_adopted_by_name_in_any_case_and_never_renamed_or_deleted() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    let before = role_named(&h, SITE, "Analyst").unwrap();
+    let group = create_group(&h, "analyst", &[&jane]).await;
+    h.settle(SETTLE).await;
+    assert_eq!(h.partner_groups(SITE, JANE), ["Analyst"]);
+    assert_eq!(
+        role_named(&h, SITE, "Analyst").unwrap(),
+        before,
+        "not changed"
+    );
+    assert_eq!(
+        h.emulator.roles(SITE).len(),
+        5,
+        "no role was created: {:?}",
+        h.emulator.roles(SITE)
+    );
+    // A rename would unlink the members from the role they hold: refused, nothing changed.
+    let (status, body) = h
+        .patch(&format!("/Groups/{group}"), rename("Data Analysts"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("role_map"),
+        "{body}"
+    );
+    let (_, read) = h.get(&format!("/Groups/{group}")).await;
+    assert_eq!(read["displayName"], "analyst");
+    assert!(role_named(&h, SITE, "Analyst").is_some());
+    // Deleting the group takes the role from its members and keeps the role.
+    let (status, _) = h.delete(&format!("/Groups/{group}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    h.settle(SETTLE).await;
+    assert!(h.partner_groups(SITE, JANE).is_empty());
+    assert_eq!(role_named(&h, SITE, "Analyst").unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_group_the_bridge_created_is_renamed_and_deleted_with_its_role() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    let group = create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
+    let id = role_named(&h, SITE, "Finance").unwrap().id;
+    let (status, body) = h
+        .patch(&format!("/Groups/{group}"), rename("Finance EMEA"))
+        .await;
+    assert!(status.is_success(), "{body}");
+    h.settle(SETTLE).await;
+    let renamed = role_named(&h, SITE, "Finance EMEA").expect("renamed");
+    assert_eq!(renamed.id, id, "the same role, renamed");
+    assert!(role_named(&h, SITE, "Finance").is_none());
+    assert_eq!(h.partner_groups(SITE, JANE), ["Finance EMEA"]);
+    let (status, _) = h.delete(&format!("/Groups/{group}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    h.settle(SETTLE).await;
+    assert!(role_named(&h, SITE, "Finance EMEA").is_none());
+    assert!(h.partner_groups(SITE, JANE).is_empty());
+    assert!(user_v2(&h, JANE).is_some(), "the user stays");
+}
+
+#[tokio::test]
+async fn deactivation_removes_the_user_and_reactivation_restores_its_roles() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
+    let (status, body) = h.patch(&format!("/Users/{jane}"), set_active(false)).await;
+    assert!(status.is_success(), "{body}");
+    h.settle(SETTLE).await;
+    assert!(user_v2(&h, JANE).is_none(), "removed under `remove`");
+    let (status, body) = h.patch(&format!("/Users/{jane}"), set_active(true)).await;
+    assert!(status.is_success(), "{body}");
+    h.settle(SETTLE).await;
+    assert_eq!(h.partner_groups(SITE, JANE), ["Finance"]);
+}
+
+#[tokio::test]
+async fn deletion_removes_the_user() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    h.settle(SETTLE).await;
+    assert!(user_v2(&h, JANE).is_some());
+    let (status, _) = h.delete(&format!("/Users/{jane}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    h.settle(SETTLE).await;
+    assert!(user_v2(&h, JANE).is_none());
+}
+
+#[tokio::test]
+async fn roles_assigned_in_the_ui_survive_membership_changes() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    let group = create_group(&h, "Finance", &[]).await;
+    h.settle(SETTLE).await;
+    // The site's administrator gives Jane `Read` and a custom role in the UI.
+    let custom = PartnerRole {
+        id: "custom/role 1".into(),
+        name: "Vendor UI".into(),
+        description: String::new(),
+        privileges: vec![],
+        permissions: vec![],
+    };
+    assert!(h.emulator.insert_role(SITE, custom.clone()));
+    let read = role_named(&h, SITE, "Read").unwrap();
+    let mut u = user_v2(&h, JANE).unwrap();
+    u.roles.push(read.id.clone());
+    u.roles.push(custom.id.clone());
+    assert!(h.emulator.insert_rbac_user(SITE, u));
+    let (status, body) = h
+        .patch(&format!("/Groups/{group}"), patch_members("add", &[&jane]))
+        .await;
+    assert!(status.is_success(), "{body}");
+    h.settle(SETTLE).await;
+    assert_eq!(
+        h.partner_groups(SITE, JANE),
+        ["Finance", "Read", "Vendor UI"]
+    );
+    let (status, body) = h
+        .patch(
+            &format!("/Groups/{group}"),
+            patch_members("remove", &[&jane]),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    h.settle(SETTLE).await;
+    assert_eq!(h.partner_groups(SITE, JANE), ["Read", "Vendor UI"]);
+}
+
+#[tokio::test]
+async fn the_admin_and_everyone_roles_are_refused_by_default() {
+    let h = Harness::start(rbac()).await;
+    for name in ["Admin", "admin", "Everyone"] {
+        let (status, body) = h
+            .post(
+                "/Groups",
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        if name != "Everyone" {
+            assert!(
+                body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("allow_admin_grant"),
+                "{body}"
+            );
+        }
+    }
+    let (_, list) = h.get("/Groups").await;
+    assert_eq!(list["totalResults"], 0);
+}
+
+#[tokio::test]
+async fn the_admin_role_is_granted_where_the_site_allows_it() {
+    let h = Harness::start(Options {
+        allow_admin_grant: true,
+        ..rbac()
+    })
+    .await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    create_group(&h, "Admin", &[&jane]).await;
+    h.settle(SETTLE).await;
+    assert_eq!(h.partner_groups(SITE, JANE), ["Admin"]);
+}
+
+#[tokio::test]
+async fn role_map_links_a_group_to_a_role_of_another_name() {
+    let h = Harness::start(Options {
+        role_map: vec![("Okta Analysts".into(), "Analyst".into())],
+        ..rbac()
+    })
+    .await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    create_group(&h, "okta analysts", &[&jane]).await;
+    h.settle(SETTLE).await;
+    assert_eq!(h.partner_groups(SITE, JANE), ["Analyst"]);
+    assert_eq!(h.emulator.roles(SITE).len(), 5, "no role created");
+}
+
+#[tokio::test]
+async fn without_create_roles_a_group_without_a_role_is_unmapped() {
+    let h = Harness::start(Options {
+        create_roles: false,
+        ..rbac()
+    })
+    .await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    create_group(&h, "Finance", &[&jane]).await;
+    let analysts = create_group(&h, "Business User", &[]).await;
+    let (status, body) = h
+        .patch(
+            &format!("/Groups/{analysts}"),
+            patch_members("add", &[&jane]),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    h.settle(SETTLE).await;
+    assert!(role_named(&h, SITE, "Finance").is_none(), "no role created");
+    assert_eq!(h.partner_groups(SITE, JANE), ["Business User"]);
+}
+
+#[tokio::test]
+async fn an_email_change_moves_the_same_partner_user() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
+    let id = user_v2(&h, JANE).unwrap().id;
+    let (status, body) = h
+        .patch(
+            &format!("/Users/{jane}"),
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {
+                    "userName": "jane.doe@example.com",
+                    "emails": [{"value": "jane.doe@example.com", "primary": true, "type": "work"}]
+                }}]
+            }),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    h.settle(SETTLE).await;
+    assert!(user_v2(&h, JANE).is_none());
+    let moved = user_v2(&h, "jane.doe@example.com").expect("moved");
+    assert_eq!(moved.id, id, "the same partner user, its email changed");
+    assert_eq!(h.partner_groups(SITE, "jane.doe@example.com"), ["Finance"]);
+}
+
+#[tokio::test]
+async fn one_tenant_fans_out_to_a_v1_site_and_an_rbac_site() {
+    let h = Harness::start(Options {
+        sites: vec!["acme", "rbac"],
+        api: SiteApi::Groups,
+        other_api_sites: vec!["rbac"],
+        ..Options::default()
+    })
+    .await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    let group = create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
+    assert!(h
+        .emulator
+        .groups("acme")
+        .iter()
+        .any(|g| g.name == "Finance"));
+    assert!(role_named(&h, "rbac", "Finance").is_some());
+    assert_eq!(h.partner_groups("acme", JANE), ["Finance"]);
+    assert_eq!(h.partner_groups("rbac", JANE), ["Finance"]);
+    let (status, _) = h.patch(&format!("/Groups/{group}"), rename("Money")).await;
+    assert!(status.is_success());
+    h.settle(SETTLE).await;
+    assert_eq!(h.partner_groups("acme", JANE), ["Money"]);
+    assert_eq!(h.partner_groups("rbac", JANE), ["Money"]);
+    let (status, _) = h.delete(&format!("/Users/{jane}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    h.settle(SETTLE).await;
+    assert!(h.partner_user("acme", JANE).is_none());
+    assert!(h.partner_user("rbac", JANE).is_none());
+}
+
+#[tokio::test]
+async fn a_user_beyond_the_first_page_of_the_partner_is_found() {
+    let h = Harness::start(rbac()).await;
+    for i in 0..230 {
+        assert!(h.emulator.insert_rbac_user(
+            SITE,
+            PartnerUserV2 {
+                id: format!("seed/{i}"),
+                email: format!("a{i:03}@example.com"),
+                first_name: "A".into(),
+                last_name: "B".into(),
+                roles: vec![],
+            },
+        ));
+    }
+    // zz@ sorts after every seeded user: on the third page.
+    let jane = create_user(&h, "zz@example.com", "Zed", "Zed").await;
+    create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
+    assert_eq!(h.partner_groups(SITE, "zz@example.com"), ["Finance"]);
+    assert_eq!(h.emulator.rbac_users(SITE).len(), 232);
+}
