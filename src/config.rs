@@ -44,9 +44,11 @@ pub const DEFAULT_PARTNER_BASE_URL: &str = "https://api.periscopedata.com";
 const NON_CONFIG_ENV: &[&str] = &[
     "config",
     "sandbox_token",
+    "sandbox_site_api",
     "log_format",
     "test_postgres_url",
     "test_postgres_required",
+    "test_site_api",
 ];
 
 /// The name of the environment provider in error messages.
@@ -59,8 +61,10 @@ const NOT_PRODUCTION_ENV: &[&str] = &[
     "log__format",
     "log_format",
     "sandbox_token",
+    "sandbox_site_api",
     "test_postgres_url",
     "test_postgres_required",
+    "test_site_api",
 ];
 
 /// The whole configuration.

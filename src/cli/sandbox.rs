@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use super::ServeArgs;
 use crate::config::{BearerTokenConfig, Config, CredentialsConfig, SiteConfig, TenantConfig};
 use crate::partner::emulator::{Emulator, SiteSpec};
+use crate::partner::rbac::SiteApi;
 use crate::secret::{random_token, Secret};
 
 /// The default folder of the sandbox's SQLite store: apart from the production default
@@ -128,6 +129,8 @@ pub struct Sandbox {
     pub token_from_env: bool,
     /// Started by `--sandbox` (rather than because nothing is configured).
     pub by_flag: bool,
+    /// The API of the emulated site.
+    pub api: SiteApi,
 }
 
 /// Starts the partner emulator and describes one tenant bound to it.
@@ -143,11 +146,17 @@ pub(super) async fn start_sandbox(
     })?;
     let api_key = Secret::new(random_token());
     let owner = "owner@sandbox.example.com".to_owned();
-    let emu = Emulator::new(vec![SiteSpec {
+    let spec = SiteSpec {
         name: "sandbox".into(),
         api_key: api_key.clone(),
         owner_email: owner.clone(),
-    }]);
+    };
+    let api = args.sandbox_site_api;
+    let emu = match api {
+        SiteApi::Groups => Emulator::builder().site(spec),
+        SiteApi::Roles => Emulator::builder().rbac_site(spec),
+    }
+    .build();
     let listener = tokio::net::TcpListener::bind(
         args.emulator_listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -195,6 +204,7 @@ pub(super) async fn start_sandbox(
         token,
         token_from_env,
         by_flag: args.sandbox,
+        api,
     })
 }
 
@@ -217,12 +227,16 @@ pub(super) fn print_sandbox_banner(config: &Config, sandbox: &Sandbox) {
     let _ = writeln!(
         std::io::stdout().lock(),
         "\nscim-bridge sandbox: {why}, so this runs against an emulated partner.\n\
-         \n  SCIM base URL     {base}\n  Bearer token      {token_shown}{}\n  Partner emulator  {emu}  (site \"sandbox\"; see its state at {emu}/_emulator/sites/sandbox)\n  Data              {}\n\
+         \n  SCIM base URL     {base}\n  Bearer token      {token_shown}{}\n  Partner emulator  {emu}  (site \"sandbox\", {} API; see its state at {emu}/_emulator/sites/sandbox)\n  Data              {}\n\
          \nTry it: create a user, then see it at the emulated partner:\n  curl -s -X POST -H \"Authorization: Bearer {token_shown}\" -H 'Content-Type: application/scim+json' \\\n       -d '{{\"userName\":\"jane.doe@example.com\",\"name\":{{\"givenName\":\"Jane\",\"familyName\":\"Doe\"}}}}' {base}/Users\n  curl -s {emu}/_emulator/sites/sandbox\n",
         if sandbox.token_from_env {
             "  (from the environment)"
         } else {
             "  (generated; set SCIM_BRIDGE_SANDBOX_TOKEN to choose one)"
+        },
+        match sandbox.api {
+            SiteApi::Groups => "v1 groups",
+            SiteApi::Roles => "RBAC roles",
         },
         config.data_dir.display(),
     );

@@ -308,3 +308,34 @@ fn the_sandbox_flag_starts_the_sandbox_apart_from_a_production_configuration() {
         }
     }
 }
+
+#[test]
+fn the_sandbox_emulates_an_rbac_site_when_asked() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let emulator = format!("127.0.0.1:{port}");
+    // The variable is not configuration: with nothing else set, the sandbox still starts.
+    let outcome = serve(
+        cwd.path(),
+        &["--listen", "127.0.0.1:0", "--emulator-listen", &emulator],
+        &[("SCIM_BRIDGE_SANDBOX_SITE_API", "roles")],
+    );
+    let Outcome::Sandbox { data, child } = outcome else {
+        if let Outcome::Exited { stderr, .. } = &outcome {
+            panic!("the sandbox did not start: {stderr}");
+        }
+        outcome.stop();
+        panic!("serve started without the sandbox");
+    };
+    let site: serde_json::Value =
+        reqwest::blocking::get(format!("http://{emulator}/_emulator/sites/sandbox"))
+            .and_then(|r| r.json())
+            .unwrap();
+    Outcome::Sandbox { data, child }.stop();
+    assert_eq!(site["kind"], "rbac", "{site}");
+    assert!(site["roles"].as_array().is_some_and(|r| r.len() == 5), "{site}");
+}
