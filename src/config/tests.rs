@@ -478,3 +478,72 @@ fn bad_base_path_and_short_token_are_rejected() {
     assert!(text.contains("too short"), "{text}");
     assert!(!text.contains("short\""), "{text}");
 }
+
+#[test]
+fn an_rbac_site_from_the_environment_and_role_settings_checked() {
+    use crate::partner::rbac::SiteApi;
+    let mut vars = SINGLE.to_vec();
+    vars.push(("SCIM_BRIDGE_SITE_API", "roles"));
+    vars.push(("SCIM_BRIDGE_SITE_CREATE_ROLES", "false"));
+    let c = Config::load(&env(&vars)).unwrap();
+    let site = &c.tenants[0].sites[0];
+    assert_eq!(site.api, SiteApi::Roles);
+    assert!(!site.create_roles);
+    // The default stays a v1 site that creates roles if switched.
+    let c = Config::load(&env(SINGLE)).unwrap();
+    assert_eq!(c.tenants[0].sites[0].api, SiteApi::Groups);
+    assert!(c.tenants[0].sites[0].create_roles);
+    let mut vars = SINGLE.to_vec();
+    vars.push(("SCIM_BRIDGE_SITE_API", "teams"));
+    let err = Config::load(&env(&vars)).unwrap_err().to_string();
+    assert!(err.contains("SCIM_BRIDGE_SITE_API"), "{err}");
+    // From a file: role settings on a v1 site, and a group mapped onto Everyone, are refused.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let tenant = "[[tenants]]\nname = \"t\"\ninvited_by_email = \"a@b.io\"\n\
+        [[tenants.credentials.bearer_tokens]]\nname = \"idp\"\ntoken = \"a-long-enough-token-value\"\n\
+        [[tenants.sites]]\nsite_name = \"s\"\napi_key = \"k123\"\n";
+    std::fs::write(
+        &file,
+        format!("{tenant}[tenants.sites.role_map]\n\"Okta Analysts\" = \"Analyst\"\n"),
+    )
+    .unwrap();
+    let load = || {
+        Config::load(&Sources {
+            file: Some(file.clone()),
+            env: Some(vec![]),
+        })
+    };
+    let err = load().unwrap_err().to_string();
+    assert!(
+        err.contains("role_map: applies only to a site with api = \"roles\""),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        format!(
+            "{tenant}api = \"roles\"\n[tenants.sites.role_map]\n\"All\" = \"everyone\"\n\
+             [tenants.sites.role_template]\ndescription = \"From Okta\"\n\
+             privileges = [{{ object_type = \"Dashboard\", permissions = [\"read_dashboards\"] }}]\n"
+        ),
+    )
+    .unwrap();
+    let err = load().unwrap_err().to_string();
+    assert!(err.contains("`Everyone` is every user's role"), "{err}");
+    std::fs::write(
+        &file,
+        format!(
+            "{tenant}api = \"roles\"\n[tenants.sites.role_map]\n\"Okta Analysts\" = \"Analyst\"\n\
+             [tenants.sites.role_template]\ndescription = \"From Okta\"\n\
+             privileges = [{{ object_type = \"Dashboard\", permissions = [\"read_dashboards\"] }}]\n"
+        ),
+    )
+    .unwrap();
+    let c = load().unwrap();
+    let site = &c.tenants[0].sites[0];
+    assert_eq!(site.role_map["Okta Analysts"], "Analyst");
+    assert_eq!(
+        site.role_template.privileges[0].permissions,
+        ["read_dashboards"]
+    );
+}

@@ -152,5 +152,56 @@ fn validate_sites(ti: usize, sites: &[SiteConfig], err: &mut impl FnMut(String, 
         if !matches!(s.base_url.scheme(), "http" | "https") {
             err(sat("base_url"), "must be an http:// or https:// URL");
         }
+        validate_roles(s, &sat, err);
+    }
+}
+
+/// The RBAC settings of a site: only on a site with `api = "roles"`, and usable there.
+fn validate_roles(
+    s: &SiteConfig,
+    sat: &dyn Fn(&str) -> String,
+    err: &mut impl FnMut(String, &str),
+) {
+    use crate::partner::rbac::{SiteApi, EVERYONE_ROLE};
+    if s.api == SiteApi::Groups {
+        if !s.role_map.is_empty() {
+            err(
+                sat("role_map"),
+                "applies only to a site with api = \"roles\"",
+            );
+        }
+        if s.role_template != crate::partner::rbac::RoleTemplate::default() {
+            err(
+                sat("role_template"),
+                "applies only to a site with api = \"roles\"",
+            );
+        }
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (group, role) in &s.role_map {
+        if group.trim().is_empty() || role.trim().is_empty() {
+            err(sat("role_map"), "group and role names must not be empty");
+        }
+        if !seen.insert(group.trim().to_lowercase()) {
+            err(
+                sat("role_map"),
+                "a group is mapped twice (names match in any case)",
+            );
+        }
+        if role.trim().eq_ignore_ascii_case(EVERYONE_ROLE) {
+            err(
+                sat("role_map"),
+                "`Everyone` is every user's role; a SCIM group cannot map to it",
+            );
+        }
+    }
+    for p in &s.role_template.privileges {
+        if p.object_type.trim().is_empty() || p.permissions.iter().any(|x| x.trim().is_empty()) {
+            err(
+                sat("role_template.privileges"),
+                "each privilege needs an object_type and non-empty permission names",
+            );
+        }
     }
 }

@@ -337,5 +337,8 @@ fn the_sandbox_emulates_an_rbac_site_when_asked() {
             .unwrap();
     Outcome::Sandbox { data, child }.stop();
     assert_eq!(site["kind"], "rbac", "{site}");
-    assert!(site["roles"].as_array().is_some_and(|r| r.len() == 5), "{site}");
+    assert!(
+        site["roles"].as_array().is_some_and(|r| r.len() == 5),
+        "{site}"
+    );
 }
