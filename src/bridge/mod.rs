@@ -220,6 +220,7 @@ impl Bridge {
                 Arc::new({
                     let mut tenant = Tenant::connect(t, &options.partner)?;
                     for site in &mut tenant.sites {
+                        metrics.site_info(&t.name, &site.name, site.client.api().as_str());
                         site.client = site
                             .client
                             .clone()

@@ -86,6 +86,9 @@ pub const RECONCILE_RUNS: &str = "scim_bridge_reconcile_runs_total";
 /// Group member ids skipped because they are not users of the tenant
 /// (`unknown_members = "skip"`), by `tenant`.
 pub const UNKNOWN_MEMBERS_SKIPPED: &str = "scim_bridge_unknown_members_skipped_total";
+/// 1 per partner site the process serves, by `tenant`, `site` and `api` (`groups` for a v1
+/// site, `roles` for an RBAC site): joins the partner series to the kind of their site.
+pub const SITE_INFO: &str = "scim_bridge_site_info";
 /// Requests carrying a forwarding header (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) from a
 /// peer that is not in `http.trusted_proxies` (the header is ignored).
 pub const UNTRUSTED_FORWARDED: &str = "scim_bridge_untrusted_forwarded_requests_total";
@@ -229,6 +232,10 @@ impl Metrics {
             describe_counter!(
                 UNKNOWN_MEMBERS_SKIPPED,
                 "Group member ids skipped because they are not users of the tenant."
+            );
+            describe_gauge!(
+                SITE_INFO,
+                "1 per partner site served; its api label is groups (v1) or roles (RBAC)."
             );
             describe_counter!(
                 UNTRUSTED_FORWARDED,
@@ -458,6 +465,18 @@ impl Metrics {
                 "kind" => kind,
             )
             .set(count as f64);
+        });
+    }
+
+    /// A partner site the process serves, and which API it speaks (`groups` or `roles`).
+    pub fn site_info(&self, tenant: &str, site: &str, api: &'static str) {
+        self.record(|| {
+            ::metrics::gauge!(SITE_INFO,
+                "tenant" => tenant.to_owned(),
+                "site" => site.to_owned(),
+                "api" => api,
+            )
+            .set(1.0);
         });
     }
 

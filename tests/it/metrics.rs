@@ -425,3 +425,38 @@ async fn reconcile_drift_is_a_gauge_per_site_and_kind() {
     );
     assert_eq!(runs, 2.0);
 }
+
+#[tokio::test]
+async fn each_site_is_labelled_with_its_api() {
+    use scim_bridge::partner::rbac::SiteApi;
+    let h = Harness::start(Options {
+        sites: vec!["acme", "rbac"],
+        api: SiteApi::Groups,
+        other_api_sites: vec!["rbac"],
+        ..Options::default()
+    })
+    .await;
+    create_user(&h, "jane@example.com", "Jane", "Doe").await;
+    h.settle(Duration::from_secs(10)).await;
+    let s = parse(&h.metrics.render());
+    let info = |site: &str, api: &str| {
+        sum(
+            &s,
+            metrics::SITE_INFO,
+            &[("tenant", "acme"), ("site", site), ("api", api)],
+        )
+    };
+    assert_eq!(info("acme", "groups"), 1.0);
+    assert_eq!(info("rbac", "roles"), 1.0);
+    assert_eq!(info("acme", "roles") + info("rbac", "groups"), 0.0);
+    // The RBAC site's calls are its own kinds.
+    let ok = |site: &str, call: &str| {
+        sum(
+            &s,
+            metrics::PARTNER_REQUESTS,
+            &[("site", site), ("call", call), ("outcome", "ok")],
+        )
+    };
+    assert_eq!(ok("rbac", "create_user_v2"), 1.0);
+    assert_eq!(ok("acme", "create_user"), 1.0);
+}
