@@ -41,6 +41,10 @@ pub struct SiteReport {
     pub names_drifted: Vec<NameDrift>,
     /// Managed groups missing at the partner.
     pub groups_missing: Vec<String>,
+    /// Groups without partner effect at an RBAC site with `create_roles = false`: no role of
+    /// their name (or `role_map`'s) exists there. Reported, not drift: it is the setting's
+    /// intent, undone by creating the role or mapping the group.
+    pub groups_unmapped: Vec<String>,
     /// Partner users no SCIM user maps to (reported only).
     pub unknown_partner_users: Vec<String>,
     /// Users marked for the engine (with `--apply`).
@@ -70,7 +74,7 @@ impl SiteReport {
 
     /// How much of each kind of drift was found, under the names the metrics and the audit
     /// entry use.
-    pub fn drift_counts(&self) -> [(&'static str, usize); 7] {
+    pub fn drift_counts(&self) -> [(&'static str, usize); 8] {
         [
             ("users_missing", self.users_missing.len()),
             ("users_not_removed", self.users_not_removed.len()),
@@ -78,6 +82,7 @@ impl SiteReport {
             ("memberships_drifted", self.memberships_drifted.len()),
             ("names_drifted", self.names_drifted.len()),
             ("groups_missing", self.groups_missing.len()),
+            ("groups_unmapped", self.groups_unmapped.len()),
             ("unknown_partner_users", self.unknown_partner_users.len()),
         ]
     }
@@ -257,9 +262,17 @@ async fn reconcile_site(
         .iter()
         .map(|g| g.name.to_lowercase())
         .collect();
+    let unmapped_here = site
+        .client
+        .role_site()
+        .is_some_and(|rs| !rs.settings.create_roles);
     for g in groups {
         if !partner_group_names.contains(&g.partner_name.to_lowercase()) {
-            report.groups_missing.push(g.partner_name.clone());
+            if unmapped_here {
+                report.groups_unmapped.push(g.partner_name.clone());
+            } else {
+                report.groups_missing.push(g.partner_name.clone());
+            }
         }
     }
     // As the engine converges the site.
@@ -675,6 +688,12 @@ pub fn render_text(reports: &[SiteReport], applied: bool) -> String {
             &mut out,
             "managed groups missing at the partner",
             &r.groups_missing,
+        );
+        list(
+            &mut out,
+            "groups without a role at this RBAC site (unmapped: create_roles = false; create \
+             the role or map the group with role_map)",
+            &r.groups_unmapped,
         );
         if !r.memberships_drifted.is_empty() {
             out.push_str(&format!(

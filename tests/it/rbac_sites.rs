@@ -372,3 +372,41 @@ async fn a_user_beyond_the_first_page_of_the_partner_is_found() {
     assert_eq!(h.partner_groups(SITE, "zz@example.com"), ["Finance"]);
     assert_eq!(h.emulator.rbac_users(SITE).len(), 232);
 }
+
+#[tokio::test]
+async fn reconcile_finds_and_repairs_role_drift_and_reports_unmapped_groups() {
+    use scim_bridge::bridge::reconcile::reconcile;
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
+    let tenant = h.bridge.tenant("acme").unwrap();
+    assert!(reconcile(&h.bridge, &tenant, false).await.unwrap()[0].in_sync());
+    // Someone takes Finance from Jane in the UI and gives her Analyst.
+    let analyst = role_named(&h, SITE, "Analyst").unwrap();
+    let everyone = role_named(&h, SITE, "Everyone").unwrap();
+    let mut u = user_v2(&h, JANE).unwrap();
+    u.roles = vec![everyone.id, analyst.id];
+    assert!(h.emulator.insert_rbac_user(SITE, u));
+    let drift = reconcile(&h.bridge, &tenant, false).await.unwrap();
+    assert_eq!(drift[0].memberships_drifted.len(), 1, "{drift:?}");
+    assert_eq!(drift[0].memberships_drifted[0].missing, ["Finance"]);
+    reconcile(&h.bridge, &tenant, true).await.unwrap();
+    h.settle(SETTLE).await;
+    // Finance is back; Analyst, which no SCIM group manages, stays.
+    assert_eq!(h.partner_groups(SITE, JANE), ["Analyst", "Finance"]);
+    assert!(reconcile(&h.bridge, &tenant, false).await.unwrap()[0].in_sync());
+
+    let h = Harness::start(Options {
+        create_roles: false,
+        ..rbac()
+    })
+    .await;
+    create_group(&h, "Finance", &[]).await;
+    let tenant = h.bridge.tenant("acme").unwrap();
+    let report = reconcile(&h.bridge, &tenant, true).await.unwrap();
+    assert_eq!(report[0].groups_unmapped, ["Finance"]);
+    assert!(report[0].groups_missing.is_empty() && report[0].in_sync());
+    assert_eq!(report[0].groups_created, 0);
+    assert!(role_named(&h, SITE, "Finance").is_none());
+}

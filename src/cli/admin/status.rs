@@ -68,6 +68,9 @@ struct SiteStatus {
     site: String,
     /// False for a site the store still has work for but the configuration no longer names.
     configured: bool,
+    /// `groups` (a v1 site) or `roles` (an RBAC site); absent for a site not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api: Option<&'static str>,
     outbox: OutboxStatus,
     failing_items: Vec<FailingItem>,
     last_reconcile: Option<LastReconcile>,
@@ -160,13 +163,25 @@ pub async fn status(
     )
     .await;
     store.close().await;
-    let report = match report {
+    let mut report = match report {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot read the store: {e}");
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    for t in &mut report.tenants {
+        let Some(tc) = config.tenants.iter().find(|c| c.name == t.tenant) else {
+            continue;
+        };
+        for s in &mut t.sites {
+            s.api = tc
+                .sites
+                .iter()
+                .find(|c| c.site_name == s.site)
+                .map(|c| c.api.as_str());
+        }
+    }
     if args.json {
         println!(
             "{}",
@@ -286,6 +301,7 @@ impl Places {
         self.out[t].sites.push(SiteStatus {
             site: site.to_owned(),
             configured,
+            api: None,
             outbox: OutboxStatus::default(),
             failing_items: Vec::new(),
             last_reconcile: None,
@@ -495,6 +511,12 @@ fn render(report: &Report) -> String {
 /// One site's lines: its outbox, its failing items and its last reconcile.
 fn render_site(out: &mut String, s: &SiteStatus) {
     let _ = write!(out, "  site {}", s.site);
+    match s.api {
+        Some("roles") => {
+            let _ = write!(out, " (RBAC: groups are roles)");
+        }
+        Some(_) | None => {}
+    }
     if !s.configured {
         let _ = write!(out, " (not in the configuration)");
     }
@@ -554,6 +576,11 @@ fn render_site(out: &mut String, s: &SiteStatus) {
 /// What a reconcile found and did, in words (with its counts).
 fn reconcile_outcome(r: &LastReconcile) -> String {
     match r.result {
+        "in_sync" if count(&r.detail, "groups_unmapped") > 0 => format!(
+            "in sync ({} groups unmapped: no role of their name at an RBAC site with \
+             create_roles = false)",
+            count(&r.detail, "groups_unmapped")
+        ),
         "in_sync" => "in sync".to_owned(),
         "repaired" => format!(
             "drift found and repaired ({} users marked, {} groups created)",
