@@ -88,8 +88,8 @@ pub struct ImportCsvArgs {
     /// Column of the last name.
     #[arg(long, default_value = "last_name", value_name = "NAME")]
     pub last_name_column: String,
-    /// Column of the group names [default: groups, optional in the file: without it, groups
-    /// are left alone].
+    /// Column of the group names (on an RBAC site: role names) [default: groups, else roles;
+    /// optional in the file: without it, groups are left alone].
     #[arg(long, value_name = "NAME")]
     pub groups_column: Option<String>,
     /// Separator of the group names in their cell.

@@ -993,3 +993,53 @@ async fn status_shows_parked_rows_overdue_claims_and_pending_deletions() {
     assert!(age.parse::<f64>().unwrap() >= 1200.0, "{text}");
     store.close().await;
 }
+
+#[tokio::test]
+async fn csv_tools_on_an_rbac_site_use_role_names_in_a_roles_column() {
+    let emu = Emulator::builder()
+        .rbac_site(SiteSpec {
+            name: "acme".into(),
+            api_key: Secret::new("key-acme"),
+            owner_email: OWNER.into(),
+        })
+        .build();
+    let running = emu.clone().spawn().await.unwrap();
+    let setup = Setup::new(&running.base_url, &["acme"]);
+    let mut toml = std::fs::read_to_string(&setup.config).unwrap();
+    toml.push_str("api = \"roles\"\n");
+    std::fs::write(&setup.config, toml).unwrap();
+    let roles_of = |email: &str| -> Vec<String> {
+        let roles = emu.roles("acme");
+        let mut names: Vec<String> = emu
+            .rbac_user_by_email("acme", email)
+            .map(|u| u.roles)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| roles.iter().find(|r| &r.id == id))
+            .map(|r| r.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    let file = setup.csv(
+        "people.csv",
+        "email,first_name,last_name,roles\n\
+         ann@example.com,Ann,Lee,analyst;Read\n\
+         bob@example.com,Bob,Ray,Nope\n",
+    );
+    let run = setup.run_file("import-csv", &file, &["--apply"]).await;
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stdout
+            .contains("line 3: bob@example.com: site acme: failed: the site has no group 'Nope'"),
+        "{run}"
+    );
+    assert_eq!(roles_of("ann@example.com"), ["Analyst", "Everyone", "Read"]);
+    assert!(emu.rbac_user_by_email("acme", "bob@example.com").is_none());
+    assert!(emu.call_log().iter().all(|c| c.call.is_rbac()));
+
+    let gone = setup.csv("gone.csv", "email\nann@example.com\n");
+    let run = setup.run_file("delete-csv", &gone, &["--apply"]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(emu.rbac_user_by_email("acme", "ann@example.com").is_none());
+}

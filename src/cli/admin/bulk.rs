@@ -148,7 +148,8 @@ pub async fn import_csv(
             last_name: column("--last-name-column", &args.last_name_column)?,
             groups: match &args.groups_column {
                 Some(name) => Some(column("--groups-column", name)?),
-                None => table.column("groups"),
+                // An RBAC site's file may call the column `roles` (role names).
+                None => table.column("groups").or_else(|| table.column("roles")),
             },
         })
     })() {
