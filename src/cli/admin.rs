@@ -130,8 +130,9 @@ pub struct AddUserArgs {
     pub first_name: String,
     #[arg(long)]
     pub last_name: String,
-    /// Group names, comma-separated; they must exist at every site.
-    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    /// Group names, comma-separated (on an RBAC site: role names, also as --roles); they must
+    /// exist at every site.
+    #[arg(long, alias = "roles", value_delimiter = ',', value_name = "NAMES")]
     pub groups: Vec<String>,
     #[command(flatten)]
     pub target: Target,
