@@ -90,6 +90,10 @@ pub struct BenchArgs {
     /// Store URL (`sqlite://...` or `postgres://...`); default a fresh SQLite file.
     #[arg(long)]
     pub store_url: Option<String>,
+    /// The emulated site's API: `groups` (a v1 site) or `roles` (an RBAC site, SCIM groups as
+    /// roles).
+    #[arg(long, value_name = "API", default_value = "groups")]
+    pub site_api: crate::partner::rbac::SiteApi,
     /// Another SCIM server to drive with S2's lookup workload (e.g. the Python reference
     /// `scim2-server`), for a ratio in the same run.
     #[arg(long, value_name = "BASE_URL")]

@@ -174,18 +174,9 @@ pub struct ServeArgs {
         long,
         value_name = "API",
         env = "SCIM_BRIDGE_SANDBOX_SITE_API",
-        default_value = "groups",
-        value_parser = parse_site_api
+        default_value = "groups"
     )]
     pub sandbox_site_api: crate::partner::rbac::SiteApi,
-}
-
-fn parse_site_api(s: &str) -> Result<crate::partner::rbac::SiteApi, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "groups" => Ok(crate::partner::rbac::SiteApi::Groups),
-        "roles" => Ok(crate::partner::rbac::SiteApi::Roles),
-        other => Err(format!("`{other}` is not a site API: use groups or roles")),
-    }
 }
 
 #[derive(Debug, Clone, Args)]

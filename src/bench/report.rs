@@ -13,6 +13,8 @@ pub struct Report {
     pub store: String,
     pub partner_latency_ms: u64,
     pub partner_rate: Option<f64>,
+    /// `groups` (a v1 site) or `roles` (an RBAC site).
+    pub site_api: &'static str,
     pub sizes: Sizes,
     pub scenarios: Vec<ScenarioReport>,
 }
@@ -30,6 +32,7 @@ impl Report {
             },
             partner_latency_ms: args.partner_latency_ms,
             partner_rate: args.partner_rate,
+            site_api: args.site_api.as_str(),
             sizes,
             scenarios: Vec::new(),
         }
@@ -40,9 +43,10 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "# scim-bridge bench  {}  store={}  partner latency={} ms  partner rate={}",
+            "# scim-bridge bench  {}  store={}  site api={}  partner latency={} ms  partner rate={}",
             self.date,
             self.store,
+            self.site_api,
             self.partner_latency_ms,
             self.partner_rate
                 .map(|r| format!("{r}/s"))

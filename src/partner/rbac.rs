@@ -70,6 +70,17 @@ pub enum SiteApi {
     Roles,
 }
 
+impl std::str::FromStr for SiteApi {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SiteApi, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "groups" => Ok(SiteApi::Groups),
+            "roles" => Ok(SiteApi::Roles),
+            other => Err(format!("`{other}` is not a site API: use groups or roles")),
+        }
+    }
+}
+
 impl SiteApi {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -55,3 +55,41 @@ fn bench_quick_runs_and_reports_json_with_lower_bounds() {
         assert!(s["peak_rss_mb"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[test]
+fn bench_s1_and_s4_on_an_rbac_site_write_at_most_the_lower_bound() {
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-bridge"))
+        .args([
+            "bench",
+            "--quick",
+            "--site-api",
+            "roles",
+            "--scenarios",
+            "s1,s4",
+            "--users",
+            "120",
+            "--big-group",
+            "60",
+            "--check",
+            "--json",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["site_api"], "roles");
+    for s in report["scenarios"].as_array().unwrap() {
+        assert_eq!(s["failures"].as_array().unwrap().len(), 0, "{s}");
+        let (writes, bound) = (
+            s["partner_writes"].as_u64().unwrap(),
+            s["lower_bound"].as_u64().unwrap(),
+        );
+        assert!(bound > 0 && writes <= bound, "{s}");
+    }
+}

@@ -16,7 +16,8 @@ use crate::config::{
 };
 use crate::http::{self, AppState};
 use crate::partner::emulator::faults::{Faults, Latency, RateLimit};
-use crate::partner::emulator::{Emulator, RunningEmulator, SiteSpec};
+use crate::partner::emulator::{Emulator, RunningEmulator, SiteKind, SiteSpec};
+use crate::partner::rbac::SiteApi;
 use crate::partner::CallKind;
 use crate::secret::Secret;
 use crate::store::Store;
@@ -57,7 +58,7 @@ impl Env {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let token = crate::secret::random_token();
-        let config = config(addr, &token, &running.base_url, key)?;
+        let config = config(addr, &token, &running.base_url, key, args.site_api)?;
         let bridge = Bridge::new(store, &config, options(args)).map_err(anyhow::Error::msg)?;
         let state = AppState::from_config(&config)
             .map_err(anyhow::Error::msg)?
@@ -110,6 +111,32 @@ impl Env {
         }
     }
 
+    /// Every user of the site with its groups (an RBAC site's: its roles by name).
+    fn partner_users(&self) -> Vec<(String, Vec<String>)> {
+        if self.emulator.site_kind(SITE) == Some(SiteKind::Rbac) {
+            let roles: HashMap<String, String> = self
+                .emulator
+                .roles(SITE)
+                .into_iter()
+                .map(|r| (r.id, r.name))
+                .collect();
+            return self
+                .emulator
+                .rbac_users(SITE)
+                .into_iter()
+                .map(|u| {
+                    let names = u.roles.iter().filter_map(|id| roles.get(id).cloned());
+                    (u.email, names.collect())
+                })
+                .collect();
+        }
+        self.emulator
+            .users(SITE)
+            .into_iter()
+            .map(|u| (u.email, u.groups))
+            .collect()
+    }
+
     /// Compares every listed user's managed groups at the partner with `expected`.
     pub(super) fn check_partner(
         &self,
@@ -117,13 +144,12 @@ impl Env {
         expected: &HashMap<String, BTreeSet<String>>,
     ) -> Vec<String> {
         let users: HashMap<String, BTreeSet<String>> = self
-            .emulator
-            .users(SITE)
+            .partner_users()
             .into_iter()
-            .map(|u| {
+            .map(|(email, groups)| {
                 (
-                    u.email.to_lowercase(),
-                    u.groups
+                    email.to_lowercase(),
+                    groups
                         .into_iter()
                         .filter(|g| g.starts_with(prefix))
                         .collect(),
@@ -158,14 +184,17 @@ impl Env {
 /// The emulated partner: one site with API key `key`, the latency and rate limit the options
 /// ask for.
 fn partner(args: &BenchArgs, key: &str) -> Emulator {
-    let emulator = Emulator::with_call_log_capacity(
-        vec![SiteSpec {
-            name: SITE.into(),
-            api_key: Secret::new(key.to_owned()),
-            owner_email: OWNER.into(),
-        }],
-        1024,
-    );
+    let spec = SiteSpec {
+        name: SITE.into(),
+        api_key: Secret::new(key.to_owned()),
+        owner_email: OWNER.into(),
+    };
+    let emulator = match args.site_api {
+        SiteApi::Groups => Emulator::builder().site(spec),
+        SiteApi::Roles => Emulator::builder().rbac_site(spec),
+    }
+    .call_log_capacity(1024)
+    .build();
     emulator.set_faults(
         SITE,
         Faults {
@@ -209,7 +238,13 @@ async fn open_store(args: &BenchArgs) -> anyhow::Result<(Store, Option<PathBuf>)
 
 /// The bridge's configuration: listening on `addr` without an inbound rate limit, one tenant
 /// of its own with bearer `token` and the emulator's site at `partner`.
-fn config(addr: SocketAddr, token: &str, partner: &str, key: String) -> anyhow::Result<Config> {
+fn config(
+    addr: SocketAddr,
+    token: &str,
+    partner: &str,
+    key: String,
+    api: SiteApi,
+) -> anyhow::Result<Config> {
     Ok(Config {
         listen: addr,
         public_base_url: Some(url::Url::parse(&format!("http://{addr}"))?),
@@ -238,6 +273,7 @@ fn config(addr: SocketAddr, token: &str, partner: &str, key: String) -> anyhow::
                 api_key: Some(Secret::new(key)),
                 api_key_file: None,
                 allow_admin_grant: false,
+                api,
                 ..SiteConfig::default()
             }],
             invited_by_email: OWNER.into(),

@@ -64,7 +64,7 @@ pub(super) async fn s1(args: &BenchArgs, sizes: Sizes) -> anyhow::Result<Scenari
     }
     r.failures
         .extend(env.check_partner("s1-group-", &plan.expected));
-    coalescing_targets(&mut r);
+    coalescing_targets(&mut r, args.site_api);
     r.targets.push((
         format!("peak RSS {:.1} MB (under 150 MB)", r.peak_rss_mb),
         r.peak_rss_mb < 150.0,

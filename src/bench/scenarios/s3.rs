@@ -46,7 +46,7 @@ pub(super) async fn s3(args: &BenchArgs, sizes: Sizes) -> anyhow::Result<Scenari
     r.partner_writes = writes - writes0;
     r.lower_bound = n as u64;
     r.failures.extend(env.check_partner("s3-group-", &expected));
-    coalescing_targets(&mut r);
+    coalescing_targets(&mut r, args.site_api);
     Ok(r)
 }
 

@@ -10,6 +10,7 @@ use super::super::load::{run_jobs, Recorder, Req, Stats};
 use super::super::report::{cpu_seconds, peak_rss_mb, reset_peak_rss, ScenarioReport};
 use super::env::Env;
 use super::PATCH_SCHEMA;
+use crate::partner::rbac::SiteApi;
 
 /// The email of user `i` of a scenario (`prefix000042@bench.example.com`).
 pub(super) fn email(prefix: &str, i: usize) -> String {
@@ -178,14 +179,22 @@ pub(super) fn require_done(r: &mut ScenarioReport, phase: &str, stats: &Stats, r
     }
 }
 
-/// S1 and S3: writes at most the lower bound, reads at most one per write.
-pub(super) fn coalescing_targets(r: &mut ScenarioReport) {
+/// S1 and S3: writes at most the lower bound, reads at most one per write. On an RBAC site
+/// only the writes are a target: finding a user's id by email reads the partner's user list,
+/// so its reads are reported, not held to one per write.
+pub(super) fn coalescing_targets(r: &mut ScenarioReport, api: SiteApi) {
     let ratio = r.write_ratio();
     r.targets.push((
         format!("partner writes {ratio:.3}x the lower bound (at most 1.0x)"),
         ratio <= 1.0,
     ));
     let rpw = r.reads_per_write();
+    if api == SiteApi::Roles {
+        r.notes.push(format!(
+            "{rpw:.3} partner reads per write (RBAC site: reported only)"
+        ));
+        return;
+    }
     r.targets.push((
         format!("{rpw:.3} partner reads per write (at most 1)"),
         rpw <= 1.0,
