@@ -108,6 +108,47 @@ pub struct SimulateArgs {
     /// Print each seed's plan, and the history of the users a violation names.
     #[arg(long)]
     pub verbose: bool,
+    /// The sites' API: `groups` (v1 sites), `roles` (RBAC sites) or `mixed` (the first site
+    /// v1, the others RBAC; a one-site plan then runs on a v1 site).
+    #[arg(long, value_name = "API", default_value = "groups")]
+    pub site_api: SiteMix,
+}
+
+/// Which API the simulated sites speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SiteMix {
+    #[default]
+    Groups,
+    Roles,
+    Mixed,
+}
+
+impl std::str::FromStr for SiteMix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SiteMix, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "groups" => Ok(SiteMix::Groups),
+            "roles" => Ok(SiteMix::Roles),
+            "mixed" => Ok(SiteMix::Mixed),
+            other => Err(format!("`{other}` is not groups, roles or mixed")),
+        }
+    }
+}
+
+impl SiteMix {
+    /// The RBAC sites among `sites`.
+    fn rbac_sites(self, sites: &[String]) -> std::collections::BTreeSet<String> {
+        sites
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| match self {
+                SiteMix::Groups => false,
+                SiteMix::Roles => true,
+                SiteMix::Mixed => *i > 0,
+            })
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
 }
 
 /// Runs the seeds and prints a line per seed and a summary; non-zero when any seed found a
@@ -133,7 +174,7 @@ pub async fn run(args: SimulateArgs) -> ExitCode {
         let workload = Workload {
             attribute_updates: !args.no_attribute_updates,
         };
-        match run_seed(*seed, &store, workload).await {
+        match run_seed_on(*seed, &store, workload, args.site_api).await {
             Ok(outcome) => {
                 println!("{}", outcome.line());
                 if args.verbose {
@@ -223,17 +264,27 @@ fn set_phase(phase: &Phase, what: String) {
 /// The longest one seed may run.
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
-/// Runs one seed and checks the invariants.
+/// Runs one seed on v1 sites and checks the invariants.
 pub async fn run_seed(
     seed: u64,
     store: &StoreChoice,
     workload: Workload,
 ) -> anyhow::Result<Outcome> {
+    run_seed_on(seed, store, workload, SiteMix::Groups).await
+}
+
+/// Runs one seed on sites of the API `sites` says and checks the invariants.
+pub async fn run_seed_on(
+    seed: u64,
+    store: &StoreChoice,
+    workload: Workload,
+    sites: SiteMix,
+) -> anyhow::Result<Outcome> {
     let run_store = RunStore::new(store).await?;
     let phase: Phase = Arc::new(Mutex::new("start".into()));
     let outcome = match tokio::time::timeout(
         RUN_LIMIT,
-        run_on(seed, &run_store.url, workload, phase.clone()),
+        run_on(seed, &run_store.url, workload, sites, phase.clone()),
     )
     .await
     {
@@ -265,12 +316,15 @@ async fn run_on(
     seed: u64,
     store_url: &str,
     workload: Workload,
+    sites: SiteMix,
     phase: Phase,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
+    let base = Plan::new(seed);
     let plan = Arc::new(Plan {
         attribute_updates: workload.attribute_updates,
-        ..Plan::new(seed)
+        rbac_sites: sites.rbac_sites(&base.sites),
+        ..base
     });
     let (emulator, running) = start_partner(&plan, seed).await?;
     let launcher = Launcher {

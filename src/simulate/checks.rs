@@ -91,12 +91,58 @@ pub(super) fn expected(m: &Model, plan: &Plan) -> Expected {
     }
 }
 
+/// The v1 name of an RBAC site's role: its own, but `Everyone` and `Admin` as the v1 groups
+/// they stand for (`All Users`, `Administrators`), so one intent serves both kinds of site.
+fn as_v1_name(role: &str) -> String {
+    match role {
+        crate::partner::rbac::EVERYONE_ROLE => ALL_USERS.to_owned(),
+        crate::partner::rbac::ADMIN_ROLE => "Administrators".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The users of a site, an RBAC site's with its roles by (v1) name as groups.
+fn site_users(emu: &Emulator, site: &str) -> Vec<PartnerUser> {
+    if emu.site_kind(site) != Some(crate::partner::emulator::SiteKind::Rbac) {
+        return emu.users(site);
+    }
+    let roles: HashMap<String, String> = emu
+        .roles(site)
+        .into_iter()
+        .map(|r| (r.id, as_v1_name(&r.name)))
+        .collect();
+    emu.rbac_users(site)
+        .into_iter()
+        .map(|u| PartnerUser {
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            groups: u
+                .roles
+                .iter()
+                .filter_map(|id| roles.get(id).cloned())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The names of a site's groups (an RBAC site's roles, by v1 name).
+fn site_group_names(emu: &Emulator, site: &str) -> BTreeSet<String> {
+    if emu.site_kind(site) == Some(crate::partner::emulator::SiteKind::Rbac) {
+        return emu
+            .roles(site)
+            .iter()
+            .map(|r| as_v1_name(&r.name))
+            .collect();
+    }
+    emu.groups(site).into_iter().map(|g| g.name).collect()
+}
+
 /// Where the partner differs from the intent (invariants 1 and 2).
 pub(super) fn differences(emu: &Emulator, plan: &Plan, want: &Expected) -> Vec<String> {
     let mut out = Vec::new();
     for site in &plan.sites {
-        let have: HashMap<String, PartnerUser> = emu
-            .users(site)
+        let have: HashMap<String, PartnerUser> = site_users(emu, site)
             .into_iter()
             .map(|u| (u.email.to_lowercase(), u))
             .collect();
@@ -130,7 +176,7 @@ pub(super) fn differences(emu: &Emulator, plan: &Plan, want: &Expected) -> Vec<S
                 ));
             }
         }
-        let names: BTreeSet<String> = emu.groups(site).into_iter().map(|g| g.name).collect();
+        let names = site_group_names(emu, site);
         for g in want.groups.difference(&names) {
             out.push(format!("invariant 1: {site}: managed group {g} is missing"));
         }

@@ -224,6 +224,11 @@ pub(super) fn tenant_config(plan: &Plan, partner: &str) -> anyhow::Result<Tenant
                 api_key: Some(Secret::new(format!("key-{s}"))),
                 api_key_file: None,
                 allow_admin_grant: false,
+                api: if plan.is_rbac(s) {
+                    crate::partner::rbac::SiteApi::Roles
+                } else {
+                    crate::partner::rbac::SiteApi::Groups
+                },
                 ..SiteConfig::default()
             })
             .collect(),

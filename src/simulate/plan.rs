@@ -40,6 +40,8 @@ pub(super) struct Plan {
     pub(super) vendor_slot: bool,
     /// Name and email (`userName`) changes are sent (see [`Workload`](super::Workload)).
     pub(super) attribute_updates: bool,
+    /// The sites that are RBAC sites (SCIM groups as roles); the others are v1 sites.
+    pub(super) rbac_sites: std::collections::BTreeSet<String>,
 }
 
 impl Plan {
@@ -94,15 +96,22 @@ impl Plan {
             owner_slot: rng.random_bool(0.25),
             vendor_slot: rng.random_bool(0.5),
             attribute_updates: true,
+            rbac_sites: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// True when `site` is an RBAC site.
+    pub(super) fn is_rbac(&self, site: &str) -> bool {
+        self.rbac_sites.contains(site)
     }
 
     pub(super) fn describe(&self) -> String {
         format!(
-            "sites {:?}, deprovision {:?}, {:?} shapes, {} users, {} groups, {} connections x {} \
+            "sites {:?} (rbac {:?}), deprovision {:?}, {:?} shapes, {} users, {} groups, {} connections x {} \
              ops, wait_deadline {} ms, lease {} ms, partner errors {:.0}% drops {:.0}% latency \
              <= {} ms, cancels {:.0}%, {} kills{}{}{}{}",
             self.sites,
+            self.rbac_sites,
             self.policy,
             self.shape,
             self.users,

@@ -96,7 +96,12 @@ fn partner_writes<'a>(log: &'a [CallRecord], e: &'a str) -> impl Iterator<Item =
         .filter(|r| {
             matches!(
                 r.call,
-                CallKind::CreateUser | CallKind::UpdateUser | CallKind::DeleteUser
+                CallKind::CreateUser
+                    | CallKind::UpdateUser
+                    | CallKind::DeleteUser
+                    | CallKind::CreateUserV2
+                    | CallKind::UpdateUserV2
+                    | CallKind::DeleteUserV2
             )
         })
         .map(move |r| {

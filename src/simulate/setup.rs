@@ -23,19 +23,45 @@ pub(super) async fn start_partner(
     plan: &Plan,
     seed: u64,
 ) -> anyhow::Result<(Emulator, RunningEmulator)> {
-    let emulator = Emulator::new(
-        plan.sites
-            .iter()
-            .map(|s| SiteSpec {
-                name: s.clone(),
-                api_key: Secret::new(format!("key-{s}")),
-                owner_email: OWNER.into(),
-            })
-            .collect(),
-    );
+    let mut builder = Emulator::builder();
+    for s in &plan.sites {
+        let spec = SiteSpec {
+            name: s.clone(),
+            api_key: Secret::new(format!("key-{s}")),
+            owner_email: OWNER.into(),
+        };
+        builder = if plan.is_rbac(s) {
+            builder.rbac_site(spec)
+        } else {
+            builder.site(spec)
+        };
+    }
+    let emulator = builder.build();
     let running = emulator.clone().spawn().await?;
     if plan.vendor_slot {
         for s in &plan.sites {
+            if plan.is_rbac(s) {
+                // The vendor's role (made in the UI: no mark of the bridge) and its user.
+                let role = crate::partner::rbac::PartnerRole {
+                    id: format!("vendor-role-{s}"),
+                    name: VENDOR_GROUP.into(),
+                    description: String::new(),
+                    privileges: Vec::new(),
+                    permissions: Vec::new(),
+                };
+                emulator.insert_role(s, role.clone());
+                emulator.insert_rbac_user(
+                    s,
+                    crate::partner::rbac::PartnerUserV2 {
+                        id: format!("vendor-user-{s}"),
+                        email: slot_email(seed, 1, 0),
+                        first_name: "Vendor".into(),
+                        last_name: "Made".into(),
+                        roles: vec![role.id],
+                    },
+                );
+                continue;
+            }
             emulator.insert_group(
                 s,
                 PartnerGroup {

@@ -41,6 +41,7 @@ mod scim_fixtures_resources;
 mod secrets;
 mod security;
 mod simulation;
+mod simulation_rbac;
 mod soak;
 mod store;
 mod store_faults;
