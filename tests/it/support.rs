@@ -874,3 +874,42 @@ pub fn partner_created_group_names(emulator: &Emulator, site: &str) -> Vec<Strin
         .filter(|n| !builtin.contains(&n.as_str()))
         .collect()
 }
+
+/// Deletes a partner user behind the bridge's back, through the site's own API (v1 by
+/// `HTTP-X-EMAIL`, RBAC by the user's id). Panics unless the partner accepts.
+pub async fn delete_partner_user(h: &Harness, site: &str, email: &str) {
+    let client = reqwest::Client::new();
+    let auth = format!("{site}:key-{site}");
+    let req = if is_rbac_site(&h.emulator, site) {
+        let id = h
+            .emulator
+            .rbac_user_by_email(site, email)
+            .unwrap_or_else(|| panic!("{site} has no user {email}"))
+            .id;
+        client.delete(format!(
+            "{}/api/v2/users/{}?test_mode=false",
+            h.partner_base(),
+            urlencoding_path(&id)
+        ))
+    } else {
+        client
+            .delete(format!("{}/api/v1/users?test_mode=false", h.partner_base()))
+            .header("HTTP-X-EMAIL", email)
+    };
+    let res = req
+        .header("HTTP-X-PARTNER-AUTH", auth)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "delete {email}: {}",
+        res.status()
+    );
+}
+
+fn urlencoding_path(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
