@@ -673,7 +673,11 @@ async fn status_shows_failing_outbox_items_and_the_last_reconcile() {
         "acme",
         Faults {
             script: vec![ScriptedFault {
-                call: Some(CallKind::UpdateUser),
+                call: Some(crate::support::kind_at(
+                    &h.emulator,
+                    "acme",
+                    CallKind::UpdateUser,
+                )),
                 count: 1000,
                 action: FaultAction::Status {
                     status: 503,

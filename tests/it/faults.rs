@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use scim_bridge::partner::emulator::faults::{FaultAction, Faults, RateLimit, ScriptedFault};
-use scim_bridge::partner::emulator::{Emulator, SiteSpec};
+use scim_bridge::partner::emulator::Emulator;
 use scim_bridge::partner::CallKind;
-use scim_bridge::secret::Secret;
 use serde_json::{json, Value};
 
 use crate::idp_okta::fixture;
-use crate::support::{Harness, Options, OWNER, TOKEN};
+use crate::support::{
+    kind_at, partner_group_names, partner_users_of, Harness, Options, OWNER, TOKEN,
+};
 
 const SITE: &str = "acme";
 /// The bridge's request deadline (`http.request_timeout_s`): no answer may come later.
@@ -72,7 +73,7 @@ enum Fault {
 
 impl Fault {
     /// The emulator faults, or `None` for the outage.
-    fn faults(self, seed: u64) -> Option<Faults> {
+    fn faults(self, emu: &Emulator, seed: u64) -> Option<Faults> {
         let faults = match self {
             Fault::RateLimit { retry_after } => Faults {
                 rate_limit: Some(RateLimit {
@@ -99,7 +100,7 @@ impl Fault {
             },
             Fault::FanOut => {
                 let update = |count, action| ScriptedFault {
-                    call: Some(CallKind::UpdateUser),
+                    call: Some(kind_at(emu, SITE, CallKind::UpdateUser)),
                     count,
                     action,
                 };
@@ -884,7 +885,7 @@ fn desired_partner(m: &Model) -> PartnerView {
 
 fn actual_partner(case: &str, emu: &Emulator, builtin: &BTreeSet<String>) -> PartnerView {
     let mut out = PartnerView::new();
-    for u in emu.users(SITE) {
+    for u in partner_users_of(emu, SITE) {
         if u.email.eq_ignore_ascii_case(OWNER) {
             continue;
         }
@@ -924,11 +925,8 @@ async fn check_state(run: &Run<'_>, m: &Model, builtin: &BTreeSet<String>) {
         desired_partner(m),
         "{case}: partner users (email -> first, last, groups)"
     );
-    let got_groups: BTreeSet<String> = h
-        .emulator
-        .groups(SITE)
+    let got_groups: BTreeSet<String> = partner_group_names(&h.emulator, SITE)
         .into_iter()
-        .map(|g| g.name)
         .filter(|n| !builtin.contains(n))
         .collect();
     let want_groups: BTreeSet<String> = m
@@ -1006,12 +1004,10 @@ async fn check_state(run: &Run<'_>, m: &Model, builtin: &BTreeSet<String>) {
 // ---------------------------------------------------------------------------------------------
 // One case
 
-fn emulator() -> Emulator {
-    Emulator::new(vec![SiteSpec {
-        name: SITE.to_owned(),
-        api_key: Secret::new(format!("key-{SITE}")),
-        owner_email: OWNER.into(),
-    }])
+/// The partner: one site of the API the harness's options say (v1, or RBAC under
+/// `SCIM_BRIDGE_TEST_SITE_API=roles`).
+fn emulator(opts: &Options) -> Emulator {
+    crate::support::emulator_for(opts)
 }
 
 /// Waits until the outbox is empty.
@@ -1063,14 +1059,14 @@ async fn case(idp: Idp, fault: Fault, seed: u64) {
         );
     }
     let started = Instant::now();
-    let emu = emulator();
+    let emu = emulator(&options(fault));
     let mut partner = Partner::start(emu.clone()).await;
     // The harness wants a running emulator; it gets an idle one, and the bridge is pointed at
     // the listener this test takes down and brings back.
     let mut running = Emulator::new(Vec::new()).spawn().await.unwrap();
     running.base_url = format!("http://{}", partner.addr);
     let h = Harness::start_with(options(fault), emu.clone(), running).await;
-    let builtin: BTreeSet<String> = emu.groups(SITE).into_iter().map(|g| g.name).collect();
+    let builtin: BTreeSet<String> = partner_group_names(&emu, SITE).into_iter().collect();
     let run = Run {
         case: &case,
         idp,
@@ -1089,7 +1085,7 @@ async fn case(idp: Idp, fault: Fault, seed: u64) {
             _ => p == 1,
         };
         if arm {
-            match fault.faults(seed) {
+            match fault.faults(&emu, seed) {
                 Some(f) => assert!(emu.set_faults(SITE, f)),
                 None => {
                     partner.down().await;
@@ -1250,12 +1246,12 @@ async fn member_removed_just_before_a_rename_loses_the_group_at_the_partner() {
             hang_for_ms: Some(1_000),
             script: vec![
                 ScriptedFault {
-                    call: Some(CallKind::UpdateGroup),
+                    call: Some(kind_at(&h.emulator, SITE, CallKind::UpdateGroup)),
                     count: 1,
                     action: FaultAction::Drop,
                 },
                 ScriptedFault {
-                    call: Some(CallKind::CreateGroup),
+                    call: Some(kind_at(&h.emulator, SITE, CallKind::CreateGroup)),
                     count: 1,
                     action: FaultAction::Hang,
                 },
@@ -1283,7 +1279,7 @@ async fn member_removed_just_before_a_rename_loses_the_group_at_the_partner() {
     let log = h.emulator.call_log();
     assert!(
         log.iter()
-            .any(|r| r.call == CallKind::UpdateGroup && r.status == 0),
+            .any(|r| r.call == kind_at(&h.emulator, SITE, CallKind::UpdateGroup) && r.status == 0),
         "the rename's answer was not dropped"
     );
 }

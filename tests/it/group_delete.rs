@@ -9,7 +9,10 @@ use reqwest::StatusCode;
 use scim_bridge::partner::emulator::faults::{FaultAction, Faults, ScriptedFault};
 use scim_bridge::partner::CallKind;
 
-use crate::support::{create_group, create_user, Harness, Options, TOKEN};
+use crate::support::{
+    admin_group, count_job, create_group, create_user, kind_at, partner_group_names, Harness,
+    Options, TOKEN,
+};
 
 const JANE: &str = "jane@acme.example.com";
 
@@ -34,7 +37,7 @@ fn refuse_next_delete(h: &Harness, status: u16) {
         "acme",
         Faults {
             script: vec![ScriptedFault {
-                call: Some(CallKind::DeleteGroup),
+                call: Some(kind_at(&h.emulator, "acme", CallKind::DeleteGroup)),
                 count: 1,
                 action: FaultAction::Status {
                     status,
@@ -47,7 +50,9 @@ fn refuse_next_delete(h: &Harness, status: u16) {
 }
 
 fn partner_has_group(h: &Harness, name: &str) -> bool {
-    h.emulator.groups("acme").iter().any(|g| g.name == name)
+    partner_group_names(&h.emulator, "acme")
+        .iter()
+        .any(|g| g == name)
 }
 
 #[tokio::test]
@@ -60,7 +65,7 @@ async fn a_refused_group_delete_keeps_the_group_and_succeeds_once_the_partner_ac
 
     for status in [403, 401] {
         refuse_next_delete(&h, status);
-        let deletes = h.emulator.count("acme", CallKind::DeleteGroup, false);
+        let deletes = count_job(&h.emulator, "acme", CallKind::DeleteGroup, false);
         let (answer, retry_after) = delete_group(&h, &group).await;
         assert_eq!(answer, StatusCode::SERVICE_UNAVAILABLE, "partner {status}");
         let secs: u64 = retry_after
@@ -82,7 +87,7 @@ async fn a_refused_group_delete_keeps_the_group_and_succeeds_once_the_partner_ac
         assert!(h.partner_groups("acme", JANE).is_empty());
         // The refusal answered the one delete the bridge sent (auth failures are not retried).
         assert_eq!(
-            h.emulator.count("acme", CallKind::DeleteGroup, false),
+            count_job(&h.emulator, "acme", CallKind::DeleteGroup, false),
             deletes + 1
         );
     }
@@ -108,10 +113,12 @@ async fn deleting_a_builtin_group_empties_it_and_keeps_it_at_the_partner() {
     .await;
     let jane = create_user(&h, JANE, "Jane", "Doe").await;
     // The name exists at the partner: the SCIM group adopts the built-in one.
-    let group = create_group(&h, "Administrators", &[&jane]).await;
+    // (`Administrators`; `Admin` on an RBAC site.)
+    let admins = admin_group(&h.emulator, "acme");
+    let group = create_group(&h, admins, &[&jane]).await;
     h.settle(Duration::from_secs(10)).await;
-    assert_eq!(h.partner_groups("acme", JANE), ["Administrators"]);
-    let deletes = h.emulator.count("acme", CallKind::DeleteGroup, false);
+    assert_eq!(h.partner_groups("acme", JANE), [admins]);
+    let deletes = count_job(&h.emulator, "acme", CallKind::DeleteGroup, false);
 
     let (answer, _) = delete_group(&h, &group).await;
     assert_eq!(answer, StatusCode::NO_CONTENT);
@@ -121,10 +128,10 @@ async fn deleting_a_builtin_group_empties_it_and_keeps_it_at_the_partner() {
     );
     // Known to be undeletable: not even tried; the bridge's member is taken out of it.
     assert_eq!(
-        h.emulator.count("acme", CallKind::DeleteGroup, false),
+        count_job(&h.emulator, "acme", CallKind::DeleteGroup, false),
         deletes
     );
-    assert!(partner_has_group(&h, "Administrators"));
+    assert!(partner_has_group(&h, admins));
     h.settle(Duration::from_secs(10)).await;
     assert!(h.partner_groups("acme", JANE).is_empty());
 }

@@ -7,10 +7,13 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use scim_bridge::config::DeprovisionPolicy;
-use scim_bridge::partner::{Access, CallKind, PartnerGroup, PartnerUser};
+use scim_bridge::partner::{CallKind, PartnerUser};
 use serde_json::{json, Value};
 
-use crate::support::{create_group, create_user, Harness, Options, TOKEN};
+use crate::support::{
+    assert_calls_since, count_job, create_group, create_user, partner_created_group_names,
+    partner_users_of, seed_group, seed_user, Harness, Options, TOKEN,
+};
 
 pub const SITE: &str = "acme";
 
@@ -148,7 +151,7 @@ async fn okta_create_user_after_lookup_then_duplicate_is_409() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["totalResults"], 0);
     // import-on-lookup: the miss asks the partner once for that email, finds nothing.
-    assert_eq!(calls(&h), BTreeMap::from([(CallKind::GetUser, 1)]));
+    assert_calls_since(&h, SITE, &BTreeMap::new(), &[(CallKind::GetUser, 1)]);
 
     let before = calls(&h);
     let (status, headers, body) = raw(
@@ -175,7 +178,7 @@ async fn okta_create_user_after_lookup_then_duplicate_is_409() {
     assert_eq!(body["userName"], JANE);
     assert_eq!(body["externalId"], "00ujl29u0le5T6Aj10h7");
     assert_eq!(body["active"], true);
-    assert_eq!(calls_since(&h, &before), [(CallKind::CreateUser, 1)]);
+    assert_calls_since(&h, SITE, &before, &[(CallKind::CreateUser, 1)]);
     let p = h.partner_user(SITE, JANE).unwrap();
     assert_eq!(
         (p.first_name.as_str(), p.last_name.as_str()),
@@ -201,7 +204,11 @@ async fn okta_create_user_after_lookup_then_duplicate_is_409() {
     assert_eq!(body["scimType"], "uniqueness");
     assert_eq!(body["status"], "409");
     assert!(calls_since(&h, &before).is_empty());
-    assert_eq!(h.emulator.users(SITE).len(), 2, "the owner and Jane");
+    assert_eq!(
+        partner_users_of(&h.emulator, SITE).len(),
+        2,
+        "the owner and Jane"
+    );
     no_test_mode_calls(&h);
 }
 
@@ -229,9 +236,11 @@ async fn okta_profile_push_by_put() {
     assert_eq!(put["groups"][0]["value"], group);
     // One partner write: the names, by the user's convergence (which reads the partner user
     // first); no group change.
-    assert_eq!(
-        calls_since(&h, &before),
-        [(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)]
+    assert_calls_since(
+        &h,
+        SITE,
+        &before,
+        &[(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)],
     );
     let p = h.partner_user(SITE, JANE).unwrap();
     assert_eq!(
@@ -255,16 +264,10 @@ async fn okta_profile_push_by_put() {
 async fn jane_in_a_group(h: &Harness) -> String {
     let id = create_jane(h).await;
     create_group(h, "BI Analysts", &[&id]).await;
-    h.emulator.insert_group(
-        SITE,
-        PartnerGroup {
-            name: "Vendor UI".into(),
-            access: Access::View,
-        },
-    );
+    assert!(seed_group(&h.emulator, SITE, "Vendor UI"));
     let mut p = h.partner_user(SITE, JANE).unwrap();
     p.groups.push("Vendor UI".into());
-    h.emulator.insert_user(SITE, p);
+    assert!(seed_user(&h.emulator, SITE, p));
     assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts", "Vendor UI"]);
     id
 }
@@ -297,9 +300,11 @@ async fn deactivate_under_remove(by_put: bool) {
     set_active(&h, &id, false, by_put).await;
     assert!(h.partner_user(SITE, JANE).is_none());
     // The delete, and the engine's read that confirms it after the commit.
-    assert_eq!(
-        calls_since(&h, &before),
-        [(CallKind::GetUser, 1), (CallKind::DeleteUser, 1)]
+    assert_calls_since(
+        &h,
+        SITE,
+        &before,
+        &[(CallKind::GetUser, 1), (CallKind::DeleteUser, 1)],
     );
     // The SCIM user stays, inactive, still a member.
     let (status, got) = h.get(&format!("/Users/{id}")).await;
@@ -320,9 +325,11 @@ async fn deactivate_under_remove(by_put: bool) {
     };
     assert_eq!((p.first_name.as_str(), p.last_name.as_str()), names);
     // The create, and the engine's read that confirms it after the commit.
-    assert_eq!(
-        calls_since(&h, &before),
-        [(CallKind::GetUser, 1), (CallKind::CreateUser, 1)]
+    assert_calls_since(
+        &h,
+        SITE,
+        &before,
+        &[(CallKind::GetUser, 1), (CallKind::CreateUser, 1)],
     );
     h.settle(Duration::from_secs(5)).await;
     no_test_mode_calls(&h);
@@ -355,7 +362,7 @@ async fn deactivate_under_strip(by_put: bool) {
     set_active(&h, &id, true, by_put).await;
     h.settle(Duration::from_secs(5)).await;
     assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts", "Vendor UI"]);
-    assert_eq!(h.emulator.count(SITE, CallKind::DeleteUser, false), 0);
+    assert_eq!(count_job(&h.emulator, SITE, CallKind::DeleteUser, false), 0);
     no_test_mode_calls(&h);
 }
 
@@ -370,16 +377,20 @@ async fn okta_deactivate_by_patch_under_strip() {
     let before = calls(&h);
     set_active(&h, &id, false, false).await;
     // One read and one write of the user's groups, done before the answer.
-    assert_eq!(
-        calls_since(&h, &before),
-        [(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)]
+    assert_calls_since(
+        &h,
+        SITE,
+        &before,
+        &[(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)],
     );
     assert_eq!(h.partner_groups(SITE, JANE), ["Vendor UI"]);
     let before = calls(&h);
     set_active(&h, &id, true, false).await;
-    assert_eq!(
-        calls_since(&h, &before),
-        [(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)]
+    assert_calls_since(
+        &h,
+        SITE,
+        &before,
+        &[(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)],
     );
     assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts", "Vendor UI"]);
     h.settle(Duration::from_secs(5)).await;
@@ -410,7 +421,7 @@ async fn okta_deactivate_under_keep_changes_nothing_at_the_partner() {
         } else {
             &[]
         };
-        assert_eq!(calls_since(&h, &before), expected);
+        assert_calls_since(&h, SITE, &before, expected);
         let before = calls(&h);
         set_active(&h, &id, true, by_put).await;
         h.settle(Duration::from_secs(5)).await;
@@ -421,15 +432,7 @@ async fn okta_deactivate_under_keep_changes_nothing_at_the_partner() {
 }
 
 fn partner_group_names(h: &Harness) -> Vec<String> {
-    let mut names: Vec<String> = h
-        .emulator
-        .groups(SITE)
-        .into_iter()
-        .map(|g| g.name)
-        .filter(|n| n != "All Users" && n != "Administrators")
-        .collect();
-    names.sort();
-    names
+    partner_created_group_names(&h.emulator, SITE)
 }
 
 /// Okta's group push, start to unlink.
@@ -461,7 +464,7 @@ pub async fn okta_group_push(h: &Harness) {
         body.get("members").is_none_or(|m| m == &json!([])),
         "{body}"
     );
-    assert_eq!(calls_since(h, &before), [(CallKind::CreateGroup, 1)]);
+    assert_calls_since(h, SITE, &before, &[(CallKind::CreateGroup, 1)]);
     assert_eq!(partner_group_names(h), ["BI Analysts"]);
     let path = format!("/Groups/{gid}");
 
@@ -481,7 +484,7 @@ pub async fn okta_group_push(h: &Harness) {
     let before = calls(h);
     let (status, body) = h.patch(&path, fx("rename-group.json", &gid)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    assert_eq!(calls_since(h, &before), [(CallKind::UpdateGroup, 1)]);
+    assert_calls_since(h, SITE, &before, &[(CallKind::UpdateGroup, 1)]);
     assert_eq!(partner_group_names(h), ["BI Analysts EMEA"]);
     assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts EMEA"]);
     let (_, got) = h.get(&path).await;
@@ -499,9 +502,11 @@ pub async fn okta_group_push(h: &Harness) {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert!(h.partner_groups(SITE, JANE).is_empty());
     assert_eq!(h.partner_groups(SITE, JOHN), ["BI Analysts EMEA"]);
-    assert_eq!(
-        calls_since(h, &before),
-        [(CallKind::GetUser, 2), (CallKind::UpdateUser, 2)]
+    assert_calls_since(
+        h,
+        SITE,
+        &before,
+        &[(CallKind::GetUser, 2), (CallKind::UpdateUser, 2)],
     );
 
     // Full replace of members: only Jane changes.
@@ -510,9 +515,11 @@ pub async fn okta_group_push(h: &Harness) {
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts EMEA"]);
     assert_eq!(h.partner_groups(SITE, JOHN), ["BI Analysts EMEA"]);
-    assert_eq!(
-        calls_since(h, &before),
-        [(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)]
+    assert_calls_since(
+        h,
+        SITE,
+        &before,
+        &[(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)],
     );
     let (_, got) = h.get(&path).await;
     let members: HashSet<&str> = got["members"]
@@ -529,7 +536,7 @@ pub async fn okta_group_push(h: &Harness) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["displayName"], "BI Analysts");
     assert_eq!(body["members"].as_array().unwrap().len(), 2);
-    assert_eq!(calls_since(h, &before), [(CallKind::UpdateGroup, 1)]);
+    assert_calls_since(h, SITE, &before, &[(CallKind::UpdateGroup, 1)]);
     assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts"]);
     assert_eq!(h.partner_groups(SITE, JOHN), ["BI Analysts"]);
 
@@ -542,16 +549,18 @@ pub async fn okta_group_push(h: &Harness) {
     assert_eq!(body["members"].as_array().unwrap().len(), 1);
     assert_eq!(h.partner_groups(SITE, JANE), ["BI Analysts"]);
     assert!(h.partner_groups(SITE, JOHN).is_empty());
-    assert_eq!(
-        calls_since(h, &before),
-        [(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)]
+    assert_calls_since(
+        h,
+        SITE,
+        &before,
+        &[(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)],
     );
 
     // Unlink: the group goes; the partner drops it from its members; users stay.
     let before = calls(h);
     let (status, body) = h.delete(&path).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    assert_eq!(calls_since(h, &before), [(CallKind::DeleteGroup, 1)]);
+    assert_calls_since(h, SITE, &before, &[(CallKind::DeleteGroup, 1)]);
     assert!(partner_group_names(h).is_empty());
     assert!(h.partner_groups(SITE, JANE).is_empty());
     assert!(h.partner_user(SITE, JANE).is_some());
@@ -642,7 +651,7 @@ async fn okta_import_pages_users_and_groups() {
         assert_eq!(past["itemsPerPage"], 0);
     }
     assert!(calls_since(&h, &before).is_empty());
-    assert_eq!(h.emulator.users(SITE).len(), 251);
+    assert_eq!(partner_users_of(&h.emulator, SITE).len(), 251);
 }
 
 #[tokio::test]
@@ -724,14 +733,9 @@ async fn okta_headers_on_reads_and_writes() {
 async fn okta_lookup_imports_an_existing_partner_user_then_links_it() {
     let h = Harness::start(Options::default()).await;
     // Jane already has an account, made in the vendor UI, with a vendor-UI group.
-    h.emulator.insert_group(
-        SITE,
-        PartnerGroup {
-            name: "Vendor UI".into(),
-            access: Access::View,
-        },
-    );
-    h.emulator.insert_user(
+    assert!(seed_group(&h.emulator, SITE, "Vendor UI"));
+    seed_user(
+        &h.emulator,
         SITE,
         PartnerUser {
             email: JANE.into(),
@@ -745,7 +749,7 @@ async fn okta_lookup_imports_an_existing_partner_user_then_links_it() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["totalResults"], 1, "{body}");
-    assert_eq!(calls(&h), BTreeMap::from([(CallKind::GetUser, 1)]));
+    assert_calls_since(&h, SITE, &BTreeMap::new(), &[(CallKind::GetUser, 1)]);
     let id = body["Resources"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(body["Resources"][0]["userName"], JANE);
 
@@ -761,9 +765,11 @@ async fn okta_lookup_imports_an_existing_partner_user_then_links_it() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["externalId"], "00ujl29u0le5T6Aj10h7");
-    assert_eq!(
-        calls_since(&h, &before),
-        [(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)]
+    assert_calls_since(
+        &h,
+        SITE,
+        &before,
+        &[(CallKind::GetUser, 1), (CallKind::UpdateUser, 1)],
     );
     let p = h.partner_user(SITE, JANE).unwrap();
     assert_eq!(
@@ -806,7 +812,7 @@ async fn okta_group_push_for_a_deactivated_user_applies_on_reactivation() {
     let (status, body) = h.patch(&format!("/Groups/{gid}"), replace).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     // Not at the partner: looked up, not re-created.
-    assert_eq!(calls_since(&h, &before), [(CallKind::GetUser, 1)]);
+    assert_calls_since(&h, SITE, &before, &[(CallKind::GetUser, 1)]);
     assert!(h.partner_user(SITE, JANE).is_none());
 
     set_active(&h, &jane, true, false).await;

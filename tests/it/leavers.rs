@@ -11,7 +11,9 @@ use scim_bridge::partner::CallKind;
 use scim_bridge::store::{OutboxMark, Store, StoreError, UserRow};
 use serde_json::json;
 
-use crate::support::{create_group, create_user, Harness, Options, OWNER};
+use crate::support::{
+    create_group, create_user, kind_at, partner_users_of, seed_user, Harness, Options, OWNER,
+};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
@@ -102,7 +104,7 @@ async fn a_delete_during_a_partner_outage_answers_503_and_lands_on_retry() {
         "acme",
         Faults {
             script: vec![ScriptedFault {
-                call: Some(CallKind::DeleteUser),
+                call: Some(kind_at(&h.emulator, "acme", CallKind::DeleteUser)),
                 count: 1_000,
                 action: FaultAction::Status {
                     status: 503,
@@ -230,7 +232,7 @@ async fn a_delete_racing_membership_churn_leaves_no_account_behind() {
     }
     h.settle(Duration::from_secs(10)).await;
     for site in ["acme", "beta"] {
-        for u in h.emulator.users(site) {
+        for u in partner_users_of(&h.emulator, site) {
             if u.email.starts_with("churn") {
                 assert!(
                     users.iter().any(|(_, e)| e == &u.email),
@@ -507,7 +509,8 @@ async fn an_email_change_one_site_refuses_leaves_no_former_account() {
     let id = create_user(&h, old, "Mo", "Ver").await;
     // At beta the new email is taken by an account made in the vendor's UI: the rename is
     // refused there (409).
-    h.emulator.insert_user(
+    seed_user(
+        &h.emulator,
         "beta",
         scim_bridge::partner::PartnerUser {
             email: new.into(),
@@ -617,7 +620,7 @@ async fn a_create_the_idp_gave_up_on_leaves_nothing_behind_a_deletion() {
         Faults {
             hang_for_ms: Some(1_500),
             script: vec![ScriptedFault {
-                call: Some(CallKind::CreateUser),
+                call: Some(kind_at(&h.emulator, "acme", CallKind::CreateUser)),
                 count: 1,
                 action: FaultAction::Hang,
             }],

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use scim_bridge::partner::emulator::faults::{FaultAction, Faults, ScriptedFault};
-use scim_bridge::partner::emulator::{CallRecord, Emulator, SiteSpec};
-use scim_bridge::partner::{Access, CallKind, PartnerGroup, PartnerUser};
-use scim_bridge::secret::Secret;
+use scim_bridge::partner::emulator::{CallRecord, Emulator};
+use scim_bridge::partner::{CallKind, PartnerUser};
 use serde_json::{json, Value};
 
-use crate::support::{create_group, create_user, Harness, Options, OWNER};
+use crate::support::{
+    all_users_group, count_job, create_group, create_user, kind_at, partner_group_names,
+    partner_user_of, partner_users_of, seed_group, seed_user, Harness, Options,
+};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
@@ -32,17 +34,11 @@ fn options() -> Options {
 }
 
 /// An emulator with the sites `Harness::start` would make.
-fn emulator(sites: &[&str]) -> Emulator {
-    Emulator::new(
-        sites
-            .iter()
-            .map(|s| SiteSpec {
-                name: (*s).to_owned(),
-                api_key: Secret::new(format!("key-{s}")),
-                owner_email: OWNER.into(),
-            })
-            .collect(),
-    )
+fn emulator(sites: &[&'static str]) -> Emulator {
+    crate::support::emulator_for(&Options {
+        sites: sites.to_vec(),
+        ..Options::default()
+    })
 }
 
 fn add_members(ids: &[String]) -> Value {
@@ -66,7 +62,12 @@ fn email(i: usize) -> String {
 fn is_user_write(r: &CallRecord) -> bool {
     matches!(
         r.call,
-        CallKind::CreateUser | CallKind::UpdateUser | CallKind::DeleteUser
+        CallKind::CreateUser
+            | CallKind::UpdateUser
+            | CallKind::DeleteUser
+            | CallKind::CreateUserV2
+            | CallKind::UpdateUserV2
+            | CallKind::DeleteUserV2
     )
 }
 
@@ -304,7 +305,7 @@ async fn crash(store_url: String) {
                     "acme",
                     Faults {
                         script: vec![ScriptedFault {
-                            call: Some(CallKind::UpdateUser),
+                            call: Some(kind_at(&h.emulator, "acme", CallKind::UpdateUser)),
                             count: 100_000,
                             action: FaultAction::Status {
                                 status: 503,
@@ -367,8 +368,8 @@ async fn crash(store_url: String) {
 
 fn h_groups_empty(emu: &Emulator, n: usize) -> bool {
     (0..n).all(|i| {
-        emu.user("acme", &email(i))
-            .is_some_and(|u| u.groups.iter().all(|g| g == "All Users"))
+        partner_user_of(emu, "acme", &email(i))
+            .is_some_and(|u| u.groups.iter().all(|g| g == all_users_group(emu, "acme")))
     })
 }
 
@@ -417,7 +418,7 @@ async fn every_change_lands_on_every_site_and_a_failing_site_catches_up() {
         t.elapsed()
     );
     assert!(h.partner_user("acme", &email(1)).is_some());
-    assert!(h.emulator.user("acme-eu", &email(1)).is_none());
+    assert!(h.partner_user("acme-eu", &email(1)).is_none());
 
     let t = Instant::now();
     let (status, body) = h
@@ -463,12 +464,7 @@ async fn every_change_lands_on_every_site_and_a_failing_site_catches_up() {
     };
     let (status, body) = h.patch(&format!("/Groups/{eng}"), rename("Eng")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let acme_groups: Vec<String> = h
-        .emulator
-        .groups("acme")
-        .into_iter()
-        .map(|g| g.name)
-        .collect();
+    let acme_groups: Vec<String> = partner_group_names(&h.emulator, "acme");
     assert!(
         acme_groups.contains(&"Engineering".to_owned()) && !acme_groups.contains(&"Eng".to_owned()),
         "{acme_groups:?}"
@@ -523,11 +519,9 @@ async fn every_change_lands_on_every_site_and_a_failing_site_catches_up() {
     }
     let sales = create_group(&h, "Sales", &[&jane, &john]).await;
     for site in ["acme", "acme-eu"] {
-        let sales_groups = h
-            .emulator
-            .groups(site)
+        let sales_groups = partner_group_names(&h.emulator, site)
             .into_iter()
-            .filter(|g| g.name == "Sales")
+            .filter(|g| g == "Sales")
             .count();
         assert_eq!(sales_groups, 1, "{site}");
         for i in 0..2 {
@@ -556,7 +550,9 @@ async fn every_change_lands_on_every_site_and_a_failing_site_catches_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for site in ["acme", "acme-eu"] {
-        assert!(!h.emulator.groups(site).iter().any(|g| g.name == "Sales"));
+        assert!(!partner_group_names(&h.emulator, site)
+            .iter()
+            .any(|g| g == "Sales"));
         for i in 0..2 {
             assert_eq!(h.partner_groups(site, &email(i)), ["Eng"], "{site}");
         }
@@ -574,8 +570,8 @@ async fn dry_run_keeps_scim_state_and_leaves_the_partner_alone() {
         ..options()
     })
     .await;
-    let before_users = h.emulator.users("acme");
-    let before_groups = h.emulator.groups("acme");
+    let before_users = partner_users_of(&h.emulator, "acme");
+    let before_groups = partner_group_names(&h.emulator, "acme");
     let jane = create_user(&h, &email(0), "Jane", "Doe").await;
     let john = create_user(&h, &email(1), "John", "Roe").await;
     let t = Instant::now();
@@ -603,8 +599,8 @@ async fn dry_run_keeps_scim_state_and_leaves_the_partner_alone() {
     let (_, body) = h.get(&format!("/Groups/{g}")).await;
     assert_eq!(body["members"][0]["value"], john.as_str());
 
-    assert_eq!(h.emulator.users("acme"), before_users);
-    assert_eq!(h.emulator.groups("acme"), before_groups);
+    assert_eq!(partner_users_of(&h.emulator, "acme"), before_users);
+    assert_eq!(partner_group_names(&h.emulator, "acme"), before_groups);
     let log = h.emulator.call_log();
     let writes: Vec<&CallRecord> = log.iter().filter(|r| r.call.is_write()).collect();
     assert!(!writes.is_empty());
@@ -615,14 +611,9 @@ async fn dry_run_keeps_scim_state_and_leaves_the_partner_alone() {
 // 5. Adoption, 6. unmanaged groups
 
 fn seed_vendor_user(h: &Harness, email: &str) {
-    h.emulator.insert_group(
-        "acme",
-        PartnerGroup {
-            name: "VendorUI".into(),
-            access: Access::View,
-        },
-    );
-    h.emulator.insert_user(
+    seed_group(&h.emulator, "acme", "VendorUI");
+    seed_user(
+        &h.emulator,
         "acme",
         PartnerUser {
             email: email.into(),
@@ -638,19 +629,11 @@ async fn existing_partner_user_and_group_are_adopted() {
     let h = Harness::start(options()).await;
     let e = "Jane.Doe@acme.example.com";
     seed_vendor_user(&h, &e.to_lowercase());
-    h.emulator.insert_group(
-        "acme",
-        PartnerGroup {
-            name: "Finance".into(),
-            access: Access::Sql,
-        },
-    );
+    seed_group(&h.emulator, "acme", "Finance");
 
     let jane = create_user(&h, e, "Jane", "Doe").await;
     h.settle(Duration::from_secs(5)).await;
-    let same: Vec<PartnerUser> = h
-        .emulator
-        .users("acme")
+    let same: Vec<PartnerUser> = partner_users_of(&h.emulator, "acme")
         .into_iter()
         .filter(|u| u.email.eq_ignore_ascii_case(e))
         .collect();
@@ -662,11 +645,9 @@ async fn existing_partner_user_and_group_are_adopted() {
     assert_eq!(h.partner_groups("acme", e), ["VendorUI"]);
 
     let g = create_group(&h, "Finance", &[&jane]).await;
-    let finance: Vec<PartnerGroup> = h
-        .emulator
-        .groups("acme")
+    let finance: Vec<String> = partner_group_names(&h.emulator, "acme")
         .into_iter()
-        .filter(|g| g.name.eq_ignore_ascii_case("Finance"))
+        .filter(|g| g.eq_ignore_ascii_case("Finance"))
         .collect();
     assert_eq!(finance.len(), 1, "{finance:?}");
     assert_eq!(h.partner_groups("acme", e), ["Finance", "VendorUI"]);
@@ -681,17 +662,11 @@ async fn unmanaged_groups_survive_membership_changes() {
     let jane = create_user(&h, &email(0), "Jane", "Doe").await;
     let john = create_user(&h, &email(1), "John", "Roe").await;
     // Assigned in the vendor's UI after the bridge made the users.
-    h.emulator.insert_group(
-        "acme",
-        PartnerGroup {
-            name: "VendorUI".into(),
-            access: Access::View,
-        },
-    );
+    assert!(seed_group(&h.emulator, "acme", "VendorUI"));
     for i in 0..2 {
         let mut u = h.partner_user("acme", &email(i)).unwrap();
         u.groups.push("VendorUI".into());
-        h.emulator.insert_user("acme", u);
+        assert!(seed_user(&h.emulator, "acme", u));
     }
     let a = create_group(&h, "Alpha", &[&jane, &john]).await;
     let b = create_group(&h, "Beta", &[&jane]).await;
@@ -727,7 +702,8 @@ async fn unmanaged_groups_survive_membership_changes() {
         let u = h.partner_user("acme", &email(i)).unwrap();
         let mut groups = u.groups.clone();
         groups.sort();
-        assert_eq!(groups, ["All Users", "VendorUI"], "{}", email(i));
+        let everyone = all_users_group(&h.emulator, "acme");
+        assert_eq!(groups, [everyone, "VendorUI"], "{}", email(i));
     }
 }
 
@@ -851,7 +827,7 @@ async fn a_saturated_partner_answers_the_idp_503_with_retry_after_at_once() {
         "acme",
         Faults {
             script: vec![ScriptedFault {
-                call: Some(CallKind::CreateUser),
+                call: Some(kind_at(&h.emulator, "acme", CallKind::CreateUser)),
                 count: 1,
                 action: FaultAction::Status {
                     status: 429,
@@ -887,14 +863,14 @@ async fn a_saturated_partner_answers_the_idp_503_with_retry_after_at_once() {
     );
     // While the partner's pause runs, a lookup that misses answers from the store without
     // spending the partner's capacity on its optional import read.
-    let reads_before = h.emulator.count("acme", CallKind::GetUser, false);
+    let reads_before = count_job(&h.emulator, "acme", CallKind::GetUser, false);
     let (status, list) = h
         .get(&format!("/Users?filter=userName eq \"{}\"", email(1)))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["totalResults"], 0, "{list}");
     assert_eq!(
-        h.emulator.count("acme", CallKind::GetUser, false),
+        count_job(&h.emulator, "acme", CallKind::GetUser, false),
         reads_before,
         "the lookup read the partner during its pause"
     );
@@ -902,8 +878,7 @@ async fn a_saturated_partner_answers_the_idp_503_with_retry_after_at_once() {
     let (status, created) = h.post("/Users", body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(
-        h.emulator
-            .users("acme")
+        partner_users_of(&h.emulator, "acme")
             .iter()
             .filter(|u| u.email == email(1))
             .count(),

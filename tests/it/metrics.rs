@@ -391,14 +391,7 @@ async fn reconcile_drift_is_a_gauge_per_site_and_kind() {
     create_user(&h, "ada@acme.example.com", "Ada", "L").await;
     create_user(&h, "bob@acme.example.com", "Bob", "M").await;
     // Bob goes missing at the partner, behind the bridge's back.
-    let res = reqwest::Client::new()
-        .delete(format!("{}/api/v1/users?test_mode=false", h.partner_base()))
-        .header("HTTP-X-PARTNER-AUTH", "acme:key-acme")
-        .header("HTTP-X-EMAIL", "bob@acme.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success());
+    crate::support::delete_partner_user(&h, "acme", "bob@acme.example.com").await;
     let tenant = h.bridge.tenant("acme").unwrap();
     reconcile(&h.bridge, &tenant, true).await.unwrap();
 

@@ -10,7 +10,10 @@ use reqwest::StatusCode;
 use scim_bridge::partner::CallKind;
 use serde_json::json;
 
-use crate::support::{create_group, create_user, Harness, Options, OWNER};
+use crate::support::{
+    admin_group, all_users_group, count_job, create_group, create_user, is_rbac_site, seed_user,
+    Harness, Options, OWNER,
+};
 
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -27,12 +30,15 @@ async fn a_group_onto_administrators_is_refused_unless_the_site_allows_it() {
     let jane = create_user(&h, JANE, "Jane", "Doe").await;
     h.settle(Duration::from_secs(10)).await;
     let group_calls = |h: &Harness| {
-        h.emulator.count("acme", CallKind::CreateGroup, false)
-            + h.emulator.count("acme", CallKind::UpdateGroup, false)
+        count_job(&h.emulator, "acme", CallKind::CreateGroup, false)
+            + count_job(&h.emulator, "acme", CallKind::UpdateGroup, false)
     };
     let before = group_calls(&h);
-    for name in ["Administrators", "administrators"] {
-        let (status, body) = h.post("/Groups", group_body(name, &[&jane])).await;
+    // `Administrators` and `All Users`; `Admin` and `Everyone` on an RBAC site.
+    let admins = admin_group(&h.emulator, "acme");
+    let everyone = all_users_group(&h.emulator, "acme");
+    for name in [admins.to_owned(), admins.to_lowercase()] {
+        let (status, body) = h.post("/Groups", group_body(&name, &[&jane])).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(body["scimType"], "invalidValue", "{body}");
         assert!(
@@ -43,8 +49,8 @@ async fn a_group_onto_administrators_is_refused_unless_the_site_allows_it() {
             "{body}"
         );
     }
-    for name in ["All Users", "all users"] {
-        let (status, body) = h.post("/Groups", group_body(name, &[&jane])).await;
+    for name in [everyone.to_owned(), everyone.to_lowercase()] {
+        let (status, body) = h.post("/Groups", group_body(&name, &[&jane])).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
     // A rename onto it is refused the same way, and changes nothing.
@@ -53,7 +59,7 @@ async fn a_group_onto_administrators_is_refused_unless_the_site_allows_it() {
         .patch(
             &format!("/Groups/{team}"),
             json!({"schemas": [PATCH_OP], "Operations": [
-                {"op": "replace", "path": "displayName", "value": "Administrators"}]}),
+                {"op": "replace", "path": "displayName", "value": admins}]}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -73,14 +79,12 @@ async fn a_group_onto_administrators_is_refused_unless_the_site_allows_it() {
     })
     .await;
     let jane = create_user(&h, JANE, "Jane", "Doe").await;
-    let (status, body) = h
-        .post("/Groups", group_body("Administrators", &[&jane]))
-        .await;
+    let (status, body) = h.post("/Groups", group_body(admins, &[&jane])).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     h.settle(Duration::from_secs(10)).await;
-    assert_eq!(h.partner_groups("acme", JANE), ["Administrators"]);
+    assert_eq!(h.partner_groups("acme", JANE), [admins]);
     // `All Users` stays refused.
-    let (status, _) = h.post("/Groups", group_body("All Users", &[])).await;
+    let (status, _) = h.post("/Groups", group_body(everyone, &[])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -92,23 +96,31 @@ async fn site_made_administrators_keep_their_rights_through_scim_changes() {
     let h = Harness::start(Options::default()).await;
     let jane = create_user(&h, JANE, "Jane", "Doe").await;
     h.settle(Duration::from_secs(10)).await;
-    // The site's own administrator makes Jane an administrator, behind the bridge's back.
-    let http = reqwest::Client::new();
-    let answer = http
-        .put(format!("{}/api/v1/users", h.partner_base()))
-        .header("HTTP-X-PARTNER-AUTH", "acme:key-acme")
-        .header("HTTP-X-EMAIL", JANE)
-        .json(&json!({"groups": ["Administrators"]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success(), "{:?}", answer.text().await);
-    assert_eq!(h.partner_groups("acme", JANE), ["Administrators"]);
+    // The site's own administrator makes Jane an administrator, behind the bridge's back (on
+    // an RBAC site: gives her the `Admin` role).
+    let admins = admin_group(&h.emulator, "acme");
+    if is_rbac_site(&h.emulator, "acme") {
+        let mut jane_at_site = h.partner_user("acme", JANE).unwrap();
+        jane_at_site.groups.push(admins.to_owned());
+        assert!(seed_user(&h.emulator, "acme", jane_at_site));
+    } else {
+        let http = reqwest::Client::new();
+        let answer = http
+            .put(format!("{}/api/v1/users", h.partner_base()))
+            .header("HTTP-X-PARTNER-AUTH", "acme:key-acme")
+            .header("HTTP-X-EMAIL", JANE)
+            .json(&json!({"groups": ["Administrators"]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    }
+    assert_eq!(h.partner_groups("acme", JANE), [admins]);
     create_group(&h, "Team", &[&jane]).await;
     h.settle(Duration::from_secs(10)).await;
     let mut groups = h.partner_groups("acme", JANE);
     groups.sort();
-    assert_eq!(groups, ["Administrators", "Team"]);
+    assert_eq!(groups, [admins, "Team"]);
 }
 
 fn audit_notes(entries: &[scim_bridge::store::AuditEntry]) -> String {

@@ -41,7 +41,12 @@ const WORKLOAD: Workload = Workload {
 fn is_user_write(r: &CallRecord) -> bool {
     matches!(
         r.call,
-        CallKind::CreateUser | CallKind::UpdateUser | CallKind::DeleteUser
+        CallKind::CreateUser
+            | CallKind::UpdateUser
+            | CallKind::DeleteUser
+            | CallKind::CreateUserV2
+            | CallKind::UpdateUserV2
+            | CallKind::DeleteUserV2
     )
 }
 

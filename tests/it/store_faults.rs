@@ -224,7 +224,7 @@ async fn assert_all_there(h: &Harness, group: &str, group_name: &str, users: &[(
             "{email} at the partner"
         );
     }
-    let partner_users = h.emulator.users("acme");
+    let partner_users = crate::support::partner_users_of(&h.emulator, "acme");
     for (_, email) in users {
         let n = partner_users.iter().filter(|u| &u.email == email).count();
         assert_eq!(n, 1, "{email} is at the partner {n} times");

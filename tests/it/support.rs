@@ -2,6 +2,7 @@
 //! emulator and a whole bridge (store, engine, HTTP) on loopback, with an HTTP client speaking
 //! SCIM to it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -15,9 +16,12 @@ use scim_bridge::config::{
 };
 use scim_bridge::http::{self, AppState};
 use scim_bridge::partner::client::ClientOptions;
-use scim_bridge::partner::emulator::{Emulator, RunningEmulator, SiteSpec};
+use scim_bridge::partner::emulator::faults::{FaultAction, ScriptedFault};
+use scim_bridge::partner::emulator::{Emulator, RunningEmulator, SiteKind, SiteSpec};
 use scim_bridge::partner::rbac::SiteApi;
-use scim_bridge::partner::PartnerUser;
+use scim_bridge::partner::{
+    Access, CallKind, PartnerGroup, PartnerRole, PartnerUser, PartnerUserV2,
+};
 use scim_bridge::secret::Secret;
 use scim_bridge::store::Store;
 use scim_bridge::telemetry::metrics::Metrics;
@@ -592,4 +596,320 @@ impl Logs {
             .lines()
             .any(|l| parts.iter().all(|p| l.contains(p)))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests that run against a v1 site or an RBAC site (`SCIM_BRIDGE_TEST_SITE_API=roles`)
+
+/// True when the harness's sites are RBAC sites by default (`SCIM_BRIDGE_TEST_SITE_API=roles`).
+pub fn under_roles() -> bool {
+    default_api() == SiteApi::Roles
+}
+
+/// For a test that only means something on a v1 site: prints why it skips and returns true
+/// under `SCIM_BRIDGE_TEST_SITE_API=roles`.
+pub fn skip_under_roles(reason: &str) -> bool {
+    if under_roles() {
+        eprintln!("skipped under SCIM_BRIDGE_TEST_SITE_API=roles: {reason}");
+        return true;
+    }
+    false
+}
+
+/// True when `site` of `emulator` is an RBAC site.
+pub fn is_rbac_site(emulator: &Emulator, site: &str) -> bool {
+    emulator.site_kind(site) == Some(SiteKind::Rbac)
+}
+
+/// The RBAC call that does the job of the v1 call `kind` (itself for an RBAC call). Reads of
+/// one user map to `GetUserV2`, though the adapter reads the user list instead when it has no
+/// id for the email yet (see [`same_job`]); reads of groups map to the role list, which is all
+/// the adapter reads of roles.
+pub fn rbac_kind(kind: CallKind) -> CallKind {
+    match kind {
+        CallKind::ListUsers => CallKind::ListUsersV2,
+        CallKind::GetUser => CallKind::GetUserV2,
+        CallKind::CreateUser => CallKind::CreateUserV2,
+        CallKind::UpdateUser => CallKind::UpdateUserV2,
+        CallKind::DeleteUser => CallKind::DeleteUserV2,
+        CallKind::ListGroups | CallKind::GetGroup => CallKind::ListRoles,
+        CallKind::CreateGroup => CallKind::CreateRole,
+        CallKind::UpdateGroup => CallKind::UpdateRole,
+        CallKind::DeleteGroup => CallKind::DeleteRole,
+        other => other,
+    }
+}
+
+/// The calls that do the job of the v1 call `kind` at a site of `emulator`: `[kind]` on a v1
+/// site; on an RBAC site its RBAC calls (a user read is `GetUserV2` or `ListUsersV2`).
+pub fn same_job(emulator: &Emulator, site: &str, kind: CallKind) -> Vec<CallKind> {
+    if !is_rbac_site(emulator, site) {
+        return vec![kind];
+    }
+    match kind {
+        CallKind::GetUser => vec![CallKind::GetUserV2, CallKind::ListUsersV2],
+        other => vec![rbac_kind(other)],
+    }
+}
+
+/// [`rbac_kind`] at an RBAC site of `emulator`, `kind` itself at a v1 site: for fault plans
+/// and counts of writes, which do the same job with one call of either API.
+pub fn kind_at(emulator: &Emulator, site: &str, kind: CallKind) -> CallKind {
+    if is_rbac_site(emulator, site) {
+        rbac_kind(kind)
+    } else {
+        kind
+    }
+}
+
+/// Calls of the v1 kind `kind` at `site` (the RBAC calls doing its job on an RBAC site), as
+/// `Emulator::count` counts them.
+pub fn count_job(emulator: &Emulator, site: &str, kind: CallKind, test_mode: bool) -> u64 {
+    same_job(emulator, site, kind)
+        .into_iter()
+        .map(|k| emulator.count(site, k, test_mode))
+        .sum()
+}
+
+/// A scripted fault on the call that does the job of the v1 call `kind` at `site`. A user read
+/// on an RBAC site is either of two calls: the fault is scripted on each, so the next `count`
+/// of either fail (up to `2 * count` in all when both are made).
+pub fn scripted(
+    emulator: &Emulator,
+    site: &str,
+    kind: CallKind,
+    count: u32,
+    action: FaultAction,
+) -> Vec<ScriptedFault> {
+    same_job(emulator, site, kind)
+        .into_iter()
+        .map(|k| ScriptedFault {
+            call: Some(k),
+            count,
+            action: action.clone(),
+        })
+        .collect()
+}
+
+/// The group every user of a site holds (`All Users`, `Everyone` on an RBAC site).
+pub fn all_users_group(emulator: &Emulator, site: &str) -> &'static str {
+    if is_rbac_site(emulator, site) {
+        scim_bridge::partner::rbac::EVERYONE_ROLE
+    } else {
+        "All Users"
+    }
+}
+
+/// The site's privileged group (`Administrators`, `Admin` on an RBAC site).
+pub fn admin_group(emulator: &Emulator, site: &str) -> &'static str {
+    if is_rbac_site(emulator, site) {
+        scim_bridge::partner::rbac::ADMIN_ROLE
+    } else {
+        "Administrators"
+    }
+}
+
+/// The group names of a site (role names on an RBAC site), sorted.
+pub fn partner_group_names(emulator: &Emulator, site: &str) -> Vec<String> {
+    let mut names: Vec<String> = if is_rbac_site(emulator, site) {
+        emulator.roles(site).into_iter().map(|r| r.name).collect()
+    } else {
+        emulator.groups(site).into_iter().map(|g| g.name).collect()
+    };
+    names.sort();
+    names
+}
+
+/// The users of a site, seen as v1 users (role names as groups on an RBAC site).
+pub fn partner_users_of(emulator: &Emulator, site: &str) -> Vec<PartnerUser> {
+    if !is_rbac_site(emulator, site) {
+        return emulator.users(site);
+    }
+    emulator
+        .rbac_users(site)
+        .into_iter()
+        .filter_map(|u| partner_user_of(emulator, site, &u.email))
+        .collect()
+}
+
+/// Seeds a group the bridge did not make (as one made in the vendor's UI): a v1 group, or on an
+/// RBAC site a role without the bridge's mark. False when the site has one of that name.
+pub fn seed_group(emulator: &Emulator, site: &str, name: &str) -> bool {
+    if is_rbac_site(emulator, site) {
+        emulator.insert_role(
+            site,
+            PartnerRole {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: name.to_owned(),
+                description: "made in the vendor's UI".into(),
+                privileges: Vec::new(),
+                permissions: Vec::new(),
+            },
+        )
+    } else {
+        emulator.insert_group(
+            site,
+            PartnerGroup {
+                name: name.to_owned(),
+                access: Access::View,
+            },
+        )
+    }
+}
+
+/// Seeds (or replaces) a partner user without a call, holding `groups` (by name; on an RBAC
+/// site `All Users` and `Administrators` stand for `Everyone` and `Admin`, and every other name
+/// must be a role already). The site's every-user group is added where missing.
+pub fn seed_user(emulator: &Emulator, site: &str, user: PartnerUser) -> bool {
+    if !is_rbac_site(emulator, site) {
+        let mut user = user;
+        if !user.groups.iter().any(|g| g == "All Users") {
+            user.groups.insert(0, "All Users".into());
+        }
+        return emulator.insert_user(site, user);
+    }
+    let roles = emulator.roles(site);
+    let ids = user
+        .groups
+        .iter()
+        .map(|g| match g.as_str() {
+            "All Users" => scim_bridge::partner::rbac::EVERYONE_ROLE,
+            "Administrators" => scim_bridge::partner::rbac::ADMIN_ROLE,
+            other => other,
+        })
+        .map(|name| {
+            roles
+                .iter()
+                .find(|r| r.name.eq_ignore_ascii_case(name))
+                .unwrap_or_else(|| panic!("seed_user: {site} has no role {name:?}"))
+                .id
+                .clone()
+        })
+        .collect();
+    let id = emulator
+        .rbac_user_by_email(site, &user.email)
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |u| u.id);
+    emulator.insert_rbac_user(
+        site,
+        PartnerUserV2 {
+            id,
+            email: user.email,
+            first_name: user.first_name,
+            last_name: user.last_name,
+            roles: ids,
+        },
+    )
+}
+
+/// Calls counted since `before` (see `idp_okta::calls`), as `(kind, count)` in a fixed order.
+fn counted_since(h: &Harness, before: &BTreeMap<CallKind, u64>) -> Vec<(CallKind, u64)> {
+    let now = crate::idp_okta::calls(h);
+    CallKind::ALL
+        .into_iter()
+        .filter_map(|k| {
+            let d = now.get(&k).copied().unwrap_or(0) - before.get(&k).copied().unwrap_or(0);
+            (d > 0).then_some((k, d))
+        })
+        .collect()
+}
+
+/// Asserts the partner calls since `before`, given as the v1 calls that do the job. On a v1
+/// site: exactly those. On an RBAC site the writes are exactly the RBAC writes doing the same
+/// job (the adapter adds no writes), every call is an RBAC call, and each v1 read is matched by
+/// at least as many RBAC reads doing its job: the adapter legitimately reads more (the role
+/// list to name roles, the user list to find a user's id by email, and a user again by id
+/// before it writes it), so read counts are a floor there, not an exact number.
+pub fn assert_calls_since(
+    h: &Harness,
+    site: &str,
+    before: &BTreeMap<CallKind, u64>,
+    expected: &[(CallKind, u64)],
+) {
+    let got = counted_since(h, before);
+    if !is_rbac_site(&h.emulator, site) {
+        assert_eq!(got, expected, "partner calls");
+        return;
+    }
+    assert!(
+        got.iter().all(|(k, _)| k.is_rbac()),
+        "a v1 call to an RBAC site: {got:?}"
+    );
+    let mut want_writes: BTreeMap<CallKind, u64> = BTreeMap::new();
+    for (k, n) in expected.iter().filter(|(k, _)| k.is_write()) {
+        *want_writes.entry(rbac_kind(*k)).or_default() += n;
+    }
+    let got_writes: BTreeMap<CallKind, u64> =
+        got.iter().copied().filter(|(k, _)| k.is_write()).collect();
+    assert_eq!(
+        got_writes, want_writes,
+        "partner writes (expected as v1 calls: {expected:?}; all calls: {got:?})"
+    );
+    for (k, n) in expected.iter().filter(|(k, _)| !k.is_write()) {
+        let reads: u64 = same_job(&h.emulator, site, *k)
+            .iter()
+            .map(|j| got.iter().find(|(g, _)| g == j).map_or(0, |(_, c)| *c))
+            .sum();
+        assert!(
+            reads >= *n,
+            "{n} {k:?} expected, {reads} RBAC reads doing its job: {got:?}"
+        );
+    }
+}
+
+/// The groups a new site has (`All Users`, `Administrators`; the five default roles of an RBAC
+/// site).
+pub fn builtin_groups(emulator: &Emulator, site: &str) -> Vec<&'static str> {
+    if is_rbac_site(emulator, site) {
+        scim_bridge::partner::rbac::DEFAULT_ROLES.to_vec()
+    } else {
+        vec!["All Users", "Administrators"]
+    }
+}
+
+/// The group names of a site without those it started with (see [`builtin_groups`]), sorted.
+pub fn partner_created_group_names(emulator: &Emulator, site: &str) -> Vec<String> {
+    let builtin = builtin_groups(emulator, site);
+    partner_group_names(emulator, site)
+        .into_iter()
+        .filter(|n| !builtin.contains(&n.as_str()))
+        .collect()
+}
+
+/// Deletes a partner user behind the bridge's back, through the site's own API (v1 by
+/// `HTTP-X-EMAIL`, RBAC by the user's id). Panics unless the partner accepts.
+pub async fn delete_partner_user(h: &Harness, site: &str, email: &str) {
+    let client = reqwest::Client::new();
+    let auth = format!("{site}:key-{site}");
+    let req = if is_rbac_site(&h.emulator, site) {
+        let id = h
+            .emulator
+            .rbac_user_by_email(site, email)
+            .unwrap_or_else(|| panic!("{site} has no user {email}"))
+            .id;
+        client.delete(format!(
+            "{}/api/v2/users/{}?test_mode=false",
+            h.partner_base(),
+            urlencoding_path(&id)
+        ))
+    } else {
+        client
+            .delete(format!("{}/api/v1/users?test_mode=false", h.partner_base()))
+            .header("HTTP-X-EMAIL", email)
+    };
+    let res = req
+        .header("HTTP-X-PARTNER-AUTH", auth)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "delete {email}: {}",
+        res.status()
+    );
+}
+
+fn urlencoding_path(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }

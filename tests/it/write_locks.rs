@@ -12,7 +12,7 @@ use scim_bridge::partner::emulator::faults::{FaultAction, Faults, ScriptedFault}
 use scim_bridge::partner::{CallKind, PartnerUser};
 use serde_json::json;
 
-use crate::support::{create_user, Harness, Options};
+use crate::support::{create_user, kind_at, seed_user, Harness, Options};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
@@ -65,7 +65,8 @@ async fn let_go(h: &Harness, keys: &[String]) {
 async fn a_lookup_does_not_import_a_user_a_create_is_taking() {
     let h = Harness::start(options()).await;
     let email = "in-flight@acme.example.com";
-    assert!(h.emulator.insert_user(
+    assert!(seed_user(
+        &h.emulator,
         "acme",
         PartnerUser {
             email: email.into(),
@@ -130,7 +131,7 @@ async fn a_create_whose_partner_calls_went_unanswered_keeps_its_names_for_a_late
         Faults {
             hang_for_ms: Some(1_500),
             script: vec![ScriptedFault {
-                call: Some(CallKind::CreateUser),
+                call: Some(kind_at(&h.emulator, "acme", CallKind::CreateUser)),
                 count: 100,
                 action: FaultAction::Hang,
             }],
@@ -173,7 +174,7 @@ async fn a_group_create_the_idp_gave_up_on_leaves_nothing_behind_a_deletion() {
         Faults {
             hang_for_ms: Some(1_500),
             script: vec![ScriptedFault {
-                call: Some(CallKind::CreateGroup),
+                call: Some(kind_at(&h.emulator, "acme", CallKind::CreateGroup)),
                 count: 1,
                 action: FaultAction::Hang,
             }],

@@ -63,6 +63,14 @@ impl RoleSite {
         self.directory().ids.remove(&email.to_lowercase());
     }
 
+    /// Drops the remembered role list: after a role write whose outcome is unknown (an error
+    /// may come after the partner carried it out), names must be read again before a user
+    /// write uses them, or a role renamed by the failed call would still be found under its old
+    /// name.
+    fn forget_roles(&self) {
+        self.directory().roles = None;
+    }
+
     /// True when the bridge may rename or delete `role`: it created it.
     pub fn owns(&self, role: &PartnerRole) -> bool {
         !is_builtin_role(&role.name)
@@ -381,7 +389,10 @@ impl PartnerClient {
             privileges: rs.settings.template.privileges.clone(),
             permissions: Vec::new(),
         };
-        let created = self.create_role(&new, test_mode).await?;
+        let created = self
+            .create_role(&new, test_mode)
+            .await
+            .inspect_err(|_| rs.forget_roles())?;
         if !test_mode {
             if let Some(cached) = rs.directory().roles.as_mut() {
                 cached.push(created);
@@ -438,7 +449,8 @@ impl PartnerClient {
         }
         let id = role.id.clone();
         self.rename_role(&id, to, rs.acting_email.as_deref(), test_mode)
-            .await?;
+            .await
+            .inspect_err(|_| rs.forget_roles())?;
         if !test_mode {
             self.fresh_roles(rs).await?;
         }
@@ -482,7 +494,9 @@ impl PartnerClient {
             return Ok(());
         }
         let id = role.id.clone();
-        self.delete_role(&id, test_mode).await?;
+        self.delete_role(&id, test_mode)
+            .await
+            .inspect_err(|_| rs.forget_roles())?;
         if !test_mode {
             self.fresh_roles(rs).await?;
         }
