@@ -511,11 +511,8 @@ fn render(report: &Report) -> String {
 /// One site's lines: its outbox, its failing items and its last reconcile.
 fn render_site(out: &mut String, s: &SiteStatus) {
     let _ = write!(out, "  site {}", s.site);
-    match s.api {
-        Some("roles") => {
-            let _ = write!(out, " (RBAC: groups are roles)");
-        }
-        Some(_) | None => {}
+    if s.api == Some("roles") {
+        let _ = write!(out, " (RBAC: groups are roles)");
     }
     if !s.configured {
         let _ = write!(out, " (not in the configuration)");
