@@ -18,7 +18,7 @@
 //! 19. CI still runs the workload without attribute updates; the ignored test below runs the
 //! full one on the seeds that found the race.
 
-use scim_bridge::simulate::{run_seed, Outcome, StoreChoice, Workload};
+use scim_bridge::simulate::{run_seed_on, Outcome, SiteMix, StoreChoice, Workload};
 
 /// Seeds CI runs on SQLite (about 3 s each on two cores). Without attribute updates, seeds
 /// 1 to 90 passed on SQLite and 1 to 18 on PostgreSQL when this was written.
@@ -49,16 +49,14 @@ fn seeds(default: &[u64]) -> Vec<u64> {
 }
 
 async fn simulate(seeds: &[u64], store: StoreChoice, workload: Workload) {
-    // `scim_bridge::simulate` starts its own partner with v1 sites (and seeds the vendor's
-    // group and user there): run under roles, it would only repeat the v1 run.
-    if crate::support::skip_under_roles(
-        "the simulation (src/simulate) builds its own v1 sites and has no RBAC mode",
-    ) {
-        return;
-    }
+    // Under `SCIM_BRIDGE_TEST_SITE_API=roles` every simulated site is an RBAC site.
+    let sites = match crate::support::default_api() {
+        scim_bridge::partner::rbac::SiteApi::Roles => SiteMix::Roles,
+        scim_bridge::partner::rbac::SiteApi::Groups => SiteMix::Groups,
+    };
     let mut failed: Vec<Outcome> = Vec::new();
     for seed in seeds {
-        let outcome = run_seed(*seed, &store, workload)
+        let outcome = run_seed_on(*seed, &store, workload, sites)
             .await
             .unwrap_or_else(|e| panic!("seed {seed} could not run: {e:#}"));
         eprintln!("{}", outcome.line());
