@@ -34,7 +34,13 @@ struct Directory {
     ids: HashMap<String, String>,
     /// The role list as last read.
     roles: Option<Vec<PartnerRole>>,
+    /// When `roles` was read: a list older than [`ROLE_LIST_MAX_AGE`] is read again, so a
+    /// role renamed, deleted or created in the site's UI is seen within that time.
+    roles_read: Option<std::time::Instant>,
 }
+
+/// How long a role list read from the partner is used before it is read again.
+const ROLE_LIST_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl RoleSite {
     pub fn new(settings: RoleSettings, acting_email: Option<String>) -> RoleSite {
@@ -115,12 +121,20 @@ impl PartnerClient {
 
     async fn fresh_roles(&self, rs: &RoleSite) -> Result<Vec<PartnerRole>, PartnerError> {
         let roles = self.list_roles().await?;
-        rs.directory().roles = Some(roles.clone());
+        let mut dir = rs.directory();
+        dir.roles = Some(roles.clone());
+        dir.roles_read = Some(std::time::Instant::now());
         Ok(roles)
     }
 
     async fn known_roles(&self, rs: &RoleSite) -> Result<Vec<PartnerRole>, PartnerError> {
-        let cached = rs.directory().roles.clone();
+        let cached = {
+            let dir = rs.directory();
+            dir.roles.clone().filter(|_| {
+                dir.roles_read
+                    .is_some_and(|t| t.elapsed() < ROLE_LIST_MAX_AGE)
+            })
+        };
         match cached {
             Some(roles) => Ok(roles),
             None => self.fresh_roles(rs).await,
