@@ -542,6 +542,18 @@ fn an_rbac_site_from_the_environment_and_role_settings_checked() {
     let c = load().unwrap();
     let site = &c.tenants[0].sites[0];
     assert_eq!(site.role_map["Okta Analysts"], "Analyst");
+    // Admin through role_map needs allow_admin_grant; two groups may not share one role.
+    std::fs::write(
+        &file,
+        format!("{tenant}api = \"roles\"\n[tenants.sites.role_map]\n\"Okta Admins\" = \"admin\"\n\"A\" = \"Read\"\n\"B\" = \"read\"\n"),
+    )
+    .unwrap();
+    let err = load().unwrap_err().to_string();
+    assert!(
+        err.contains("only where the site sets allow_admin_grant"),
+        "{err}"
+    );
+    assert!(err.contains("two groups map to the same role"), "{err}");
     assert_eq!(
         site.role_template.privileges[0].permissions,
         ["read_dashboards"]

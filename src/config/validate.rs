@@ -189,6 +189,29 @@ fn validate_roles(
                 "a group is mapped twice (names match in any case)",
             );
         }
+        if role
+            .trim()
+            .eq_ignore_ascii_case(crate::partner::rbac::ADMIN_ROLE)
+            && !s.allow_admin_grant
+        {
+            err(
+                sat("role_map"),
+                "`Admin` makes its members site administrators; a group may map to it only where \
+                 the site sets allow_admin_grant = true",
+            );
+        }
+        if s.role_map
+            .iter()
+            .filter(|(_, v)| v.trim().eq_ignore_ascii_case(role.trim()))
+            .count()
+            > 1
+        {
+            err(
+                sat("role_map"),
+                "two groups map to the same role (names match in any case): a member who leaves \
+                 one would keep the role through the other",
+            );
+        }
         if role.trim().eq_ignore_ascii_case(EVERYONE_ROLE) {
             err(
                 sat("role_map"),
