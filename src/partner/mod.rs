@@ -126,6 +126,19 @@ impl CallKind {
         )
     }
 
+    /// True for the calls that create, change or delete a user (of a v1 or an RBAC site).
+    pub fn is_user_write(self) -> bool {
+        matches!(
+            self,
+            CallKind::CreateUser
+                | CallKind::UpdateUser
+                | CallKind::DeleteUser
+                | CallKind::CreateUserV2
+                | CallKind::UpdateUserV2
+                | CallKind::DeleteUserV2
+        )
+    }
+
     /// True for the calls of an RBAC site (users v2 and roles, section 4 of `partner-api.md`).
     pub fn is_rbac(self) -> bool {
         matches!(

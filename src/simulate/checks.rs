@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::config::DeprovisionPolicy;
 use crate::partner::emulator::{CallRecord, Emulator};
-use crate::partner::{CallKind, PartnerUser};
+use crate::partner::PartnerUser;
 
 use super::idp::Model;
 use super::plan::Plan;
@@ -195,12 +195,7 @@ pub(super) fn differences(emu: &Emulator, plan: &Plan, want: &Expected) -> Vec<S
 /// writes were checked and the overlaps.
 pub(super) fn overlapping_user_writes(log: &[CallRecord]) -> (usize, Vec<String>) {
     let mut by_user: HashMap<(String, String), Vec<&CallRecord>> = HashMap::new();
-    for r in log.iter().filter(|r| {
-        matches!(
-            r.call,
-            CallKind::CreateUser | CallKind::UpdateUser | CallKind::DeleteUser
-        )
-    }) {
+    for r in log.iter().filter(|r| r.call.is_user_write()) {
         let email = r.email.clone().unwrap_or_default().to_lowercase();
         by_user.entry((r.site.clone(), email)).or_default().push(r);
     }
@@ -231,6 +226,7 @@ pub(super) fn overlapping_user_writes(log: &[CallRecord]) -> (usize, Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::partner::CallKind;
 
     #[test]
     fn overlapping_writes_of_one_user_are_found() {

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use crate::partner::emulator::{CallRecord, Emulator};
-use crate::partner::CallKind;
 use crate::store::Store;
 
 use super::checks::{differences, Expected};
@@ -93,17 +92,7 @@ pub(super) fn histories(model: &Model, violations: &[String], log: &[CallRecord]
 fn partner_writes<'a>(log: &'a [CallRecord], e: &'a str) -> impl Iterator<Item = String> + 'a {
     log.iter()
         .filter(move |r| r.email.as_deref() == Some(e))
-        .filter(|r| {
-            matches!(
-                r.call,
-                CallKind::CreateUser
-                    | CallKind::UpdateUser
-                    | CallKind::DeleteUser
-                    | CallKind::CreateUserV2
-                    | CallKind::UpdateUserV2
-                    | CallKind::DeleteUserV2
-            )
-        })
+        .filter(|r| r.call.is_user_write())
         .map(move |r| {
             format!(
                 "  partner {} {:?} {e} -> {} at {} ms",

@@ -60,15 +60,7 @@ fn email(i: usize) -> String {
 }
 
 fn is_user_write(r: &CallRecord) -> bool {
-    matches!(
-        r.call,
-        CallKind::CreateUser
-            | CallKind::UpdateUser
-            | CallKind::DeleteUser
-            | CallKind::CreateUserV2
-            | CallKind::UpdateUserV2
-            | CallKind::DeleteUserV2
-    )
+    r.call.is_user_write()
 }
 
 /// User writes of `site` among `log`.

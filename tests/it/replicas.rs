@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use scim_bridge::partner::emulator::CallRecord;
-use scim_bridge::partner::CallKind;
 use sqlx::Connection;
 
 use crate::crash::{
@@ -39,15 +38,7 @@ const WORKLOAD: Workload = Workload {
 };
 
 fn is_user_write(r: &CallRecord) -> bool {
-    matches!(
-        r.call,
-        CallKind::CreateUser
-            | CallKind::UpdateUser
-            | CallKind::DeleteUser
-            | CallKind::CreateUserV2
-            | CallKind::UpdateUserV2
-            | CallKind::DeleteUserV2
-    )
+    r.call.is_user_write()
 }
 
 /// Asserts that no two user writes of one (site, email) overlap in time; returns how many
