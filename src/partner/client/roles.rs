@@ -236,6 +236,23 @@ impl PartnerClient {
         Ok(found)
     }
 
+    /// [`Self::user_by_email`], a missing user being `NotFound` (as a v1 site answers a write
+    /// for an email it does not have).
+    async fn existing_user(
+        &self,
+        rs: &RoleSite,
+        call: CallKind,
+        email: &str,
+    ) -> Result<PartnerUserV2, PartnerError> {
+        self.user_by_email(rs, email).await?.ok_or_else(|| {
+            self.local(
+                PartnerErrorKind::NotFound,
+                call,
+                "no user of the site has this email".into(),
+            )
+        })
+    }
+
     pub(super) async fn rbac_list_users(
         &self,
         rs: &RoleSite,
@@ -290,13 +307,7 @@ impl PartnerClient {
     ) -> Result<PartnerUser, PartnerError> {
         let call = CallKind::UpdateUserV2;
         self.check_email(call, email)?;
-        let Some(current) = self.user_by_email(rs, email).await? else {
-            return Err(self.local(
-                PartnerErrorKind::NotFound,
-                call,
-                "no user of the site has this email".into(),
-            ));
-        };
+        let current = self.existing_user(rs, call, email).await?;
         let roles = match &update.groups {
             Some(groups) => Some(self.ids_of(rs, call, groups).await?),
             None => None,
@@ -323,13 +334,7 @@ impl PartnerClient {
     ) -> Result<(), PartnerError> {
         let call = CallKind::DeleteUserV2;
         self.check_email(call, email)?;
-        let Some(current) = self.user_by_email(rs, email).await? else {
-            return Err(self.local(
-                PartnerErrorKind::NotFound,
-                call,
-                "no user of the site has this email".into(),
-            ));
-        };
+        let current = self.existing_user(rs, call, email).await?;
         self.delete_user_v2(&current.id, test_mode).await?;
         if !test_mode {
             rs.forget(email);
