@@ -492,10 +492,9 @@ async fn a_guesser_over_budget_locks_a_valid_basic_credential_out() {
 
 /// Guesses from addresses that have not failed yet were "clean", the IdPs' own class: they
 /// shared the IdPs' queue for the Argon2 lane (32 waiting per slot, 1 s at most). An attacker
-/// with many addresses of one network (consecutive IPv4 addresses here; an IPv6 /48 holds
-/// 65 536 /64s) kept that queue full, and an IdP whose Argon2 password was not remembered
-/// (its first request, or after five idle minutes) was answered 503 again and again while it
-/// honoured Retry-After. Fixed by the neighbour class (a network with a recent failure queues
+/// with many addresses of one network (the 65 536 /64s of an IPv6 /48 here) kept that queue
+/// full, and an IdP whose Argon2 password was not remembered (its first request, or after
+/// five idle minutes) was answered 503 again and again while it honoured Retry-After. Fixed by the neighbour class (a network with a recent failure queues
 /// apart); guesses from ever new networks (a botnet) remain the README's stated limit, and
 /// generated passwords (`password_sha256`) never queue at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,8 +530,13 @@ async fn guesses_from_fresh_addresses_starve_an_idp_whose_password_is_not_rememb
             let (http, url, stop, next) = (h.http.clone(), url.clone(), stop.clone(), next.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let from = std::net::Ipv4Addr::from(0x0a00_0000 + n);
+                    // A fresh /64 of one /48 each time (65 536 of them, then round again:
+                    // by then every address has failed). Consecutive IPv4 addresses would
+                    // cross into a new /24 every 256 guesses, and guessers refused at once
+                    // cross many a second on a busy machine: ever new networks, the stated
+                    // limit, not this attack.
+                    let n = next.fetch_add(1, Ordering::Relaxed) % 0x1_0000;
+                    let from = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x7, n as u16, 0, 0, 0, 1);
                     let _ = http
                         .get(&url)
                         .header("Authorization", basic_header(USER, &format!("guess-{n}")))
