@@ -18,6 +18,7 @@ pub mod engine;
 pub mod groups;
 pub mod mapping;
 pub mod operator;
+pub mod partner_links;
 pub mod reads;
 pub mod reconcile;
 pub mod retention;
@@ -147,6 +148,20 @@ impl Tenant {
         })
     }
 
+    /// Keeps the links of the tenant's RBAC sites (user and role ids) in `store`, shared by
+    /// every replica and kept across restarts.
+    pub fn keep_links_in(&self, store: &Store) {
+        for site in &self.sites {
+            if let Some(rs) = site.client.role_site() {
+                rs.keep_links_in(partner_links::StoreLinks::new(
+                    store.clone(),
+                    self.name(),
+                    &site.name,
+                ));
+            }
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -219,6 +234,7 @@ impl Bridge {
                 t.name.clone(),
                 Arc::new({
                     let mut tenant = Tenant::connect(t, &options.partner)?;
+                    tenant.keep_links_in(&store);
                     for site in &mut tenant.sites {
                         metrics.site_info(&t.name, &site.name, site.client.api().as_str());
                         site.client = site

@@ -212,6 +212,7 @@ impl Context {
         }
         let tenant = Tenant::connect(&tenant_config, &config.bridge.partner).map_err(bad)?;
         let store = super::open_store(config).await?;
+        tenant.keep_links_in(&store);
         let test_mode = !target.apply || tenant.dry_run();
         if target.apply && tenant.dry_run() {
             eprintln!(

@@ -16,6 +16,7 @@
 mod calls;
 mod circuit;
 mod limiter;
+mod links;
 mod rbac_calls;
 mod retry;
 mod roles;
@@ -37,6 +38,7 @@ use url::Url;
 
 pub use self::circuit::{Admission, Circuit, Outcome};
 pub use self::limiter::{Limiter, Saturated};
+pub use self::links::{Link, LinkFuture, LinkKind, MemoryLinks, SiteLinks};
 pub use self::rbac_calls::{NewRole, NewUserV2, UserUpdateV2};
 pub use self::retry::{Budget, FullJitter};
 pub use self::roles::RoleSite;

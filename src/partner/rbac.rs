@@ -135,6 +135,13 @@ impl RoleSettings {
             .map_or(role, |(k, _)| k.as_str())
     }
 
+    /// True when `role_map` names the group `group`'s role.
+    pub fn is_mapped_group(&self, group: &str) -> bool {
+        self.role_map
+            .keys()
+            .any(|k| k.trim().eq_ignore_ascii_case(group.trim()))
+    }
+
     /// True when `role` is a role `role_map` names (adopted by configuration).
     pub fn is_mapped_role(&self, role: &str) -> bool {
         self.role_map

@@ -34,6 +34,7 @@ macro_rules! with_pool {
 mod audit;
 mod error;
 mod groups;
+mod links;
 mod liveness;
 mod locks;
 mod outbox;
@@ -43,6 +44,7 @@ mod users;
 
 use error::Fail;
 pub use error::StoreError;
+pub use links::PartnerLink;
 pub use liveness::WorkerLock;
 pub use locks::{group_name_key, group_names_key, user_email_key, user_name_key};
 pub use outbox::Quiet;

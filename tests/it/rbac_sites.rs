@@ -87,7 +87,7 @@ async fn a_group_lands_as_a_role_granting_nothing_and_its_members_hold_it() {
 }
 
 #[tokio::test]
-async fn an_existing_role_is_adopted_by_name_in_any_case_and_never_renamed_or_deleted() {
+async fn an_existing_role_is_adopted_by_name_in_any_case_kept_through_renames_and_never_deleted() {
     let h = Harness::start(rbac()).await;
     let jane = create_user(&h, JANE, "Jane", "Doe").await;
     let before = role_named(&h, SITE, "Analyst").unwrap();
@@ -105,18 +105,33 @@ async fn an_existing_role_is_adopted_by_name_in_any_case_and_never_renamed_or_de
         "no role was created: {:?}",
         h.emulator.roles(SITE)
     );
-    // A rename would unlink the members from the role they hold: refused, nothing changed.
-    let (status, body) = h
-        .patch(&format!("/Groups/{group}"), rename("Data Analysts"))
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body["detail"].as_str().unwrap().contains("role_map"),
-        "{body}"
-    );
+    // A rename keeps the group's role (linked, not found by name): the role keeps its name
+    // and its members, in any case of the new name.
+    for name in ["Data Analysts", "DATA ANALYSTS"] {
+        let (status, body) = h.patch(&format!("/Groups/{group}"), rename(name)).await;
+        assert!(status.is_success(), "{status} {body}");
+        h.settle(SETTLE).await;
+        assert_eq!(
+            role_named(&h, SITE, "Analyst").unwrap(),
+            before,
+            "not renamed"
+        );
+        assert_eq!(h.partner_groups(SITE, JANE), ["Analyst"], "still held");
+        assert!(
+            role_named(&h, SITE, name).is_none(),
+            "no role made for {name}"
+        );
+    }
     let (_, read) = h.get(&format!("/Groups/{group}")).await;
-    assert_eq!(read["displayName"], "analyst");
-    assert!(role_named(&h, SITE, "Analyst").is_some());
+    assert_eq!(read["displayName"], "DATA ANALYSTS");
+    // A member added after the rename gets the same role.
+    let john = create_user(&h, "john@acme.example.com", "John", "Roe").await;
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), patch_members("add", &[&john]))
+        .await;
+    assert!(status.is_success());
+    h.settle(SETTLE).await;
+    assert_eq!(h.partner_groups(SITE, "john@acme.example.com"), ["Analyst"]);
     // Deleting the group takes the role from its members and keeps the role.
     let (status, _) = h.delete(&format!("/Groups/{group}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -409,4 +424,97 @@ async fn reconcile_finds_and_repairs_role_drift_and_reports_unmapped_groups() {
     assert!(report[0].groups_missing.is_empty() && report[0].in_sync());
     assert_eq!(report[0].groups_created, 0);
     assert!(role_named(&h, SITE, "Finance").is_none());
+}
+
+/// The store links a group to its role by id (`partner_links`): a role the site's
+/// administrator renames in the UI stays the group's role, and no role of the old name is
+/// made for it.
+#[tokio::test]
+async fn a_role_renamed_in_the_ui_stays_the_groups_role() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    let group = create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
+    let mut role = role_named(&h, SITE, "Finance").expect("the group's role");
+    role.name = "Finance (ledger)".into();
+    assert!(
+        h.emulator.insert_role(SITE, role.clone()),
+        "renamed as in the UI"
+    );
+    // Another group's create reads the role list again: the old name is gone from it.
+    create_group(&h, "Other", &[]).await;
+    h.settle(SETTLE).await;
+    let john = create_user(&h, "john@example.com", "John", "Roe").await;
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), patch_members("add", &[&john]))
+        .await;
+    assert!(status.is_success());
+    h.settle(SETTLE).await;
+    let john_roles = user_v2(&h, "john@example.com").unwrap().roles;
+    assert!(john_roles.contains(&role.id), "{john_roles:?}");
+    assert!(user_v2(&h, JANE).unwrap().roles.contains(&role.id));
+    assert!(
+        role_named(&h, SITE, "Finance").is_none(),
+        "no second role: {:?}",
+        h.emulator.roles(SITE)
+    );
+    // Taking Jane out takes the renamed role away, keeps John's.
+    let (status, _) = h
+        .patch(
+            &format!("/Groups/{group}"),
+            patch_members("remove", &[&jane]),
+        )
+        .await;
+    assert!(status.is_success());
+    h.settle(SETTLE).await;
+    assert!(!user_v2(&h, JANE).unwrap().roles.contains(&role.id));
+    assert!(user_v2(&h, "john@example.com")
+        .unwrap()
+        .roles
+        .contains(&role.id));
+}
+
+/// Two replicas on one store. Replica B renames a group (its role with it) and makes a new
+/// group under the old name (a new role of that name) while replica A still holds the role
+/// list it read before: A gives a member of the new group the new group's role, not the
+/// renamed one that used to carry the name (found through the store's link, not the list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_an_old_role_list_gives_a_group_its_own_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        store_url: Some(format!("sqlite://{}/shared.db", dir.path().display())),
+        ..rbac()
+    };
+    let a = Harness::start(opts.clone()).await;
+    let running = a.emulator.clone().spawn().await.unwrap();
+    let b = Harness::start_with(opts, a.emulator.clone(), running).await;
+    let jane = create_user(&a, JANE, "Jane", "Doe").await;
+    let john = create_user(&a, "john@example.com", "John", "Roe").await;
+    let old = create_group(&a, "Analysts", &[&jane]).await;
+    a.settle(SETTLE).await;
+    let first = role_named(&a, SITE, "Analysts").unwrap();
+    // A reads the role list now (Jane's roles): within ROLE_LIST_MAX_AGE it is not read again.
+    let (status, _) = a.get(&format!("/Users/{jane}")).await;
+    assert!(status.is_success());
+    let (status, body) = b.patch(&format!("/Groups/{old}"), rename("Finance")).await;
+    assert!(status.is_success(), "{body}");
+    b.settle(SETTLE).await;
+    assert_eq!(a.emulator.role(SITE, &first.id).unwrap().name, "Finance");
+    let new = create_group(&b, "Analysts", &[]).await;
+    b.settle(SETTLE).await;
+    let second = role_named(&a, SITE, "Analysts").expect("a new role for the new group");
+    assert_ne!(second.id, first.id);
+    let (status, _) = a
+        .patch(&format!("/Groups/{new}"), patch_members("add", &[&john]))
+        .await;
+    assert!(status.is_success());
+    a.settle(SETTLE).await;
+    b.settle(SETTLE).await;
+    let roles = user_v2(&a, "john@example.com").unwrap().roles;
+    assert!(roles.contains(&second.id), "{roles:?}");
+    assert!(
+        !roles.contains(&first.id),
+        "John was given the renamed role (Finance): {roles:?}"
+    );
+    assert!(user_v2(&a, JANE).unwrap().roles.contains(&first.id));
 }

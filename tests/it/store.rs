@@ -1714,3 +1714,84 @@ async fn store_write_locks_are_taken_all_or_none() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn store_partner_links_are_per_site_and_kind_in_any_case_and_move_on_rename() {
+    use scim_bridge::store::PartnerLink;
+    for_each_backend(|store| async move {
+        let link = |name: &str, id: &str, adopted: bool| PartnerLink {
+            name: name.into(),
+            partner_id: id.into(),
+            adopted,
+        };
+        store
+            .put_partner_link("a", "s1", "role", &link("Analysts", "r1", false), None)
+            .await
+            .unwrap();
+        store
+            .put_partner_link("a", "s1", "user", &link("Jane@x.com", "u1", true), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .partner_link("a", "s1", "role", "ANALYSTS")
+                .await
+                .unwrap(),
+            Some(link("Analysts", "r1", false))
+        );
+        for (tenant, site, kind) in [
+            ("b", "s1", "role"),
+            ("a", "s2", "role"),
+            ("a", "s1", "user"),
+        ] {
+            assert_eq!(
+                store
+                    .partner_link(tenant, site, kind, "analysts")
+                    .await
+                    .unwrap(),
+                None,
+                "{tenant} {site} {kind}"
+            );
+        }
+        // A rename moves the link in one step; linking a name again replaces its id.
+        store
+            .put_partner_link(
+                "a",
+                "s1",
+                "role",
+                &link("Finance", "r1", false),
+                Some("analysts"),
+            )
+            .await
+            .unwrap();
+        store
+            .put_partner_link("a", "s1", "role", &link("analysts", "r2", true), None)
+            .await
+            .unwrap();
+        store
+            .put_partner_link("a", "s1", "role", &link("ANALYSTS", "r3", true), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.partner_links("a", "s1", "role").await.unwrap(),
+            vec![link("ANALYSTS", "r3", true), link("Finance", "r1", false)]
+        );
+        store
+            .delete_partner_link("a", "s1", "role", "finance")
+            .await
+            .unwrap();
+        store
+            .delete_partner_link("a", "s1", "role", "finance")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.partner_links("a", "s1", "role").await.unwrap(),
+            vec![link("ANALYSTS", "r3", true)]
+        );
+        assert_eq!(
+            store.partner_links("a", "s1", "user").await.unwrap().len(),
+            1
+        );
+    })
+    .await;
+}

@@ -1,17 +1,26 @@
 //! An RBAC site behind the calls every site answers. The bridge speaks of users by email and of
 //! groups by name; on an RBAC site a user is an id holding role ids, and a SCIM group is a role
-//! (`role_map` may give it another name). This module turns the one into the other: emails are
-//! resolved to ids by reading the partner (an id remembered from an earlier read is checked
-//! against the user it names before it is used, never guessed), role names to ids from the
-//! site's role list (read again when a name or id is not known).
+//! (`role_map` may give it another name). This module turns the one into the other.
+//!
+//! What it learns is kept as links ([`SiteLinks`]: the bridge's store, shared by every replica):
+//! a partner email to its user id (found by email on create or by reading the user list, an id
+//! checked against the user it names before it is used, never guessed), and a SCIM group's name
+//! to its role id (the role the bridge created for it, or the one it adopted). A group's role
+//! is its linked role while that role exists: a role renamed in the UI stays the group's, and a
+//! replica whose role list is a few seconds old still resolves a group to its own role, not to
+//! one that has since taken the group's former name. A group without a link (or whose linked
+//! role is gone) is resolved by name from the role list, read again when a name or id is not in
+//! it.
 //!
 //! Roles the bridge did not create (the five built-in ones, those `role_map` names, those found
 //! under a SCIM group's name) are adopted: users are given and taken them, but the bridge never
-//! renames or deletes them. A role the bridge creates carries [`MANAGED_ROLE_MARK`] in its
-//! description, which is how every replica, and the bridge after a restart, tells it apart.
+//! renames or deletes them; renaming the group moves its link. A role the bridge creates
+//! carries [`MANAGED_ROLE_MARK`] in its description, which is how every replica, and the bridge
+//! after a restart, tells it apart.
 
 use std::collections::HashMap;
 
+use super::links::{Link, LinkKind, MemoryLinks, SiteLinks};
 use super::rbac_calls::{NewRole, NewUserV2, UserUpdateV2};
 use super::*;
 use crate::partner::rbac::{
@@ -26,6 +35,10 @@ pub struct RoleSite {
     /// writes.
     pub acting_email: Option<String>,
     directory: std::sync::Mutex<Directory>,
+    /// Where links are kept: the bridge's store once [`RoleSite::keep_links_in`] names it,
+    /// else `memory`.
+    links: std::sync::OnceLock<Arc<dyn SiteLinks>>,
+    memory: MemoryLinks,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +61,21 @@ impl RoleSite {
             settings,
             acting_email,
             directory: std::sync::Mutex::new(Directory::default()),
+            links: std::sync::OnceLock::new(),
+            memory: MemoryLinks::default(),
+        }
+    }
+
+    /// Keeps this site's links in `links` (the bridge's store) from now on; the first call
+    /// wins.
+    pub fn keep_links_in(&self, links: Arc<dyn SiteLinks>) {
+        let _ = self.links.set(links);
+    }
+
+    fn links(&self) -> &dyn SiteLinks {
+        match self.links.get() {
+            Some(l) => l.as_ref(),
+            None => &self.memory,
         }
     }
 
@@ -141,17 +169,131 @@ impl PartnerClient {
         }
     }
 
+    fn store_error(&self, call: CallKind, e: String) -> PartnerError {
+        // The call is tried again later, as when the partner is unreachable.
+        self.local(
+            PartnerErrorKind::Unavailable,
+            call,
+            format!("the bridge's store of partner ids: {e}"),
+        )
+    }
+
+    async fn link(
+        &self,
+        rs: &RoleSite,
+        call: CallKind,
+        kind: LinkKind,
+        name: &str,
+    ) -> Result<Option<Link>, PartnerError> {
+        rs.links()
+            .get(kind, name)
+            .await
+            .map_err(|e| self.store_error(call, e))
+    }
+
+    async fn put_link(
+        &self,
+        rs: &RoleSite,
+        call: CallKind,
+        kind: LinkKind,
+        link: Link,
+        replacing: Option<&str>,
+    ) -> Result<(), PartnerError> {
+        rs.links()
+            .put(kind, &link, replacing)
+            .await
+            .map_err(|e| self.store_error(call, e))
+    }
+
+    async fn unlink(
+        &self,
+        rs: &RoleSite,
+        call: CallKind,
+        kind: LinkKind,
+        name: &str,
+    ) -> Result<(), PartnerError> {
+        rs.links()
+            .remove(kind, name)
+            .await
+            .map_err(|e| self.store_error(call, e))
+    }
+
+    /// The role the group `name` is at this site, and its link when it has one: the linked
+    /// role while it exists, else the role of the group's name (`role_map` applied; a mapped
+    /// group is always its mapped role). `roles` is read again (once, `fresh` tells) when an
+    /// id or a name is not in it. A link whose role is gone is dropped.
+    async fn group_role(
+        &self,
+        rs: &RoleSite,
+        call: CallKind,
+        name: &str,
+        roles: &mut Vec<PartnerRole>,
+        fresh: &mut bool,
+    ) -> Result<Option<(PartnerRole, Option<Link>)>, PartnerError> {
+        if !rs.settings.is_mapped_group(name) {
+            if let Some(link) = self.link(rs, call, LinkKind::Role, name).await? {
+                if !*fresh && !roles.iter().any(|r| r.id == link.partner_id) {
+                    *roles = self.fresh_roles(rs).await?;
+                    *fresh = true;
+                }
+                if let Some(r) = roles.iter().find(|r| r.id == link.partner_id) {
+                    return Ok(Some((r.clone(), Some(link))));
+                }
+                tracing::info!(
+                    site = %self.inner.site,
+                    "a group's linked role is gone from the site: the group is resolved by name"
+                );
+                self.unlink(rs, call, LinkKind::Role, name).await?;
+            }
+        }
+        let wanted = rs.settings.role_name(name);
+        if !*fresh && find_role(roles, wanted).is_none() {
+            *roles = self.fresh_roles(rs).await?;
+            *fresh = true;
+        }
+        Ok(find_role(roles, wanted).map(|r| (r.clone(), None)))
+    }
+
+    /// The group a role is to the bridge: the group linked to it, else the displayName
+    /// `role_map` maps onto it, else the role's own name.
+    fn group_of_role(rs: &RoleSite, links: &HashMap<String, String>, role: &PartnerRole) -> String {
+        match links.get(&role.id) {
+            Some(group) => group.clone(),
+            None => rs.settings.group_name(&role.name).to_owned(),
+        }
+    }
+
+    /// Role id -> linked group name.
+    async fn role_links(
+        &self,
+        rs: &RoleSite,
+        call: CallKind,
+    ) -> Result<HashMap<String, String>, PartnerError> {
+        let all = rs
+            .links()
+            .all(LinkKind::Role)
+            .await
+            .map_err(|e| self.store_error(call, e))?;
+        Ok(all.into_iter().map(|l| (l.partner_id, l.name)).collect())
+    }
+
     /// The names the bridge knows the roles `ids` by (a role unknown even after reading the
     /// list again is gone, and left out).
-    async fn names_of(&self, rs: &RoleSite, ids: &[String]) -> Result<Vec<String>, PartnerError> {
+    async fn names_of(
+        &self,
+        rs: &RoleSite,
+        call: CallKind,
+        ids: &[String],
+    ) -> Result<Vec<String>, PartnerError> {
         let mut roles = self.known_roles(rs).await?;
         if ids.iter().any(|id| !roles.iter().any(|r| &r.id == id)) {
             roles = self.fresh_roles(rs).await?;
         }
+        let links = self.role_links(rs, call).await?;
         Ok(ids
             .iter()
             .filter_map(|id| roles.iter().find(|r| &r.id == id))
-            .map(|r| rs.settings.group_name(&r.name).to_owned())
+            .map(|r| Self::group_of_role(rs, &links, r))
             .collect())
     }
 
@@ -164,20 +306,19 @@ impl PartnerClient {
         call: CallKind,
         names: &[String],
     ) -> Result<Vec<String>, PartnerError> {
-        let wanted: Vec<&str> = names.iter().map(|n| rs.settings.role_name(n)).collect();
         let mut roles = self.known_roles(rs).await?;
-        if wanted.iter().any(|w| find_role(&roles, w).is_none()) {
-            roles = self.fresh_roles(rs).await?;
-        }
-        let mut ids: Vec<String> = Vec::with_capacity(wanted.len() + 1);
-        for role in wanted.iter().copied().chain(std::iter::once(EVERYONE_ROLE)) {
-            match find_role(&roles, role) {
-                Some(r) => {
+        let mut fresh = false;
+        let mut ids: Vec<String> = Vec::with_capacity(names.len() + 1);
+        for name in names {
+            match self
+                .group_role(rs, call, name, &mut roles, &mut fresh)
+                .await?
+            {
+                Some((r, _)) => {
                     if !ids.contains(&r.id) {
-                        ids.push(r.id.clone());
+                        ids.push(r.id);
                     }
                 }
-                None if role == EVERYONE_ROLE => {}
                 None if !rs.settings.create_roles => {
                     tracing::warn!(
                         site = %self.inner.site,
@@ -189,9 +330,17 @@ impl PartnerClient {
                     return Err(self.local(
                         PartnerErrorKind::Invalid,
                         call,
-                        format!("the site has no role named '{role}'"),
+                        format!(
+                            "the site has no role named '{}'",
+                            rs.settings.role_name(name)
+                        ),
                     ))
                 }
+            }
+        }
+        if let Some(everyone) = find_role(&roles, EVERYONE_ROLE) {
+            if !ids.contains(&everyone.id) {
+                ids.push(everyone.id.clone());
             }
         }
         Ok(ids)
@@ -200,9 +349,10 @@ impl PartnerClient {
     async fn as_partner_user(
         &self,
         rs: &RoleSite,
+        call: CallKind,
         user: PartnerUserV2,
     ) -> Result<PartnerUser, PartnerError> {
-        let groups = self.names_of(rs, &user.roles).await?;
+        let groups = self.names_of(rs, call, &user.roles).await?;
         Ok(PartnerUser {
             email: user.email,
             first_name: user.first_name,
@@ -211,17 +361,28 @@ impl PartnerClient {
         })
     }
 
-    /// The RBAC user of `email`: by the id last read for it (checked to still be that
-    /// user), else by reading the user list.
+    /// The RBAC user of `email`: by the id last read or linked for it (checked to still be
+    /// that user), else by reading the user list (and linking what it finds).
     async fn user_by_email(
         &self,
         rs: &RoleSite,
+        call: CallKind,
         email: &str,
     ) -> Result<Option<PartnerUserV2>, PartnerError> {
-        let known = rs.directory().ids.get(&email.to_lowercase()).cloned();
+        let mut known = rs.directory().ids.get(&email.to_lowercase()).cloned();
+        let link = self.link(rs, call, LinkKind::User, email).await?;
+        if known.is_none() {
+            known = link.as_ref().map(|l| l.partner_id.clone());
+        }
         if let Some(id) = known {
             match self.get_user_v2(&id).await? {
-                Some(u) if u.email.eq_ignore_ascii_case(email) => return Ok(Some(u)),
+                Some(u) if u.email.eq_ignore_ascii_case(email) => {
+                    if link.as_ref().is_none_or(|l| l.partner_id != u.id) {
+                        self.link_user(rs, call, &u, link.as_ref().is_none_or(|l| l.adopted))
+                            .await?;
+                    }
+                    return Ok(Some(u));
+                }
                 _ => rs.forget(email),
             }
         }
@@ -233,7 +394,34 @@ impl PartnerClient {
                 found = Some(u);
             }
         }
+        match &found {
+            Some(u) if link.as_ref().is_none_or(|l| l.partner_id != u.id) => {
+                // Found at the site rather than made by the bridge: adopted.
+                self.link_user(rs, call, u, true).await?;
+            }
+            Some(_) => {}
+            None if link.is_some() => self.unlink(rs, call, LinkKind::User, email).await?,
+            None => {}
+        }
         Ok(found)
+    }
+
+    async fn link_user(
+        &self,
+        rs: &RoleSite,
+        call: CallKind,
+        user: &PartnerUserV2,
+        adopted: bool,
+    ) -> Result<(), PartnerError> {
+        if user.id.is_empty() {
+            return Ok(());
+        }
+        let link = Link {
+            name: user.email.clone(),
+            partner_id: user.id.clone(),
+            adopted,
+        };
+        self.put_link(rs, call, LinkKind::User, link, None).await
     }
 
     /// [`Self::user_by_email`], a missing user being `NotFound` (as a v1 site answers a write
@@ -244,7 +432,7 @@ impl PartnerClient {
         call: CallKind,
         email: &str,
     ) -> Result<PartnerUserV2, PartnerError> {
-        self.user_by_email(rs, email).await?.ok_or_else(|| {
+        self.user_by_email(rs, call, email).await?.ok_or_else(|| {
             self.local(
                 PartnerErrorKind::NotFound,
                 call,
@@ -257,12 +445,26 @@ impl PartnerClient {
         &self,
         rs: &RoleSite,
     ) -> Result<Vec<PartnerUser>, PartnerError> {
+        let call = CallKind::ListUsersV2;
         let users = self.list_users_v2().await?;
-        self.fresh_roles(rs).await?;
+        let roles = self.fresh_roles(rs).await?;
+        let links = self.role_links(rs, call).await?;
         let mut out = Vec::with_capacity(users.len());
         for u in users {
             rs.remember(&u);
-            out.push(self.as_partner_user(rs, u).await?);
+            // Roles gone since the list was read are left out, as `names_of` leaves them.
+            let groups = u
+                .roles
+                .iter()
+                .filter_map(|id| roles.iter().find(|r| &r.id == id))
+                .map(|r| Self::group_of_role(rs, &links, r))
+                .collect();
+            out.push(PartnerUser {
+                email: u.email,
+                first_name: u.first_name,
+                last_name: u.last_name,
+                groups,
+            });
         }
         Ok(out)
     }
@@ -272,9 +474,10 @@ impl PartnerClient {
         rs: &RoleSite,
         email: &str,
     ) -> Result<Option<PartnerUser>, PartnerError> {
-        self.check_email(CallKind::GetUserV2, email)?;
-        match self.user_by_email(rs, email).await? {
-            Some(u) => Ok(Some(self.as_partner_user(rs, u).await?)),
+        let call = CallKind::GetUserV2;
+        self.check_email(call, email)?;
+        match self.user_by_email(rs, call, email).await? {
+            Some(u) => Ok(Some(self.as_partner_user(rs, call, u).await?)),
             None => Ok(None),
         }
     }
@@ -294,8 +497,11 @@ impl PartnerClient {
             invited_by_email: user.invited_by_email.clone(),
         };
         let created = self.create_user_v2(&new, test_mode).await?;
-        rs.remember(&created);
-        self.as_partner_user(rs, created).await
+        if !test_mode {
+            rs.remember(&created);
+            self.link_user(rs, call, &created, false).await?;
+        }
+        self.as_partner_user(rs, call, created).await
     }
 
     pub(super) async fn rbac_update_user(
@@ -319,11 +525,24 @@ impl PartnerClient {
             roles,
         };
         let updated = self.update_user_v2(&current.id, &change, test_mode).await?;
-        if !test_mode && !updated.email.eq_ignore_ascii_case(email) {
-            rs.forget(email);
+        if !test_mode {
+            rs.remember(&updated);
+            if !updated.email.eq_ignore_ascii_case(email) {
+                rs.forget(email);
+                let adopted = self
+                    .link(rs, call, LinkKind::User, email)
+                    .await?
+                    .is_none_or(|l| l.adopted);
+                let link = Link {
+                    name: updated.email.clone(),
+                    partner_id: updated.id.clone(),
+                    adopted,
+                };
+                self.put_link(rs, call, LinkKind::User, link, Some(email))
+                    .await?;
+            }
         }
-        rs.remember(&updated);
-        self.as_partner_user(rs, updated).await
+        self.as_partner_user(rs, call, updated).await
     }
 
     pub(super) async fn rbac_delete_user(
@@ -338,6 +557,7 @@ impl PartnerClient {
         self.delete_user_v2(&current.id, test_mode).await?;
         if !test_mode {
             rs.forget(email);
+            self.unlink(rs, call, LinkKind::User, email).await?;
         }
         Ok(())
     }
@@ -346,12 +566,12 @@ impl PartnerClient {
         &self,
         rs: &RoleSite,
     ) -> Result<Vec<PartnerGroup>, PartnerError> {
-        Ok(self
-            .fresh_roles(rs)
-            .await?
+        let roles = self.fresh_roles(rs).await?;
+        let links = self.role_links(rs, CallKind::ListRoles).await?;
+        Ok(roles
             .iter()
             .map(|r| PartnerGroup {
-                name: rs.settings.group_name(&r.name).to_owned(),
+                name: Self::group_of_role(rs, &links, r),
                 access: Access::View,
             })
             .collect())
@@ -362,18 +582,20 @@ impl PartnerClient {
         rs: &RoleSite,
         name: &str,
     ) -> Result<Option<PartnerGroup>, PartnerError> {
-        let roles = self.fresh_roles(rs).await?;
-        Ok(
-            find_role(&roles, rs.settings.role_name(name)).map(|_| PartnerGroup {
-                name: name.to_owned(),
-                access: Access::View,
-            }),
-        )
+        let mut roles = self.fresh_roles(rs).await?;
+        let found = self
+            .group_role(rs, CallKind::GetRole, name, &mut roles, &mut true)
+            .await?;
+        Ok(found.map(|_| PartnerGroup {
+            name: name.to_owned(),
+            access: Access::View,
+        }))
     }
 
-    /// A group's role: created from the site's template, or `Conflict` when a role of that
-    /// name exists (the bridge adopts it). Where the site does not create roles, nothing is
-    /// made and the group is unmapped there.
+    /// A group's role: created from the site's template and linked, or `Conflict` when the
+    /// group has a role already (its link, or a role of its name, which the bridge adopts and
+    /// links). Where the site does not create roles, nothing is made and the group is unmapped
+    /// there.
     pub(super) async fn rbac_create_group(
         &self,
         rs: &RoleSite,
@@ -386,12 +608,23 @@ impl PartnerClient {
             name: group.name.clone(),
             access: group.access,
         };
-        let roles = self.fresh_roles(rs).await?;
-        if find_role(&roles, role).is_some() {
+        let mut roles = self.fresh_roles(rs).await?;
+        if let Some((found, link)) = self
+            .group_role(rs, call, &group.name, &mut roles, &mut true)
+            .await?
+        {
+            if link.is_none() && !test_mode && !rs.settings.is_mapped_group(&group.name) {
+                let link = Link {
+                    name: group.name.clone(),
+                    partner_id: found.id.clone(),
+                    adopted: !rs.owns(&found),
+                };
+                self.put_link(rs, call, LinkKind::Role, link, None).await?;
+            }
             return Err(self.local(
                 PartnerErrorKind::Conflict,
                 call,
-                format!("the site has a role named '{role}'"),
+                format!("the site has a role named '{}'", found.name),
             ));
         }
         if !rs.settings.create_roles {
@@ -413,16 +646,23 @@ impl PartnerClient {
             .await
             .inspect_err(|_| rs.forget_roles())?;
         if !test_mode {
+            let link = Link {
+                name: group.name.clone(),
+                partner_id: created.id.clone(),
+                adopted: false,
+            };
             if let Some(cached) = rs.directory().roles.as_mut() {
                 cached.push(created);
             }
+            self.put_link(rs, call, LinkKind::Role, link, None).await?;
         }
         Ok(as_group)
     }
 
-    /// A group rename: its role renamed when the bridge created it. An adopted role is never
-    /// renamed: the rename is refused (`Invalid`) before anything changes, since the group
-    /// would otherwise lose the role its members hold.
+    /// A group rename. The group keeps its role: a role the bridge created is renamed with it;
+    /// an adopted one keeps its name and the group's link moves to the new name. Refused
+    /// (`Invalid`) before anything changes when `role_map` maps the new name onto another role
+    /// than the group's (its members would hold the wrong one).
     pub(super) async fn rbac_update_group(
         &self,
         rs: &RoleSite,
@@ -438,40 +678,64 @@ impl PartnerClient {
                 access: update.access.unwrap_or(Access::View),
             });
         };
-        let (from, to) = (rs.settings.role_name(name), rs.settings.role_name(new_name));
         let renamed = PartnerGroup {
             name: new_name.to_owned(),
             access: update.access.unwrap_or(Access::View),
         };
-        let roles = self.fresh_roles(rs).await?;
-        let Some(role) = find_role(&roles, from) else {
+        let mut roles = self.fresh_roles(rs).await?;
+        let Some((role, _)) = self
+            .group_role(rs, call, name, &mut roles, &mut true)
+            .await?
+        else {
+            // Already renamed (a retry): the new name has the role.
+            if self
+                .group_role(rs, call, new_name, &mut roles, &mut true)
+                .await?
+                .is_some()
+            {
+                return Ok(renamed);
+            }
             return Err(self.local(
                 PartnerErrorKind::NotFound,
                 call,
-                format!("the site has no role named '{from}'"),
+                format!(
+                    "the site has no role for the group (none named '{}')",
+                    rs.settings.role_name(name)
+                ),
             ));
         };
-        if role.name == to {
-            return Ok(renamed);
-        }
-        if !rs.owns(role) {
+        let to = rs.settings.role_name(new_name);
+        let mapped_elsewhere = rs.settings.is_mapped_group(new_name)
+            && !role.name.trim().eq_ignore_ascii_case(to.trim());
+        let taken = find_role(&roles, to).filter(|r| r.id != role.id);
+        if mapped_elsewhere || (rs.owns(&role) && taken.is_some()) {
             return Err(self.local(
                 PartnerErrorKind::Invalid,
                 call,
                 format!(
-                    "the group maps to the role '{}', which the bridge did not create (a \
-                     built-in, mapped or adopted role): the bridge never renames it. Rename the \
-                     role in the site's UI first, or map the new displayName to it with role_map",
+                    "the group's role is '{}' and the new displayName maps to the role '{to}', \
+                     another role: rename the group to a name of its own, or change role_map",
                     role.name
                 ),
             ));
         }
-        let id = role.id.clone();
-        self.rename_role(&id, to, rs.acting_email.as_deref(), test_mode)
-            .await
-            .inspect_err(|_| rs.forget_roles())?;
+        if rs.owns(&role) && role.name != to {
+            let id = role.id.clone();
+            self.rename_role(&id, to, rs.acting_email.as_deref(), test_mode)
+                .await
+                .inspect_err(|_| rs.forget_roles())?;
+            if !test_mode {
+                rs.forget_roles();
+            }
+        }
         if !test_mode {
-            self.fresh_roles(rs).await?;
+            let link = Link {
+                name: new_name.to_owned(),
+                partner_id: role.id.clone(),
+                adopted: !rs.owns(&role),
+            };
+            self.put_link(rs, call, LinkKind::Role, link, Some(name))
+                .await?;
         }
         Ok(renamed)
     }
@@ -483,12 +747,15 @@ impl PartnerClient {
         let Some(rs) = self.roles.as_deref() else {
             return Ok(false);
         };
-        let roles = self.fresh_roles(rs).await?;
-        Ok(find_role(&roles, rs.settings.role_name(name)).is_some_and(|r| !rs.owns(r)))
+        let mut roles = self.fresh_roles(rs).await?;
+        Ok(self
+            .group_role(rs, CallKind::DeleteRole, name, &mut roles, &mut true)
+            .await?
+            .is_some_and(|(r, _)| !rs.owns(&r)))
     }
 
     /// A group delete: its role deleted when the bridge created it; an adopted role is kept
-    /// (the group's members have lost it already).
+    /// (the group's members have lost it already). The group's link goes either way.
     pub(super) async fn rbac_delete_group(
         &self,
         rs: &RoleSite,
@@ -496,28 +763,33 @@ impl PartnerClient {
         test_mode: bool,
     ) -> Result<(), PartnerError> {
         let call = CallKind::DeleteRole;
-        let role_name = rs.settings.role_name(name);
-        let roles = self.fresh_roles(rs).await?;
-        let Some(role) = find_role(&roles, role_name) else {
+        let mut roles = self.fresh_roles(rs).await?;
+        let Some((role, _)) = self
+            .group_role(rs, call, name, &mut roles, &mut true)
+            .await?
+        else {
             return Err(self.local(
                 PartnerErrorKind::NotFound,
                 call,
-                format!("the site has no role named '{role_name}'"),
+                format!(
+                    "the site has no role named '{}'",
+                    rs.settings.role_name(name)
+                ),
             ));
         };
-        if !rs.owns(role) {
+        if rs.owns(&role) {
+            self.delete_role(&role.id, test_mode)
+                .await
+                .inspect_err(|_| rs.forget_roles())?;
+        } else {
             tracing::info!(
                 site = %self.inner.site,
                 "the deleted group's role was adopted, not created by the bridge: it is kept"
             );
-            return Ok(());
         }
-        let id = role.id.clone();
-        self.delete_role(&id, test_mode)
-            .await
-            .inspect_err(|_| rs.forget_roles())?;
         if !test_mode {
-            self.fresh_roles(rs).await?;
+            rs.forget_roles();
+            self.unlink(rs, call, LinkKind::Role, name).await?;
         }
         Ok(())
     }
