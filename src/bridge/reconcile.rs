@@ -280,11 +280,18 @@ async fn reconcile_site(
         managed.iter().cloned(),
         groups.iter().map(|g| g.partner_name.as_str()),
     );
+    // A group unmapped here has no partner effect: its members are not missing its role.
+    let unmapped: HashSet<String> = report
+        .groups_unmapped
+        .iter()
+        .map(|g| g.to_lowercase())
+        .collect();
     let compare = Compare {
         tenant,
         at_partner: &at_partner,
         site_managed: &site_managed,
         desired,
+        unmapped: &unmapped,
     };
     let mut known = HashSet::new();
     let mut to_mark = Vec::new();
@@ -344,6 +351,9 @@ struct Compare<'a> {
     site_managed: &'a HashSet<String>,
     /// User id -> managed partner group names.
     desired: &'a HashMap<String, Vec<String>>,
+    /// The lowercased names of the groups unmapped at the site (an RBAC site that does not
+    /// create roles, no role for the group).
+    unmapped: &'a HashSet<String>,
 }
 
 impl Compare<'_> {
@@ -369,11 +379,12 @@ impl Compare<'_> {
                 true
             }
             (true, _, Some(p)) => {
-                let want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
+                let mut want: Vec<String> = if u.active || policy == DeprovisionPolicy::Keep {
                     self.desired.get(&u.id).cloned().unwrap_or_default()
                 } else {
                     Vec::new()
                 };
+                want.retain(|g| !self.unmapped.contains(&g.to_lowercase()));
                 let mut drifted = false;
                 if let Some(d) = group_drift(&u.partner_email, &want, &p.groups, self.site_managed)
                 {

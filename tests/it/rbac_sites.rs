@@ -292,7 +292,7 @@ async fn without_create_roles_a_group_without_a_role_is_unmapped() {
     })
     .await;
     let jane = create_user(&h, JANE, "Jane", "Doe").await;
-    create_group(&h, "Finance", &[&jane]).await;
+    let finance = create_group(&h, "Finance", &[&jane]).await;
     let analysts = create_group(&h, "Business User", &[]).await;
     let (status, body) = h
         .patch(
@@ -303,6 +303,25 @@ async fn without_create_roles_a_group_without_a_role_is_unmapped() {
     assert!(status.is_success(), "{body}");
     h.settle(SETTLE).await;
     assert!(role_named(&h, SITE, "Finance").is_none(), "no role created");
+    assert_eq!(h.partner_groups(SITE, JANE), ["Business User"]);
+    // Jane's next convergences find her as she should be: the unmapped group is not wanted
+    // at the site, so nothing is written (not a no-op rewrite of her roles each time).
+    let before = crate::idp_okta::calls(&h);
+    for op in ["remove", "add", "remove", "add"] {
+        let (status, _) = h
+            .patch(&format!("/Groups/{finance}"), patch_members(op, &[&jane]))
+            .await;
+        assert!(status.is_success());
+        h.settle(SETTLE).await;
+    }
+    let after = crate::idp_okta::calls(&h);
+    let writes = |c: &std::collections::BTreeMap<scim_bridge::partner::CallKind, u64>| {
+        c.iter()
+            .filter(|(k, _)| k.is_user_write())
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    assert_eq!(writes(&after), writes(&before), "{before:?} -> {after:?}");
     assert_eq!(h.partner_groups(SITE, JANE), ["Business User"]);
 }
 
@@ -417,10 +436,16 @@ async fn reconcile_finds_and_repairs_role_drift_and_reports_unmapped_groups() {
         ..rbac()
     })
     .await;
-    create_group(&h, "Finance", &[]).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
     let tenant = h.bridge.tenant("acme").unwrap();
     let report = reconcile(&h.bridge, &tenant, true).await.unwrap();
     assert_eq!(report[0].groups_unmapped, ["Finance"]);
+    assert!(
+        report[0].memberships_drifted.is_empty(),
+        "a member of an unmapped group is not missing its role: {report:?}"
+    );
     assert!(report[0].groups_missing.is_empty() && report[0].in_sync());
     assert_eq!(report[0].groups_created, 0);
     assert!(role_named(&h, SITE, "Finance").is_none());

@@ -87,6 +87,10 @@ async fn converge_live(
     let protected = tenant.protects(&email);
     let partner = site.client.get_user(&email).await?;
     if !present && !protected {
+        let partner = match partner {
+            Some(p) => Some(p),
+            None => site.client.find_missed_user(&email).await?,
+        };
         if partner.is_some() {
             return delete_at(site, &email, dry_run, writes, fence).await;
         }
@@ -103,6 +107,9 @@ async fn converge_live(
     } else {
         Vec::new()
     };
+    // Groups unmapped at the site (no role, and the site does not create roles) have no
+    // partner effect: wanting them would rewrite the user on every convergence.
+    let desired = site.client.groups_with_roles(desired).await?;
     let (first, last) = match UserView::from_resource(&user.resource) {
         Ok(v) => partner_names(&v, &email),
         Err(_) => (email.clone(), String::new()),

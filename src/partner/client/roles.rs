@@ -740,6 +740,52 @@ impl PartnerClient {
         Ok(renamed)
     }
 
+    /// Looks once more for the user of `email` that [`PartnerClient::get_user`] just missed,
+    /// before a missing one is taken as gone (a leaver left alone). On an RBAC site a user the
+    /// bridge holds no link for is found by reading the user list, and a cursor listing read
+    /// while users are added or removed can skip one: a second reading must miss it too. `None`
+    /// on a v1 site, whose read by email is the partner's own answer.
+    pub async fn find_missed_user(&self, email: &str) -> Result<Option<PartnerUser>, PartnerError> {
+        let Some(rs) = self.roles.as_deref() else {
+            return Ok(None);
+        };
+        let call = CallKind::GetUserV2;
+        for u in self.list_users_v2().await? {
+            if u.email.eq_ignore_ascii_case(email) {
+                rs.remember(&u);
+                self.link_user(rs, call, &u, true).await?;
+                return Ok(Some(self.as_partner_user(rs, call, u).await?));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `names` without the groups unmapped at this site: on an RBAC site that does not create
+    /// roles, those with neither a link nor a role of their name in the role list (as last
+    /// read, at most [`ROLE_LIST_MAX_AGE`] ago). Every name elsewhere.
+    pub async fn groups_with_roles(&self, names: Vec<String>) -> Result<Vec<String>, PartnerError> {
+        let Some(rs) = self.roles.as_deref() else {
+            return Ok(names);
+        };
+        if rs.settings.create_roles || names.is_empty() {
+            return Ok(names);
+        }
+        let roles = self.known_roles(rs).await?;
+        let linked: std::collections::HashSet<String> = self
+            .role_links(rs, CallKind::ListRoles)
+            .await?
+            .into_values()
+            .map(|n| n.to_lowercase())
+            .collect();
+        Ok(names
+            .into_iter()
+            .filter(|n| {
+                linked.contains(&n.to_lowercase())
+                    || find_role(&roles, rs.settings.role_name(n)).is_some()
+            })
+            .collect())
+    }
+
     /// True when the group `name` maps to a role of this RBAC site that the bridge did not
     /// create (built-in, mapped or adopted): deleting the group empties the role, which stays.
     /// False on a v1 site and for a role the bridge created or that does not exist.
