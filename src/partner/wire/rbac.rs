@@ -49,6 +49,11 @@ fn checked_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > 1024 {
         return Err("a partner id must be 1 to 1024 bytes".into());
     }
+    // Percent-encoding leaves dots alone, and a URL resolves `.` and `..` segments: the call
+    // would go to another path (`/api/v2/users/..` is `/api/v2/`).
+    if id == "." || id == ".." {
+        return Err("a partner id cannot be `.` or `..`".into());
+    }
     Ok(())
 }
 
@@ -224,6 +229,11 @@ mod tests {
             "http://h/x/api/v1/roles/..%2Fadmin"
         );
         assert!(user_url(&base, "").is_err());
+        for dots in [".", ".."] {
+            assert!(user_url(&base, dots).is_err(), "{dots}");
+            assert!(role_url(&base, dots).is_err(), "{dots}");
+        }
+        assert!(user_url(&base, "...").is_ok());
         assert_eq!(
             users_url(&base, Some("a&b=c")).unwrap().as_str(),
             "http://h/x/api/v2/users?next_page_start=a%26b%3Dc"
