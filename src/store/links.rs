@@ -66,7 +66,8 @@ impl Store {
 
     /// Links `link.name` (any case) to `link.partner_id`, replacing what it was linked to;
     /// `replacing` (any case), when given and another key, is unlinked in the same transaction
-    /// (a rename moves the link).
+    /// (a rename moves the link), and so is any other name linked to the same partner object
+    /// (one object is one name's: a role is one group's, an id one email's).
     pub async fn put_partner_link(
         &self,
         tenant: &str,
@@ -81,6 +82,17 @@ impl Store {
         retrying(move || async move {
             with_pool!(self, pool => {
                 let mut tx = pool.begin_with(begin).await?;
+                sqlx::query(
+                    "DELETE FROM partner_links WHERE tenant = $1 AND site = $2 AND kind = $3 \
+                     AND partner_id = $4 AND link_key <> $5",
+                )
+                .bind(tenant)
+                .bind(site)
+                .bind(kind)
+                .bind(link.partner_id.as_str())
+                .bind(key.as_str())
+                .execute(&mut *tx)
+                .await?;
                 if let Some(old) = old {
                     sqlx::query(
                         "DELETE FROM partner_links \

@@ -138,6 +138,16 @@ async fn an_existing_role_is_adopted_by_name_in_any_case_kept_through_renames_an
     h.settle(SETTLE).await;
     assert!(h.partner_groups(SITE, JANE).is_empty());
     assert_eq!(role_named(&h, SITE, "Analyst").unwrap(), before);
+    // The link went with the group: a new group of its last name gets a role of its own,
+    // not the adopted one.
+    create_group(&h, "Data Analysts", &[&john]).await;
+    h.settle(SETTLE).await;
+    let own = role_named(&h, SITE, "Data Analysts").expect("a role of its own");
+    assert_ne!(own.id, before.id);
+    assert_eq!(
+        h.partner_groups(SITE, "john@acme.example.com"),
+        ["Data Analysts"]
+    );
 }
 
 #[tokio::test]
@@ -451,11 +461,12 @@ async fn reconcile_finds_and_repairs_role_drift_and_reports_unmapped_groups() {
     assert!(role_named(&h, SITE, "Finance").is_none());
 }
 
-/// The store links a group to its role by id (`partner_links`): a role the site's
-/// administrator renames in the UI stays the group's role, and no role of the old name is
-/// made for it.
+/// The store links a group to its role by id (`partner_links`). A role the bridge made that
+/// the site's administrator renames in the UI stays the group's role and is named back after
+/// its group at the next write that needs it (the bridge names its roles); no second role is
+/// made under the group's name.
 #[tokio::test]
-async fn a_role_renamed_in_the_ui_stays_the_groups_role() {
+async fn a_role_the_bridge_made_renamed_in_the_ui_stays_the_groups_and_is_named_back() {
     let h = Harness::start(rbac()).await;
     let jane = create_user(&h, JANE, "Jane", "Doe").await;
     let group = create_group(&h, "Finance", &[&jane]).await;
@@ -478,12 +489,13 @@ async fn a_role_renamed_in_the_ui_stays_the_groups_role() {
     let john_roles = user_v2(&h, "john@example.com").unwrap().roles;
     assert!(john_roles.contains(&role.id), "{john_roles:?}");
     assert!(user_v2(&h, JANE).unwrap().roles.contains(&role.id));
-    assert!(
-        role_named(&h, SITE, "Finance").is_none(),
-        "no second role: {:?}",
+    assert_eq!(
+        role_named(&h, SITE, "Finance").map(|r| r.id),
+        Some(role.id.clone()),
+        "the same role, named back, no second one: {:?}",
         h.emulator.roles(SITE)
     );
-    // Taking Jane out takes the renamed role away, keeps John's.
+    // Taking Jane out takes the role away, keeps John's.
     let (status, _) = h
         .patch(
             &format!("/Groups/{group}"),
@@ -497,6 +509,71 @@ async fn a_role_renamed_in_the_ui_stays_the_groups_role() {
         .unwrap()
         .roles
         .contains(&role.id));
+}
+
+/// An adopted role renamed in the UI keeps its new name (the bridge never renames it) and
+/// stays the group's role. Another group named after the role's new name does not get it:
+/// the role is the first group's.
+#[tokio::test]
+async fn an_adopted_role_renamed_in_the_ui_stays_the_groups_and_no_other_group_takes_it() {
+    let h = Harness::start(rbac()).await;
+    let data = PartnerRole {
+        id: "data-role".into(),
+        name: "Data".into(),
+        description: "made in the UI".into(),
+        privileges: Vec::new(),
+        permissions: Vec::new(),
+    };
+    assert!(h.emulator.insert_role(SITE, data.clone()));
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    let group = create_group(&h, "data", &[&jane]).await;
+    h.settle(SETTLE).await;
+    assert!(user_v2(&h, JANE).unwrap().roles.contains(&data.id));
+    let mut renamed = data.clone();
+    renamed.name = "Data Science".into();
+    assert!(h.emulator.insert_role(SITE, renamed));
+    create_group(&h, "Other", &[]).await;
+    let john = create_user(&h, "john@example.com", "John", "Roe").await;
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), patch_members("add", &[&john]))
+        .await;
+    assert!(status.is_success());
+    h.settle(SETTLE).await;
+    assert!(user_v2(&h, "john@example.com")
+        .unwrap()
+        .roles
+        .contains(&data.id));
+    assert_eq!(
+        h.emulator.role(SITE, &data.id).unwrap().name,
+        "Data Science"
+    );
+    // A group named after the role's new name is not given the first group's role.
+    let ann = create_user(&h, "ann@example.com", "Ann", "Lee").await;
+    let (status, body) = h
+        .post(
+            "/Groups",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Data Science",
+                "members": [{"value": ann}]
+            }),
+        )
+        .await;
+    h.settle(SETTLE).await;
+    assert!(
+        !user_v2(&h, "ann@example.com")
+            .unwrap()
+            .roles
+            .contains(&data.id),
+        "a member of another group was given the role of 'data' ({status} {body})"
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("'data'"),
+        "{body}"
+    );
+    // Jane and John keep it.
+    assert!(user_v2(&h, JANE).unwrap().roles.contains(&data.id));
 }
 
 /// Two replicas on one store. Replica B renames a group (its role with it) and makes a new
@@ -542,4 +619,143 @@ async fn a_replica_with_an_old_role_list_gives_a_group_its_own_role() {
         "John was given the renamed role (Finance): {roles:?}"
     );
     assert!(user_v2(&a, JANE).unwrap().roles.contains(&first.id));
+}
+
+/// Links as another replica writes them: the first read of a link finds one that replica has
+/// just written for a role it has just made (after this replica read its role list).
+#[derive(Debug)]
+struct JustMadeByAnotherReplica {
+    inner: scim_bridge::partner::client::MemoryLinks,
+    emulator: scim_bridge::partner::emulator::Emulator,
+    role: PartnerRole,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl scim_bridge::partner::client::SiteLinks for JustMadeByAnotherReplica {
+    fn get<'a>(
+        &'a self,
+        kind: scim_bridge::partner::client::LinkKind,
+        name: &'a str,
+    ) -> scim_bridge::partner::client::LinkFuture<'a, Option<scim_bridge::partner::client::Link>>
+    {
+        if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            assert!(self.emulator.insert_role(SITE, self.role.clone()));
+            let link = scim_bridge::partner::client::Link {
+                name: name.to_owned(),
+                partner_id: self.role.id.clone(),
+                adopted: false,
+            };
+            return Box::pin(async move {
+                self.inner.put(kind, &link, None).await?;
+                self.inner.get(kind, name).await
+            });
+        }
+        self.inner.get(kind, name)
+    }
+    fn all(
+        &self,
+        kind: scim_bridge::partner::client::LinkKind,
+    ) -> scim_bridge::partner::client::LinkFuture<'_, Vec<scim_bridge::partner::client::Link>> {
+        self.inner.all(kind)
+    }
+    fn put<'a>(
+        &'a self,
+        kind: scim_bridge::partner::client::LinkKind,
+        link: &'a scim_bridge::partner::client::Link,
+        replacing: Option<&'a str>,
+    ) -> scim_bridge::partner::client::LinkFuture<'a, ()> {
+        self.inner.put(kind, link, replacing)
+    }
+    fn remove<'a>(
+        &'a self,
+        kind: scim_bridge::partner::client::LinkKind,
+        name: &'a str,
+    ) -> scim_bridge::partner::client::LinkFuture<'a, ()> {
+        self.inner.remove(kind, name)
+    }
+}
+
+/// A link to a role missing from a role list read just before it is not taken for a link to a
+/// role that is gone: the role is read by its id first (another replica made it meanwhile).
+#[tokio::test]
+async fn a_link_newer_than_the_role_list_is_kept() {
+    use scim_bridge::partner::client::{LinkKind, RoleSite, SiteLinks};
+    use scim_bridge::partner::rbac::RoleSettings;
+    use scim_bridge::partner::{ClientOptions, PartnerClient, SiteConnection};
+    let h = Harness::start(rbac()).await;
+    let role = PartnerRole {
+        id: "made-by-b".into(),
+        name: "Finance".into(),
+        description: MANAGED_ROLE_MARK.into(),
+        privileges: Vec::new(),
+        permissions: Vec::new(),
+    };
+    let links = std::sync::Arc::new(JustMadeByAnotherReplica {
+        inner: Default::default(),
+        emulator: h.emulator.clone(),
+        role: role.clone(),
+        done: Default::default(),
+    });
+    let client = PartnerClient::new(
+        SiteConnection {
+            base_url: h.partner_base.parse().unwrap(),
+            site_name: SITE.into(),
+            api_key: scim_bridge::secret::Secret::new(format!("key-{SITE}")),
+        },
+        ClientOptions::default(),
+    )
+    .unwrap()
+    .with_roles(RoleSite::new(
+        RoleSettings {
+            create_roles: true,
+            ..RoleSettings::default()
+        },
+        None,
+    ));
+    client.role_site().unwrap().keep_links_in(links.clone());
+    let found = client.get_group("Finance").await.unwrap();
+    assert!(
+        found.is_some(),
+        "the group's role, made after the list was read"
+    );
+    assert_eq!(
+        links
+            .get(LinkKind::Role, "finance")
+            .await
+            .unwrap()
+            .map(|l| l.partner_id),
+        Some(role.id),
+        "the link was dropped"
+    );
+}
+
+/// With `create_roles = false`, a role made in the UI for an unmapped group is given to its
+/// members at their next convergence, even by a bridge whose role list is a few seconds old.
+#[tokio::test]
+async fn a_role_made_in_the_ui_for_an_unmapped_group_is_given_at_the_next_convergence() {
+    let h = Harness::start(Options {
+        create_roles: false,
+        ..rbac()
+    })
+    .await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    let finance = create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
+    assert!(h.partner_groups(SITE, JANE).is_empty());
+    let role = PartnerRole {
+        id: "finance-ui".into(),
+        name: "Finance".into(),
+        description: "made in the UI".into(),
+        privileges: Vec::new(),
+        permissions: Vec::new(),
+    };
+    assert!(h.emulator.insert_role(SITE, role.clone()));
+    for op in ["remove", "add"] {
+        let (status, _) = h
+            .patch(&format!("/Groups/{finance}"), patch_members(op, &[&jane]))
+            .await;
+        assert!(status.is_success());
+        h.settle(SETTLE).await;
+    }
+    assert_eq!(h.partner_groups(SITE, JANE), ["Finance"]);
 }

@@ -1776,12 +1776,21 @@ async fn store_partner_links_are_per_site_and_kind_in_any_case_and_move_on_renam
             store.partner_links("a", "s1", "role").await.unwrap(),
             vec![link("ANALYSTS", "r3", true), link("Finance", "r1", false)]
         );
+        // One partner object, one name: linking another name to r1 unlinks Finance.
         store
-            .delete_partner_link("a", "s1", "role", "finance")
+            .put_partner_link("a", "s1", "role", &link("Ledger", "r1", false), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.partner_links("a", "s1", "role").await.unwrap(),
+            vec![link("ANALYSTS", "r3", true), link("Ledger", "r1", false)]
+        );
+        store
+            .delete_partner_link("a", "s1", "role", "ledger")
             .await
             .unwrap();
         store
-            .delete_partner_link("a", "s1", "role", "finance")
+            .delete_partner_link("a", "s1", "role", "ledger")
             .await
             .unwrap();
         assert_eq!(

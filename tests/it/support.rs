@@ -237,7 +237,7 @@ pub struct Harness {
     /// `http://127.0.0.1:PORT`
     pub root: String,
     pub http: reqwest::Client,
-    partner_base: String,
+    pub partner_base: String,
     server: tokio::task::JoinHandle<()>,
     _running: RunningEmulator,
     _dir: tempfile::TempDir,

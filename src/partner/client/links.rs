@@ -39,7 +39,8 @@ pub type LinkFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Se
 pub trait SiteLinks: Send + Sync + std::fmt::Debug {
     fn get<'a>(&'a self, kind: LinkKind, name: &'a str) -> LinkFuture<'a, Option<Link>>;
     fn all(&self, kind: LinkKind) -> LinkFuture<'_, Vec<Link>>;
-    /// Links `link.name`, and unlinks `replacing` (another name) at once.
+    /// Links `link.name`, and unlinks at once `replacing` (another name) and any other name
+    /// linked to the same partner object.
     fn put<'a>(
         &'a self,
         kind: LinkKind,
@@ -88,6 +89,7 @@ impl SiteLinks for MemoryLinks {
         if let Some(old) = replacing {
             map.remove(&(kind, old.to_lowercase()));
         }
+        map.retain(|(k, _), l| *k != kind || l.partner_id != link.partner_id);
         map.insert((kind, link.name.to_lowercase()), link.clone());
         Box::pin(async { Ok(()) })
     }
@@ -128,7 +130,16 @@ mod tests {
             links.all(LinkKind::Role).await.unwrap(),
             vec![link("Finance")]
         );
-        links.remove(LinkKind::Role, "FINANCE").await.unwrap();
+        // One object, one name: linking another name to it unlinks the first.
+        links
+            .put(LinkKind::Role, &link("Ledger"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            links.all(LinkKind::Role).await.unwrap(),
+            vec![link("Ledger")]
+        );
+        links.remove(LinkKind::Role, "LEDGER").await.unwrap();
         assert!(links.all(LinkKind::Role).await.unwrap().is_empty());
     }
 }

@@ -122,6 +122,26 @@ impl RoleSite {
     }
 }
 
+/// A group's role at a site, as the client finds it.
+enum Resolved {
+    /// The group's role, through its link or by name. `drifted`: a role the bridge made,
+    /// linked to the group, whose name is not the group's (a rename that half-happened, or a
+    /// rename in the site's UI); the bridge puts the name back.
+    Role {
+        role: PartnerRole,
+        linked: bool,
+        drifted: bool,
+    },
+    /// A role has the group's name but another group (`by`) is linked to it.
+    Taken { role: PartnerRole, by: String },
+    /// No role.
+    None,
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
 fn find_role<'a>(roles: &'a [PartnerRole], name: &str) -> Option<&'a PartnerRole> {
     roles
         .iter()
@@ -218,48 +238,101 @@ impl PartnerClient {
             .map_err(|e| self.store_error(call, e))
     }
 
-    /// The role the group `name` is at this site, and its link when it has one: the linked
-    /// role while it exists, else the role of the group's name (`role_map` applied; a mapped
-    /// group is always its mapped role). `roles` is read again (once, `fresh` tells) when an
-    /// id or a name is not in it. A link whose role is gone is dropped.
+    /// The group `name`'s role at this site: its linked role while that exists, else the role
+    /// of its name (`role_map` applied; a mapped group is always its mapped role) unless
+    /// another group is linked to that role (it is that group's, whatever its name now; `also`
+    /// names a group that may hold it, the other side of a rename). `roles` is read again
+    /// (once, `fresh` tells) when an id or name is not in it, or a linked role the bridge made
+    /// has another name in it. A link is dropped only when its role is gone by a read of that
+    /// role itself (a list read before the link was written does not have it yet).
     async fn group_role(
         &self,
         rs: &RoleSite,
         call: CallKind,
         name: &str,
+        also: Option<&str>,
         roles: &mut Vec<PartnerRole>,
         fresh: &mut bool,
-    ) -> Result<Option<(PartnerRole, Option<Link>)>, PartnerError> {
+    ) -> Result<Resolved, PartnerError> {
+        let expected = rs.settings.role_name(name);
         if !rs.settings.is_mapped_group(name) {
             if let Some(link) = self.link(rs, call, LinkKind::Role, name).await? {
-                if !*fresh && !roles.iter().any(|r| r.id == link.partner_id) {
+                let by_id =
+                    |roles: &[PartnerRole]| roles.iter().find(|r| r.id == link.partner_id).cloned();
+                let mut found = by_id(roles);
+                let doubtful = found
+                    .as_ref()
+                    .is_none_or(|r| rs.owns(r) && !same_name(&r.name, expected));
+                if doubtful && !*fresh {
                     *roles = self.fresh_roles(rs).await?;
                     *fresh = true;
+                    found = by_id(roles);
                 }
-                if let Some(r) = roles.iter().find(|r| r.id == link.partner_id) {
-                    return Ok(Some((r.clone(), Some(link))));
+                if found.is_none() {
+                    found = self.get_role(&link.partner_id).await?;
                 }
-                tracing::info!(
-                    site = %self.inner.site,
-                    "a group's linked role is gone from the site: the group is resolved by name"
-                );
-                self.unlink(rs, call, LinkKind::Role, name).await?;
+                match found {
+                    Some(role) => {
+                        let drifted = rs.owns(&role) && !same_name(&role.name, expected);
+                        return Ok(Resolved::Role {
+                            role,
+                            linked: true,
+                            drifted,
+                        });
+                    }
+                    None => {
+                        tracing::info!(
+                            site = %self.inner.site,
+                            "a group's linked role is gone from the site: the group is resolved by name"
+                        );
+                        self.unlink(rs, call, LinkKind::Role, name).await?;
+                    }
+                }
             }
         }
-        let wanted = rs.settings.role_name(name);
-        if !*fresh && find_role(roles, wanted).is_none() {
+        if !*fresh && find_role(roles, expected).is_none() {
             *roles = self.fresh_roles(rs).await?;
             *fresh = true;
         }
-        Ok(find_role(roles, wanted).map(|r| (r.clone(), None)))
+        let Some(role) = find_role(roles, expected).cloned() else {
+            return Ok(Resolved::None);
+        };
+        let owner = self
+            .role_links(rs, call)
+            .await?
+            .remove(&role.id)
+            .filter(|g| !same_name(g, name) && also.is_none_or(|a| !same_name(g, a)));
+        Ok(match owner {
+            Some(by) => Resolved::Taken { role, by },
+            None => Resolved::Role {
+                role,
+                linked: false,
+                drifted: false,
+            },
+        })
     }
 
-    /// The group a role is to the bridge: the group linked to it, else the displayName
-    /// `role_map` maps onto it, else the role's own name.
+    /// The group a role a user holds is to the bridge: the group linked to it, else the
+    /// displayName `role_map` maps onto it, else the role's own name.
     fn group_of_role(rs: &RoleSite, links: &HashMap<String, String>, role: &PartnerRole) -> String {
         match links.get(&role.id) {
             Some(group) => group.clone(),
             None => rs.settings.group_name(&role.name).to_owned(),
+        }
+    }
+
+    /// The group name a role is listed under: as [`Self::group_of_role`], except that a role
+    /// the bridge made whose name is not its group's any more is listed under its own name, so
+    /// the group shows as missing under its name and is repaired (the role renamed back, or a
+    /// rename that half-happened finished from a former name).
+    fn listed_group(rs: &RoleSite, links: &HashMap<String, String>, role: &PartnerRole) -> String {
+        match links.get(&role.id) {
+            Some(group)
+                if !rs.owns(role) || same_name(&role.name, rs.settings.role_name(group)) =>
+            {
+                group.clone()
+            }
+            _ => rs.settings.group_name(&role.name).to_owned(),
         }
     }
 
@@ -310,30 +383,54 @@ impl PartnerClient {
         let mut fresh = false;
         let mut ids: Vec<String> = Vec::with_capacity(names.len() + 1);
         for name in names {
+            let role = rs.settings.role_name(name);
             match self
-                .group_role(rs, call, name, &mut roles, &mut fresh)
+                .group_role(rs, call, name, None, &mut roles, &mut fresh)
                 .await?
             {
-                Some((r, _)) => {
+                Resolved::Role {
+                    role: r,
+                    drifted: false,
+                    ..
+                } => {
                     if !ids.contains(&r.id) {
                         ids.push(r.id);
                     }
                 }
-                None if !rs.settings.create_roles => {
+                Resolved::Role { role: r, .. } => {
+                    // Refused like a missing group: the bridge's repair (which waits for a
+                    // rename holding the group's names) puts the name back, and tries again.
+                    return Err(self.local(
+                        PartnerErrorKind::Invalid,
+                        call,
+                        format!(
+                            "the group's role is named '{}' at the site, not '{role}'",
+                            r.name
+                        ),
+                    ));
+                }
+                Resolved::None | Resolved::Taken { .. } if !rs.settings.create_roles => {
                     tracing::warn!(
                         site = %self.inner.site,
                         "a managed group has no role at the site and create_roles is off: \
                          the group is unmapped there"
                     );
                 }
-                None => {
+                Resolved::Taken { by, .. } => {
                     return Err(self.local(
                         PartnerErrorKind::Invalid,
                         call,
                         format!(
-                            "the site has no role named '{}'",
-                            rs.settings.role_name(name)
+                            "the site's role '{role}' is the role of the group '{by}': the \
+                             group has no role there"
                         ),
+                    ))
+                }
+                Resolved::None => {
+                    return Err(self.local(
+                        PartnerErrorKind::Invalid,
+                        call,
+                        format!("the site has no role named '{role}'"),
                     ))
                 }
             }
@@ -571,7 +668,7 @@ impl PartnerClient {
         Ok(roles
             .iter()
             .map(|r| PartnerGroup {
-                name: Self::group_of_role(rs, &links, r),
+                name: Self::listed_group(rs, &links, r),
                 access: Access::View,
             })
             .collect())
@@ -584,12 +681,15 @@ impl PartnerClient {
     ) -> Result<Option<PartnerGroup>, PartnerError> {
         let mut roles = self.fresh_roles(rs).await?;
         let found = self
-            .group_role(rs, CallKind::GetRole, name, &mut roles, &mut true)
+            .group_role(rs, CallKind::GetRole, name, None, &mut roles, &mut true)
             .await?;
-        Ok(found.map(|_| PartnerGroup {
-            name: name.to_owned(),
-            access: Access::View,
-        }))
+        Ok(match found {
+            Resolved::Role { drifted: false, .. } => Some(PartnerGroup {
+                name: name.to_owned(),
+                access: Access::View,
+            }),
+            _ => None,
+        })
     }
 
     /// A group's role: created from the site's template and linked, or `Conflict` when the
@@ -609,23 +709,64 @@ impl PartnerClient {
             access: group.access,
         };
         let mut roles = self.fresh_roles(rs).await?;
-        if let Some((found, link)) = self
-            .group_role(rs, call, &group.name, &mut roles, &mut true)
+        match self
+            .group_role(rs, call, &group.name, None, &mut roles, &mut true)
             .await?
         {
-            if link.is_none() && !test_mode && !rs.settings.is_mapped_group(&group.name) {
-                let link = Link {
-                    name: group.name.clone(),
-                    partner_id: found.id.clone(),
-                    adopted: !rs.owns(&found),
-                };
-                self.put_link(rs, call, LinkKind::Role, link, None).await?;
+            Resolved::Role {
+                role: found,
+                linked,
+                drifted: false,
+            } => {
+                if !linked && !test_mode && !rs.settings.is_mapped_group(&group.name) {
+                    let link = Link {
+                        name: group.name.clone(),
+                        partner_id: found.id.clone(),
+                        adopted: !rs.owns(&found),
+                    };
+                    self.put_link(rs, call, LinkKind::Role, link, None).await?;
+                }
+                return Err(self.local(
+                    PartnerErrorKind::Conflict,
+                    call,
+                    format!("the site has a role named '{}'", found.name),
+                ));
             }
-            return Err(self.local(
-                PartnerErrorKind::Conflict,
-                call,
-                format!("the site has a role named '{}'", found.name),
-            ));
+            Resolved::Role { role: found, .. } => {
+                // The group's own role under another name: its name is put back.
+                if let Some(other) = find_role(&roles, role).filter(|r| r.id != found.id) {
+                    return Err(self.local(
+                        PartnerErrorKind::Invalid,
+                        call,
+                        format!(
+                            "the group's role is named '{}' at the site and another role is \
+                             named '{}': rename one of them in the site's UI",
+                            found.name, other.name
+                        ),
+                    ));
+                }
+                tracing::info!(
+                    site = %self.inner.site,
+                    "a role the bridge made for a group has another name at the site: named back"
+                );
+                self.rename_role(&found.id, role, rs.acting_email.as_deref(), test_mode)
+                    .await
+                    .inspect_err(|_| rs.forget_roles())?;
+                rs.forget_roles();
+                return Ok(as_group);
+            }
+            Resolved::Taken { role: found, by } => {
+                return Err(self.local(
+                    PartnerErrorKind::Invalid,
+                    call,
+                    format!(
+                        "the site's role '{}' is the role of the group '{by}'): give this group \
+                         another name, or rename that role in the site's UI",
+                        found.name
+                    ),
+                ));
+            }
+            Resolved::None => {}
         }
         if !rs.settings.create_roles {
             tracing::warn!(
@@ -683,30 +824,35 @@ impl PartnerClient {
             access: update.access.unwrap_or(Access::View),
         };
         let mut roles = self.fresh_roles(rs).await?;
-        let Some((role, _)) = self
-            .group_role(rs, call, name, &mut roles, &mut true)
+        let role = match self
+            .group_role(rs, call, name, Some(new_name), &mut roles, &mut true)
             .await?
-        else {
-            // Already renamed (a retry): the new name has the role.
-            if self
-                .group_role(rs, call, new_name, &mut roles, &mut true)
-                .await?
-                .is_some()
-            {
-                return Ok(renamed);
+        {
+            Resolved::Role { role, .. } => role,
+            Resolved::Taken { .. } | Resolved::None => {
+                // Already renamed (a retry): the new name's link has the role, under that name.
+                if let Resolved::Role {
+                    linked: true,
+                    drifted: false,
+                    ..
+                } = self
+                    .group_role(rs, call, new_name, None, &mut roles, &mut true)
+                    .await?
+                {
+                    return Ok(renamed);
+                }
+                return Err(self.local(
+                    PartnerErrorKind::NotFound,
+                    call,
+                    format!(
+                        "the site has no role for the group (none named '{}')",
+                        rs.settings.role_name(name)
+                    ),
+                ));
             }
-            return Err(self.local(
-                PartnerErrorKind::NotFound,
-                call,
-                format!(
-                    "the site has no role for the group (none named '{}')",
-                    rs.settings.role_name(name)
-                ),
-            ));
         };
         let to = rs.settings.role_name(new_name);
-        let mapped_elsewhere = rs.settings.is_mapped_group(new_name)
-            && !role.name.trim().eq_ignore_ascii_case(to.trim());
+        let mapped_elsewhere = rs.settings.is_mapped_group(new_name) && !same_name(&role.name, to);
         let taken = find_role(&roles, to).filter(|r| r.id != role.id);
         if mapped_elsewhere || (rs.owns(&role) && taken.is_some()) {
             return Err(self.local(
@@ -720,8 +866,7 @@ impl PartnerClient {
             ));
         }
         if rs.owns(&role) && role.name != to {
-            let id = role.id.clone();
-            self.rename_role(&id, to, rs.acting_email.as_deref(), test_mode)
+            self.rename_role(&role.id, to, rs.acting_email.as_deref(), test_mode)
                 .await
                 .inspect_err(|_| rs.forget_roles())?;
             if !test_mode {
@@ -729,13 +874,18 @@ impl PartnerClient {
             }
         }
         if !test_mode {
-            let link = Link {
-                name: new_name.to_owned(),
-                partner_id: role.id.clone(),
-                adopted: !rs.owns(&role),
-            };
-            self.put_link(rs, call, LinkKind::Role, link, Some(name))
-                .await?;
+            // A mapped group is found through role_map, not a link.
+            if rs.settings.is_mapped_group(new_name) {
+                self.unlink(rs, call, LinkKind::Role, name).await?;
+            } else {
+                let link = Link {
+                    name: new_name.to_owned(),
+                    partner_id: role.id.clone(),
+                    adopted: !rs.owns(&role),
+                };
+                self.put_link(rs, call, LinkKind::Role, link, Some(name))
+                    .await?;
+            }
         }
         Ok(renamed)
     }
@@ -770,20 +920,22 @@ impl PartnerClient {
         if rs.settings.create_roles || names.is_empty() {
             return Ok(names);
         }
-        let roles = self.known_roles(rs).await?;
         let linked: std::collections::HashSet<String> = self
             .role_links(rs, CallKind::ListRoles)
             .await?
             .into_values()
             .map(|n| n.to_lowercase())
             .collect();
-        Ok(names
-            .into_iter()
-            .filter(|n| {
-                linked.contains(&n.to_lowercase())
-                    || find_role(&roles, rs.settings.role_name(n)).is_some()
-            })
-            .collect())
+        let mut roles = self.known_roles(rs).await?;
+        let has_role = |roles: &[PartnerRole], n: &str| {
+            linked.contains(&n.to_lowercase())
+                || find_role(roles, rs.settings.role_name(n)).is_some()
+        };
+        // A role made in the UI since the list was read is seen: read it again once.
+        if names.iter().any(|n| !has_role(&roles, n)) {
+            roles = self.fresh_roles(rs).await?;
+        }
+        Ok(names.into_iter().filter(|n| has_role(&roles, n)).collect())
     }
 
     /// True when the group `name` maps to a role of this RBAC site that the bridge did not
@@ -794,10 +946,24 @@ impl PartnerClient {
             return Ok(false);
         };
         let mut roles = self.fresh_roles(rs).await?;
-        Ok(self
-            .group_role(rs, CallKind::DeleteRole, name, &mut roles, &mut true)
-            .await?
-            .is_some_and(|(r, _)| !rs.owns(&r)))
+        Ok(matches!(
+            self.group_role(rs, CallKind::DeleteRole, name, None, &mut roles, &mut true)
+                .await?,
+            Resolved::Role { role, .. } if !rs.owns(&role)
+        ))
+    }
+
+    /// Forgets which role the deleted group `name` was at this RBAC site (nothing on a v1
+    /// site, or in a dry run): a later group of that name is not given the role. For a group
+    /// whose role stays ([`PartnerClient::keeps_group_role`]); deleting a role unlinks it.
+    pub async fn unlink_group(&self, name: &str, test_mode: bool) -> Result<(), PartnerError> {
+        match self.roles.as_deref() {
+            Some(rs) if !test_mode => {
+                self.unlink(rs, CallKind::DeleteRole, LinkKind::Role, name)
+                    .await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A group delete: its role deleted when the bridge created it; an adopted role is kept
@@ -810,8 +976,8 @@ impl PartnerClient {
     ) -> Result<(), PartnerError> {
         let call = CallKind::DeleteRole;
         let mut roles = self.fresh_roles(rs).await?;
-        let Some((role, _)) = self
-            .group_role(rs, call, name, &mut roles, &mut true)
+        let Resolved::Role { role, .. } = self
+            .group_role(rs, call, name, None, &mut roles, &mut true)
             .await?
         else {
             return Err(self.local(
