@@ -759,3 +759,46 @@ async fn a_role_made_in_the_ui_for_an_unmapped_group_is_given_at_the_next_conver
     }
     assert_eq!(h.partner_groups(SITE, JANE), ["Finance"]);
 }
+
+/// Users are looked up by reading the user list, which the bridge reads again only every so
+/// often: a user made in the site's UI since the last reading is found when the create is
+/// refused because its email exists, and adopted (its id kept, its roles given), not lost.
+#[tokio::test]
+async fn a_user_made_in_the_ui_after_the_last_user_list_is_adopted() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    let group = create_group(&h, "Finance", &[&jane]).await;
+    h.settle(SETTLE).await;
+    // A reconcile reads the whole user list.
+    let tenant = h.bridge.tenant("acme").unwrap();
+    scim_bridge::bridge::reconcile::reconcile(&h.bridge, &tenant, false)
+        .await
+        .unwrap();
+    let everyone = role_named(&h, SITE, "Everyone").unwrap();
+    assert!(h.emulator.insert_rbac_user(
+        SITE,
+        PartnerUserV2 {
+            id: "made-in-ui".into(),
+            email: "Bob@Example.com".into(),
+            first_name: "Robert".into(),
+            last_name: "Roe".into(),
+            roles: vec![everyone.id],
+        }
+    ));
+    let bob = create_user(&h, "bob@example.com", "Bob", "Roe").await;
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), patch_members("add", &[&bob]))
+        .await;
+    assert!(status.is_success());
+    h.settle(SETTLE).await;
+    let bobs: Vec<_> = h
+        .emulator
+        .rbac_users(SITE)
+        .into_iter()
+        .filter(|u| u.email.eq_ignore_ascii_case("bob@example.com"))
+        .collect();
+    assert_eq!(bobs.len(), 1, "{bobs:?}");
+    assert_eq!(bobs[0].id, "made-in-ui", "adopted");
+    assert_eq!(bobs[0].first_name, "Bob");
+    assert_eq!(h.partner_groups(SITE, "bob@example.com"), ["Finance"]);
+}

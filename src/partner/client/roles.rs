@@ -45,12 +45,28 @@ pub struct RoleSite {
 struct Directory {
     /// Lowercased email -> user id, as last read.
     ids: HashMap<String, String>,
+    /// Lowercased email -> when the partner last answered with its user (a read, a write).
+    seen: HashMap<String, std::time::Instant>,
     /// The role list as last read.
     roles: Option<Vec<PartnerRole>>,
     /// When `roles` was read: a list older than [`ROLE_LIST_MAX_AGE`] is read again, so a
     /// role renamed, deleted or created in the site's UI is seen within that time.
     roles_read: Option<std::time::Instant>,
+    /// When the whole user list was last read (`ids` then held every user, and has followed
+    /// the bridge's own creates and deletes since). Within [`USER_LIST_MAX_AGE`] an email
+    /// neither in `ids` nor linked is taken as absent without reading the list again, so
+    /// creating n users reads the list every so often, not n times. A create refused because
+    /// the email exists forgets it (the user was made elsewhere since).
+    users_listed: Option<std::time::Instant>,
 }
+
+/// How long after the partner answered with a user its id is written to without another read.
+const JUST_SEEN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a complete reading of the user list answers "no such user" for an email it did
+/// not hold (see [`Directory::users_listed`]). Where absence decides that a leaver is left
+/// alone, the list is always read again ([`PartnerClient::find_missed_user`]).
+const USER_LIST_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a role list read from the partner is used before it is read again.
 const ROLE_LIST_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -87,14 +103,30 @@ impl RoleSite {
 
     fn remember(&self, user: &PartnerUserV2) {
         if !user.id.is_empty() {
-            self.directory()
-                .ids
-                .insert(user.email.to_lowercase(), user.id.clone());
+            let key = user.email.to_lowercase();
+            let mut dir = self.directory();
+            dir.seen.insert(key.clone(), std::time::Instant::now());
+            dir.ids.insert(key, user.id.clone());
         }
     }
 
     fn forget(&self, email: &str) {
-        self.directory().ids.remove(&email.to_lowercase());
+        let key = email.to_lowercase();
+        let mut dir = self.directory();
+        dir.ids.remove(&key);
+        dir.seen.remove(&key);
+    }
+
+    /// The id of `email`'s user when the partner answered with it within [`JUST_SEEN`] (the
+    /// convergence that read it now writes it): written to without reading it again. Ids are
+    /// never reused, so a user deleted meanwhile answers 404.
+    fn just_seen(&self, email: &str) -> Option<String> {
+        let key = email.to_lowercase();
+        let dir = self.directory();
+        dir.seen
+            .get(&key)
+            .filter(|t| t.elapsed() < JUST_SEEN)
+            .and_then(|_| dir.ids.get(&key).cloned())
     }
 
     /// Drops the remembered role list: after a role write whose outcome is unknown (an error
@@ -466,14 +498,13 @@ impl PartnerClient {
         call: CallKind,
         email: &str,
     ) -> Result<Option<PartnerUserV2>, PartnerError> {
-        let mut known = rs.directory().ids.get(&email.to_lowercase()).cloned();
+        let remembered = rs.directory().ids.get(&email.to_lowercase()).cloned();
         let link = self.link(rs, call, LinkKind::User, email).await?;
-        if known.is_none() {
-            known = link.as_ref().map(|l| l.partner_id.clone());
-        }
-        if let Some(id) = known {
-            match self.get_user_v2(&id).await? {
+        let known = remembered.or_else(|| link.as_ref().map(|l| l.partner_id.clone()));
+        if let Some(id) = &known {
+            match self.get_user_v2(id).await? {
                 Some(u) if u.email.eq_ignore_ascii_case(email) => {
+                    rs.remember(&u);
                     if link.as_ref().is_none_or(|l| l.partner_id != u.id) {
                         self.link_user(rs, call, &u, link.as_ref().is_none_or(|l| l.adopted))
                             .await?;
@@ -483,14 +514,14 @@ impl PartnerClient {
                 _ => rs.forget(email),
             }
         }
-        let users = self.list_users_v2().await?;
-        let mut found = None;
-        for u in users {
-            rs.remember(&u);
-            if u.email.eq_ignore_ascii_case(email) {
-                found = Some(u);
-            }
+        let listed_lately = rs
+            .directory()
+            .users_listed
+            .is_some_and(|t| t.elapsed() < USER_LIST_MAX_AGE);
+        if listed_lately && known.is_none() {
+            return Ok(None);
         }
+        let found = self.read_user_list(rs, email).await?;
         match &found {
             Some(u) if link.as_ref().is_none_or(|l| l.partner_id != u.id) => {
                 // Found at the site rather than made by the bridge: adopted.
@@ -500,6 +531,25 @@ impl PartnerClient {
             None if link.is_some() => self.unlink(rs, call, LinkKind::User, email).await?,
             None => {}
         }
+        Ok(found)
+    }
+
+    /// Reads the whole user list, remembering every id in it; the user of `email` if listed.
+    async fn read_user_list(
+        &self,
+        rs: &RoleSite,
+        email: &str,
+    ) -> Result<Option<PartnerUserV2>, PartnerError> {
+        let started = std::time::Instant::now();
+        let users = self.list_users_v2().await?;
+        let mut found = None;
+        for u in users {
+            rs.remember(&u);
+            if u.email.eq_ignore_ascii_case(email) {
+                found = Some(u);
+            }
+        }
+        rs.directory().users_listed = Some(started);
         Ok(found)
     }
 
@@ -538,12 +588,28 @@ impl PartnerClient {
         })
     }
 
+    /// The id of `email`'s user for a write: as just seen, else as [`Self::existing_user`]
+    /// finds it.
+    async fn existing_id(
+        &self,
+        rs: &RoleSite,
+        call: CallKind,
+        email: &str,
+    ) -> Result<String, PartnerError> {
+        match rs.just_seen(email) {
+            Some(id) => Ok(id),
+            None => Ok(self.existing_user(rs, call, email).await?.id),
+        }
+    }
+
     pub(super) async fn rbac_list_users(
         &self,
         rs: &RoleSite,
     ) -> Result<Vec<PartnerUser>, PartnerError> {
         let call = CallKind::ListUsersV2;
+        let started = std::time::Instant::now();
         let users = self.list_users_v2().await?;
+        rs.directory().users_listed = Some(started);
         let roles = self.fresh_roles(rs).await?;
         let links = self.role_links(rs, call).await?;
         let mut out = Vec::with_capacity(users.len());
@@ -593,7 +659,15 @@ impl PartnerClient {
             roles: self.ids_of(rs, call, &user.groups).await?,
             invited_by_email: user.invited_by_email.clone(),
         };
-        let created = self.create_user_v2(&new, test_mode).await?;
+        let created = self
+            .create_user_v2(&new, test_mode)
+            .await
+            .inspect_err(|e| {
+                if e.kind == PartnerErrorKind::Conflict {
+                    // Made elsewhere since the list was read: read it again next time.
+                    rs.directory().users_listed = None;
+                }
+            })?;
         if !test_mode {
             rs.remember(&created);
             self.link_user(rs, call, &created, false).await?;
@@ -610,7 +684,7 @@ impl PartnerClient {
     ) -> Result<PartnerUser, PartnerError> {
         let call = CallKind::UpdateUserV2;
         self.check_email(call, email)?;
-        let current = self.existing_user(rs, call, email).await?;
+        let id = self.existing_id(rs, call, email).await?;
         let roles = match &update.groups {
             Some(groups) => Some(self.ids_of(rs, call, groups).await?),
             None => None,
@@ -621,7 +695,14 @@ impl PartnerClient {
             last_name: update.last_name.clone(),
             roles,
         };
-        let updated = self.update_user_v2(&current.id, &change, test_mode).await?;
+        let updated = self
+            .update_user_v2(&id, &change, test_mode)
+            .await
+            .inspect_err(|e| {
+                if e.kind == PartnerErrorKind::NotFound {
+                    rs.forget(email);
+                }
+            })?;
         if !test_mode {
             rs.remember(&updated);
             if !updated.email.eq_ignore_ascii_case(email) {
@@ -650,8 +731,12 @@ impl PartnerClient {
     ) -> Result<(), PartnerError> {
         let call = CallKind::DeleteUserV2;
         self.check_email(call, email)?;
-        let current = self.existing_user(rs, call, email).await?;
-        self.delete_user_v2(&current.id, test_mode).await?;
+        let id = self.existing_id(rs, call, email).await?;
+        self.delete_user_v2(&id, test_mode).await.inspect_err(|e| {
+            if e.kind == PartnerErrorKind::NotFound {
+                rs.forget(email);
+            }
+        })?;
         if !test_mode {
             rs.forget(email);
             self.unlink(rs, call, LinkKind::User, email).await?;
@@ -900,14 +985,13 @@ impl PartnerClient {
             return Ok(None);
         };
         let call = CallKind::GetUserV2;
-        for u in self.list_users_v2().await? {
-            if u.email.eq_ignore_ascii_case(email) {
-                rs.remember(&u);
+        match self.read_user_list(rs, email).await? {
+            Some(u) => {
                 self.link_user(rs, call, &u, true).await?;
-                return Ok(Some(self.as_partner_user(rs, call, u).await?));
+                Ok(Some(self.as_partner_user(rs, call, u).await?))
             }
+            None => Ok(None),
         }
-        Ok(None)
     }
 
     /// `names` without the groups unmapped at this site: on an RBAC site that does not create
