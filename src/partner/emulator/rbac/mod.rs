@@ -66,6 +66,16 @@ impl Emulator {
             .and_then(|state| lock(state).role_by_name(name).cloned())
     }
 
+    /// Leaves the user of `email` out of the next `readings` complete readings of an RBAC
+    /// site's user list (`GET /api/v2/users` followed to its last page), as a cursor listing
+    /// read while users are added or removed can (test seeding). False for an unknown or v1
+    /// site.
+    pub fn skip_rbac_user_in_listings(&self, site: &str, email: &str, readings: u32) -> bool {
+        self.rbac_state(site)
+            .map(|state| lock(state).skip_in_listings(email, readings))
+            .is_some()
+    }
+
     /// Inserts or replaces (by id) a user of an RBAC site without a call (test seeding);
     /// `Everyone` is added to its roles when missing; role ids are not checked. False for an
     /// unknown or v1 site, or when another user has the email (in any case).

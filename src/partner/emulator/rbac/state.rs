@@ -47,6 +47,9 @@ pub(crate) struct RbacState {
     builtins: BTreeSet<String>,
     /// Id of `Everyone`, which every user holds.
     everyone: String,
+    /// Email in lower case -> how many more complete readings of the user list leave it out
+    /// (test seeding: a cursor listing that skips a user while others are added or removed).
+    skipped: BTreeMap<String, u32>,
 }
 
 fn fresh_id() -> String {
@@ -242,6 +245,7 @@ impl RbacState {
             names: BTreeMap::new(),
             builtins: BTreeSet::new(),
             everyone: String::new(),
+            skipped: BTreeMap::new(),
         };
         let mut owner_roles = Vec::new();
         for name in DEFAULT_ROLES {
@@ -314,6 +318,14 @@ impl RbacState {
         }
         self.store_role(role);
         true
+    }
+
+    /// Leaves the user of `email` out of the next `readings` complete readings of the user
+    /// list (test seeding).
+    pub fn skip_in_listings(&mut self, email: &str, readings: u32) {
+        if readings > 0 {
+            self.skipped.insert(email_key(email), readings);
+        }
     }
 
     /// Every user, ordered by email (case-insensitively).
@@ -393,7 +405,7 @@ impl RbacState {
 
     /// `GET /api/v2/users[?next_page_start=C]`: [`PAGE_SIZE`] users a page when `paged`, else
     /// every user from the cursor on.
-    pub fn list_users(&self, cursor: Option<&str>, paged: bool) -> Result<RbacReply, ApiError> {
+    pub fn list_users(&mut self, cursor: Option<&str>, paged: bool) -> Result<RbacReply, ApiError> {
         let start = match cursor {
             Some(cursor) => decode_cursor(cursor)?,
             None => String::new(),
@@ -403,10 +415,18 @@ impl RbacState {
         let users = keys
             .by_ref()
             .take(limit)
+            .filter(|(key, _)| !self.skipped.contains_key(*key))
             .filter_map(|(_, id)| self.users.get(id))
             .cloned()
             .collect();
         let next_page_start = keys.next().map(|(key, _)| encode_cursor(key));
+        if next_page_start.is_none() {
+            // A reading of the list is over: one fewer left out.
+            self.skipped.retain(|_, left| {
+                *left -= 1;
+                *left > 0
+            });
+        }
         Ok(RbacReply::UserPage {
             users,
             next_page_start,
