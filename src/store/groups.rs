@@ -187,6 +187,16 @@ impl Store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                // Its roles at RBAC sites are no longer its: a later group of the name must
+                // not be given them (`partner_links`).
+                sqlx::query(
+                    "DELETE FROM partner_links WHERE tenant = $1 AND kind = 'role' AND link_key \
+                     IN (SELECT display_name_lc FROM groups WHERE tenant = $1 AND id = $2)",
+                )
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 let deleted = sqlx::query("DELETE FROM groups WHERE tenant = $1 AND id = $2")
                     .bind(tenant)
                     .bind(id)

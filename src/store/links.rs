@@ -1,6 +1,12 @@
 //! Partner links (`partner_links`, migration `0005_partner_links.sql`): the ids an RBAC site
 //! addresses its users and roles by, per tenant and site, keyed by what the bridge addresses
 //! them by (a partner email, a SCIM group's displayName; any case).
+//!
+//! A role link counts only while a group of the tenant carries its name: one written for a
+//! name the store never committed (a rename whose commit failed and whose undo did not finish,
+//! a create that crashed before its row) is not read, so it can neither hold a role against
+//! the group that has it by name nor hand that role to a group made later under the name. A
+//! group's role links go with its row ([`Store::delete_group`]).
 
 use super::types::lc;
 use super::{retrying, Store, StoreError};
@@ -15,7 +21,8 @@ pub struct PartnerLink {
 }
 
 impl Store {
-    /// The link of `key` (any case), if any.
+    /// The link of `key` (any case), if any (a role link only while a group carries its
+    /// name).
     pub async fn partner_link(
         &self,
         tenant: &str,
@@ -28,7 +35,11 @@ impl Store {
             Ok(with_pool!(self, pool => {
                 sqlx::query_as::<_, PartnerLink>(
                     "SELECT name, partner_id, adopted FROM partner_links \
-                     WHERE tenant = $1 AND site = $2 AND kind = $3 AND link_key = $4",
+                     WHERE tenant = $1 AND site = $2 AND kind = $3 AND link_key = $4 \
+                     AND (kind <> 'role' OR EXISTS (SELECT 1 FROM groups g \
+                     WHERE g.tenant = partner_links.tenant \
+                     AND (g.display_name_lc = partner_links.link_key \
+                     OR g.partner_name = partner_links.name)))",
                 )
                 .bind(tenant)
                 .bind(site)
@@ -41,7 +52,8 @@ impl Store {
         .await
     }
 
-    /// Every link of `kind` at `site`, by name.
+    /// Every link of `kind` at `site`, by name (role links only while a group carries their
+    /// name).
     pub async fn partner_links(
         &self,
         tenant: &str,
@@ -52,7 +64,12 @@ impl Store {
             Ok(with_pool!(self, pool => {
                 sqlx::query_as::<_, PartnerLink>(
                     "SELECT name, partner_id, adopted FROM partner_links \
-                     WHERE tenant = $1 AND site = $2 AND kind = $3 ORDER BY link_key",
+                     WHERE tenant = $1 AND site = $2 AND kind = $3 \
+                     AND (kind <> 'role' OR EXISTS (SELECT 1 FROM groups g \
+                     WHERE g.tenant = partner_links.tenant \
+                     AND (g.display_name_lc = partner_links.link_key \
+                     OR g.partner_name = partner_links.name))) \
+                     ORDER BY link_key",
                 )
                 .bind(tenant)
                 .bind(site)

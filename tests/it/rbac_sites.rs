@@ -824,6 +824,8 @@ async fn a_leaver_one_user_listing_misses_is_still_removed() {
         .await
         .unwrap();
     let emulator = first.emulator.clone();
+    // Its engine stops with it (it would otherwise go on claiming work from the shared store).
+    first.bridge.shutdown().await;
     drop(first);
     // A new process: nothing in memory, no link.
     let running = emulator.clone().spawn().await.unwrap();
@@ -836,4 +838,146 @@ async fn a_leaver_one_user_listing_misses_is_still_removed() {
         user_v2(&h, JANE).is_none(),
         "the leaver is still at the site"
     );
+}
+
+fn rbac_client(h: &Harness) -> scim_bridge::partner::PartnerClient {
+    use scim_bridge::partner::client::RoleSite;
+    use scim_bridge::partner::rbac::RoleSettings;
+    use scim_bridge::partner::{ClientOptions, PartnerClient, SiteConnection};
+    PartnerClient::new(
+        SiteConnection {
+            base_url: h.partner_base.parse().unwrap(),
+            site_name: SITE.into(),
+            api_key: scim_bridge::secret::Secret::new(format!("key-{SITE}")),
+        },
+        ClientOptions::default(),
+    )
+    .unwrap()
+    .with_roles(RoleSite::new(
+        RoleSettings {
+            create_roles: true,
+            ..RoleSettings::default()
+        },
+        None,
+    ))
+}
+
+/// A recent reading of the user list never answers for a delete: a user made since (in the
+/// UI, by a create whose answer was lost, by a replica whose link write failed) is deleted,
+/// not taken as gone.
+#[tokio::test]
+async fn a_delete_never_trusts_an_earlier_reading_of_the_user_list() {
+    use scim_bridge::partner::OrGone;
+    let h = Harness::start(rbac()).await;
+    let client = rbac_client(&h);
+    assert!(client
+        .list_users()
+        .await
+        .unwrap()
+        .iter()
+        .all(|u| u.email != JANE));
+    assert!(h.emulator.insert_rbac_user(
+        SITE,
+        PartnerUserV2 {
+            id: "made-since".into(),
+            email: JANE.into(),
+            first_name: "Jane".into(),
+            last_name: "Doe".into(),
+            roles: Vec::new(),
+        }
+    ));
+    let deleted = client.delete_user(JANE, false).await.or_gone().unwrap();
+    assert!(deleted.is_some(), "taken as gone");
+    assert!(user_v2(&h, JANE).is_none());
+    // And a lookup for a leaver reads the list again too.
+    assert!(h.emulator.insert_rbac_user(
+        SITE,
+        PartnerUserV2 {
+            id: "made-again".into(),
+            email: JANE.into(),
+            first_name: "Jane".into(),
+            last_name: "Doe".into(),
+            roles: Vec::new(),
+        }
+    ));
+    assert!(client.get_user(JANE).await.unwrap().is_some());
+}
+
+/// A link left under a name the store never committed (a rename whose commit failed and
+/// whose undo stopped after the partner call) does not hold the role against the group that
+/// has it by name: a member added later gets it.
+#[tokio::test]
+async fn a_link_under_a_name_no_group_carries_does_not_hold_the_role() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    let group = create_group(&h, "Analysts", &[&jane]).await;
+    h.settle(SETTLE).await;
+    let role = role_named(&h, SITE, "Analysts").unwrap();
+    h.bridge
+        .store
+        .put_partner_link(
+            "acme",
+            SITE,
+            "role",
+            &scim_bridge::store::PartnerLink {
+                name: "Analysts EU".into(),
+                partner_id: role.id.clone(),
+                adopted: false,
+            },
+            Some("Analysts"),
+        )
+        .await
+        .unwrap();
+    let john = create_user(&h, "john@example.com", "John", "Roe").await;
+    let (status, _) = h
+        .patch(&format!("/Groups/{group}"), patch_members("add", &[&john]))
+        .await;
+    assert!(status.is_success());
+    h.settle(SETTLE).await;
+    assert!(user_v2(&h, "john@example.com")
+        .unwrap()
+        .roles
+        .contains(&role.id));
+    assert_eq!(h.emulator.roles(SITE).len(), 6, "no second role");
+}
+
+/// A role the bridge made, renamed in the UI while another role took its group's name there,
+/// cannot be named back: its group's members keep it by its link, and their other changes
+/// (leaving another group) are still written.
+#[tokio::test]
+async fn a_drifted_role_that_cannot_be_named_back_does_not_block_a_members_writes() {
+    let h = Harness::start(rbac()).await;
+    let jane = create_user(&h, JANE, "Jane", "Doe").await;
+    create_group(&h, "Finance", &[&jane]).await;
+    let other = create_group(&h, "Sales", &[&jane]).await;
+    h.settle(SETTLE).await;
+    let mut finance = role_named(&h, SITE, "Finance").unwrap();
+    let sales = role_named(&h, SITE, "Sales").unwrap();
+    finance.name = "Finance-old".into();
+    assert!(h.emulator.insert_role(SITE, finance.clone()));
+    assert!(h.emulator.insert_role(
+        SITE,
+        PartnerRole {
+            id: "ui-finance".into(),
+            name: "Finance".into(),
+            description: "made in the UI".into(),
+            privileges: Vec::new(),
+            permissions: Vec::new(),
+        }
+    ));
+    // Another group's create reads the role list again.
+    create_group(&h, "Other", &[]).await;
+    h.settle(SETTLE).await;
+    let (status, _) = h
+        .patch(
+            &format!("/Groups/{other}"),
+            patch_members("remove", &[&jane]),
+        )
+        .await;
+    assert!(status.is_success());
+    h.settle(SETTLE).await;
+    let roles = user_v2(&h, JANE).unwrap().roles;
+    assert!(!roles.contains(&sales.id), "Sales was not taken: {roles:?}");
+    assert!(roles.contains(&finance.id), "{roles:?}");
+    assert!(!roles.contains(&"ui-finance".to_owned()), "{roles:?}");
 }

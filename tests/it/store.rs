@@ -1725,24 +1725,24 @@ async fn store_partner_links_are_per_site_and_kind_in_any_case_and_move_on_renam
             adopted,
         };
         store
-            .put_partner_link("a", "s1", "role", &link("Analysts", "r1", false), None)
+            .put_partner_link("a", "s1", "user", &link("Analysts", "r1", false), None)
             .await
             .unwrap();
         store
-            .put_partner_link("a", "s1", "user", &link("Jane@x.com", "u1", true), None)
+            .put_partner_link("a", "s2", "user", &link("Jane@x.com", "u1", true), None)
             .await
             .unwrap();
         assert_eq!(
             store
-                .partner_link("a", "s1", "role", "ANALYSTS")
+                .partner_link("a", "s1", "user", "ANALYSTS")
                 .await
                 .unwrap(),
             Some(link("Analysts", "r1", false))
         );
         for (tenant, site, kind) in [
-            ("b", "s1", "role"),
-            ("a", "s2", "role"),
-            ("a", "s1", "user"),
+            ("b", "s1", "user"),
+            ("a", "s2", "user"),
+            ("a", "s1", "role"),
         ] {
             assert_eq!(
                 store
@@ -1758,48 +1758,123 @@ async fn store_partner_links_are_per_site_and_kind_in_any_case_and_move_on_renam
             .put_partner_link(
                 "a",
                 "s1",
-                "role",
+                "user",
                 &link("Finance", "r1", false),
                 Some("analysts"),
             )
             .await
             .unwrap();
         store
-            .put_partner_link("a", "s1", "role", &link("analysts", "r2", true), None)
+            .put_partner_link("a", "s1", "user", &link("analysts", "r2", true), None)
             .await
             .unwrap();
         store
-            .put_partner_link("a", "s1", "role", &link("ANALYSTS", "r3", true), None)
+            .put_partner_link("a", "s1", "user", &link("ANALYSTS", "r3", true), None)
             .await
             .unwrap();
         assert_eq!(
-            store.partner_links("a", "s1", "role").await.unwrap(),
+            store.partner_links("a", "s1", "user").await.unwrap(),
             vec![link("ANALYSTS", "r3", true), link("Finance", "r1", false)]
         );
         // One partner object, one name: linking another name to r1 unlinks Finance.
         store
-            .put_partner_link("a", "s1", "role", &link("Ledger", "r1", false), None)
+            .put_partner_link("a", "s1", "user", &link("Ledger", "r1", false), None)
             .await
             .unwrap();
         assert_eq!(
-            store.partner_links("a", "s1", "role").await.unwrap(),
+            store.partner_links("a", "s1", "user").await.unwrap(),
             vec![link("ANALYSTS", "r3", true), link("Ledger", "r1", false)]
         );
         store
-            .delete_partner_link("a", "s1", "role", "ledger")
+            .delete_partner_link("a", "s1", "user", "ledger")
             .await
             .unwrap();
         store
-            .delete_partner_link("a", "s1", "role", "ledger")
+            .delete_partner_link("a", "s1", "user", "ledger")
             .await
             .unwrap();
         assert_eq!(
-            store.partner_links("a", "s1", "role").await.unwrap(),
+            store.partner_links("a", "s1", "user").await.unwrap(),
             vec![link("ANALYSTS", "r3", true)]
         );
         assert_eq!(
             store.partner_links("a", "s1", "user").await.unwrap().len(),
             1
+        );
+    })
+    .await;
+}
+
+/// A role link counts only while a group of the tenant carries its name, and goes with the
+/// group's row.
+#[tokio::test]
+async fn store_role_links_count_while_a_group_carries_the_name_and_go_with_it() {
+    use scim_bridge::store::PartnerLink;
+    for_each_backend(|store| async move {
+        let link = |name: &str, id: &str| PartnerLink {
+            name: name.into(),
+            partner_id: id.into(),
+            adopted: false,
+        };
+        store
+            .put_partner_link("a", "s1", "role", &link("Analysts", "r1"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .partner_link("a", "s1", "role", "analysts")
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(store
+            .partner_links("a", "s1", "role")
+            .await
+            .unwrap()
+            .is_empty());
+        store
+            .insert_group(&group("a", "g1", "ANALYSTS", 10))
+            .await
+            .unwrap();
+        store
+            .insert_group(&group("b", "g2", "Other", 10))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .partner_link("a", "s1", "role", "analysts")
+                .await
+                .unwrap(),
+            Some(link("Analysts", "r1"))
+        );
+        assert_eq!(
+            store.partner_links("a", "s1", "role").await.unwrap(),
+            vec![link("Analysts", "r1")]
+        );
+        // Another tenant's group of the name does not make it count.
+        store
+            .put_partner_link("b", "s1", "role", &link("Analysts", "r9"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .partner_link("b", "s1", "role", "analysts")
+                .await
+                .unwrap(),
+            None
+        );
+        store.delete_group("a", "g1").await.unwrap();
+        store
+            .insert_group(&group("a", "g3", "Analysts", 20))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .partner_link("a", "s1", "role", "analysts")
+                .await
+                .unwrap(),
+            None,
+            "the deleted group's link went with it"
         );
     })
     .await;

@@ -85,7 +85,13 @@ async fn converge_live(
     let present = user.active || policy != DeprovisionPolicy::Remove;
     let email = user.partner_email.clone();
     let protected = tenant.protects(&email);
-    let partner = site.client.get_user(&email).await?;
+    // A user that should be at the site may be answered absent from a recent reading of an
+    // RBAC site's user list (its create then finds it); one about to be taken as gone never.
+    let partner = if present {
+        site.client.get_user_to_create(&email).await?
+    } else {
+        site.client.get_user(&email).await?
+    };
     if !present && !protected {
         let partner = match partner {
             Some(p) => Some(p),

@@ -110,13 +110,8 @@ async fn delete_locked(bridge: &Bridge, tenant: &Tenant, old: &GroupRow) -> Brid
         ));
     }
     bridge.engine.kick();
+    // An RBAC site's role that stays (adopted) is no longer this group's: its link goes with
+    // the row, in one transaction, its members being out of it by now.
     bridge.store.delete_group(tenant.name(), id).await?;
-    // An RBAC site's role that stays (adopted) is no longer this group's: a later group of
-    // the name must not be given it. Only now, its members being out of it.
-    for site in &tenant.sites {
-        if let Err(e) = site.client.unlink_group(&name, dry).await {
-            tracing::warn!(site = %site.name, error = %e, "forgetting a deleted group's role failed; a later group of its name may adopt that role");
-        }
-    }
     Ok(())
 }

@@ -26,7 +26,7 @@ impl PartnerClient {
     /// `GET /api/v1/users` + `HTTP-X-EMAIL`; `Ok(None)` on 404.
     pub async fn get_user(&self, email: &str) -> Result<Option<PartnerUser>, PartnerError> {
         if let Some(rs) = self.roles.as_deref() {
-            return self.rbac_get_user(rs, email).await;
+            return self.rbac_get_user(rs, email, false).await;
         }
         let call = CallKind::GetUser;
         let mut req = self.prepare(

@@ -101,12 +101,23 @@ impl RoleSite {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Remembers `user`'s id, as the partner answered with it now (a read of it, a write).
     fn remember(&self, user: &PartnerUserV2) {
         if !user.id.is_empty() {
             let key = user.email.to_lowercase();
             let mut dir = self.directory();
             dir.seen.insert(key.clone(), std::time::Instant::now());
             dir.ids.insert(key, user.id.clone());
+        }
+    }
+
+    /// Remembers `user`'s id from a reading of the user list (which may have taken a while:
+    /// not "just seen").
+    fn remember_listed(&self, user: &PartnerUserV2) {
+        if !user.id.is_empty() {
+            self.directory()
+                .ids
+                .insert(user.email.to_lowercase(), user.id.clone());
         }
     }
 
@@ -429,6 +440,19 @@ impl PartnerClient {
                         ids.push(r.id);
                     }
                 }
+                Resolved::Role { role: r, .. }
+                    if find_role(&roles, role).is_some_and(|other| other.id != r.id) =>
+                {
+                    // Named otherwise, and another role has the group's name: it cannot be
+                    // named back, so the group's members are given its role as it is.
+                    tracing::warn!(
+                        site = %self.inner.site,
+                        "a role the bridge made for a group has another name and another role has the group's: rename one of them in the site's UI"
+                    );
+                    if !ids.contains(&r.id) {
+                        ids.push(r.id);
+                    }
+                }
                 Resolved::Role { role: r, .. } => {
                     // Refused like a missing group: the bridge's repair (which waits for a
                     // rename holding the group's names) puts the name back, and tries again.
@@ -441,22 +465,21 @@ impl PartnerClient {
                         ),
                     ));
                 }
-                Resolved::None | Resolved::Taken { .. } if !rs.settings.create_roles => {
+                Resolved::Taken { by, .. } => {
+                    // Another group's role: no role for this group here, and the rest of
+                    // the write (other groups' roles given and taken) still goes.
+                    tracing::warn!(
+                        site = %self.inner.site,
+                        group = %by,
+                        "a managed group's role name belongs to another group's role: the group has no role at this site"
+                    );
+                }
+                Resolved::None if !rs.settings.create_roles => {
                     tracing::warn!(
                         site = %self.inner.site,
                         "a managed group has no role at the site and create_roles is off: \
                          the group is unmapped there"
                     );
-                }
-                Resolved::Taken { by, .. } => {
-                    return Err(self.local(
-                        PartnerErrorKind::Invalid,
-                        call,
-                        format!(
-                            "the site's role '{role}' is the role of the group '{by}': the \
-                             group has no role there"
-                        ),
-                    ))
                 }
                 Resolved::None => {
                     return Err(self.local(
@@ -497,6 +520,7 @@ impl PartnerClient {
         rs: &RoleSite,
         call: CallKind,
         email: &str,
+        trust_listing: bool,
     ) -> Result<Option<PartnerUserV2>, PartnerError> {
         let remembered = rs.directory().ids.get(&email.to_lowercase()).cloned();
         let link = self.link(rs, call, LinkKind::User, email).await?;
@@ -518,7 +542,7 @@ impl PartnerClient {
             .directory()
             .users_listed
             .is_some_and(|t| t.elapsed() < USER_LIST_MAX_AGE);
-        if listed_lately && known.is_none() {
+        if trust_listing && listed_lately && known.is_none() {
             return Ok(None);
         }
         let found = self.read_user_list(rs, email).await?;
@@ -544,7 +568,7 @@ impl PartnerClient {
         let users = self.list_users_v2().await?;
         let mut found = None;
         for u in users {
-            rs.remember(&u);
+            rs.remember_listed(&u);
             if u.email.eq_ignore_ascii_case(email) {
                 found = Some(u);
             }
@@ -579,13 +603,15 @@ impl PartnerClient {
         call: CallKind,
         email: &str,
     ) -> Result<PartnerUserV2, PartnerError> {
-        self.user_by_email(rs, call, email).await?.ok_or_else(|| {
-            self.local(
-                PartnerErrorKind::NotFound,
-                call,
-                "no user of the site has this email".into(),
-            )
-        })
+        self.user_by_email(rs, call, email, false)
+            .await?
+            .ok_or_else(|| {
+                self.local(
+                    PartnerErrorKind::NotFound,
+                    call,
+                    "no user of the site has this email".into(),
+                )
+            })
     }
 
     /// The id of `email`'s user for a write: as just seen, else as [`Self::existing_user`]
@@ -609,12 +635,15 @@ impl PartnerClient {
         let call = CallKind::ListUsersV2;
         let started = std::time::Instant::now();
         let users = self.list_users_v2().await?;
-        rs.directory().users_listed = Some(started);
         let roles = self.fresh_roles(rs).await?;
         let links = self.role_links(rs, call).await?;
+        for u in &users {
+            rs.remember_listed(u);
+        }
+        // Only now does the directory hold every user listed.
+        rs.directory().users_listed = Some(started);
         let mut out = Vec::with_capacity(users.len());
         for u in users {
-            rs.remember(&u);
             // Roles gone since the list was read are left out, as `names_of` leaves them.
             let groups = u
                 .roles
@@ -636,10 +665,11 @@ impl PartnerClient {
         &self,
         rs: &RoleSite,
         email: &str,
+        trust_listing: bool,
     ) -> Result<Option<PartnerUser>, PartnerError> {
         let call = CallKind::GetUserV2;
         self.check_email(call, email)?;
-        match self.user_by_email(rs, call, email).await? {
+        match self.user_by_email(rs, call, email, trust_listing).await? {
             Some(u) => Ok(Some(self.as_partner_user(rs, call, u).await?)),
             None => Ok(None),
         }
@@ -845,7 +875,7 @@ impl PartnerClient {
                     PartnerErrorKind::Invalid,
                     call,
                     format!(
-                        "the site's role '{}' is the role of the group '{by}'): give this group \
+                        "the site's role '{}' is the role of the group '{by}': give this group \
                          another name, or rename that role in the site's UI",
                         found.name
                     ),
@@ -975,6 +1005,21 @@ impl PartnerClient {
         Ok(renamed)
     }
 
+    /// [`PartnerClient::get_user`] for a user that should be at the site (its convergence
+    /// creates it when this answers `None`): on an RBAC site an email the bridge holds no id
+    /// for may be answered absent from a complete reading of the user list made in the last
+    /// 30 s, without reading it again; a create refused because the email exists then makes
+    /// the next lookup read it. Never for a user about to be taken as gone.
+    pub async fn get_user_to_create(
+        &self,
+        email: &str,
+    ) -> Result<Option<PartnerUser>, PartnerError> {
+        match self.roles.as_deref() {
+            Some(rs) => self.rbac_get_user(rs, email, true).await,
+            None => self.get_user(email).await,
+        }
+    }
+
     /// Looks once more for the user of `email` that [`PartnerClient::get_user`] just missed,
     /// before a missing one is taken as gone (a leaver left alone). On an RBAC site a user the
     /// bridge holds no link for is found by reading the user list, and a cursor listing read
@@ -994,32 +1039,47 @@ impl PartnerClient {
         }
     }
 
-    /// `names` without the groups unmapped at this site: on an RBAC site that does not create
-    /// roles, those with neither a link nor a role of their name in the role list (as last
-    /// read, at most [`ROLE_LIST_MAX_AGE`] ago). Every name elsewhere.
+    /// `names` without the groups that have no role at this RBAC site and get none: those
+    /// whose role name belongs to another group's role, and, where the site does not create
+    /// roles, those with neither a link nor a role of their name (the role list as last read,
+    /// read again once when one is missing). Wanting them would rewrite their members on every
+    /// convergence for nothing. Every name on a v1 site.
     pub async fn groups_with_roles(&self, names: Vec<String>) -> Result<Vec<String>, PartnerError> {
         let Some(rs) = self.roles.as_deref() else {
             return Ok(names);
         };
-        if rs.settings.create_roles || names.is_empty() {
+        if names.is_empty() {
             return Ok(names);
         }
-        let linked: std::collections::HashSet<String> = self
-            .role_links(rs, CallKind::ListRoles)
-            .await?
-            .into_values()
-            .map(|n| n.to_lowercase())
-            .collect();
+        let call = CallKind::ListRoles;
+        // Role id -> linked group.
+        let links = self.role_links(rs, call).await?;
+        let linked: std::collections::HashSet<String> =
+            links.values().map(|n| n.to_lowercase()).collect();
         let mut roles = self.known_roles(rs).await?;
-        let has_role = |roles: &[PartnerRole], n: &str| {
-            linked.contains(&n.to_lowercase())
-                || find_role(roles, rs.settings.role_name(n)).is_some()
-        };
-        // A role made in the UI since the list was read is seen: read it again once.
-        if names.iter().any(|n| !has_role(&roles, n)) {
-            roles = self.fresh_roles(rs).await?;
+        let mut fresh = false;
+        let mut kept = Vec::with_capacity(names.len());
+        for name in names {
+            if linked.contains(&name.to_lowercase()) {
+                kept.push(name);
+                continue;
+            }
+            let wanted = rs.settings.role_name(&name);
+            if find_role(&roles, wanted).is_none() && !rs.settings.create_roles && !fresh {
+                // A role made in the UI since the list was read is seen.
+                roles = self.fresh_roles(rs).await?;
+                fresh = true;
+            }
+            match find_role(&roles, wanted) {
+                Some(r) => match links.get(&r.id) {
+                    Some(by) if !same_name(by, &name) => {}
+                    _ => kept.push(name),
+                },
+                None if rs.settings.create_roles => kept.push(name),
+                None => {}
+            }
         }
-        Ok(names.into_iter().filter(|n| has_role(&roles, n)).collect())
+        Ok(kept)
     }
 
     /// True when the group `name` maps to a role of this RBAC site that the bridge did not
@@ -1035,19 +1095,6 @@ impl PartnerClient {
                 .await?,
             Resolved::Role { role, .. } if !rs.owns(&role)
         ))
-    }
-
-    /// Forgets which role the deleted group `name` was at this RBAC site (nothing on a v1
-    /// site, or in a dry run): a later group of that name is not given the role. For a group
-    /// whose role stays ([`PartnerClient::keeps_group_role`]); deleting a role unlinks it.
-    pub async fn unlink_group(&self, name: &str, test_mode: bool) -> Result<(), PartnerError> {
-        match self.roles.as_deref() {
-            Some(rs) if !test_mode => {
-                self.unlink(rs, CallKind::DeleteRole, LinkKind::Role, name)
-                    .await
-            }
-            _ => Ok(()),
-        }
     }
 
     /// A group delete: its role deleted when the bridge created it; an adopted role is kept

@@ -219,7 +219,7 @@ fn a_cursor_survives_the_deletion_of_the_user_it_starts_at() {
 
 #[test]
 fn bad_cursors_are_400() {
-    let s = RbacState::new(OWNER);
+    let mut s = RbacState::new(OWNER);
     for cursor in ["", "zz", "abc", "ff"] {
         assert_eq!(status(s.list_users(Some(cursor), true)), 400, "{cursor}");
     }
