@@ -818,7 +818,8 @@ fn counted_since(h: &Harness, before: &BTreeMap<CallKind, u64>) -> Vec<(CallKind
 /// job (the adapter adds no writes), every call is an RBAC call, and each v1 read is matched by
 /// at least as many RBAC reads doing its job: the adapter legitimately reads more (the role
 /// list to name roles, the user list to find a user's id by email, and a user again by id
-/// before it writes it), so read counts are a floor there, not an exact number.
+/// before it writes it), so read counts are a floor there, not an exact number (and none for
+/// `GetUser`: a user the site lacks may be answered from the last reading of the user list).
 pub fn assert_calls_since(
     h: &Harness,
     site: &str,
@@ -844,7 +845,12 @@ pub fn assert_calls_since(
         got_writes, want_writes,
         "partner writes (expected as v1 calls: {expected:?}; all calls: {got:?})"
     );
-    for (k, n) in expected.iter().filter(|(k, _)| !k.is_write()) {
+    // A v1 GetUser of a user the site does not have may be answered from the RBAC client's
+    // last complete reading of the user list, without a read: no floor for it.
+    for (k, n) in expected
+        .iter()
+        .filter(|(k, _)| !k.is_write() && *k != CallKind::GetUser)
+    {
         let reads: u64 = same_job(&h.emulator, site, *k)
             .iter()
             .map(|j| got.iter().find(|(g, _)| g == j).map_or(0, |(_, c)| *c))

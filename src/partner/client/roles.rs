@@ -45,8 +45,6 @@ pub struct RoleSite {
 struct Directory {
     /// Lowercased email -> user id, as last read.
     ids: HashMap<String, String>,
-    /// Lowercased email -> when the partner last answered with its user (a read, a write).
-    seen: HashMap<String, std::time::Instant>,
     /// The role list as last read.
     roles: Option<Vec<PartnerRole>>,
     /// When `roles` was read: a list older than [`ROLE_LIST_MAX_AGE`] is read again, so a
@@ -59,9 +57,6 @@ struct Directory {
     /// the email exists forgets it (the user was made elsewhere since).
     users_listed: Option<std::time::Instant>,
 }
-
-/// How long after the partner answered with a user its id is written to without another read.
-const JUST_SEEN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a complete reading of the user list answers "no such user" for an email it did
 /// not hold (see [`Directory::users_listed`]). Where absence decides that a leaver is left
@@ -101,19 +96,8 @@ impl RoleSite {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Remembers `user`'s id, as the partner answered with it now (a read of it, a write).
+    /// Remembers `user`'s id (a hint: checked by reading the user before any write by it).
     fn remember(&self, user: &PartnerUserV2) {
-        if !user.id.is_empty() {
-            let key = user.email.to_lowercase();
-            let mut dir = self.directory();
-            dir.seen.insert(key.clone(), std::time::Instant::now());
-            dir.ids.insert(key, user.id.clone());
-        }
-    }
-
-    /// Remembers `user`'s id from a reading of the user list (which may have taken a while:
-    /// not "just seen").
-    fn remember_listed(&self, user: &PartnerUserV2) {
         if !user.id.is_empty() {
             self.directory()
                 .ids
@@ -122,22 +106,7 @@ impl RoleSite {
     }
 
     fn forget(&self, email: &str) {
-        let key = email.to_lowercase();
-        let mut dir = self.directory();
-        dir.ids.remove(&key);
-        dir.seen.remove(&key);
-    }
-
-    /// The id of `email`'s user when the partner answered with it within [`JUST_SEEN`] (the
-    /// convergence that read it now writes it): written to without reading it again. Ids are
-    /// never reused, so a user deleted meanwhile answers 404.
-    fn just_seen(&self, email: &str) -> Option<String> {
-        let key = email.to_lowercase();
-        let dir = self.directory();
-        dir.seen
-            .get(&key)
-            .filter(|t| t.elapsed() < JUST_SEEN)
-            .and_then(|_| dir.ids.get(&key).cloned())
+        self.directory().ids.remove(&email.to_lowercase());
     }
 
     /// Drops the remembered role list: after a role write whose outcome is unknown (an error
@@ -568,7 +537,7 @@ impl PartnerClient {
         let users = self.list_users_v2().await?;
         let mut found = None;
         for u in users {
-            rs.remember_listed(&u);
+            rs.remember(&u);
             if u.email.eq_ignore_ascii_case(email) {
                 found = Some(u);
             }
@@ -614,20 +583,6 @@ impl PartnerClient {
             })
     }
 
-    /// The id of `email`'s user for a write: as just seen, else as [`Self::existing_user`]
-    /// finds it.
-    async fn existing_id(
-        &self,
-        rs: &RoleSite,
-        call: CallKind,
-        email: &str,
-    ) -> Result<String, PartnerError> {
-        match rs.just_seen(email) {
-            Some(id) => Ok(id),
-            None => Ok(self.existing_user(rs, call, email).await?.id),
-        }
-    }
-
     pub(super) async fn rbac_list_users(
         &self,
         rs: &RoleSite,
@@ -638,7 +593,7 @@ impl PartnerClient {
         let roles = self.fresh_roles(rs).await?;
         let links = self.role_links(rs, call).await?;
         for u in &users {
-            rs.remember_listed(u);
+            rs.remember(u);
         }
         // Only now does the directory hold every user listed.
         rs.directory().users_listed = Some(started);
@@ -714,7 +669,6 @@ impl PartnerClient {
     ) -> Result<PartnerUser, PartnerError> {
         let call = CallKind::UpdateUserV2;
         self.check_email(call, email)?;
-        let id = self.existing_id(rs, call, email).await?;
         let roles = match &update.groups {
             Some(groups) => Some(self.ids_of(rs, call, groups).await?),
             None => None,
@@ -725,14 +679,8 @@ impl PartnerClient {
             last_name: update.last_name.clone(),
             roles,
         };
-        let updated = self
-            .update_user_v2(&id, &change, test_mode)
-            .await
-            .inspect_err(|e| {
-                if e.kind == PartnerErrorKind::NotFound {
-                    rs.forget(email);
-                }
-            })?;
+        let current = self.existing_user(rs, call, email).await?;
+        let updated = self.update_user_v2(&current.id, &change, test_mode).await?;
         if !test_mode {
             rs.remember(&updated);
             if !updated.email.eq_ignore_ascii_case(email) {
@@ -761,12 +709,11 @@ impl PartnerClient {
     ) -> Result<(), PartnerError> {
         let call = CallKind::DeleteUserV2;
         self.check_email(call, email)?;
-        let id = self.existing_id(rs, call, email).await?;
-        self.delete_user_v2(&id, test_mode).await.inspect_err(|e| {
-            if e.kind == PartnerErrorKind::NotFound {
-                rs.forget(email);
-            }
-        })?;
+        // By the id of a user just read by its email: never by an id remembered earlier,
+        // which may be another account now (its email changed) or gone (the email another
+        // user's since).
+        let current = self.existing_user(rs, call, email).await?;
+        self.delete_user_v2(&current.id, test_mode).await?;
         if !test_mode {
             rs.forget(email);
             self.unlink(rs, call, LinkKind::User, email).await?;

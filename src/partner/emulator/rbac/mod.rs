@@ -76,6 +76,13 @@ impl Emulator {
             .is_some()
     }
 
+    /// Removes a user of an RBAC site by id without a call (test seeding: a delete in the
+    /// site's UI). False for an unknown site or user.
+    pub fn remove_rbac_user(&self, site: &str, id: &str) -> bool {
+        self.rbac_state(site)
+            .is_some_and(|state| lock(state).delete_user(id, false).is_ok())
+    }
+
     /// Inserts or replaces (by id) a user of an RBAC site without a call (test seeding);
     /// `Everyone` is added to its roles when missing; role ids are not checked. False for an
     /// unknown or v1 site, or when another user has the email (in any case).
