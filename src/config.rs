@@ -102,6 +102,14 @@ pub struct Config {
     /// Partner API key of the single site.
     pub api_key: Option<Secret>,
     pub api_key_file: Option<PathBuf>,
+    /// The name of the single tenant (`default` when not set): metrics, audit and the admin
+    /// commands' `--tenant` use it.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub tenant_name: Option<String>,
+    /// The name of the single tenant's bearer token (`default` when not set), as the audit log
+    /// records the credential.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    pub bearer_token_name: Option<String>,
     /// A static SCIM bearer token of the single tenant.
     pub bearer_token: Option<Secret>,
     pub bearer_token_file: Option<PathBuf>,
@@ -176,6 +184,8 @@ impl Default for Config {
             site_name: None,
             api_key: None,
             api_key_file: None,
+            tenant_name: None,
+            bearer_token_name: None,
             bearer_token: None,
             bearer_token_file: None,
             bearer_token_sha256: None,
@@ -619,7 +629,7 @@ impl Config {
             return;
         }
         let mut tenant = TenantConfig {
-            name: "default".into(),
+            name: self.tenant_name.clone().unwrap_or_else(|| "default".into()),
             ..TenantConfig::default()
         };
         if let Some(p) = &self.base_path {
@@ -665,7 +675,10 @@ impl Config {
     fn fold_shorthand_credentials(&self, credentials: &mut CredentialsConfig) {
         if self.bearer_token.is_some() || self.bearer_token_sha256.is_some() {
             credentials.bearer_tokens.push(BearerTokenConfig {
-                name: "default".into(),
+                name: self
+                    .bearer_token_name
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
                 token: self.bearer_token.clone(),
                 token_file: None,
                 sha256: self.bearer_token_sha256.clone(),

@@ -559,3 +559,16 @@ fn an_rbac_site_from_the_environment_and_role_settings_checked() {
         ["read_dashboards"]
     );
 }
+
+#[test]
+fn single_tenant_and_token_names_from_the_environment() {
+    let mut vars = SINGLE.to_vec();
+    vars.push(("SCIM_BRIDGE_TENANT_NAME", "acme"));
+    vars.push(("SCIM_BRIDGE_BEARER_TOKEN_NAME", "okta"));
+    let c = Config::load(&env(&vars)).unwrap();
+    assert_eq!(c.tenants[0].name, "acme");
+    assert_eq!(c.tenants[0].credentials.bearer_tokens[0].name, "okta");
+    let c = Config::load(&env(SINGLE)).unwrap();
+    assert_eq!(c.tenants[0].name, "default");
+    assert_eq!(c.tenants[0].credentials.bearer_tokens[0].name, "default");
+}

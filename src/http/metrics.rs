@@ -137,7 +137,8 @@ pub fn classify(method: &Method, route: Option<&str>) -> (&'static str, &'static
     };
     let mut segments = route.trim_start_matches('/').split('/');
     let first = segments.next().unwrap_or("");
-    let second = segments.next();
+    // `/Users/` (a collection with a trailing slash) is the collection.
+    let second = segments.next().filter(|s| !s.is_empty());
     let resource = match first {
         "Users" => "Users",
         "Groups" => "Groups",
@@ -190,6 +191,8 @@ mod tests {
     fn routes_map_to_fixed_resources_and_operations() {
         let cases = [
             (Method::GET, Some("/Users"), ("Users", "list")),
+            (Method::GET, Some("/Users/"), ("Users", "list")),
+            (Method::POST, Some("/Groups/"), ("Groups", "create")),
             (Method::POST, Some("/Users"), ("Users", "create")),
             (Method::GET, Some("/Users/{id}"), ("Users", "get")),
             (Method::PUT, Some("/Users/{id}"), ("Users", "replace")),
