@@ -63,12 +63,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ResourceId {
     }
 }
 
-/// The routes of `/Users` and `/Groups`. A collection path with a trailing slash
-/// (`/Users/?filter=...`, as some IdPs' test suites send it) is served as the collection.
+/// The routes of `/Users` and `/Groups`.
 pub fn routes() -> Router<ResourceState> {
     Router::new()
         .route("/Users", get(list_users).post(create_user))
-        .route("/Users/", get(list_users).post(create_user))
         .route("/Users/.search", post(search_users))
         .route(
             "/Users/{id}",
@@ -78,7 +76,6 @@ pub fn routes() -> Router<ResourceState> {
                 .delete(delete_user),
         )
         .route("/Groups", get(list_groups).post(create_group))
-        .route("/Groups/", get(list_groups).post(create_group))
         .route("/Groups/.search", post(search_groups))
         .route(
             "/Groups/{id}",
