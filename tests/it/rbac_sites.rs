@@ -679,9 +679,7 @@ impl scim_bridge::partner::client::SiteLinks for JustMadeByAnotherReplica {
 /// role that is gone: the role is read by its id first (another replica made it meanwhile).
 #[tokio::test]
 async fn a_link_newer_than_the_role_list_is_kept() {
-    use scim_bridge::partner::client::{LinkKind, RoleSite, SiteLinks};
-    use scim_bridge::partner::rbac::RoleSettings;
-    use scim_bridge::partner::{ClientOptions, PartnerClient, SiteConnection};
+    use scim_bridge::partner::client::{LinkKind, SiteLinks};
     let h = Harness::start(rbac()).await;
     let role = PartnerRole {
         id: "made-by-b".into(),
@@ -696,22 +694,7 @@ async fn a_link_newer_than_the_role_list_is_kept() {
         role: role.clone(),
         done: Default::default(),
     });
-    let client = PartnerClient::new(
-        SiteConnection {
-            base_url: h.partner_base.parse().unwrap(),
-            site_name: SITE.into(),
-            api_key: scim_bridge::secret::Secret::new(format!("key-{SITE}")),
-        },
-        ClientOptions::default(),
-    )
-    .unwrap()
-    .with_roles(RoleSite::new(
-        RoleSettings {
-            create_roles: true,
-            ..RoleSettings::default()
-        },
-        None,
-    ));
+    let client = rbac_client(&h);
     client.role_site().unwrap().keep_links_in(links.clone());
     let found = client.get_group("Finance").await.unwrap();
     assert!(
