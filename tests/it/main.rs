@@ -12,6 +12,7 @@ mod crash;
 mod deploy;
 mod emulator;
 mod emulator_rbac;
+mod explain;
 mod faults;
 mod group_delete;
 mod health;
