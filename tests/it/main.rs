@@ -25,6 +25,7 @@ mod leavers;
 mod logs;
 mod membership;
 mod metrics;
+mod monitoring;
 mod openapi;
 mod partner_client;
 mod privileged;
