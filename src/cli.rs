@@ -114,7 +114,7 @@ pub enum Command {
     /// users too), its groups, what each site should hold and the rule that decides it, the
     /// outbox row carrying it there (queued, failing with its error, parked) and its recent
     /// audit entries and convergences. --live reads each site now and names the differences.
-    /// Writes nothing. Exits 0 when found, 1 when not, 2 on bad input.
+    /// Writes nothing to the partner. Exits 0 when found, 1 when not, 2 on bad input.
     Explain(ExplainArgs),
     /// Explain a group (by SCIM id or displayName): its members, and at each site the partner
     /// group or role it maps to, whether it is managed there, and whether its role was adopted

@@ -4,7 +4,9 @@
 //! For each site, the state the membership engine works towards (the same rules as
 //! `engine::converge`: the deprovisioning policy, protected accounts, privileged groups,
 //! unmapped groups), the outbox row that carries it there, and with `live` the partner's
-//! state read now with the differences named. Nothing here writes anywhere.
+//! state read now with the differences named. Nothing here writes to the partner or changes
+//! SCIM state; on an RBAC site a live read may refresh the bridge's record of the partner's
+//! ids (`partner_links`), as every read of a user by email does.
 
 use std::collections::HashSet;
 
@@ -124,7 +126,9 @@ pub struct UserAtSite {
 /// What the membership engine makes of the user at a site.
 #[derive(Debug, Clone, Serialize)]
 pub struct Desired {
-    /// `present`, `absent`, or `unchanged` (the site is left as it is).
+    /// `present` (created when missing), `absent` (deleted when there), `stripped` (kept
+    /// without managed groups when there, never created: a protected account leaving) or
+    /// `unchanged` (left as it is: the email is another live user's now).
     pub account: String,
     /// The rule that decides it, in words.
     pub rule: String,
@@ -139,6 +143,9 @@ pub struct Desired {
     pub without_effect: Vec<String>,
     /// Protected account (owner or `protected_emails`): never deleted, profile kept.
     pub protected: bool,
+    /// Other partner accounts of this user still being removed (a former email, or the
+    /// account of the deleted user), each with what happens to it.
+    pub removals: Vec<String>,
 }
 
 /// The partner's account, read now.
@@ -156,8 +163,8 @@ pub struct Actual {
 #[derive(Debug, Clone, Serialize)]
 pub struct OutboxState {
     /// `in line` (nothing waits: the last change reached the site), `queued`, `failing`,
-    /// `parked` (waiting for a process that serves the site) or `working` (a worker holds
-    /// it now).
+    /// `parked` (set aside; `last_error` says why), `working` (a worker holds it now) or
+    /// `overdue claim` (the worker holding it stopped; another takes it over).
     pub state: String,
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -242,8 +249,19 @@ pub async fn user(
     live: bool,
 ) -> Result<UserExplanation, ExplainError> {
     let q = query.trim();
-    let row = find_user(store, tenant.name(), q).await?;
+    let mut row = find_user(store, tenant.name(), q).await?;
     let mut removals = store.tombstones_matching(tenant.name(), q).await?;
+    if row.is_none() {
+        // A former email (or one an email change is taking) names a live user.
+        for t in &removals {
+            if t.kind != "deleted" {
+                if let Some(u) = store.get_user(tenant.name(), &t.id).await? {
+                    row = Some(u);
+                    break;
+                }
+            }
+        }
+    }
     if let Some(u) = &row {
         if u.id != q {
             for t in store.tombstones_matching(tenant.name(), &u.id).await? {
@@ -392,6 +410,9 @@ fn outbox_state(row: Option<&OutboxRow>, now: i64) -> OutboxState {
         "in line"
     } else if claimed {
         "working"
+    } else if r.claimed_by.is_some() {
+        // The lease ran out with the claim still set: the worker stopped mid-work.
+        "overdue claim"
     } else if r.attempts > 0 {
         "failing"
     } else {
@@ -407,7 +428,10 @@ fn outbox_state(row: Option<&OutboxRow>, now: i64) -> OutboxState {
             .filter(|_| pending || r.parked_ms.is_some()),
         marked: Some(at(r.marked_ms)),
         due: pending.then(|| at(r.due_ms)),
-        claimed_by: r.claimed_by.clone().filter(|_| claimed),
+        claimed_by: r
+            .claimed_by
+            .clone()
+            .filter(|_| r.claimed_until_ms.is_some()),
     }
 }
 
@@ -434,14 +458,24 @@ async fn user_at_site(
         roles: Vec::new(),
         without_effect: Vec::new(),
         protected: false,
+        removals: Vec::new(),
     };
     let mut wanted: Vec<String> = Vec::new();
     let email = match user {
         None => {
-            desired.rule = "the user was deleted in SCIM: its account is removed from every \
-                            site"
-                .into();
-            removals.first().map(|t| t.partner_email.clone())
+            // The deleted user's account: the one still being removed, else the last.
+            let t = removals
+                .iter()
+                .find(|t| t.converged_ms.is_none())
+                .or(removals.first());
+            if let Some(t) = t {
+                let (account, rule) = removal_rule(store, tenant, &t.partner_email).await?;
+                desired.account = account.into();
+                desired.rule = format!("the user was deleted in SCIM: {rule}");
+                desired.protected = tenant.protects(&t.partner_email);
+                desired.email = Some(t.partner_email.clone());
+            }
+            t.map(|t| t.partner_email.clone())
         }
         Some(u) if u.partner_email.is_empty() => {
             desired.rule = "the user has no email address: it cannot be at the partner".into();
@@ -458,7 +492,8 @@ async fn user_at_site(
                                 account is deleted at the site"
                     .into();
             } else {
-                desired.account = "present".into();
+                // A protected account deactivated under `remove` is kept but never created.
+                desired.account = if present { "present" } else { "stripped" }.into();
                 desired.rule = match (u.active, policy) {
                     (true, _) => "active: the account is at the site with the user's managed \
                                   groups"
@@ -472,7 +507,8 @@ async fn user_at_site(
                                                           groups"
                         .into(),
                     (false, DeprovisionPolicy::Remove) => "inactive, but a protected account is \
-                                                           never deleted: it stays, without \
+                                                           never deleted: it stays (if it is \
+                                                           there; it is not created), without \
                                                            managed groups"
                         .into(),
                 };
@@ -497,6 +533,24 @@ async fn user_at_site(
             Some(email)
         }
     };
+    // Former emails of a live user whose accounts are still being removed.
+    if let Some(u) = user {
+        for t in removals
+            .iter()
+            .filter(|t| t.id == u.id && t.converged_ms.is_none())
+            .filter(|t| !t.partner_email.eq_ignore_ascii_case(&u.partner_email))
+        {
+            let (_, rule) = removal_rule(store, tenant, &t.partner_email).await?;
+            let what = if t.kind == "claimed" {
+                "an email change in flight is taking it; if the change never ends"
+            } else {
+                "a former email"
+            };
+            desired
+                .removals
+                .push(format!("{} ({what}): {rule}", t.partner_email));
+        }
+    }
     // Groups with no partner effect here: the group every user holds, a privileged group the
     // site keeps to its own administrators.
     let managed = managed_names(store, tenant, site).await?;
@@ -518,12 +572,17 @@ async fn user_at_site(
     if let Some(rs) = roles {
         for g in &effective {
             let role = rs.settings.role_name(g);
+            // Role links are keyed by the group's displayName.
+            let key = groups
+                .iter()
+                .find(|r| &r.partner_name == g)
+                .map_or(g.as_str(), |r| r.display_name.as_str());
             let link = store
-                .partner_link(tenant.name(), &site.name, LinkKind::Role.as_str(), g)
+                .partner_link(tenant.name(), &site.name, LinkKind::Role.as_str(), key)
                 .await?;
             desired.roles.push(match link {
                 Some(l) => format!("{g} -> role {role} (id {})", l.partner_id),
-                None => format!("{g} -> role {role}"),
+                None => format!("{g} -> role {role} (not linked yet)"),
             });
         }
     }
@@ -541,8 +600,9 @@ async fn user_at_site(
                         for g in &effective {
                             if !mapped_lc.contains(&g.to_lowercase()) {
                                 desired.without_effect.push(format!(
-                                    "{g}: no role of this name, and the site does not create \
-                                     roles (unmapped)"
+                                    "{g}: no role it can have at this site (unmapped: none \
+                                     of its name and the site does not create roles, or its \
+                                     role belongs to another group)"
                                 ));
                             }
                         }
@@ -563,13 +623,27 @@ async fn user_at_site(
         }
     }
     desired.groups = effective;
+    let outbox = outbox_state(outbox, now_ms());
+    if actual.as_ref().is_some_and(|a| a.error.is_none()) && !differences.is_empty() {
+        differences.push(if outbox.state == "in line" {
+            "nothing is queued for this user at this site: `scim-bridge reconcile --apply` (or \
+             the periodic reconcile) repairs it"
+                .to_owned()
+        } else {
+            format!(
+                "the user's outbox row ({}) carries the change: its next run brings the site in \
+                 line",
+                outbox.state
+            )
+        });
+    }
     Ok(UserAtSite {
         site: site.name.clone(),
         api: api(site),
         desired,
         actual,
         differences,
-        outbox: outbox_state(outbox, now_ms()),
+        outbox,
     })
 }
 
@@ -608,13 +682,9 @@ fn compare(
         error: None,
     };
     match (desired.account.as_str(), &p) {
-        ("absent", Some(_)) => diffs.push(format!(
-            "{email} is still at the site: the next convergence deletes it"
-        )),
-        ("present", None) => diffs.push(format!(
-            "{email} is missing at the site: the next convergence creates it"
-        )),
-        ("present", Some(p)) => {
+        ("absent", Some(_)) => diffs.push(format!("{email} is still at the site (to be deleted)")),
+        ("present", None) => diffs.push(format!("{email} is missing at the site (to be created)")),
+        ("present" | "stripped", Some(p)) => {
             let mut managed = managed.clone();
             if tenant.keeps_profile(email) {
                 managed.retain(|g| !site.privileged(g));
@@ -790,4 +860,40 @@ async fn group_actual(site: &Site, name: &str, role_id: Option<&str>) -> GroupAc
             },
         },
     }
+}
+
+/// What happens at a site to the account `email` of a deleted user or a former email, as
+/// `engine::converge::remove_account` decides it: (account, rule).
+async fn removal_rule(
+    store: &Store,
+    tenant: &Tenant,
+    email: &str,
+) -> Result<(&'static str, String), StoreError> {
+    if let Some(holder) = store
+        .users_by_partner_email(tenant.name(), email)
+        .await?
+        .into_iter()
+        .next()
+    {
+        return Ok((
+            "unchanged",
+            format!(
+                "{email} belongs to the live user {} ({}) now: the account is that user's and \
+                 is not removed",
+                holder.user_name, holder.id
+            ),
+        ));
+    }
+    if tenant.protects(email) {
+        return Ok((
+            "stripped",
+            format!(
+                "{email} is a protected account: never deleted; its managed groups are removed"
+            ),
+        ));
+    }
+    Ok((
+        "absent",
+        format!("the account {email} is deleted at the site"),
+    ))
 }

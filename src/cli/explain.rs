@@ -1,6 +1,6 @@
 //! `scim-bridge explain` and `explain-group`: why a person has or lacks access, from the store
-//! (and with `--live`, the partner read now), as text or JSON. Writes nothing; starts no
-//! worker.
+//! (and with `--live`, the partner read now), as text or JSON. Writes nothing to the partner
+//! and changes no SCIM state; starts no worker.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -183,6 +183,9 @@ pub fn user_text(e: &UserExplanation) -> String {
         for w in &d.without_effect {
             let _ = writeln!(s, "  no effect     {w}");
         }
+        for r in &d.removals {
+            let _ = writeln!(s, "  also removing {r}");
+        }
         if let Some(a) = &site.actual {
             if let Some(err) = &a.error {
                 let _ = writeln!(s, "  at the site   unknown: {err}");
@@ -296,7 +299,8 @@ pub fn group_text(e: &GroupExplanation) -> String {
             } else {
                 let _ = writeln!(
                     s,
-                    "  at the site   MISSING: the next write naming it makes it again"
+                    "  at the site   MISSING (made again by the next write naming it, where the \
+                     site creates {kind}s)"
                 );
             }
         }

@@ -706,6 +706,11 @@ async fn explain_names_a_users_groups_sites_and_differences() {
     let run = setup
         .run(&["explain", "jo@example.com", "--live", "--json"])
         .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout.contains("\"partner_email\": \"jo@example.com\""),
+        "{run}"
+    );
     assert!(
         !run.stdout.contains("key-acme") && !run.stderr.contains("key-acme"),
         "{run}"
