@@ -22,15 +22,17 @@ use crate::partner::rbac::{RoleTemplate, SiteApi};
 use crate::partner::Access;
 use crate::secret::Secret;
 
+mod naming;
 mod security;
 mod sources;
 mod tuning;
 mod validate;
+use naming::Naming;
 pub use security::{
     credential_name, parse_proxy, AdminConfig, BasicCredentialConfig, HttpConfig, JwtConfig,
     OAuthClientConfig, OAuthConfig, RateLimitConfig, TlsConfig, MIN_HMAC_SECRET, MIN_TOKEN_CHARS,
 };
-use sources::{env_provider, figment_errors, settings_given};
+use sources::{env_provider, extract_all, file_layer, rate_limit_given, settings_given};
 pub use tuning::BridgeOptions;
 
 /// The prefix of every environment variable the bridge reads.
@@ -149,6 +151,10 @@ pub struct Config {
     /// and the test suite's left out). Not a setting; filled by [`Config::load`].
     #[serde(skip)]
     pub settings_given: Vec<String>,
+    /// True when the file or the environment sets `http.rate_limit` (the sandbox keeps an
+    /// inbound rate limit only then). Not a setting; filled by [`Config::load`].
+    #[serde(skip)]
+    pub rate_limit_given: bool,
 }
 
 /// The single tenant's OAuth token endpoint with one client, for environment-only deployments.
@@ -205,6 +211,7 @@ impl Default for Config {
             jwt: None,
             oauth: None,
             settings_given: Vec::new(),
+            rate_limit_given: false,
         }
     }
 }
@@ -481,9 +488,15 @@ pub struct Sources {
 
 impl Config {
     /// Loads defaults, the file, the environment; resolves `*_file` secrets; folds the
-    /// single-tenant shorthand into `tenants`; validates. Errors name every wrong setting.
+    /// single-tenant shorthand into `tenants`; validates. Errors are all reported at once,
+    /// each naming the setting as the operator wrote it (the variable or the file's key).
     pub fn load(sources: &Sources) -> Result<Config, ConfigErrors> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let env = match &sources.env {
+            Some(vars) => vars.clone(),
+            None => std::env::vars().collect(),
+        };
+        let mut naming = Naming::new(&env, sources.file.is_some());
+        let mut layers = Vec::new();
         if let Some(path) = &sources.file {
             if !path.exists() {
                 return Err(ConfigErrors::one(
@@ -491,19 +504,55 @@ impl Config {
                     format!("file {} does not exist", path.display()),
                 ));
             }
-            fig = fig.merge(Toml::file(path));
+            layers.push(file_layer(path)?);
         }
-        let env = match &sources.env {
-            Some(vars) => vars.clone(),
-            None => std::env::vars().collect(),
-        };
-        fig = fig.merge(env_provider(&env));
-        let mut config: Config = fig.extract().map_err(figment_errors)?;
+        layers.push(env_provider(&env));
+        let (config, mut errors) = extract_all(&Config::default(), layers.clone(), &naming);
+        // The checks below run on what did load (defaults in place of the wrong values): a
+        // check of a setting already reported is left out.
+        let mut config = config.unwrap_or_default();
         config.settings_given = settings_given(sources.file.as_deref(), &env);
-        config.resolve_files()?;
-        config.fold_shorthand();
-        config.validate()?;
-        Ok(config)
+        config.rate_limit_given = rate_limit_given(&layers);
+        let unreadable = config
+            .resolve_files()
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        let folded = config.fold_shorthand();
+        let invalid = config.validate().err().map(|e| e.0).unwrap_or_default();
+        naming.learn(&config, folded);
+        for e in &mut errors {
+            e.setting = naming.with_tenant_names(&e.setting);
+        }
+        // A setting already reported (as loaded, or as its unreadable `*_file`) is not
+        // reported again by the checks that found it missing.
+        let key = |setting: &str| -> String {
+            setting
+                .split(" (")
+                .next()
+                .unwrap_or(setting)
+                .to_ascii_lowercase()
+        };
+        let mut reported: std::collections::HashSet<String> =
+            errors.iter().map(|e| key(&e.setting)).collect();
+        for e in unreadable {
+            let e = naming.rename(e);
+            if reported.insert(key(&e.setting)) {
+                errors.push(e);
+            }
+        }
+        for e in invalid {
+            let e = naming.rename(e);
+            let k = key(&e.setting);
+            if !reported.contains(&k) && !reported.contains(&format!("{k}_file")) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// True when no tenant is configured.
@@ -614,8 +663,9 @@ impl Config {
         }
     }
 
-    /// Turns the top-level single-tenant keys into one tenant when no `tenants` are given.
-    fn fold_shorthand(&mut self) {
+    /// Turns the top-level single-tenant keys into one tenant when no `tenants` are given;
+    /// true when it did.
+    fn fold_shorthand(&mut self) -> bool {
         let any = self.site_name.is_some()
             || self.api_key.is_some()
             || self.basic.is_some()
@@ -626,7 +676,7 @@ impl Config {
             || self.partner_base_url.is_some()
             || self.invited_by_email.is_some();
         if !any || !self.tenants.is_empty() {
-            return;
+            return false;
         }
         let mut tenant = TenantConfig {
             name: self.tenant_name.clone().unwrap_or_else(|| "default".into()),
@@ -668,6 +718,7 @@ impl Config {
             tenant.dry_run = d;
         }
         self.tenants.push(tenant);
+        true
     }
 
     /// Adds the single-tenant credential keys (bearer token, Basic, JWT, OAuth) to the folded

@@ -40,22 +40,40 @@ use rename::write;
 /// ([`GroupWrite::members`]): a PATCH of a large group answered 204 never reads them.
 pub struct GroupWrite {
     pub row: GroupRow,
-    /// The members after the write, when the write had them at hand.
+    /// The member ids after the write, when the write had them at hand (an empty list spares
+    /// the answer a read; otherwise the answer reads the members for their `display`).
     known_members: Option<Vec<String>>,
     pub settled: bool,
 }
 
 impl GroupWrite {
-    /// The group's member ids after the write.
-    pub async fn members(&self, bridge: &Bridge) -> BridgeResult<Vec<String>> {
+    /// The group's members after the write, as the answer shows them.
+    pub async fn members(&self, bridge: &Bridge) -> BridgeResult<Vec<Member>> {
         match &self.known_members {
-            Some(m) => Ok(m.clone()),
-            None => Ok(bridge
-                .store
-                .group_member_ids(&self.row.tenant, &self.row.id)
-                .await?),
+            Some(ids) if ids.is_empty() => Ok(Vec::new()),
+            _ => members(bridge, &self.row.tenant, &self.row.id).await,
         }
     }
+}
+
+/// A group member as SCIM shows it: the user's id and its `display` (the user's displayName,
+/// or its userName when it has none, as Okta and Entra show members in their consoles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub display: String,
+}
+
+/// The members of a group with their `display`, sorted by id: one store query, whatever the
+/// group's size.
+pub async fn members(bridge: &Bridge, tenant: &str, group_id: &str) -> BridgeResult<Vec<Member>> {
+    Ok(bridge
+        .store
+        .group_members_shown(tenant, group_id)
+        .await?
+        .into_iter()
+        .map(|(id, display)| Member { id, display })
+        .collect())
 }
 
 /// A write whose membership work is marked but not yet waited for.
@@ -87,20 +105,20 @@ impl Pending {
 }
 
 /// Renders a stored group as SCIM. `members` is `None` when the client excluded it, so the
-/// membership index is not read at all.
-pub fn render(scope: Scope<'_>, row: &GroupRow, members: Option<&[String]>) -> Value {
+/// membership index is not read at all. A member's `display` is the user's current name
+/// ([`members`]), never what an IdP sent.
+pub fn render(scope: Scope<'_>, row: &GroupRow, members: Option<&[Member]>) -> Value {
     let mut resource = row.resource.clone();
-    if let Some(ids) = members {
-        if !ids.is_empty() {
-            // `display` is not filled in: members come back as the client sent them, and a
-            // large group's read touches only the membership index.
-            let list: Vec<Value> = ids
+    if let Some(members) = members {
+        if !members.is_empty() {
+            let list: Vec<Value> = members
                 .iter()
-                .map(|id| {
+                .map(|m| {
                     json!({
-                        "value": id,
-                        "$ref": format!("{}/Users/{id}", scope.base_url),
+                        "value": m.id,
+                        "$ref": format!("{}/Users/{}", scope.base_url, m.id),
                         "type": "User",
+                        "display": m.display,
                     })
                 })
                 .collect();

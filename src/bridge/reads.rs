@@ -209,7 +209,7 @@ pub async fn list_groups(
     let (parsed, sort, with_members) = query(rt, req, "members")?;
     let render = |row: GroupRow| async move {
         let members = if with_members {
-            Some(bridge.store.group_member_ids(tenant, &row.id).await?)
+            Some(groups::members(bridge, tenant, &row.id).await?)
         } else {
             None
         };
@@ -270,12 +270,7 @@ pub async fn get_group(
 ) -> BridgeResult<(Value, i64)> {
     let row = groups::get_row(bridge, scope, id).await?;
     let members = if projection.wants(&GROUP_RESOURCE, "members") {
-        Some(
-            bridge
-                .store
-                .group_member_ids(scope.tenant.name(), id)
-                .await?,
-        )
+        Some(groups::members(bridge, scope.tenant.name(), id).await?)
     } else {
         None
     };

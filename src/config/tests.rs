@@ -57,7 +57,7 @@ fn audit_retention_days_defaults_to_90_parses_and_refuses_invalid_values() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("audit.retention_days: must be at most 36500"),
+        err.contains("SCIM_BRIDGE_AUDIT__RETENTION_DAYS: must be at most 36500"),
         "{err}"
     );
 }
@@ -108,7 +108,8 @@ fn a_basic_password_by_its_sha256_from_the_environment_and_its_mistakes_named() 
         with(&[("SCIM_BRIDGE_BASIC__PASSWORD_SHA256", &digest)]),
         format!("{:?}", Some(&digest))
     );
-    let setting = "tenants[0].credentials.basic[0].password_sha256";
+    // Named by the variables the operator set (or would set).
+    let setting = "SCIM_BRIDGE_BASIC__PASSWORD_";
     let hash = crate::http::auth::basic::hash_password("pw").unwrap();
     for wrong in [
         vec![("SCIM_BRIDGE_BASIC__PASSWORD_SHA256", "not-hex")],
@@ -223,16 +224,16 @@ fn wrong_security_settings_are_named() {
     .unwrap_err();
     let text = err.to_string();
     for setting in [
-        "tenants[0].credentials.basic[0].username",
-        "tenants[0].credentials.basic[0].password_hash",
-        "tenants[0].credentials.jwt[0].audience",
-        "tenants[0].credentials.jwt[0].hs256_secret",
-        "tenants[0].credentials.jwt[0].algorithms",
-        "tenants[0].credentials.oauth.signing_key",
-        "http.trusted_proxies[0]",
-        "http.auth_failure_limit.burst",
-        "http.max_body_bytes",
-        "http.basic_auth_max_concurrent",
+        "SCIM_BRIDGE_BASIC__USERNAME:",
+        "SCIM_BRIDGE_BASIC__PASSWORD_HASH:",
+        "SCIM_BRIDGE_JWT__AUDIENCE:",
+        "SCIM_BRIDGE_JWT__HS256_SECRET:",
+        "SCIM_BRIDGE_JWT__ALGORITHMS:",
+        "SCIM_BRIDGE_OAUTH__SIGNING_KEY:",
+        "SCIM_BRIDGE_HTTP__TRUSTED_PROXIES:",
+        "SCIM_BRIDGE_HTTP__AUTH_FAILURE_LIMIT__BURST:",
+        "SCIM_BRIDGE_HTTP__MAX_BODY_BYTES:",
+        "SCIM_BRIDGE_HTTP__BASIC_AUTH_MAX_CONCURRENT:",
     ] {
         assert!(text.contains(setting), "{setting} not named in:\n{text}");
     }
@@ -367,10 +368,14 @@ fn file_variants_read_secrets() {
 fn missing_settings_are_named() {
     let err = Config::load(&env(&[("SCIM_BRIDGE_SITE_NAME", "acme")])).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("tenants[0].sites[0].api_key"), "{text}");
-    assert!(text.contains("tenants[0].invited_by_email"), "{text}");
+    // The variables to set, as nothing else configures this tenant.
+    assert!(text.contains("SCIM_BRIDGE_API_KEY: missing"), "{text}");
     assert!(
-        text.contains("tenants[0].credentials: no credential"),
+        text.contains("SCIM_BRIDGE_INVITED_BY_EMAIL: required"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SCIM_BRIDGE_BEARER_TOKEN: no credential"),
         "{text}"
     );
 }
@@ -474,7 +479,8 @@ fn bad_base_path_and_short_token_are_rejected() {
     vars.push(("SCIM_BRIDGE_BEARER_TOKEN", "short"));
     vars.push(("SCIM_BRIDGE_BASE_PATH", "scim/../v2/"));
     let text = Config::load(&env(&vars)).unwrap_err().to_string();
-    assert!(text.contains("base_path"), "{text}");
+    assert!(text.contains("SCIM_BRIDGE_BASE_PATH:"), "{text}");
+    assert!(text.contains("not \"scim/../v2/\""), "{text}");
     assert!(text.contains("too short"), "{text}");
     assert!(!text.contains("short\""), "{text}");
 }
@@ -515,8 +521,12 @@ fn an_rbac_site_from_the_environment_and_role_settings_checked() {
         })
     };
     let err = load().unwrap_err().to_string();
+    // The file's key, with the names of the tenant and the site it is in.
     assert!(
-        err.contains("role_map: applies only to a site with api = \"roles\""),
+        err.contains(
+            "tenants[0].sites[0].role_map (tenant \"t\", site \"s\"): applies only to a site \
+             with api = \"roles\""
+        ),
         "{err}"
     );
     std::fs::write(
@@ -571,4 +581,201 @@ fn single_tenant_and_token_names_from_the_environment() {
     let c = Config::load(&env(SINGLE)).unwrap();
     assert_eq!(c.tenants[0].name, "default");
     assert_eq!(c.tenants[0].credentials.bearer_tokens[0].name, "default");
+}
+
+/// Rust's names for types, which mean nothing to the person who set the variable.
+const TYPE_NAMES: &[&str] = &[
+    "usize",
+    "u16",
+    "u32",
+    "u64",
+    "i64",
+    "f64",
+    "SocketAddr",
+    "struct ",
+    "enum ",
+    "Option",
+];
+
+#[test]
+fn every_wrong_setting_is_reported_at_once_named_as_set_with_its_value() {
+    let admin_token = "admin-token-that-must-never-print-0123";
+    let err = Config::load(&env(&[
+        ("SCIM_BRIDGE_SITE_NAME", "acme"),
+        ("SCIM_BRIDGE_API_KEY", "partner-key-never-printed"),
+        ("SCIM_BRIDGE_BEARER_TOKEN", "short-secret"),
+        ("SCIM_BRIDGE_INVITED_BY_EMAIL", "not-an-email"),
+        ("SCIM_BRIDGE_LISTEN", "not an address"),
+        ("SCIM_BRIDGE_AUDIT__RETENTION_DAYS", "ninety"),
+        ("SCIM_BRIDGE_HTTP__MAX_BODY_BYTES", "-1"),
+        ("SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND", "fast"),
+        ("SCIM_BRIDGE_DRY_RUN", "maybe"),
+        ("SCIM_BRIDGE_DEPROVISION", "shred"),
+        ("SCIM_BRIDGE_SITE_API", "rolez"),
+        // A secret where a table of settings goes.
+        ("SCIM_BRIDGE_ADMIN", admin_token),
+    ]))
+    .unwrap_err();
+    let text = err.to_string();
+    for (setting, says) in [
+        ("SCIM_BRIDGE_LISTEN", "must be an address and port"),
+        (
+            "SCIM_BRIDGE_AUDIT__RETENTION_DAYS",
+            "must be a whole number (0 or more), not \"ninety\"",
+        ),
+        (
+            "SCIM_BRIDGE_HTTP__MAX_BODY_BYTES",
+            "must be a whole number (0 or more), not -1",
+        ),
+        (
+            "SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND",
+            "must be a number, not \"fast\"",
+        ),
+        (
+            "SCIM_BRIDGE_DRY_RUN",
+            "must be true or false, not \"maybe\"",
+        ),
+        (
+            "SCIM_BRIDGE_DEPROVISION",
+            "must be one of remove, strip, keep, not \"shred\"",
+        ),
+        (
+            "SCIM_BRIDGE_SITE_API",
+            "must be one of groups, roles, not \"rolez\"",
+        ),
+        ("SCIM_BRIDGE_ADMIN", "must be a table of settings"),
+        (
+            "SCIM_BRIDGE_INVITED_BY_EMAIL",
+            "must be an email address, not \"not-an-email\"",
+        ),
+        ("SCIM_BRIDGE_BEARER_TOKEN", "too short"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("- {setting}:")))
+            .unwrap_or_else(|| panic!("{setting} not reported in:\n{text}"));
+        assert!(line.contains(says), "{setting}: {line}");
+    }
+    assert_eq!(err.0.len(), 10, "one error each:\n{text}");
+    for secret in [admin_token, "partner-key-never-printed", "short-secret"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    for rust in TYPE_NAMES {
+        assert!(!text.contains(rust), "{rust} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_near_miss_variable_name_gets_a_did_you_mean() {
+    for (wrong, meant) in [
+        ("SCIM_BRIDGE_PARTNER_APIKEY", Some("SCIM_BRIDGE_API_KEY")),
+        ("SCIM_BRIDGE_APIKEY", Some("SCIM_BRIDGE_API_KEY")),
+        (
+            "SCIM_BRIDGE_METRIC_LISTEN",
+            Some("SCIM_BRIDGE_METRICS_LISTEN"),
+        ),
+        (
+            "SCIM_BRIDGE_INVITED_BY_EMIAL",
+            Some("SCIM_BRIDGE_INVITED_BY_EMAIL"),
+        ),
+        (
+            "SCIM_BRIDGE_HTTP__RATE_LIMIT__PERSECOND",
+            Some("SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND"),
+        ),
+        (
+            "SCIM_BRIDGE_SANDBOX_TOKN",
+            Some("SCIM_BRIDGE_SANDBOX_TOKEN"),
+        ),
+        ("SCIM_BRIDGE_COFFEE_MACHINE", None),
+    ] {
+        let value = "value-of-an-unknown-variable-never-printed";
+        let text = Config::load(&env(&[(wrong, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains(&format!("{wrong}: not a variable")), "{text}");
+        match meant {
+            Some(meant) => assert!(
+                text.contains(&format!("did you mean {meant}?")),
+                "{wrong}: {text}"
+            ),
+            None => assert!(!text.contains("did you mean"), "{wrong}: {text}"),
+        }
+        assert!(!text.contains(value), "{text}");
+    }
+    // Several at once, each with its own suggestion.
+    let text = Config::load(&env(&[
+        ("SCIM_BRIDGE_PARTNER_APIKEY", "x"),
+        ("SCIM_BRIDGE_SITENAME", "acme"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(text.contains("did you mean SCIM_BRIDGE_API_KEY?"), "{text}");
+    assert!(
+        text.contains("did you mean SCIM_BRIDGE_SITE_NAME?"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_files_errors_name_its_keys_with_the_tenant_and_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        r#"
+listen = 5
+[audit]
+retention_days = "ninety"
+[[tenants]]
+name = "okta"
+invited_by_emial = "admin@acme.example"
+[[tenants.credentials.bearer_tokens]]
+name = "idp"
+token = "a-long-enough-token-value"
+[[tenants.sites]]
+site_name = "main"
+api = "rols"
+"#,
+    )
+    .unwrap();
+    let text = Config::load(&Sources {
+        file: Some(file),
+        env: Some(vec![("SCIM_BRIDGE_BRIDGE__WORKERS".into(), "many".into())]),
+    })
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "- listen: must be an address and port",
+        "- audit.retention_days: must be a whole number (0 or more), not \"ninety\"",
+        "- tenants[0].invited_by_emial (tenant \"okta\"): not a setting scim-bridge knows; did \
+         you mean tenants[0].invited_by_email?",
+        "- tenants[0].sites[0].api (tenant \"okta\", site \"main\"): must be one of groups, \
+         roles, not \"rols\"",
+        // Checks after loading, in the same report.
+        "- tenants[0].sites[0].api_key (tenant \"okta\", site \"main\"): missing",
+        // The environment over the file: the variable.
+        "- SCIM_BRIDGE_BRIDGE__WORKERS: must be a whole number (0 or more), not \"many\"",
+    ] {
+        assert!(text.contains(expected), "{expected}\nnot in:\n{text}");
+    }
+    for rust in TYPE_NAMES {
+        assert!(!text.contains(rust), "{rust} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_rate_limit_is_given_only_when_the_file_or_the_environment_sets_one() {
+    assert!(!Config::load(&env(&[])).unwrap().rate_limit_given);
+    assert!(!Config::load(&env(SINGLE)).unwrap().rate_limit_given);
+    let c = Config::load(&env(&[("SCIM_BRIDGE_HTTP__RATE_LIMIT__BURST", "10")])).unwrap();
+    assert!(c.rate_limit_given);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[http.rate_limit]\nper_second = 5.0\nburst = 5\n").unwrap();
+    let c = Config::load(&Sources {
+        file: Some(file),
+        env: Some(vec![]),
+    })
+    .unwrap();
+    assert!(c.rate_limit_given);
 }

@@ -78,7 +78,11 @@ fn validate_tenant(
     if !valid_base_path(&t.base_path) {
         err(
             at("base_path"),
-            "must start with '/', not end with '/', and hold only letters, digits, '-', '_', '.' and '/'",
+            &format!(
+                "must start with '/', not end with '/', and hold only letters, digits, '-', '_', \
+                 '.' and '/', not {:?}",
+                t.base_path
+            ),
         );
     } else if !seen.paths.insert(t.base_path.to_ascii_lowercase()) {
         err(at("base_path"), "another tenant has the same base path");
@@ -106,13 +110,16 @@ fn validate_tenant(
         );
     } else if !t.invited_by_email.contains('@') || t.invited_by_email.chars().any(char::is_control)
     {
-        err(at("invited_by_email"), "must be an email address");
+        err(
+            at("invited_by_email"),
+            &format!("must be an email address, not {:?}", t.invited_by_email),
+        );
     }
     for (i, e) in t.protected_emails.iter().enumerate() {
         if !e.contains('@') || e.trim() != e || e.chars().any(char::is_control) {
             err(
                 at(&format!("protected_emails[{i}]")),
-                "must be an email address",
+                &format!("must be an email address, not {e:?}"),
             );
         }
     }
@@ -133,7 +140,10 @@ fn validate_sites(ti: usize, sites: &[SiteConfig], err: &mut impl FnMut(String, 
         } else if s.site_name.contains(':') || s.site_name.chars().any(char::is_control) {
             err(
                 sat("site_name"),
-                "must not contain ':' or control characters",
+                &format!(
+                    "must not contain ':' or control characters, not {:?}",
+                    s.site_name
+                ),
             );
         } else if !site_names.insert(s.site_name.to_ascii_lowercase()) {
             err(sat("site_name"), "the same site is listed twice");
@@ -150,7 +160,10 @@ fn validate_sites(ti: usize, sites: &[SiteConfig], err: &mut impl FnMut(String, 
             _ => {}
         }
         if !matches!(s.base_url.scheme(), "http" | "https") {
-            err(sat("base_url"), "must be an http:// or https:// URL");
+            err(
+                sat("base_url"),
+                &format!("must be an http:// or https:// URL, not \"{}\"", s.base_url),
+            );
         }
         validate_roles(s, &sat, err);
     }

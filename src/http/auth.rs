@@ -309,10 +309,7 @@ pub async fn require_auth(
             if let Some(limiter) = &tenant.rate {
                 if let Err(wait) = limiter.check() {
                     tracing::info!(tenant = %tenant.name, "tenant rate limit reached");
-                    return Refusal::RateLimited.mark(too_many(
-                        "Too many requests for this tenant; retry later.",
-                        wait,
-                    ));
+                    return Refusal::RateLimited.mark(too_many(&limiter.refusal_detail(), wait));
                 }
             }
             tracing::Span::current().record("credential", principal.credential.as_str());

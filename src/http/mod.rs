@@ -254,7 +254,12 @@ impl AppState {
 /// stack. `state.limits` apply to every tenant (the body limit here, paging and the advertised
 /// capabilities in the tenant's handlers), so what is advertised is what is enforced.
 pub fn app(state: AppState) -> Router {
-    with_middleware(routes(&state), &state)
+    let bases: Arc<[String]> = state.tenants.iter().map(|t| t.base_path.clone()).collect();
+    let app = with_middleware(routes(&state), &state);
+    // Before routing (a `Router::layer` runs after it): `/Users/` is the collection.
+    Router::new().fallback_service(tower::ServiceExt::map_request(app, move |req| {
+        resources::collection_with_trailing_slash(&bases, req)
+    }))
 }
 
 /// The routes: health endpoints, each tenant's SCIM (and token) endpoints under its base path,

@@ -86,6 +86,37 @@ pub fn routes() -> Router<ResourceState> {
         )
 }
 
+/// A collection path with a trailing slash (`<base>/Users/?filter=...`, `<base>/Groups/`, as
+/// the IdPs' own test suites send it) rewritten to the collection (`<base>/Users`), query kept.
+/// [`super::app`] applies it before routing, so the router and the OpenAPI document
+/// (`openapi/scim-bridge.yaml`, which lists every route) need no second spelling of the
+/// collection routes. Only exactly these two paths change: `/Users/x/`, `/Users//` and
+/// `/Users/%2F` stay what they are (an unknown id).
+pub fn collection_with_trailing_slash(
+    base_paths: &[String],
+    mut req: axum::extract::Request,
+) -> axum::extract::Request {
+    let path = req.uri().path();
+    let Some(collection) = base_paths.iter().find_map(|base| {
+        let rest = path.strip_prefix(base.trim_end_matches('/'))?;
+        matches!(rest, "/Users/" | "/Groups/").then(|| &path[..path.len() - 1])
+    }) else {
+        return req;
+    };
+    let rewritten = match req.uri().query() {
+        Some(q) => format!("{collection}?{q}"),
+        None => collection.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = rewritten.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
 pub(crate) fn list_request(q: ListQuery, limits: &super::HttpLimits) -> ListRequest {
     ListRequest {
         filter_limits: limits.filter,

@@ -394,6 +394,39 @@ impl Store {
         .await
     }
 
+    /// The members of a group, sorted by id, each with what SCIM shows as its `display`: the
+    /// user's displayName, or its userName when it has none. One statement whatever the
+    /// group's size (a join of the membership index and the users; every member is a user of
+    /// the tenant, the foreign key holds it).
+    pub async fn group_members_shown(
+        &self,
+        tenant: &str,
+        group_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        // The displayName lives in the stored resource (JSON text).
+        let display_name = match self.backend() {
+            super::Backend::Sqlite => "CAST(json_extract(u.resource, '$.displayName') AS TEXT)",
+            super::Backend::Postgres => "(CAST(u.resource AS jsonb) ->> 'displayName')",
+        };
+        let sql = format!(
+            "SELECT m.user_id, COALESCE(NULLIF({display_name}, ''), u.user_name) \
+             FROM memberships m JOIN users u ON u.tenant = m.tenant AND u.id = m.user_id \
+             WHERE m.tenant = $1 AND m.group_id = $2 ORDER BY m.user_id"
+        );
+        let sql = sql.as_str();
+        retrying(move || async move {
+            let members: Vec<(String, String)> = with_pool!(self, pool => {
+                sqlx::query_as(sql)
+                    .bind(tenant)
+                    .bind(group_id)
+                    .fetch_all(pool)
+                    .await
+            })?;
+            Ok(members)
+        })
+        .await
+    }
+
     /// The member user ids of a group, sorted.
     pub async fn group_member_ids(
         &self,

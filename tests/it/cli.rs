@@ -102,6 +102,42 @@ fn check_config_names_the_wrong_setting_and_exits_non_zero() {
     );
 }
 
+/// `check-config` reports every wrong setting at once, each by the variable that was set,
+/// with its value unless it is a secret, in plain words, and a "did you mean" for a
+/// mistyped variable; it exits 2.
+#[test]
+fn check_config_reports_every_wrong_setting_at_once_and_exits_non_zero() {
+    let out = bridge()
+        .arg("check-config")
+        .env("SCIM_BRIDGE_SITE_NAME", "acme")
+        .env("SCIM_BRIDGE_PARTNER_APIKEY", API_KEY)
+        .env("SCIM_BRIDGE_BEARER_TOKEN", TOKEN)
+        .env("SCIM_BRIDGE_INVITED_BY_EMAIL", "admin@acme.example")
+        .env("SCIM_BRIDGE_DEPROVISION", "shred")
+        .env("SCIM_BRIDGE_HTTP__MAX_BODY_BYTES", "lots")
+        .env("SCIM_BRIDGE_SITE_API", "rolez")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "SCIM_BRIDGE_PARTNER_APIKEY: not a variable scim-bridge knows; did you mean \
+         SCIM_BRIDGE_API_KEY?",
+        "SCIM_BRIDGE_DEPROVISION: must be one of remove, strip, keep, not \"shred\"",
+        "SCIM_BRIDGE_HTTP__MAX_BODY_BYTES: must be a whole number (0 or more), not \"lots\"",
+        "SCIM_BRIDGE_SITE_API: must be one of groups, roles, not \"rolez\"",
+        // The key the mistyped variable meant to set is missing.
+        "SCIM_BRIDGE_API_KEY: missing",
+    ] {
+        assert!(stderr.contains(line), "{line}\nnot in:\n{stderr}");
+    }
+    assert!(!stderr.contains("usize"), "{stderr}");
+    assert!(
+        !stderr.contains(API_KEY) && !stderr.contains(TOKEN),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn token_new_prints_a_token_and_its_hash() {
     let out = bridge().args(["token", "new"]).output().unwrap();
@@ -168,7 +204,9 @@ fn the_annotated_example_file_parses_and_only_misses_its_secret_files() {
     .unwrap_err();
     // The example points at /run/secrets files that do not exist here; nothing else is wrong.
     for e in &err.0 {
-        assert!(e.setting.ends_with("_file"), "unexpected error: {e}");
+        // `tenants[0].credentials.oauth.signing_key_file (tenant "acme")`
+        let key = e.setting.split(" (").next().unwrap();
+        assert!(key.ends_with("_file"), "unexpected error: {e}");
     }
 }
 

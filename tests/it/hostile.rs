@@ -22,6 +22,7 @@ use crate::support::{create_group, create_user, for_each_backend_url, Harness, O
 const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
@@ -1483,9 +1484,14 @@ async fn paths_and_sql(t: &Target) {
                 )
                 .await;
             if a.status.is_success() {
-                // Only an id that names the resource itself may answer, and with that resource.
+                // Only an id that names the resource itself may answer, and with that resource;
+                // or `.`, which the client's URL parser resolves to the collection (`/Users/`),
+                // served as the collection (a list, read-only).
+                let list = a.body["schemas"][0] == json!(LIST_RESPONSE);
                 assert!(
-                    a.body["id"] == json!(user) || a.body["id"] == json!(group),
+                    a.body["id"] == json!(user)
+                        || a.body["id"] == json!(group)
+                        || (id == "." && list),
                     "GET {path}: {}",
                     a.body
                 );

@@ -993,3 +993,113 @@ async fn parked(store: &scim_bridge::store::Store) -> u64 {
         .map(|s| s.parked)
         .sum()
 }
+
+/// Group members carry `display` as Okta and Entra show it: the user's displayName, or its
+/// userName when it has none; a `display` the IdP sends is accepted and not kept. Renaming
+/// a user changes how it shows in every group; `excludedAttributes=members` shows none.
+async fn members_show_the_users_display_name_or_user_name(h: &Harness) {
+    let (status, body) = h
+        .post(
+            "/Users",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "jane@acme.example.com",
+                "displayName": "Jane Doe",
+                "name": {"givenName": "Jane", "familyName": "Doe"},
+                "emails": [{"value": "jane@acme.example.com", "primary": true}],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let jane = body["id"].as_str().unwrap().to_owned();
+    // No displayName: shown by its userName.
+    let john = create_user(h, "john@acme.example.com", "John", "Roe").await;
+    let (status, group) = h
+        .post(
+            "/Groups",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Shown",
+                "members": [
+                    {"value": jane, "display": "Sent By The IdP"},
+                    {"value": john, "display": "Also Sent"},
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let gid = group["id"].as_str().unwrap().to_owned();
+    let shown = |body: &Value| -> HashMap<String, String> {
+        body["members"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no members: {body}"))
+            .iter()
+            .map(|m| {
+                (
+                    m["value"].as_str().unwrap().to_owned(),
+                    m["display"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let want = HashMap::from([
+        (jane.clone(), "Jane Doe".to_owned()),
+        (john.clone(), "john@acme.example.com".to_owned()),
+    ]);
+    assert_eq!(shown(&group), want, "the POST's answer: {group}");
+    let (status, got) = h.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(shown(&got), want, "{got}");
+    let (_, list) = h.get("/Groups?filter=displayName%20eq%20%22Shown%22").await;
+    assert_eq!(shown(&list["Resources"][0]), want, "{list}");
+    // A PATCH adding a member with a display of the IdP's: the stored name wins.
+    let (status, _) = h
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": john, "display": "Johnny"}]}]}),
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    // The user's displayName changes: the group shows the new one.
+    let (status, body) = h
+        .patch(
+            &format!("/Users/{jane}"),
+            json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "path": "displayName", "value": "Jane Q. Doe"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, got) = h.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(
+        shown(&got),
+        HashMap::from([
+            (jane.clone(), "Jane Q. Doe".to_owned()),
+            (john.clone(), "john@acme.example.com".to_owned()),
+        ]),
+        "{got}"
+    );
+    let (_, got) = h
+        .get(&format!("/Groups/{gid}?excludedAttributes=members"))
+        .await;
+    assert!(got.get("members").is_none(), "{got}");
+}
+
+#[tokio::test]
+async fn group_members_show_the_users_display_name_or_user_name() {
+    members_show_the_users_display_name_or_user_name(&Harness::start(Options::default()).await)
+        .await;
+}
+
+#[tokio::test]
+async fn group_members_show_the_users_display_name_or_user_name_postgres() {
+    crate::support::with_postgres_url(|url| async move {
+        let h = Harness::start(Options {
+            store_url: Some(url),
+            ..Options::default()
+        })
+        .await;
+        members_show_the_users_display_name_or_user_name(&h).await;
+    })
+    .await;
+}

@@ -399,3 +399,44 @@ async fn nul_characters_are_refused_postgres() {
     })
     .await;
 }
+
+/// A collection path with a trailing slash (`/Users/?filter=...`, as the IdPs' own test
+/// suites send it) is served like the collection: filters, lists and creates.
+#[tokio::test]
+async fn a_collection_path_with_a_trailing_slash_is_the_collection() {
+    let h = Harness::start(Options::default()).await;
+    let jane = create_user(&h, "jane@acme.example.com", "Jane", "Doe").await;
+    let (status, body) = h
+        .get("/Users/?filter=userName%20eq%20%22jane@acme.example.com%22")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["totalResults"], 1, "{body}");
+    assert_eq!(
+        body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+    );
+    assert_eq!(body["Resources"][0]["id"], jane.as_str());
+    let (status, body) = h
+        .post(
+            "/Groups/",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Slashed",
+                "members": [{"value": jane}]
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = h.get("/Groups/").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["totalResults"], 1, "{body}");
+    assert_eq!(body["Resources"][0]["displayName"], "Slashed", "{body}");
+    // Only the collection with one trailing slash: a write without an id is still no
+    // write, and an empty id between two slashes names no resource.
+    let (status, _) = h.delete("/Users/").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, _) = h.get("/Users//").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = h.get(&format!("/Users/{jane}/")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}

@@ -342,3 +342,113 @@ fn the_sandbox_emulates_an_rbac_site_when_asked() {
         "{site}"
     );
 }
+
+/// A port free at the time of asking, on the loopback address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `n` authenticated GETs of `path` from 8 threads at once; returns every status and
+/// the body of the first 429.
+fn burst(base: &str, token: &str, n: usize) -> (Vec<u16>, Option<serde_json::Value>) {
+    let client = reqwest::blocking::Client::new();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url, token) = (
+                client.clone(),
+                format!("{base}/scim/v2/ServiceProviderConfig"),
+                token.to_owned(),
+            );
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                for _ in 0..n / 8 {
+                    let res = client.get(&url).bearer_auth(&token).send().unwrap();
+                    let status = res.status().as_u16();
+                    let body = (status == 429).then(|| res.json::<serde_json::Value>().unwrap());
+                    out.push((status, body));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    let mut first_429 = None;
+    for t in threads {
+        for (status, body) in t.join().unwrap() {
+            statuses.push(status);
+            if first_429.is_none() {
+                first_429 = body;
+            }
+        }
+    }
+    (statuses, first_429)
+}
+
+/// Conformance tools the README points at the sandbox (scim2-cli's `test`) send bursts above
+/// a production tenant's budget (200/s, 400 at once): the sandbox has no inbound limit unless
+/// one is set, and a set one answers 429 naming the setting that raises it.
+#[test]
+fn the_sandbox_takes_a_conformance_tools_burst_unless_a_rate_limit_is_set() {
+    let cwd = tempfile::tempdir().unwrap();
+    let token = "a-sandbox-token-of-some-length";
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let base = format!("http://{listen}");
+    let outcome = serve(
+        cwd.path(),
+        &["--listen", &listen],
+        &[("SCIM_BRIDGE_SANDBOX_TOKEN", token)],
+    );
+    let Outcome::Sandbox { data, child } = outcome else {
+        if let Outcome::Exited { stderr, .. } = &outcome {
+            panic!("the sandbox did not start: {stderr}");
+        }
+        outcome.stop();
+        panic!("serve started without the sandbox");
+    };
+    // Well above 400 + 200/s for as long as the burst can take on a busy machine.
+    let (statuses, refused) = burst(&base, token, 1200);
+    Outcome::Sandbox { data, child }.stop();
+    assert_eq!(statuses.len(), 1200);
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "the sandbox refused part of a burst: {refused:?}"
+    );
+
+    // A limit the operator sets is kept, and its 429 names the setting to raise.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let base = format!("http://{listen}");
+    let outcome = serve(
+        cwd.path(),
+        &["--sandbox", "--listen", &listen],
+        &[
+            ("SCIM_BRIDGE_SANDBOX_TOKEN", token),
+            ("SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND", "1"),
+            ("SCIM_BRIDGE_HTTP__RATE_LIMIT__BURST", "5"),
+        ],
+    );
+    let Outcome::Sandbox { data, child } = outcome else {
+        if let Outcome::Exited { stderr, .. } = &outcome {
+            panic!("the sandbox did not start: {stderr}");
+        }
+        outcome.stop();
+        panic!("serve started without the sandbox");
+    };
+    let (statuses, refused) = burst(&base, token, 40);
+    Outcome::Sandbox { data, child }.stop();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let detail = refused.unwrap()["detail"].as_str().unwrap().to_owned();
+    for named in [
+        "Too many requests for this tenant",
+        "http.rate_limit.per_second",
+        "SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND",
+        "SCIM_BRIDGE_HTTP__RATE_LIMIT__BURST",
+    ] {
+        assert!(detail.contains(named), "{named} not in: {detail}");
+    }
+}

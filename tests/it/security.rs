@@ -873,6 +873,17 @@ async fn tenant_rate_limit_answers_429_with_retry_after_and_recovers() {
     }
     let (headers, body) = limited.expect("the burst of 5 is spent within 20 requests");
     assert_eq!(body["status"], "429");
+    // The operator reads it in the IdP's log: it says which setting raises the limit.
+    let detail = body["detail"].as_str().unwrap();
+    for named in [
+        "2 requests per second, 5 at once",
+        "http.rate_limit.per_second",
+        "http.rate_limit.burst",
+        "SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND",
+        "SCIM_BRIDGE_HTTP__RATE_LIMIT__BURST",
+    ] {
+        assert!(detail.contains(named), "{named} not in: {detail}");
+    }
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
     tokio::time::sleep(Duration::from_millis(1100)).await;

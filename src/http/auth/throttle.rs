@@ -31,6 +31,7 @@ fn quota(c: &RateLimitConfig) -> Option<Quota> {
 pub struct TenantLimiter {
     bucket: DefaultDirectRateLimiter,
     clock: DefaultClock,
+    limit: RateLimitConfig,
 }
 
 impl TenantLimiter {
@@ -39,7 +40,20 @@ impl TenantLimiter {
         Some(Self {
             bucket: RateLimiter::direct(quota(c)?),
             clock: DefaultClock::default(),
+            limit: *c,
         })
+    }
+
+    /// The SCIM error detail of a refusal: the limit, and the setting that raises it (the
+    /// operator reads it in the IdP's provisioning log, far from the configuration).
+    pub fn refusal_detail(&self) -> String {
+        format!(
+            "Too many requests for this tenant (its limit is {} requests per second, {} at \
+             once); retry later. To raise the limit set http.rate_limit.per_second and \
+             http.rate_limit.burst (environment: SCIM_BRIDGE_HTTP__RATE_LIMIT__PER_SECOND, \
+             SCIM_BRIDGE_HTTP__RATE_LIMIT__BURST); per_second = 0 turns it off.",
+            self.limit.per_second, self.limit.burst
+        )
     }
 
     /// Takes one request from the budget, or tells how long until one is available.
