@@ -58,6 +58,7 @@ fn query(args: &AuditArgs) -> Result<AuditQuery, ExitCode> {
         tenant: args.tenant.clone(),
         since_ms: None,
         resource: args.resource.clone(),
+        resource_type: args.resource_type.clone(),
         limit: args.limit.clamp(1, crate::http::admin::MAX_AUDIT_ENTRIES),
     };
     if let Some(s) = &args.since {

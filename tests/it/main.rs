@@ -25,6 +25,7 @@ mod logs;
 mod membership;
 mod metrics;
 mod openapi;
+mod operator_cli;
 mod partner_client;
 mod privileged;
 mod protocol;
