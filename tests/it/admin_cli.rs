@@ -1326,3 +1326,28 @@ async fn import_csv_create_groups_on_an_rbac_site_creates_roles() {
     assert!(ann.roles.contains(&auditors.id), "{ann:?}");
     assert!(emu.call_log().iter().all(|c| c.call.is_rbac()));
 }
+
+/// The bulk commands' help describes each flag for its own command: `add-user --force` does
+/// not speak of delete-csv's inviting user, and the names have a description.
+#[test]
+fn add_user_help_describes_its_own_flags() {
+    let out = bridge().args(["add-user", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(
+        !help.contains("delete-csv") && !help.contains("inviting user"),
+        "{help}"
+    );
+    for flag in ["--first-name", "--last-name", "--force"] {
+        let line = help
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(flag))
+            .unwrap_or_else(|| panic!("no {flag}\n{help}"));
+        let described = line.split_whitespace().count() > 2;
+        assert!(described, "{flag} has no description: {line:?}");
+    }
+    let out = bridge().args(["delete-csv", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("inviting user"), "{help}");
+}
