@@ -34,9 +34,15 @@ fn ops(entries: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// On SQLite and (when the environment names a server) PostgreSQL: the lookup is SQL.
 #[tokio::test]
 async fn admin_audit_finds_a_deleted_user_by_email_a_user_by_user_name_and_a_group_by_name() {
+    crate::support::for_each_backend_url(finds_by_name).await;
+}
+
+async fn finds_by_name(store_url: String) {
     let h = Harness::start(Options {
+        store_url: Some(store_url),
         admin: AdminConfig {
             bearer_tokens: vec![BearerTokenConfig {
                 name: "ops".into(),
