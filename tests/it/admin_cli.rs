@@ -1099,6 +1099,19 @@ async fn bulk_rows_are_audited_one_by_one_so_audit_answers_who_deleted_grace() {
         e["detail"]["input"].as_str().unwrap().ends_with("gone.csv"),
         "{e}"
     );
+    // As text: the row's site, outcome and line.
+    let run = setup
+        .run(&["audit", "--resource", "grace@example.com"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout
+            .contains("DELETE_CSV Users grace@example.com  204")
+            && run.stdout.contains("outcome=deleted")
+            && run.stdout.contains("site=acme")
+            && run.stdout.contains("line=2"),
+        "{run}"
+    );
     let never = audit("never@example.com").await;
     assert_eq!(never.len(), 1, "{never:?}");
     assert_eq!(never[0]["detail"]["outcome"], "absent");
