@@ -1129,6 +1129,29 @@ async fn bulk_rows_are_audited_one_by_one_so_audit_answers_who_deleted_grace() {
     assert_eq!(ivy[0]["operation"], "IMPORT_CSV");
     assert_eq!(ivy[0]["status"], 201);
     assert_eq!(ivy[0]["detail"]["outcome"], "created");
+    // add-user: an entry per site, without a line.
+    let run = setup
+        .run(&[
+            "add-user",
+            "Jo@example.com",
+            "--first-name",
+            "Jo",
+            "--last-name",
+            "Ng",
+            "--apply",
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let jo = audit("jo@example.com").await;
+    assert_eq!(
+        jo.len(),
+        2,
+        "an entry for the site, and the summary: {jo:?}"
+    );
+    assert_eq!(jo[0]["operation"], "ADD_USER");
+    let row = jo.iter().find(|e| e["status"] == 201).unwrap();
+    assert_eq!(row["detail"]["site"], "acme");
+    assert!(row["detail"]["line"].is_null(), "{row}");
     let run = setup.run(&["audit", "--type", "user", "--json"]).await;
     assert_eq!(run.code, Some(0), "{run}");
     let all: Vec<Value> = run
@@ -1137,8 +1160,8 @@ async fn bulk_rows_are_audited_one_by_one_so_audit_answers_who_deleted_grace() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(all.iter().all(|e| e["resource_type"] == "Users"), "{run}");
-    // 3 delete rows, 1 import row, and one summary per run.
-    assert_eq!(all.len(), 6, "{run}");
+    // 3 delete rows, 1 import row, 1 add-user site, and one summary per run.
+    assert_eq!(all.len(), 8, "{run}");
     let summaries: Vec<&Value> = all.iter().filter(|e| e["resource_id"].is_null()).collect();
     assert_eq!(summaries.len(), 2, "{run}");
     assert_eq!(summaries[1]["detail"]["deleted"], 2, "{run}");

@@ -278,7 +278,9 @@ pub async fn add_user(
         },
     )
     .await;
-    finish(&ctx, "ADD_USER", &email, Some(&email), results).await
+    // Lowercased, as the rows: `audit --resource` finds both.
+    let resource = email.to_lowercase();
+    finish(&ctx, "ADD_USER", &email, Some(&resource), results).await
 }
 
 /// `scim-bridge delete-csv`.
@@ -985,6 +987,13 @@ async fn record_rows(ctx: &Context, operation: &str, input: &str, results: &Resu
         let mut detail = serde_json::json!({
             "site": site, "line": line, "input": input, "email": email, "outcome": word,
         });
+        if *line == 0 {
+            // add-user: no file, no line.
+            if let Some(d) = detail.as_object_mut() {
+                d.remove("line");
+                d.remove("input");
+            }
+        }
         match outcome {
             Outcome::Updated(fields) => detail["fields"] = serde_json::json!(fields),
             Outcome::Failed(reason) => detail["reason"] = serde_json::json!(reason),
