@@ -167,9 +167,13 @@ pub struct AuditArgs {
     /// Only entries since this time: RFC 3339 (2026-11-28T10:00:00Z) or an age (30m, 2h, 7d).
     #[arg(long)]
     pub since: Option<String>,
-    /// Only this resource: an id, or a type (Users, Groups, Bulk).
+    /// Only entries about this: a SCIM id, an email, a userName or a group name (any case;
+    /// a deleted user by the email it had), or a type (Users, Groups, Bulk).
     #[arg(long)]
     pub resource: Option<String>,
+    /// Only this resource type, in any case, singular or plural (user = Users).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub resource_type: Option<String>,
     /// Most entries to print.
     #[arg(long, default_value_t = 100)]
     pub limit: u32,

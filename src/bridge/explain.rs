@@ -383,7 +383,9 @@ async fn recent(
         .search_audit(&AuditQuery {
             tenant: Some(tenant.to_owned()),
             since_ms: None,
+            // An id, as `audit --resource` resolves it (a user's CSV rows, by email, too).
             resource: Some(resource_id.to_owned()),
+            resource_type: None,
             limit: RECENT_ENTRIES,
         })
         .await?;

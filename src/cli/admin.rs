@@ -5,7 +5,7 @@
 //! The bulk commands go straight to the partner, as the vendor's scripts do, through the same
 //! [`PartnerClient`](crate::partner::client::PartnerClient) as `serve` (same configuration, so
 //! the same per-site concurrency, rate limit, retries and circuit). They do not write the
-//! store: users they create are partner users unknown to SCIM, which reconciliation reports and
+//! store's users or groups (only, with `--apply`, the audit log: an entry per row): users they create are partner users unknown to SCIM, which reconciliation reports and
 //! leaves alone. A user the identity provider manages through SCIM is refused unless `--force`:
 //! changing or deleting it behind the IdP's back would be undone by the membership engine or
 //! the next reconcile, or leave the store describing a partner user that is gone.
@@ -66,11 +66,6 @@ pub struct Target {
     /// with test_mode=true, so the partner validates it and changes nothing.
     #[arg(long)]
     pub apply: bool,
-    /// Also change users the identity provider manages through SCIM (refused by default: the
-    /// bridge would undo the change or trip over it) and, for delete-csv, the tenant's
-    /// inviting user.
-    #[arg(long)]
-    pub force: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -79,6 +74,16 @@ pub struct ImportCsvArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub target: Target,
+    /// Also change users the identity provider manages through SCIM (refused by default: the
+    /// bridge would undo the change or trip over it).
+    #[arg(long)]
+    pub force: bool,
+    /// Create the groups (on an RBAC site: roles) that rows name and a site lacks, before the
+    /// rows, as the bridge creates groups (the tenant's access level). A dry run validates
+    /// them with test_mode=true and does not send the rows that need them. Without it such
+    /// a row fails.
+    #[arg(long)]
+    pub create_groups: bool,
     /// Column of the email (the partner's user key).
     #[arg(long, default_value = "email", value_name = "NAME")]
     pub email_column: String,
@@ -114,6 +119,11 @@ pub struct DeleteCsvArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub target: Target,
+    /// Also delete users the identity provider manages through SCIM (refused by default: the
+    /// store would describe a partner user that is gone) and the tenant's inviting user
+    /// (invited_by_email, which every create needs).
+    #[arg(long)]
+    pub force: bool,
     /// Column of the emails to delete (the vendor's script reads `email_address`).
     #[arg(long, default_value = "email", value_name = "NAME")]
     pub column: String,
@@ -126,9 +136,13 @@ pub struct DeleteCsvArgs {
 pub struct AddUserArgs {
     /// The user's email.
     pub email: String,
-    #[arg(long)]
+    /// The user's first name (required by the partner; where the user exists, it replaces
+    /// the one it has).
+    #[arg(long, value_name = "NAME")]
     pub first_name: String,
-    #[arg(long)]
+    /// The user's last name (required by the partner; where the user exists, it replaces
+    /// the one it has).
+    #[arg(long, value_name = "NAME")]
     pub last_name: String,
     /// Group names, comma-separated (on an RBAC site: role names, also as --roles); they must
     /// exist at every site.
@@ -136,6 +150,10 @@ pub struct AddUserArgs {
     pub groups: Vec<String>,
     #[command(flatten)]
     pub target: Target,
+    /// Also change the user where the identity provider manages it through SCIM (refused by
+    /// default: the bridge would undo the change).
+    #[arg(long)]
+    pub force: bool,
     /// Where the user exists already, make --groups its whole set (All Users is kept); by
     /// default they are added.
     #[arg(long)]
@@ -172,7 +190,7 @@ struct Context {
 impl Context {
     /// Picks the tenant and sites of `target` and builds their partner clients as `serve`
     /// does. `Err` is the exit code (2 for an unknown tenant or site).
-    async fn open(config: &Config, target: &Target) -> Result<Context, ExitCode> {
+    async fn open(config: &Config, target: &Target, force: bool) -> Result<Context, ExitCode> {
         let bad = |message: String| {
             eprintln!("error: {message}");
             ExitCode::from(EXIT_BAD_INPUT)
@@ -226,7 +244,7 @@ impl Context {
             store,
             apply: target.apply,
             test_mode,
-            force: target.force,
+            force,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `scim-bridge audit`: prints the audit log (newest first), one line per write with its
-//! credential, client address, request id, outcome and partner calls, or one JSON object per
-//! line.
+//! credential, client address, request id, outcome and partner calls (for a bulk command's
+//! row: its site, outcome and line), or one JSON object per line. `--resource` takes an id,
+//! an email, a userName or a group name (see `Store::search_audit`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -58,6 +59,7 @@ fn query(args: &AuditArgs) -> Result<AuditQuery, ExitCode> {
         tenant: args.tenant.clone(),
         since_ms: None,
         resource: args.resource.clone(),
+        resource_type: args.resource_type.clone(),
         limit: args.limit.clamp(1, crate::http::admin::MAX_AUDIT_ENTRIES),
     };
     if let Some(s) = &args.since {
@@ -89,8 +91,30 @@ fn text_line(e: &AuditEntry, j: &serde_json::Value) -> String {
         } else {
             &e.request_id
         },
-        partner_calls(e)
+        if e.operation.ends_with("_CSV") || e.operation == "ADD_USER" {
+            bulk_row(j)
+        } else {
+            partner_calls(e)
+        }
     )
+}
+
+/// A bulk command's entry as `site=... outcome=... line=... reason=...` words (the ones it
+/// has); its summary entry as its counts.
+fn bulk_row(j: &serde_json::Value) -> String {
+    let detail = &j["detail"];
+    let Some(fields) = detail.as_object() else {
+        return String::new();
+    };
+    fields
+        .iter()
+        .filter(|(k, v)| k.as_str() != "input" && !v.is_null())
+        .map(|(k, v)| match v.as_str() {
+            Some(text) => format!("{k}={text}"),
+            None => format!("{k}={v}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The entry's partner calls as `site:call=outcome` words, or nothing when it has none.

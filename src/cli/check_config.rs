@@ -1,5 +1,6 @@
 //! `scim-bridge check-config`: loads and validates the configuration as `serve` would, and
-//! prints it with secrets shown as `***`.
+//! prints it with secrets shown as `***`, the SHA-256 of tokens, passwords and client secrets
+//! too: the hash of a short or guessable secret can be reversed offline by trying candidates.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,9 +38,94 @@ pub(super) fn check_config(path: Option<PathBuf>) -> ExitCode {
                     "# nothing is configured: `scim-bridge serve` would start the sandbox"
                 );
             }
-            let _ = write!(out, "{}", config.redacted_toml());
+            let _ = write!(out, "{}", without_hashes(&config.redacted_toml()));
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+/// `toml` (the configuration as [`Config::redacted_toml`](crate::config::Config::redacted_toml)
+/// prints it) with the value of every key that names a SHA-256 (`token_sha256`,
+/// `password_sha256`, `client_secret_sha256`, `bearer_token_sha256`, `sha256`) shown as `***`.
+/// Line by line, so the order stays as written; should a hash remain where a line cannot show
+/// it (an inline table), the whole document is rendered again from its parsed form.
+fn without_hashes(toml: &str) -> String {
+    let mut out = String::with_capacity(toml.len());
+    for line in toml.lines() {
+        match line.split_once('=') {
+            Some((key, value))
+                if key.trim().ends_with("sha256") && value.trim().starts_with('"') =>
+            {
+                out.push_str(key.trim_end());
+                out.push_str(" = \"***\"");
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    let Ok(mut doc) = out.parse::<toml::Table>() else {
+        // Not expected: the text is what the configuration serialises to. Print nothing of it
+        // rather than a hash.
+        return "# cannot render the configuration\n".to_owned();
+    };
+    if hide_hashes(&mut doc) {
+        return toml::to_string_pretty(&doc).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+    }
+    out
+}
+
+/// Replaces every SHA-256 value under `table` still not `***`; whether there was one.
+fn hide_hashes(table: &mut toml::Table) -> bool {
+    let mut found = false;
+    for (key, value) in table.iter_mut() {
+        if key.ends_with("sha256") && value.is_str() {
+            if value.as_str() != Some("***") {
+                *value = toml::Value::String("***".into());
+                found = true;
+            }
+            continue;
+        }
+        found |= hide_hashes_in(value);
+    }
+    found
+}
+
+fn hide_hashes_in(value: &mut toml::Value) -> bool {
+    match value {
+        toml::Value::Table(t) => hide_hashes(t),
+        toml::Value::Array(items) => items.iter_mut().fold(false, |f, v| hide_hashes_in(v) | f),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn every_sha256_value_prints_as_stars_wherever_it_is() {
+        let hash = "ab".repeat(32);
+        let text = format!(
+            "bearer_token_sha256 = \"{hash}\"\n\
+             [admin]\ntoken_sha256 = \"{hash}\"\n\
+             [[tenants]]\nname = \"acme\"\n\
+             [[tenants.credentials.bearer_tokens]]\nname = \"okta\"\nsha256 = \"{hash}\"\n"
+        );
+        let shown = without_hashes(&text);
+        assert!(!shown.contains(&hash), "{shown}");
+        assert_eq!(shown.matches("\"***\"").count(), 3, "{shown}");
+        assert!(shown.contains("name = \"okta\""), "{shown}");
+        // Kept in its order: the top-level key first.
+        assert!(
+            shown.starts_with("bearer_token_sha256 = \"***\"\n"),
+            "{shown}"
+        );
+        // A hash inline, where no line shows it alone, is hidden all the same.
+        let inline = format!("admin = {{ token_sha256 = \"{hash}\" }}\n");
+        let shown = without_hashes(&inline);
+        assert!(!shown.contains(&hash) && shown.contains("***"), "{shown}");
     }
 }

@@ -1,5 +1,6 @@
 //! Admin endpoints, behind their own bearer token (`[admin]`), off when none is configured:
-//! `GET /admin/audit?tenant=&since=&resource=&limit=` reads the audit log;
+//! `GET /admin/audit?tenant=&since=&resource=&type=&limit=` reads the audit log (`resource`: an
+//! id, an email, a userName or a group name, as `scim-bridge audit --resource`);
 //! `GET /admin/explain?tenant=&user=` (or `&group=`, `&live=true`) explains why a person has or
 //! lacks access (`crate::bridge::explain`, the body of `scim-bridge explain --json`).
 
@@ -98,6 +99,7 @@ async fn audit(
         match k.as_ref() {
             "tenant" => q.tenant = Some(v),
             "resource" => q.resource = Some(v),
+            "type" => q.resource_type = Some(v),
             "since" => {
                 q.since_ms = Some(
                     AuditQuery::parse_since(&v, crate::bridge::now_ms())

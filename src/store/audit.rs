@@ -3,7 +3,15 @@
 //! (`audit.retention_days`, see `bridge::retention`).
 
 use super::error::Fail;
+use super::types::lc;
 use super::{retrying, AuditEntry, AuditQuery, Store, StoreError};
+
+/// Entries [`Store::record_audit_batch`] writes in one transaction.
+pub const AUDIT_BATCH: usize = 500;
+
+const INSERT_AUDIT: &str = "INSERT INTO audit (at_ms, tenant, credential, client, request_id, \
+    operation, resource_type, resource_id, status, detail) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Rows one pruning statement deletes at most.
 pub const PRUNE_CHUNK: u32 = 5_000;
@@ -68,11 +76,7 @@ impl Store {
     pub async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         retrying(move || async move {
             with_pool!(self, pool => {
-                sqlx::query(
-                    "INSERT INTO audit (at_ms, tenant, credential, client, request_id, \
-                     operation, resource_type, resource_id, status, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
+                sqlx::query(INSERT_AUDIT)
                 .bind(entry.at_ms)
                 .bind(entry.tenant.as_str())
                 .bind(entry.credential.as_str())
@@ -90,6 +94,41 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// Appends many entries (a bulk command's rows), a transaction per [`AUDIT_BATCH`]
+    /// entries. A store failure is logged, not returned, as for [`Store::record_audit`];
+    /// the entries are not logged one by one (the command prints them itself).
+    pub async fn record_audit_batch(&self, entries: &[AuditEntry]) {
+        for chunk in entries.chunks(AUDIT_BATCH) {
+            if let Err(e) = retrying(|| self.append_audit_chunk(chunk)).await {
+                tracing::warn!(error = %e, entries = chunk.len(), "cannot write the audit log");
+            }
+        }
+    }
+
+    async fn append_audit_chunk(&self, entries: &[AuditEntry]) -> Result<(), Fail> {
+        let begin = self.begin_write();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            for entry in entries {
+                sqlx::query(INSERT_AUDIT)
+                    .bind(entry.at_ms)
+                    .bind(entry.tenant.as_str())
+                    .bind(entry.credential.as_str())
+                    .bind(entry.client.as_str())
+                    .bind(entry.request_id.as_str())
+                    .bind(entry.operation.as_str())
+                    .bind(entry.resource_type.as_str())
+                    .bind(entry.resource_id.as_deref())
+                    .bind(i32::from(entry.status))
+                    .bind(entry.detail.as_deref())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Test support: the tenant's latest `limit` audit entries, newest first.
@@ -117,21 +156,49 @@ impl Store {
     }
 
     /// Audit entries matching every given condition, newest first: the tenant, entries at or
-    /// after `since_ms`, and a resource (an id, or a type such as `Users`).
+    /// after `since_ms`, a resource type (any case, singular or plural), and a resource.
+    ///
+    /// The resource is a name as an operator knows it, resolved in each entry's tenant: an
+    /// entry matches when its resource id is the text itself, or the id of a user whose
+    /// userName or any email (or partner email) is the text, or of a deleted user whose
+    /// email it was (its tombstone, kept a week after the deletion converged; also a live
+    /// user's former email), or of a group with that display name; or when the text (an
+    /// email) is the entry's resource id, as the bulk commands record their rows; or when
+    /// the text is the entry's resource type. Names compare case-insensitively.
     pub async fn search_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let resource = q.resource.as_deref().map(str::trim);
+        let resource_lc = resource.map(lc);
+        let resource_type = q.resource.as_deref().map(AuditQuery::type_spellings);
+        let only_type = q.resource_type.as_deref().map(AuditQuery::type_spellings);
+        let (resource_lc, resource_type, only_type) = (&resource_lc, &resource_type, &only_type);
         retrying(move || async move {
             let records: Vec<AuditRecord> = with_pool!(self, pool => {
                 sqlx::query_as(
                     "SELECT at_ms, tenant, credential, client, request_id, operation, \
-                     resource_type, resource_id, status, detail FROM audit \
-                     WHERE (CAST($1 AS TEXT) IS NULL OR tenant = $1) \
-                     AND (CAST($2 AS BIGINT) IS NULL OR at_ms >= $2) \
-                     AND (CAST($3 AS TEXT) IS NULL OR resource_id = $3 OR resource_type = $3) \
-                     ORDER BY seq DESC LIMIT $4",
+                     resource_type, resource_id, status, detail FROM audit a \
+                     WHERE (CAST($1 AS TEXT) IS NULL OR a.tenant = $1) \
+                     AND (CAST($2 AS BIGINT) IS NULL OR a.at_ms >= $2) \
+                     AND (CAST($3 AS TEXT) IS NULL OR a.resource_id = $3 OR a.resource_id = $4 \
+                       OR lower(a.resource_type) IN ($5, $6) \
+                       OR a.resource_id IN (SELECT u.id FROM users u WHERE u.tenant = a.tenant \
+                         AND (u.user_name_lc = $4 OR u.partner_email_lc = $4)) \
+                       OR a.resource_id IN (SELECT e.user_id FROM user_emails e \
+                         WHERE e.tenant = a.tenant AND e.value_lc = $4) \
+                       OR a.resource_id IN (SELECT t.id FROM user_tombstones t \
+                         WHERE t.tenant = a.tenant AND t.partner_email_lc = $4) \
+                       OR a.resource_id IN (SELECT g.id FROM groups g \
+                         WHERE g.tenant = a.tenant AND g.display_name_lc = $4)) \
+                     AND (CAST($7 AS TEXT) IS NULL OR lower(a.resource_type) IN ($7, $8)) \
+                     ORDER BY a.seq DESC LIMIT $9",
                 )
                 .bind(q.tenant.as_deref())
                 .bind(q.since_ms)
-                .bind(q.resource.as_deref())
+                .bind(resource)
+                .bind(resource_lc.as_deref())
+                .bind(resource_type.as_ref().map(|t| t.0.as_str()))
+                .bind(resource_type.as_ref().map(|t| t.1.as_str()))
+                .bind(only_type.as_ref().map(|t| t.0.as_str()))
+                .bind(only_type.as_ref().map(|t| t.1.as_str()))
                 .bind(i64::from(q.limit))
                 .fetch_all(pool)
                 .await

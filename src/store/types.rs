@@ -145,12 +145,31 @@ pub struct AuditEntry {
 pub struct AuditQuery {
     pub tenant: Option<String>,
     pub since_ms: Option<i64>,
-    /// A resource id, or a resource type (`Users`, `Groups`, `Bulk`).
+    /// What the entries are about: a resource id, an email, a userName or a group's display
+    /// name (case-insensitive; see [`Store::search_audit`](super::Store::search_audit)), or a
+    /// resource type (`Users`, `user`, `Groups`, `Bulk`, any case).
     pub resource: Option<String>,
+    /// Only entries of this resource type, in any case, singular or plural (`user` matches
+    /// `Users`).
+    pub resource_type: Option<String>,
     pub limit: u32,
 }
 
 impl AuditQuery {
+    /// A resource type as the audit log stores it matches `wanted` when they are equal in
+    /// any case, either of them with a plural `s` (`user`, `User`, `users` all match
+    /// `Users`). The two spellings of `wanted` the store compares with, lowercased.
+    pub fn type_spellings(wanted: &str) -> (String, String) {
+        let singular = lc(wanted.trim());
+        let singular = singular
+            .strip_suffix('s')
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&singular)
+            .to_owned();
+        let plural = format!("{singular}s");
+        (singular, plural)
+    }
+
     /// `since` as an RFC 3339 time (`2026-11-28T10:00:00Z`) or an age before `now_ms`
     /// (`90s`, `15m`, `2h`, `7d`), in milliseconds since the epoch.
     pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {

@@ -1124,3 +1124,343 @@ async fn csv_tools_on_an_rbac_site_use_role_names_in_a_roles_column() {
     assert_eq!(run.code, Some(0), "{run}");
     assert!(emu.rbac_user_by_email("acme", "ann@example.com").is_none());
 }
+
+/// `scim-bridge audit --resource <email>` after a bulk run: every row of `delete-csv` and
+/// `import-csv --apply` is an entry of its own (who deleted grace?); a dry run records nothing.
+#[tokio::test]
+async fn bulk_rows_are_audited_one_by_one_so_audit_answers_who_deleted_grace() {
+    let (emu, running) = emulator(&["acme"]).await;
+    for e in ["grace@example.com", "hal@example.com"] {
+        emu.insert_user("acme", partner_user(e, "X", "Y", &[]));
+    }
+    let setup = Setup::new(&running.base_url, &["acme"]);
+    let gone = setup.csv(
+        "gone.csv",
+        "email\nGrace@Example.com\nhal@example.com\nnever@example.com\n",
+    );
+    let audit = |resource: &'static str| {
+        let setup = &setup;
+        async move {
+            let run = setup
+                .run(&["audit", "--resource", resource, "--json"])
+                .await;
+            assert_eq!(run.code, Some(0), "{run}");
+            run.stdout
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<Value>>()
+        }
+    };
+
+    let run = setup.run_file("delete-csv", &gone, &[]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        audit("grace@example.com").await.is_empty(),
+        "a dry run is not recorded"
+    );
+
+    let run = setup.run_file("delete-csv", &gone, &["--apply"]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let grace = audit("GRACE@example.COM").await;
+    assert_eq!(grace.len(), 1, "{grace:?}");
+    let e = &grace[0];
+    assert_eq!(e["operation"], "DELETE_CSV");
+    assert_eq!(e["resource_type"], "Users");
+    assert_eq!(e["resource_id"], "grace@example.com");
+    assert_eq!(e["status"], 204);
+    assert_eq!(e["credential"], "cli");
+    assert_eq!(e["detail"]["site"], "acme");
+    assert_eq!(e["detail"]["line"], 2);
+    assert_eq!(e["detail"]["outcome"], "deleted");
+    assert!(
+        e["detail"]["input"].as_str().unwrap().ends_with("gone.csv"),
+        "{e}"
+    );
+    // As text: the row's site, outcome and line.
+    let run = setup
+        .run(&["audit", "--resource", "grace@example.com"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout
+            .contains("DELETE_CSV Users grace@example.com  204")
+            && run.stdout.contains("outcome=deleted")
+            && run.stdout.contains("site=acme")
+            && run.stdout.contains("line=2"),
+        "{run}"
+    );
+    let never = audit("never@example.com").await;
+    assert_eq!(never.len(), 1, "{never:?}");
+    assert_eq!(never[0]["detail"]["outcome"], "absent");
+    assert_eq!(never[0]["status"], 404);
+
+    // import-csv rows too; the per-site summary entry stays; `--type user` is `Users`.
+    let file = setup.csv(
+        "people.csv",
+        "email,first_name,last_name\nivy@example.com,Ivy,Lee\n",
+    );
+    let run = setup.run_file("import-csv", &file, &["--apply"]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let ivy = audit("ivy@example.com").await;
+    assert_eq!(ivy.len(), 1, "{ivy:?}");
+    assert_eq!(ivy[0]["operation"], "IMPORT_CSV");
+    assert_eq!(ivy[0]["status"], 201);
+    assert_eq!(ivy[0]["detail"]["outcome"], "created");
+    // add-user: an entry per site, without a line.
+    let run = setup
+        .run(&[
+            "add-user",
+            "Jo@example.com",
+            "--first-name",
+            "Jo",
+            "--last-name",
+            "Ng",
+            "--apply",
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let jo = audit("jo@example.com").await;
+    assert_eq!(
+        jo.len(),
+        2,
+        "an entry for the site, and the summary: {jo:?}"
+    );
+    assert_eq!(jo[0]["operation"], "ADD_USER");
+    let row = jo.iter().find(|e| e["status"] == 201).unwrap();
+    assert_eq!(row["detail"]["site"], "acme");
+    assert!(row["detail"]["line"].is_null(), "{row}");
+    let run = setup.run(&["audit", "--type", "user", "--json"]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let all: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(all.iter().all(|e| e["resource_type"] == "Users"), "{run}");
+    // 3 delete rows, 1 import row, 1 add-user site, and one summary per run.
+    assert_eq!(all.len(), 8, "{run}");
+    let summaries: Vec<&Value> = all.iter().filter(|e| e["resource_id"].is_null()).collect();
+    assert_eq!(summaries.len(), 2, "{run}");
+    assert_eq!(summaries[1]["detail"]["deleted"], 2, "{run}");
+}
+
+/// A row with more cells than the header has columns fails on its line, naming the cells
+/// (an unquoted `Analysts,Finance` would otherwise lose Finance); the other rows go on.
+#[tokio::test]
+async fn import_csv_refuses_a_row_with_more_cells_than_columns() {
+    let (emu, running) = emulator(&["acme"]).await;
+    let setup = Setup::new(&running.base_url, &["acme"]);
+    let file = setup.csv(
+        "people.csv",
+        "email,first_name,last_name,groups\n\
+         ann@example.com,Ann,Lee,Analysts,Finance\n\
+         bob@example.com,Bob,Ray,Analysts\n",
+    );
+    let run = setup.run_file("import-csv", &file, &["--apply"]).await;
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stdout.contains(
+            "line 2: \"ann@example.com\": invalid: the row has 5 cells but the header has 4 \
+             columns; extra: \"Finance\""
+        ),
+        "{run}"
+    );
+    assert!(emu.user("acme", "ann@example.com").is_none());
+    assert!(emu.user("acme", "bob@example.com").is_some());
+}
+
+/// Result lines print in line order, even when an earlier row's write finishes last.
+#[tokio::test]
+async fn import_csv_prints_results_in_line_order() {
+    let (emu, running) = emulator(&["acme"]).await;
+    for e in ["b@example.com", "c@example.com", "d@example.com"] {
+        emu.insert_user("acme", partner_user(e, "Old", "Name", &[]));
+    }
+    // The first write (line 2's create) hangs a while; the updates after it do not.
+    emu.set_faults(
+        "acme",
+        Faults {
+            hang_for_ms: Some(1_500),
+            script: vec![ScriptedFault {
+                call: Some(CallKind::CreateUser),
+                count: 1,
+                action: FaultAction::Hang,
+            }],
+            ..Faults::default()
+        },
+    );
+    let setup = Setup::new(&running.base_url, &["acme"]);
+    let file = setup.csv(
+        "people.csv",
+        "email,first_name,last_name\n\
+         a@example.com,A,New\n\
+         b@example.com,B,New\n\
+         c@example.com,C,New\n\
+         d@example.com,D,New\n",
+    );
+    let run = setup.run_file("import-csv", &file, &["--apply"]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let at = |line: u64| {
+        run.stdout
+            .find(&format!("line {line}: "))
+            .unwrap_or_else(|| panic!("no line {line}\n{run}"))
+    };
+    assert!(at(2) < at(3) && at(3) < at(4) && at(4) < at(5), "{run}");
+    // All four were sent, at once (the client allows 8): line 2's finished last.
+    assert_eq!(writes(&emu.call_log()).len(), 4);
+}
+
+/// `--create-groups`: missing groups are created first (dry run: validated with test_mode and
+/// the rows that need them not sent); without it such a row fails as before.
+#[tokio::test]
+async fn import_csv_create_groups_creates_missing_groups_after_a_dry_run() {
+    let (emu, running) = emulator(&["acme"]).await;
+    let setup = Setup::new(&running.base_url, &["acme"]);
+    let file = setup.csv(
+        "people.csv",
+        "email,first_name,last_name,groups\n\
+         ann@example.com,Ann,Lee,Analysts;Finance\n\
+         bob@example.com,Bob,Ray,finance\n\
+         cat@example.com,Cat,Cole,Analysts\n",
+    );
+    let run = setup.run_file("import-csv", &file, &["--apply"]).await;
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        run.stdout
+            .contains("the site has no group 'Finance' (create it first, or pass --create-groups)"),
+        "{run}"
+    );
+    assert!(emu.user("acme", "cat@example.com").is_some());
+    assert!(!emu.groups("acme").iter().any(|g| g.name == "Finance"));
+
+    emu.clear_call_log();
+    let run = setup
+        .run_file("import-csv", &file, &["--create-groups"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout
+            .contains("group 'Finance'  site acme: would be created"),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("groups at site acme: 1 would be created, 0 already there, 0 failed"),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("line 2: ann@example.com  site acme: would be created"),
+        "{run}"
+    );
+    // One group create, in test mode; the rows needing it were not sent.
+    let log = emu.call_log();
+    let w = writes(&log);
+    assert_eq!(w.len(), 1, "{log:?}");
+    assert!(
+        w[0].test_mode && w[0].call == CallKind::CreateGroup,
+        "{log:?}"
+    );
+    assert!(!emu.groups("acme").iter().any(|g| g.name == "Finance"));
+
+    let run = setup
+        .run_file("import-csv", &file, &["--create-groups", "--apply"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout.contains("group 'Finance'  site acme: created"),
+        "{run}"
+    );
+    assert!(emu.groups("acme").iter().any(|g| g.name == "Finance"));
+    assert_eq!(
+        sorted_groups(&emu, "acme", "ann@example.com"),
+        ["All Users", "Analysts", "Finance"]
+    );
+    assert_eq!(
+        sorted_groups(&emu, "acme", "bob@example.com"),
+        ["All Users", "Finance"]
+    );
+    // The creation is in the audit log under the group's name.
+    let run = setup
+        .run(&["audit", "--resource", "FINANCE", "--json"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let entries: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 1, "{run}");
+    assert_eq!(entries[0]["resource_type"], "Groups");
+    assert_eq!(entries[0]["status"], 201);
+}
+
+/// On an RBAC site `--create-groups` creates roles, through the client the bridge uses.
+#[tokio::test]
+async fn import_csv_create_groups_on_an_rbac_site_creates_roles() {
+    let emu = Emulator::builder()
+        .rbac_site(SiteSpec {
+            name: "acme".into(),
+            api_key: Secret::new("key-acme"),
+            owner_email: OWNER.into(),
+        })
+        .build();
+    let running = emu.clone().spawn().await.unwrap();
+    let setup = Setup::new(&running.base_url, &["acme"]);
+    let mut toml = std::fs::read_to_string(&setup.config).unwrap();
+    toml.push_str("api = \"roles\"\ncreate_roles = true\n");
+    std::fs::write(&setup.config, toml).unwrap();
+    let file = setup.csv(
+        "people.csv",
+        "email,first_name,last_name,roles\nann@example.com,Ann,Lee,Auditors;Read\n",
+    );
+    let run = setup
+        .run_file("import-csv", &file, &["--create-groups"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout
+            .contains("group 'Auditors'  site acme: would be created"),
+        "{run}"
+    );
+    assert!(!emu.roles("acme").iter().any(|r| r.name == "Auditors"));
+    assert_eq!(emu.count("acme", CallKind::CreateRole, true), 1);
+
+    let run = setup
+        .run_file("import-csv", &file, &["--create-groups", "--apply"])
+        .await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let roles = emu.roles("acme");
+    let auditors = roles
+        .iter()
+        .find(|r| r.name == "Auditors")
+        .unwrap_or_else(|| panic!("no role Auditors: {roles:?}\n{run}"));
+    let ann = emu.rbac_user_by_email("acme", "ann@example.com").unwrap();
+    assert!(ann.roles.contains(&auditors.id), "{ann:?}");
+    assert!(emu.call_log().iter().all(|c| c.call.is_rbac()));
+}
+
+/// The bulk commands' help describes each flag for its own command: `add-user --force` does
+/// not speak of delete-csv's inviting user, and the names have a description.
+#[test]
+fn add_user_help_describes_its_own_flags() {
+    let out = bridge().args(["add-user", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(
+        !help.contains("delete-csv") && !help.contains("inviting user"),
+        "{help}"
+    );
+    for flag in ["--first-name", "--last-name", "--force"] {
+        let line = help
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(flag))
+            .unwrap_or_else(|| panic!("no {flag}\n{help}"));
+        let described = line.split_whitespace().count() > 2;
+        assert!(described, "{flag} has no description: {line:?}");
+    }
+    let out = bridge().args(["delete-csv", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("inviting user"), "{help}");
+}

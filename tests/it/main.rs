@@ -27,6 +27,7 @@ mod membership;
 mod metrics;
 mod monitoring;
 mod openapi;
+mod operator_cli;
 mod partner_client;
 mod privileged;
 mod protocol;

@@ -4,8 +4,14 @@
 //! users (and groups) once, decides per row what to do, and sends the writes through the
 //! site's client, as many at once as the client allows. Rows are never sent when they are bad,
 //! when their email belongs to a user SCIM manages (without `--force`), or when they name a
-//! group the site does not have. A summary at the end lists every such row and every failed
-//! call with its reason.
+//! group the site does not have (unless `import-csv --create-groups`, which creates it first).
+//! Result lines print in line order. A summary at the end lists every such row and every
+//! failed call with its reason.
+//!
+//! With `--apply` every row goes into the audit log as an entry of its own (the command, the
+//! row's email lowercased as the resource id, the outcome as a status, the site, the line and
+//! the file in `detail`), beside one summary entry per site, so `scim-bridge audit --resource
+//! grace@example.com` answers who deleted grace. Dry runs change nothing and are not recorded.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,8 +27,8 @@ use super::{
 use crate::bridge::mapping::same_groups;
 use crate::bridge::Site;
 use crate::config::LogFormat;
-use crate::partner::client::{NewUser, UserUpdate};
-use crate::partner::{PartnerGroup, PartnerUser, ALL_USERS_GROUP};
+use crate::partner::client::{NewGroup, NewUser, UserUpdate};
+use crate::partner::{PartnerErrorKind, PartnerGroup, PartnerUser, ALL_USERS_GROUP};
 use crate::store::AuditEntry;
 
 /// What happened to one row at one site.
@@ -69,6 +75,18 @@ impl Outcome {
         }
     }
 
+    /// The outcome in the audit log: a word and an HTTP-like status.
+    fn audit(&self) -> (&'static str, u16) {
+        match self {
+            Outcome::Created => ("created", 201),
+            Outcome::Updated(_) => ("updated", 200),
+            Outcome::Unchanged => ("unchanged", 200),
+            Outcome::Deleted => ("deleted", 204),
+            Outcome::Absent => ("absent", 404),
+            Outcome::Failed(_) => ("failed", 502),
+        }
+    }
+
     fn describe(&self, apply: bool) -> String {
         match self {
             Outcome::Updated(fields) => {
@@ -103,6 +121,14 @@ struct Refused {
     reason: String,
 }
 
+/// A group `import-csv --create-groups` created (or would create) at a site.
+struct GroupMade {
+    site: String,
+    name: String,
+    /// `Ok(true)`: created; `Ok(false)`: the site had it meanwhile (adopted).
+    outcome: Result<bool, String>,
+}
+
 /// Everything a run produced, for the summary and the exit code.
 #[derive(Default)]
 struct Results {
@@ -110,11 +136,15 @@ struct Results {
     refused: Vec<Refused>,
     /// (line, email, site, outcome), in line order.
     done: Vec<(u64, String, String, Outcome)>,
+    groups: Vec<GroupMade>,
 }
 
 impl Results {
     fn all_ok(&self) -> bool {
-        self.bad.is_empty() && self.refused.is_empty() && self.done.iter().all(|d| d.3.ok())
+        self.bad.is_empty()
+            && self.refused.is_empty()
+            && self.done.iter().all(|d| d.3.ok())
+            && self.groups.iter().all(|g| g.outcome.is_ok())
     }
 }
 
@@ -159,7 +189,7 @@ pub async fn import_csv(
     if let Err(code) = check_invited_by(args.invited_by.as_deref()) {
         return code;
     }
-    let ctx = match Context::open(&config, &args.target).await {
+    let ctx = match Context::open(&config, &args.target, args.force).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -175,8 +205,11 @@ pub async fn import_csv(
         rows,
         bad,
         &invited_by,
-        args.replace_groups,
-        Some("import-csv"),
+        Options {
+            replace_groups: args.replace_groups,
+            create_groups: args.create_groups,
+            progress_label: Some("import-csv"),
+        },
     )
     .await;
     finish(
@@ -217,7 +250,7 @@ pub async fn add_user(
     if let Err(code) = check_invited_by(args.invited_by.as_deref()) {
         return code;
     }
-    let ctx = match Context::open(&config, &args.target).await {
+    let ctx = match Context::open(&config, &args.target, args.force).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -238,11 +271,16 @@ pub async fn add_user(
         vec![row],
         Vec::new(),
         &invited_by,
-        args.replace_groups,
-        None,
+        Options {
+            replace_groups: args.replace_groups,
+            create_groups: false,
+            progress_label: None,
+        },
     )
     .await;
-    finish(&ctx, "ADD_USER", &email, Some(&email), results).await
+    // Lowercased, as the rows: `audit --resource` finds both.
+    let resource = email.to_lowercase();
+    finish(&ctx, "ADD_USER", &email, Some(&resource), results).await
 }
 
 /// `scim-bridge delete-csv`.
@@ -267,7 +305,7 @@ pub async fn delete_csv(
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     };
-    let ctx = match Context::open(&config, &args.target).await {
+    let ctx = match Context::open(&config, &args.target, args.force).await {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -376,14 +414,23 @@ async fn guard<R>(
     Ok(kept)
 }
 
+/// How `upsert` treats the rows.
+struct Options<'a> {
+    /// Make the row's groups the user's whole set (All Users kept) instead of adding them.
+    replace_groups: bool,
+    /// Create the groups the rows name and a site lacks, before the rows.
+    create_groups: bool,
+    /// The progress label of a bulk command; `None` for add-user (every site's line prints).
+    progress_label: Option<&'a str>,
+}
+
 /// Creates or updates every row at every site of the context.
 async fn upsert(
     ctx: &Context,
     rows: Vec<ImportRow>,
     bad: Vec<BadRow>,
     invited_by: &str,
-    replace_groups: bool,
-    progress_label: Option<&str>,
+    options: Options<'_>,
 ) -> Result<Results, String> {
     let mut results = Results {
         bad,
@@ -393,7 +440,7 @@ async fn upsert(
     let mut ops = Vec::new();
     for site in &ctx.tenant.sites {
         let read = tokio::try_join!(site.client.list_users(), site.client.list_groups());
-        let (users, groups) = match read {
+        let (users, mut groups) = match read {
             Ok(r) => r,
             Err(e) => {
                 let reason = format!("cannot read the site: {e}");
@@ -410,23 +457,104 @@ async fn upsert(
             .into_iter()
             .map(|u| (u.email.to_lowercase(), u))
             .collect();
+        // Groups made in test mode exist only as a promise: the partner cannot check a user
+        // write that names them, so those rows are decided here and not sent.
+        let mut promised: HashSet<String> = HashSet::new();
+        if options.create_groups {
+            for name in missing_groups(&rows, &groups) {
+                let made = create_group(ctx, site, &name, invited_by).await;
+                let text = format!(
+                    "group '{name}'  site {}: {}",
+                    site.name,
+                    match &made {
+                        Ok(true) if ctx.apply => "created".to_owned(),
+                        Ok(true) => "would be created".to_owned(),
+                        Ok(false) => "exists at the site (used as it is)".to_owned(),
+                        Err(reason) => format!("FAILED: {reason}"),
+                    }
+                );
+                println!("{text}");
+                if made.is_ok() {
+                    if ctx.test_mode {
+                        promised.insert(name.to_lowercase());
+                    }
+                    groups.push(PartnerGroup {
+                        name: name.clone(),
+                        access: ctx.tenant.config.access_for(&name),
+                    });
+                }
+                results.groups.push(GroupMade {
+                    site: site.name.clone(),
+                    name,
+                    outcome: made,
+                });
+            }
+        }
         for row in &rows {
+            let mut plan = plan_upsert(
+                row,
+                users.get(&row.email.to_lowercase()),
+                &groups,
+                invited_by,
+                options.replace_groups,
+            );
+            let needs_promised = row
+                .groups
+                .iter()
+                .flatten()
+                .any(|g| promised.contains(&g.to_lowercase()));
+            if needs_promised {
+                plan = match plan {
+                    Plan::Create(_) => Plan::Done(Outcome::Created),
+                    Plan::Update(_, fields) => Plan::Done(Outcome::Updated(fields)),
+                    other => other,
+                };
+            }
             ops.push(Op {
                 line: row.line,
                 email: row.email.clone(),
                 site,
-                plan: plan_upsert(
-                    row,
-                    users.get(&row.email.to_lowercase()),
-                    &groups,
-                    invited_by,
-                    replace_groups,
-                ),
+                plan,
             });
         }
     }
-    results.done = run(ctx, ops, progress_label).await;
+    results.done = run(ctx, ops, options.progress_label).await;
     Ok(results)
+}
+
+/// The groups the rows name that `site_groups` lacks (case-insensitive), each once, spelled
+/// as first met, in row order.
+fn missing_groups(rows: &[ImportRow], site_groups: &[PartnerGroup]) -> Vec<String> {
+    let mut missing: Vec<String> = Vec::new();
+    for g in rows.iter().flat_map(|r| r.groups.iter().flatten()) {
+        let known = site_groups.iter().any(|s| s.name.eq_ignore_ascii_case(g))
+            || missing.iter().any(|m| m.eq_ignore_ascii_case(g));
+        if !known {
+            missing.push(g.clone());
+        }
+    }
+    missing
+}
+
+/// Creates group `name` at `site` as the bridge creates a SCIM group there (the tenant's
+/// access level for it; on an RBAC site a role, through the same client call), with
+/// test_mode=true in a dry run. `Ok(false)`: the site has it already (the create conflicted).
+async fn create_group(
+    ctx: &Context,
+    site: &Site,
+    name: &str,
+    invited_by: &str,
+) -> Result<bool, String> {
+    let new = NewGroup {
+        name: name.to_owned(),
+        access: ctx.tenant.config.access_for(name),
+        created_by_email: Some(invited_by.to_owned()),
+    };
+    match site.client.create_group(&new, ctx.test_mode).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind == PartnerErrorKind::Conflict => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// What to do for one row at a site whose users and groups are known.
@@ -448,7 +576,7 @@ fn plan_upsert(
     }
     if !unknown.is_empty() {
         return Plan::Done(Outcome::Failed(format!(
-            "the site has no group {} (create {} first)",
+            "the site has no group {} (create {} first, or pass --create-groups)",
             unknown
                 .iter()
                 .map(|g| format!("'{g}'"))
@@ -555,15 +683,23 @@ async fn delete(ctx: &Context, rows: Vec<DeleteRow>, bad: Vec<BadRow>) -> Result
 }
 
 /// Sends the writes, as many at once as the sites' clients allow, reporting progress and a
-/// line per change or failure as they complete. Returns every outcome in (line, site) order.
+/// line per change or failure in (line, site) order (a write that finishes early waits for
+/// the lines before it to print). Returns every outcome in that order.
 async fn run(
     ctx: &Context,
-    ops: Vec<Op<'_>>,
+    mut ops: Vec<Op<'_>>,
     progress_label: Option<&str>,
 ) -> Vec<(u64, String, String, Outcome)> {
     let total = ops.len() as u64;
     let mut progress = progress_label.map(|label| Progress::new(label, total));
     let site_order: Vec<String> = ctx.tenant.site_names();
+    let place = |site: &str| {
+        site_order
+            .iter()
+            .position(|s| s == site)
+            .unwrap_or(usize::MAX)
+    };
+    ops.sort_by_key(|op| (op.line, place(&op.site.name)));
     let parallel: usize = ctx
         .tenant
         .sites
@@ -598,7 +734,7 @@ async fn run(
         };
         (op.line, op.email, op.site.name.clone(), outcome)
     }))
-    .buffer_unordered(parallel);
+    .buffered(parallel);
     while let Some((line, email, site, outcome)) = outcomes.next().await {
         // add-user (no progress) prints every site; the bulk commands only what changed or
         // failed, the summary counts the rest.
@@ -622,15 +758,6 @@ async fn run(
     if let Some(p) = progress {
         p.finish();
     }
-    done.sort_by_key(|(line, _, site, _)| {
-        (
-            *line,
-            site_order
-                .iter()
-                .position(|s| s == site)
-                .unwrap_or(usize::MAX),
-        )
-    });
     done
 }
 
@@ -663,6 +790,7 @@ async fn finish(
     print_problems(&results);
     let all_ok = results.all_ok();
     if ctx.apply && !ctx.test_mode {
+        record_rows(ctx, operation, input, &results).await;
         record(ctx, operation, input, resource_id, &per_site, all_ok).await;
     }
     ctx.store.close().await;
@@ -707,6 +835,25 @@ fn print_summary(ctx: &Context, operation: &str, results: &Results) -> Vec<(Stri
             .collect();
         println!("  site {site}: {}", parts.join(", "));
     }
+    for (site, _) in &per_site {
+        let made: Vec<&GroupMade> = results.groups.iter().filter(|g| &g.site == site).collect();
+        if made.is_empty() {
+            continue;
+        }
+        let count =
+            |f: fn(&Result<bool, String>) -> bool| made.iter().filter(|g| f(&g.outcome)).count();
+        println!(
+            "  groups at site {site}: {} {}, {} already there, {} failed",
+            count(|o| matches!(o, Ok(true))),
+            if ctx.apply {
+                "created"
+            } else {
+                "would be created"
+            },
+            count(|o| matches!(o, Ok(false))),
+            count(Result::is_err),
+        );
+    }
     if !results.bad.is_empty() || !results.refused.is_empty() {
         println!(
             "  rows not sent: {} invalid, {} refused",
@@ -717,9 +864,21 @@ fn print_summary(ctx: &Context, operation: &str, results: &Results) -> Vec<(Stri
     per_site
 }
 
-/// Prints every invalid, refused or failed row, in line order.
+/// Prints every invalid, refused or failed row, in line order (groups that could not be
+/// created first).
 fn print_problems(results: &Results) {
     let mut problems: Vec<(u64, String)> = Vec::new();
+    for g in &results.groups {
+        if let Err(reason) = &g.outcome {
+            problems.push((
+                0,
+                format!(
+                    "group '{}': site {}: could not be created: {reason}",
+                    g.name, g.site
+                ),
+            ));
+        }
+    }
     for b in &results.bad {
         problems.push((
             b.line,
@@ -767,6 +926,86 @@ fn shown(email: &str) -> String {
     }
 }
 
+/// Who ran the command, for the audit log's client field: the login name the environment
+/// gives (`USER`, `LOGNAME`, `USERNAME`), else nothing.
+fn operator() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .map(|u| format!("cli:{}", u.trim()))
+        .unwrap_or_default()
+}
+
+/// One audit entry per row and site (and per group created) of a run that changed the
+/// partner: the row's email, lowercased, is the resource id, so the audit's `--resource`
+/// finds it. Rows refused or invalid are recorded too (no site), with 403 and 400.
+async fn record_rows(ctx: &Context, operation: &str, input: &str, results: &Results) {
+    let at_ms = crate::bridge::now_ms();
+    let client = operator();
+    let entry =
+        |resource_type: &str, resource: &str, status: u16, detail: serde_json::Value| AuditEntry {
+            at_ms,
+            tenant: ctx.tenant.name().to_owned(),
+            credential: "cli".into(),
+            client: client.clone(),
+            request_id: String::new(),
+            operation: operation.to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id: Some(resource.to_lowercase()).filter(|r| !r.is_empty()),
+            status,
+            detail: Some(detail.to_string()),
+        };
+    let mut entries = Vec::new();
+    for g in &results.groups {
+        let (outcome, status, reason) = match &g.outcome {
+            Ok(true) => ("created", 201, None),
+            Ok(false) => ("exists", 200, None),
+            Err(r) => ("failed", 502, Some(r.as_str())),
+        };
+        let detail = serde_json::json!({
+            "site": g.site, "input": input, "group": g.name, "outcome": outcome, "reason": reason,
+        });
+        entries.push(entry("Groups", &g.name, status, detail));
+    }
+    let mut rows: Vec<(u64, AuditEntry)> = Vec::new();
+    for b in &results.bad {
+        let detail = serde_json::json!({
+            "line": b.line, "input": input, "email": b.email, "outcome": "invalid",
+            "reason": b.reason,
+        });
+        rows.push((b.line, entry("Users", &b.email, 400, detail)));
+    }
+    for r in &results.refused {
+        let detail = serde_json::json!({
+            "line": r.line, "input": input, "email": r.email, "outcome": "refused",
+            "reason": r.reason,
+        });
+        rows.push((r.line, entry("Users", &r.email, 403, detail)));
+    }
+    for (line, email, site, outcome) in &results.done {
+        let (word, status) = outcome.audit();
+        let mut detail = serde_json::json!({
+            "site": site, "line": line, "input": input, "email": email, "outcome": word,
+        });
+        if *line == 0 {
+            // add-user: no file, no line.
+            if let Some(d) = detail.as_object_mut() {
+                d.remove("line");
+                d.remove("input");
+            }
+        }
+        match outcome {
+            Outcome::Updated(fields) => detail["fields"] = serde_json::json!(fields),
+            Outcome::Failed(reason) => detail["reason"] = serde_json::json!(reason),
+            _ => {}
+        }
+        rows.push((*line, entry("Users", email, status, detail)));
+    }
+    rows.sort_by_key(|(line, _)| *line);
+    entries.extend(rows.into_iter().map(|(_, e)| e));
+    ctx.store.record_audit_batch(&entries).await;
+}
+
 /// One audit entry per site for a run that changed the partner.
 async fn record(
     ctx: &Context,
@@ -792,7 +1031,7 @@ async fn record(
                 at_ms: crate::bridge::now_ms(),
                 tenant: ctx.tenant.name().to_owned(),
                 credential: "cli".into(),
-                client: String::new(),
+                client: operator(),
                 request_id: String::new(),
                 operation: operation.to_owned(),
                 resource_type: "Users".into(),

@@ -2,8 +2,8 @@
 //! before anything is sent. Pure: no I/O beyond the bytes given, no async.
 //!
 //! A row that cannot be used (bad email, empty name, bad group name, an email already on an
-//! earlier row, bytes that are not UTF-8) becomes a [`BadRow`] with its line number; the other
-//! rows go on. Blank rows (every cell empty, as spreadsheets export them) are skipped.
+//! earlier row, bytes that are not UTF-8, more cells than the header has columns) becomes a
+//! [`BadRow`] with its line number; the other rows go on. Blank rows (every cell empty, as spreadsheets export them) are skipped.
 
 use std::collections::HashMap;
 
@@ -56,8 +56,9 @@ pub struct ImportColumns {
 }
 
 impl Table {
-    /// Parses `bytes` (a UTF-8 BOM is skipped) with `delimiter`. Rows may have fewer or more
-    /// cells than the header; a missing cell reads as empty. Fails only when the file as a
+    /// Parses `bytes` (a UTF-8 BOM is skipped) with `delimiter`. Rows may have fewer cells
+    /// than the header (a missing cell reads as empty); a row with more is a bad row when its
+    /// rows are checked (an unquoted `Analysts,Finance` would otherwise lose `Finance`). Fails only when the file as a
     /// whole cannot be read (no header row).
     pub fn parse(bytes: &[u8], delimiter: u8) -> Result<Table, String> {
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -115,6 +116,15 @@ impl Table {
         let mut seen = Seen::default();
         for (line, record) in &self.records {
             let line = *line;
+            if let Some(reason) = self.extra_cells(record) {
+                let email = cell(record, columns.email, "email").unwrap_or_else(|(e, _)| e);
+                bad.push(BadRow {
+                    line,
+                    email,
+                    reason,
+                });
+                continue;
+            }
             let row = (|| {
                 let email = cell(record, columns.email, "email")?;
                 let first_name = cell(record, columns.first_name, "first name")?;
@@ -171,6 +181,15 @@ impl Table {
         let mut seen = Seen::default();
         for (line, record) in &self.records {
             let line = *line;
+            if let Some(reason) = self.extra_cells(record) {
+                let email = cell(record, email, "email").unwrap_or_else(|(e, _)| e);
+                bad.push(BadRow {
+                    line,
+                    email,
+                    reason,
+                });
+                continue;
+            }
             let checked = cell(record, email, "email").and_then(|e| {
                 check_email(&e)
                     .and_then(|()| seen.first(&e, line))
@@ -187,6 +206,32 @@ impl Table {
             }
         }
         (rows, bad)
+    }
+}
+
+impl Table {
+    /// Why `record` has cells past the header's last column, naming them; `None` when it has
+    /// none, or only empty ones (a trailing delimiter).
+    fn extra_cells(&self, record: &csv::ByteRecord) -> Option<String> {
+        let extra: Vec<String> = record
+            .iter()
+            .skip(self.headers.len())
+            .map(|c| String::from_utf8_lossy(c).trim().to_owned())
+            .collect();
+        if extra.iter().all(String::is_empty) {
+            return None;
+        }
+        Some(format!(
+            "the row has {} cells but the header has {} columns; extra: {} (a cell that holds \
+             the delimiter must be quoted)",
+            record.len(),
+            self.headers.len(),
+            extra
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 }
 
@@ -349,6 +394,34 @@ mod tests {
         );
         assert_eq!(bad[0].line, 5);
         assert_eq!(bad[0].reason, "the last name contains control characters");
+    }
+
+    #[test]
+    fn a_row_with_more_cells_than_columns_is_bad_and_names_the_extra_cells() {
+        let (rows, bad) = import(
+            "email,first_name,last_name,groups\n\
+             ann@example.com,Ann,Lee,Analysts,Finance\n\
+             bob@example.com,Bob,\"Ray, Jr.\",Analysts\n\
+             cat@example.com,Cat,Cole,Analysts,\n",
+        );
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].line, 2);
+        assert_eq!(bad[0].email, "ann@example.com");
+        assert!(
+            bad[0]
+                .reason
+                .contains("5 cells but the header has 4 columns")
+                && bad[0].reason.contains("extra: \"Finance\""),
+            "{}",
+            bad[0].reason
+        );
+        // Quoted, the delimiter is part of the cell; a trailing empty cell is no data.
+        let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
+        assert_eq!(emails, ["bob@example.com", "cat@example.com"]);
+        let t = Table::parse(b"email\na@example.com,extra\n", b',').unwrap();
+        let (rows, bad) = t.delete_rows(0);
+        assert!(rows.is_empty());
+        assert!(bad[0].reason.contains("extra: \"extra\""), "{bad:?}");
     }
 
     #[test]

@@ -430,6 +430,7 @@ async fn last_reconcile(
             tenant: Some(tenant.to_owned()),
             since_ms: None,
             resource: Some(site.to_owned()),
+            resource_type: Some(AUDIT_RESOURCE_TYPE.to_owned()),
             limit: RECONCILE_LOOKBACK,
         })
         .await?;
