@@ -69,12 +69,23 @@ impl Pending {
     /// Waits for the workers when the write stands alone (without holding the resource
     /// lock).
     async fn settle(self, bridge: &Bridge) -> BridgeResult<GroupWrite> {
+        // A site known unable to take the work (key refused, circuit open): the change is
+        // stored; the IdP hears 503 at once rather than after the whole wait.
+        if let Some(e) = bridge.blocked_error(&self.marks) {
+            return Err(e);
+        }
         let settled = match self.pace {
             Pace::Now => {
-                bridge
+                let settled = bridge
                     .engine
                     .settle(&self.marks, bridge.wait_deadline())
-                    .await?
+                    .await?;
+                if !settled {
+                    if let Some(e) = bridge.blocked_error(&self.marks) {
+                        return Err(e);
+                    }
+                }
+                settled
             }
             Pace::Coalesce => self.marks.is_empty(),
         };

@@ -32,6 +32,7 @@ macro_rules! with_pool {
 }
 
 mod audit;
+mod credentials;
 mod error;
 mod groups;
 mod links;
@@ -43,6 +44,7 @@ mod types;
 mod users;
 
 use error::Fail;
+pub use credentials::SiteCredentials;
 pub use error::StoreError;
 pub use links::PartnerLink;
 pub use liveness::WorkerLock;

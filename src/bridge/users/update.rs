@@ -348,6 +348,9 @@ async fn settle_in_time(
     user: &str,
     marks: &[crate::store::OutboxMark],
 ) -> BridgeResult<()> {
+    if let Some(e) = bridge.blocked_error(marks) {
+        return Err(e);
+    }
     if !marks.is_empty() {
         // A deactivation is acknowledged once access is gone, when possible in time: worked
         // at once, there is nothing to coalesce with. A site that fails does not hold the
@@ -357,6 +360,9 @@ async fn settle_in_time(
             .engine
             .settle_outcome(marks, bridge.wait_deadline())
             .await?;
+        if let Some(e) = bridge.blocked_error(&left.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>()) {
+            return Err(e);
+        }
         for (mark, error) in &left {
             tracing::warn!(
                 user = %user,
