@@ -441,7 +441,9 @@ impl PartnerClient {
                 site = %self.inner.site,
                 "the partner refused the site's API key: its work is parked until the key is fixed (configuration reload or restart) or a credential check passes"
             ),
-            KeyState::Accepted => tracing::info!(site = %self.inner.site, "the partner accepts the site's API key"),
+            KeyState::Accepted => {
+                tracing::info!(site = %self.inner.site, "the partner accepts the site's API key")
+            }
             KeyState::Unknown => {}
         }
         if state != KeyState::Unknown {

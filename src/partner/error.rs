@@ -126,7 +126,9 @@ impl PartnerError {
     /// not a change: nothing sent with this key can succeed until an operator fixes it.
     pub fn refuses_key(&self) -> bool {
         self.kind == PartnerErrorKind::Auth
-            && self.status.is_some_and(|s| status_refuses_key(s, self.call))
+            && self
+                .status
+                .is_some_and(|s| status_refuses_key(s, self.call))
     }
 }
 
@@ -138,7 +140,10 @@ pub fn status_refuses_key(status: u16, call: CallKind) -> bool {
         401 => true,
         403 => !matches!(
             call,
-            CallKind::UpdateGroup | CallKind::DeleteGroup | CallKind::UpdateRole | CallKind::DeleteRole
+            CallKind::UpdateGroup
+                | CallKind::DeleteGroup
+                | CallKind::UpdateRole
+                | CallKind::DeleteRole
         ),
         _ => false,
     }

@@ -43,8 +43,8 @@ mod outbox_view;
 mod types;
 mod users;
 
-use error::Fail;
 pub use credentials::SiteCredentials;
+use error::Fail;
 pub use error::StoreError;
 pub use links::PartnerLink;
 pub use liveness::WorkerLock;

@@ -876,7 +876,9 @@ impl Engine {
             )
             .await?;
         if client.is_some_and(|c| !c.key_refused()) {
-            store.resume_parked(&item.tenant, &item.site, now_ms()).await?;
+            store
+                .resume_parked(&item.tenant, &item.site, now_ms())
+                .await?;
             self.kick();
         }
         Ok(())

@@ -360,7 +360,9 @@ async fn settle_in_time(
             .engine
             .settle_outcome(marks, bridge.wait_deadline())
             .await?;
-        if let Some(e) = bridge.blocked_error(&left.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>()) {
+        if let Some(e) =
+            bridge.blocked_error(&left.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>())
+        {
             return Err(e);
         }
         for (mark, error) in &left {

@@ -337,7 +337,10 @@ impl PartnerClient {
             Some(s) if crate::partner::error::status_refuses_key(s, call) => {
                 self.note_key(KeyState::Refused)
             }
-            Some(s) if (200..300).contains(&s) || ((400..500).contains(&s) && !matches!(s, 408 | 425 | 429)) => {
+            Some(s)
+                if (200..300).contains(&s)
+                    || ((400..500).contains(&s) && !matches!(s, 408 | 425 | 429)) =>
+            {
                 self.note_key(KeyState::Accepted)
             }
             _ => {}
