@@ -247,6 +247,7 @@ async fn a_write_to_a_site_whose_key_is_refused_answers_503_at_once_and_is_appli
     let (h, _cli) = start(Options::default()).await;
     let user = create_user(&h, "jane@example.com", "Jane", "Doe").await;
     let group = create_group(&h, "Analysts", &[]).await;
+    create_user(&h, "leaver@example.com", "Lee", "Ver").await;
 
     assert!(h.emulator.set_site_key("acme", ROTATED_KEY));
     assert_eq!(
@@ -272,6 +273,42 @@ async fn a_write_to_a_site_whose_key_is_refused_answers_503_at_once_and_is_appli
     // The intent is stored: the group has the member in SCIM.
     let (_, g) = h.get(&format!("/Groups/{group}")).await;
     assert_eq!(g["members"][0]["value"], user, "{g}");
+
+    // A name change is stored and answered at once as before (2xx), not after the wait.
+    let started = Instant::now();
+    let (status, body) = h
+        .patch(
+            &format!("/Users/{user}"),
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "name.givenName", "value": "Janet"}]
+            }),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A deletion is stored and answered 503 at once, the site named.
+    let leaver = scim_id_of_leaver(&h).await;
+    let started = Instant::now();
+    let (status, body) = h.delete(&format!("/Users/{leaver}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'acme'"),
+        "{body}"
+    );
 
     // The engine parks the work without calling the partner with the refused key.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -304,6 +341,14 @@ async fn a_write_to_a_site_whose_key_is_refused_answers_503_at_once_and_is_appli
         "the parked membership was not carried out after the fix"
     );
     h.settle(Duration::from_secs(10)).await;
+}
+
+/// The SCIM id of `leaver@example.com`, created before the key was refused.
+async fn scim_id_of_leaver(h: &Harness) -> String {
+    let (_, found) = h
+        .get("/Users?filter=userName%20eq%20%22leaver@example.com%22")
+        .await;
+    found["Resources"][0]["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -348,8 +348,16 @@ async fn settle_in_time(
     user: &str,
     marks: &[crate::store::OutboxMark],
 ) -> BridgeResult<()> {
-    if let Some(e) = bridge.blocked_error(marks) {
-        return Err(e);
+    // A site known unable to take the change now (key refused, circuit open): the change is
+    // stored and carried out when the site can take it; waiting would only hold the answer
+    // (which is the same 2xx as for a site that fails within the wait, see below).
+    if marks.iter().any(|m| bridge.engine.blocked(m).is_some()) {
+        bridge.engine.kick();
+        tracing::warn!(
+            user = %user,
+            "the user change is stored; a site cannot take it now (API key refused or circuit open) and it is carried out when the site can"
+        );
+        return Ok(());
     }
     if !marks.is_empty() {
         // A deactivation is acknowledged once access is gone, when possible in time: worked
@@ -360,11 +368,6 @@ async fn settle_in_time(
             .engine
             .settle_outcome(marks, bridge.wait_deadline())
             .await?;
-        if let Some(e) =
-            bridge.blocked_error(&left.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>())
-        {
-            return Err(e);
-        }
         for (mark, error) in &left {
             tracing::warn!(
                 user = %user,
