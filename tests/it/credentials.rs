@@ -14,7 +14,9 @@ use scim_bridge::partner::client::KeyCheck;
 use scim_bridge::partner::emulator::faults::Faults;
 use serde_json::{json, Value};
 
-use crate::support::{create_group, create_user, partner_user_of, Harness, Options, OWNER, TOKEN};
+use crate::support::{
+    create_group, create_user, partner_user_of, under_roles, Harness, Options, OWNER, TOKEN,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_scim-bridge");
 /// The key the harness configures for site `acme` (`key-<site>`).
@@ -40,6 +42,11 @@ impl Cli {
              [[tenants.sites]]\nsite_name = \"acme\"\napi_key = \"{GOOD_KEY}\"\nbase_url = \"{partner}\"\n",
             dir.path().display()
         );
+        let toml = if under_roles() {
+            format!("{toml}api = \"roles\"\n")
+        } else {
+            toml
+        };
         let config = dir.path().join("scim-bridge.toml");
         std::fs::write(&config, toml).unwrap();
         Cli { _dir: dir, config }
