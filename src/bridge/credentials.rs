@@ -8,8 +8,12 @@
 //!   without an answer that tells (network error, 5xx) changes nothing.
 //! - A refused key parks the site's outbox work (the engine sends nothing with it); a check
 //!   that passes makes the parked rows due at once, so the work resumes by itself.
-//! - A write whose marks touch a site whose circuit is open or whose key is refused answers
-//!   503 with `Retry-After` at once, its intent stored ([`Bridge::blocked_error`]).
+//! - A membership write whose marks are all at sites whose circuit is open or whose key is
+//!   refused answers 503 with `Retry-After` at once, its intent stored
+//!   ([`Bridge::blocked_error`]); with other sites among them, it waits for those only and
+//!   answers as a partial success does. A user deletion answers so when any of its sites is
+//!   blocked (a deletion answers 503 until every site is done); a user update answers its 2xx
+//!   without waiting for blocked sites.
 //!
 //! [`PartnerClient::check_credentials`]: crate::partner::client::PartnerClient::check_credentials
 
@@ -122,6 +126,12 @@ impl Bridge {
             .collect();
         out.sort();
         out
+    }
+
+    /// True when there are marks and every one is at a site known unable to take work now:
+    /// waiting for them would only hold the answer.
+    pub fn all_blocked(&self, marks: &[OutboxMark]) -> bool {
+        !marks.is_empty() && marks.iter().all(|m| self.engine.blocked(m).is_some())
     }
 
     /// The answer for a write some of whose `marks` are at a site known unable to take work

@@ -460,9 +460,20 @@ impl Engine {
                 return Ok(true);
             }
             let now = tokio::time::Instant::now();
-            // A site known unable to take the work (its circuit open, its key refused) will
-            // not do it before the deadline: the caller answers at once.
-            if now >= end || marks.iter().any(|m| self.blocked(m).is_some()) {
+            if now >= end {
+                return Ok(false);
+            }
+            // Marks at a site known unable to take the work (its circuit open, its key
+            // refused) will not be done before the deadline: once the others are, the caller
+            // answers.
+            let open: Vec<OutboxMark> = marks
+                .iter()
+                .filter(|m| self.blocked(m).is_none())
+                .cloned()
+                .collect();
+            if open.len() < marks.len()
+                && (open.is_empty() || self.inner.store.outbox_pending(&open).await? == 0)
+            {
                 return Ok(false);
             }
             let slice = (end - now).min(Duration::from_millis(self.inner.options.poll_ms.max(10)));
