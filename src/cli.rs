@@ -83,8 +83,8 @@ pub enum Command {
     #[command(about = emulator::cli::ABOUT, long_about = emulator::cli::LONG_ABOUT)]
     PartnerEmulator(emulator::cli::EmulatorArgs),
     /// Load and validate the configuration, print it with secrets shown as ***, and exit
-    /// non-zero when it is invalid.
-    CheckConfig,
+    /// non-zero when it is invalid. With --online, also check every partner site's API key.
+    CheckConfig(check_config::CheckConfigArgs),
     /// Apply the store's migrations and exit (`serve` also applies them at start).
     Migrate,
     /// Compare every partner site with the store: users missing, managed memberships drifted,
@@ -269,7 +269,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig => check_config::check_config(cli.config),
+        Command::CheckConfig(args) => check_config::check_config(cli.config, args).await,
         Command::Migrate => migrate::migrate(cli.config, cli.log_format).await,
         Command::Reconcile(args) => reconcile::reconcile(cli.config, cli.log_format, args).await,
         Command::Token(command) => token::token(command),

@@ -87,12 +87,26 @@ impl Pending {
     /// Waits for the workers when the write stands alone (without holding the resource
     /// lock).
     async fn settle(self, bridge: &Bridge) -> BridgeResult<GroupWrite> {
+        // Every site of the work known unable to take it (key refused, circuit open): the
+        // change is stored; the IdP hears 503 at once rather than after the whole wait. With
+        // other sites among them, the write waits for those (a partial success, 2xx).
+        if bridge.all_blocked(&self.marks) {
+            return Err(bridge.blocked_error(&self.marks).unwrap_or_else(|| {
+                BridgeError::in_progress("The partner sites are unavailable.")
+            }));
+        }
         let settled = match self.pace {
             Pace::Now => {
-                bridge
+                let settled = bridge
                     .engine
                     .settle(&self.marks, bridge.wait_deadline())
-                    .await?
+                    .await?;
+                if !settled && bridge.all_blocked(&self.marks) {
+                    if let Some(e) = bridge.blocked_error(&self.marks) {
+                        return Err(e);
+                    }
+                }
+                settled
             }
             Pace::Coalesce => self.marks.is_empty(),
         };

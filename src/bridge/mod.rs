@@ -11,9 +11,12 @@
 //! - [`mapping`]: SCIM -> partner field mapping and group-name arithmetic.
 //! - [`reconcile`]: drift between the store and the partner, found and repaired.
 //! - [`retention`]: the periodic pruning of the audit log (`audit.retention_days`).
+//! - [`credentials`]: each site's API key checked at start and periodically; the fast 503
+//!   for writes to a site whose key is refused or whose circuit is open.
 //! - [`operator`]: what the HTTP layer needs besides resources: readiness checks, the audit
 //!   log, recording an IdP's partner calls.
 
+pub mod credentials;
 pub mod engine;
 pub mod explain;
 pub mod groups;
@@ -238,6 +241,7 @@ impl Bridge {
                     tenant.keep_links_in(&store);
                     for site in &mut tenant.sites {
                         metrics.site_info(&t.name, &site.name, site.client.api().as_str());
+                        metrics.partner_circuit(&t.name, &site.name, false);
                         site.client = site
                             .client
                             .clone()
@@ -459,6 +463,8 @@ pub mod retry_after {
     /// Work that goes on after the answer and takes a while: a request past its deadline, a
     /// deletion still being carried out, a partner that is unavailable and said nothing.
     pub const IN_PROGRESS: u64 = 5;
+    /// A partner site that refuses the bridge's API key: an operator must act.
+    pub const KEY_REFUSED: u64 = 60;
 }
 
 /// A SCIM error plus the `Retry-After` the HTTP layer should send.

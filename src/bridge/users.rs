@@ -418,10 +418,17 @@ pub async fn delete(
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(e) = bridge.blocked_error(&marks) {
+        return Err(e);
+    }
     let left = bridge
         .engine
         .settle_outcome(&marks, bridge.wait_deadline())
         .await?;
+    let unfinished: Vec<crate::store::OutboxMark> = left.iter().map(|(m, _)| m.clone()).collect();
+    if let Some(e) = bridge.blocked_error(&unfinished) {
+        return Err(e);
+    }
     // Failed, or still pending at the deadline: the IdP hears so and retries; a 204 means the
     // account is gone at every site.
     if let Some((mark, error)) = left.iter().find(|(_, e)| e.is_some()).or(left.first()) {

@@ -162,19 +162,20 @@ async fn start_bridge(config: &Config, metrics: Metrics) -> Result<(Bridge, AppS
     Ok((bridge, state))
 }
 
-/// Starts the background tasks beside the server (reconciler, audit pruner, metrics
-/// exporter); `serve` aborts them once the server has stopped.
+/// Starts the background tasks beside the server (credential checks, reconciler, audit
+/// pruner, metrics exporter); `serve` aborts them once the server has stopped.
 fn start_workers(
     bridge: &Bridge,
     config: &Config,
     exporter: Option<Exporter>,
 ) -> Vec<JoinHandle<()>> {
+    let credentials = bridge.start_credential_checks();
     let reconciler = bridge.start_reconciler();
     let audit_pruner = bridge.start_audit_pruner(config.audit.retention_days);
     let exporter =
         exporter.map(|e| e.spawn(bridge.store.clone(), bridge.options.outbox_stuck_after_s));
-    reconciler
-        .into_iter()
+    std::iter::once(credentials)
+        .chain(reconciler)
         .chain(audit_pruner)
         .chain(exporter)
         .collect()

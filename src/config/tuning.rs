@@ -50,6 +50,11 @@ pub struct BridgeOptions {
     /// Seconds between periodic reconciliations of every tenant (0: off). Each run repairs
     /// what drifted, as `scim-bridge reconcile --apply` does.
     pub reconcile_interval_s: u64,
+    /// Seconds between checks of every partner site's API key (one cheap read per site; also
+    /// at start). A refusal is logged, shown by `status`, `/readyz` and
+    /// `scim_bridge_partner_credentials_ok`, and parks the site's work; a check that passes
+    /// resumes it. 0: only at start (parked rows are then tried again after `retry_max_ms`).
+    pub credential_check_interval_s: u64,
     /// Seconds an outbox row may keep failing (since it was marked) before `/readyz` reports
     /// the outbox stuck (0: never).
     pub outbox_stuck_after_s: u64,
@@ -77,6 +82,7 @@ impl Default for BridgeOptions {
             coalesce_ms: 200,
             coalesce_max_ms: 30_000,
             reconcile_interval_s: 3600,
+            credential_check_interval_s: 300,
             outbox_stuck_after_s: 900,
             rename_settle_ms: 120_000,
             partner: ClientOptions::default(),

@@ -15,6 +15,10 @@
 //!   a sentence in `detail.outbox` and the numbers in `outbox` (failing rows, age of the oldest,
 //!   the limit). The same state sets the `scim_bridge_degraded` gauge, and a change of it is
 //!   logged once (a warning on entering, info on leaving), not on every probe.
+//!   A partner that refuses a site's API key (as this process last found it: a credential
+//!   check or any call) makes it degraded too: `"degraded": ["credentials"]`,
+//!   `checks.credentials` `refused` (else `ok`) and a sentence in `detail.credentials` that
+//!   counts the sites without naming them; `scim-bridge status` names them.
 //!
 //! Details that could reveal the store's address, a site or a user stay in the log.
 
@@ -131,9 +135,28 @@ impl Readiness {
             }
         };
         checks.insert("outbox".into(), Value::String(shown.into()));
+        // A partner that refuses a site's key: the bridge serves and keeps the IdP's changes,
+        // but carries none out at that site until an operator fixes the key.
+        let refused = self.bridge.refused_sites().len();
+        checks.insert(
+            "credentials".into(),
+            Value::String(if refused > 0 { "refused" } else { "ok" }.into()),
+        );
+        if refused > 0 {
+            degraded.push("credentials");
+            detail.insert(
+                "credentials".into(),
+                Value::String(format!(
+                    "The partner refuses the API key of {refused} site{}; changes for it are \
+                     stored and parked until the key is fixed. See `scim-bridge status` and \
+                     the log.",
+                    if refused == 1 { "" } else { "s" }
+                )),
+            );
+        }
         // A skipped outbox check (the store is down) says nothing new about the partner.
         if !matches!(shown, "skipped") {
-            self.note_degraded(!degraded.is_empty(), &detail, numbers.as_ref());
+            self.note_degraded(degraded.contains(&"outbox"), &detail, numbers.as_ref());
         }
 
         let ready = failing.is_empty();

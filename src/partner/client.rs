@@ -201,6 +201,54 @@ pub struct CallEvent<'a> {
 /// A metrics hook, called once per attempt.
 pub trait CallObserver: Send + Sync {
     fn observe(&self, event: &CallEvent<'_>);
+    /// The site's API key was found accepted (`true`) or refused (`false`): called when what
+    /// the client knows of it changes.
+    fn credentials(&self, _site: &str, _accepted: bool) {}
+    /// Whether the site's circuit is open, after each call.
+    fn circuit(&self, _site: &str, _open: bool) {}
+}
+
+/// What a client knows of its site's API key, from the partner's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// No answer yet that tells (nothing sent, or only network errors and 5xx).
+    Unknown,
+    /// The partner answered a call past its authentication (2xx, or a 4xx that is not about
+    /// the key).
+    Accepted,
+    /// The partner refused the key (401; 403 outside group changes): calls are pointless
+    /// until the key changes (a new client) or a credential check passes.
+    Refused,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Unknown => "unknown",
+            KeyState::Accepted => "ok",
+            KeyState::Refused => "refused",
+        }
+    }
+}
+
+/// The outcome of [`PartnerClient::check_credentials`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// The partner answered past its authentication.
+    Accepted,
+    /// 401 (or 403): the key is refused.
+    Refused,
+    /// No answer that tells (network error, 5xx, circuit open, rate limit): why, without any
+    /// secret.
+    Unreachable(String),
+}
+
+/// The key state and how many times it changed (a worker that saw a refusal compares the
+/// count after parking its row, so a check that passed meanwhile is never missed).
+#[derive(Debug, Clone, Copy)]
+struct KeyKnowledge {
+    state: KeyState,
+    epoch: u64,
 }
 
 /// The default observer: does nothing.
@@ -233,6 +281,8 @@ struct Inner {
     /// Until when the partner asked for a pause (its last 429/503 with `Retry-After`): calls
     /// that may not wait at all (see `patience`) are not sent before then.
     busy_until: std::sync::Mutex<Option<Instant>>,
+    /// What the partner's answers told of the API key.
+    key: std::sync::Mutex<KeyKnowledge>,
 }
 
 impl std::fmt::Debug for PartnerClient {
@@ -303,6 +353,10 @@ impl PartnerClient {
                 auth,
                 options,
                 busy_until: std::sync::Mutex::new(None),
+                key: std::sync::Mutex::new(KeyKnowledge {
+                    state: KeyState::Unknown,
+                    epoch: 0,
+                }),
             }),
             sleeper: Arc::new(TokioSleeper),
             observer: Arc::new(NoopObserver),
@@ -333,6 +387,11 @@ impl PartnerClient {
         &self.inner.site
     }
 
+    /// The site's partner API base URL (no secret in it).
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base_url
+    }
+
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options
     }
@@ -340,6 +399,83 @@ impl PartnerClient {
     /// True while the site's circuit rejects calls.
     pub fn circuit_open(&self) -> bool {
         self.inner.circuit.is_open(Instant::now())
+    }
+
+    /// How long the open circuit still rejects calls; `None` while it is not open.
+    pub fn circuit_retry_after(&self) -> Option<Duration> {
+        self.inner.circuit.open_for(Instant::now())
+    }
+
+    /// What the partner's answers told of the site's API key so far.
+    pub fn key_state(&self) -> KeyState {
+        self.key_knowledge().0
+    }
+
+    /// True once the partner refused the site's API key, until it accepts it again.
+    pub fn key_refused(&self) -> bool {
+        self.key_state() == KeyState::Refused
+    }
+
+    /// The key state and how many times it changed so far.
+    pub fn key_knowledge(&self) -> (KeyState, u64) {
+        let k = *self.inner.key.lock().unwrap_or_else(|p| p.into_inner());
+        (k.state, k.epoch)
+    }
+
+    /// Records what an answer told of the key; logs and reports a change.
+    fn note_key(&self, state: KeyState) {
+        let changed = {
+            let mut k = self.inner.key.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = k.state != state;
+            if changed {
+                k.state = state;
+                k.epoch = k.epoch.wrapping_add(1);
+            }
+            changed
+        };
+        if !changed {
+            return;
+        }
+        match state {
+            KeyState::Refused => tracing::error!(
+                site = %self.inner.site,
+                "the partner refused the site's API key: its work is parked until the key is fixed (configuration reload or restart) or a credential check passes"
+            ),
+            KeyState::Accepted => {
+                tracing::info!(site = %self.inner.site, "the partner accepts the site's API key")
+            }
+            KeyState::Unknown => {}
+        }
+        if state != KeyState::Unknown {
+            self.observer
+                .credentials(&self.inner.site, state == KeyState::Accepted);
+        }
+    }
+
+    /// Checks the site's API key with one cheap read that is not retried: a lookup of an
+    /// account that cannot exist (v1: a user by a reserved `.invalid` email; RBAC: a v2 user
+    /// by an id no site gives), which a partner that accepts the key answers 404.
+    pub async fn check_credentials(&self) -> KeyCheck {
+        const PROBE_EMAIL: &str = "credential-check@scim-bridge.invalid";
+        const PROBE_ID: &str = "00000000-0000-0000-0000-000000000000";
+        let read = async {
+            match self.roles {
+                Some(_) => self.get_user_v2(PROBE_ID).await.map(|_| ()),
+                None => self.get_user(PROBE_EMAIL).await.map(|_| ()),
+            }
+        };
+        // No retry and no waiting for limits: the check asks once.
+        match crate::partner::patience::impatient(Duration::ZERO, read).await {
+            Ok(()) => KeyCheck::Accepted,
+            Err(e) if e.refuses_key() => KeyCheck::Refused,
+            Err(e) if e.status.is_some() && e.kind != PartnerErrorKind::Transient => {
+                KeyCheck::Accepted
+            }
+            Err(e) => KeyCheck::Unreachable(match e.status {
+                Some(s) => format!("{} (HTTP {s})", e.kind),
+                None => format!("{}: {}", e.kind, e.message),
+            }),
+        }
     }
 
     /// True while the partner's last 429/503 asked for a pause that has not run out.

@@ -121,6 +121,32 @@ impl PartnerError {
     pub fn is_retryable(&self) -> bool {
         self.kind == PartnerErrorKind::Transient
     }
+
+    /// True when the partner refused the bridge's API key itself (see [`status_refuses_key`]),
+    /// not a change: nothing sent with this key can succeed until an operator fixes it.
+    pub fn refuses_key(&self) -> bool {
+        self.kind == PartnerErrorKind::Auth
+            && self
+                .status
+                .is_some_and(|s| status_refuses_key(s, self.call))
+    }
+}
+
+/// Whether an HTTP `status` answered to `call` refuses the site's API key: a 401 always; a 403
+/// too, except to a group or role rename or delete, where it refuses the change (a built-in
+/// group or role) and says nothing of the key.
+pub fn status_refuses_key(status: u16, call: CallKind) -> bool {
+    match status {
+        401 => true,
+        403 => !matches!(
+            call,
+            CallKind::UpdateGroup
+                | CallKind::DeleteGroup
+                | CallKind::UpdateRole
+                | CallKind::DeleteRole
+        ),
+        _ => false,
+    }
 }
 
 /// A partner answer in which "not found" is an outcome, not a failure.
@@ -192,5 +218,16 @@ mod tests {
             "partner call list_users on site acme failed: transient (HTTP 503): busy (after 3 attempts)"
         );
         assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn a_401_always_refuses_the_key_and_a_403_only_outside_group_changes() {
+        assert!(status_refuses_key(401, CallKind::UpdateGroup));
+        assert!(status_refuses_key(403, CallKind::GetUser));
+        assert!(status_refuses_key(403, CallKind::UpdateUser));
+        assert!(!status_refuses_key(403, CallKind::DeleteGroup));
+        assert!(!status_refuses_key(403, CallKind::UpdateRole));
+        assert!(!status_refuses_key(404, CallKind::GetUser));
+        assert!(!status_refuses_key(500, CallKind::GetUser));
     }
 }

@@ -32,6 +32,7 @@ macro_rules! with_pool {
 }
 
 mod audit;
+mod credentials;
 mod error;
 mod explain;
 mod groups;
@@ -43,6 +44,7 @@ mod outbox_view;
 mod types;
 mod users;
 
+pub use credentials::SiteCredentials;
 use error::Fail;
 pub use error::StoreError;
 pub use explain::{OutboxRow, Tombstone};

@@ -489,6 +489,66 @@ impl Store {
         .await
     }
 
+    /// Parks a claimed row of a site whose partner refused the API key: one more attempt (a
+    /// request waiting for the row hears of the failure at once), the error, looked at again
+    /// at `retry_at_ms` unless [`Store::resume_parked`] makes it due sooner. Parked rows are
+    /// reported as such, not as failing. Changes nothing when the claim was lost.
+    pub async fn park_refused(
+        &self,
+        item: &OutboxItem,
+        reason: &str,
+        retry_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        retrying(move || async move {
+            with_pool!(self, pool => {
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $4, due_ms = $5, \
+                     parked_ms = $7, claimed_by = NULL, claimed_until_ms = NULL, claim_token = NULL \
+                     WHERE tenant = $1 AND site = $2 AND user_id = $3 AND claim_token = $6",
+                )
+                .bind(item.tenant.as_str())
+                .bind(item.site.as_str())
+                .bind(item.user_id.as_str())
+                .bind(reason)
+                .bind(retry_at_ms)
+                .bind(item.token.as_str())
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|_| ())
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes the parked rows of a site due at `now_ms` (its key was found accepted again):
+    /// they stay marked parked until a worker claims them. Returns how many.
+    pub async fn resume_parked(
+        &self,
+        tenant: &str,
+        site: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        retrying(move || async move {
+            let n = with_pool!(self, pool => {
+                sqlx::query(
+                    "UPDATE outbox SET due_ms = $3 \
+                     WHERE tenant = $1 AND site = $2 AND parked_ms IS NOT NULL AND due_ms > $3",
+                )
+                .bind(tenant)
+                .bind(site)
+                .bind(now_ms)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            Ok(n)
+        })
+        .await
+    }
+
     /// Gives a claimed row back unworked: unclaimed and due as it was, for a worker to take.
     /// Changes nothing when the claim was lost.
     pub async fn release_outbox(&self, item: &OutboxItem) -> Result<(), StoreError> {

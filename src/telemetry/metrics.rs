@@ -89,6 +89,13 @@ pub const UNKNOWN_MEMBERS_SKIPPED: &str = "scim_bridge_unknown_members_skipped_t
 /// 1 per partner site the process serves, by `tenant`, `site` and `api` (`groups` for a v1
 /// site, `roles` for an RBAC site): joins the partner series to the kind of their site.
 pub const SITE_INFO: &str = "scim_bridge_site_info";
+/// Per partner site, by `tenant`, `site`: 1 while the partner accepts the site's API key, 0
+/// once it refused it (a credential check or any call answered 401/403); absent until an
+/// answer told, and unchanged by answers that do not tell (network errors, 5xx).
+pub const PARTNER_CREDENTIALS_OK: &str = "scim_bridge_partner_credentials_ok";
+/// Per partner site, by `tenant`, `site`: 1 while the site's circuit breaker is open (calls
+/// rejected at once after repeated transient failures), else 0.
+pub const PARTNER_CIRCUIT_OPEN: &str = "scim_bridge_partner_circuit_open";
 /// Requests carrying a forwarding header (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) from a
 /// peer that is not in `http.trusted_proxies` (the header is ignored).
 pub const UNTRUSTED_FORWARDED: &str = "scim_bridge_untrusted_forwarded_requests_total";
@@ -237,6 +244,14 @@ impl Metrics {
                 SITE_INFO,
                 "1 per partner site served; its api label is groups (v1) or roles (RBAC)."
             );
+            describe_gauge!(
+                PARTNER_CREDENTIALS_OK,
+                "1 while the partner accepts the site's API key, 0 once it refused it."
+            );
+            describe_gauge!(
+                PARTNER_CIRCUIT_OPEN,
+                "1 while the site's circuit breaker is open."
+            );
             describe_counter!(
                 UNTRUSTED_FORWARDED,
                 "Requests with forwarding headers from peers not in http.trusted_proxies."
@@ -361,6 +376,28 @@ impl Metrics {
                 )
                 .increment(1);
             }
+        });
+    }
+
+    /// What the partner last told of a site's API key.
+    pub fn partner_credentials(&self, tenant: &str, site: &str, accepted: bool) {
+        self.record(|| {
+            ::metrics::gauge!(PARTNER_CREDENTIALS_OK,
+                "tenant" => tenant.to_owned(),
+                "site" => site.to_owned(),
+            )
+            .set(if accepted { 1.0 } else { 0.0 });
+        });
+    }
+
+    /// Whether a site's circuit is open.
+    pub fn partner_circuit(&self, tenant: &str, site: &str, open: bool) {
+        self.record(|| {
+            ::metrics::gauge!(PARTNER_CIRCUIT_OPEN,
+                "tenant" => tenant.to_owned(),
+                "site" => site.to_owned(),
+            )
+            .set(if open { 1.0 } else { 0.0 });
         });
     }
 
@@ -516,6 +553,15 @@ struct PartnerObserver {
 impl CallObserver for PartnerObserver {
     fn observe(&self, event: &CallEvent<'_>) {
         self.metrics.partner_attempt(&self.tenant, event);
+    }
+
+    fn credentials(&self, site: &str, accepted: bool) {
+        self.metrics
+            .partner_credentials(&self.tenant, site, accepted);
+    }
+
+    fn circuit(&self, site: &str, open: bool) {
+        self.metrics.partner_circuit(&self.tenant, site, open);
     }
 }
 

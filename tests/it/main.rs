@@ -9,6 +9,7 @@ mod bridge_smoke;
 mod cli;
 mod connections;
 mod crash;
+mod credentials;
 mod deploy;
 mod emulator;
 mod emulator_rbac;

@@ -70,6 +70,21 @@ pub enum ConvergeError {
     /// email): the row is looked at again later.
     #[error("{0}")]
     Waiting(&'static str),
+    /// The partner refused the site's API key before (this process knows it): nothing is sent
+    /// with it; the row is parked until the key is accepted again.
+    #[error("the partner refused the API key of site {0}; parked until the key is fixed")]
+    KeyRefused(String),
+}
+
+impl ConvergeError {
+    /// True when the convergence failed because the partner refuses the site's API key.
+    pub fn refuses_key(&self) -> bool {
+        match self {
+            ConvergeError::KeyRefused(_) => true,
+            ConvergeError::Partner(e) => e.refuses_key(),
+            _ => false,
+        }
+    }
 }
 
 /// A claim this process works on: its row and token.
@@ -138,6 +153,15 @@ struct Inner {
 struct Activity {
     in_flight: AtomicUsize,
     burst_ms: AtomicI64,
+}
+
+/// Why a site cannot take work now ([`Engine::blocked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocked {
+    /// The partner refused the site's API key.
+    KeyRefused(String),
+    /// The site's circuit is open for this long still.
+    CircuitOpen(String, Duration),
 }
 
 /// How a membership write's marks are worked (see the module documentation, point 3).
@@ -439,9 +463,34 @@ impl Engine {
             if now >= end {
                 return Ok(false);
             }
+            // Marks at a site known unable to take the work (its circuit open, its key
+            // refused) will not be done before the deadline: once the others are, the caller
+            // answers.
+            let open: Vec<OutboxMark> = marks
+                .iter()
+                .filter(|m| self.blocked(m).is_none())
+                .cloned()
+                .collect();
+            if open.len() < marks.len()
+                && (open.is_empty() || self.inner.store.outbox_pending(&open).await? == 0)
+            {
+                return Ok(false);
+            }
             let slice = (end - now).min(Duration::from_millis(self.inner.options.poll_ms.max(10)));
             let _ = tokio::time::timeout(slice, done.changed()).await;
         }
+    }
+
+    /// Why the site of `mark` cannot take work now, if it cannot: its key is refused, or
+    /// its circuit is open (with how long it stays open).
+    pub fn blocked(&self, mark: &OutboxMark) -> Option<Blocked> {
+        let site = self.inner.tenants.get(&mark.tenant)?.site(&mark.site)?;
+        if site.client.key_refused() {
+            return Some(Blocked::KeyRefused(site.name.clone()));
+        }
+        site.client
+            .circuit_retry_after()
+            .map(|d| Blocked::CircuitOpen(site.name.clone(), d))
     }
 
     /// Stops the workers after their current items.
@@ -773,6 +822,7 @@ impl Engine {
                 tracing::warn!(parent: &span, "the claim's lease ran out before the work was done; another worker takes the row over");
                 Ok(())
             }
+            Err(e) if e.refuses_key() => self.park_refused(item, &e, &span).await,
             Ok(c) => {
                 tracing::debug!(parent: &span, outcome = ?c, "converged");
                 store.complete_outbox(item).await.map(|_| ())
@@ -797,6 +847,54 @@ impl Engine {
         }
     }
 
+    /// Parks a row whose site's partner refused the API key (see [`Store::park_refused`]):
+    /// looked at again after the credential check interval, or as soon as a check passes.
+    /// A check that passed while this worker was finding the refusal is not missed: the key
+    /// state is read again after the row is parked (a check records the acceptance before it
+    /// resumes the parked rows), and the row is resumed here if the key is accepted by then.
+    async fn park_refused(
+        &self,
+        item: &OutboxItem,
+        e: &ConvergeError,
+        span: &tracing::Span,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let opts = &self.inner.options;
+        let client = self
+            .inner
+            .tenants
+            .get(&item.tenant)
+            .and_then(|t| t.site(&item.site))
+            .map(|s| s.client.clone());
+        let again_ms = if opts.credential_check_interval_s > 0 {
+            opts.credential_check_interval_s.saturating_mul(1000)
+        } else {
+            opts.retry_max_ms
+        };
+        tracing::warn!(parent: span, error = %e, "the partner refuses the site's API key; the row is parked until the key is accepted");
+        let now = now_ms();
+        if matches!(e, ConvergeError::Partner(_)) {
+            // Found first-hand: `status` (another process) learns it from the store.
+            store
+                .record_site_credentials(&item.tenant, &item.site, true, now)
+                .await?;
+        }
+        store
+            .park_refused(
+                item,
+                &e.to_string(),
+                now.saturating_add(i64::try_from(again_ms).unwrap_or(i64::MAX)),
+            )
+            .await?;
+        if client.is_some_and(|c| !c.key_refused()) {
+            store
+                .resume_parked(&item.tenant, &item.site, now_ms())
+                .await?;
+            self.kick();
+        }
+        Ok(())
+    }
+
     /// Brings one (site, user) in line with the store, its partner writes under `fence`.
     pub async fn converge(
         &self,
@@ -809,6 +907,12 @@ impl Engine {
         let Some(site) = tenant.site(&item.site) else {
             return Ok(Converged::NotServed);
         };
+        // A key the partner refused is not used again before it is accepted (a credential
+        // check passes, or the key changes: a new client). Without periodic checks, the row's
+        // own call finds out when it comes due.
+        if site.client.key_refused() && self.inner.options.credential_check_interval_s > 0 {
+            return Err(ConvergeError::KeyRefused(site.name.clone()));
+        }
         let result = converge_user(
             &self.inner.store,
             tenant,

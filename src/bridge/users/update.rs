@@ -348,6 +348,24 @@ async fn settle_in_time(
     user: &str,
     marks: &[crate::store::OutboxMark],
 ) -> BridgeResult<()> {
+    // Sites known unable to take the change now (key refused, circuit open): the change is
+    // stored and carried out there when they can take it; waiting for them would only hold
+    // the answer (the same 2xx as for a site that fails within the wait, see below).
+    let (open, blocked): (Vec<_>, Vec<_>) = marks
+        .iter()
+        .cloned()
+        .partition(|m| bridge.engine.blocked(m).is_none());
+    for mark in &blocked {
+        tracing::warn!(
+            user = %user,
+            site = %mark.site,
+            "the user change is stored; the site cannot take it now (API key refused or circuit open) and it is carried out when the site can"
+        );
+    }
+    if !blocked.is_empty() {
+        bridge.engine.kick();
+    }
+    let marks = &open[..];
     if !marks.is_empty() {
         // A deactivation is acknowledged once access is gone, when possible in time: worked
         // at once, there is nothing to coalesce with. A site that fails does not hold the

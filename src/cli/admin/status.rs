@@ -10,6 +10,12 @@
 //! tombstones: how many, and how old the oldest is), and per site the rows parked (no process
 //! that claimed them serves their site) and the claims whose lease ran out without an outcome.
 //!
+//! Per site it shows the partner's last answer about the site's API key (`site_credentials`,
+//! written by `serve` at start, every `bridge.credential_check_interval_s` and when a
+//! convergence meets a refusal): a refused key is a problem (exit 1) that names what clears
+//! it. A failed last reconcile older than a credential check that found the key accepted is a
+//! warning, not a problem: the key was the likely cause, and the next reconcile confirms.
+//!
 //! Healthy (exit 0) means: no outbox item whose last run failed, no overdue claim (a worker
 //! died or lost the store mid-work), no deletion pending longer than
 //! `bridge.outbox_stuck_after_s` (15 minutes when that is 0: a leaver who keeps access that
@@ -74,6 +80,22 @@ struct SiteStatus {
     outbox: OutboxStatus,
     failing_items: Vec<FailingItem>,
     last_reconcile: Option<LastReconcile>,
+    /// What the partner last said of the site's API key; absent before any check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credentials: Option<CredentialsStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct CredentialsStatus {
+    /// `ok` or `refused`.
+    state: String,
+    /// When a check (or a partner answer) last found it.
+    checked_at: String,
+    checked_age_ms: i64,
+    /// Since when it holds.
+    since: String,
+    #[serde(skip)]
+    since_ms: i64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -104,6 +126,8 @@ struct FailingItem {
 #[derive(Debug, Serialize)]
 struct LastReconcile {
     at: String,
+    #[serde(skip)]
+    at_ms: i64,
     age_ms: i64,
     /// `reconciler` (periodic, in `serve`) or `cli` (`scim-bridge reconcile`).
     by: String,
@@ -208,12 +232,23 @@ async fn build(
     let stats = store.outbox_by_site(only).await?;
     let failures = store.outbox_failures(only, limit.max(1)).await?;
     let deletions = store.pending_deletions(only).await?;
+    let credentials = store.site_credentials(only).await?;
     let mut places = Places::default();
     for (tenant, sites) in tenants {
         for site in sites {
             let (t, s) = places.place(tenant, site, true);
             places.out[t].sites[s].last_reconcile =
                 last_reconcile(store, tenant, site, now).await?;
+            places.out[t].sites[s].credentials = credentials
+                .iter()
+                .find(|c| &c.tenant == tenant && &c.site == site)
+                .map(|c| CredentialsStatus {
+                    state: c.state.clone(),
+                    checked_at: rfc3339(c.checked_ms),
+                    checked_age_ms: now - c.checked_ms,
+                    since: rfc3339(c.since_ms),
+                    since_ms: c.since_ms,
+                });
         }
     }
     for st in stats {
@@ -305,6 +340,7 @@ impl Places {
             outbox: OutboxStatus::default(),
             failing_items: Vec::new(),
             last_reconcile: None,
+            credentials: None,
         });
         let at = (t, self.out[t].sites.len() - 1);
         self.index.insert((tenant.to_owned(), site.to_owned()), at);
@@ -360,7 +396,29 @@ impl Findings {
                 plural(s.outbox.overdue_claims)
             ));
         }
-        if s.outbox.parked > 0 {
+        let refused = s.credentials.as_ref().filter(|c| c.state == "refused");
+        if let Some(c) = refused {
+            self.problems.push(format!(
+                "tenant {} site {}: the partner REFUSES the site's API key (since {}, last \
+                 found {} ago): fix the site's api_key / api_key_file and reload or restart \
+                 `scim-bridge serve` (`scim-bridge check-config --online` checks the key \
+                 now); its parked work then resumes by itself",
+                t.tenant,
+                s.site,
+                c.since,
+                human(c.checked_age_ms)
+            ));
+        }
+        if s.outbox.parked > 0 && refused.is_some() {
+            self.warnings.push(format!(
+                "tenant {} site {}: {} outbox item{} parked until the partner accepts the \
+                 site's API key",
+                t.tenant,
+                s.site,
+                s.outbox.parked,
+                plural(s.outbox.parked)
+            ));
+        } else if s.outbox.parked > 0 {
             let line = format!(
                 "tenant {} site {}: {} outbox item{} parked (waiting for a process that \
                  serves this site{})",
@@ -382,24 +440,52 @@ impl Findings {
         }
         if s.outbox.failing > 0 {
             self.problems.push(format!(
-                "tenant {} site {}: {} outbox item{} failing",
+                "tenant {} site {}: {} outbox item{} failing (retried with backoff; each \
+                 success clears its item; `scim-bridge retry --tenant {} --site {}` retries \
+                 them now)",
                 t.tenant,
                 s.site,
                 s.outbox.failing,
-                if s.outbox.failing == 1 { "" } else { "s" }
+                if s.outbox.failing == 1 { "" } else { "s" },
+                t.tenant,
+                s.site
             ));
         }
         if let Some(r) = s.last_reconcile.as_ref().filter(|r| !r.healthy()) {
-            self.problems.push(format!(
-                "tenant {} site {}: the last reconcile {}",
+            // A key found accepted after a failed reconcile: the refusal was the likely
+            // cause and is gone; the next reconcile says whether anything is left.
+            let key_fixed_since = s
+                .credentials
+                .as_ref()
+                .filter(|c| c.state == "ok" && c.since_ms > r.at_ms && r.result == "failed");
+            let line = format!(
+                "tenant {} site {}: the last reconcile {}{}",
                 t.tenant,
                 s.site,
                 if r.result == "drifted" {
                     "found drift it did not repair"
                 } else {
                     "failed"
+                },
+                match key_fixed_since {
+                    Some(c) => format!(
+                        ", before the partner accepted the site's API key again (since {}); \
+                         the next periodic reconcile confirms, or run `scim-bridge reconcile \
+                         --tenant {} --apply`",
+                        c.since, t.tenant
+                    ),
+                    None => format!(
+                        "; run `scim-bridge reconcile --tenant {} --apply` to repair and \
+                         clear it",
+                        t.tenant
+                    ),
                 }
-            ));
+            );
+            if key_fixed_since.is_some() {
+                self.warnings.push(line);
+            } else {
+                self.problems.push(line);
+            }
         }
     }
 }
@@ -453,6 +539,7 @@ fn reconcile_of(e: AuditEntry, now: i64) -> LastReconcile {
     };
     LastReconcile {
         at: rfc3339(e.at_ms),
+        at_ms: e.at_ms,
         age_ms: now - e.at_ms,
         by: e.credential,
         result,
@@ -553,6 +640,24 @@ fn render_site(out: &mut String, s: &SiteStatus) {
             "      ... {} more failing (see --limit)",
             o.failing - s.failing_items.len() as u64
         );
+    }
+    match &s.credentials {
+        None => {
+            let _ = writeln!(out, "    credentials: not checked yet");
+        }
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "    credentials: {} (since {}, last found {} ago)",
+                if c.state == "refused" {
+                    "REFUSED by the partner"
+                } else {
+                    "ok"
+                },
+                c.since,
+                human(c.checked_age_ms)
+            );
+        }
     }
     match &s.last_reconcile {
         None => {

@@ -148,6 +148,14 @@ impl Circuit {
         }
     }
 
+    /// How long calls are still rejected; `None` unless open.
+    pub fn open_for(&self, now: Instant) -> Option<Duration> {
+        self.with_state(|state| match *state {
+            State::Open { until } if now < until => Some(until - now),
+            _ => None,
+        })
+    }
+
     /// True while calls are being rejected (for health reporting).
     pub fn is_open(&self, now: Instant) -> bool {
         self.with_state(|state| matches!(*state, State::Open { until } if now < until))

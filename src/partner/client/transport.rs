@@ -235,6 +235,8 @@ impl PartnerClient {
             Err(_) => Outcome::Answered,
         };
         ticket.record(outcome, Instant::now());
+        self.observer
+            .circuit(&inner.site, inner.circuit.is_open(Instant::now()));
         crate::partner::record::record(crate::partner::record::CallRecord {
             site: inner.site.clone(),
             call: call.as_str(),
@@ -329,6 +331,20 @@ impl PartnerClient {
             Ok(_) => CallOutcome::Success,
             Err(e) => CallOutcome::Failed(e.kind),
         };
+        // What the answer tells of the key: refused, accepted (any other answer from past the
+        // partner's authentication), or nothing (no answer, 5xx, 429).
+        match status {
+            Some(s) if crate::partner::error::status_refuses_key(s, call) => {
+                self.note_key(KeyState::Refused)
+            }
+            Some(s)
+                if (200..300).contains(&s)
+                    || ((400..500).contains(&s) && !matches!(s, 408 | 425 | 429)) =>
+            {
+                self.note_key(KeyState::Accepted)
+            }
+            _ => {}
+        }
         self.observe(call, n, status, outcome, latency);
         tracing::debug!(
             attempt = n,

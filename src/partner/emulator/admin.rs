@@ -10,6 +10,7 @@
 //! | `GET /_emulator/sites/{site}` | users, groups, faults and switches of a site; of an RBAC site: `"kind": "rbac"`, users, roles, faults and switches |
 //! | `GET`/`PUT /_emulator/sites/{site}/faults` | a site's `Faults` (PUT replaces them, resetting the generator, bucket and script) |
 //! | `GET`/`PUT /_emulator/sites/{site}/switches` | a site's `Switches` |
+//! | `PUT /_emulator/sites/{site}/key` | the API key the site accepts from now on (`{"api_key": "..."}`; answered without it) |
 //!
 //! An unknown site is 404; a body that does not parse is 400; errors are `{"error": ...}`.
 
@@ -38,6 +39,28 @@ pub(crate) fn routes() -> Router<Emulator> {
             "/sites/{site}/switches",
             get(get_switches).put(put_switches),
         )
+        .route("/sites/{site}/key", axum::routing::put(put_key))
+}
+
+/// The body of `PUT /_emulator/sites/{site}/key`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    api_key: String,
+}
+
+async fn put_key(State(em): State<Emulator>, Path(site): Path<String>, body: Bytes) -> Response {
+    let key: NewKey = match parse(&body) {
+        Ok(k) => k,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message),
+    };
+    if key.api_key.is_empty() {
+        return error_response(StatusCode::BAD_REQUEST, "api_key must not be empty");
+    }
+    if !em.set_site_key(&site, &key.api_key) {
+        return unknown_site(&site);
+    }
+    json_response(StatusCode::OK, &json!({"site": site, "key": "changed"}))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Response {

@@ -218,7 +218,7 @@ fn digest(value: &str) -> [u8; 32] {
 struct Site {
     name: String,
     /// SHA-256 of the key, compared in constant time (so neither content nor length leaks).
-    key_digest: [u8; 32],
+    key_digest: Mutex<[u8; 32]>,
     /// A v1 site's users and groups; on an RBAC site, empty but for the switches.
     state: Mutex<SiteState>,
     /// An RBAC site's users and roles; `None` on a v1 site.
@@ -245,7 +245,7 @@ impl Site {
         };
         Site {
             name: spec.name.clone(),
-            key_digest: digest(spec.api_key.expose()),
+            key_digest: Mutex::new(digest(spec.api_key.expose())),
             state: Mutex::new(state),
             rbac,
             injector: Mutex::new(Injector::new(Faults::default())),
@@ -263,7 +263,7 @@ impl Site {
     }
 
     fn key_matches(&self, key: &str) -> bool {
-        bool::from(self.key_digest.ct_eq(&digest(key)))
+        bool::from(lock(&self.key_digest).ct_eq(&digest(key)))
     }
 
     fn counter(&self, call: CallKind, test_mode: bool) -> Option<&AtomicU64> {
@@ -438,6 +438,18 @@ impl Emulator {
         match self.site(site) {
             Some(site) => {
                 *lock(&site.injector) = Injector::new(faults);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Changes the API key the site accepts (an operator rotating the key in the vendor's
+    /// UI); `false` for an unknown site. The key is kept as its digest only.
+    pub fn set_site_key(&self, site: &str, api_key: &str) -> bool {
+        match self.site(site) {
+            Some(site) => {
+                *lock(&site.key_digest) = digest(api_key);
                 true
             }
             None => false,
