@@ -240,12 +240,9 @@ impl Bridge {
                     tenant.keep_links_in(&store);
                     for site in &mut tenant.sites {
                         metrics.site_info(&t.name, &site.name, site.client.api().as_str());
-                        site.client = site
-                            .client
-                            .clone()
-                            .with_observer(
-                                calls.observer(&t.name, metrics.partner_observer(&t.name)),
-                            );
+                        site.client = site.client.clone().with_observer(
+                            calls.observer(&t.name, metrics.partner_observer(&t.name)),
+                        );
                     }
                     tenant
                 }),

@@ -36,8 +36,8 @@ impl Bridge {
     }
 
     /// The operator's "retry now" (`scim-bridge retry`, the console): the failing and parked
-    /// outbox items `filter` matches, except those a worker holds, become due now, and this
-    /// process's workers are woken. Returns how many items it covers.
+    /// outbox items `filter` matches that wait for a later try (not those a worker holds)
+    /// become due now, and this process's workers are woken. Returns how many it moved.
     pub async fn retry_failing(&self, filter: &RetryFilter) -> Result<u64, StoreError> {
         let count = retry_failing_in(&self.store, filter).await?;
         if count > 0 {

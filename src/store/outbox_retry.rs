@@ -17,8 +17,8 @@ pub struct RetryFilter {
 }
 
 impl Store {
-    /// Makes the failing and parked rows that `filter` matches, and that no worker holds,
-    /// due at `now_ms` (rows already due stay as they are). Returns how many rows it covers.
+    /// Makes the failing and parked rows that `filter` matches, that no worker holds and that
+    /// are not due yet, due at `now_ms`. Returns how many rows it moved.
     pub async fn retry_outbox_now(
         &self,
         filter: &RetryFilter,
@@ -32,8 +32,8 @@ impl Store {
         retrying(move || async move {
             let done = with_pool!(self, pool => {
                 sqlx::query(
-                    "UPDATE outbox SET due_ms = CASE WHEN due_ms > $1 THEN $1 ELSE due_ms END \
-                     WHERE (attempts > 0 OR parked_ms IS NOT NULL) \
+                    "UPDATE outbox SET due_ms = $1 \
+                     WHERE (attempts > 0 OR parked_ms IS NOT NULL) AND due_ms > $1 \
                      AND (claimed_until_ms IS NULL OR claimed_until_ms < $1) \
                      AND (CAST($2 AS TEXT) IS NULL OR tenant = $2) \
                      AND (CAST($3 AS TEXT) IS NULL OR site = $3) \

@@ -421,9 +421,11 @@ async fn last_reconcile(
     site: &str,
     now: i64,
 ) -> Result<Option<LastReconcile>, StoreError> {
-    Ok(crate::bridge::operator::last_reconcile_in(store, tenant, site)
-        .await?
-        .map(|e| reconcile_of(e, now)))
+    Ok(
+        crate::bridge::operator::last_reconcile_in(store, tenant, site)
+            .await?
+            .map(|e| reconcile_of(e, now)),
+    )
 }
 
 fn reconcile_of(e: AuditEntry, now: i64) -> LastReconcile {

@@ -129,14 +129,36 @@ mod tests {
         h.record("t", "other", t0, true);
         let hour = h.last_hour("t", "s", t0 + 5 * MINUTE_MS);
         assert_eq!(hour.len(), BUCKETS);
-        assert_eq!(hour[BUCKETS - 1], MinuteCalls { calls: 1, errors: 0 });
-        assert_eq!(hour[BUCKETS - 6], MinuteCalls { calls: 2, errors: 1 });
+        assert_eq!(
+            hour[BUCKETS - 1],
+            MinuteCalls {
+                calls: 1,
+                errors: 0
+            }
+        );
+        assert_eq!(
+            hour[BUCKETS - 6],
+            MinuteCalls {
+                calls: 2,
+                errors: 1
+            }
+        );
         assert_eq!(hour.iter().map(|m| m.calls).sum::<u32>(), 3);
         // An hour later the first minute's slot is taken by a new minute: counted afresh.
         h.record("t", "s", t0 + 60 * MINUTE_MS, false);
         let later = h.last_hour("t", "s", t0 + 60 * MINUTE_MS);
-        assert_eq!(later[BUCKETS - 1], MinuteCalls { calls: 1, errors: 0 });
-        assert_eq!(later.iter().map(|m| m.calls).sum::<u32>(), 2, "t0's minute is gone");
+        assert_eq!(
+            later[BUCKETS - 1],
+            MinuteCalls {
+                calls: 1,
+                errors: 0
+            }
+        );
+        assert_eq!(
+            later.iter().map(|m| m.calls).sum::<u32>(),
+            2,
+            "t0's minute is gone"
+        );
         assert!(h.last_hour("t", "none", t0).iter().all(|m| m.calls == 0));
     }
 }
