@@ -10,6 +10,7 @@ use crate::partner::patience::impatient;
 use crate::partner::record::recording;
 use crate::store::{audit_entry_json, StoreError};
 
+pub use crate::partner::client::MinuteCalls;
 pub use crate::partner::record::CallRecorder;
 pub use crate::store::{
     AuditEntry, AuditQuery, OutboxFailure, OutboxHealth, OutboxSiteStats, RetryFilter,

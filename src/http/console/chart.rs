@@ -4,7 +4,7 @@
 
 use maud::{html, Markup};
 
-use crate::partner::client::MinuteCalls;
+use crate::bridge::operator::MinuteCalls;
 
 const BAR_W: u32 = 4;
 const HEIGHT: u32 = 40;

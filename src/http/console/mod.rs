@@ -148,36 +148,45 @@ fn cookie_value(headers: &HeaderMap) -> Option<&str> {
 
 /// The request's session, or the answer to give without one: a page asks to sign in (303 to
 /// the sign-in page), an action is refused (401).
-fn signed_in(s: &ConsoleState, method: &Method, headers: &HeaderMap) -> Result<Session, Response> {
+fn signed_in(
+    s: &ConsoleState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Session, Box<Response>> {
     if let Some(session) = cookie_value(headers).and_then(|id| s.sessions.touch(id, Instant::now()))
     {
         return Ok(session);
     }
-    Err(if method == Method::GET || method == Method::HEAD {
-        see_other("/console/sign-in")
-    } else {
-        pages::message(
-            StatusCode::UNAUTHORIZED,
-            "Signed out",
-            "Your session has ended; sign in again.",
-            None,
-        )
-    })
+    Err(Box::new(
+        if method == Method::GET || method == Method::HEAD {
+            see_other("/console/sign-in")
+        } else {
+            pages::message(
+                StatusCode::UNAUTHORIZED,
+                "Signed out",
+                "Your session has ended; sign in again.",
+                None,
+            )
+        },
+    ))
 }
 
 /// A form body's fields (the last of a repeated name wins). `Err` when it is not a form.
-fn form_fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, Response> {
+fn form_fields(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<HashMap<String, String>, Box<Response>> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !is_form || body.len() > MAX_FORM_BYTES {
-        return Err(pages::message(
+        return Err(Box::new(pages::message(
             StatusCode::BAD_REQUEST,
             "Bad request",
             "Expected a form.",
             None,
-        ));
+        )));
     }
     Ok(url::form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -190,17 +199,17 @@ fn action(
     s: &ConsoleState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(Session, HashMap<String, String>), Response> {
+) -> Result<(Session, HashMap<String, String>), Box<Response>> {
     let session = signed_in(s, &Method::POST, headers)?;
     let fields = form_fields(headers, body)?;
     if !session.csrf_matches(fields.get("csrf").map(String::as_str)) {
-        return Err(pages::message(
+        return Err(Box::new(pages::message(
             StatusCode::FORBIDDEN,
             "Refused",
             "The form is missing its security token or it is stale; reload the page and try \
              again.",
             Some(&session),
-        ));
+        )));
     }
     Ok((session, fields))
 }
@@ -220,7 +229,7 @@ async fn sign_in(State(s): State<ConsoleState>, request: Request) -> Response {
     };
     let fields = match form_fields(&parts.headers, &body) {
         Ok(f) => f,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let token = fields.get("token").map(|t| t.trim()).unwrap_or_default();
     let standing = s.guard.auth_failures.standing(client, ADMIN_SCOPE);
@@ -270,7 +279,7 @@ async fn sign_in(State(s): State<ConsoleState>, request: Request) -> Response {
 /// `POST /console/sign-out`: ends the session and clears the cookie.
 async fn sign_out(State(s): State<ConsoleState>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(res) = action(&s, &headers, &body) {
-        return res;
+        return *res;
     }
     if let Some(id) = cookie_value(&headers) {
         s.sessions.close(id);

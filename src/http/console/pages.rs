@@ -171,7 +171,7 @@ pub(super) async fn overview(
 ) -> Response {
     let session = match signed_in(&s, &method, &headers) {
         Ok(x) => x,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let now = crate::bridge::now_ms();
     let stats = match s.bridge.outbox_by_site(None).await {
@@ -199,7 +199,7 @@ pub(super) async fn overview(
         }
     }
     let body = html! {
-        p class={"notice " @if health.stuck { "bad" } @else { "ok" }} {
+        p class={"notice " @if health.stuck { "bad" } @else if health.failing > 0 { "warn" } @else { "ok" }} {
             @if health.stuck { "Degraded: " (health.describe()) }
             @else if health.failing > 0 { (health.failing) " outbox item(s) failing; retried automatically." }
             @else { "Ready: nothing is failing." }
@@ -260,7 +260,7 @@ pub(super) async fn failing(
 ) -> Response {
     let session = match signed_in(&s, &method, &headers) {
         Ok(x) => x,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let q = query_map(query);
     let tenant = q.get("tenant").cloned();
@@ -335,7 +335,7 @@ pub(super) async fn retry(
 ) -> Response {
     let (session, f) = match action(&s, &headers, &body) {
         Ok(x) => x,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let tenant = f.get("tenant").map(|t| t.trim()).filter(|t| !t.is_empty());
     let Some(t) = tenant.and_then(|t| s.bridge.tenant(t)) else {
@@ -397,7 +397,7 @@ pub(super) async fn reconcile_form(
 ) -> Response {
     let session = match signed_in(&s, &method, &headers) {
         Ok(x) => x,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let body = html! {
         p { "A dry run reads every site of the tenant and compares it with the store; it changes nothing. Its drift can then be repaired." }
@@ -413,16 +413,16 @@ fn chosen_tenant(
     s: &ConsoleState,
     session: &Session,
     f: &HashMap<String, String>,
-) -> Result<std::sync::Arc<Tenant>, Response> {
+) -> Result<std::sync::Arc<Tenant>, Box<Response>> {
     f.get("tenant")
         .and_then(|t| s.bridge.tenant(t.trim()))
         .ok_or_else(|| {
-            message(
+            Box::new(message(
                 StatusCode::BAD_REQUEST,
                 "Bad request",
                 "No such tenant.",
                 Some(session),
-            )
+            ))
         })
 }
 
@@ -471,11 +471,11 @@ pub(super) async fn reconcile_dry_run(
 ) -> Response {
     let (session, f) = match action(&s, &headers, &body) {
         Ok(x) => x,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let tenant = match chosen_tenant(&s, &session, &f) {
         Ok(t) => t,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let reports = match reconcile::run(&s.bridge, &tenant, false, CONSOLE_CREDENTIAL).await {
         Ok(r) => r,
@@ -514,11 +514,11 @@ pub(super) async fn reconcile_confirm(
 ) -> Response {
     let (session, f) = match action(&s, &headers, &body) {
         Ok(x) => x,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let tenant = match chosen_tenant(&s, &session, &f) {
         Ok(t) => t,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let body = html! {
         p class="notice" {
@@ -554,11 +554,11 @@ pub(super) async fn reconcile_apply(
 ) -> Response {
     let (session, f) = match action(&s, &headers, &body) {
         Ok(x) => x,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let tenant = match chosen_tenant(&s, &session, &f) {
         Ok(t) => t,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     if f.get("confirm").map(String::as_str) != Some("yes") {
         return message(
@@ -605,7 +605,7 @@ pub(super) async fn audit(
 ) -> Response {
     let session = match signed_in(&s, &method, &headers) {
         Ok(x) => x,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let q = query_map(query);
     let now = crate::bridge::now_ms();
