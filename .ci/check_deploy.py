@@ -2,15 +2,19 @@
 """Checks deploy/ without Docker or a cluster: every YAML file parses, the compose file has the
 services, profiles, secrets and wiring deploy/README.md describes, the Kubernetes manifests
 are complete and consistent with each other (and, with kubernetes-validate installed, valid
-against the Kubernetes schemas), and the Dockerfile, Caddyfile, nginx and systemd files keep
-the settings the bridge needs. Which SCIM_BRIDGE_* variables the binary knows is checked by
+against the Kubernetes schemas), the monitoring profile's Prometheus and Grafana files are
+wired to each other and to the bridges (and, with promtool installed, the dashboard's PromQL
+parses), and the Dockerfile, Caddyfile, nginx and systemd files keep the settings the bridge
+needs. Which SCIM_BRIDGE_* variables the binary knows is checked by
 the Rust test tests/it/deploy.rs. Usage: check_deploy.py [REPO_ROOT]"""
 
+import json
 import pathlib
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -46,7 +50,9 @@ compose_path = DEPLOY / "compose.yaml"
 compose = (docs.get(compose_path) or [{}])[0]
 services = compose.get("services") or {}
 bridges = {"bridge": ["sqlite"], "bridge-1": ["postgres"], "bridge-2": ["postgres"]}
-expected = dict(bridges, caddy=None, postgres=["postgres"])
+expected = dict(
+    bridges, caddy=None, postgres=["postgres"], prometheus=["monitoring"], grafana=["monitoring"]
+)
 check(
     set(services) == set(expected),
     f"compose.yaml: services {sorted(services)}, expected {sorted(expected)}",
@@ -124,7 +130,7 @@ check(
 )
 check(
     not any("ports" in (services.get(n) or {}) for n in list(bridges) + ["postgres"]),
-    "compose.yaml: only caddy publishes ports",
+    "compose.yaml: only caddy publishes ports (and the monitoring profile, on loopback)",
 )
 # Interpolated variables: defaulted, or given in compose.env.example.
 env_example = {
@@ -140,6 +146,162 @@ for var, op in sorted(interpolated):
     )
 check("COMPOSE_PROFILES" in env_example, "compose.env.example: no COMPOSE_PROFILES")
 check((DEPLOY / "scim-bridge.env.example").is_file(), "deploy/scim-bridge.env.example missing")
+
+# -- monitoring (profile "monitoring") -------------------------------------------------------------
+MON = DEPLOY / "monitoring"
+prom_svc, grafana_svc = services.get("prometheus") or {}, services.get("grafana") or {}
+for name, svc in (("prometheus", prom_svc), ("grafana", grafana_svc)):
+    check(
+        "backend" in (svc.get("networks") or []),
+        f"compose.yaml: {name} is not on the backend network",
+    )
+    for port in svc.get("ports") or []:
+        check(
+            str(port).startswith("127.0.0.1:"),
+            f"compose.yaml: {name} publishes {port} beyond the host's loopback",
+        )
+check(
+    "./monitoring/prometheus:/etc/prometheus:ro" in (prom_svc.get("volumes") or []),
+    "compose.yaml: prometheus does not mount ./monitoring/prometheus at /etc/prometheus",
+)
+check(
+    "--config.file=/etc/prometheus/prometheus.yml" in (prom_svc.get("command") or []),
+    "compose.yaml: prometheus does not read /etc/prometheus/prometheus.yml",
+)
+prom_config = (docs.get(MON / "prometheus" / "prometheus.yml") or [{}])[0]
+for rule_file in prom_config.get("rule_files") or []:
+    check(
+        (MON / "prometheus" / rule_file).is_file(),
+        f"monitoring/prometheus/prometheus.yml: rule file {rule_file} is not beside it",
+    )
+check(
+    "scim-bridge-rules.yml" in (prom_config.get("rule_files") or []),
+    "monitoring/prometheus/prometheus.yml: does not load scim-bridge-rules.yml",
+)
+bridge_job = next(
+    (j for j in prom_config.get("scrape_configs") or [] if j.get("job_name") == "scim-bridge"), {}
+)
+sd = (bridge_job.get("dns_sd_configs") or [{}])[0]
+metrics_port = int(
+    str((services.get("bridge") or {}).get("environment", {}).get("SCIM_BRIDGE_METRICS_LISTEN", ":0"))
+    .rsplit(":", 1)[1]
+)
+check(
+    sd.get("names") == ["scim-bridge"] and sd.get("port") == metrics_port,
+    "monitoring/prometheus/prometheus.yml: job scim-bridge does not discover the alias "
+    f"scim-bridge on the bridges' metrics port {metrics_port}",
+)
+rules = (docs.get(MON / "prometheus" / "scim-bridge-rules.yml") or [{}])[0]
+deploy_readme = (DEPLOY / "README.md").read_text()
+anchors = {
+    re.sub(r"[^a-z0-9 _-]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+    for line in deploy_readme.splitlines()
+    if line.startswith("#")
+}
+alert_names = []
+for group in rules.get("groups") or []:
+    for rule in group.get("rules") or []:
+        if "alert" not in rule:
+            continue
+        name = rule["alert"]
+        alert_names.append(name)
+        labels, notes = rule.get("labels") or {}, rule.get("annotations") or {}
+        check(
+            labels.get("severity") in ("critical", "warning"),
+            f"scim-bridge-rules.yml: {name}: severity is not critical or warning",
+        )
+        check(notes.get("summary"), f"scim-bridge-rules.yml: {name}: no summary")
+        url = notes.get("runbook_url", "")
+        check(
+            url == f"deploy/README.md#{name.lower()}" and name.lower() in anchors,
+            f"scim-bridge-rules.yml: {name}: runbook_url {url!r} is not a heading of deploy/README.md",
+        )
+check(len(alert_names) >= 8, f"scim-bridge-rules.yml: only {len(alert_names)} alerts")
+rule_tests = (docs.get(MON / "prometheus" / "scim-bridge-rules.test.yml") or [{}])[0]
+tested = {
+    t.get("alertname")
+    for group in rule_tests.get("tests") or []
+    for t in group.get("alert_rule_test") or []
+    if t.get("exp_alerts")
+}
+for name in alert_names:
+    check(name in tested, f"scim-bridge-rules.test.yml: no test fires {name}")
+datasources = (docs.get(MON / "grafana" / "provisioning" / "datasources" / "prometheus.yaml") or [{}])[0]
+ds = (datasources.get("datasources") or [{}])[0]
+check(
+    ds.get("type") == "prometheus" and ds.get("url") == "http://prometheus:9090",
+    "grafana datasource: not the compose service prometheus on 9090",
+)
+providers = (docs.get(MON / "grafana" / "provisioning" / "dashboards" / "scim-bridge.yaml") or [{}])[0]
+provider_path = ((providers.get("providers") or [{}])[0].get("options") or {}).get("path")
+grafana_volumes = grafana_svc.get("volumes") or []
+check(
+    "./monitoring/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana_volumes,
+    "compose.yaml: grafana does not mount ./monitoring/grafana/provisioning",
+)
+check(
+    f"./monitoring/grafana/scim-bridge.json:{provider_path}/scim-bridge.json:ro" in grafana_volumes,
+    f"compose.yaml: grafana does not mount the dashboard where its provider reads ({provider_path})",
+)
+grafana_env = grafana_svc.get("environment") or {}
+check(
+    re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:-[^}]*\}", str(grafana_env.get("GF_SECURITY_ADMIN_PASSWORD"))),
+    "compose.yaml: grafana's admin password does not come from ${GRAFANA_ADMIN_PASSWORD}",
+)
+dashboard_exprs = []
+try:
+    dashboard = json.loads((MON / "grafana" / "scim-bridge.json").read_text())
+    check(dashboard.get("uid"), "grafana/scim-bridge.json: no uid")
+    variables = {v.get("name"): v for v in (dashboard.get("templating") or {}).get("list") or []}
+    for var in ("datasource", "tenant", "site"):
+        check(var in variables, f"grafana/scim-bridge.json: no template variable {var}")
+    check(
+        (variables.get("datasource") or {}).get("query") == "prometheus",
+        "grafana/scim-bridge.json: the datasource variable is not of type prometheus",
+    )
+    for panel in dashboard.get("panels") or []:
+        if panel.get("type") == "row":
+            continue
+        check(
+            (panel.get("datasource") or {}).get("uid") == "${datasource}",
+            f"grafana/scim-bridge.json: panel {panel.get('title')!r} does not use ${{datasource}}",
+        )
+        check(panel.get("targets"), f"grafana/scim-bridge.json: panel {panel.get('title')!r} has no query")
+        dashboard_exprs += [t.get("expr", "") for t in panel.get("targets") or []]
+except ValueError as e:
+    failures.append(f"monitoring/grafana/scim-bridge.json: does not parse: {e}")
+promtool = shutil.which("promtool")
+if promtool and dashboard_exprs:
+    # promtool parses PromQL only in rule files: one recording rule per panel query, with the
+    # dashboard's variables replaced by what Grafana sends for "All".
+    def concrete(expr):
+        expr = expr.replace("$__rate_interval", "2m").replace("$__interval", "1m")
+        return re.sub(r"\$(job|tenant|site)\b", ".*", expr)
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "dashboard",
+                        "rules": [
+                            {"record": f"dashboard:query_{i}", "expr": concrete(e)}
+                            for i, e in enumerate(dashboard_exprs)
+                        ],
+                    }
+                ]
+            },
+            f,
+        )
+    run = subprocess.run([promtool, "check", "rules", f.name], capture_output=True, text=True)
+    pathlib.Path(f.name).unlink()
+    check(run.returncode == 0, f"grafana/scim-bridge.json: a query does not parse:\n{run.stdout}{run.stderr}")
+    print(
+        f"grafana dashboard: {len(dashboard_exprs)} queries "
+        + ("parse (promtool)" if run.returncode == 0 else "FAIL to parse (promtool)")
+    )
+else:
+    print("grafana dashboard: promtool is not installed; its PromQL is not parsed")
 
 # -- Kubernetes --------------------------------------------------------------------------------
 K8S = DEPLOY / "k8s"

@@ -10,6 +10,8 @@ mod admin;
 mod audit;
 /// `check-config`: load, validate and print the configuration.
 mod check_config;
+/// `explain` and `explain-group`: why a person has or lacks access.
+mod explain;
 /// `migrate`: apply the store's migrations.
 mod migrate;
 /// `reconcile`: compare every partner site with the store, and repair with `--apply`.
@@ -110,6 +112,16 @@ pub enum Command {
     /// Print the audit log (newest first): every write with its credential, client address,
     /// request id, outcome and partner calls.
     Audit(AuditArgs),
+    /// Why a user has or lacks access: the SCIM user (by SCIM id, userName or email; deleted
+    /// users too), its groups, what each site should hold and the rule that decides it, the
+    /// outbox row carrying it there (queued, failing with its error, parked) and its recent
+    /// audit entries and convergences. --live reads each site now and names the differences.
+    /// Writes nothing. Exits 0 when found, 1 when not, 2 on bad input.
+    Explain(ExplainArgs),
+    /// Explain a group (by SCIM id or displayName): its members, and at each site the partner
+    /// group or role it maps to, whether it is managed there, and whether its role was adopted
+    /// or created by the bridge; --live reads each site now. Exit codes as explain.
+    ExplainGroup(ExplainArgs),
     /// Per tenant and site: the outbox (depth, failing items with their last error, parked
     /// rows, overdue claims), pending deletions and the last reconcile, from the store. Exits 0
     /// when healthy, 1 when an outbox item is failing, a claim is overdue, a deletion has been
@@ -134,6 +146,22 @@ pub enum Command {
     /// Ask a running bridge's /readyz (for a container HEALTHCHECK): print one line, exit 0
     /// when it answers 200, 1 otherwise.
     Healthcheck(health::HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// explain: a SCIM id, a userName or an email; explain-group: a SCIM id or a displayName.
+    #[arg(value_name = "WHO")]
+    pub who: String,
+    /// The tenant (needed when several are configured).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Read each site now (one read per site) and name what differs from what it should hold.
+    #[arg(long)]
+    pub live: bool,
+    /// Print JSON (the body of GET /admin/explain) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -247,6 +275,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Reconcile(args) => reconcile::reconcile(cli.config, cli.log_format, args).await,
         Command::Token(command) => token::token(command),
         Command::Audit(args) => audit::audit(cli.config, cli.log_format, args).await,
+        Command::Explain(args) => explain::explain(cli.config, cli.log_format, args, false).await,
+        Command::ExplainGroup(args) => {
+            explain::explain(cli.config, cli.log_format, args, true).await
+        }
         Command::Bench(args) => {
             // Warnings only: the audit log alone would print a line per request.
             let mut log = crate::config::LogConfig {

@@ -15,6 +15,7 @@
 //!   log, recording an IdP's partner calls.
 
 pub mod engine;
+pub mod explain;
 pub mod groups;
 pub mod mapping;
 pub mod operator;

@@ -1,5 +1,7 @@
 //! Admin endpoints, behind their own bearer token (`[admin]`), off when none is configured:
-//! `GET /admin/audit?tenant=&since=&resource=&limit=` reads the audit log.
+//! `GET /admin/audit?tenant=&since=&resource=&limit=` reads the audit log;
+//! `GET /admin/explain?tenant=&user=` (or `&group=`, `&live=true`) explains why a person has or
+//! lacks access (`crate::bridge::explain`, the body of `scim-bridge explain --json`).
 
 use std::sync::Arc;
 
@@ -36,6 +38,7 @@ pub fn routes(state: AdminState) -> Router {
     let auth = Arc::new(Authenticator::with_tokens("admin", state.tokens.to_vec()));
     Router::new()
         .route("/audit", get(audit))
+        .route("/explain", get(explain))
         .layer(axum::middleware::from_fn(super::extract::refuse_nul_in_url))
         .layer(axum::middleware::from_fn_with_state(
             (auth, state.guard.clone()),
@@ -120,4 +123,68 @@ async fn audit(
         "entries": entries,
     });
     Ok(ScimJson(StatusCode::OK, body).into_response())
+}
+
+/// `GET /admin/explain`: `user` (a SCIM id, userName or email) or `group` (a SCIM id or
+/// displayName) of `tenant` (optional when one tenant is configured); `live=true` reads the
+/// partner now. 404 when there is no such user or group.
+async fn explain(
+    State(s): State<AdminState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    use crate::bridge::explain::{self, ExplainError};
+    use crate::scim::ScimError;
+    let (mut tenant, mut user, mut group, mut live) = (None, None, None, false);
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let v = v.trim().to_owned();
+        match k.as_ref() {
+            "tenant" if !v.is_empty() => tenant = Some(v),
+            "user" if !v.is_empty() => user = Some(v),
+            "group" if !v.is_empty() => group = Some(v),
+            "live" => {
+                live = match v.to_ascii_lowercase().as_str() {
+                    "" | "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(ScimError::bad_request("live: true or false").into()),
+                }
+            }
+            _ => {}
+        }
+    }
+    let tenant = match tenant {
+        Some(name) => s
+            .bridge
+            .tenant(&name)
+            .ok_or_else(|| ScimError::new(404, None, format!("No tenant named '{name}'.")))?,
+        None => {
+            let mut all = s.bridge.tenants.values();
+            match (all.next(), all.next()) {
+                (Some(only), None) => only.clone(),
+                _ => {
+                    return Err(ScimError::bad_request(
+                        "tenant: name the tenant (several are configured)",
+                    )
+                    .into())
+                }
+            }
+        }
+    };
+    let store = &s.bridge.store;
+    let body = match (user, group) {
+        (Some(u), None) => explain::user(store, &tenant, &u, live)
+            .await
+            .map(|e| serde_json::to_value(e).unwrap_or_default()),
+        (None, Some(g)) => explain::group(store, &tenant, &g, live)
+            .await
+            .map(|e| serde_json::to_value(e).unwrap_or_default()),
+        _ => return Err(ScimError::bad_request("give exactly one of user= and group=").into()),
+    };
+    match body {
+        Ok(b) => Ok(ScimJson(StatusCode::OK, b).into_response()),
+        Err(ExplainError::NotFound(what)) => Err(ScimError::new(404, None, what).into()),
+        Err(ExplainError::Store(e)) => {
+            tracing::warn!(error = %e, "cannot read the store to explain");
+            Err(ScimError::new(503, None, "The store cannot be read now; retry.").into())
+        }
+    }
 }

@@ -33,6 +33,7 @@ macro_rules! with_pool {
 
 mod audit;
 mod error;
+mod explain;
 mod groups;
 mod links;
 mod liveness;
@@ -45,6 +46,7 @@ mod users;
 
 use error::Fail;
 pub use error::StoreError;
+pub use explain::{OutboxRow, Tombstone};
 pub use links::PartnerLink;
 pub use liveness::WorkerLock;
 pub use locks::{group_name_key, group_names_key, user_email_key, user_name_key};

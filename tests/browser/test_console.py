@@ -1,7 +1,7 @@
 """The web console in a real browser (headless Chromium through Selenium 4), against the
 sandbox: sign in with the admin token, make a membership write fail at the emulated partner so
 a failing item appears (and "retry now" it), run a reconcile dry run and repair after the
-confirmation, look at the audit log, sign out. A screenshot of each page goes to
+confirmation, explain the user, look at the audit log, sign out. A screenshot of each page goes to
 target/console-screenshots/. Run by .ci/run after the tests:
 
     python tests/browser/test_console.py [path/to/scim-bridge]
@@ -225,12 +225,17 @@ def test_console(binary):
         wait_for("the outbox to drain", failing_cleared(driver, sandbox))
         shot(driver, "09-failing-cleared")
 
+        # Why Ada has access now: the user page (explain).
+        driver.get(sandbox.root + "/console/user?tenant=sandbox&q=ada@example.com")
+        assert user["id"] in driver.page_source and "Analysts" in driver.page_source
+        shot(driver, "10-user")
+
         driver.get(sandbox.root + "/console/audit?resource=Site")
         assert "RECONCILE" in driver.page_source
         driver.get(sandbox.root + "/console/audit")
         assert "POST" in driver.page_source and "sandbox" in driver.page_source
         assert ADMIN_TOKEN not in driver.page_source and SCIM_TOKEN not in driver.page_source
-        shot(driver, "10-audit")
+        shot(driver, "11-audit")
 
         submit(driver, "Sign out")
         assert driver.current_url.endswith("/console/sign-in")

@@ -641,6 +641,78 @@ async fn add_user_adds_one_user_to_every_site_of_a_tenant() {
     assert!(emu.user("beta", "other@example.com").is_none());
 }
 
+/// `explain` and `explain-group` as an operator runs them: text naming the user's groups, the
+/// site's desired state and (with --live) the differences; JSON; exit 1 for no such user, 2 for
+/// an unknown tenant. The store and the emulator are the running bridge's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_a_users_groups_sites_and_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}/store.db", dir.path().display());
+    let h = Harness::start(Options {
+        store_url: Some(store_url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let setup = Setup::with_store(dir, store_url, h.partner_base(), &["acme"]);
+    let id = create_user(&h, "jo@example.com", "Jo", "March").await;
+    create_group(&h, "Readers", &[&id]).await;
+    h.settle(Duration::from_secs(10)).await;
+
+    let run = setup.run(&["explain", "JO@example.com"]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(
+        run.stdout.contains(&format!(
+            "user jo@example.com ({id}) in tenant acme: active"
+        )),
+        "{run}"
+    );
+    assert!(run.stdout.contains("groups        Readers"), "{run}");
+    assert!(
+        run.stdout.contains("should be     present: active"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("outbox        in line"), "{run}");
+    assert!(run.stdout.contains("--live reads each site now"), "{run}");
+
+    // Readers taken away at the site: --live says so.
+    if !crate::support::under_roles() {
+        let mut p = h.partner_user("acme", "jo@example.com").unwrap();
+        p.groups.retain(|g| g != "Readers");
+        assert!(h.emulator.insert_user("acme", p));
+        let run = setup.run(&["explain", &id, "--live"]).await;
+        assert_eq!(run.code, Some(0), "{run}");
+        assert!(
+            run.stdout
+                .contains("DIFFERS       missing at the site: Readers"),
+            "{run}"
+        );
+    }
+
+    let run = setup.run(&["explain-group", "readers", "--json"]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    let body: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(body["display_name"], "Readers");
+    assert_eq!(body["members"][0]["id"], id.as_str());
+    assert_eq!(body["sites"][0]["maps_to"], "Readers");
+
+    let run = setup.run(&["explain", "nobody@example.com"]).await;
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("no user 'nobody@example.com'"), "{run}");
+    let run = setup
+        .run(&["explain", "jo@example.com", "--tenant", "nope"])
+        .await;
+    assert_eq!(run.code, Some(2), "{run}");
+    // Never a secret: the site's API key and the bearer token stay out of the output.
+    let run = setup
+        .run(&["explain", "jo@example.com", "--live", "--json"])
+        .await;
+    assert!(
+        !run.stdout.contains("key-acme") && !run.stderr.contains("key-acme"),
+        "{run}"
+    );
+    assert!(!run.stdout.contains("a-token-long-enough"), "{run}");
+}
+
 /// `status` on a bridge whose outbox has an item that keeps failing, before and after a
 /// report-only reconcile; then healthy once the site is in sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,11 +116,12 @@ impl Browser {
     }
 }
 
-const PAGES: [&str; 4] = [
+const PAGES: [&str; 5] = [
     "/console",
     "/console/failing",
     "/console/reconcile",
     "/console/audit",
+    "/console/user",
 ];
 const ACTIONS: [&str; 5] = [
     "/console/failing/retry",
@@ -803,4 +804,25 @@ async fn retry_command_makes_failing_items_due_and_says_how_many() {
         "{failing:?}"
     );
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_user_page_explains_a_user_and_says_when_there_is_none() {
+    let h = Harness::start(options()).await;
+    let id = create_user(&h, "eve@example.com", "Eve", "Example").await;
+    create_group(&h, "Auditors", &[&id]).await;
+    let b = Browser::sign_in(&h).await;
+    let (status, page) = b.get("/console/user").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"name="q""#), "{page}");
+    let (status, page) = b.get("/console/user?tenant=acme&q=EVE@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(&id) && page.contains("Auditors"), "{page}");
+    let (status, page) = b
+        .get("/console/user?tenant=acme&q=nobody@example.com")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("no user"), "{page}");
+    let (status, _) = b.get("/console/user?tenant=nope&q=eve@example.com").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

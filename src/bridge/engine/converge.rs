@@ -380,7 +380,7 @@ async fn put_under_name(
 }
 
 /// The lowercased partner names of the tenant's managed groups.
-async fn managed_names(
+pub(crate) async fn managed_names(
     store: &Store,
     tenant: &Tenant,
     site: &Site,

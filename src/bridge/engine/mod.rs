@@ -44,7 +44,7 @@ use tracing::Instrument;
 use super::{now_ms, BridgeOptions, Tenant};
 use crate::partner::error::PartnerError;
 use crate::partner::record::{calls_detail, recording, CallRecorder};
-mod converge;
+pub(crate) mod converge;
 mod fence;
 
 pub use converge::converge_user;

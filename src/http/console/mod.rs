@@ -84,7 +84,7 @@ pub fn routes(
         .route("/reconcile/confirm", post(pages::reconcile_confirm))
         .route("/reconcile/apply", post(pages::reconcile_apply))
         .route("/audit", get(pages::audit))
-        // The user page (explain) comes here: `/user?tenant=&q=`.
+        .route("/user", get(pages::user))
         .route("/static/console.css", get(stylesheet))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(super::extract::refuse_nul_in_url))

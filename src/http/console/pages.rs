@@ -32,7 +32,7 @@ fn layout(title: &str, here: &str, session: Option<&Session>, body: Markup) -> M
         ("/console/failing", "Failing items"),
         ("/console/reconcile", "Reconcile"),
         ("/console/audit", "Audit log"),
-        // The user page (explain) joins here: ("/console/user", "User").
+        ("/console/user", "User"),
     ];
     html! {
         (DOCTYPE)
@@ -710,5 +710,73 @@ pub(super) async fn audit(
     respond(
         StatusCode::OK,
         layout("Audit log", "/console/audit", Some(&session), body),
+    )
+}
+
+/// `GET /console/user?tenant=&q=&live=`: why a person has or lacks access
+/// (`crate::bridge::explain`, as `GET /admin/explain` and `scim-bridge explain`).
+pub(super) async fn user(
+    State(s): State<ConsoleState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    use crate::bridge::explain::{self, ExplainError};
+    let session = match signed_in(&s, &method, &headers) {
+        Ok(x) => x,
+        Err(res) => return *res,
+    };
+    let q = query_map(query);
+    let live = q.get("live").is_some_and(|v| v == "true");
+    let form = html! {
+        form class="filters" method="get" action="/console/user" {
+            label { "Tenant" select name="tenant" {
+                @for t in tenants_sorted(&s) { option value=(t.name()) selected[q.get("tenant").map(String::as_str) == Some(t.name())] { (t.name()) } }
+            } }
+            label { "User (SCIM id, userName or email)" input name="q" value=(q.get("q").cloned().unwrap_or_default()) required; }
+            label { "Read the partner now" input type="checkbox" name="live" value="true" checked[live]; }
+            button type="submit" { "Explain" }
+        }
+    };
+    let Some(query) = q.get("q") else {
+        return respond(
+            StatusCode::OK,
+            layout("User", "/console/user", Some(&session), form),
+        );
+    };
+    let tenant = match q.get("tenant").and_then(|t| s.bridge.tenant(t)) {
+        Some(t) => t,
+        None => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "No such tenant.",
+                Some(&session),
+            )
+        }
+    };
+    let (status, found) = match explain::user(&s.bridge.store, &tenant, query, live).await {
+        Ok(e) => (StatusCode::OK, Ok(e)),
+        Err(ExplainError::NotFound(what)) => (StatusCode::NOT_FOUND, Err(what)),
+        Err(ExplainError::Store(e)) => {
+            return unavailable(&session, "The store cannot be read", &e)
+        }
+    };
+    let body = html! {
+        (form)
+        @match &found {
+            Err(what) => p class="notice bad" { (what) },
+            Ok(e) => {
+                @if let Some(u) = &e.user {
+                    p { "SCIM user " strong { (u.id) } }
+                }
+                @if !e.removals.is_empty() { p class="notice warn" { (e.removals.len()) " partner account(s) being or having been removed." } }
+                pre { (serde_json::to_string_pretty(e).unwrap_or_default()) }
+            }
+        }
+    };
+    respond(
+        status,
+        layout("User", "/console/user", Some(&session), body),
     )
 }
