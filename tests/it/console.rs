@@ -826,3 +826,37 @@ async fn console_user_page_explains_a_user_and_says_when_there_is_none() {
     let (status, _) = b.get("/console/user?tenant=nope&q=eve@example.com").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn console_cookie_is_secure_when_the_public_url_is_https() {
+    use scim_bridge::config::Config;
+    use scim_bridge::http::{self, AppState};
+    let opts = options();
+    let h = Harness::start(options()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Behind a proxy that ends TLS: the bridge knows HTTPS from `public_base_url` only.
+    let config = Config {
+        listen: addr,
+        public_base_url: Some(url::Url::parse("https://scim.example.com").unwrap()),
+        tenants: vec![crate::support::tenant_config(&opts, &h.partner_base)],
+        admin: admin(),
+        ..Config::default()
+    };
+    let state = AppState::from_config(&config)
+        .unwrap()
+        .with_bridge(h.bridge.clone());
+    let server = tokio::spawn(async move {
+        let _ = http::run(listener, state, std::future::pending()).await;
+    });
+    let res = client()
+        .post(format!("http://{addr}/console/sign-in"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let set = res.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(set.split(';').any(|a| a.trim() == "Secure"), "{set}");
+    server.abort();
+}
