@@ -16,6 +16,8 @@ mod explain;
 mod migrate;
 /// `reconcile`: compare every partner site with the store, and repair with `--apply`.
 mod reconcile;
+/// `retry`: failing and parked outbox items made due now.
+mod retry;
 /// The sandbox `serve` starts without configuration or with `--sandbox`.
 mod sandbox;
 /// `serve`: the SCIM API, its workers and the shutdown on a signal.
@@ -138,6 +140,9 @@ pub enum Command {
     /// Add one user, with groups, to every site of a tenant (the vendor's multi-site script).
     /// Dry run unless --apply; a result line per site; exits 1 if any site failed.
     AddUser(admin::AddUserArgs),
+    /// Make the failing and parked outbox items (of a tenant, site or user) due now instead
+    /// of at their backoff time; prints how many. Items a worker holds are left alone.
+    Retry(retry::RetryArgs),
     /// Ask a running bridge's /readyz (for a container HEALTHCHECK): print one line, exit 0
     /// when it answers 200, 1 otherwise.
     Healthcheck(health::HealthcheckArgs),
@@ -312,6 +317,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::DeleteCsv(args) => admin::delete_csv(cli.config, cli.log_format, args).await,
         Command::AddUser(args) => admin::add_user(cli.config, cli.log_format, args).await,
         Command::Healthcheck(args) => health::healthcheck(cli.config, args).await,
+        Command::Retry(args) => retry::retry(cli.config, cli.log_format, args).await,
     }
 }
 

@@ -210,6 +210,8 @@ pub struct Bridge {
     pub options: Arc<BridgeOptions>,
     /// Where the partner clients and reconciliations report (off unless `metrics_listen`).
     pub metrics: Metrics,
+    /// The last hour of partner calls per site (the console's chart).
+    pub calls: crate::partner::client::CallHistory,
     /// Striped locks serializing writes to one resource in this process (read-modify-write of
     /// its row); across replicas the row version catches the rest.
     locks: Arc<Vec<tokio::sync::Mutex<()>>>,
@@ -233,6 +235,7 @@ impl Bridge {
         metrics: Metrics,
     ) -> Result<Bridge, String> {
         let mut tenants = HashMap::new();
+        let calls = crate::partner::client::CallHistory::default();
         for t in &config.tenants {
             tenants.insert(
                 t.name.clone(),
@@ -242,10 +245,9 @@ impl Bridge {
                     for site in &mut tenant.sites {
                         metrics.site_info(&t.name, &site.name, site.client.api().as_str());
                         metrics.partner_circuit(&t.name, &site.name, false);
-                        site.client = site
-                            .client
-                            .clone()
-                            .with_observer(metrics.partner_observer(&t.name));
+                        site.client = site.client.clone().with_observer(
+                            calls.observer(&t.name, metrics.partner_observer(&t.name)),
+                        );
                     }
                     tenant
                 }),
@@ -260,6 +262,7 @@ impl Bridge {
             engine,
             options,
             metrics,
+            calls,
             locks: Arc::new((0..1024).map(|_| tokio::sync::Mutex::new(())).collect()),
             writes: tokio_util::task::TaskTracker::new(),
         })

@@ -30,6 +30,12 @@ const FORWARDING_HEADERS: [&str; 3] = ["x-forwarded-for", "forwarded", "x-real-i
 /// Most peers remembered as warned about; past that, new peers are counted, not logged.
 const MAX_WARNED_PEERS: usize = 1024;
 
+/// Marks a request that came over the bridge's own HTTPS listener (`http.tls`). Behind a
+/// proxy that ends TLS the bridge knows HTTPS only from `public_base_url`, since
+/// `X-Forwarded-Proto` is never believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTls;
+
 /// The address a request came from, as far as the bridge can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);

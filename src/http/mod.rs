@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod extract;
@@ -308,6 +309,22 @@ fn routes(state: &AppState) -> Router {
             router = router.nest(
                 "/admin",
                 metrics::track(routes, m, "", "/admin", Endpoint::Admin),
+            );
+            // The web console: on the admin surface, behind the same tokens. Whether the
+            // public URL is https comes from `public_base_url` (each tenant's URL starts with it).
+            let https_base = state
+                .tenants
+                .first()
+                .is_some_and(|t| t.base_url.starts_with("https://"));
+            let console = console::routes(
+                state.admin_tokens.clone(),
+                state.guard.clone(),
+                bridge.clone(),
+                https_base,
+            );
+            router = router.nest(
+                "/console",
+                metrics::track(console, m, "", "/console", Endpoint::Admin),
             );
         }
     }

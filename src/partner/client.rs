@@ -15,6 +15,7 @@
 
 mod calls;
 mod circuit;
+mod history;
 mod limiter;
 mod links;
 mod rbac_calls;
@@ -37,6 +38,7 @@ use tracing::Instrument;
 use url::Url;
 
 pub use self::circuit::{Admission, Circuit, Outcome};
+pub use self::history::{CallHistory, MinuteCalls};
 pub use self::limiter::{Limiter, Saturated};
 pub use self::links::{Link, LinkFuture, LinkKind, MemoryLinks, SiteLinks};
 pub use self::rbac_calls::{NewRole, NewUserV2, UserUpdateV2};

@@ -40,6 +40,7 @@ mod links;
 mod liveness;
 mod locks;
 mod outbox;
+mod outbox_retry;
 mod outbox_view;
 mod types;
 mod users;
@@ -52,6 +53,7 @@ pub use links::PartnerLink;
 pub use liveness::WorkerLock;
 pub use locks::{group_name_key, group_names_key, user_email_key, user_name_key};
 pub use outbox::Quiet;
+pub use outbox_retry::RetryFilter;
 pub use outbox_view::{OutboxFailure, OutboxHealth, OutboxSiteStats, PendingDeletions};
 pub use types::{
     audit_entry_json, AuditEntry, AuditQuery, GroupRow, IndexTerm, MembershipChange, OutboxAges,

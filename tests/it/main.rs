@@ -8,6 +8,7 @@ mod bench;
 mod bridge_smoke;
 mod cli;
 mod connections;
+mod console;
 mod crash;
 mod credentials;
 mod deploy;

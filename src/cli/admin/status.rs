@@ -34,12 +34,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{human, load_quiet, rfc3339, StatusArgs, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK};
-use crate::bridge::reconcile::{outcome, AUDIT_OPERATION, AUDIT_RESOURCE_TYPE};
+use crate::bridge::reconcile::outcome;
 use crate::config::LogFormat;
-use crate::store::{AuditEntry, AuditQuery, OutboxFailure, OutboxHealth, Store, StoreError};
+use crate::store::{AuditEntry, OutboxFailure, OutboxHealth, Store, StoreError};
 
-/// Audit entries read per site to find its last reconcile.
-const RECONCILE_LOOKBACK: u32 = 50;
 /// How long a deletion may stay pending before `status` fails, when
 /// `bridge.outbox_stuck_after_s` is 0.
 const PENDING_DELETION_LIMIT: std::time::Duration = std::time::Duration::from_secs(900);
@@ -509,25 +507,11 @@ async fn last_reconcile(
     site: &str,
     now: i64,
 ) -> Result<Option<LastReconcile>, StoreError> {
-    // `resource` matches the resource id (the site) or the type; user and group ids are UUIDs,
-    // so the entries of this site are all that comes back, newest first.
-    let entries = store
-        .search_audit(&AuditQuery {
-            tenant: Some(tenant.to_owned()),
-            since_ms: None,
-            resource: Some(site.to_owned()),
-            resource_type: Some(AUDIT_RESOURCE_TYPE.to_owned()),
-            limit: RECONCILE_LOOKBACK,
-        })
-        .await?;
-    Ok(entries
-        .into_iter()
-        .find(|e| {
-            e.operation == AUDIT_OPERATION
-                && e.resource_type == AUDIT_RESOURCE_TYPE
-                && e.resource_id.as_deref() == Some(site)
-        })
-        .map(|e| reconcile_of(e, now)))
+    Ok(
+        crate::bridge::operator::last_reconcile_in(store, tenant, site)
+            .await?
+            .map(|e| reconcile_of(e, now)),
+    )
 }
 
 fn reconcile_of(e: AuditEntry, now: i64) -> LastReconcile {

@@ -46,7 +46,7 @@ pub(super) async fn connection(
     };
     let clocks = shared.clocks;
     let dropped = match transport {
-        Transport::Plain => serve_http(stream, peer, &conn, clocks, app, stop).await,
+        Transport::Plain => serve_http(stream, peer, false, &conn, clocks, app, stop).await,
         Transport::Tls { config, .. } => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.borrow().clone());
             let handshake = tokio::select! {
@@ -63,7 +63,7 @@ pub(super) async fn connection(
                 }
                 Ok(Ok(tls)) => {
                     conn.handshake_done();
-                    serve_http(tls, peer, &conn, clocks, app, stop).await
+                    serve_http(tls, peer, true, &conn, clocks, app, stop).await
                 }
             }
         }
@@ -87,6 +87,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 async fn serve_http<IO>(
     io: IO,
     peer: SocketAddr,
+    over_tls: bool,
     conn: &Arc<Conn>,
     clocks: Clocks,
     app: Router,
@@ -101,6 +102,10 @@ where
             let in_flight = conn.begin_request();
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(Hold(conn.clone()));
+            if over_tls {
+                // The console marks its cookie `Secure` on HTTPS.
+                req.extensions_mut().insert(crate::http::forwarded::OverTls);
+            }
             let app = app.clone();
             async move {
                 let Some(in_flight) = in_flight else {
