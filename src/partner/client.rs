@@ -204,10 +204,10 @@ pub struct CallEvent<'a> {
 pub trait CallObserver: Send + Sync {
     fn observe(&self, event: &CallEvent<'_>);
     /// The site's API key was found accepted (`true`) or refused (`false`): called when what
-    /// the client knows of it changes.
-    fn credentials(&self, _site: &str, _accepted: bool) {}
-    /// Whether the site's circuit is open, after each call.
-    fn circuit(&self, _site: &str, _open: bool) {}
+    /// the client knows of it changes. No default: a wrapping observer must pass it on.
+    fn credentials(&self, site: &str, accepted: bool);
+    /// Whether the site's circuit is open, after each call. No default, as `credentials`.
+    fn circuit(&self, site: &str, open: bool);
 }
 
 /// What a client knows of its site's API key, from the partner's answers.
@@ -259,6 +259,8 @@ pub struct NoopObserver;
 
 impl CallObserver for NoopObserver {
     fn observe(&self, _event: &CallEvent<'_>) {}
+    fn credentials(&self, _site: &str, _accepted: bool) {}
+    fn circuit(&self, _site: &str, _open: bool) {}
 }
 
 /// The client of one partner site. Clones share the connection pool, limits and circuit.

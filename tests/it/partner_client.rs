@@ -62,6 +62,10 @@ impl CallObserver for RecordingObserver {
             .unwrap()
             .push((e.attempt, e.status, e.outcome));
     }
+
+    fn credentials(&self, _site: &str, _accepted: bool) {}
+
+    fn circuit(&self, _site: &str, _open: bool) {}
 }
 
 /// Fast options: short backoff, no local rate limit, a 2 s attempt timeout.

@@ -113,6 +113,14 @@ impl CallObserver for HistoryObserver {
             .record(&self.tenant, event.site, crate::clock::now_ms(), failed);
         self.inner.observe(event);
     }
+
+    fn credentials(&self, site: &str, accepted: bool) {
+        self.inner.credentials(site, accepted);
+    }
+
+    fn circuit(&self, site: &str, open: bool) {
+        self.inner.circuit(site, open);
+    }
 }
 
 #[cfg(test)]
