@@ -194,7 +194,7 @@ async fn refuse_while_deleting(
 ) -> BridgeResult<()> {
     if bridge
         .store
-        .email_tombstoned(tenant.name(), email, except_id)
+        .email_tombstoned(tenant.name(), email, except_id, &tenant.site_names())
         .await?
     {
         return Err(BridgeError::in_progress(format!(
@@ -419,6 +419,17 @@ pub async fn delete(
         Err(e) => return Err(e.into()),
     };
     if let Some(e) = bridge.blocked_error(&marks) {
+        // The sites that answer take the removal now (claimed and worked in the background),
+        // not after the engine's quiet window: a leaver loses access there at once.
+        let open: Vec<crate::store::OutboxMark> = marks
+            .iter()
+            .filter(|m| bridge.engine.blocked(m).is_none())
+            .cloned()
+            .collect();
+        bridge
+            .engine
+            .settle(&open, std::time::Duration::ZERO)
+            .await?;
         return Err(e);
     }
     let left = bridge
@@ -501,7 +512,7 @@ async fn importable(bridge: &Bridge, tenant: &Tenant, email: &str) -> BridgeResu
     // removal).
     Ok(!bridge
         .store
-        .email_tombstoned(tenant.name(), email, None)
+        .email_tombstoned(tenant.name(), email, None, &tenant.site_names())
         .await?)
 }
 

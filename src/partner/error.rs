@@ -133,18 +133,15 @@ impl PartnerError {
 }
 
 /// Whether an HTTP `status` answered to `call` refuses the site's API key: a 401 always; a 403
-/// too, except to a group or role rename or delete, where it refuses the change (a built-in
-/// group or role) and says nothing of the key.
+/// only to a read. A 403 to a write may refuse that one change (a built-in group or role, the
+/// account that owns the key, a seat limit) and says nothing sure of the key: taking it as a
+/// refused key would park every row of the site, leavers' removals included, over one bad
+/// row. That row fails as any error does (retried, reported as failing), and a key refused in
+/// earnest is found by the next read or credential check.
 pub fn status_refuses_key(status: u16, call: CallKind) -> bool {
     match status {
         401 => true,
-        403 => !matches!(
-            call,
-            CallKind::UpdateGroup
-                | CallKind::DeleteGroup
-                | CallKind::UpdateRole
-                | CallKind::DeleteRole
-        ),
+        403 => !call.is_write(),
         _ => false,
     }
 }
@@ -221,10 +218,14 @@ mod tests {
     }
 
     #[test]
-    fn a_401_always_refuses_the_key_and_a_403_only_outside_group_changes() {
+    fn a_401_always_refuses_the_key_and_a_403_only_to_a_read() {
         assert!(status_refuses_key(401, CallKind::UpdateGroup));
+        assert!(status_refuses_key(401, CallKind::DeleteUser));
         assert!(status_refuses_key(403, CallKind::GetUser));
-        assert!(status_refuses_key(403, CallKind::UpdateUser));
+        assert!(status_refuses_key(403, CallKind::ListRoles));
+        assert!(!status_refuses_key(403, CallKind::UpdateUser));
+        assert!(!status_refuses_key(403, CallKind::DeleteUser));
+        assert!(!status_refuses_key(403, CallKind::CreateUserV2));
         assert!(!status_refuses_key(403, CallKind::DeleteGroup));
         assert!(!status_refuses_key(403, CallKind::UpdateRole));
         assert!(!status_refuses_key(404, CallKind::GetUser));

@@ -19,7 +19,8 @@ pub struct SiteCredentials {
 
 impl Store {
     /// Records that the partner accepted (`refused == false`) or refused the site's key at
-    /// `at_ms`; `since_ms` moves only when the state changes.
+    /// `at_ms`; `since_ms` moves only when the state changes. An answer older than the one
+    /// recorded (a worker's late write, another replica's) changes nothing.
     pub async fn record_site_credentials(
         &self,
         tenant: &str,
@@ -37,8 +38,8 @@ impl Store {
                      since_ms = CASE WHEN site_credentials.state = excluded.state \
                          THEN site_credentials.since_ms ELSE excluded.since_ms END, \
                      state = excluded.state, \
-                     checked_ms = CASE WHEN excluded.checked_ms > site_credentials.checked_ms \
-                         THEN excluded.checked_ms ELSE site_credentials.checked_ms END",
+                     checked_ms = excluded.checked_ms \
+                     WHERE excluded.checked_ms >= site_credentials.checked_ms",
                 )
                 .bind(tenant)
                 .bind(site)

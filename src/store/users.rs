@@ -456,31 +456,36 @@ impl Store {
     /// Whether a removal of the partner account `email` is still being carried out (a pending
     /// tombstone of another user than `except_id` holds it): a user taking that email must wait
     /// for it, or its convergence would race the removal at the partner. A removal left only
-    /// at sites no process serves (parked rows, e.g. a site taken out of the configuration)
-    /// does not hold the email: nothing is carrying it out, and it would hold it for ever.
+    /// at sites no process serves (rows parked at a site not in `served`, e.g. one taken out
+    /// of the configuration) does not hold the email: nothing is carrying it out, and it would
+    /// hold it for ever. A row parked at a served site (its API key refused: it resumes once
+    /// the key is accepted) still holds it.
     pub async fn email_tombstoned(
         &self,
         tenant: &str,
         email: &str,
         except_id: Option<&str>,
+        served: &[String],
     ) -> Result<bool, StoreError> {
         let email_lc = &lc(email);
         let except = except_id.unwrap_or_default();
         retrying(move || async move {
-            let n: i64 = with_pool!(self, pool => {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM user_tombstones t WHERE tenant = $1 \
-                     AND partner_email_lc = $2 AND converged_ms IS NULL AND id <> $3 \
-                     AND EXISTS (SELECT 1 FROM outbox o WHERE o.tenant = t.tenant \
-                       AND o.user_id = t.id AND o.parked_ms IS NULL)",
+            let rows: Vec<(String, Option<i64>)> = with_pool!(self, pool => {
+                sqlx::query_as(
+                    "SELECT o.site, o.parked_ms FROM user_tombstones t \
+                     JOIN outbox o ON o.tenant = t.tenant AND o.user_id = t.id \
+                     WHERE t.tenant = $1 AND t.partner_email_lc = $2 \
+                     AND t.converged_ms IS NULL AND t.id <> $3",
                 )
                 .bind(tenant)
                 .bind(email_lc.as_str())
                 .bind(except)
-                .fetch_one(pool)
+                .fetch_all(pool)
                 .await
             })?;
-            Ok(n > 0)
+            Ok(rows
+                .iter()
+                .any(|(site, parked)| parked.is_none() || served.iter().any(|s| s == site)))
         })
         .await
     }

@@ -348,6 +348,65 @@ async fn a_write_to_a_site_whose_key_is_refused_answers_503_at_once_and_is_appli
         "the parked membership was not carried out after the fix"
     );
     h.settle(Duration::from_secs(10)).await;
+    // The leaver answered 503 is removed too: nothing acknowledged or stored is lost.
+    assert!(
+        partner_user_of(&h.emulator, "acme", "leaver@example.com").is_none(),
+        "the leaver kept access after the key was fixed"
+    );
+}
+
+/// A 403 to one write (a change the partner refuses for that user: the key's owner, a seat
+/// limit) is not a refused key: the site's other work goes on, and nothing is parked.
+#[tokio::test]
+async fn a_403_to_one_write_does_not_park_the_sites_work() {
+    use scim_bridge::partner::emulator::faults::{FaultAction, Faults, ScriptedFault};
+    use scim_bridge::partner::CallKind;
+    let (h, _cli) = start(Options::default()).await;
+    let stuck = create_user(&h, "stuck@example.com", "Stu", "Ck").await;
+    h.settle(Duration::from_secs(10)).await;
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            script: vec![ScriptedFault {
+                call: Some(crate::support::kind_at(
+                    &h.emulator,
+                    "acme",
+                    CallKind::UpdateUser,
+                )),
+                count: 1000,
+                action: FaultAction::Status {
+                    status: 403,
+                    retry_after_secs: None,
+                },
+            }],
+            ..Faults::default()
+        },
+    );
+    let group = create_group(&h, "Analysts", &[]).await;
+    let (status, _, body, _) = add_member(&h, &group, &stuck).await;
+    assert!(status.is_success() || status.is_server_error(), "{body}");
+    // Another user's create goes through: the key is not taken as refused.
+    create_user(&h, "joiner@example.com", "Jo", "Iner").await;
+    let joined = until(Duration::from_secs(10), || {
+        partner_user_of(&h.emulator, "acme", "joiner@example.com").is_some()
+    })
+    .await;
+    assert!(joined, "the site's other work stopped after one 403");
+    let client = h
+        .bridge
+        .tenant("acme")
+        .unwrap()
+        .site("acme")
+        .unwrap()
+        .client
+        .clone();
+    assert!(!client.key_refused());
+    let (_, ready) = readyz(&h).await;
+    assert!(
+        !ready.to_string().contains("credentials\":\"refused"),
+        "{ready}"
+    );
+    h.emulator.set_faults("acme", Faults::default());
 }
 
 /// The SCIM id of `leaver@example.com`, created before the key was refused.

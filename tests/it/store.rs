@@ -1879,3 +1879,43 @@ async fn store_role_links_count_while_a_group_carries_the_name_and_go_with_it() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn store_site_credentials_keep_the_newest_answer_and_the_time_it_began() {
+    for_each_backend(|store| async move {
+        store
+            .record_site_credentials("a", "s1", true, 1_000)
+            .await
+            .unwrap();
+        store
+            .record_site_credentials("a", "s1", true, 2_000)
+            .await
+            .unwrap();
+        store
+            .record_site_credentials("a", "s1", false, 3_000)
+            .await
+            .unwrap();
+        // A late "refused" from a worker whose call ended before the check: ignored.
+        store
+            .record_site_credentials("a", "s1", true, 2_500)
+            .await
+            .unwrap();
+        let all = store.site_credentials(Some("a")).await.unwrap();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(
+            (all[0].state.as_str(), all[0].checked_ms, all[0].since_ms),
+            ("ok", 3_000, 3_000),
+            "{all:?}"
+        );
+        store
+            .record_site_credentials("a", "s1", false, 4_000)
+            .await
+            .unwrap();
+        let all = store.site_credentials(Some("a")).await.unwrap();
+        assert_eq!(
+            (all[0].state.as_str(), all[0].checked_ms, all[0].since_ms),
+            ("ok", 4_000, 3_000)
+        );
+    })
+    .await;
+}
