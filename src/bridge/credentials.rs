@@ -69,7 +69,7 @@ impl Bridge {
             tracing::error!(
                 tenant = %t,
                 site = %s,
-                "credential check: the partner REFUSED the site's API key; every change for this site is parked until it is fixed (api_key / api_key_file of the site, then reload or restart)"
+                "credential check: the partner REFUSED the site's API key; every change for this site is parked until it is fixed (api_key / api_key_file of the site, then restart)"
             );
         }
         if let Err(e) = self.store.record_site_credentials(t, s, refused, now).await {

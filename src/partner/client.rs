@@ -443,7 +443,7 @@ impl PartnerClient {
         match state {
             KeyState::Refused => tracing::error!(
                 site = %self.inner.site,
-                "the partner refused the site's API key: its work is parked until the key is fixed (configuration reload or restart) or a credential check passes"
+                "the partner refused the site's API key: its work is parked until the key is fixed (and the bridge restarted) or a credential check passes"
             ),
             KeyState::Accepted => {
                 tracing::info!(site = %self.inner.site, "the partner accepts the site's API key")

@@ -398,7 +398,7 @@ impl Findings {
         if let Some(c) = refused {
             self.problems.push(format!(
                 "tenant {} site {}: the partner REFUSES the site's API key (since {}, last \
-                 found {} ago): fix the site's api_key / api_key_file and reload or restart \
+                 found {} ago): fix the site's api_key / api_key_file and restart \
                  `scim-bridge serve` (`scim-bridge check-config --online` checks the key \
                  now); its parked work then resumes by itself",
                 t.tenant,
