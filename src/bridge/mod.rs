@@ -42,6 +42,8 @@ use crate::scim::ScimError;
 use crate::store::{Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 
+/// What the partner told of a site's API key (the console shows it).
+pub use crate::partner::client::KeyState;
 pub use engine::Engine;
 
 pub use crate::config::BridgeOptions;

@@ -218,7 +218,7 @@ pub enum KeyState {
     /// The partner answered a call past its authentication (2xx, or a 4xx that is not about
     /// the key).
     Accepted,
-    /// The partner refused the key (401; 403 outside group changes): calls are pointless
+    /// The partner refused the key (401, or 403 to a read): calls are pointless
     /// until the key changes (a new client) or a credential check passes.
     Refused,
 }

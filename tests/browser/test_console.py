@@ -226,8 +226,10 @@ def test_console(binary):
         shot(driver, "09-failing-cleared")
 
         # Why Ada has access now: the user page (explain).
-        driver.get(sandbox.root + "/console/user?tenant=sandbox&q=ada@example.com")
+        driver.get(sandbox.root + "/console/user?tenant=sandbox&q=ada@example.com&live=true")
         assert user["id"] in driver.page_source and "Analysts" in driver.page_source
+        # Read live after the repair: the site holds what it should.
+        assert "none: the site is in line" in driver.page_source, driver.page_source
         shot(driver, "10-user")
 
         driver.get(sandbox.root + "/console/audit?resource=Site")

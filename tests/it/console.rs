@@ -438,6 +438,18 @@ async fn console_retry_now_makes_a_failing_item_due_and_csrf_guards_it() {
     assert!(page.contains("attention"), "{page}");
     assert!(page.contains("<svg class=\"chart\""), "{page}");
     assert!(page.contains("failed, in the last hour"), "{page}");
+    assert!(page.contains("API key"), "{page}");
+    // The action is in the audit log, under the console and the token's name.
+    let entries = h.bridge.store.audit_entries("acme", 50).await.unwrap();
+    let retry = entries
+        .iter()
+        .find(|e| e.operation == "RETRY")
+        .unwrap_or_else(|| panic!("no RETRY entry: {entries:?}"));
+    assert_eq!(retry.credential, "console:ops");
+    assert!(
+        retry.detail.as_deref().unwrap().contains("\"made_due\":1"),
+        "{retry:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,7 +517,7 @@ async fn console_dry_run_shows_the_drift_and_apply_repairs_it_after_confirmation
     assert_eq!(h.partner_groups("acme", "drift@example.com"), ["Analysts"]);
     // Both runs are in the audit log under the console's name, and the overview shows the last.
     let (_, page) = b
-        .get("/console/audit?resource=Site&credential=console")
+        .get("/console/audit?resource=Site&credential=console:ops")
         .await;
     assert!(page.contains("2 entries"), "{page}");
     assert!(page.contains("RECONCILE"));

@@ -15,6 +15,7 @@
 //! secret: credentials appear by their configured names only.
 
 mod chart;
+mod explain_view;
 mod pages;
 pub mod session;
 

@@ -14,6 +14,7 @@ use super::session::Session;
 use super::{action, html as respond, see_other, signed_in, ConsoleState};
 use crate::bridge::operator::{AuditQuery, RetryFilter};
 use crate::bridge::reconcile::{self, outcome, SiteReport};
+use crate::bridge::KeyState;
 use crate::bridge::Tenant;
 
 /// Audit entries per page.
@@ -22,8 +23,11 @@ const AUDIT_PAGE: usize = 50;
 const AUDIT_SCAN: u32 = 10_000;
 /// Most failing items listed.
 const FAILING_LIMIT: u32 = 500;
-/// The credential name reconcile runs from the console are recorded under.
-const CONSOLE_CREDENTIAL: &str = "console";
+/// What the console's actions are recorded under in the audit log: `console:<admin token
+/// name>`, so the log says both where an action came from and whose token signed in.
+fn console_credential(session: &Session) -> String {
+    format!("console:{}", session.credential)
+}
 
 /// The frame of every page: the navigation (with sign-out) when signed in.
 fn layout(title: &str, here: &str, session: Option<&Session>, body: Markup) -> Markup {
@@ -153,6 +157,11 @@ fn tenants_sorted(s: &ConsoleState) -> Vec<std::sync::Arc<Tenant>> {
     t
 }
 
+/// `text` for a URL query value.
+fn enc(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 /// What the last reconcile's status means.
 fn reconcile_result(status: u16) -> (&'static str, &'static str) {
     match status {
@@ -206,7 +215,7 @@ pub(super) async fn overview(
         }
         table {
             thead { tr {
-                th { "Tenant" } th { "Site" } th { "Health" } th { "Circuit" }
+                th { "Tenant" } th { "Site" } th { "Health" } th { "API key" } th { "Circuit" }
                 th { "Outbox depth" } th { "Failing" } th { "Parked" }
                 th { "Last reconcile" } th { "Partner calls, last hour" }
             } }
@@ -214,17 +223,23 @@ pub(super) async fn overview(
                 @for (tenant, site, st, last, calls) in &rows {
                     @let failing = st.as_ref().map_or(0, |x| x.failing);
                     @let open = site.client.circuit_open();
+                    @let key = site.client.key_state();
                     @let drift = last.as_ref().is_some_and(|e| !matches!(e.status, outcome::IN_SYNC | outcome::REPAIRED));
                     @let total: u32 = calls.iter().map(|m| m.calls).sum();
                     @let errors: u32 = calls.iter().map(|m| m.errors).sum();
                     tr {
                         td { (tenant.name()) }
                         td { (site.name) " " span class="muted" { "(" (site.client.api().as_str()) ")" } }
-                        td { @if open || failing > 0 || drift { span class="bad" { "attention" } } @else { span class="ok" { "healthy" } } }
+                        td { @if open || failing > 0 || drift || key == KeyState::Refused { span class="bad" { "attention" } } @else { span class="ok" { "healthy" } } }
+                        td { @match key {
+                            KeyState::Accepted => span class="ok" { "accepted" },
+                            KeyState::Refused => span class="bad" { "REFUSED: fix api_key, restart" },
+                            KeyState::Unknown => span class="muted" { "not checked yet" },
+                        } }
                         td { @if open { span class="bad" { "open" } } @else { span class="ok" { "closed" } } }
                         td class="num" { (st.as_ref().map_or(0, |x| x.depth)) }
                         td class="num" {
-                            @if failing > 0 { a href={"/console/failing?tenant=" (tenant.name()) "&site=" (site.name)} { span class="bad" { (failing) } } }
+                            @if failing > 0 { a href={"/console/failing?tenant=" (enc(tenant.name())) "&site=" (enc(&site.name))} { span class="bad" { (failing) } } }
                             @else { "0" }
                         }
                         td class="num" { (st.as_ref().map_or(0, |x| x.parked)) }
@@ -371,6 +386,27 @@ pub(super) async fn retry(
     match s.bridge.retry_failing(&filter).await {
         Ok(n) => {
             tracing::info!(credential = %session.credential, tenant = t.name(), count = n, "console: retry now");
+            s.bridge
+                .record_audit(&crate::bridge::operator::AuditEntry {
+                    at_ms: crate::bridge::now_ms(),
+                    tenant: t.name().to_owned(),
+                    credential: console_credential(&session),
+                    client: "console".into(),
+                    request_id: String::new(),
+                    operation: "RETRY".into(),
+                    resource_type: "Outbox".into(),
+                    resource_id: filter.user.clone().or_else(|| filter.site.clone()),
+                    status: 200,
+                    detail: Some(
+                        serde_json::json!({
+                            "site": filter.site,
+                            "user": filter.user,
+                            "made_due": n,
+                        })
+                        .to_string(),
+                    ),
+                })
+                .await;
             see_other(&format!("/console/failing?retried={n}"))
         }
         Err(e) => unavailable(&session, "The store cannot be written", &e),
@@ -477,10 +513,11 @@ pub(super) async fn reconcile_dry_run(
         Ok(t) => t,
         Err(res) => return *res,
     };
-    let reports = match reconcile::run(&s.bridge, &tenant, false, CONSOLE_CREDENTIAL).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(&session, "The reconcile run failed", &e),
-    };
+    let reports =
+        match reconcile::run(&s.bridge, &tenant, false, &console_credential(&session)).await {
+            Ok(r) => r,
+            Err(e) => return unavailable(&session, "The reconcile run failed", &e),
+        };
     let in_sync = reports.iter().all(SiteReport::in_sync);
     let body = html! {
         p { "Dry run of tenant " strong { (tenant.name()) } ": nothing was changed." }
@@ -568,10 +605,11 @@ pub(super) async fn reconcile_apply(
             Some(&session),
         );
     }
-    let reports = match reconcile::run(&s.bridge, &tenant, true, CONSOLE_CREDENTIAL).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(&session, "The reconcile run failed", &e),
-    };
+    let reports =
+        match reconcile::run(&s.bridge, &tenant, true, &console_credential(&session)).await {
+            Ok(r) => r,
+            Err(e) => return unavailable(&session, "The reconcile run failed", &e),
+        };
     tracing::info!(credential = %session.credential, tenant = tenant.name(), "console: reconcile applied");
     let body = html! {
         p class="notice ok" { "Repair started for tenant " strong { (tenant.name()) } ": the membership engine converges the marked users now." }
@@ -767,13 +805,7 @@ pub(super) async fn user(
         (form)
         @match &found {
             Err(what) => p class="notice bad" { (what) },
-            Ok(e) => {
-                @if let Some(u) = &e.user {
-                    p { "SCIM user " strong { (u.id) } }
-                }
-                @if !e.removals.is_empty() { p class="notice warn" { (e.removals.len()) " partner account(s) being or having been removed." } }
-                pre { (serde_json::to_string_pretty(e).unwrap_or_default()) }
-            }
+            Ok(e) => (super::explain_view::user(e)),
         }
     };
     respond(
