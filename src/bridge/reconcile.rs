@@ -627,9 +627,12 @@ async fn record(
                 ReconcileError::Partner(_) => outcome::PARTNER_FAILED,
                 ReconcileError::Store(_) => outcome::STORE_FAILED,
             };
+            // A refused key is named, so `status` can tell the failure gone once the key is
+            // accepted again, and only that one.
+            let refused_key = matches!(&e, ReconcileError::Partner(p) if p.refuses_key());
             (
                 status,
-                serde_json::json!({ "apply": apply, "error": e.to_string() }),
+                serde_json::json!({ "apply": apply, "error": e.to_string(), "refused_key": refused_key }),
             )
         }
     };

@@ -450,12 +450,17 @@ impl Findings {
             ));
         }
         if let Some(r) = s.last_reconcile.as_ref().filter(|r| !r.healthy()) {
-            // A key found accepted after a failed reconcile: the refusal was the likely
-            // cause and is gone; the next reconcile says whether anything is left.
+            // A reconcile that failed on the refused key, and the key found accepted since:
+            // the cause is gone; the next reconcile says whether anything is left. A failure
+            // of any other cause stays a problem.
+            let failed_on_key = r.result == "failed"
+                && r.detail
+                    .as_ref()
+                    .is_some_and(|d| d["refused_key"] == serde_json::Value::Bool(true));
             let key_fixed_since = s
                 .credentials
                 .as_ref()
-                .filter(|c| c.state == "ok" && c.since_ms > r.at_ms && r.result == "failed");
+                .filter(|c| failed_on_key && c.state == "ok" && c.since_ms > r.at_ms);
             let line = format!(
                 "tenant {} site {}: the last reconcile {}{}",
                 t.tenant,
