@@ -278,12 +278,30 @@ pub async fn user(
             tenant.name()
         )));
     }
+    if row.is_none() {
+        // A deleted user found by one email: its other accounts (former emails) still being
+        // removed belong to the explanation too.
+        let ids: Vec<String> = removals.iter().map(|t| t.id.clone()).collect();
+        for id in ids {
+            for t in store.tombstones_matching(tenant.name(), &id).await? {
+                if !removals.contains(&t) {
+                    removals.push(t);
+                }
+            }
+        }
+    }
+    // Pending removals first (the deleted user's own account first), then done ones.
+    removals.sort_by_key(|t| (t.converged_ms.is_some(), t.kind != "deleted", -t.deleted_ms));
     // The user whose history and outbox rows are shown: the live one, else the deleted one.
     let user_id = match (&row, removals.first()) {
         (Some(u), _) => u.id.clone(),
         (None, Some(t)) => t.id.clone(),
         (None, None) => unreachable!("checked above"),
     };
+    // Only that user's removals (an email may have been several deleted users').
+    if row.is_none() {
+        removals.retain(|t| t.id == user_id);
+    }
     let groups = match &row {
         Some(u) => store.groups_of_user(tenant.name(), &u.id).await?,
         None => Vec::new(),
@@ -465,11 +483,9 @@ async fn user_at_site(
     let mut wanted: Vec<String> = Vec::new();
     let email = match user {
         None => {
-            // The deleted user's account: the one still being removed, else the last.
-            let t = removals
-                .iter()
-                .find(|t| t.converged_ms.is_none())
-                .or(removals.first());
+            // The deleted user's account: the one still being removed, else the last (the
+            // removals come sorted so).
+            let t = removals.first();
             if let Some(t) = t {
                 let (account, rule) = removal_rule(store, tenant, &t.partner_email).await?;
                 desired.account = account.into();
@@ -535,22 +551,27 @@ async fn user_at_site(
             Some(email)
         }
     };
-    // Former emails of a live user whose accounts are still being removed.
-    if let Some(u) = user {
-        for t in removals
-            .iter()
-            .filter(|t| t.id == u.id && t.converged_ms.is_none())
-            .filter(|t| !t.partner_email.eq_ignore_ascii_case(&u.partner_email))
-        {
-            let (_, rule) = removal_rule(store, tenant, &t.partner_email).await?;
-            let what = if t.kind == "claimed" {
-                "an email change in flight is taking it; if the change never ends"
-            } else {
-                "a former email"
-            };
-            desired
-                .removals
-                .push(format!("{} ({what}): {rule}", t.partner_email));
+    // Other accounts of the user still being removed (former emails), each with what happens
+    // to it; `live` reads each one that must go.
+    let mut other_removals = Vec::new();
+    for t in removals.iter().filter(|t| {
+        t.converged_ms.is_none()
+            && email
+                .as_deref()
+                .is_none_or(|e| !t.partner_email.eq_ignore_ascii_case(e))
+            && user.is_none_or(|u| t.id == u.id)
+    }) {
+        let (account, rule) = removal_rule(store, tenant, &t.partner_email).await?;
+        let what = match t.kind.as_str() {
+            "claimed" => "an email change in flight is taking it; if the change never ends",
+            "deleted" => "an account of the deleted user",
+            _ => "a former email",
+        };
+        desired
+            .removals
+            .push(format!("{} ({what}): {rule}", t.partner_email));
+        if account == "absent" {
+            other_removals.push(t.partner_email.clone());
         }
     }
     // Groups with no partner effect here: the group every user holds, a privileged group the
@@ -623,6 +644,15 @@ async fn user_at_site(
             actual = Some(a);
             differences.extend(diffs);
         }
+        for former in &other_removals {
+            match site.client.get_user(former).await {
+                Ok(Some(_)) => differences.push(format!(
+                    "{former} (being removed) is still at the site (to be deleted)"
+                )),
+                Ok(None) => {}
+                Err(e) => differences.push(format!("cannot read {former} at the site: {e}")),
+            }
+        }
     }
     desired.groups = effective;
     let outbox = outbox_state(outbox, now_ms());
@@ -630,6 +660,11 @@ async fn user_at_site(
         differences.push(if outbox.state == "in line" {
             "nothing is queued for this user at this site: `scim-bridge reconcile --apply` (or \
              the periodic reconcile) repairs it"
+                .to_owned()
+        } else if outbox.state == "parked" {
+            "the user's outbox row is parked (see its last error): it runs again once the \
+             site's API key is accepted (fix it and restart, or the next credential check \
+             finds it fixed) or a process that serves the site takes it"
                 .to_owned()
         } else {
             format!(

@@ -198,7 +198,9 @@ async fn refuse_while_deleting(
         .await?
     {
         return Err(BridgeError::in_progress(format!(
-            "the deletion of the partner account '{email}' is still being carried out; retry later"
+            "the deletion of the partner account '{email}' is still being carried out (`scim-bridge \
+             explain {email}` shows where it waits: a failing site, or one whose API key is \
+             refused); retry later"
         )));
     }
     Ok(())
@@ -426,10 +428,10 @@ pub async fn delete(
             .filter(|m| bridge.engine.blocked(m).is_none())
             .cloned()
             .collect();
-        bridge
-            .engine
-            .settle(&open, std::time::Duration::ZERO)
-            .await?;
+        if let Err(store) = bridge.engine.settle(&open, std::time::Duration::ZERO).await {
+            // The marks are committed: the workers take them; the answer stays the 503.
+            tracing::warn!(user = %id, error = %store, "cannot claim the removal at the sites that answer; the workers take it");
+        }
         return Err(e);
     }
     let left = bridge

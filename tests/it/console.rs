@@ -438,7 +438,10 @@ async fn console_retry_now_makes_a_failing_item_due_and_csrf_guards_it() {
     assert!(page.contains("attention"), "{page}");
     assert!(page.contains("<svg class=\"chart\""), "{page}");
     assert!(page.contains("failed, in the last hour"), "{page}");
-    assert!(page.contains("API key"), "{page}");
+    assert!(
+        page.contains("API key") && page.contains(">accepted<"),
+        "{page}"
+    );
     // The action is in the audit log, under the console and the token's name.
     let entries = h.bridge.store.audit_entries("acme", 50).await.unwrap();
     let retry = entries

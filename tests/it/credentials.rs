@@ -384,7 +384,16 @@ async fn a_403_to_one_write_does_not_park_the_sites_work() {
     );
     let group = create_group(&h, "Analysts", &[]).await;
     let (status, _, body, _) = add_member(&h, &group, &stuck).await;
-    assert!(status.is_success() || status.is_server_error(), "{body}");
+    // The one site refused the change: the write is stored and the IdP hears it failed.
+    assert!(!status.is_client_error(), "{status} {body}");
+    let refused = until(Duration::from_secs(10), || {
+        h.emulator
+            .call_log()
+            .iter()
+            .any(|c| c.status == 403 && c.email.as_deref() == Some("stuck@example.com"))
+    })
+    .await;
+    assert!(refused, "the 403 fault never fired");
     // Another user's create goes through: the key is not taken as refused.
     create_user(&h, "joiner@example.com", "Jo", "Iner").await;
     let joined = until(Duration::from_secs(10), || {
@@ -401,6 +410,17 @@ async fn a_403_to_one_write_does_not_park_the_sites_work() {
         .client
         .clone();
     assert!(!client.key_refused());
+    // The refused row fails (reported, retried), it is not parked.
+    let failing = h
+        .bridge
+        .store
+        .outbox_failures(Some("acme"), 10)
+        .await
+        .unwrap();
+    assert!(
+        failing.iter().any(|f| f.user_id == stuck),
+        "the 403 row is not failing: {failing:?}"
+    );
     let (_, ready) = readyz(&h).await;
     assert!(
         !ready.to_string().contains("credentials\":\"refused"),
@@ -473,5 +493,51 @@ async fn a_write_to_a_site_whose_circuit_is_open_answers_503_at_once_and_lands_l
     assert!(
         landed,
         "the stored intent was not carried out after the circuit closed"
+    );
+}
+
+/// A leaver's DELETE while one of two sites refuses the key: 503 at once for that site, and
+/// the site that answers has the account removed at once, not after the key is fixed.
+#[tokio::test]
+async fn a_delete_with_one_site_refusing_its_key_removes_the_account_at_the_other_at_once() {
+    let (h, _cli) = start(Options {
+        sites: vec!["acme", "beta"],
+        ..Options::default()
+    })
+    .await;
+    let leaver = create_user(&h, "leaver@example.com", "Lee", "Ver").await;
+    h.settle(Duration::from_secs(10)).await;
+    assert!(partner_user_of(&h.emulator, "beta", "leaver@example.com").is_some());
+    assert!(h.emulator.set_site_key("acme", ROTATED_KEY));
+    let checks = h.bridge.check_credentials().await;
+    assert!(
+        checks.iter().any(|c| c.result == KeyCheck::Refused),
+        "{checks:?}"
+    );
+
+    let started = Instant::now();
+    let (status, body) = h.delete(&format!("/Users/{leaver}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let gone = until(Duration::from_secs(3), || {
+        partner_user_of(&h.emulator, "beta", "leaver@example.com").is_none()
+    })
+    .await;
+    assert!(gone, "the leaver kept access at the site that answers");
+    // The refusing site still has it, parked until the key is fixed; then it goes too.
+    assert!(partner_user_of(&h.emulator, "acme", "leaver@example.com").is_some());
+    assert!(h.emulator.set_site_key("acme", GOOD_KEY));
+    h.bridge.check_credentials().await;
+    let gone = until(Duration::from_secs(10), || {
+        partner_user_of(&h.emulator, "acme", "leaver@example.com").is_none()
+    })
+    .await;
+    assert!(
+        gone,
+        "the leaver kept access at the site whose key was fixed"
     );
 }

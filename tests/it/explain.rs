@@ -399,3 +399,79 @@ async fn a_protected_account_deactivated_under_remove_is_kept_without_groups_nev
     assert_eq!(acme["actual"]["present"], false, "{acme}");
     assert_eq!(acme["differences"], json!([]), "{acme}");
 }
+
+#[tokio::test]
+async fn a_deleted_users_former_email_still_being_removed_is_shown_and_read_live() {
+    if crate::support::under_roles() {
+        return; // `insert_user` seeds v1 sites only
+    }
+    let mut opts = options();
+    opts.bridge.retry_base_ms = 600_000;
+    opts.bridge.partner.max_attempts = 1;
+    let h = Harness::start(opts).await;
+    let id = create_user(&h, "old@example.com", "Ed", "Change").await;
+    h.settle(SETTLE).await;
+    // The removal of the former email's account keeps failing at the site.
+    h.emulator.set_faults(
+        "acme",
+        Faults {
+            script: vec![ScriptedFault {
+                call: Some(crate::support::kind_at(
+                    &h.emulator,
+                    "acme",
+                    CallKind::DeleteUser,
+                )),
+                count: 1000,
+                action: FaultAction::Status {
+                    status: 503,
+                    retry_after_secs: None,
+                },
+            }],
+            ..Faults::default()
+        },
+    );
+    let (status, body) = h
+        .patch(
+            &format!("/Users/{id}"),
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "path": "userName", "value": "new@example.com"}]}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    // An account under the former email is (still, or again) at the site.
+    let mut old = h.partner_user("acme", "new@example.com").unwrap();
+    old.email = "old@example.com".into();
+    assert!(h.emulator.insert_user("acme", old));
+    // The user is deleted while that removal still waits.
+    let (status, _) = h.delete(&format!("/Users/{id}")).await;
+    assert!(status.is_success() || status.is_server_error());
+
+    let (status, body) = explain(&h, "user=new@example.com&live=true").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["user"].is_null(), "{body}");
+    let emails: Vec<&str> = body["removals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["email"].as_str().unwrap())
+        .collect();
+    assert!(
+        emails.contains(&"new@example.com") && emails.contains(&"old@example.com"),
+        "{body}"
+    );
+    let acme = site(&body, "acme");
+    assert!(
+        acme["desired"]["removals"]
+            .to_string()
+            .contains("old@example.com"),
+        "{acme}"
+    );
+    // Not "in line": the former email's account is still there.
+    assert!(
+        acme["differences"]
+            .to_string()
+            .contains("old@example.com (being removed) is still at the site"),
+        "{acme}"
+    );
+    h.emulator.set_faults("acme", Faults::default());
+}

@@ -332,14 +332,16 @@ impl PartnerClient {
             Err(e) => CallOutcome::Failed(e.kind),
         };
         // What the answer tells of the key: refused, accepted (any other answer from past the
-        // partner's authentication), or nothing (no answer, 5xx, 429).
+        // partner's authentication), or nothing (no answer, 5xx, 429, and a 403 to a write,
+        // which may refuse that change or the key: it neither parks the site nor clears a
+        // refusal).
         match status {
             Some(s) if crate::partner::error::status_refuses_key(s, call) => {
                 self.note_key(KeyState::Refused)
             }
             Some(s)
                 if (200..300).contains(&s)
-                    || ((400..500).contains(&s) && !matches!(s, 408 | 425 | 429)) =>
+                    || ((400..500).contains(&s) && !matches!(s, 403 | 408 | 425 | 429)) =>
             {
                 self.note_key(KeyState::Accepted)
             }
