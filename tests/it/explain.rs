@@ -7,16 +7,21 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use scim_bridge::config::{AdminConfig, BearerTokenConfig, DeprovisionPolicy};
-use scim_bridge::partner::emulator::faults::{FaultAction, Faults, ScriptedFault};
+use scim_bridge::partner::emulator::faults::{FaultAction, Faults};
 use scim_bridge::partner::rbac::{PartnerRole, SiteApi};
 use scim_bridge::partner::CallKind;
 use scim_bridge::secret::Secret;
 use serde_json::{json, Value};
 
-use crate::support::{create_group, create_user, Harness, Options};
+use crate::support::{create_group, create_user, scripted, Harness, Options};
 
 const ADMIN_TOKEN: &str = "explain-admin-token-0123456789";
 const SETTLE: Duration = Duration::from_secs(10);
+/// The partner's answer to the calls a test makes fail.
+const UNAVAILABLE: FaultAction = FaultAction::Status {
+    status: 503,
+    retry_after_secs: None,
+};
 
 fn options() -> Options {
     Options {
@@ -145,18 +150,7 @@ async fn a_failing_change_shows_in_the_users_outbox_row_with_its_error() {
     h.emulator.set_faults(
         "acme",
         Faults {
-            script: vec![ScriptedFault {
-                call: Some(crate::support::kind_at(
-                    &h.emulator,
-                    "acme",
-                    CallKind::UpdateUser,
-                )),
-                count: 1000,
-                action: FaultAction::Status {
-                    status: 503,
-                    retry_after_secs: None,
-                },
-            }],
+            script: scripted(&h.emulator, "acme", CallKind::UpdateUser, 1000, UNAVAILABLE),
             ..Faults::default()
         },
     );
@@ -227,18 +221,7 @@ async fn an_inactive_user_under_strip_is_present_without_groups_and_live_names_t
     h.emulator.set_faults(
         "acme",
         Faults {
-            script: vec![ScriptedFault {
-                call: Some(crate::support::kind_at(
-                    &h.emulator,
-                    "acme",
-                    CallKind::UpdateUser,
-                )),
-                count: 1000,
-                action: FaultAction::Status {
-                    status: 503,
-                    retry_after_secs: None,
-                },
-            }],
+            script: scripted(&h.emulator, "acme", CallKind::UpdateUser, 1000, UNAVAILABLE),
             ..Faults::default()
         },
     );
@@ -415,18 +398,7 @@ async fn a_deleted_users_former_email_still_being_removed_is_shown_and_read_live
     h.emulator.set_faults(
         "acme",
         Faults {
-            script: vec![ScriptedFault {
-                call: Some(crate::support::kind_at(
-                    &h.emulator,
-                    "acme",
-                    CallKind::DeleteUser,
-                )),
-                count: 1000,
-                action: FaultAction::Status {
-                    status: 503,
-                    retry_after_secs: None,
-                },
-            }],
+            script: scripted(&h.emulator, "acme", CallKind::DeleteUser, 1000, UNAVAILABLE),
             ..Faults::default()
         },
     );
